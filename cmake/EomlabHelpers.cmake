@@ -1,0 +1,70 @@
+# Build helpers shared by every target of the project.
+
+# eomlab_warnings: an interface target carrying the project's warning flags (project code only).
+add_library(eomlab_warnings INTERFACE)
+target_compile_options(eomlab_warnings INTERFACE
+  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion>
+  # GCC 12 reports false maybe-uninitialized warnings inside its AVX-512 intrinsics when inlining Eigen.
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+
+# eomlab_optimization: -O3 (and -march=native when EOMLAB_NATIVE) for Release numerics.
+add_library(eomlab_optimization INTERFACE)
+target_compile_options(eomlab_optimization INTERFACE
+  $<$<CONFIG:Release>:-O3>
+  $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
+
+# eomlab_module(name SOURCES ... DEPENDS ...): one static library per module of src/.
+function(eomlab_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
+  add_library(eomlab_${name} STATIC ${ARG_SOURCES})
+  target_include_directories(eomlab_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_BINARY_DIR}/generated)
+  target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} PRIVATE eomlab_warnings eomlab_optimization)
+endfunction()
+
+# Command prefix that runs N MPI ranks here, as root and oversubscribed if need be.
+function(eomlab_mpi_prefix out np)
+  set(${out} ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --oversubscribe ${MPIEXEC_PREFLAGS} PARENT_SCOPE)
+endfunction()
+
+# eomlab_add_test(name SOURCES ... [DEPENDS ...] [MPI_NP n] [LABELS ...])
+# Builds a GoogleTest program and registers it with ctest; with MPI_NP it runs as `mpirun -np n`.
+function(eomlab_add_test name)
+  cmake_parse_arguments(ARG "" "MPI_NP" "SOURCES;DEPENDS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPENDS} GTest::gtest eomlab_warnings eomlab_optimization)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  if(ARG_MPI_NP)
+    eomlab_mpi_prefix(prefix ${ARG_MPI_NP})
+    add_test(NAME ${name} COMMAND ${prefix} $<TARGET_FILE:${name}>)
+    set_tests_properties(${name} PROPERTIES
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1"
+      PROCESSORS ${ARG_MPI_NP})
+    list(APPEND ARG_LABELS mpi)
+  else()
+    target_link_libraries(${name} PRIVATE GTest::gtest_main)
+    add_test(NAME ${name} COMMAND ${name})
+    list(APPEND ARG_LABELS unit)
+  endif()
+  set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+endfunction()
+
+# Generates generated/eomlab/version.hpp with the project version and the git commit of the source tree.
+function(eomlab_version_header)
+  set(EOMLAB_GIT_SHA "unknown")
+  find_package(Git QUIET)
+  if(GIT_FOUND)
+    execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse HEAD
+      WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE sha
+      OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
+    if(rc EQUAL 0)
+      set(EOMLAB_GIT_SHA ${sha})
+      execute_process(COMMAND ${GIT_EXECUTABLE} status --porcelain --untracked-files=no
+        WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE dirty ERROR_QUIET)
+      if(dirty)
+        set(EOMLAB_GIT_SHA "${sha}-dirty")
+      endif()
+    endif()
+  endif()
+  set(EOMLAB_COMPILER "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/version.hpp.in ${PROJECT_BINARY_DIR}/generated/eomlab/version.hpp @ONLY)
+endfunction()

@@ -1,0 +1,43 @@
+// eomlab: runs GD beside gradient flow and the EoM on a neural network and writes HDF5 results.
+#include <iostream>
+
+#include "cli/options.hpp"
+#include "core/error.hpp"
+#include "dist/comm.hpp"
+#include "eomlab/version.hpp"
+#include "study/study.hpp"
+
+int main(int argc, char** argv) {
+  using namespace eomlab;
+  dist::Environment mpi(argc, argv);
+  const dist::Comm world = dist::Comm::world();
+  const bool root = world.rank() == 0;
+  try {
+    const cli::Command cmd = cli::parse_command_line(argc, argv);
+    switch (cmd.action) {
+      case cli::Action::help:
+        if (root) std::cout << cmd.help_text;
+        return 0;
+      case cli::Action::version:
+        if (root) std::cout << "eomlab " << build::version << " (" << build::git_sha << ", " << build::compiler << ")\n";
+        return 0;
+      case cli::Action::print_config:
+        if (root) std::cout << cmd.config.resolved_text;
+        return 0;
+      case cli::Action::dry_run:
+        if (root) print_dry_run(cmd.config, world.size(), std::cout);
+        return 0;
+      case cli::Action::run:
+        return run_study(cmd.config, StudyOptions{cmd.overwrite}, world);
+    }
+  } catch (const InputError& e) {
+    // Validation is identical on every rank: all of them stop here, rank 0 says why.
+    if (root) std::cerr << "eomlab: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "eomlab: error on rank " << world.rank() << ": " << e.what() << std::endl;
+    if (world.size() > 1) dist::Environment::abort(1);
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,23 @@
+// The command line and the study config file (DESIGN.md §3.1-3.2): parsing and validation.
+// Only src/cli includes Boost.Program_options. Every mistake is an InputError whose message names
+// the key or file; parsing is deterministic so every MPI rank reaches the same verdict.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+
+namespace eomlab::cli {
+
+enum class Action { run, help, version, print_config, dry_run };
+
+struct Command {
+  Action action = Action::run;
+  StudyConfig config;
+  bool overwrite = false;
+  std::string help_text;
+};
+
+Command parse_command_line(int argc, const char* const argv[]);
+
+}  // namespace eomlab::cli

@@ -1,0 +1,56 @@
+#include "core/config.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace eomlab {
+namespace {
+
+std::string compact(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", x);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<RunSpec> expand_grid(const StudyConfig& config) {
+  std::vector<RunSpec> runs;
+  for (double lr : config.optimizer.lr)
+    for (std::uint64_t seed : config.seeds)
+      for (double wd : config.model.weight_decay) {
+        RunSpec r;
+        r.index = static_cast<int>(runs.size());
+        r.lr = lr;
+        r.seed = seed;
+        r.weight_decay = wd;
+        r.steps = config.optimizer.steps > 0 ? config.optimizer.steps
+                                             : std::lround(config.optimizer.horizon / lr);
+        r.run_id = "lr" + compact(lr) + "_seed" + std::to_string(seed) + "_wd" + compact(wd);
+        runs.push_back(r);
+      }
+  return runs;
+}
+
+const char* to_string(Activation a) {
+  switch (a) {
+    case Activation::tanh: return "tanh";
+    case Activation::softplus: return "softplus";
+    case Activation::gelu: return "gelu";
+    case Activation::relu: return "relu";
+  }
+  return "?";
+}
+
+const char* to_string(LossKind l) { return l == LossKind::cross_entropy ? "cross_entropy" : "mse"; }
+
+const char* to_string(Normalization n) {
+  switch (n) {
+    case Normalization::none: return "none";
+    case Normalization::layer: return "layer";
+    case Normalization::weight: return "weight";
+  }
+  return "?";
+}
+
+}  // namespace eomlab

@@ -1,0 +1,90 @@
+// A study's configuration after parsing and validation (cli/ builds it; everything else reads it).
+// Invariants: every list is non-empty, lr > 0, steps > 0, layers has at least two widths, and the
+// resolved INI text reproduces this configuration when parsed again.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/types.hpp"
+
+namespace eomlab {
+
+enum class Activation { tanh, softplus, gelu, relu };
+enum class LossKind { cross_entropy, mse };
+enum class Normalization { none, layer, weight };
+
+// A continuous trajectory: gf is order 0, eomP is order P (DESIGN.md §1.2).
+struct FlowKind {
+  int order = 0;
+  std::string name() const { return order == 0 ? "gf" : "eom" + std::to_string(order); }
+  friend bool operator==(FlowKind a, FlowKind b) { return a.order == b.order; }
+};
+
+struct DataConfig {
+  std::string source = "gaussian_mixture";  // gaussian_mixture | teacher | hdf5
+  std::string path;                         // for hdf5
+  Index n_samples = 256;
+  Index n_features = 0;  // 0: taken from model.layers
+  Index n_classes = 0;   // 0: taken from model.layers
+  double noise = 0.5;
+  std::uint64_t seed = 0;
+};
+
+struct ModelConfig {
+  std::vector<Index> layers{16, 32, 32, 4};
+  Activation activation = Activation::tanh;
+  Normalization normalize = Normalization::none;
+  LossKind loss = LossKind::cross_entropy;
+  std::vector<double> weight_decay{0.0};
+  std::string init_path;  // empty: default initialisation from the seed
+};
+
+struct OptimizerConfig {
+  std::vector<double> lr{0.05};
+  long steps = 0;       // exactly one of steps and horizon is set (> 0)
+  double horizon = 0.0;
+  long record_every = 1;
+};
+
+struct FlowsConfig {
+  std::vector<FlowKind> kinds{FlowKind{0}, FlowKind{1}};
+  double rtol = 1e-10;
+  double atol = 1e-12;
+};
+
+struct OutputConfig {
+  bool store_theta = true;
+  long checkpoint_every = 0;
+};
+
+struct StudyConfig {
+  std::string name = "eomlab";
+  std::string output = "results";
+  std::vector<std::uint64_t> seeds{0};
+  int ranks_per_run = 1;
+  DataConfig data;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  FlowsConfig flows;
+  OutputConfig output_options;
+  std::string resolved_text;  // the full INI, defaults included
+};
+
+// One point of the sweep grid (seed x lr x weight_decay).
+struct RunSpec {
+  int index = 0;
+  std::string run_id;
+  double lr = 0;
+  std::uint64_t seed = 0;
+  double weight_decay = 0;
+  long steps = 0;
+};
+
+std::vector<RunSpec> expand_grid(const StudyConfig& config);
+
+const char* to_string(Activation a);
+const char* to_string(LossKind l);
+const char* to_string(Normalization n);
+
+}  // namespace eomlab

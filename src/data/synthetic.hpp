@@ -1,0 +1,21 @@
+// Seeded synthetic data sets and sharding of a data set across the ranks of a run.
+#pragma once
+#include "core/config.hpp"
+#include "core/dataset.hpp"
+
+namespace eomlab {
+
+// gaussian_mixture: n_classes centres c_k ~ N(0, I_d); sample i has class i mod n_classes and
+//   x = c_class + noise * N(0, I_d).
+// teacher: x ~ N(0, I_d); a teacher network with the model's widths and activation, drawn from
+//   data.seed, gives outputs z; labels are argmax z (cross-entropy), targets z + noise * N(0, I) (mse).
+// Both depend only on data.seed and their sizes. For mse, mixture targets are one-hot.
+Dataset make_synthetic(const DataConfig& data, const ModelConfig& model);
+
+// One-hot targets (n_classes x samples) from labels; used when mse is trained on class labels.
+Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes);
+
+// Samples [begin, end) of rank `rank` among `ranks`: contiguous, sizes differ by at most one.
+Dataset shard(const Dataset& full, int rank, int ranks);
+
+}  // namespace eomlab

@@ -1,0 +1,68 @@
+// Adaptive explicit Runge-Kutta integrator of Dormand and Prince, order 8 with 5th- and 3rd-order
+// error estimators and a 7th-order dense output (Hairer, Nørsett, Wanner, Solving ODEs I, §II.10),
+// for autonomous systems dy/dt = f(y).
+//
+// The integrator takes its natural steps and answers y(t) at any requested time inside the last step
+// from the dense output, so record times cost no extra step cuts; the 3 extra stages of the dense
+// output are evaluated at most once per step. Error norms are sums over the vector's entries passed
+// through `vector_reducer`, so a vector sliced over ranks gets the same step sizes on every rank;
+// `global_size` is the length of the whole vector.
+#pragma once
+#include <array>
+#include <functional>
+
+#include "core/reducer.hpp"
+#include "core/types.hpp"
+
+namespace eomlab {
+
+struct Tolerances {
+  double rtol = 1e-10;
+  double atol = 1e-12;
+};
+
+class Dop853 {
+ public:
+  using Field = std::function<void(const Vector& y, Vector& dydt)>;
+  enum class Status { ok, step_size_underflow, not_finite };
+
+  Dop853(Field field, Tolerances tol, const Reducer& vector_reducer, Index global_size);
+
+  // Starts at (t0, y0): evaluates f(y0) and chooses the first step size.
+  void start(double t0, const Vector& y0);
+  // Integrates to time t (t at or after the previously requested time) and writes y(t).
+  // On failure y is left unchanged and the status says why; later calls keep failing.
+  Status advance_to(double t, Vector& y);
+
+  double time() const { return t_; }
+  double step_size() const { return h_; }
+  long accepted_steps() const { return accepted_; }
+  long rejected_steps() const { return rejected_; }
+
+ private:
+  static constexpr int n_stages = 12;
+  static constexpr int n_stages_dense = 16;
+
+  Field field_;
+  Tolerances tol_;
+  const Reducer& reducer_;
+  double global_size_;
+  Status status_ = Status::ok;
+
+  double t_ = 0, t_old_ = 0, h_ = 0, h_old_ = 0;
+  bool dense_ready_ = false;
+  bool last_rejected_ = false;
+  long accepted_ = 0, rejected_ = 0;
+  Vector y_, y_old_, y_new_, stage_, err5_, err3_;
+  std::array<Vector, n_stages_dense> k_;  // k_[0] = f(y_old) (FSAL), k_[12] = f(y_new)
+  std::array<Vector, 7> dense_;
+
+  double initial_step();
+  double error_norm(double h);
+  void take_step();
+  void prepare_dense_output();
+  void dense_output(double t, Vector& y) const;
+  double rms_scaled(const Vector& v, const Vector& y) const;
+};
+
+}  // namespace eomlab

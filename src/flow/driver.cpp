@@ -1,0 +1,160 @@
+#include "flow/driver.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "core/error.hpp"
+#include "flow/vector_field.hpp"
+
+namespace eomlab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+const char* to_string(Dop853::Status s) {
+  switch (s) {
+    case Dop853::Status::ok: return "ok";
+    case Dop853::Status::step_size_underflow: return "failed: step size underflow";
+    case Dop853::Status::not_finite: return "failed: state not finite";
+  }
+  return "failed";
+}
+
+struct FlowTrack {
+  VectorField field;
+  Dop853 integrator;
+  Vector theta;
+  bool failed = false;
+  FlowTrack(Objective& objective, FlowKind kind, double lr, const DriverSettings& s, const Reducer& r)
+      : field(objective, kind, lr),
+        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.tolerances, r, objective.dimension()) {}
+};
+
+class Observer {
+ public:
+  Observer(const std::vector<ParameterBlock>& blocks, const Reducer& reducer) : blocks_(blocks), reducer_(reducer) {}
+
+  void fill(TrajectoryState& out, const Vector& theta, double loss, const Vector& grad, const Vector* gd) {
+    out.theta = &theta;
+    const std::size_t nb = blocks_.size();
+    // One reduction for every norm of this trajectory: blocks, ‖g‖², ‖θ - θ_gd‖².
+    sums_.assign(nb + 2, 0.0);
+    for (std::size_t b = 0; b < nb; ++b) sums_[b] = theta.segment(blocks_[b].offset, blocks_[b].size).squaredNorm();
+    sums_[nb] = grad.squaredNorm();
+    sums_[nb + 1] = gd ? (theta - *gd).squaredNorm() : 0.0;
+    reducer_.sum_in_place(sums_.data(), sums_.size());
+    out.block_norms.assign(sums_.begin(), sums_.begin() + static_cast<long>(nb));
+    out.loss = loss;
+    out.grad_norm = std::sqrt(sums_[nb]);
+    out.distance_to_gd = std::sqrt(sums_[nb + 1]);
+  }
+
+  void fill_failed(TrajectoryState& out, const Vector& theta) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    out.theta = &theta;
+    out.loss = out.grad_norm = out.distance_to_gd = nan;
+    out.block_norms.assign(blocks_.size(), nan);
+  }
+
+ private:
+  const std::vector<ParameterBlock>& blocks_;
+  const Reducer& reducer_;
+  std::vector<double> sums_;
+};
+
+}  // namespace
+
+const char* to_string(RunStatus s) { return s == RunStatus::complete ? "complete" : "diverged"; }
+
+RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
+                            const std::vector<ParameterBlock>& blocks, const Reducer& vector_reducer,
+                            RecordSink& sink, const ProgressFn& progress) {
+  if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0)
+    throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0");
+  const double lr = settings.lr;
+  RunOutcome outcome;
+  outcome.trajectories.push_back({"gd"});
+
+  std::vector<std::unique_ptr<FlowTrack>> flows;
+  for (FlowKind kind : settings.flows) {
+    flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, vector_reducer));
+    flows.back()->theta = theta0;
+    outcome.trajectories.push_back({kind.name()});
+  }
+  for (std::size_t f = 0; f < flows.size(); ++f) {
+    const auto t0 = Clock::now();
+    flows[f]->integrator.start(0.0, theta0);
+    outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
+  }
+
+  Observer observer(blocks, vector_reducer);
+  Record record;
+  record.trajectories.resize(1 + flows.size());
+  Vector gd = theta0, grad, flow_grad;
+  auto t_gd = Clock::now();
+  double loss = objective.value_and_gradient(gd, grad);
+  long gd_evaluations = 1;
+  outcome.trajectories[0].wall_seconds += seconds_since(t_gd);
+
+  for (long k = 0;; ++k) {
+    const bool gd_finite = std::isfinite(loss) && gd.allFinite() && grad.allFinite();
+    const bool is_record = k % settings.record_every == 0 || k == settings.steps || !gd_finite;
+    if (is_record) {
+      record.step = k;
+      record.time = static_cast<double>(k) * lr;
+      observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
+      for (std::size_t f = 0; f < flows.size(); ++f) {
+        FlowTrack& track = *flows[f];
+        TrajectorySummary& summary = outcome.trajectories[f + 1];
+        if (!track.failed) {
+          const auto t0 = Clock::now();
+          const Dop853::Status status = track.integrator.advance_to(record.time, track.theta);
+          summary.wall_seconds += seconds_since(t0);
+          if (status != Dop853::Status::ok) {
+            track.failed = true;
+            summary.status = to_string(status);
+            track.theta.setConstant(std::numeric_limits<double>::quiet_NaN());
+          }
+        }
+        if (track.failed) {
+          observer.fill_failed(record.trajectories[f + 1], track.theta);
+        } else {
+          const double flow_loss = objective.value_and_gradient(track.theta, flow_grad);
+          observer.fill(record.trajectories[f + 1], track.theta, flow_loss, flow_grad, &gd);
+        }
+      }
+      sink.append(record);
+      outcome.last_step = k;
+      if (progress) progress(k, settings.steps);
+    }
+    if (!gd_finite) {
+      outcome.status = RunStatus::diverged;
+      break;
+    }
+    if (k == settings.steps) break;
+    t_gd = Clock::now();
+    gd.noalias() -= lr * grad;
+    loss = objective.value_and_gradient(gd, grad);
+    ++gd_evaluations;
+    outcome.trajectories[0].wall_seconds += seconds_since(t_gd);
+  }
+
+  outcome.trajectories[0].evaluations = gd_evaluations;
+  outcome.trajectories[0].accepted_steps = outcome.last_step;
+  outcome.trajectories[0].final_loss = record.trajectories[0].loss;
+  for (std::size_t f = 0; f < flows.size(); ++f) {
+    TrajectorySummary& s = outcome.trajectories[f + 1];
+    s.evaluations = flows[f]->field.evaluations();
+    s.accepted_steps = flows[f]->integrator.accepted_steps();
+    s.rejected_steps = flows[f]->integrator.rejected_steps();
+    s.final_loss = record.trajectories[f + 1].loss;
+    s.final_distance = record.trajectories[f + 1].distance_to_gd;
+  }
+  return outcome;
+}
+
+}  // namespace eomlab

@@ -1,0 +1,76 @@
+// The synchronized driver: runs GD and each requested flow side by side and hands a Record to a sink
+// at every record time t_k = k·lr (k a multiple of record_every, plus the last step; record 0 is the
+// initial state). Trajectory 0 is always GD; flows follow in the order requested.
+//
+// Outcomes are results, not exceptions: if GD's loss or parameters stop being finite the run is
+// `diverged` (that record is still written, then the run stops); a flow whose integration fails is
+// marked failed and its later records hold NaN while GD and the other flows go on.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/reducer.hpp"
+#include "diff/objective.hpp"
+#include "flow/dop853.hpp"
+#include "model/mlp.hpp"
+
+namespace eomlab {
+
+struct TrajectoryState {
+  const Vector* theta = nullptr;
+  double loss = 0;
+  double grad_norm = 0;
+  double distance_to_gd = 0;  // 0 for GD itself
+  std::vector<double> block_norms;  // ‖θ_A‖² per parameter block
+};
+
+struct Record {
+  long step = 0;
+  double time = 0;
+  std::vector<TrajectoryState> trajectories;  // [0] = gd, then flows
+};
+
+class RecordSink {
+ public:
+  virtual ~RecordSink() = default;
+  virtual void append(const Record& record) = 0;
+};
+
+enum class RunStatus { complete, diverged };
+const char* to_string(RunStatus s);
+
+struct TrajectorySummary {
+  std::string name;          // gd, gf, eom1, ...
+  std::string status = "ok";  // ok, or why the integration failed
+  long evaluations = 0;       // gradient evaluations (gd) or field evaluations (flows)
+  long accepted_steps = 0, rejected_steps = 0;
+  double wall_seconds = 0;
+  double final_loss = 0, final_distance = 0;
+};
+
+struct RunOutcome {
+  RunStatus status = RunStatus::complete;
+  long last_step = 0;
+  std::vector<TrajectorySummary> trajectories;
+};
+
+struct DriverSettings {
+  double lr = 0;
+  long steps = 0;
+  long record_every = 1;
+  std::vector<FlowKind> flows;
+  Tolerances tolerances;
+};
+
+// Called after every record with (step, steps).
+using ProgressFn = std::function<void(long, long)>;
+
+// `vector_reducer` sums over the ranks that share the entries of θ (LocalReducer when every rank
+// holds all of θ). `blocks` define block_norms.
+RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
+                            const std::vector<ParameterBlock>& blocks, const Reducer& vector_reducer,
+                            RecordSink& sink, const ProgressFn& progress = {});
+
+}  // namespace eomlab

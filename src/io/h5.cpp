@@ -1,0 +1,58 @@
+#include "io/h5.hpp"
+
+namespace eomlab::io::h5 {
+
+void silence_error_stack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+Handle open_file_readonly(const std::string& path) {
+  return Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen", path);
+}
+
+Handle open_dataset(hid_t loc, const std::string& name, const std::string& file) {
+  return Handle(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen", file + ":" + name);
+}
+
+bool exists(hid_t loc, const std::string& name) {
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object) {
+  Handle space(H5Dget_space(dataset), H5Sclose, "H5Dget_space", object);
+  const int rank = check(H5Sget_simple_extent_ndims(space), "H5Sget_simple_extent_ndims", object);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) check(H5Sget_simple_extent_dims(space, dims.data(), nullptr), "H5Sget_simple_extent_dims", object);
+  return dims;
+}
+
+Handle scalar_string_type(std::size_t length) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy", "string type");
+  check(H5Tset_size(type, length == 0 ? 1 : length), "H5Tset_size", "string type");
+  check(H5Tset_strpad(type, H5T_STR_NULLPAD), "H5Tset_strpad", "string type");
+  return type;
+}
+
+namespace {
+
+void write_attribute(hid_t obj, const std::string& name, hid_t type, const void* data) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate", name);
+  if (H5Aexists(obj, name.c_str()) > 0) check(H5Adelete(obj, name.c_str()), "H5Adelete", name);
+  Handle attr(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose, "H5Acreate", name);
+  check(H5Awrite(attr, type, data), "H5Awrite", name);
+}
+
+}  // namespace
+
+void write_string_attribute(hid_t obj, const std::string& name, const std::string& value) {
+  Handle type = scalar_string_type(value.size());
+  write_attribute(obj, name, type, value.empty() ? "" : value.data());
+}
+
+void write_double_attribute(hid_t obj, const std::string& name, double value) {
+  write_attribute(obj, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+void write_int_attribute(hid_t obj, const std::string& name, long long value) {
+  write_attribute(obj, name, H5T_NATIVE_LLONG, &value);
+}
+
+}  // namespace eomlab::io::h5

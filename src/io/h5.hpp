@@ -1,0 +1,64 @@
+// RAII handles and the single point where HDF5 return codes are checked. Internal to src/io
+// (includes hdf5.h): other modules use io's own headers.
+#pragma once
+#include <hdf5.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace eomlab::io::h5 {
+
+// Throws an Error naming the call and the object when an HDF5 call fails (negative return).
+template <class T>
+T check(T rc, const char* call, const std::string& object) {
+  if (rc < 0) throw Error(std::string(call) + " failed on '" + object + "'");
+  return rc;
+}
+
+// Owns one hid_t and closes it with the matching H5?close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer, const char* call, const std::string& object)
+      : id_(check(id, call, object)), closer_(closer) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), closer_(o.closer_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+      closer_ = o.closer_;
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+  operator hid_t() const { return id_; }  // NOLINT: handles are passed straight to the C API
+  void reset() {
+    if (id_ >= 0 && closer_) closer_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+// Turns off HDF5's printing of its error stack; failures surface as Errors from check().
+void silence_error_stack();
+
+Handle open_file_readonly(const std::string& path);
+Handle open_dataset(hid_t loc, const std::string& name, const std::string& file);
+bool exists(hid_t loc, const std::string& name);
+std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object);
+Handle scalar_string_type(std::size_t length);
+void write_string_attribute(hid_t obj, const std::string& name, const std::string& value);
+void write_double_attribute(hid_t obj, const std::string& name, double value);
+void write_int_attribute(hid_t obj, const std::string& name, long long value);
+
+}  // namespace eomlab::io::h5

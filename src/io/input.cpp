@@ -1,0 +1,111 @@
+#include "io/input.hpp"
+
+#include <fstream>
+
+#include "data/synthetic.hpp"
+#include "io/h5.hpp"
+
+namespace eomlab::io {
+namespace {
+
+h5::Handle open_input(const std::string& path, const std::string& key) {
+  h5::silence_error_stack();
+  if (!std::ifstream(path).good()) throw InputError(key + ": cannot open file '" + path + "'");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(key + ": '" + path + "' is not an HDF5 file");
+  try {
+    return h5::open_file_readonly(path);
+  } catch (const Error&) {
+    throw InputError(key + ": cannot open HDF5 file '" + path + "'");
+  }
+}
+
+h5::Handle require_dataset(hid_t file, const std::string& name, const std::string& path, const std::string& key) {
+  if (!h5::exists(file, name)) throw InputError(key + ": '" + path + "' has no dataset " + name);
+  return h5::open_dataset(file, name, path);
+}
+
+H5T_class_t type_class(hid_t dataset, const std::string& object) {
+  h5::Handle type(H5Dget_type(dataset), H5Tclose, "H5Dget_type", object);
+  return H5Tget_class(type);
+}
+
+std::string shape_text(const std::vector<hsize_t>& dims) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where) {
+  if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+    throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
+}
+
+template <class Derived>
+void require_finite(const Eigen::DenseBase<Derived>& m, const std::string& where) {
+  if (!m.allFinite()) throw InputError(where + ": expected finite values, got NaN or Inf");
+}
+
+}  // namespace
+
+Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, const std::string& key) {
+  h5::Handle file = open_input(path, key);
+  const std::string where = key + ": " + path;
+  h5::Handle x = require_dataset(file, "/X", path, key);
+  const auto xdims = h5::dataset_shape(x, path + ":/X");
+  if (xdims.size() != 2 || xdims[0] == 0 || xdims[1] == 0 || type_class(x, path) != H5T_FLOAT)
+    throw InputError(where + ":/X: expected float64 [N, d], got shape " + shape_text(xdims));
+  const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(xdims[1]);
+  Dataset out;
+  out.x.resize(d, n);  // row-major [N, d] is column-major d x N
+  read_all(x, H5T_NATIVE_DOUBLE, out.x.data(), where + ":/X");
+  require_finite(out.x, where + ":/X");
+
+  h5::Handle y = require_dataset(file, "/y", path, key);
+  const auto ydims = h5::dataset_shape(y, path + ":/y");
+  const H5T_class_t yclass = type_class(y, path);
+  if (ydims.empty() || ydims[0] != xdims[0])
+    throw InputError(where + ":/y: expected " + std::to_string(n) + " rows like /X, got shape " + shape_text(ydims));
+  if (yclass == H5T_INTEGER && ydims.size() == 1) {
+    out.labels.resize(static_cast<std::size_t>(n));
+    read_all(y, H5T_NATIVE_INT64, out.labels.data(), where + ":/y");
+    for (std::int64_t label : out.labels)
+      if (label < 0) throw InputError(where + ":/y: expected labels >= 0, got " + std::to_string(label));
+    if (loss == LossKind::mse) {
+      Index k = n_classes;
+      if (k == 0)
+        for (std::int64_t label : out.labels) k = std::max<Index>(k, static_cast<Index>(label) + 1);
+      for (std::int64_t label : out.labels)
+        if (label >= k)
+          throw InputError(where + ":/y: expected labels below " + std::to_string(k) + ", got " + std::to_string(label));
+      out.targets = one_hot(out.labels, k);
+      out.labels.clear();
+    }
+  } else if (yclass == H5T_FLOAT && ydims.size() == 2) {
+    if (loss == LossKind::cross_entropy)
+      throw InputError(where + ":/y: expected integer class labels [N] for cross_entropy, got float targets " +
+                       shape_text(ydims));
+    out.targets.resize(static_cast<Index>(ydims[1]), n);
+    read_all(y, H5T_NATIVE_DOUBLE, out.targets.data(), where + ":/y");
+    require_finite(out.targets, where + ":/y");
+  } else {
+    throw InputError(where + ":/y: expected int64 [N] labels or float64 [N, k] targets, got shape " +
+                     shape_text(ydims));
+  }
+  return out;
+}
+
+Vector read_parameters_file(const std::string& path, Index n_params, const std::string& key) {
+  h5::Handle file = open_input(path, key);
+  const std::string where = key + ": " + path + ":/theta";
+  h5::Handle theta = require_dataset(file, "/theta", path, key);
+  const auto dims = h5::dataset_shape(theta, path + ":/theta");
+  if (dims.size() != 1 || static_cast<Index>(dims[0]) != n_params || type_class(theta, path) != H5T_FLOAT)
+    throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] for model.layers, got shape " +
+                     shape_text(dims));
+  Vector out(n_params);
+  read_all(theta, H5T_NATIVE_DOUBLE, out.data(), where);
+  require_finite(out, where);
+  return out;
+}
+
+}  // namespace eomlab::io

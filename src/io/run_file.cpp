@@ -1,0 +1,216 @@
+#include "io/run_file.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "dist/native.hpp"
+#include "io/h5.hpp"
+
+namespace eomlab::io {
+namespace {
+
+using h5::check;
+using h5::Handle;
+
+constexpr hsize_t record_chunk = 256;
+constexpr hsize_t theta_chunk = 1 << 16;
+
+struct LayoutRow {
+  char name[64];
+  long long offset, size, rows, cols;
+};
+
+Handle create_group(hid_t loc, const std::string& name) {
+  return Handle(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", name);
+}
+
+// An extendible float64/int64 dataset [R] or [R, width], appended one row per record.
+class RecordSeries {
+ public:
+  RecordSeries(hid_t file, const std::string& name, hid_t type, hsize_t width)
+      : name_(name), type_(type), width_(width) {
+    const int rank = width == 0 ? 1 : 2;
+    hsize_t dims[2] = {0, width};
+    hsize_t maxdims[2] = {H5S_UNLIMITED, width};
+    hsize_t chunk[2] = {width == 0 ? record_chunk : std::max<hsize_t>(1, std::min<hsize_t>(record_chunk, theta_chunk / std::max<hsize_t>(width, 1))),
+                        std::min<hsize_t>(std::max<hsize_t>(width, 1), theta_chunk)};
+    Handle space(H5Screate_simple(rank, dims, maxdims), H5Sclose, "H5Screate_simple", name);
+    Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate", name);
+    check(H5Pset_chunk(dcpl, rank, chunk), "H5Pset_chunk", name);
+    Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5Pcreate", name);
+    check(H5Pset_create_intermediate_group(lcpl, 1), "H5Pset_create_intermediate_group", name);
+    dataset_ = Handle(H5Dcreate2(file, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT), H5Dclose, "H5Dcreate", name);
+  }
+
+  // Collective: every rank calls; only `writer` contributes the row.
+  void append(hsize_t row, const void* data, bool writer, hid_t dxpl) {
+    const int rank = width_ == 0 ? 1 : 2;
+    hsize_t dims[2] = {row + 1, width_};
+    check(H5Dset_extent(dataset_, dims), "H5Dset_extent", name_);
+    Handle file_space(H5Dget_space(dataset_), H5Sclose, "H5Dget_space", name_);
+    hsize_t start[2] = {row, 0};
+    hsize_t count[2] = {1, width_};
+    Handle mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name_);
+    if (writer) {
+      check(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name_);
+    } else {
+      check(H5Sselect_none(file_space), "H5Sselect_none", name_);
+      check(H5Sselect_none(mem_space), "H5Sselect_none", name_);
+    }
+    check(H5Dwrite(dataset_, type_, mem_space, file_space, dxpl, data), "H5Dwrite", name_);
+  }
+
+ private:
+  std::string name_;
+  hid_t type_;
+  hsize_t width_;
+  Handle dataset_;
+};
+
+struct TrajectorySeries {
+  std::unique_ptr<RecordSeries> theta, loss, grad_norm, distance, block_norms;
+};
+
+}  // namespace
+
+struct RunFile::Impl {
+  std::string path;
+  bool writer = false;  // group rank 0 holds the data it writes (θ is replicated in the group)
+  Handle file, dxpl;
+  RunFileHeader header;
+  std::unique_ptr<RecordSeries> step, time;
+  std::vector<TrajectorySeries> series;
+  hsize_t records = 0;
+
+  void close() {
+    series.clear();
+    step.reset();
+    time.reset();
+    dxpl.reset();
+    file.reset();
+  }
+};
+
+RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header)
+    : impl_(std::make_unique<Impl>()) {
+  h5::silence_error_stack();
+  Impl& m = *impl_;
+  m.path = path;
+  m.header = header;
+  m.writer = group.rank() == 0;
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path);
+  m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
+
+  hid_t root = m.file;
+  for (const auto& [key, value] : header.provenance) h5::write_string_attribute(root, key, value);
+  h5::write_string_attribute(root, "config", header.config_text);
+  h5::write_string_attribute(root, "run_id", header.run_id);
+  h5::write_double_attribute(root, "lr", header.lr);
+  h5::write_int_attribute(root, "seed", static_cast<long long>(header.seed));
+  h5::write_double_attribute(root, "weight_decay", header.weight_decay);
+  h5::write_int_attribute(root, "ranks_per_run", header.ranks_per_run);
+  h5::write_int_attribute(root, "n_params", header.n_params);
+  h5::write_string_attribute(root, "status", "running");
+
+  m.step = std::make_unique<RecordSeries>(root, "/step", H5T_NATIVE_INT64, 0);
+  m.time = std::make_unique<RecordSeries>(root, "/time", H5T_NATIVE_DOUBLE, 0);
+
+  {  // /model/layout: a compound table (name, offset, size, rows, cols)
+    Handle model = create_group(root, "/model");
+    Handle name_type = h5::scalar_string_type(sizeof(LayoutRow::name));
+    Handle row_type(H5Tcreate(H5T_COMPOUND, sizeof(LayoutRow)), H5Tclose, "H5Tcreate", "/model/layout");
+    check(H5Tinsert(row_type, "name", HOFFSET(LayoutRow, name), name_type), "H5Tinsert", "/model/layout");
+    check(H5Tinsert(row_type, "offset", HOFFSET(LayoutRow, offset), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
+    check(H5Tinsert(row_type, "size", HOFFSET(LayoutRow, size), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
+    check(H5Tinsert(row_type, "rows", HOFFSET(LayoutRow, rows), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
+    check(H5Tinsert(row_type, "cols", HOFFSET(LayoutRow, cols), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
+    std::vector<LayoutRow> rows(header.layout.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const ParameterBlock& b = header.layout[i];
+      rows[i] = {{}, b.offset, b.size, b.rows, b.cols};
+      std::strncpy(rows[i].name, b.name.c_str(), sizeof rows[i].name - 1);
+    }
+    hsize_t n = rows.size();
+    Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", "/model/layout");
+    Handle ds(H5Dcreate2(model, "layout", row_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+              "H5Dcreate", "/model/layout");
+    Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", "/model/layout");
+    if (!m.writer) {
+      check(H5Sselect_none(space), "H5Sselect_none", "/model/layout");
+      check(H5Sselect_none(mem), "H5Sselect_none", "/model/layout");
+    }
+    check(H5Dwrite(ds, row_type, mem, space, m.dxpl, rows.data()), "H5Dwrite", "/model/layout");
+  }
+
+  const hsize_t p = static_cast<hsize_t>(header.n_params);
+  const hsize_t nb = header.layout.size();
+  for (const std::string& traj : header.trajectories) {
+    TrajectorySeries s;
+    const std::string obs = "/observables/" + traj + "/";
+    if (header.store_theta)
+      s.theta = std::make_unique<RecordSeries>(root, "/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
+    s.loss = std::make_unique<RecordSeries>(root, obs + "loss", H5T_NATIVE_DOUBLE, 0);
+    s.grad_norm = std::make_unique<RecordSeries>(root, obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
+    if (traj != "gd") s.distance = std::make_unique<RecordSeries>(root, obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
+    s.block_norms = std::make_unique<RecordSeries>(root, obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
+    m.series.push_back(std::move(s));
+  }
+  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
+}
+
+RunFile::~RunFile() = default;
+
+void RunFile::append(const Record& record) {
+  Impl& m = *impl_;
+  if (record.trajectories.size() != m.series.size()) throw Error("RunFile::append: trajectory count mismatch");
+  const hsize_t r = m.records;
+  const long long step = record.step;
+  m.step->append(r, &step, m.writer, m.dxpl);
+  m.time->append(r, &record.time, m.writer, m.dxpl);
+  for (std::size_t i = 0; i < m.series.size(); ++i) {
+    const TrajectoryState& t = record.trajectories[i];
+    TrajectorySeries& s = m.series[i];
+    if (s.theta) s.theta->append(r, t.theta->data(), m.writer, m.dxpl);
+    s.loss->append(r, &t.loss, m.writer, m.dxpl);
+    s.grad_norm->append(r, &t.grad_norm, m.writer, m.dxpl);
+    if (s.distance) s.distance->append(r, &t.distance_to_gd, m.writer, m.dxpl);
+    s.block_norms->append(r, t.block_norms.data(), m.writer, m.dxpl);
+  }
+  ++m.records;
+  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
+}
+
+void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
+  Impl& m = *impl_;
+  hid_t root = m.file;
+  for (const TrajectorySummary& t : outcome.trajectories) {
+    const std::string name = "/observables/" + t.name;
+    Handle group(H5Gopen2(root, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", name);
+    h5::write_int_attribute(group, "evaluations", t.evaluations);
+    h5::write_double_attribute(group, "wall_seconds", t.wall_seconds);
+    h5::write_int_attribute(group, "accepted_steps", t.accepted_steps);
+    h5::write_int_attribute(group, "rejected_steps", t.rejected_steps);
+    h5::write_string_attribute(group, "status", t.status);
+  }
+  h5::write_string_attribute(root, "status", to_string(outcome.status));
+  h5::write_string_attribute(root, "finished", finished);
+  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
+  m.close();
+}
+
+void RunFile::fail(const std::string& reason) {
+  Impl& m = *impl_;
+  if (m.file.get() < 0) return;
+  try {
+    h5::write_string_attribute(m.file, "status", "failed");
+    h5::write_string_attribute(m.file, "failure", reason);
+  } catch (const Error&) {
+  }
+  m.close();
+}
+
+}  // namespace eomlab::io

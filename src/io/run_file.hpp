@@ -1,0 +1,51 @@
+// The run file of DESIGN.md §3.4, written collectively by the ranks of one run with parallel HDF5
+// (MPI-IO driver, also on one rank). Datasets along the record axis R are chunked and extendible and
+// the file is flushed after every record, so a killed run leaves a readable prefix with
+// status = running. Every rank of the group must make the same calls with the same arguments.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dist/comm.hpp"
+#include "flow/driver.hpp"
+#include "model/mlp.hpp"
+
+namespace eomlab::io {
+
+struct RunFileHeader {
+  std::string run_id;
+  double lr = 0;
+  std::uint64_t seed = 0;
+  double weight_decay = 0;
+  int ranks_per_run = 1;
+  std::string config_text;
+  // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
+  std::vector<std::pair<std::string, std::string>> provenance;
+  std::vector<ParameterBlock> layout;
+  Index n_params = 0;
+  std::vector<std::string> trajectories;  // gd first, then flows
+  bool store_theta = true;
+};
+
+class RunFile final : public RecordSink {
+ public:
+  // Creates (truncates) `path`. Collective over `group`.
+  RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header);
+  ~RunFile() override;
+  RunFile(const RunFile&) = delete;
+  RunFile& operator=(const RunFile&) = delete;
+
+  void append(const Record& record) override;
+  // Writes status, finished time and per-trajectory statistics, then closes the file.
+  void finish(const RunOutcome& outcome, const std::string& finished);
+  // Marks the run failed (best effort) and closes the file.
+  void fail(const std::string& reason);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eomlab::io

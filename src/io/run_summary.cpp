@@ -1,0 +1,73 @@
+#include "io/run_summary.hpp"
+
+#include <limits>
+
+#include "io/h5.hpp"
+
+namespace eomlab::io {
+namespace {
+
+using h5::check;
+using h5::Handle;
+
+std::string read_string_attribute(hid_t obj, const char* name, const std::string& path) {
+  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, "H5Aopen", path + "@" + name);
+  Handle type(H5Aget_type(attr), H5Tclose, "H5Aget_type", path + "@" + name);
+  const std::size_t size = H5Tget_size(type);
+  std::string value(size, '\0');
+  Handle mem = h5::scalar_string_type(size);
+  check(H5Aread(attr, mem, value.data()), "H5Aread", path + "@" + name);
+  return value.substr(0, value.find('\0'));
+}
+
+template <class T>
+T read_scalar_attribute(hid_t obj, const char* name, hid_t mem_type, const std::string& path) {
+  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, "H5Aopen", path + "@" + name);
+  T value{};
+  check(H5Aread(attr, mem_type, &value), "H5Aread", path + "@" + name);
+  return value;
+}
+
+// Last element of a 1-D dataset (NaN or 0 when empty).
+template <class T>
+T read_last(hid_t file, const std::string& name, hid_t mem_type, const std::string& path, T empty) {
+  Handle ds = h5::open_dataset(file, name, path);
+  const auto dims = h5::dataset_shape(ds, path + ":" + name);
+  if (dims.empty() || dims[0] == 0) return empty;
+  Handle space(H5Dget_space(ds), H5Sclose, "H5Dget_space", name);
+  hsize_t start = dims[0] - 1, count = 1;
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &count, nullptr), "H5Sselect_hyperslab", name);
+  Handle mem(H5Screate_simple(1, &count, nullptr), H5Sclose, "H5Screate_simple", name);
+  T value{};
+  check(H5Dread(ds, mem_type, mem, space, H5P_DEFAULT, &value), "H5Dread", path + ":" + name);
+  return value;
+}
+
+}  // namespace
+
+RunResult read_run_result(const std::string& path, const std::vector<std::string>& trajectories) {
+  h5::silence_error_stack();
+  Handle file = h5::open_file_readonly(path);
+  RunResult r;
+  r.run_id = read_string_attribute(file, "run_id", path);
+  r.status = read_string_attribute(file, "status", path);
+  r.lr = read_scalar_attribute<double>(file, "lr", H5T_NATIVE_DOUBLE, path);
+  r.weight_decay = read_scalar_attribute<double>(file, "weight_decay", H5T_NATIVE_DOUBLE, path);
+  r.seed = read_scalar_attribute<long long>(file, "seed", H5T_NATIVE_LLONG, path);
+  r.final_step = read_last<long long>(file, "/step", H5T_NATIVE_LLONG, path, -1);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const std::string& t : trajectories) {
+    TrajectoryResult tr;
+    tr.name = t;
+    const std::string obs = "/observables/" + t;
+    tr.final_loss = read_last<double>(file, obs + "/loss", H5T_NATIVE_DOUBLE, path, nan);
+    tr.final_distance = t == "gd" ? 0.0 : read_last<double>(file, obs + "/distance_to_gd", H5T_NATIVE_DOUBLE, path, nan);
+    Handle group(H5Gopen2(file, obs.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + obs);
+    if (H5Aexists(group, "evaluations") > 0)
+      tr.evaluations = static_cast<long>(read_scalar_attribute<long long>(group, "evaluations", H5T_NATIVE_LLONG, path));
+    r.trajectories.push_back(tr);
+  }
+  return r;
+}
+
+}  // namespace eomlab::io

@@ -1,0 +1,26 @@
+// Reading back what a run file says about its outcome (for the end-of-study table and the catalog).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace eomlab::io {
+
+struct TrajectoryResult {
+  std::string name;
+  double final_loss = 0;
+  double final_distance = 0;  // NaN-free only for flows
+  long evaluations = 0;
+};
+
+struct RunResult {
+  std::string run_id, status;
+  double lr = 0, weight_decay = 0;
+  long long seed = 0;
+  long long final_step = 0;
+  std::vector<TrajectoryResult> trajectories;  // gd first
+};
+
+// Serial read of a run file (not collective).
+RunResult read_run_result(const std::string& path, const std::vector<std::string>& trajectories);
+
+}  // namespace eomlab::io

@@ -1,0 +1,77 @@
+// A dense multilayer perceptron with a flat parameter vector, and its exact derivatives.
+//
+// Flat layout (DESIGN.md §3.3): layer by layer from the input, W (out x in, row-major) then b (out).
+// Loss of a batch: scale * Σ_i ℓ(x_i, y_i; θ), where ℓ is softmax cross-entropy
+// (logsumexp(z) - z_y) or half the squared error ½‖z - t‖²; `scale` is 1/N_total for a shard of N_total.
+// Weight decay is not part of this class (see diff/objective.hpp).
+//
+// Derivatives are propagated at matrix level: forward values and forward tangents are separate
+// dense matrices (samples as columns), so every product is a GEMM. The HVP is forward-over-reverse:
+// the reverse (gradient) sweep differentiated along a direction v.
+// Not thread-safe: evaluations reuse a mutable workspace so the hot path does not allocate.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/dataset.hpp"
+#include "core/types.hpp"
+
+namespace eomlab {
+
+struct DenseLayer {
+  Index in = 0, out = 0;
+  Index w_offset = 0, b_offset = 0;
+};
+
+// A named contiguous piece of the flat parameter vector (one W or one b).
+struct ParameterBlock {
+  std::string name;
+  Index offset = 0, size = 0, rows = 0, cols = 0;
+};
+
+class Mlp {
+ public:
+  Mlp(std::vector<Index> widths, Activation activation, LossKind loss);
+  ~Mlp();
+  Mlp(Mlp&&) noexcept;
+  Mlp& operator=(Mlp&&) noexcept;
+
+  Index n_params() const { return n_params_; }
+  Index n_inputs() const { return widths_.front(); }
+  Index n_outputs() const { return widths_.back(); }
+  const std::vector<Index>& widths() const { return widths_; }
+  const std::vector<DenseLayer>& layers() const { return layers_; }
+  Activation activation() const { return activation_; }
+  LossKind loss() const { return loss_; }
+  std::vector<ParameterBlock> blocks() const;
+
+  // Default initialisation: W ~ N(0, 1/fan_in), b ~ N(0, 0.1²), from a portable RNG stream of `seed`.
+  Vector initial_parameters(std::uint64_t seed) const;
+
+  // Network outputs (n_outputs x samples).
+  Matrix outputs(const Vector& theta, const Matrix& x) const;
+
+  // Returns scale * Σ ℓ; writes the gradient of that quantity to grad (resized to n_params).
+  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
+  // Returns scale * Σ ℓ without derivatives.
+  double loss_value(const Vector& theta, const Dataset& batch, double scale) const;
+  // Writes (scale * Σ ∇²ℓ) v to hv.
+  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale,
+                      Vector& hv) const;
+
+ private:
+  struct Workspace;
+  std::vector<Index> widths_;
+  std::vector<DenseLayer> layers_;
+  Activation activation_;
+  LossKind loss_;
+  Index n_params_ = 0;
+  std::unique_ptr<Workspace> ws_;
+
+  void forward(const Vector& theta, const Matrix& x, int derivative_order) const;
+  double output_loss(const Dataset& batch, double scale, bool want_delta) const;
+};
+
+}  // namespace eomlab

@@ -1,0 +1,274 @@
+#include "study/study.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "data/synthetic.hpp"
+#include "diff/objective.hpp"
+#include "eomlab/version.hpp"
+#include "flow/driver.hpp"
+#include "io/input.hpp"
+#include "io/run_file.hpp"
+#include "io/run_summary.hpp"
+
+namespace fs = std::filesystem;
+
+namespace eomlab {
+namespace {
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string run_path(const StudyConfig& c, const RunSpec& run) {
+  return (fs::path(c.output) / "runs" / (run.run_id + ".h5")).string();
+}
+
+std::vector<std::string> trajectory_names(const StudyConfig& c) {
+  std::vector<std::string> names{"gd"};
+  for (FlowKind k : c.flows.kinds) names.push_back(k.name());
+  return names;
+}
+
+// Loads the whole data set (every rank of the study reads the same) and checks it against the model.
+Dataset load_data(const StudyConfig& c) {
+  Dataset data;
+  if (c.data.source == "hdf5") {
+    data = io::read_data_file(c.data.path, c.model.loss, c.model.layers.back(), "data.source");
+    const std::string where = "model.layers: data file '" + c.data.path + "'";
+    if (data.n_features() != c.model.layers.front())
+      throw InputError(where + " has " + std::to_string(data.n_features()) + " features, expected input width " +
+                       std::to_string(c.model.layers.front()));
+    if (data.has_labels()) {
+      for (std::int64_t label : data.labels)
+        if (label >= c.model.layers.back())
+          throw InputError(where + " has label " + std::to_string(label) + ", expected labels below output width " +
+                           std::to_string(c.model.layers.back()));
+    } else if (data.targets.rows() != c.model.layers.back()) {
+      throw InputError(where + " has " + std::to_string(data.targets.rows()) + " target columns, expected output width " +
+                       std::to_string(c.model.layers.back()));
+    }
+  } else {
+    data = make_synthetic(c.data, c.model);
+  }
+  return data;
+}
+
+// Refuses to touch existing results unless --overwrite; creates <output>/runs. World rank 0 only.
+void prepare_output(const StudyConfig& c, bool overwrite) {
+  const fs::path out(c.output), runs = fs::path(c.output) / "runs";
+  std::error_code ec;
+  bool has_results = fs::exists(out / "sweep.h5", ec);
+  if (fs::is_directory(runs, ec))
+    for (const auto& entry : fs::directory_iterator(runs, ec))
+      if (entry.path().extension() == ".h5") has_results = true;
+  if (has_results && !overwrite)
+    throw InputError("study.output: '" + c.output + "' already holds results; pass --overwrite to replace them");
+  fs::create_directories(runs, ec);
+  if (ec || !fs::is_directory(runs)) throw InputError("study.output: cannot create directory '" + runs.string() + "'");
+  const fs::path probe = runs / ".eomlab-write-test";
+  if (FILE* f = std::fopen(probe.c_str(), "w")) {
+    std::fclose(f);
+    fs::remove(probe, ec);
+  } else {
+    throw InputError("study.output: directory '" + runs.string() + "' is not writable");
+  }
+  if (overwrite) {
+    for (const auto& entry : fs::directory_iterator(runs, ec))
+      if (entry.path().extension() == ".h5") fs::remove(entry.path(), ec);
+    fs::remove(out / "sweep.h5", ec);
+  }
+}
+
+class ProgressPrinter {
+ public:
+  ProgressPrinter(bool active, std::string label) : active_(active), label_(std::move(label)), start_(Clock::now()) {}
+  void operator()(long step, long steps) {
+    if (!active_) return;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+    const bool done = step == steps;
+    if (!done && step != 0 && elapsed - last_ < 5.0) return;
+    last_ = elapsed;
+    const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
+    std::ostringstream line;
+    line << label_ << " step " << step << "/" << steps << " (" << std::fixed << std::setprecision(0) << 100 * frac
+         << "%) elapsed " << std::setprecision(1) << elapsed << " s";
+    if (!done && frac > 0) line << ", ETA " << elapsed * (1 - frac) / frac << " s";
+    std::cout << line.str() << std::endl;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool active_;
+  std::string label_;
+  Clock::time_point start_;
+  double last_ = -1e9;
+};
+
+void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::ostream& out) {
+  const auto names = trajectory_names(c);
+  out << "\nSummary of study '" << c.name << "' (" << runs.size() << " run" << (runs.size() == 1 ? "" : "s")
+      << ", files in " << (fs::path(c.output) / "runs").string() << ")\n";
+  out << std::left << std::setw(28) << "run" << std::setw(10) << "status" << std::setw(7) << "traj" << std::right
+      << std::setw(14) << "final loss" << std::setw(18) << "dist. to GD" << std::setw(12) << "evals" << "\n";
+  for (const RunSpec& run : runs) {
+    io::RunResult r;
+    try {
+      r = io::read_run_result(run_path(c, run), names);
+    } catch (const Error& e) {
+      out << std::left << std::setw(28) << run.run_id << "unreadable: " << e.what() << "\n";
+      continue;
+    }
+    for (std::size_t i = 0; i < r.trajectories.size(); ++i) {
+      const io::TrajectoryResult& t = r.trajectories[i];
+      out << std::left << std::setw(28) << (i == 0 ? r.run_id : "") << std::setw(10) << (i == 0 ? r.status : "")
+          << std::setw(7) << t.name << std::right << std::setw(14) << std::setprecision(6) << std::defaultfloat
+          << t.final_loss << std::setw(18);
+      if (i == 0)
+        out << "-";
+      else
+        out << std::scientific << std::setprecision(3) << t.final_distance;
+      out << std::setw(12) << t.evaluations << std::defaultfloat << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+int group_count(const StudyConfig& config, int world_size) {
+  if (world_size % config.ranks_per_run != 0)
+    throw InputError("study.ranks_per_run: expected a divisor of the number of MPI ranks " + std::to_string(world_size) +
+                     ", got " + std::to_string(config.ranks_per_run));
+  return world_size / config.ranks_per_run;
+}
+
+void print_dry_run(const StudyConfig& config, int world_size, std::ostream& out) {
+  const int groups = group_count(config, world_size);
+  const auto runs = expand_grid(config);
+  out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
+      << " group(s) of " << config.ranks_per_run << "\n";
+  out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
+      << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
+  for (const RunSpec& r : runs) {
+    const int g = r.index % groups;
+    const int first = g * config.ranks_per_run, last = first + config.ranks_per_run - 1;
+    out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << r.lr << std::setw(8)
+        << r.seed << std::setw(14) << r.weight_decay << std::setw(10) << r.steps
+        << (first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last)) << "\n";
+  }
+}
+
+int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
+  const int groups = group_count(config, world.size());
+  const std::vector<RunSpec> runs = expand_grid(config);
+
+  // Validate inputs on every rank before anything is written.
+  const Dataset data = load_data(config);
+  const Mlp probe(config.model.layers, config.model.activation, config.model.loss);
+  Vector init_from_file;
+  if (!config.model.init_path.empty())
+    init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
+
+  // Output directory: checked and created by world rank 0; the verdict is shared.
+  std::string verdict;
+  if (world.rank() == 0) {
+    try {
+      prepare_output(config, options.overwrite);
+    } catch (const InputError& e) {
+      verdict = e.what();
+    }
+  }
+  verdict = world.broadcast(verdict);
+  if (!verdict.empty()) throw InputError(verdict);
+
+  const int group_index = world.rank() / config.ranks_per_run;
+  const dist::Comm group = world.split(group_index, world.rank());
+  const bool leader = group.rank() == 0;
+  const std::string created = group.broadcast(utc_now());
+  const std::string host = group.broadcast(host_name());
+  const LocalReducer replicated;  // every rank of a group holds all of θ
+
+  if (world.rank() == 0)
+    std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s) on "
+              << world.size() << " rank(s) in " << groups << " group(s)" << std::endl;
+
+  for (const RunSpec& run : runs) {
+    if (run.index % groups != group_index) continue;
+    Mlp model(config.model.layers, config.model.activation, config.model.loss);
+    const Vector theta0 = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
+    const auto blocks = model.blocks();
+
+    io::RunFileHeader header;
+    header.run_id = run.run_id;
+    header.lr = run.lr;
+    header.seed = run.seed;
+    header.weight_decay = run.weight_decay;
+    header.ranks_per_run = config.ranks_per_run;
+    header.config_text = config.resolved_text;
+    header.layout = blocks;
+    header.n_params = model.n_params();
+    header.trajectories = trajectory_names(config);
+    header.store_theta = config.output_options.store_theta;
+    header.provenance = {{"eomlab_version", build::version},
+                         {"git_sha", build::git_sha},
+                         {"compiler", build::compiler},
+                         {"mpi_library", dist::Environment::library_version()},
+                         {"mpi_world_size", std::to_string(world.size())},
+                         {"host", host},
+                         {"study", config.name},
+                         {"created", created}};
+    for (const char* var : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"})
+      if (const char* v = std::getenv(var)) header.provenance.emplace_back(var, v);
+
+    MlpObjective objective(std::move(model), shard(data, group.rank(), group.size()), data.n_samples(),
+                           run.weight_decay, group);
+    DriverSettings settings;
+    settings.lr = run.lr;
+    settings.steps = run.steps;
+    settings.record_every = config.optimizer.record_every;
+    settings.flows = config.flows.kinds;
+    settings.tolerances = {config.flows.rtol, config.flows.atol};
+
+    io::RunFile file(run_path(config, run), group, header);
+    ProgressPrinter progress(leader, "[run " + std::to_string(run.index + 1) + "/" + std::to_string(runs.size()) +
+                                         " " + run.run_id + "]");
+    RunOutcome outcome;
+    try {
+      outcome = run_synchronized(objective, theta0, settings, blocks, replicated, file, std::ref(progress));
+    } catch (const std::exception& e) {
+      file.fail(e.what());
+      throw;
+    }
+    file.finish(outcome, group.broadcast(utc_now()));
+    if (leader && outcome.status == RunStatus::diverged)
+      std::cout << "[run " << run.index + 1 << "/" << runs.size() << " " << run.run_id << "] GD diverged at step "
+                << outcome.last_step << " (recorded as status = diverged)" << std::endl;
+  }
+
+  world.barrier();
+  if (world.rank() == 0) print_summary(config, runs, std::cout);
+  return 0;
+}
+
+}  // namespace eomlab
