@@ -1,0 +1,63 @@
+// The integrator against closed-form solutions of linear ODEs, at step ends and from dense output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "flow/dop853.hpp"
+
+using namespace eomlab;
+
+TEST(Dop853, ExponentialDecayAtManyRecordTimes) {
+  LocalReducer local;
+  long evaluations = 0;
+  Dop853 rk([&](const Vector& y, Vector& dy) { ++evaluations; dy = -0.7 * y; }, {1e-12, 1e-14}, local, 1);
+  Vector y0(1);
+  y0 << 2.0;
+  rk.start(0.0, y0);
+  Vector y;
+  for (int k = 1; k <= 100; ++k) {
+    const double t = 0.05 * k;
+    ASSERT_EQ(rk.advance_to(t, y), Dop853::Status::ok);
+    EXPECT_NEAR(y[0], 2.0 * std::exp(-0.7 * t), 1e-11) << "t = " << t;
+  }
+  // Dense output: far fewer steps than records.
+  EXPECT_LT(rk.accepted_steps(), 40);
+}
+
+TEST(Dop853, HarmonicOscillatorDenseOutputAndTolerance) {
+  LocalReducer local;
+  auto field = [](const Vector& y, Vector& dy) {
+    dy.resize(2);
+    dy << y[1], -y[0];
+  };
+  double previous_error = 1.0;
+  long previous_steps = 0;
+  for (double rtol : {1e-6, 1e-9, 1e-12}) {
+    Dop853 rk(field, {rtol, rtol * 1e-2}, local, 2);
+    Vector y0(2), y;
+    y0 << 1.0, 0.0;
+    rk.start(0.0, y0);
+    double max_error = 0;
+    for (int k = 1; k <= 200; ++k) {
+      const double t = 0.1 * k;
+      ASSERT_EQ(rk.advance_to(t, y), Dop853::Status::ok);
+      max_error = std::max(max_error, std::hypot(y[0] - std::cos(t), y[1] + std::sin(t)));
+    }
+    EXPECT_LT(max_error, 1e3 * rtol) << "rtol " << rtol;
+    EXPECT_LT(max_error, previous_error);
+    EXPECT_GT(rk.accepted_steps(), previous_steps);
+    previous_error = max_error;
+    previous_steps = rk.accepted_steps();
+  }
+}
+
+TEST(Dop853, DivergingSolutionIsReportedNotThrown) {
+  LocalReducer local;
+  Dop853 rk([](const Vector& y, Vector& dy) { dy = y.array().square().matrix(); }, {1e-10, 1e-12}, local, 1);
+  Vector y0 = Vector::Constant(1, 1.0), y = y0;  // y = 1/(1-t) blows up at t = 1
+  rk.start(0.0, y0);
+  const Dop853::Status s = rk.advance_to(2.0, y);
+  EXPECT_NE(s, Dop853::Status::ok);
+  EXPECT_EQ(y[0], 1.0);  // left unchanged on failure
+  EXPECT_EQ(rk.advance_to(3.0, y), s);
+}
