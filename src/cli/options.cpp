@@ -45,6 +45,7 @@ const std::vector<KeySpec>& config_keys() {
       {"flows.kinds", "gf,eom1", "flows integrated beside GD: gf, eom1"},
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
+      {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
       {"output.theta", "all", "all | none: store full parameter trajectories"},
       {"output.checkpoint_every", "0", "checkpoint interval in steps (0: none)"},
   };
@@ -238,6 +239,8 @@ StudyConfig build_config(const KeyValues& kv) {
   if (!(c.flows.rtol > 0 && c.flows.rtol < 1)) throw_input_error("flows.rtol", "a number in (0, 1)", quoted(kv.get("flows.rtol")));
   c.flows.atol = parse_double("flows.atol", kv.get("flows.atol"));
   if (!(c.flows.atol >= 0)) throw_input_error("flows.atol", "a number >= 0", quoted(kv.get("flows.atol")));
+
+  c.flows.max_steps = static_cast<long>(parse_positive_integer("flows.max_steps", kv.get("flows.max_steps")));
 
   // output
   c.output_options.store_theta =

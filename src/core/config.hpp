@@ -51,6 +51,7 @@ struct FlowsConfig {
   std::vector<FlowKind> kinds{FlowKind{0}, FlowKind{1}};
   double rtol = 1e-10;
   double atol = 1e-12;
+  long max_steps = 100000;  // per flow and run; a flow that needs more is recorded as failed
 };
 
 struct OutputConfig {

@@ -199,7 +199,7 @@ void combine(Vector& out, const Vector& base, double h, const double* coef, int 
 
 }  // namespace
 
-Dop853::Dop853(Field field, Tolerances tol, const Reducer& vector_reducer, Index global_size)
+Dop853::Dop853(Field field, IntegratorSettings tol, const Reducer& vector_reducer, Index global_size)
     : field_(std::move(field)), tol_(tol), reducer_(vector_reducer), global_size_(static_cast<double>(global_size)) {
   if (!(tol.rtol > 0) || !(tol.atol >= 0)) throw Error("Dop853: expected rtol > 0 and atol >= 0");
 }
@@ -252,6 +252,10 @@ double Dop853::error_norm(double h) {
 void Dop853::take_step() {
   const double min_step = 10 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(t_));
   for (;;) {
+    if (tol_.max_steps > 0 && accepted_ + rejected_ >= tol_.max_steps) {
+      status_ = Status::step_limit;
+      return;
+    }
     if (!(h_ >= min_step)) {
       status_ = Status::step_size_underflow;
       return;

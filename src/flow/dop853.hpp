@@ -16,17 +16,18 @@
 
 namespace eomlab {
 
-struct Tolerances {
+struct IntegratorSettings {
   double rtol = 1e-10;
   double atol = 1e-12;
+  long max_steps = 0;  // attempted steps (accepted + rejected) before giving up; 0: no limit
 };
 
 class Dop853 {
  public:
   using Field = std::function<void(const Vector& y, Vector& dydt)>;
-  enum class Status { ok, step_size_underflow, not_finite };
+  enum class Status { ok, step_size_underflow, not_finite, step_limit };
 
-  Dop853(Field field, Tolerances tol, const Reducer& vector_reducer, Index global_size);
+  Dop853(Field field, IntegratorSettings tol, const Reducer& vector_reducer, Index global_size);
 
   // Starts at (t0, y0): evaluates f(y0) and chooses the first step size.
   void start(double t0, const Vector& y0);
@@ -44,7 +45,7 @@ class Dop853 {
   static constexpr int n_stages_dense = 16;
 
   Field field_;
-  Tolerances tol_;
+  IntegratorSettings tol_;
   const Reducer& reducer_;
   double global_size_;
   Status status_ = Status::ok;

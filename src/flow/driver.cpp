@@ -20,6 +20,7 @@ const char* to_string(Dop853::Status s) {
     case Dop853::Status::ok: return "ok";
     case Dop853::Status::step_size_underflow: return "failed: step size underflow";
     case Dop853::Status::not_finite: return "failed: state not finite";
+    case Dop853::Status::step_limit: return "failed: step limit flows.max_steps reached (stiff flow?)";
   }
   return "failed";
 }
@@ -31,7 +32,7 @@ struct FlowTrack {
   bool failed = false;
   FlowTrack(Objective& objective, FlowKind kind, double lr, const DriverSettings& s, const Reducer& r)
       : field(objective, kind, lr),
-        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.tolerances, r, objective.dimension()) {}
+        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.integrator, r, objective.dimension()) {}
 };
 
 class Observer {

@@ -61,7 +61,7 @@ struct DriverSettings {
   long steps = 0;
   long record_every = 1;
   std::vector<FlowKind> flows;
-  Tolerances tolerances;
+  IntegratorSettings integrator;
 };
 
 // Called after every record with (step, steps).

@@ -42,9 +42,37 @@ void write_attribute(hid_t obj, const std::string& name, hid_t type, const void*
 
 }  // namespace
 
+Handle utf8_string_type() {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy", "string type");
+  check(H5Tset_size(type, H5T_VARIABLE), "H5Tset_size", "string type");
+  check(H5Tset_cset(type, H5T_CSET_UTF8), "H5Tset_cset", "string type");
+  return type;
+}
+
 void write_string_attribute(hid_t obj, const std::string& name, const std::string& value) {
-  Handle type = scalar_string_type(value.size());
-  write_attribute(obj, name, type, value.empty() ? "" : value.data());
+  Handle type = utf8_string_type();
+  const char* data = value.c_str();
+  write_attribute(obj, name, type, &data);
+}
+
+std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& object) {
+  const std::string where = object + "@" + name;
+  Handle attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", where);
+  Handle type(H5Aget_type(attr), H5Tclose, "H5Aget_type", where);
+  if (H5Tget_class(type) != H5T_STRING) throw Error("attribute '" + where + "' is not a string");
+  if (check(H5Tis_variable_str(type), "H5Tis_variable_str", where) > 0) {
+    Handle mem = utf8_string_type();
+    char* data = nullptr;
+    check(H5Aread(attr, mem, &data), "H5Aread", where);
+    std::string value = data ? data : "";
+    H5free_memory(data);
+    return value;
+  }
+  const std::size_t size = H5Tget_size(type);
+  std::string value(size, '\0');
+  Handle mem = scalar_string_type(size);
+  check(H5Aread(attr, mem, value.data()), "H5Aread", where);
+  return value.substr(0, value.find('\0'));
 }
 
 void write_double_attribute(hid_t obj, const std::string& name, double value) {

@@ -57,7 +57,9 @@ Handle open_dataset(hid_t loc, const std::string& name, const std::string& file)
 bool exists(hid_t loc, const std::string& name);
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object);
 Handle scalar_string_type(std::size_t length);
+// String attributes are variable-length UTF-8 (h5py reads them as str); reading accepts fixed-length too.
 void write_string_attribute(hid_t obj, const std::string& name, const std::string& value);
+std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& object);
 void write_double_attribute(hid_t obj, const std::string& name, double value);
 void write_int_attribute(hid_t obj, const std::string& name, long long value);
 

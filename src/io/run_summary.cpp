@@ -10,16 +10,6 @@ namespace {
 using h5::check;
 using h5::Handle;
 
-std::string read_string_attribute(hid_t obj, const char* name, const std::string& path) {
-  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, "H5Aopen", path + "@" + name);
-  Handle type(H5Aget_type(attr), H5Tclose, "H5Aget_type", path + "@" + name);
-  const std::size_t size = H5Tget_size(type);
-  std::string value(size, '\0');
-  Handle mem = h5::scalar_string_type(size);
-  check(H5Aread(attr, mem, value.data()), "H5Aread", path + "@" + name);
-  return value.substr(0, value.find('\0'));
-}
-
 template <class T>
 T read_scalar_attribute(hid_t obj, const char* name, hid_t mem_type, const std::string& path) {
   Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, "H5Aopen", path + "@" + name);
@@ -49,8 +39,8 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
   h5::silence_error_stack();
   Handle file = h5::open_file_readonly(path);
   RunResult r;
-  r.run_id = read_string_attribute(file, "run_id", path);
-  r.status = read_string_attribute(file, "status", path);
+  r.run_id = h5::read_string_attribute(file, "run_id", path);
+  r.status = h5::read_string_attribute(file, "status", path);
   r.lr = read_scalar_attribute<double>(file, "lr", H5T_NATIVE_DOUBLE, path);
   r.weight_decay = read_scalar_attribute<double>(file, "weight_decay", H5T_NATIVE_DOUBLE, path);
   r.seed = read_scalar_attribute<long long>(file, "seed", H5T_NATIVE_LLONG, path);

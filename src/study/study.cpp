@@ -248,7 +248,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     settings.steps = run.steps;
     settings.record_every = config.optimizer.record_every;
     settings.flows = config.flows.kinds;
-    settings.tolerances = {config.flows.rtol, config.flows.atol};
+    settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
 
     io::RunFile file(run_path(config, run), group, header);
     ProgressPrinter progress(leader, "[run " + std::to_string(run.index + 1) + "/" + std::to_string(runs.size()) +
@@ -261,9 +261,15 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       throw;
     }
     file.finish(outcome, group.broadcast(utc_now()));
-    if (leader && outcome.status == RunStatus::diverged)
-      std::cout << "[run " << run.index + 1 << "/" << runs.size() << " " << run.run_id << "] GD diverged at step "
-                << outcome.last_step << " (recorded as status = diverged)" << std::endl;
+    if (leader) {
+      const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(runs.size()) + " " +
+                                run.run_id + "] ";
+      if (outcome.status == RunStatus::diverged)
+        std::cout << label << "GD diverged at step " << outcome.last_step << " (recorded as status = diverged)"
+                  << std::endl;
+      for (const TrajectorySummary& t : outcome.trajectories)
+        if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;
+    }
   }
 
   world.barrier();

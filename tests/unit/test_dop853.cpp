@@ -10,7 +10,7 @@ using namespace eomlab;
 TEST(Dop853, ExponentialDecayAtManyRecordTimes) {
   LocalReducer local;
   long evaluations = 0;
-  Dop853 rk([&](const Vector& y, Vector& dy) { ++evaluations; dy = -0.7 * y; }, {1e-12, 1e-14}, local, 1);
+  Dop853 rk([&](const Vector& y, Vector& dy) { ++evaluations; dy = -0.7 * y; }, IntegratorSettings{1e-12, 1e-14}, local, 1);
   Vector y0(1);
   y0 << 2.0;
   rk.start(0.0, y0);
@@ -33,7 +33,7 @@ TEST(Dop853, HarmonicOscillatorDenseOutputAndTolerance) {
   double previous_error = 1.0;
   long previous_steps = 0;
   for (double rtol : {1e-6, 1e-9, 1e-12}) {
-    Dop853 rk(field, {rtol, rtol * 1e-2}, local, 2);
+    Dop853 rk(field, IntegratorSettings{rtol, rtol * 1e-2}, local, 2);
     Vector y0(2), y;
     y0 << 1.0, 0.0;
     rk.start(0.0, y0);
@@ -53,11 +53,21 @@ TEST(Dop853, HarmonicOscillatorDenseOutputAndTolerance) {
 
 TEST(Dop853, DivergingSolutionIsReportedNotThrown) {
   LocalReducer local;
-  Dop853 rk([](const Vector& y, Vector& dy) { dy = y.array().square().matrix(); }, {1e-10, 1e-12}, local, 1);
+  Dop853 rk([](const Vector& y, Vector& dy) { dy = y.array().square().matrix(); }, IntegratorSettings{1e-10, 1e-12}, local, 1);
   Vector y0 = Vector::Constant(1, 1.0), y = y0;  // y = 1/(1-t) blows up at t = 1
   rk.start(0.0, y0);
   const Dop853::Status s = rk.advance_to(2.0, y);
   EXPECT_NE(s, Dop853::Status::ok);
   EXPECT_EQ(y[0], 1.0);  // left unchanged on failure
   EXPECT_EQ(rk.advance_to(3.0, y), s);
+}
+
+TEST(Dop853, StepLimitStopsAStiffProblem) {
+  LocalReducer local;
+  IntegratorSettings settings{1e-10, 1e-12, 50};
+  Dop853 rk([](const Vector& y, Vector& dy) { dy = -1e6 * y; }, settings, local, 1);
+  Vector y0 = Vector::Constant(1, 1.0), y = y0;
+  rk.start(0.0, y0);
+  EXPECT_EQ(rk.advance_to(1.0, y), Dop853::Status::step_limit);
+  EXPECT_EQ(rk.accepted_steps() + rk.rejected_steps(), 50);
 }

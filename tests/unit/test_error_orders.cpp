@@ -51,7 +51,7 @@ TEST(ErrorOrders, GfIsFirstOrderAndEom1SecondOrderOnATanhNetwork) {
     s.steps = std::lround(horizon / lr);
     s.record_every = s.steps;
     s.flows = {FlowKind{0}, FlowKind{1}};
-    s.tolerances = {1e-12, 1e-14};
+    s.integrator = {1e-12, 1e-14};
     test::RecordingSink sink;
     run_synchronized(objective, theta0, s, blocks, local, sink);
     const auto& last = sink.records.back();

@@ -52,7 +52,7 @@ TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
   s.steps = 50;
   s.record_every = 5;
   s.flows = {FlowKind{0}, FlowKind{1}};
-  s.tolerances = {1e-12, 1e-14};
+  s.integrator = {1e-12, 1e-14};
   test::RecordingSink sink;
   LocalReducer local;
   const std::vector<ParameterBlock> blocks{{"theta", 0, 6, 6, 1}};
