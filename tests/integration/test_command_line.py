@@ -1,0 +1,34 @@
+"""--help, --version, --print-config, --dry-run and overrides of the real binary."""
+from conftest import run_eomlab, write_config
+
+
+def test_help_lists_every_config_key(small_study):
+    proc = run_eomlab(["--help"])
+    assert proc.returncode == 0
+    for key in ["--config", "--print-config", "--dry-run", "--overwrite", "optimizer.lr", "flows.kinds",
+                "model.activation", "study.ranks_per_run", "output.theta"]:
+        assert key in proc.stdout
+
+
+def test_version():
+    proc = run_eomlab(["--version"])
+    assert proc.returncode == 0 and proc.stdout.startswith("eomlab ")
+
+
+def test_print_config_round_trips_and_shows_overrides(tmp_path, small_study):
+    proc = run_eomlab(["--config", small_study, "--print-config", "--optimizer.lr=0.3,0.2"])
+    assert proc.returncode == 0
+    assert "[optimizer]" in proc.stdout and "lr = 0.3,0.2" in proc.stdout
+    assert "rtol = 1e-10" in proc.stdout  # defaults are included
+    again = run_eomlab(["--config", write_config(tmp_path, proc.stdout, "printed.ini"), "--print-config"])
+    assert again.returncode == 0 and again.stdout == proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_grid_and_rank_layout_without_computing(tmp_path, small_study):
+    proc = run_eomlab(["--config", small_study, "--dry-run", "--optimizer.lr=0.1,0.05", "--study.seed=1,2"], np=2)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs on 2 ranks, 2 group(s) of 1" in proc.stdout
+    for run_id in ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0", "lr0.05_seed1_wd0", "lr0.05_seed2_wd0"]:
+        assert run_id in proc.stdout
+    assert not (tmp_path / "out").exists()
