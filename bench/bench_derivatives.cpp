@@ -1,0 +1,121 @@
+// Time per gradient, HVP and eom1 field evaluation of the MLP objective, beside the dense products
+// (GEMMs) the gradient is made of, measured in the same run. Reports each as a multiple of the gradient
+// via the counters printed by Google Benchmark.
+//   build/bench/bench_derivatives                       (reference 784-256-256-10, 1024 samples + small)
+//   build/bench/bench_derivatives --benchmark_filter=small
+#include <benchmark/benchmark.h>
+
+#include "core/rng.hpp"
+#include "data/synthetic.hpp"
+#include "diff/objective.hpp"
+#include "flow/vector_field.hpp"
+
+using namespace eomlab;
+
+namespace {
+
+struct Network {
+  std::vector<Index> widths;
+  Index samples;
+};
+
+const Network reference{{784, 256, 256, 10}, 1024};
+const Network small{{16, 64, 64, 4}, 256};
+
+struct Fixture {
+  LocalReducer local;
+  std::unique_ptr<MlpObjective> objective;
+  Vector theta, v, out;
+
+  explicit Fixture(const Network& net) {
+    DataConfig data;
+    data.n_samples = net.samples;
+    data.n_features = net.widths.front();
+    data.n_classes = net.widths.back();
+    ModelConfig model;
+    model.layers = net.widths;
+    Dataset d = make_synthetic(data, model);
+    Mlp mlp(net.widths, Activation::tanh, LossKind::cross_entropy);
+    theta = mlp.initial_parameters(1);
+    Rng r(2, rng_stream::test);
+    v.resize(theta.size());
+    for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
+    objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), net.samples, 0.0, local);
+  }
+};
+
+// FLOPs of the dense products of one gradient: forward W·A per layer, G = δAᵀ per layer, Wᵀδ for
+// all but the first layer.
+double gradient_flops(const Network& n) {
+  double f = 0;
+  for (std::size_t i = 0; i + 1 < n.widths.size(); ++i) {
+    const double mm = 2.0 * static_cast<double>(n.widths[i] * n.widths[i + 1] * n.samples);
+    f += (i == 0 ? 2 : 3) * mm;
+  }
+  return f;
+}
+
+void report(benchmark::State& state, const Network& net, double gradients) {
+  state.counters["GFLOPs_equiv"] =
+      benchmark::Counter(gradient_flops(net) * gradients * static_cast<double>(state.iterations()) * 1e-9,
+                         benchmark::Counter::kIsRate);
+}
+
+void gradient(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  for (auto _ : state) benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
+  report(state, *net, 1.0);
+}
+
+void hvp(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  for (auto _ : state) {
+    f.objective->hessian_vector(f.theta, f.v, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  }
+}
+
+void field(benchmark::State& state, const Network* net, int order) {
+  Fixture f(*net);
+  VectorField field(*f.objective, FlowKind{order}, 0.01);
+  for (auto _ : state) {
+    field(f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  }
+}
+
+// The same GEMMs as one gradient, on plain matrices: the speed the gradient can hope for.
+void gemms_of_gradient(benchmark::State& state, const Network* net) {
+  std::vector<Matrix> w, a, d;
+  for (std::size_t i = 0; i + 1 < net->widths.size(); ++i) {
+    w.push_back(Matrix::Random(net->widths[i + 1], net->widths[i]));
+    a.push_back(Matrix::Random(net->widths[i], net->samples));
+    d.push_back(Matrix::Random(net->widths[i + 1], net->samples));
+  }
+  Matrix z, g, b;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      z.noalias() = w[i] * a[i];
+      g.noalias() = d[i] * a[i].transpose();
+      if (i > 0) b.noalias() = w[i].transpose() * d[i];
+    }
+    benchmark::DoNotOptimize(z.data());
+    benchmark::DoNotOptimize(g.data());
+    benchmark::DoNotOptimize(b.data());
+  }
+  report(state, *net, 1.0);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(gemms_of_gradient, reference, &reference)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(gradient, reference, &reference)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(hvp, reference, &reference)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(field, reference_gf, &reference, 0)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(field, reference_eom1, &reference, 1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(field, small_eom1, &small, 1)->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();
