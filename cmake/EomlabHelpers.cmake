@@ -4,8 +4,9 @@
 add_library(eomlab_warnings INTERFACE)
 target_compile_options(eomlab_warnings INTERFACE
   $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion>
-  # GCC 12 reports false maybe-uninitialized warnings inside its AVX-512 intrinsics when inlining Eigen.
-  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+  # GCC 12 reports false (maybe-)uninitialized warnings inside its AVX-512 intrinsics when inlining
+  # Eigen (GCC bug 105593).
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized -Wno-uninitialized>)
 
 # eomlab_optimization: -O3 (and -march=native when EOMLAB_NATIVE) for Release numerics.
 add_library(eomlab_optimization INTERFACE)

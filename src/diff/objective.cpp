@@ -45,6 +45,15 @@ void MlpObjective::hessian_vector(const Vector& theta, const Vector& v, Vector& 
   hv += weight_decay_ * v;
 }
 
+void MlpObjective::third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) {
+  if (local_.n_samples() > 0) {
+    model_.third_order(theta, u, v, local_, scale_, out);
+  } else {
+    out.setZero(model_.n_params());
+  }
+  reducer_.sum_in_place(out.data(), static_cast<std::size_t>(out.size()));
+}
+
 QuadraticObjective::QuadraticObjective(Matrix a, double weight_decay) : a_(std::move(a)), weight_decay_(weight_decay) {
   if (a_.rows() != a_.cols()) throw Error("QuadraticObjective: expected a square matrix");
 }
@@ -62,6 +71,14 @@ double QuadraticObjective::value_and_gradient(const Vector& theta, Vector& grad)
 void QuadraticObjective::hessian_vector(const Vector&, const Vector& v, Vector& hv) {
   hv.noalias() = a_ * v;
   hv += weight_decay_ * v;
+}
+
+}  // namespace eomlab
+
+namespace eomlab {
+
+void QuadraticObjective::third_order(const Vector&, const Vector&, const Vector&, Vector& out) {
+  out.setZero(a_.rows());
 }
 
 }  // namespace eomlab

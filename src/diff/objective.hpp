@@ -1,5 +1,6 @@
-// The loss as the flows see it: value, exact gradient and exact Hessian-vector product of
-// L(θ) = (1/N) Σ_i ℓ_i(θ) + (λ/2)‖θ‖².
+// The loss as the flows see it: value, exact gradient, exact Hessian-vector product and exact
+// third-order contraction T[u, v] = ∇³L[u, v] of L(θ) = (1/N) Σ_i ℓ_i(θ) + (λ/2)‖θ‖²
+// (weight decay enters g and H, not T).
 // Derivatives are sums over samples: an objective holds its rank's shard and sums the shards
 // through a Reducer, so every rank of a run gets the full (identical) result.
 // Invariant: the numbers do not depend on how the data is sharded beyond rounding.
@@ -20,6 +21,8 @@ class Objective {
   virtual double value_and_gradient(const Vector& theta, Vector& grad) = 0;
   // Writes ∇²L(θ) v.
   virtual void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) = 0;
+  // Writes ∇³L(θ)[u, v].
+  virtual void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) = 0;
 };
 
 class MlpObjective final : public Objective {
@@ -30,6 +33,7 @@ class MlpObjective final : public Objective {
   double value(const Vector& theta) override;
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
+  void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) override;
   const Mlp& model() const { return model_; }
 
  private:
@@ -49,6 +53,7 @@ class QuadraticObjective final : public Objective {
   double value(const Vector& theta) override;
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
+  void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) override;
 
  private:
   Matrix a_;

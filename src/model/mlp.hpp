@@ -5,10 +5,15 @@
 // (logsumexp(z) - z_y) or half the squared error ½‖z - t‖²; `scale` is 1/N_total for a shard of N_total.
 // Weight decay is not part of this class (see diff/objective.hpp).
 //
-// Derivatives are propagated at matrix level: forward values and forward tangents are separate
-// dense matrices (samples as columns), so every product is a GEMM. The HVP is forward-over-reverse:
-// the reverse (gradient) sweep differentiated along a direction v.
-// Not thread-safe: evaluations reuse a mutable workspace so the hot path does not allocate.
+// Normalization of hidden layers (the output layer never is):
+//   layer:  pre-activations z = W a + b are centred and scaled to unit variance across the layer's
+//           neurons, per sample (no gain, no epsilon): the layer's (W, b) is jointly scale-invariant;
+//   weight: each neuron uses w/‖w‖ for its weight row: each row is scale-invariant.
+//
+// Derivatives are forward-over-reverse at matrix level (model/jet.hpp): the reverse sweep that gives
+// the gradient is run on jets in m directions, and its top component is the m-th directional
+// derivative of the gradient: m = 0 gradient, m = 1 Hessian-vector product, m = 2 T[u, v].
+// Not thread-safe: evaluations reuse a mutable workspace.
 #pragma once
 #include <memory>
 #include <string>
@@ -33,7 +38,8 @@ struct ParameterBlock {
 
 class Mlp {
  public:
-  Mlp(std::vector<Index> widths, Activation activation, LossKind loss);
+  Mlp(std::vector<Index> widths, Activation activation, LossKind loss,
+      Normalization normalization = Normalization::none);
   ~Mlp();
   Mlp(Mlp&&) noexcept;
   Mlp& operator=(Mlp&&) noexcept;
@@ -45,6 +51,10 @@ class Mlp {
   const std::vector<DenseLayer>& layers() const { return layers_; }
   Activation activation() const { return activation_; }
   LossKind loss() const { return loss_; }
+  Normalization normalization() const { return normalization_; }
+  bool is_normalized(std::size_t layer) const {
+    return normalization_ != Normalization::none && layer + 1 < layers_.size();
+  }
   std::vector<ParameterBlock> blocks() const;
 
   // Default initialisation: W ~ N(0, 1/fan_in), b ~ N(0, 0.1²), from a portable RNG stream of `seed`.
@@ -53,13 +63,15 @@ class Mlp {
   // Network outputs (n_outputs x samples).
   Matrix outputs(const Vector& theta, const Matrix& x) const;
 
-  // Returns scale * Σ ℓ; writes the gradient of that quantity to grad (resized to n_params).
-  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
   // Returns scale * Σ ℓ without derivatives.
   double loss_value(const Vector& theta, const Dataset& batch, double scale) const;
-  // Writes (scale * Σ ∇²ℓ) v to hv.
-  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale,
-                      Vector& hv) const;
+  // Returns scale * Σ ℓ; writes the gradient of that quantity to grad.
+  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
+  // Writes (scale * Σ ∇²ℓ) v.
+  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv) const;
+  // Writes (scale * Σ ∇³ℓ)[u, v].
+  void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
+                   Vector& out) const;
 
  private:
   struct Workspace;
@@ -67,11 +79,15 @@ class Mlp {
   std::vector<DenseLayer> layers_;
   Activation activation_;
   LossKind loss_;
+  Normalization normalization_;
   Index n_params_ = 0;
   std::unique_ptr<Workspace> ws_;
 
-  void forward(const Vector& theta, const Matrix& x, int derivative_order) const;
-  double output_loss(const Dataset& batch, double scale, bool want_delta) const;
+  void forward(const Vector& theta, const Vector* const* directions, int m, const Matrix& x) const;
+  double head(const Dataset& batch, double scale) const;
+  void backward(const Matrix& x, Vector& out) const;
+  double evaluate(const Vector& theta, const Vector* const* directions, int m, const Dataset& batch, double scale,
+                  Vector* out) const;
 };
 
 }  // namespace eomlab

@@ -27,6 +27,14 @@ inline Vector fd_hessian_vector(Objective& f, const Vector& theta, const Vector&
   return (gp - gm) / (2 * h);
 }
 
+// T[u, v] by central differences of the exact HVP along u.
+inline Vector fd_third_order(Objective& f, const Vector& theta, const Vector& u, const Vector& v, double h = 1e-5) {
+  Vector hp, hm;
+  f.hessian_vector(theta + h * u, v, hp);
+  f.hessian_vector(theta - h * u, v, hm);
+  return (hp - hm) / (2 * h);
+}
+
 inline double relative_error(const Vector& a, const Vector& reference) {
   return (a - reference).norm() / reference.norm();
 }

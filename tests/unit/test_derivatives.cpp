@@ -26,7 +26,8 @@ struct Problem {
   Vector theta;
 };
 
-std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, std::vector<Index> widths = {5, 7, 6, 3}) {
+std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, std::vector<Index> widths = {5, 7, 6, 3},
+                                      Normalization norm = Normalization::none) {
   auto p = std::make_unique<Problem>();
   DataConfig data;
   data.source = "teacher";
@@ -40,7 +41,7 @@ std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, 
   model.activation = act;
   model.loss = loss;
   Dataset d = make_synthetic(data, model);
-  Mlp mlp(widths, act, loss);
+  Mlp mlp(widths, act, loss, norm);
   p->theta = mlp.initial_parameters(5);
   const Index n = d.n_samples();
   p->objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), n, wd, p->reducer);
@@ -94,6 +95,24 @@ TEST_P(Derivatives, HessianVectorIsLinearInDirection) {
   p->objective->hessian_vector(p->theta, v, hv);
   p->objective->hessian_vector(p->theta, 2.0 * u - 3.0 * v, hw);
   EXPECT_LT(test::relative_error(hw, 2.0 * hu - 3.0 * hv), 1e-12);
+}
+
+TEST_P(Derivatives, ThirdOrderMatchesDifferencesOfHvpsAndIsSymmetric) {
+  const auto [act, loss, wd] = GetParam();
+  auto p = make_problem(act, loss, wd);
+  const Vector u = random_vector(p->theta.size(), 5), v = random_vector(p->theta.size(), 6);
+  Vector tuv, tvu, tuu;
+  p->objective->third_order(p->theta, u, v, tuv);
+  p->objective->third_order(p->theta, v, u, tvu);
+  p->objective->third_order(p->theta, u, u, tuu);
+  EXPECT_LT(test::relative_error(tuv, test::fd_third_order(*p->objective, p->theta, u, v)), 1e-6);
+  EXPECT_LT(test::relative_error(tuu, test::fd_third_order(*p->objective, p->theta, u, u)), 1e-6);
+  EXPECT_LT(test::relative_error(tvu, tuv), 1e-12);
+  // Full symmetry of ∇³L: wᵀT[u, v] = uᵀT[w, v].
+  const Vector w = random_vector(p->theta.size(), 7);
+  Vector twv;
+  p->objective->third_order(p->theta, w, v, twv);
+  EXPECT_NEAR(w.dot(tuv), u.dot(twv), 1e-11 * std::abs(w.dot(tuv)));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -154,4 +173,92 @@ TEST(Derivatives, LayoutIsLayerByLayerWeightsRowMajorThenBias) {
   const Matrix z = mlp.outputs(theta, x);
   EXPECT_NEAR(z(0, 0), std::tanh(0.5), 1e-15);
   EXPECT_EQ(z(1, 0), 0.0);
+}
+
+namespace {
+
+class Normalized : public ::testing::TestWithParam<std::tuple<Normalization, Activation>> {};
+
+}  // namespace
+
+TEST_P(Normalized, AllDerivativesMatchFiniteDifferences) {
+  const auto [norm, act] = GetParam();
+  auto p = make_problem(act, LossKind::cross_entropy, 0.01, {5, 7, 6, 3}, norm);
+  Vector g, hv, t;
+  p->objective->value_and_gradient(p->theta, g);
+  EXPECT_LT(test::relative_error(g, test::fd_gradient(*p->objective, p->theta)), 1e-6);
+  const Vector u = random_vector(p->theta.size(), 8), v = random_vector(p->theta.size(), 9);
+  p->objective->hessian_vector(p->theta, v, hv);
+  EXPECT_LT(test::relative_error(hv, test::fd_hessian_vector(*p->objective, p->theta, v)), 1e-6);
+  p->objective->third_order(p->theta, u, v, t);
+  EXPECT_LT(test::relative_error(t, test::fd_third_order(*p->objective, p->theta, u, v)), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(LayerAndWeight, Normalized,
+                         ::testing::Combine(::testing::Values(Normalization::layer, Normalization::weight),
+                                            ::testing::Values(Activation::tanh, Activation::gelu, Activation::softplus)),
+                         [](const ::testing::TestParamInfo<std::tuple<Normalization, Activation>>& param_info) {
+                           return std::string(to_string(std::get<0>(param_info.param))) + "_" +
+                                  to_string(std::get<1>(param_info.param));
+                         });
+
+namespace {
+
+// θ̂_A: the block [offset, offset + size) of θ, zero elsewhere.
+Vector padded_block(const Vector& x, Index offset, Index size) {
+  Vector out = Vector::Zero(x.size());
+  out.segment(offset, size) = x.segment(offset, size);
+  return out;
+}
+
+// DESIGN.md §1.4, scale-invariant block A: θ_A·g_A = 0, H θ̂_A = −ĝ_A, T[θ̂_A, u] = −(Hu)^_A − H û_A.
+void expect_scale_invariance_identities(Objective& f, const Vector& theta, Index offset, Index size) {
+  Vector g, h_theta, hu, h_ua, t;
+  f.value_and_gradient(theta, g);
+  const Vector theta_a = padded_block(theta, offset, size);
+  EXPECT_NEAR(theta_a.dot(g), 0.0, 1e-13 * theta_a.norm() * g.norm());
+  f.hessian_vector(theta, theta_a, h_theta);
+  EXPECT_LT((h_theta + padded_block(g, offset, size)).norm(), 1e-12 * g.norm());
+  const Vector u = random_vector(theta.size(), 21);
+  f.hessian_vector(theta, u, hu);
+  f.hessian_vector(theta, padded_block(u, offset, size), h_ua);
+  f.third_order(theta, theta_a, u, t);
+  const Vector expected = -padded_block(hu, offset, size) - h_ua;
+  EXPECT_LT((t - expected).norm(), 1e-11 * expected.norm());
+}
+
+}  // namespace
+
+TEST(Normalized, LayerNormMakesEachHiddenLayersWAndBJointlyScaleInvariant) {
+  auto p = make_problem(Activation::tanh, LossKind::cross_entropy, 0.0, {5, 7, 6, 3}, Normalization::layer);
+  const auto& layers = p->objective->model().layers();
+  for (std::size_t i = 0; i + 1 < layers.size(); ++i)
+    expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w_offset, layers[i].in * layers[i].out + layers[i].out);
+  // Loss unchanged by scaling the block.
+  Vector scaled = p->theta;
+  scaled.segment(layers[0].w_offset, layers[0].in * layers[0].out + layers[0].out) *= 3.7;
+  EXPECT_NEAR(p->objective->value(scaled), p->objective->value(p->theta), 1e-14);
+}
+
+TEST(Normalized, WeightNormMakesEachHiddenNeuronsRowScaleInvariant) {
+  auto p = make_problem(Activation::gelu, LossKind::mse, 0.0, {5, 7, 6, 3}, Normalization::weight);
+  const auto& layers = p->objective->model().layers();
+  for (std::size_t i = 0; i + 1 < layers.size(); ++i)
+    for (Index row : {Index{0}, layers[i].out - 1})
+      expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w_offset + row * layers[i].in, layers[i].in);
+}
+
+TEST(Derivatives, OutputLayerIsTranslationInvariantUnderCrossEntropy) {
+  // v = adding a constant to every class's bias: v·g = 0, Hv = 0, T[v, u] = 0 (DESIGN.md §1.4).
+  auto p = make_problem(Activation::tanh, LossKind::cross_entropy, 0.0);
+  const DenseLayer& out = p->objective->model().layers().back();
+  Vector v = Vector::Zero(p->theta.size());
+  v.segment(out.b_offset, out.out).setOnes();
+  Vector g, hv, t;
+  p->objective->value_and_gradient(p->theta, g);
+  p->objective->hessian_vector(p->theta, v, hv);
+  p->objective->third_order(p->theta, v, random_vector(p->theta.size(), 3), t);
+  EXPECT_NEAR(v.dot(g), 0.0, 1e-15);
+  EXPECT_LT(hv.norm(), 1e-14);
+  EXPECT_LT(t.norm(), 1e-13);
 }

@@ -1,0 +1,214 @@
+#include "model/jet.hpp"
+
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace eomlab {
+namespace {
+
+// Set partitions of every mask of up to max_jet_directions bits, each partition a list of blocks.
+using Partition = std::vector<int>;
+const std::vector<std::vector<Partition>>& partitions() {
+  static const std::vector<std::vector<Partition>> table = [] {
+    std::vector<std::vector<Partition>> t(1 << max_jet_directions);
+    t[0] = {{}};
+    for (int s = 1; s < (1 << max_jet_directions); ++s) {
+      const int low = s & -s, rest = s ^ low;
+      // The block containing the lowest element is low ∪ sub for every sub ⊆ rest.
+      for (int sub = rest;; sub = (sub - 1) & rest) {
+        const int block = low | sub;
+        for (Partition p : t[s ^ block]) {
+          p.push_back(block);
+          t[s].push_back(p);
+        }
+        if (sub == 0) break;
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+void Jet::reset(int directions) {
+  if (directions < 0 || directions > max_jet_directions) throw Error("Jet: too many directions");
+  m = directions;
+  nz.fill(false);
+}
+
+void Jet::set_constant(int directions, const Matrix& value) {
+  reset(directions);
+  c[0] = value;
+  nz[0] = true;
+}
+
+Matrix& Jet::set(int s, Index r, Index cols) {
+  nz[static_cast<std::size_t>(s)] = true;
+  Matrix& x = c[static_cast<std::size_t>(s)];
+  x.resize(r, cols);
+  return x;
+}
+
+void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only) {
+  const int m = std::max(a.m, b.m);
+  out.reset(m);
+  const Index rows = op_a == Op::none ? a.rows() : a.cols();
+  const Index cols = op_b == Op::none ? b.cols() : b.rows();
+  for (int s = top_only ? (1 << m) - 1 : 0; s < (1 << m); ++s) {
+    bool first = true;
+    for (int t = s;; t = (t - 1) & s) {
+      const int u = s ^ t;
+      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
+        const Matrix& x = a.c[static_cast<std::size_t>(t)];
+        const Matrix& y = b.c[static_cast<std::size_t>(u)];
+        Matrix& o = first ? out.set(s, rows, cols) : out.c[static_cast<std::size_t>(s)];
+        // Four explicit cases so Eigen sees plain (transposed) operands and calls its GEMM kernel.
+        if (op_a == Op::none && op_b == Op::none) {
+          if (first) o.noalias() = x * y; else o.noalias() += x * y;
+        } else if (op_a == Op::transpose && op_b == Op::none) {
+          if (first) o.noalias() = x.transpose() * y; else o.noalias() += x.transpose() * y;
+        } else if (op_a == Op::none) {
+          if (first) o.noalias() = x * y.transpose(); else o.noalias() += x * y.transpose();
+        } else {
+          if (first) o.noalias() = x.transpose() * y.transpose(); else o.noalias() += x.transpose() * y.transpose();
+        }
+        first = false;
+      }
+      if (t == 0) break;
+    }
+  }
+}
+
+void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
+  const int m = std::max(a.m, b.m);
+  out.reset(m);
+  for (int s = 0; s < (1 << m); ++s) {
+    bool first = true;
+    for (int t = s;; t = (t - 1) & s) {
+      const int u = s ^ t;
+      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
+        const Matrix& x = a.c[static_cast<std::size_t>(t)];
+        const Matrix& y = b.c[static_cast<std::size_t>(u)];
+        if (first) {
+          out.set(s, x.rows(), x.cols()).array() = x.array() * y.array();
+        } else {
+          out.c[static_cast<std::size_t>(s)].array() += x.array() * y.array();
+        }
+        first = false;
+      }
+      if (t == 0) break;
+    }
+  }
+}
+
+namespace {
+
+template <class Broadcast>
+void scale_broadcast(const Jet& a, const Jet& b, Jet& out, Broadcast apply) {
+  const int m = std::max(a.m, b.m);
+  out.reset(m);
+  for (int s = 0; s < (1 << m); ++s) {
+    bool first = true;
+    for (int t = s;; t = (t - 1) & s) {
+      const int u = s ^ t;
+      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
+        const Matrix& x = a.c[static_cast<std::size_t>(t)];
+        if (first) out.set(s, x.rows(), x.cols()).setZero();
+        apply(out.c[static_cast<std::size_t>(s)], x, b.c[static_cast<std::size_t>(u)]);
+        first = false;
+      }
+      if (t == 0) break;
+    }
+  }
+}
+
+}  // namespace
+
+void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {
+  scale_broadcast(a, row, out, [](Matrix& o, const Matrix& x, const Matrix& r) {
+    o.array() += x.array().rowwise() * r.row(0).array();
+  });
+}
+
+void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
+  scale_broadcast(a, column, out, [](Matrix& o, const Matrix& x, const Matrix& col) {
+    o.array() += x.array().colwise() * col.col(0).array();
+  });
+}
+
+void jet_apply(const Jet& a, const Matrix* d, Jet& out) {
+  out.reset(a.m);
+  out.set(0, a.rows(), a.cols()) = d[0];
+  const auto& table = partitions();
+  for (int s = 1; s < a.size(); ++s) {
+    bool first = true;
+    for (const Partition& p : table[static_cast<std::size_t>(s)]) {
+      bool zero = false;
+      for (int block : p) zero = zero || !a.nz[static_cast<std::size_t>(block)];
+      if (zero) continue;
+      if (first) out.set(s, a.rows(), a.cols()).setZero();
+      first = false;
+      Matrix& o = out.c[static_cast<std::size_t>(s)];
+      const auto fk = d[p.size()].array();
+      const auto comp = [&](std::size_t i) { return a.c[static_cast<std::size_t>(p[i])].array(); };
+      switch (p.size()) {
+        case 1: o.array() += fk * comp(0); break;
+        case 2: o.array() += fk * comp(0) * comp(1); break;
+        case 3: o.array() += fk * comp(0) * comp(1) * comp(2); break;
+        default: throw Error("jet_apply: partition too large");
+      }
+    }
+  }
+}
+
+void jet_column_sums(const Jet& a, Jet& out) {
+  out.reset(a.m);
+  for (int s = 0; s < a.size(); ++s)
+    if (a.nz[static_cast<std::size_t>(s)]) out.set(s, 1, a.cols()) = a.c[static_cast<std::size_t>(s)].colwise().sum();
+}
+
+void jet_row_sums(const Jet& a, Jet& out) {
+  out.reset(a.m);
+  for (int s = 0; s < a.size(); ++s)
+    if (a.nz[static_cast<std::size_t>(s)]) out.set(s, a.rows(), 1) = a.c[static_cast<std::size_t>(s)].rowwise().sum();
+}
+
+void jet_add_to_columns(Jet& a, const Jet& column) {
+  const int m = std::max(a.m, column.m);
+  a.m = m;
+  for (int s = 0; s < (1 << m); ++s) {
+    if (!column.nz[static_cast<std::size_t>(s)]) continue;
+    Matrix& x = a.c[static_cast<std::size_t>(s)];
+    if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
+    x.colwise() += column.c[static_cast<std::size_t>(s)].col(0);
+  }
+}
+
+void jet_subtract_row(Jet& a, const Jet& row) {
+  const int m = std::max(a.m, row.m);
+  a.m = m;
+  for (int s = 0; s < (1 << m); ++s) {
+    if (!row.nz[static_cast<std::size_t>(s)]) continue;
+    Matrix& x = a.c[static_cast<std::size_t>(s)];
+    if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
+    x.rowwise() -= row.c[static_cast<std::size_t>(s)].row(0);
+  }
+}
+
+void jet_axpy(double alpha, const Jet& x, Jet& y) {
+  const int m = std::max(x.m, y.m);
+  y.m = m;
+  for (int s = 0; s < (1 << m); ++s) {
+    if (!x.nz[static_cast<std::size_t>(s)]) continue;
+    const Matrix& xs = x.c[static_cast<std::size_t>(s)];
+    if (!y.nz[static_cast<std::size_t>(s)]) {
+      y.set(s, xs.rows(), xs.cols()) = alpha * xs;
+    } else {
+      y.c[static_cast<std::size_t>(s)] += alpha * xs;
+    }
+  }
+}
+
+}  // namespace eomlab

@@ -1,0 +1,53 @@
+// Matrix-valued jets: the arithmetic of forward-over-reverse differentiation at matrix level.
+//
+// A Jet in m <= 3 directions ε_1..ε_m (with ε_i² = 0) holds one dense matrix per subset S of the
+// directions (bitmask S in [0, 2^m)): the mixed derivative ∂^|S| x / ∏_{i∈S} ∂ε_i at ε = 0. Component 0
+// is the value. Products of jets are convolutions over subsets, so a product of two matrix jets is a
+// handful of GEMMs; components known to be zero are flagged and cost nothing.
+// Invariant: every non-zero component of a jet has the same shape.
+#pragma once
+#include <array>
+
+#include "core/types.hpp"
+
+namespace eomlab {
+
+inline constexpr int max_jet_directions = 3;
+
+struct Jet {
+  int m = 0;
+  std::array<Matrix, 1 << max_jet_directions> c;
+  std::array<bool, 1 << max_jet_directions> nz{};
+
+  int size() const { return 1 << m; }
+  int top() const { return size() - 1; }
+  // Sets the number of directions and marks every component zero (storage is kept).
+  void reset(int directions);
+  // A constant (no derivative parts).
+  void set_constant(int directions, const Matrix& value);
+  Matrix& set(int s, Index rows, Index cols);  // marks s non-zero, resizes, returns it
+  Index rows() const { return c[0].rows(); }
+  Index cols() const { return c[0].cols(); }
+};
+
+enum class Op { none, transpose };
+
+// out = op(a) · op(b). With top_only, only the top component is computed (the others are marked zero):
+// enough for a jet whose lower components nobody reads.
+void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only = false);
+// out = a ⊙ b (elementwise).
+void jet_hadamard(const Jet& a, const Jet& b, Jet& out);
+// out = a ⊙ b where b is a row vector (1 x cols) jet broadcast over rows.
+void jet_scale_columns(const Jet& a, const Jet& row, Jet& out);
+// out = a ⊙ b where b is a column vector (rows x 1) jet broadcast over columns.
+void jet_scale_rows(const Jet& a, const Jet& column, Jet& out);
+// out = f(a) elementwise, given derivatives[k] = f^(k)(a.c[0]) for k = 0..a.m (Faà di Bruno).
+void jet_apply(const Jet& a, const Matrix* derivatives, Jet& out);
+// Linear maps, componentwise.
+void jet_column_sums(const Jet& a, Jet& out);  // 1 x cols: sums over rows
+void jet_row_sums(const Jet& a, Jet& out);     // rows x 1: sums over columns
+void jet_add_to_columns(Jet& a, const Jet& column);  // a += column broadcast over columns
+void jet_subtract_row(Jet& a, const Jet& row);       // a -= row broadcast over rows
+void jet_axpy(double alpha, const Jet& x, Jet& y);   // y += alpha x
+
+}  // namespace eomlab
