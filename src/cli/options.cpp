@@ -34,7 +34,7 @@ const std::vector<KeySpec>& config_keys() {
       {"data.seed", "0", "seed of the synthetic data (fixed across the sweep)"},
       {"model.layers", "16,32,32,4", "widths, input first"},
       {"model.activation", "tanh", "tanh | softplus | gelu | relu"},
-      {"model.normalize", "none", "none (layer | weight: not yet available)"},
+      {"model.normalize", "none", "none | layer | weight (hidden layers)"},
       {"model.loss", "cross_entropy", "cross_entropy | mse"},
       {"model.weight_decay", "0", "weight decay lambda (list: sweep)"},
       {"model.init", "default", "default | hdf5:PATH"},
@@ -42,7 +42,7 @@ const std::vector<KeySpec>& config_keys() {
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
       {"optimizer.record_every", "1", "record every this many GD steps"},
-      {"flows.kinds", "gf,eom1", "flows integrated beside GD: gf, eom1"},
+      {"flows.kinds", "gf,eom1", "flows integrated beside GD: gf, eom1, eom2, eom3"},
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
       {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
@@ -115,11 +115,13 @@ Enum parse_choice(const std::string& key, const std::string& text, const std::ve
 }
 
 FlowKind parse_flow(const std::string& key, const std::string& text) {
-  if (text == "gf") return FlowKind{0};
-  if (text == "eom1") return FlowKind{1};
-  if (text == "eom2" || text == "eom3")
-    throw_input_error(key, "gf | eom1 (" + text + " is not available yet)", quoted(text));
-  throw_input_error(key, "gf | eom1", quoted(text));
+  std::string names = "gf";
+  for (int order = 0; order <= max_eom_order; ++order) {
+    const FlowKind kind{order};
+    if (text == kind.name()) return kind;
+    if (order > 0) names += " | " + kind.name();
+  }
+  throw_input_error(key, names, quoted(text));
 }
 
 class KeyValues {
@@ -156,7 +158,9 @@ StudyConfig build_config(const KeyValues& kv) {
                                                  {"gelu", Activation::gelu},
                                                  {"relu", Activation::relu}});
   c.model.normalize = parse_choice<Normalization>("model.normalize", kv.get("model.normalize"),
-                                                  {{"none", Normalization::none}});
+                                                  {{"none", Normalization::none},
+                                                   {"layer", Normalization::layer},
+                                                   {"weight", Normalization::weight}});
   c.model.loss = parse_choice<LossKind>("model.loss", kv.get("model.loss"),
                                         {{"cross_entropy", LossKind::cross_entropy}, {"mse", LossKind::mse}});
   c.model.weight_decay.clear();

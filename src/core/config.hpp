@@ -14,6 +14,9 @@ enum class Activation { tanh, softplus, gelu, relu };
 enum class LossKind { cross_entropy, mse };
 enum class Normalization { none, layer, weight };
 
+// Highest EoM order implemented (flow/counter_terms.cpp holds the table up to it).
+inline constexpr int max_eom_order = 3;
+
 // A continuous trajectory: gf is order 0, eomP is order P (DESIGN.md §1.2).
 struct FlowKind {
   int order = 0;

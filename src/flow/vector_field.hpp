@@ -1,16 +1,11 @@
-// The right-hand sides of the continuous models of GD (DESIGN.md §1.2):
-//   gf:   dθ/dt = -g
-//   eom1: dθ/dt = -g - (η/2) H g
-// The counter terms f_j are built from exact derivatives of the Objective. Each call counts as one
-// field evaluation.
+// The right-hand side of each continuous model of GD (DESIGN.md §1.2): gf is dθ/dt = -g, eomP is
+// dθ/dt = f_1 + η f_2 + ... + η^P f_{P+1} with the counter terms of flow/counter_terms.hpp.
+// Each call counts as one field evaluation.
 #pragma once
 #include "core/config.hpp"
-#include "diff/objective.hpp"
+#include "flow/counter_terms.hpp"
 
 namespace eomlab {
-
-// Highest EoM order implemented.
-inline constexpr int max_eom_order = 1;
 
 class VectorField {
  public:
@@ -20,11 +15,9 @@ class VectorField {
   FlowKind kind() const { return kind_; }
 
  private:
-  Objective& objective_;
+  CounterTermEvaluator terms_;
   FlowKind kind_;
-  double lr_;
   long evaluations_ = 0;
-  Vector grad_, hg_;
 };
 
 }  // namespace eomlab

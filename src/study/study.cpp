@@ -185,7 +185,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   // Validate inputs on every rank before anything is written.
   const Dataset data = load_data(config);
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss);
+  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
@@ -215,7 +215,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   for (const RunSpec& run : runs) {
     if (run.index % groups != group_index) continue;
-    Mlp model(config.model.layers, config.model.activation, config.model.loss);
+    Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
     const Vector theta0 = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
     const auto blocks = model.blocks();
 

@@ -28,7 +28,8 @@ double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) 
 
 }  // namespace
 
-TEST(ErrorOrders, GfIsFirstOrderAndEom1SecondOrderOnATanhNetwork) {
+// DESIGN.md §1.3: at fixed final time the GD distance of eomP shrinks like lr^(P+1).
+TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
   DataConfig data;
   data.source = "gaussian_mixture";
   data.n_samples = 64;
@@ -40,7 +41,8 @@ TEST(ErrorOrders, GfIsFirstOrderAndEom1SecondOrderOnATanhNetwork) {
   const Dataset d = make_synthetic(data, model);
   LocalReducer local;
   const double horizon = 0.8;
-  std::vector<double> lrs, gf, eom1;
+  std::vector<double> lrs;
+  std::vector<std::vector<double>> distance(4);
   for (double lr : {0.08, 0.04, 0.02, 0.01}) {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
     const Vector theta0 = mlp.initial_parameters(3);
@@ -50,21 +52,23 @@ TEST(ErrorOrders, GfIsFirstOrderAndEom1SecondOrderOnATanhNetwork) {
     s.lr = lr;
     s.steps = std::lround(horizon / lr);
     s.record_every = s.steps;
-    s.flows = {FlowKind{0}, FlowKind{1}};
-    s.integrator = {1e-12, 1e-14};
+    s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
+    s.integrator = {1e-13, 1e-15};
     test::RecordingSink sink;
     run_synchronized(objective, theta0, s, blocks, local, sink);
     const auto& last = sink.records.back();
     ASSERT_DOUBLE_EQ(last.time, horizon);
     lrs.push_back(lr);
-    gf.push_back(last.trajectories[1].distance_to_gd);
-    eom1.push_back(last.trajectories[2].distance_to_gd);
+    for (int p = 0; p < 4; ++p) distance[static_cast<std::size_t>(p)].push_back(last.trajectories[static_cast<std::size_t>(p + 1)].distance_to_gd);
   }
-  const double gf_slope = loglog_slope(lrs, gf), eom1_slope = loglog_slope(lrs, eom1);
-  RecordProperty("gf_slope", std::to_string(gf_slope));
-  RecordProperty("eom1_slope", std::to_string(eom1_slope));
-  std::printf("measured slopes: gf %.3f, eom1 %.3f\n", gf_slope, eom1_slope);
-  EXPECT_NEAR(gf_slope, 1.0, 0.2);
-  EXPECT_NEAR(eom1_slope, 2.0, 0.2);
-  for (std::size_t i = 0; i < lrs.size(); ++i) EXPECT_LT(eom1[i], gf[i]);
+  for (int p = 0; p < 4; ++p) {
+    const auto& d = distance[static_cast<std::size_t>(p)];
+    const double slope = loglog_slope(lrs, d);
+    std::printf("order %d: distances %.3e %.3e %.3e %.3e, slope %.3f\n", p, d[0], d[1], d[2], d[3], slope);
+    RecordProperty("slope_order_" + std::to_string(p), std::to_string(slope));
+    // Issue 2 asks gf and eom1 within 0.2 of 1 and 2; issue 3 eom2 and eom3 within 0.25 of 3 and 4.
+    EXPECT_NEAR(slope, p + 1.0, p < 2 ? 0.2 : 0.25) << "order " << p;
+    if (p > 0)
+      for (std::size_t i = 0; i < lrs.size(); ++i) EXPECT_LT(d[i], distance[static_cast<std::size_t>(p - 1)][i]);
+  }
 }

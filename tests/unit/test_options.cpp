@@ -73,6 +73,8 @@ TEST(Options, BadInputNamesTheKey) {
   EXPECT_NE(error_of("[optimizer]\nlr = -0.1\nsteps = 10\n").find("optimizer.lr"), std::string::npos);
   EXPECT_NE(error_of(minimal + "[model]\nactivation = sigmoid\n").find("model.activation"), std::string::npos);
   EXPECT_NE(error_of(minimal + "[flows]\nkinds = gf, eom9\n").find("flows.kinds"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[flows]\nkinds = gf, eom4\n").find("flows.kinds"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[model]\nnormalize = batch\n").find("model.normalize"), std::string::npos);
   EXPECT_NE(error_of(minimal + "[flows]\nkinds = gf, gf\n").find("flows.kinds"), std::string::npos);
   EXPECT_NE(error_of("[optimizer]\nlr = 0.1\n").find("optimizer.steps"), std::string::npos);
   EXPECT_NE(error_of("[optimizer]\nlr = 0.3\nhorizon = 1\n").find("optimizer.horizon"), std::string::npos);

@@ -4,6 +4,7 @@
 
 #include "core/rng.hpp"
 #include "flow/driver.hpp"
+#include "flow/vector_field.hpp"
 #include "support/recording_sink.hpp"
 
 using namespace eomlab;
@@ -90,6 +91,57 @@ TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
   EXPECT_DOUBLE_EQ(last.loss, objective.value_and_gradient(last.theta, g));
   EXPECT_NEAR(last.grad_norm, g.norm(), 1e-15);
   EXPECT_NEAR(last.block_norms[0], last.theta.squaredNorm(), 1e-15);
+}
+
+// The field of eomP on a quadratic is the truncation of (1/η) log(I - ηA) θ = -Σ_j η^{j-1} A^j θ / j.
+double truncated_log_rate(double lambda, double lr, int order) {
+  double rate = 0, power = lambda;
+  for (int j = 1; j <= order + 1; ++j, power *= lr * lambda) rate -= power / j;
+  return rate;
+}
+
+TEST(QuadraticOracle, EveryEomOrderIsTheTruncatedLogarithm) {
+  Quadratic q(5);
+  QuadraticObjective objective(q.a);
+  const double lr = 0.15;
+  DriverSettings s;
+  s.lr = lr;
+  s.steps = 30;
+  s.record_every = 10;
+  s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
+  s.integrator = {1e-13, 1e-15};
+  test::RecordingSink sink;
+  LocalReducer local;
+  run_synchronized(objective, q.theta0, s, {{"theta", 0, 5, 5, 1}}, local, sink);
+  for (const auto& rec : sink.records) {
+    double previous = 1e300;
+    for (int p = 0; p <= 3; ++p) {
+      const Vector exact = q.spectral([&](double l) { return truncated_log_rate(l, lr, p); }, rec.time);
+      const auto& traj = rec.trajectories[static_cast<std::size_t>(p + 1)];
+      EXPECT_LT((traj.theta - exact).norm(), 1e-11 * q.theta0.norm()) << "order " << p << " t " << rec.time;
+      if (rec.step > 0) {
+        EXPECT_LT(traj.distance_to_gd, 0.5 * previous) << "order " << p;  // each order is closer to GD
+        previous = traj.distance_to_gd;
+      }
+    }
+  }
+}
+
+TEST(QuadraticOracle, FieldEvaluationEqualsTheSeries) {
+  Quadratic q(4);
+  QuadraticObjective objective(q.a, 0.05);  // weight decay shifts A by λI
+  const Matrix a = q.a + 0.05 * Matrix::Identity(4, 4);
+  const double lr = 0.3;
+  Matrix power = a;
+  Vector expected = Vector::Zero(4);
+  for (int p = 0; p <= 3; ++p) {
+    expected -= std::pow(lr, p) / (p + 1) * power * q.theta0;
+    power = power * a;
+    VectorField field(objective, FlowKind{p}, lr);
+    Vector out;
+    field(q.theta0, out);
+    EXPECT_LT((out - expected).norm(), 1e-14 * expected.norm()) << "order " << p;
+  }
 }
 
 TEST(QuadraticOracle, Eom1IsCloserToGdThanGf) {

@@ -1,0 +1,48 @@
+// The counter terms of the EoM (DESIGN.md §1.2) as one table: f_j is a linear combination of
+// elementary differentials built from the gradient g, Hessian products H·x and third-order
+// contractions T[x, y], e.g. f_3 = -(1/3) H²g - (1/12) T[g, g]. The field of order p is
+//     F_p = f_1 + η f_2 + ... + η^p f_{p+1}.
+// Each elementary differential is evaluated once per field evaluation even when several counter
+// terms share it (Hg feeds H²g and T[Hg, g]). A higher order is a new row of the table, plus a new
+// derivative kind if it needs ∇⁴L.
+#pragma once
+#include <vector>
+
+#include "diff/objective.hpp"
+
+namespace eomlab {
+
+struct ElementaryDifferential {
+  enum class Kind { gradient, hessian, third } kind;
+  int x = -1, y = -1;  // operands: indices of earlier differentials
+};
+
+struct CounterTermEntry {
+  double coefficient;
+  int differential;
+};
+
+struct CounterTermTable {
+  std::vector<ElementaryDifferential> differentials;  // each operand precedes its user
+  std::vector<std::vector<CounterTermEntry>> terms;    // terms[j - 1] = f_j
+  int max_order() const { return static_cast<int>(terms.size()) - 1; }
+};
+
+// f_1 .. f_4: enough for gf and eom1..eom3.
+const CounterTermTable& counter_term_table();
+
+// Evaluates F_p(θ) = Σ_{j=1..p+1} η^{j-1} f_j(θ) into out. Keeps its scratch vectors between calls.
+class CounterTermEvaluator {
+ public:
+  CounterTermEvaluator(Objective& objective, int order, double lr);
+  void operator()(const Vector& theta, Vector& out);
+
+ private:
+  Objective& objective_;
+  int order_;
+  double lr_;
+  std::vector<bool> needed_;
+  std::vector<Vector> values_;
+};
+
+}  // namespace eomlab
