@@ -47,6 +47,7 @@ const std::vector<KeySpec>& config_keys() {
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
       {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
       {"output.theta", "all", "all | none: store full parameter trajectories"},
+      {"output.sharpness", "on", "on | off: sharpness λ_max(H) of GD at every record (Lanczos on HVPs)"},
       {"output.checkpoint_every", "0", "checkpoint interval in steps (0: none)"},
   };
   return keys;
@@ -249,6 +250,8 @@ StudyConfig build_config(const KeyValues& kv) {
   // output
   c.output_options.store_theta =
       parse_choice<bool>("output.theta", kv.get("output.theta"), {{"all", true}, {"none", false}});
+  c.output_options.sharpness =
+      parse_choice<bool>("output.sharpness", kv.get("output.sharpness"), {{"on", true}, {"off", false}});
   c.output_options.checkpoint_every =
       static_cast<long>(parse_positive_integer("output.checkpoint_every", kv.get("output.checkpoint_every"), 0));
 

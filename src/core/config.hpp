@@ -59,6 +59,7 @@ struct FlowsConfig {
 
 struct OutputConfig {
   bool store_theta = true;
+  bool sharpness = true;  // λ_max(H) along GD at every record
   long checkpoint_every = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "diff/sharpness.hpp"
 #include "flow/vector_field.hpp"
 
 namespace eomlab {
@@ -37,42 +38,60 @@ struct FlowTrack {
 
 class Observer {
  public:
-  Observer(const std::vector<ParameterBlock>& blocks, const Reducer& reducer) : blocks_(blocks), reducer_(reducer) {}
+  Observer(const ObservableLayout& layout, const Reducer& reducer) : layout_(layout), reducer_(reducer) {}
 
   void fill(TrajectoryState& out, const Vector& theta, double loss, const Vector& grad, const Vector* gd) {
     out.theta = &theta;
-    const std::size_t nb = blocks_.size();
-    // One reduction for every norm of this trajectory: blocks, ‖g‖², ‖θ - θ_gd‖².
-    sums_.assign(nb + 2, 0.0);
-    for (std::size_t b = 0; b < nb; ++b) sums_[b] = theta.segment(blocks_[b].offset, blocks_[b].size).squaredNorm();
-    sums_[nb] = grad.squaredNorm();
-    sums_[nb + 1] = gd ? (theta - *gd).squaredNorm() : 0.0;
+    const std::size_t nb = layout_.blocks.size(), ns = layout_.scale_invariant.size(), nt = layout_.translation.size();
+    // One reduction for every measurement of this trajectory.
+    sums_.assign(nb + ns + nt + 2, 0.0);
+    std::size_t k = 0;
+    for (const ParameterBlock& b : layout_.blocks) sums_[k++] = theta.segment(b.offset, b.size).squaredNorm();
+    for (const ParameterBlock& b : layout_.scale_invariant) sums_[k++] = theta.segment(b.offset, b.size).squaredNorm();
+    for (const ParameterSum& s : layout_.translation) {
+      double sum = 0;
+      for (Index i = 0; i < s.count; ++i) sum += theta[s.offset + i * s.stride];
+      sums_[k++] = sum;
+    }
+    sums_[k++] = grad.squaredNorm();
+    sums_[k++] = gd ? (theta - *gd).squaredNorm() : 0.0;
     reducer_.sum_in_place(sums_.data(), sums_.size());
-    out.block_norms.assign(sums_.begin(), sums_.begin() + static_cast<long>(nb));
+    auto next = sums_.begin();
+    out.block_norms.assign(next, next + static_cast<long>(nb));
+    next += static_cast<long>(nb);
+    out.scale_invariant_norms.assign(next, next + static_cast<long>(ns));
+    next += static_cast<long>(ns);
+    out.translation_components.assign(next, next + static_cast<long>(nt));
     out.loss = loss;
-    out.grad_norm = std::sqrt(sums_[nb]);
-    out.distance_to_gd = std::sqrt(sums_[nb + 1]);
+    out.grad_norm = std::sqrt(sums_[nb + ns + nt]);
+    out.distance_to_gd = std::sqrt(sums_[nb + ns + nt + 1]);
   }
 
   void fill_failed(TrajectoryState& out, const Vector& theta) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
     out.theta = &theta;
     out.loss = out.grad_norm = out.distance_to_gd = nan;
-    out.block_norms.assign(blocks_.size(), nan);
+    out.block_norms.assign(layout_.blocks.size(), nan);
+    out.scale_invariant_norms.assign(layout_.scale_invariant.size(), nan);
+    out.translation_components.assign(layout_.translation.size(), nan);
   }
 
  private:
-  const std::vector<ParameterBlock>& blocks_;
+  const ObservableLayout& layout_;
   const Reducer& reducer_;
   std::vector<double> sums_;
 };
 
 }  // namespace
 
+ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
+  return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
+}
+
 const char* to_string(RunStatus s) { return s == RunStatus::complete ? "complete" : "diverged"; }
 
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
-                            const std::vector<ParameterBlock>& blocks, const Reducer& vector_reducer,
+                            const ObservableLayout& observables, const Reducer& vector_reducer,
                             RecordSink& sink, const ProgressFn& progress) {
   if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0)
     throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0");
@@ -92,7 +111,8 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
     outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
   }
 
-  Observer observer(blocks, vector_reducer);
+  Observer observer(observables, vector_reducer);
+  SharpnessEstimator sharpness;
   Record record;
   record.trajectories.resize(1 + flows.size());
   Vector gd = theta0, grad, flow_grad;
@@ -108,6 +128,14 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       record.step = k;
       record.time = static_cast<double>(k) * lr;
       observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
+      if (observables.sharpness) {
+        double& s = record.trajectories[0].sharpness;
+        s = gd_finite ? sharpness(objective, gd, vector_reducer).value : std::numeric_limits<double>::quiet_NaN();
+        if (std::isfinite(s)) {
+          outcome.max_lr_sharpness = std::max(outcome.max_lr_sharpness, lr * s);
+          if (lr * s > 2.0 && outcome.first_unstable_step < 0) outcome.first_unstable_step = k;
+        }
+      }
       for (std::size_t f = 0; f < flows.size(); ++f) {
         FlowTrack& track = *flows[f];
         TrajectorySummary& summary = outcome.trajectories[f + 1];

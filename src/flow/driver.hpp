@@ -18,12 +18,26 @@
 
 namespace eomlab {
 
+// What is measured at every record beside loss and gradient norm.
+struct ObservableLayout {
+  std::vector<ParameterBlock> blocks;           // block_norms: ‖θ_A‖² of every W and b
+  std::vector<ParameterBlock> scale_invariant;  // scale_invariant_norms: ‖θ_A‖² of each invariant block
+  std::vector<ParameterSum> translation;        // translation_components: ⟨v, θ⟩ of each direction
+  bool sharpness = false;                       // λ_max(H) along GD
+};
+
+// The layout of an MLP: every W and b, its invariant blocks, and sharpness if asked for.
+ObservableLayout observable_layout(const Mlp& model, bool sharpness);
+
 struct TrajectoryState {
   const Vector* theta = nullptr;
   double loss = 0;
   double grad_norm = 0;
   double distance_to_gd = 0;  // 0 for GD itself
-  std::vector<double> block_norms;  // ‖θ_A‖² per parameter block
+  std::vector<double> block_norms;
+  std::vector<double> scale_invariant_norms;
+  std::vector<double> translation_components;
+  double sharpness = 0;  // GD only, when measured
 };
 
 struct Record {
@@ -53,6 +67,8 @@ struct TrajectorySummary {
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
   long last_step = 0;
+  double max_lr_sharpness = 0;   // max over GD records of lr·λ_max (when measured)
+  long first_unstable_step = -1;  // first GD record with lr·λ_max > 2, or -1
   std::vector<TrajectorySummary> trajectories;
 };
 
@@ -68,9 +84,9 @@ struct DriverSettings {
 using ProgressFn = std::function<void(long, long)>;
 
 // `vector_reducer` sums over the ranks that share the entries of θ (LocalReducer when every rank
-// holds all of θ). `blocks` define block_norms.
+// holds all of θ).
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
-                            const std::vector<ParameterBlock>& blocks, const Reducer& vector_reducer,
+                            const ObservableLayout& observables, const Reducer& vector_reducer,
                             RecordSink& sink, const ProgressFn& progress = {});
 
 }  // namespace eomlab

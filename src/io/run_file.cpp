@@ -1,6 +1,7 @@
 #include "io/run_file.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 
@@ -16,10 +17,43 @@ using h5::Handle;
 constexpr hsize_t record_chunk = 256;
 constexpr hsize_t theta_chunk = 1 << 16;
 
-struct LayoutRow {
-  char name[64];
-  long long offset, size, rows, cols;
+// One row of a table of named integer tuples (/model/layout and its kin).
+struct TableRow {
+  std::string name;
+  std::array<long long, 4> values;
 };
+
+struct PackedRow {
+  char name[64];
+  long long values[4];
+};
+
+// A compound table (name, fields...) written by `writer` (collective over the file's ranks).
+void write_table(hid_t loc, const std::string& path, const std::vector<std::string>& fields,
+                 const std::vector<TableRow>& rows, bool writer, hid_t dxpl) {
+  Handle name_type = h5::scalar_string_type(sizeof(PackedRow::name));
+  Handle row_type(H5Tcreate(H5T_COMPOUND, sizeof(PackedRow)), H5Tclose, "H5Tcreate", path);
+  check(H5Tinsert(row_type, "name", HOFFSET(PackedRow, name), name_type), "H5Tinsert", path);
+  for (std::size_t f = 0; f < fields.size(); ++f)
+    check(H5Tinsert(row_type, fields[f].c_str(), HOFFSET(PackedRow, values) + f * sizeof(long long), H5T_NATIVE_LLONG),
+          "H5Tinsert", path);
+  std::vector<PackedRow> packed(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    packed[i] = PackedRow{};
+    std::strncpy(packed[i].name, rows[i].name.c_str(), sizeof packed[i].name - 1);
+    std::copy(rows[i].values.begin(), rows[i].values.end(), packed[i].values);
+  }
+  hsize_t n = packed.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
+  Handle ds(H5Dcreate2(loc, path.c_str(), row_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+            "H5Dcreate", path);
+  Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
+  if (!writer) {
+    check(H5Sselect_none(space), "H5Sselect_none", path);
+    check(H5Sselect_none(mem), "H5Sselect_none", path);
+  }
+  check(H5Dwrite(ds, row_type, mem, space, dxpl, packed.data()), "H5Dwrite", path);
+}
 
 Handle create_group(hid_t loc, const std::string& name) {
   return Handle(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", name);
@@ -69,7 +103,7 @@ class RecordSeries {
 };
 
 struct TrajectorySeries {
-  std::unique_ptr<RecordSeries> theta, loss, grad_norm, distance, block_norms;
+  std::unique_ptr<RecordSeries> theta, loss, grad_norm, distance, block_norms, scale_invariant, translation, sharpness;
 };
 
 }  // namespace
@@ -119,35 +153,25 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.step = std::make_unique<RecordSeries>(root, "/step", H5T_NATIVE_INT64, 0);
   m.time = std::make_unique<RecordSeries>(root, "/time", H5T_NATIVE_DOUBLE, 0);
 
-  {  // /model/layout: a compound table (name, offset, size, rows, cols)
+  {
     Handle model = create_group(root, "/model");
-    Handle name_type = h5::scalar_string_type(sizeof(LayoutRow::name));
-    Handle row_type(H5Tcreate(H5T_COMPOUND, sizeof(LayoutRow)), H5Tclose, "H5Tcreate", "/model/layout");
-    check(H5Tinsert(row_type, "name", HOFFSET(LayoutRow, name), name_type), "H5Tinsert", "/model/layout");
-    check(H5Tinsert(row_type, "offset", HOFFSET(LayoutRow, offset), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
-    check(H5Tinsert(row_type, "size", HOFFSET(LayoutRow, size), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
-    check(H5Tinsert(row_type, "rows", HOFFSET(LayoutRow, rows), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
-    check(H5Tinsert(row_type, "cols", HOFFSET(LayoutRow, cols), H5T_NATIVE_LLONG), "H5Tinsert", "/model/layout");
-    std::vector<LayoutRow> rows(header.layout.size());
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      const ParameterBlock& b = header.layout[i];
-      rows[i] = {{}, b.offset, b.size, b.rows, b.cols};
-      std::strncpy(rows[i].name, b.name.c_str(), sizeof rows[i].name - 1);
-    }
-    hsize_t n = rows.size();
-    Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", "/model/layout");
-    Handle ds(H5Dcreate2(model, "layout", row_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
-              "H5Dcreate", "/model/layout");
-    Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", "/model/layout");
-    if (!m.writer) {
-      check(H5Sselect_none(space), "H5Sselect_none", "/model/layout");
-      check(H5Sselect_none(mem), "H5Sselect_none", "/model/layout");
-    }
-    check(H5Dwrite(ds, row_type, mem, space, m.dxpl, rows.data()), "H5Dwrite", "/model/layout");
+    const std::vector<std::string> block_fields{"offset", "size", "rows", "cols"};
+    std::vector<TableRow> rows;
+    for (const ParameterBlock& b : header.observables.blocks) rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
+    write_table(model, "/model/layout", block_fields, rows, m.writer, m.dxpl);
+    rows.clear();
+    for (const ParameterBlock& b : header.observables.scale_invariant)
+      rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
+    if (!rows.empty()) write_table(model, "/model/scale_invariant_blocks", block_fields, rows, m.writer, m.dxpl);
+    rows.clear();
+    for (const ParameterSum& t : header.observables.translation) rows.push_back({t.name, {t.offset, t.stride, t.count, 0}});
+    if (!rows.empty())
+      write_table(model, "/model/translation_components", {"offset", "stride", "count"}, rows, m.writer, m.dxpl);
   }
 
   const hsize_t p = static_cast<hsize_t>(header.n_params);
-  const hsize_t nb = header.layout.size();
+  const ObservableLayout& layout = header.observables;
+  const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
   for (const std::string& traj : header.trajectories) {
     TrajectorySeries s;
     const std::string obs = "/observables/" + traj + "/";
@@ -157,6 +181,9 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
     s.grad_norm = std::make_unique<RecordSeries>(root, obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
     if (traj != "gd") s.distance = std::make_unique<RecordSeries>(root, obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
     s.block_norms = std::make_unique<RecordSeries>(root, obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
+    if (ns > 0) s.scale_invariant = std::make_unique<RecordSeries>(root, obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
+    if (nt > 0) s.translation = std::make_unique<RecordSeries>(root, obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
+    if (traj == "gd" && layout.sharpness) s.sharpness = std::make_unique<RecordSeries>(root, obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
     m.series.push_back(std::move(s));
   }
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
@@ -179,6 +206,9 @@ void RunFile::append(const Record& record) {
     s.grad_norm->append(r, &t.grad_norm, m.writer, m.dxpl);
     if (s.distance) s.distance->append(r, &t.distance_to_gd, m.writer, m.dxpl);
     s.block_norms->append(r, t.block_norms.data(), m.writer, m.dxpl);
+    if (s.scale_invariant) s.scale_invariant->append(r, t.scale_invariant_norms.data(), m.writer, m.dxpl);
+    if (s.translation) s.translation->append(r, t.translation_components.data(), m.writer, m.dxpl);
+    if (s.sharpness) s.sharpness->append(r, &t.sharpness, m.writer, m.dxpl);
   }
   ++m.records;
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
@@ -198,6 +228,14 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
   }
   h5::write_string_attribute(root, "status", to_string(outcome.status));
   h5::write_string_attribute(root, "finished", finished);
+  if (m.header.observables.sharpness) {
+    h5::write_double_attribute(root, "max_lr_sharpness", outcome.max_lr_sharpness);
+    h5::write_string_attribute(root, "edge_of_stability",
+                               outcome.first_unstable_step < 0
+                                   ? "no"
+                                   : "lr*sharpness > 2 from step " + std::to_string(outcome.first_unstable_step) +
+                                         ": the EoM cannot describe GD there");
+  }
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
   m.close();
 }

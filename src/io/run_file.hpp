@@ -2,6 +2,9 @@
 // (MPI-IO driver, also on one rank). Datasets along the record axis R are chunked and extendible and
 // the file is flushed after every record, so a killed run leaves a readable prefix with
 // status = running. Every rank of the group must make the same calls with the same arguments.
+// Beside DESIGN.md §3.4's datasets it writes, when the model has them, /model/scale_invariant_blocks
+// and /model/translation_components (tables like /model/layout), per trajectory
+// scale_invariant_norms [R, S] and translation_components [R, C], and /observables/gd/sharpness [R].
 #pragma once
 #include <memory>
 #include <string>
@@ -23,7 +26,7 @@ struct RunFileHeader {
   std::string config_text;
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
   std::vector<std::pair<std::string, std::string>> provenance;
-  std::vector<ParameterBlock> layout;
+  ObservableLayout observables;
   Index n_params = 0;
   std::vector<std::string> trajectories;  // gd first, then flows
   bool store_theta = true;

@@ -76,6 +76,32 @@ std::vector<ParameterBlock> Mlp::blocks() const {
   return out;
 }
 
+std::vector<ParameterBlock> Mlp::scale_invariant_blocks() const {
+  std::vector<ParameterBlock> out;
+  for (std::size_t i = 0; i + 1 < layers_.size(); ++i) {
+    const DenseLayer& l = layers_[i];
+    const std::string layer = "layer" + std::to_string(i);
+    if (normalization_ == Normalization::layer) {
+      out.push_back({layer + ".Wb", l.w_offset, l.in * l.out + l.out, l.in * l.out + l.out, 1});
+    } else if (normalization_ == Normalization::weight) {
+      for (Index r = 0; r < l.out; ++r)
+        out.push_back({layer + ".W[" + std::to_string(r) + "]", l.w_offset + r * l.in, l.in, 1, l.in});
+    }
+  }
+  return out;
+}
+
+std::vector<ParameterSum> Mlp::translation_components() const {
+  std::vector<ParameterSum> out;
+  if (loss_ != LossKind::cross_entropy) return out;
+  const DenseLayer& l = layers_.back();
+  const std::string layer = "layer" + std::to_string(layers_.size() - 1);
+  for (Index j = 0; j < l.in; ++j)
+    out.push_back({layer + ".W[:," + std::to_string(j) + "]", l.w_offset + j, l.in, l.out});
+  out.push_back({layer + ".b", l.b_offset, 1, l.out});
+  return out;
+}
+
 Vector Mlp::initial_parameters(std::uint64_t seed) const {
   Rng rng(seed, rng_stream::init);
   Vector theta(n_params_);

@@ -36,6 +36,12 @@ struct ParameterBlock {
   Index offset = 0, size = 0, rows = 0, cols = 0;
 };
 
+// A linear functional of θ: Σ_k θ[offset + k·stride], k < count (e.g. a column sum of a row-major W).
+struct ParameterSum {
+  std::string name;
+  Index offset = 0, stride = 1, count = 0;
+};
+
 class Mlp {
  public:
   Mlp(std::vector<Index> widths, Activation activation, LossKind loss,
@@ -56,6 +62,13 @@ class Mlp {
     return normalization_ != Normalization::none && layer + 1 < layers_.size();
   }
   std::vector<ParameterBlock> blocks() const;
+  // The blocks on which the loss is scale-invariant (DESIGN.md §1.4): with layer normalization each
+  // hidden layer's (W, b), contiguous in the layout; with weight normalization each hidden neuron's
+  // weight row. Empty without normalization.
+  std::vector<ParameterBlock> scale_invariant_blocks() const;
+  // The translation components of the output layer under softmax cross-entropy: for each input j the
+  // class-sum Σ_c W[c, j], and the class-sum of b. Empty for mse (not invariant there).
+  std::vector<ParameterSum> translation_components() const;
 
   // Default initialisation: W ~ N(0, 1/fan_in), b ~ N(0, 0.1²), from a portable RNG stream of `seed`.
   Vector initial_parameters(std::uint64_t seed) const;

@@ -217,7 +217,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     if (run.index % groups != group_index) continue;
     Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
     const Vector theta0 = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
-    const auto blocks = model.blocks();
+    const ObservableLayout observables = observable_layout(model, config.output_options.sharpness);
 
     io::RunFileHeader header;
     header.run_id = run.run_id;
@@ -226,7 +226,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     header.weight_decay = run.weight_decay;
     header.ranks_per_run = config.ranks_per_run;
     header.config_text = config.resolved_text;
-    header.layout = blocks;
+    header.observables = observables;
     header.n_params = model.n_params();
     header.trajectories = trajectory_names(config);
     header.store_theta = config.output_options.store_theta;
@@ -255,7 +255,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
                                          " " + run.run_id + "]");
     RunOutcome outcome;
     try {
-      outcome = run_synchronized(objective, theta0, settings, blocks, replicated, file, std::ref(progress));
+      outcome = run_synchronized(objective, theta0, settings, observables, replicated, file, std::ref(progress));
     } catch (const std::exception& e) {
       file.fail(e.what());
       throw;
@@ -266,6 +266,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
                                 run.run_id + "] ";
       if (outcome.status == RunStatus::diverged)
         std::cout << label << "GD diverged at step " << outcome.last_step << " (recorded as status = diverged)"
+                  << std::endl;
+      if (outcome.first_unstable_step >= 0)
+        std::cout << label << "warning: lr*sharpness = " << outcome.max_lr_sharpness << " > 2 (first at step "
+                  << outcome.first_unstable_step << "): GD is past the edge of stability and the EoM cannot describe it"
                   << std::endl;
       for (const TrajectorySummary& t : outcome.trajectories)
         if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;

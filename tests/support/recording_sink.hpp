@@ -9,7 +9,8 @@ namespace eomlab::test {
 struct StoredTrajectory {
   Vector theta;
   double loss, grad_norm, distance_to_gd;
-  std::vector<double> block_norms;
+  std::vector<double> block_norms, scale_invariant_norms, translation_components;
+  double sharpness;
 };
 
 struct StoredRecord {
@@ -23,7 +24,8 @@ class RecordingSink final : public RecordSink {
   void append(const Record& r) override {
     StoredRecord s{r.step, r.time, {}};
     for (const TrajectoryState& t : r.trajectories)
-      s.trajectories.push_back({*t.theta, t.loss, t.grad_norm, t.distance_to_gd, t.block_norms});
+      s.trajectories.push_back({*t.theta, t.loss, t.grad_norm, t.distance_to_gd, t.block_norms,
+                                t.scale_invariant_norms, t.translation_components, t.sharpness});
     records.push_back(std::move(s));
   }
   std::vector<StoredRecord> records;

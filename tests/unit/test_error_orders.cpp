@@ -46,7 +46,7 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
   for (double lr : {0.08, 0.04, 0.02, 0.01}) {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
     const Vector theta0 = mlp.initial_parameters(3);
-    const auto blocks = mlp.blocks();
+    const ObservableLayout layout = observable_layout(mlp, false);
     MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
     DriverSettings s;
     s.lr = lr;
@@ -55,7 +55,7 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
     s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
     s.integrator = {1e-13, 1e-15};
     test::RecordingSink sink;
-    run_synchronized(objective, theta0, s, blocks, local, sink);
+    run_synchronized(objective, theta0, s, layout, local, sink);
     const auto& last = sink.records.back();
     ASSERT_DOUBLE_EQ(last.time, horizon);
     lrs.push_back(lr);

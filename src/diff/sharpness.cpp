@@ -1,0 +1,60 @@
+#include "diff/sharpness.hpp"
+
+#include <cmath>
+
+namespace eomlab {
+namespace {
+
+double dot(const Vector& a, const Vector& b, const Reducer& r) { return r.sum(a.dot(b)); }
+
+}  // namespace
+
+SharpnessEstimator::SharpnessEstimator(int max_iterations, double rtol) : max_iterations_(max_iterations), rtol_(rtol) {}
+
+SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const Reducer& reducer) {
+  const Index n = theta.size();
+  if (start_.size() != n || !start_.allFinite() || dot(start_, start_, reducer) == 0) {
+    // Deterministic start: all ones (the same on every rank and every run).
+    start_ = Vector::Ones(n);
+  }
+  const int k_max = static_cast<int>(std::min<Index>(max_iterations_, std::max<Index>(n, 1)));
+  basis_.resize(static_cast<std::size_t>(k_max));
+  std::vector<double> alpha, beta;
+  basis_[0] = start_ / std::sqrt(dot(start_, start_, reducer));
+  SharpnessResult result;
+  Eigen::SelfAdjointEigenSolver<Matrix> eig;
+  for (int j = 0; j < k_max; ++j) {
+    objective.hessian_vector(theta, basis_[static_cast<std::size_t>(j)], w_);
+    ++result.iterations;
+    // Full reorthogonalization (twice is enough) keeps the Ritz values clean.
+    for (int pass = 0; pass < 2; ++pass)
+      for (int i = 0; i <= j; ++i) {
+        const Vector& q = basis_[static_cast<std::size_t>(i)];
+        const double c = dot(q, w_, reducer);
+        if (pass == 0 && i == j) alpha.push_back(c);
+        w_.noalias() -= c * q;
+      }
+    const double b = std::sqrt(dot(w_, w_, reducer));
+    const int m = j + 1;
+    Matrix t = Matrix::Zero(m, m);
+    for (int i = 0; i < m; ++i) {
+      t(i, i) = alpha[static_cast<std::size_t>(i)];
+      if (i + 1 < m) t(i, i + 1) = t(i + 1, i) = beta[static_cast<std::size_t>(i)];
+    }
+    eig.compute(t);
+    const Index top = m - 1;  // eigenvalues ascending
+    result.value = eig.eigenvalues()[top];
+    const double residual = std::abs(b * eig.eigenvectors()(m - 1, top));
+    if (residual <= rtol_ * std::abs(result.value) || b == 0.0 || j + 1 == k_max) {
+      result.converged = residual <= rtol_ * std::abs(result.value) || b == 0.0;
+      start_.setZero(n);
+      for (int i = 0; i < m; ++i) start_.noalias() += eig.eigenvectors()(i, top) * basis_[static_cast<std::size_t>(i)];
+      break;
+    }
+    beta.push_back(b);
+    basis_[static_cast<std::size_t>(j + 1)] = w_ / b;
+  }
+  return result;
+}
+
+}  // namespace eomlab
