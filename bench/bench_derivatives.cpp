@@ -1,4 +1,4 @@
-// Time per gradient, HVP and eom1 field evaluation of the MLP objective, beside the dense products
+// Time per gradient, HVP, T[u, v] and field evaluation (gf, eom1..3) of the MLP objective, beside the dense products
 // (GEMMs) the gradient is made of, measured in the same run. Reports each as a multiple of the gradient
 // via the counters printed by Google Benchmark.
 //   build/bench/bench_derivatives                       (reference 784-256-256-10, 1024 samples + small)
@@ -75,6 +75,14 @@ void hvp(benchmark::State& state, const Network* net) {
   }
 }
 
+void third_order(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  for (auto _ : state) {
+    f.objective->third_order(f.theta, f.v, f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  }
+}
+
 void field(benchmark::State& state, const Network* net, int order) {
   Fixture f(*net);
   VectorField field(*f.objective, FlowKind{order}, 0.01);
@@ -111,8 +119,11 @@ void gemms_of_gradient(benchmark::State& state, const Network* net) {
 BENCHMARK_CAPTURE(gemms_of_gradient, reference, &reference)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gradient, reference, &reference)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(hvp, reference, &reference)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(third_order, reference, &reference)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_gf, &reference, 0)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_eom1, &reference, 1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(field, reference_eom2, &reference, 2)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(field, reference_eom3, &reference, 3)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
