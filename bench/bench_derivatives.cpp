@@ -23,7 +23,7 @@ const Network reference{{784, 256, 256, 10}, 1024};
 const Network small{{16, 64, 64, 4}, 256};
 
 struct Fixture {
-  LocalReducer local;
+  std::unique_ptr<WholeVector> local;
   std::unique_ptr<MlpObjective> objective;
   Vector theta, v, out;
 
@@ -40,7 +40,8 @@ struct Fixture {
     Rng r(2, rng_stream::test);
     v.resize(theta.size());
     for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
-    objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), net.samples, 0.0, local);
+    local = std::make_unique<WholeVector>(mlp.n_params());
+    objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), net.samples, 0.0, *local);
   }
 };
 

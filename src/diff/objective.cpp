@@ -4,54 +4,73 @@
 
 namespace eomlab {
 
-MlpObjective::MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const Reducer& reducer)
+MlpObjective::MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices)
     : model_(std::move(model)),
       local_(std::move(local)),
       scale_(1.0 / static_cast<double>(n_total)),
       weight_decay_(weight_decay),
-      reducer_(reducer) {
+      slices_(slices) {
   if (n_total <= 0) throw Error("MlpObjective: expected a non-empty data set");
+  if (slices.global_size() != model_.n_params()) throw Error("MlpObjective: slices do not match the model");
 }
 
-double MlpObjective::value(const Vector& theta) {
-  const double data_term = reducer_.sum(local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0);
-  return data_term + 0.5 * weight_decay_ * theta.squaredNorm();
-}
-
-double MlpObjective::value_and_gradient(const Vector& theta, Vector& grad) {
-  const Index p = model_.n_params();
-  packed_.resize(p + 1);
-  grad.resize(p);
-  double local_loss = 0.0;
-  if (local_.n_samples() > 0) {
-    local_loss = model_.loss_and_gradient(theta, local_, scale_, grad);
-  } else {
-    grad.setZero();
+const Vector& MlpObjective::gathered_theta(const Vector& slice) {
+  // Every rank sees the same slices change at the same calls, so all of them skip or gather together.
+  if (theta_slice_.size() != slice.size() || theta_slice_ != slice) {
+    theta_slice_ = slice;
+    slices_.all_gather(slice, theta_);
   }
-  packed_.head(p) = grad;
-  packed_[p] = local_loss;
-  reducer_.sum_in_place(packed_.data(), static_cast<std::size_t>(p + 1));
-  grad = packed_.head(p) + weight_decay_ * theta;
-  return packed_[p] + 0.5 * weight_decay_ * theta.squaredNorm();
+  return theta_;
 }
 
-void MlpObjective::hessian_vector(const Vector& theta, const Vector& v, Vector& hv) {
+double MlpObjective::weight_decay_term(const Vector& theta) const {
+  return 0.5 * weight_decay_ * theta.squaredNorm();
+}
+
+double MlpObjective::local_loss(const Vector& theta) {
+  return local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0;
+}
+
+double MlpObjective::value(const Vector& theta_slice) {
+  const Vector& theta = gathered_theta(theta_slice);
+  return slices_.sum(local_loss(theta)) + weight_decay_term(theta);
+}
+
+double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad) {
+  const Vector& theta = gathered_theta(theta_slice);
+  double loss = 0.0;
   if (local_.n_samples() > 0) {
-    model_.hessian_vector(theta, v, local_, scale_, hv);
+    loss = model_.loss_and_gradient(theta, local_, scale_, whole_out_);
   } else {
-    hv.setZero(model_.n_params());
+    whole_out_.setZero(model_.n_params());
   }
-  reducer_.sum_in_place(hv.data(), static_cast<std::size_t>(hv.size()));
+  slices_.reduce_scatter(whole_out_, grad);
+  grad += weight_decay_ * theta_slice;
+  return slices_.sum(loss) + weight_decay_term(theta);
+}
+
+void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Vector& hv) {
+  const Vector& theta = gathered_theta(theta_slice);
+  slices_.all_gather(v, v_);
+  if (local_.n_samples() > 0) {
+    model_.hessian_vector(theta, v_, local_, scale_, whole_out_);
+  } else {
+    whole_out_.setZero(model_.n_params());
+  }
+  slices_.reduce_scatter(whole_out_, hv);
   hv += weight_decay_ * v;
 }
 
-void MlpObjective::third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) {
+void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const Vector& v, Vector& out) {
+  const Vector& theta = gathered_theta(theta_slice);
+  slices_.all_gather(u, u_);
+  slices_.all_gather(v, v_);
   if (local_.n_samples() > 0) {
-    model_.third_order(theta, u, v, local_, scale_, out);
+    model_.third_order(theta, u_, v_, local_, scale_, whole_out_);
   } else {
-    out.setZero(model_.n_params());
+    whole_out_.setZero(model_.n_params());
   }
-  reducer_.sum_in_place(out.data(), static_cast<std::size_t>(out.size()));
+  slices_.reduce_scatter(whole_out_, out);
 }
 
 QuadraticObjective::QuadraticObjective(Matrix a, double weight_decay) : a_(std::move(a)), weight_decay_(weight_decay) {

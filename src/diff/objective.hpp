@@ -1,12 +1,12 @@
 // The loss as the flows see it: value, exact gradient, exact Hessian-vector product and exact
 // third-order contraction T[u, v] = ∇³L[u, v] of L(θ) = (1/N) Σ_i ℓ_i(θ) + (λ/2)‖θ‖²
 // (weight decay enters g and H, not T).
-// Derivatives are sums over samples: an objective holds its rank's shard and sums the shards
-// through a Reducer, so every rank of a run gets the full (identical) result.
-// Invariant: the numbers do not depend on how the data is sharded beyond rounding.
+// Vectors are this rank's slices (core/slices.hpp): dimension() is the slice length. A single process
+// owns whole vectors.
+// Invariant: the numbers do not depend on how the data is sharded or θ sliced beyond rounding.
 #pragma once
 #include "core/dataset.hpp"
-#include "core/reducer.hpp"
+#include "core/slices.hpp"
 #include "core/types.hpp"
 #include "model/mlp.hpp"
 
@@ -25,11 +25,14 @@ class Objective {
   virtual void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) = 0;
 };
 
+// The loss of an MLP over a data set sharded across the ranks of a run: each rank holds one shard
+// and one slice of every vector. An evaluation all-gathers the input slices (θ only when it changed),
+// sums over the local shard, and reduce-scatters the result.
 class MlpObjective final : public Objective {
  public:
-  // `local` is this rank's shard of a data set of `n_total` samples; `reducer` sums over the shards.
-  MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const Reducer& reducer);
-  Index dimension() const override { return model_.n_params(); }
+  // `local` is this rank's shard of a data set of `n_total` samples.
+  MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices);
+  Index dimension() const override { return slices_.local_size(); }
   double value(const Vector& theta) override;
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
@@ -41,8 +44,13 @@ class MlpObjective final : public Objective {
   Dataset local_;
   double scale_;
   double weight_decay_;
-  const Reducer& reducer_;
-  Vector packed_;  // gradient plus the loss, reduced in one call
+  const SliceExchange& slices_;
+  Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
+  Vector u_, v_, whole_out_;
+
+  const Vector& gathered_theta(const Vector& slice);
+  double local_loss(const Vector& theta);
+  double weight_decay_term(const Vector& theta) const;
 };
 
 // L(θ) = ½ θᵀAθ + (λ/2)‖θ‖² with A symmetric: the closed-form oracle of DESIGN.md §1.4.

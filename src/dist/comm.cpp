@@ -104,4 +104,43 @@ std::string Comm::broadcast(const std::string& s, int root) const {
   return out;
 }
 
+void Comm::all_gather(const double* local, double* out, const std::vector<int>& counts) const {
+  std::vector<int> displs(counts.size(), 0);
+  for (std::size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
+  check(MPI_Allgatherv(local, counts[static_cast<std::size_t>(rank())], MPI_DOUBLE, out, counts.data(), displs.data(),
+                       MPI_DOUBLE, impl_->comm),
+        "MPI_Allgatherv");
+}
+
+void Comm::reduce_scatter(const double* in, double* out, const std::vector<int>& counts) const {
+  check(MPI_Reduce_scatter(in, out, counts.data(), MPI_DOUBLE, MPI_SUM, impl_->comm), "MPI_Reduce_scatter");
+}
+
+SlicedVectors::SlicedVectors(Comm comm, Index global_size) : comm_(std::move(comm)), n_(global_size) {
+  const int r = comm_.size(), me = comm_.rank();
+  begin_ = slice_begin(n_, me, r);
+  end_ = slice_begin(n_, me + 1, r);
+  for (int i = 0; i < r; ++i) counts_.push_back(static_cast<int>(slice_begin(n_, i + 1, r) - slice_begin(n_, i, r)));
+}
+
+void SlicedVectors::all_gather(const Vector& slice, Vector& whole) const {
+  whole.resize(n_);
+  if (counts_.size() == 1) {
+    whole = slice;
+    return;
+  }
+  comm_.all_gather(slice.data(), whole.data(), counts_);
+  bytes_ += sizeof(double) * static_cast<std::uint64_t>(slice.size()) * (counts_.size() - 1);
+}
+
+void SlicedVectors::reduce_scatter(Vector& whole, Vector& slice) const {
+  if (counts_.size() == 1) {
+    slice.swap(whole);
+    return;
+  }
+  slice.resize(end_ - begin_);
+  comm_.reduce_scatter(whole.data(), slice.data(), counts_);
+  bytes_ += sizeof(double) * static_cast<std::uint64_t>(n_ - (end_ - begin_));
+}
+
 }  // namespace eomlab::dist

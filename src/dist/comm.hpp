@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/reducer.hpp"
+#include "core/slices.hpp"
 
 namespace eomlab::dist {
 
@@ -36,6 +37,10 @@ class Comm final : public Reducer {
   long max(long local) const;
   // Rank `root`'s string on every rank.
   std::string broadcast(const std::string& s, int root = 0) const;
+  // out = concatenation of every rank's `counts[rank]` doubles, in rank order.
+  void all_gather(const double* local, double* out, const std::vector<int>& counts) const;
+  // out (counts[rank] doubles) = this rank's block of the elementwise sum of every rank's `in`.
+  void reduce_scatter(const double* in, double* out, const std::vector<int>& counts) const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
@@ -43,6 +48,25 @@ class Comm final : public Reducer {
  private:
   explicit Comm(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
+};
+
+// The slices of one run's vectors over the ranks of `comm` (see core/slices.hpp).
+class SlicedVectors final : public SliceExchange {
+ public:
+  SlicedVectors(Comm comm, Index global_size);
+  Index global_size() const override { return n_; }
+  Index begin() const override { return begin_; }
+  Index end() const override { return end_; }
+  void sum_in_place(double* data, std::size_t n) const override { comm_.sum_in_place(data, n); }
+  void all_gather(const Vector& slice, Vector& whole) const override;
+  void reduce_scatter(Vector& whole, Vector& slice) const override;
+  std::uint64_t bytes_sent() const override { return bytes_; }
+
+ private:
+  Comm comm_;
+  Index n_, begin_, end_;
+  std::vector<int> counts_;
+  mutable std::uint64_t bytes_ = 0;
 };
 
 }  // namespace eomlab::dist

@@ -1,6 +1,7 @@
 #include "flow/driver.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -31,14 +32,14 @@ struct FlowTrack {
   Dop853 integrator;
   Vector theta;
   bool failed = false;
-  FlowTrack(Objective& objective, FlowKind kind, double lr, const DriverSettings& s, const Reducer& r)
+  FlowTrack(Objective& objective, FlowKind kind, double lr, const DriverSettings& s, const SliceExchange& slices)
       : field(objective, kind, lr),
-        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.integrator, r, objective.dimension()) {}
+        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.integrator, slices, slices.global_size()) {}
 };
 
 class Observer {
  public:
-  Observer(const ObservableLayout& layout, const Reducer& reducer) : layout_(layout), reducer_(reducer) {}
+  Observer(const ObservableLayout& layout, const SliceExchange& slices) : layout_(layout), slices_(slices) {}
 
   void fill(TrajectoryState& out, const Vector& theta, double loss, const Vector& grad, const Vector* gd) {
     out.theta = &theta;
@@ -46,16 +47,21 @@ class Observer {
     // One reduction for every measurement of this trajectory.
     sums_.assign(nb + ns + nt + 2, 0.0);
     std::size_t k = 0;
-    for (const ParameterBlock& b : layout_.blocks) sums_[k++] = theta.segment(b.offset, b.size).squaredNorm();
-    for (const ParameterBlock& b : layout_.scale_invariant) sums_[k++] = theta.segment(b.offset, b.size).squaredNorm();
+    for (const ParameterBlock& b : layout_.blocks) sums_[k++] = local_squared_norm(theta, b);
+    for (const ParameterBlock& b : layout_.scale_invariant) sums_[k++] = local_squared_norm(theta, b);
     for (const ParameterSum& s : layout_.translation) {
+      // The terms θ[offset + i·stride] that fall in this rank's slice.
+      const Index lo = slices_.begin(), hi = slices_.end();
       double sum = 0;
-      for (Index i = 0; i < s.count; ++i) sum += theta[s.offset + i * s.stride];
+      for (Index i = 0; i < s.count; ++i) {
+        const Index at = s.offset + i * s.stride;
+        if (at >= lo && at < hi) sum += theta[at - lo];
+      }
       sums_[k++] = sum;
     }
     sums_[k++] = grad.squaredNorm();
     sums_[k++] = gd ? (theta - *gd).squaredNorm() : 0.0;
-    reducer_.sum_in_place(sums_.data(), sums_.size());
+    slices_.sum_in_place(sums_.data(), sums_.size());
     auto next = sums_.begin();
     out.block_norms.assign(next, next + static_cast<long>(nb));
     next += static_cast<long>(nb);
@@ -77,8 +83,14 @@ class Observer {
   }
 
  private:
+  // ‖θ_A‖² over the part of block A in this rank's slice.
+  double local_squared_norm(const Vector& theta, const ParameterBlock& b) const {
+    const Index lo = std::max(b.offset, slices_.begin()), hi = std::min(b.offset + b.size, slices_.end());
+    return hi > lo ? theta.segment(lo - slices_.begin(), hi - lo).squaredNorm() : 0.0;
+  }
+
   const ObservableLayout& layout_;
-  const Reducer& reducer_;
+  const SliceExchange& slices_;
   std::vector<double> sums_;
 };
 
@@ -91,7 +103,7 @@ ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
 const char* to_string(RunStatus s) { return s == RunStatus::complete ? "complete" : "diverged"; }
 
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
-                            const ObservableLayout& observables, const Reducer& vector_reducer,
+                            const ObservableLayout& observables, const SliceExchange& slices,
                             RecordSink& sink, const ProgressFn& progress) {
   if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0)
     throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0");
@@ -101,7 +113,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
 
   std::vector<std::unique_ptr<FlowTrack>> flows;
   for (FlowKind kind : settings.flows) {
-    flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, vector_reducer));
+    flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, slices));
     flows.back()->theta = theta0;
     outcome.trajectories.push_back({kind.name()});
   }
@@ -111,7 +123,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
     outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
   }
 
-  Observer observer(observables, vector_reducer);
+  Observer observer(observables, slices);
   SharpnessEstimator sharpness;
   Record record;
   record.trajectories.resize(1 + flows.size());
@@ -130,7 +142,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
       if (observables.sharpness) {
         double& s = record.trajectories[0].sharpness;
-        s = gd_finite ? sharpness(objective, gd, vector_reducer).value : std::numeric_limits<double>::quiet_NaN();
+        s = gd_finite ? sharpness(objective, gd, slices).value : std::numeric_limits<double>::quiet_NaN();
         if (std::isfinite(s)) {
           outcome.max_lr_sharpness = std::max(outcome.max_lr_sharpness, lr * s);
           if (lr * s > 2.0 && outcome.first_unstable_step < 0) outcome.first_unstable_step = k;

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "core/reducer.hpp"
+#include "core/slices.hpp"
 #include "diff/objective.hpp"
 #include "flow/dop853.hpp"
 #include "model/mlp.hpp"
@@ -30,7 +30,7 @@ struct ObservableLayout {
 ObservableLayout observable_layout(const Mlp& model, bool sharpness);
 
 struct TrajectoryState {
-  const Vector* theta = nullptr;
+  const Vector* theta = nullptr;  // this rank's slice
   double loss = 0;
   double grad_norm = 0;
   double distance_to_gd = 0;  // 0 for GD itself
@@ -83,10 +83,10 @@ struct DriverSettings {
 // Called after every record with (step, steps).
 using ProgressFn = std::function<void(long, long)>;
 
-// `vector_reducer` sums over the ranks that share the entries of θ (LocalReducer when every rank
-// holds all of θ).
+// θ0 and every vector of the run are this rank's slices of `slices`; every measurement is reduced
+// over the run's ranks, so all of them take identical steps and see identical records.
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
-                            const ObservableLayout& observables, const Reducer& vector_reducer,
+                            const ObservableLayout& observables, const SliceExchange& slices,
                             RecordSink& sink, const ProgressFn& progress = {});
 
 }  // namespace eomlab

@@ -79,14 +79,19 @@ class RecordSeries {
 
   // Collective: every rank calls; only `writer` contributes the row.
   void append(hsize_t row, const void* data, bool writer, hid_t dxpl) {
+    append(row, data, writer ? std::max<hsize_t>(width_, 1) : 0, 0, dxpl);
+  }
+
+  // Collective: each rank contributes `count` entries of the row from column `first` (0 entries: none).
+  void append(hsize_t row, const void* data, hsize_t count_columns, hsize_t first, hid_t dxpl) {
     const int rank = width_ == 0 ? 1 : 2;
     hsize_t dims[2] = {row + 1, width_};
     check(H5Dset_extent(dataset_, dims), "H5Dset_extent", name_);
     Handle file_space(H5Dget_space(dataset_), H5Sclose, "H5Dget_space", name_);
-    hsize_t start[2] = {row, 0};
-    hsize_t count[2] = {1, width_};
+    hsize_t start[2] = {row, first};
+    hsize_t count[2] = {1, width_ == 0 ? 1 : std::max<hsize_t>(count_columns, 1)};
     Handle mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name_);
-    if (writer) {
+    if (count_columns > 0) {
       check(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name_);
     } else {
       check(H5Sselect_none(file_space), "H5Sselect_none", name_);
@@ -201,7 +206,9 @@ void RunFile::append(const Record& record) {
   for (std::size_t i = 0; i < m.series.size(); ++i) {
     const TrajectoryState& t = record.trajectories[i];
     TrajectorySeries& s = m.series[i];
-    if (s.theta) s.theta->append(r, t.theta->data(), m.writer, m.dxpl);
+    if (s.theta)
+      s.theta->append(r, t.theta->data(), static_cast<hsize_t>(m.header.slice_size),
+                      static_cast<hsize_t>(m.header.slice_begin), m.dxpl);
     s.loss->append(r, &t.loss, m.writer, m.dxpl);
     s.grad_norm->append(r, &t.grad_norm, m.writer, m.dxpl);
     if (s.distance) s.distance->append(r, &t.distance_to_gd, m.writer, m.dxpl);

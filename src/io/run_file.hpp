@@ -28,6 +28,7 @@ struct RunFileHeader {
   std::vector<std::pair<std::string, std::string>> provenance;
   ObservableLayout observables;
   Index n_params = 0;
+  Index slice_begin = 0, slice_size = 0;  // this rank's part of θ; each rank writes its own hyperslab
   std::vector<std::string> trajectories;  // gd first, then flows
   bool store_theta = true;
 };

@@ -207,7 +207,6 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const bool leader = group.rank() == 0;
   const std::string created = group.broadcast(utc_now());
   const std::string host = group.broadcast(host_name());
-  const LocalReducer replicated;  // every rank of a group holds all of θ
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s) on "
@@ -216,7 +215,9 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   for (const RunSpec& run : runs) {
     if (run.index % groups != group_index) continue;
     Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
-    const Vector theta0 = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
+    const Vector theta0_whole = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
+    const dist::SlicedVectors slices(group, model.n_params());
+    const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
     const ObservableLayout observables = observable_layout(model, config.output_options.sharpness);
 
     io::RunFileHeader header;
@@ -228,6 +229,8 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     header.config_text = config.resolved_text;
     header.observables = observables;
     header.n_params = model.n_params();
+    header.slice_begin = slices.begin();
+    header.slice_size = slices.local_size();
     header.trajectories = trajectory_names(config);
     header.store_theta = config.output_options.store_theta;
     header.provenance = {{"eomlab_version", build::version},
@@ -242,7 +245,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       if (const char* v = std::getenv(var)) header.provenance.emplace_back(var, v);
 
     MlpObjective objective(std::move(model), shard(data, group.rank(), group.size()), data.n_samples(),
-                           run.weight_decay, group);
+                           run.weight_decay, slices);
     DriverSettings settings;
     settings.lr = run.lr;
     settings.steps = run.steps;
@@ -255,7 +258,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
                                          " " + run.run_id + "]");
     RunOutcome outcome;
     try {
-      outcome = run_synchronized(objective, theta0, settings, observables, replicated, file, std::ref(progress));
+      outcome = run_synchronized(objective, theta0, settings, observables, slices, file, std::ref(progress));
     } catch (const std::exception& e) {
       file.fail(e.what());
       throw;

@@ -44,20 +44,33 @@ TEST(Comm, ShardedObjectiveEqualsSerial) {
   Vector v(theta.size());
   for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
 
-  LocalReducer local;
-  MlpObjective serial(Mlp(model.layers, Activation::gelu, LossKind::cross_entropy), full, full.n_samples(), 0.01, local);
-  MlpObjective sharded(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.01, world);
-  Vector g1, g2, h1, h2;
-  const double l1 = serial.value_and_gradient(theta, g1), l2 = sharded.value_and_gradient(theta, g2);
+  const WholeVector whole(theta.size());
+  const dist::SlicedVectors slices(world, theta.size());
+  MlpObjective serial(Mlp(model.layers, Activation::gelu, LossKind::cross_entropy), full, full.n_samples(), 0.01, whole);
+  MlpObjective sharded(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.01, slices);
+  const Index b = slices.begin(), n = slices.local_size();
+  ASSERT_EQ(sharded.dimension(), n);
+  Vector g1, g2, h1, h2, t1, t2;
+  const double l1 = serial.value_and_gradient(theta, g1);
+  const double l2 = sharded.value_and_gradient(theta.segment(b, n), g2);
   serial.hessian_vector(theta, v, h1);
-  sharded.hessian_vector(theta, v, h2);
+  sharded.hessian_vector(theta.segment(b, n), v.segment(b, n), h2);
+  serial.third_order(theta, v, theta, t1);
+  sharded.third_order(theta.segment(b, n), v.segment(b, n), theta.segment(b, n), t2);
   EXPECT_NEAR(l1, l2, 1e-14 * std::abs(l1));
-  EXPECT_LT((g1 - g2).norm(), 1e-13 * g1.norm());
-  EXPECT_LT((h1 - h2).norm(), 1e-13 * h1.norm());
-  // Every rank holds the same bits after the reduction.
-  double mine = g2.sum(), first = mine;
-  MPI_Bcast(&first, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-  EXPECT_EQ(mine, first);
+  EXPECT_LT((g1.segment(b, n) - g2).norm(), 1e-13 * g1.norm());
+  EXPECT_LT((h1.segment(b, n) - h2).norm(), 1e-13 * h1.norm());
+  EXPECT_LT((t1.segment(b, n) - t2).norm(), 1e-13 * t1.norm());
+  // The slices tile the vector: gathering them gives every rank the same whole gradient.
+  Vector gathered;
+  slices.all_gather(g2, gathered);
+  EXPECT_LT((gathered - g1).norm(), 1e-13 * g1.norm());
+  // An HVP moves v in (all-gather) and Hv out (reduce-scatter): 2P(r-1)/r doubles per rank at most,
+  // θ being gathered once per point.
+  const std::uint64_t before = slices.bytes_sent();
+  sharded.hessian_vector(theta.segment(b, n), v.segment(b, n), h2);
+  const double floor = 2.0 * 8 * static_cast<double>(theta.size()) * (world.size() - 1) / world.size();
+  EXPECT_LE(static_cast<double>(slices.bytes_sent() - before), floor * 1.01 + 16);
 }
 
 int main(int argc, char** argv) {

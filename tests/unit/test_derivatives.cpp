@@ -21,7 +21,7 @@ Vector random_vector(Index n, std::uint64_t seed) {
 }
 
 struct Problem {
-  LocalReducer reducer;
+  std::unique_ptr<WholeVector> whole;
   std::unique_ptr<MlpObjective> objective;
   Vector theta;
 };
@@ -44,7 +44,8 @@ std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, 
   Mlp mlp(widths, act, loss, norm);
   p->theta = mlp.initial_parameters(5);
   const Index n = d.n_samples();
-  p->objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), n, wd, p->reducer);
+  p->whole = std::make_unique<WholeVector>(mlp.n_params());
+  p->objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), n, wd, *p->whole);
   return p;
 }
 

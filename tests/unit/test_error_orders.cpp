@@ -39,7 +39,6 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
   ModelConfig model;
   model.layers = {6, 10, 3};
   const Dataset d = make_synthetic(data, model);
-  LocalReducer local;
   const double horizon = 0.8;
   std::vector<double> lrs;
   std::vector<std::vector<double>> distance(4);
@@ -47,6 +46,7 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
     const Vector theta0 = mlp.initial_parameters(3);
     const ObservableLayout layout = observable_layout(mlp, false);
+    const WholeVector local(mlp.n_params());
     MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
     DriverSettings s;
     s.lr = lr;

@@ -30,7 +30,8 @@ struct Study {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy, model.normalize);
     const Vector theta0 = mlp.initial_parameters(7);
     const ObservableLayout layout = observable_layout(mlp, false);
-    objective = std::make_unique<MlpObjective>(std::move(mlp), data, data.n_samples(), wd, local);
+    local = std::make_unique<WholeVector>(mlp.n_params());
+    objective = std::make_unique<MlpObjective>(std::move(mlp), data, data.n_samples(), wd, *local);
     if (objective_out) *objective_out = objective.get();
     DriverSettings s;
     s.lr = lr;
@@ -39,11 +40,11 @@ struct Study {
     s.flows = std::move(flows);
     s.integrator = {1e-13, 1e-15};
     test::RecordingSink sink;
-    run_synchronized(*objective, theta0, s, layout, local, sink);
+    run_synchronized(*objective, theta0, s, layout, *local, sink);
     return sink.records;
   }
 
-  LocalReducer local;
+  std::unique_ptr<WholeVector> local;
   std::unique_ptr<MlpObjective> objective;
 };
 

@@ -55,7 +55,7 @@ TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
   s.flows = {FlowKind{0}, FlowKind{1}};
   s.integrator = {1e-12, 1e-14};
   test::RecordingSink sink;
-  LocalReducer local;
+  const WholeVector local(6);
   ObservableLayout layout;
   layout.blocks = {{"theta", 0, 6, 6, 1}};
   const RunOutcome out = run_synchronized(objective, q.theta0, s, layout, local, sink);
@@ -112,7 +112,7 @@ TEST(QuadraticOracle, EveryEomOrderIsTheTruncatedLogarithm) {
   s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
   s.integrator = {1e-13, 1e-15};
   test::RecordingSink sink;
-  LocalReducer local;
+  const WholeVector local(5);
   run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 5, 5, 1}}}, local, sink);
   for (const auto& rec : sink.records) {
     double previous = 1e300;
@@ -153,7 +153,7 @@ TEST(QuadraticOracle, Eom1IsCloserToGdThanGf) {
   s.steps = 20;
   s.flows = {FlowKind{0}, FlowKind{1}};
   test::RecordingSink sink;
-  LocalReducer local;
+  const WholeVector local(4);
   run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 4, 4, 1}}}, local, sink);
   for (std::size_t r = 1; r < sink.records.size(); ++r)
     EXPECT_LT(sink.records[r].trajectories[2].distance_to_gd, 0.5 * sink.records[r].trajectories[1].distance_to_gd);
@@ -169,7 +169,7 @@ TEST(QuadraticOracle, DivergingGdIsAResult) {
   s.record_every = 1000;
   s.flows = {};
   test::RecordingSink sink;
-  LocalReducer local;
+  const WholeVector local(4);
   const RunOutcome out = run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 4, 4, 1}}}, local, sink);
   EXPECT_EQ(out.status, RunStatus::diverged);
   EXPECT_LT(out.last_step, 10000);

@@ -13,10 +13,10 @@ TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
   d.n_classes = 3;
   ModelConfig model;
   model.layers = {4, 6, 3};
-  LocalReducer local;
   for (Activation act : {Activation::tanh, Activation::gelu}) {
     Mlp mlp(model.layers, act, LossKind::cross_entropy);
     const Vector theta = mlp.initial_parameters(3);
+    const WholeVector local(mlp.n_params());
     MlpObjective objective(std::move(mlp), make_synthetic(d, model), d.n_samples, 0.01, local);
     const Index p = theta.size();
     Matrix h(p, p);
