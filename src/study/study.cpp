@@ -17,6 +17,7 @@
 #include "diff/objective.hpp"
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
+#include "io/catalog.hpp"
 #include "io/input.hpp"
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
@@ -280,7 +281,11 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   }
 
   world.barrier();
-  if (world.rank() == 0) print_summary(config, runs, std::cout);
+  if (world.rank() == 0) {
+    io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
+    print_summary(config, runs, std::cout);
+    std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << std::endl;
+  }
   return 0;
 }
 

@@ -149,38 +149,6 @@ kinds = gf
         np.testing.assert_allclose(np.linalg.norm(step) / 0.05, f["/observables/gd/grad_norm"][0], rtol=1e-12)
 
 
-def test_same_config_twice_gives_identical_data(tmp_path):
-    for name in ["a", "b"]:
-        config = write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / name), name=f"{name}.ini")
-        proc = run_eomlab(["--config", config], np=2)
-        assert proc.returncode == 0, proc.stderr
-
-    def datasets(path):
-        out = {}
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        return out
-
-    a = datasets(tmp_path / "a" / "runs" / "lr0.1_seed1_wd0.h5")
-    b = datasets(tmp_path / "b" / "runs" / "lr0.1_seed1_wd0.h5")
-    assert a.keys() == b.keys() and len(a) > 10
-    for key in a:
-        assert a[key].tobytes() == b[key].tobytes(), key
-
-
-def test_one_and_two_ranks_per_run_agree(tmp_path):
-    results = {}
-    for r in [1, 2]:
-        text = SMALL_STUDY.format(output=tmp_path / f"r{r}").replace("ranks_per_run = 1", f"ranks_per_run = {r}")
-        config = write_config(tmp_path, text, name=f"r{r}.ini")
-        proc = run_eomlab(["--config", config], np=r)
-        assert proc.returncode == 0, proc.stderr
-        with h5py.File(tmp_path / f"r{r}" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
-            results[r] = {t: f[f"/trajectories/{t}/theta"][:] for t in TRAJECTORIES}
-    for t in TRAJECTORIES:
-        np.testing.assert_allclose(results[2][t], results[1][t], rtol=1e-11, atol=1e-13)
-
-
 def test_error_orders_from_the_files(tmp_path):
     """At fixed final time, distance to GD ∝ lr for gf and ∝ lr² for eom1 (DESIGN.md §1.3)."""
     config = write_config(tmp_path, f"""

@@ -1,0 +1,106 @@
+#include "io/catalog.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include "io/h5.hpp"
+#include "io/run_summary.hpp"
+
+namespace fs = std::filesystem;
+
+namespace eomlab::io {
+namespace {
+
+using h5::check;
+using h5::Handle;
+
+struct Row {
+  char run_id[64];
+  double lr;
+  long long seed;
+  double weight_decay;
+  char status[16];
+  long long final_step;
+  double values[8];  // final_loss_gd, then final_distance_<flow> per flow
+};
+
+}  // namespace
+
+int write_catalog(const std::string& output_dir, const std::string& study_name, const std::string& config_text,
+                  const std::vector<RunSpec>& runs, const std::vector<std::string>& trajectories) {
+  h5::silence_error_stack();
+  const fs::path dir(output_dir);
+  const std::string final_path = (dir / "sweep.h5").string(), temp_path = (dir / ".sweep.h5.tmp").string();
+  const std::size_t n_values = trajectories.size();  // gd's loss + one distance per flow
+  if (n_values > 8) throw Error("write_catalog: too many trajectories");
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+
+  std::vector<Row> rows(runs.size());
+  int found = 0;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const RunSpec& run = runs[i];
+    Row& row = rows[i];
+    row = Row{};
+    std::strncpy(row.run_id, run.run_id.c_str(), sizeof row.run_id - 1);
+    row.lr = run.lr;
+    row.seed = static_cast<long long>(run.seed);
+    row.weight_decay = run.weight_decay;
+    for (double& v : row.values) v = nan;
+    row.final_step = -1;
+    const std::string path = (dir / "runs" / (run.run_id + ".h5")).string();
+    std::string status = "missing";
+    if (fs::exists(path)) {
+      try {
+        const RunResult r = read_run_result(path, trajectories);
+        status = r.status;
+        row.final_step = r.final_step;
+        row.values[0] = r.trajectories[0].final_loss;
+        for (std::size_t t = 1; t < r.trajectories.size(); ++t) row.values[t] = r.trajectories[t].final_distance;
+        ++found;
+      } catch (const Error&) {
+        status = "unreadable";
+      }
+    }
+    std::strncpy(row.status, status.c_str(), sizeof row.status - 1);
+  }
+
+  {
+    Handle file(H5Fcreate(temp_path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate", temp_path);
+    h5::write_string_attribute(file, "study", study_name);
+    h5::write_string_attribute(file, "config", config_text);
+    Handle group(H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", "/runs");
+    for (const RunSpec& run : runs) {
+      const std::string target = "runs/" + run.run_id + ".h5";  // relative to the catalog's directory
+      check(H5Lcreate_external(target.c_str(), "/", group, run.run_id.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+            "H5Lcreate_external", "/runs/" + run.run_id);
+    }
+    Handle id_type = h5::scalar_string_type(sizeof(Row::run_id));
+    Handle status_type = h5::scalar_string_type(sizeof(Row::status));
+    Handle row_type(H5Tcreate(H5T_COMPOUND, sizeof(Row)), H5Tclose, "H5Tcreate", "/summary");
+    check(H5Tinsert(row_type, "run_id", HOFFSET(Row, run_id), id_type), "H5Tinsert", "/summary");
+    check(H5Tinsert(row_type, "lr", HOFFSET(Row, lr), H5T_NATIVE_DOUBLE), "H5Tinsert", "/summary");
+    check(H5Tinsert(row_type, "seed", HOFFSET(Row, seed), H5T_NATIVE_LLONG), "H5Tinsert", "/summary");
+    check(H5Tinsert(row_type, "weight_decay", HOFFSET(Row, weight_decay), H5T_NATIVE_DOUBLE), "H5Tinsert", "/summary");
+    check(H5Tinsert(row_type, "status", HOFFSET(Row, status), status_type), "H5Tinsert", "/summary");
+    check(H5Tinsert(row_type, "final_step", HOFFSET(Row, final_step), H5T_NATIVE_LLONG), "H5Tinsert", "/summary");
+    for (std::size_t t = 0; t < n_values; ++t) {
+      const std::string name = t == 0 ? "final_loss_gd" : "final_distance_" + trajectories[t];
+      check(H5Tinsert(row_type, name.c_str(), HOFFSET(Row, values) + t * sizeof(double), H5T_NATIVE_DOUBLE), "H5Tinsert",
+            "/summary");
+    }
+    hsize_t n = rows.size();
+    Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", "/summary");
+    Handle ds(H5Dcreate2(file, "summary", row_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose, "H5Dcreate",
+              "/summary");
+    check(H5Dwrite(ds, row_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()), "H5Dwrite", "/summary");
+  }
+  std::error_code ec;
+  fs::rename(temp_path, final_path, ec);
+  if (ec) throw Error("cannot move the catalog into place at '" + final_path + "': " + ec.message());
+  return found;
+}
+
+}  // namespace eomlab::io

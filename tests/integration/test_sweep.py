@@ -1,0 +1,114 @@
+"""Distribution and sweeps (issue 4): ranks own slices of θ and shards of the data; results do not
+depend on the number of ranks per run beyond rounding; sweeps are dealt to groups and catalogued."""
+import h5py
+import numpy as np
+import pytest
+
+from conftest import SMALL_STUDY, run_eomlab, write_config
+
+TRAJ = ["gd", "gf", "eom1"]
+
+# A study whose parameter count (5·8+8 + 8·3+3 = 75) does not divide by 2 or 3: uneven slices.
+STUDY = SMALL_STUDY.replace("n_samples = 64", "n_samples = 61")
+
+
+def datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def run_study(tmp_path, name, np_, text):
+    config = write_config(tmp_path, text.format(output=tmp_path / name), f"{name}.ini")
+    proc = run_eomlab(["--config", config], np=np_)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_per_run_give_the_same_trajectories(tmp_path, ranks):
+    one = datasets(run_study(tmp_path, "r1", 1, STUDY) / "runs" / "lr0.1_seed1_wd0.h5")
+    text = STUDY.replace("ranks_per_run = 1", f"ranks_per_run = {ranks}")
+    many = datasets(run_study(tmp_path, f"r{ranks}", ranks, text) / "runs" / "lr0.1_seed1_wd0.h5")
+    assert one.keys() == many.keys()
+    for key in one:
+        if one[key].dtype.names:  # tables
+            assert one[key].tobytes() == many[key].tobytes(), key
+        else:
+            np.testing.assert_allclose(many[key], one[key], rtol=1e-11, atol=1e-13, err_msg=key)
+    with h5py.File(tmp_path / f"r{ranks}" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
+        assert f.attrs["ranks_per_run"] == ranks
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_same_run_twice_gives_bitwise_identical_data(tmp_path, ranks):
+    text = STUDY.replace("ranks_per_run = 1", f"ranks_per_run = {ranks}")
+    a = datasets(run_study(tmp_path, "a", ranks, text) / "runs" / "lr0.1_seed1_wd0.h5")
+    b = datasets(run_study(tmp_path, "b", ranks, text) / "runs" / "lr0.1_seed1_wd0.h5")
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+
+
+SWEEP = STUDY.replace("lr = 0.1", "lr = 0.1, 0.05").replace("seed = 1", "seed = 1, 2")
+
+
+def read_catalog(out):
+    with h5py.File(out / "sweep.h5", "r") as f:
+        summary = f["summary"][:]
+        linked = {name: f["runs"][name].attrs["status"] for name in f["runs"]}
+    return summary, linked
+
+
+def test_sweep_on_two_ranks_and_on_four_ranks_in_pairs(tmp_path):
+    single = run_study(tmp_path, "single", 2, SWEEP)
+    pairs = run_study(tmp_path, "pairs", 4, SWEEP.replace("ranks_per_run = 1", "ranks_per_run = 2"))
+    expected = {"lr0.1_seed1_wd0", "lr0.1_seed2_wd0", "lr0.05_seed1_wd0", "lr0.05_seed2_wd0"}
+    for out in [single, pairs]:
+        assert {p.stem for p in (out / "runs").glob("*.h5")} == expected
+        summary, linked = read_catalog(out)
+        assert len(summary) == 4
+        assert {r.decode() for r in summary["run_id"]} == expected
+        assert set(summary["status"]) == {b"complete"}
+        assert linked == {name: "complete" for name in expected}  # external links resolve
+        assert np.all(summary["final_distance_eom1"] < summary["final_distance_gf"])
+    for name in expected:
+        a = datasets(single / "runs" / f"{name}.h5")
+        b = datasets(pairs / "runs" / f"{name}.h5")
+        for key in a:
+            if not a[key].dtype.names:
+                np.testing.assert_allclose(b[key], a[key], rtol=1e-11, atol=1e-13, err_msg=f"{name}:{key}")
+    s1, _ = read_catalog(single)
+    s2, _ = read_catalog(pairs)
+    for field in ["final_loss_gd", "final_distance_gf", "final_distance_eom1"]:
+        np.testing.assert_allclose(np.sort(s2[field]), np.sort(s1[field]), rtol=1e-11)
+
+
+def test_same_seed_same_start_whatever_the_lr_and_seeds_differ(tmp_path):
+    out = run_study(tmp_path, "out", 2, SWEEP)
+    start = {}
+    for path in (out / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            start[(float(f.attrs["lr"]), int(f.attrs["seed"]))] = f["/trajectories/gd/theta"][0]
+    np.testing.assert_array_equal(start[(0.1, 1)], start[(0.05, 1)])
+    np.testing.assert_array_equal(start[(0.1, 2)], start[(0.05, 2)])
+    assert not np.allclose(start[(0.1, 1)], start[(0.1, 2)])
+
+
+def test_diverged_run_in_the_catalog(tmp_path):
+    text = STUDY.replace("lr = 0.1", "lr = 0.1, 5").replace("activation = tanh", "activation = relu\nloss = mse")
+    text = text.replace("kinds = gf, eom1", "kinds = gf, eom1\nmax_steps = 2000")
+    out = run_study(tmp_path, "out", 2, text)
+    summary, _ = read_catalog(out)
+    status = {float(r["lr"]): r["status"].decode() for r in summary}
+    assert status == {0.1: "complete", 5.0: "diverged"}
+
+
+def test_dry_run_shows_groups_of_ranks(tmp_path):
+    config = write_config(tmp_path, SWEEP.format(output=tmp_path / "out").replace("ranks_per_run = 1", "ranks_per_run = 2"))
+    proc = run_eomlab(["--config", config, "--dry-run"], np=4)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs on 4 ranks, 2 group(s) of 2" in proc.stdout
+    assert "0-1" in proc.stdout and "2-3" in proc.stdout
+    assert not (tmp_path / "out").exists()
