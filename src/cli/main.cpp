@@ -25,10 +25,13 @@ int main(int argc, char** argv) {
         if (root) std::cout << cmd.config.resolved_text;
         return 0;
       case cli::Action::dry_run:
-        if (root) print_dry_run(cmd.config, world.size(), std::cout);
+        if (root) print_dry_run(cmd.config, StudyOptions{cmd.overwrite, cmd.resume, cmd.shard, cmd.shards}, world.size(), std::cout);
+        return 0;
+      case cli::Action::catalog:
+        rebuild_catalog(cmd.config, world);
         return 0;
       case cli::Action::run:
-        return run_study(cmd.config, StudyOptions{cmd.overwrite}, world);
+        return run_study(cmd.config, StudyOptions{cmd.overwrite, cmd.resume, cmd.shard, cmd.shards}, world);
     }
   } catch (const InputError& e) {
     // Validation is identical on every rank: all of them stop here, rank 0 says why.

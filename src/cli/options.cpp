@@ -282,7 +282,10 @@ Command parse_command_line(int argc, const char* const argv[]) {
       ("version", "print the version and exit")                           //
       ("print-config", "print the resolved config (defaults included) and exit")  //
       ("dry-run", "print the sweep grid and which ranks run what, then exit")      //
-      ("overwrite", "replace existing results in the output directory");
+      ("overwrite", "replace existing results in the output directory")                   //
+      ("resume", "continue an interrupted study in the same output directory")          //
+      ("shard", po::value<std::string>(), "i/n: run only runs i, i+n, i+2n, ... (job arrays)")  //
+      ("catalog", "(re)build <output>/sweep.h5 from the run files present, then exit");
   po::options_description keys("Config keys (in the file as [section] key = value, or --section.key=value)");
   for (const KeySpec& k : config_keys()) {
     std::string help = k.help;
@@ -336,8 +339,30 @@ Command parse_command_line(int argc, const char* const argv[]) {
 
   cmd.config = build_config(KeyValues(vm));
   cmd.overwrite = vm.count("overwrite") > 0;
+  cmd.resume = vm.count("resume") > 0;
+  if (cmd.overwrite && cmd.resume)
+    throw InputError("command line: expected at most one of --resume and --overwrite, got both");
+  if (vm.count("shard")) {
+    const std::string text = trim(vm["shard"].as<std::string>());
+    const auto slash = text.find('/');
+    long long i = -1, n = 0;
+    if (slash != std::string::npos) {
+      try {
+        std::size_t used_i = 0, used_n = 0;
+        i = std::stoll(text.substr(0, slash), &used_i);
+        n = std::stoll(text.substr(slash + 1), &used_n);
+        if (used_i != slash || used_n != text.size() - slash - 1) i = -1;
+      } catch (const std::exception&) {
+        i = -1;
+      }
+    }
+    if (i < 0 || n < 1 || i >= n) throw_input_error("--shard", "i/n with 0 <= i < n", quoted(text));
+    cmd.shard = static_cast<int>(i);
+    cmd.shards = static_cast<int>(n);
+  }
   if (vm.count("print-config")) cmd.action = Action::print_config;
   if (vm.count("dry-run")) cmd.action = Action::dry_run;
+  if (vm.count("catalog")) cmd.action = Action::catalog;
   return cmd;
 }
 

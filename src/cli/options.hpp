@@ -9,12 +9,14 @@
 
 namespace eomlab::cli {
 
-enum class Action { run, help, version, print_config, dry_run };
+enum class Action { run, help, version, print_config, dry_run, catalog };
 
 struct Command {
   Action action = Action::run;
   StudyConfig config;
   bool overwrite = false;
+  bool resume = false;
+  int shard = 0, shards = 1;  // --shard i/n
   std::string help_text;
 };
 

@@ -19,6 +19,9 @@ class SharpnessEstimator {
   // Stops when the residual of the top Ritz pair is below rtol·|λ| or after max_iterations HVPs.
   SharpnessEstimator(int max_iterations = 30, double rtol = 1e-8);
   SharpnessResult operator()(Objective& objective, const Vector& theta, const Reducer& vector_reducer);
+  // The warm start carried from call to call (part of a run's checkpoint).
+  const Vector& warm_start() const { return start_; }
+  void set_warm_start(const Vector& v) { start_ = v; }
 
  private:
   int max_iterations_;

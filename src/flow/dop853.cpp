@@ -334,6 +334,38 @@ void Dop853::dense_output(double t, Vector& y) const {
   y += y_old_;
 }
 
+Dop853::State Dop853::export_state() const {
+  State s;
+  s.scalars = {t_, t_old_, h_, h_old_, dense_ready_ ? 1.0 : 0.0, last_rejected_ ? 1.0 : 0.0,
+               static_cast<double>(accepted_), static_cast<double>(rejected_), static_cast<double>(status_)};
+  const Index n = y_.size();
+  auto padded = [n](const Vector& v) { return v.size() == n ? v : Vector::Zero(n).eval(); };
+  s.vectors.push_back(y_);
+  s.vectors.push_back(padded(y_old_));
+  for (const Vector& k : k_) s.vectors.push_back(padded(k));
+  for (const Vector& d : dense_) s.vectors.push_back(padded(d));
+  return s;
+}
+
+void Dop853::import_state(const State& s) {
+  if (s.scalars.size() != 9 || s.vectors.size() != 2 + k_.size() + dense_.size())
+    throw Error("Dop853::import_state: malformed state");
+  t_ = s.scalars[0];
+  t_old_ = s.scalars[1];
+  h_ = s.scalars[2];
+  h_old_ = s.scalars[3];
+  dense_ready_ = s.scalars[4] != 0.0;
+  last_rejected_ = s.scalars[5] != 0.0;
+  accepted_ = static_cast<long>(s.scalars[6]);
+  rejected_ = static_cast<long>(s.scalars[7]);
+  status_ = static_cast<Status>(static_cast<int>(s.scalars[8]));
+  std::size_t i = 0;
+  y_ = s.vectors[i++];
+  y_old_ = s.vectors[i++];
+  for (Vector& k : k_) k = s.vectors[i++];
+  for (Vector& d : dense_) d = s.vectors[i++];
+}
+
 Dop853::Status Dop853::advance_to(double t, Vector& y) {
   if (status_ != Status::ok) return status_;
   while (t_ < t) {

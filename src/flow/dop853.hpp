@@ -10,6 +10,7 @@
 #pragma once
 #include <array>
 #include <functional>
+#include <vector>
 
 #include "core/reducer.hpp"
 #include "core/types.hpp"
@@ -34,6 +35,16 @@ class Dop853 {
   // Integrates to time t (t at or after the previously requested time) and writes y(t).
   // On failure y is left unchanged and the status says why; later calls keep failing.
   Status advance_to(double t, Vector& y);
+
+  // Everything that determines the integrator's future: scalars (times, step sizes, counters, flags)
+  // and vectors (state, stages, dense output), each of the length of y. Importing what was exported
+  // continues the integration with the same bits.
+  struct State {
+    std::vector<double> scalars;
+    std::vector<Vector> vectors;
+  };
+  State export_state() const;
+  void import_state(const State& state);
 
   double time() const { return t_; }
   double step_size() const { return h_; }

@@ -100,11 +100,19 @@ ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
   return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
 }
 
-const char* to_string(RunStatus s) { return s == RunStatus::complete ? "complete" : "diverged"; }
+const char* to_string(RunStatus s) {
+  switch (s) {
+    case RunStatus::complete: return "complete";
+    case RunStatus::diverged: return "diverged";
+    case RunStatus::interrupted: return "interrupted";
+  }
+  return "?";
+}
 
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
                             const ObservableLayout& observables, const SliceExchange& slices,
-                            RecordSink& sink, const ProgressFn& progress) {
+                            RecordSink& sink, const ProgressFn& progress, RunControl* control,
+                            const DriverCheckpoint* resume_from) {
   if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0)
     throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0");
   const double lr = settings.lr;
@@ -114,26 +122,80 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
   std::vector<std::unique_ptr<FlowTrack>> flows;
   for (FlowKind kind : settings.flows) {
     flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, slices));
-    flows.back()->theta = theta0;
     outcome.trajectories.push_back({kind.name()});
   }
-  for (std::size_t f = 0; f < flows.size(); ++f) {
-    const auto t0 = Clock::now();
-    flows[f]->integrator.start(0.0, theta0);
-    outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
-  }
-
   Observer observer(observables, slices);
   SharpnessEstimator sharpness;
   Record record;
   record.trajectories.resize(1 + flows.size());
-  Vector gd = theta0, grad, flow_grad;
-  auto t_gd = Clock::now();
-  double loss = objective.value_and_gradient(gd, grad);
-  long gd_evaluations = 1;
-  outcome.trajectories[0].wall_seconds += seconds_since(t_gd);
+  Vector gd, grad, flow_grad;
+  double loss = 0;
+  long gd_evaluations = 0, first_step = 0;
 
-  for (long k = 0;; ++k) {
+  if (resume_from) {
+    const DriverCheckpoint& c = *resume_from;
+    if (c.flows.size() != flows.size() || c.wall_seconds.size() != outcome.trajectories.size())
+      throw Error("run_synchronized: the checkpoint does not match the run's flows");
+    first_step = c.step;
+    gd = c.gd;
+    grad = c.grad;
+    loss = c.loss;
+    gd_evaluations = c.gd_evaluations;
+    outcome.max_lr_sharpness = c.max_lr_sharpness;
+    outcome.first_unstable_step = c.first_unstable_step;
+    if (c.sharpness_start.size() > 0) sharpness.set_warm_start(c.sharpness_start);
+    for (std::size_t f = 0; f < flows.size(); ++f) {
+      FlowTrack& track = *flows[f];
+      track.theta = c.flows[f].theta;
+      track.failed = c.flows[f].failed;
+      track.field.set_evaluations(c.flows[f].evaluations);
+      track.integrator.import_state(c.flows[f].integrator);
+      outcome.trajectories[f + 1].status = c.flows[f].status;
+    }
+    for (std::size_t t = 0; t < c.wall_seconds.size(); ++t) outcome.trajectories[t].wall_seconds = c.wall_seconds[t];
+  } else {
+    for (std::size_t f = 0; f < flows.size(); ++f) {
+      const auto t0 = Clock::now();
+      flows[f]->theta = theta0;
+      flows[f]->integrator.start(0.0, theta0);
+      outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
+    }
+    const auto t0 = Clock::now();
+    gd = theta0;
+    loss = objective.value_and_gradient(gd, grad);
+    gd_evaluations = 1;
+    outcome.trajectories[0].wall_seconds += seconds_since(t0);
+  }
+
+  auto checkpoint = [&](long k, long records) {
+    DriverCheckpoint c;
+    c.step = k;
+    c.records = records;
+    c.gd = gd;
+    c.grad = grad;
+    c.loss = loss;
+    c.gd_evaluations = gd_evaluations;
+    c.max_lr_sharpness = outcome.max_lr_sharpness;
+    c.first_unstable_step = outcome.first_unstable_step;
+    c.sharpness_start = sharpness.warm_start();
+    for (std::size_t f = 0; f < flows.size(); ++f)
+      c.flows.push_back({flows[f]->theta, flows[f]->failed, outcome.trajectories[f + 1].status,
+                         flows[f]->field.evaluations(), flows[f]->integrator.export_state()});
+    for (const TrajectorySummary& t : outcome.trajectories) c.wall_seconds.push_back(t.wall_seconds);
+    control->save(c);
+  };
+
+  long records = resume_from ? resume_from->records : 0;
+  for (long k = first_step;; ++k) {
+    if (control && k > first_step) {
+      const bool stop = control->stop_requested(k);
+      if (stop || control->checkpoint_due(k)) checkpoint(k, records);
+      if (stop) {
+        outcome.status = RunStatus::interrupted;
+        outcome.last_step = k;
+        break;
+      }
+    }
     const bool gd_finite = std::isfinite(loss) && gd.allFinite() && grad.allFinite();
     const bool is_record = k % settings.record_every == 0 || k == settings.steps || !gd_finite;
     if (is_record) {
@@ -169,6 +231,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
         }
       }
       sink.append(record);
+      ++records;
       outcome.last_step = k;
       if (progress) progress(k, settings.steps);
     }
@@ -177,11 +240,11 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       break;
     }
     if (k == settings.steps) break;
-    t_gd = Clock::now();
+    const auto t0 = Clock::now();
     gd.noalias() -= lr * grad;
     loss = objective.value_and_gradient(gd, grad);
     ++gd_evaluations;
-    outcome.trajectories[0].wall_seconds += seconds_since(t_gd);
+    outcome.trajectories[0].wall_seconds += seconds_since(t0);
   }
 
   outcome.trajectories[0].evaluations = gd_evaluations;

@@ -52,7 +52,7 @@ class RecordSink {
   virtual void append(const Record& record) = 0;
 };
 
-enum class RunStatus { complete, diverged };
+enum class RunStatus { complete, diverged, interrupted };
 const char* to_string(RunStatus s);
 
 struct TrajectorySummary {
@@ -72,6 +72,37 @@ struct RunOutcome {
   std::vector<TrajectorySummary> trajectories;
 };
 
+// Everything needed to continue a run with the same bits, taken at the top of GD step `step`
+// (θ_gd = θ_step, records of the steps before it written). Vectors are this rank's slices.
+struct DriverCheckpoint {
+  long step = 0;
+  long records = 0;
+  Vector gd, grad;
+  double loss = 0;
+  long gd_evaluations = 0;
+  double max_lr_sharpness = 0;
+  long first_unstable_step = -1;
+  Vector sharpness_start;
+  struct Flow {
+    Vector theta;
+    bool failed = false;
+    std::string status = "ok";
+    long evaluations = 0;
+    Dop853::State integrator;
+  };
+  std::vector<Flow> flows;
+  std::vector<double> wall_seconds;  // per trajectory, gd first
+};
+
+// Consulted by the driver at the top of every GD step; every rank of the run must answer alike.
+class RunControl {
+ public:
+  virtual ~RunControl() = default;
+  virtual bool stop_requested(long step) = 0;    // checkpoint, then end the run as `interrupted`
+  virtual bool checkpoint_due(long step) = 0;
+  virtual void save(const DriverCheckpoint& checkpoint) = 0;
+};
+
 struct DriverSettings {
   double lr = 0;
   long steps = 0;
@@ -85,8 +116,10 @@ using ProgressFn = std::function<void(long, long)>;
 
 // θ0 and every vector of the run are this rank's slices of `slices`; every measurement is reduced
 // over the run's ranks, so all of them take identical steps and see identical records.
+// With `resume_from`, the run continues from that checkpoint instead of θ0.
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
                             const ObservableLayout& observables, const SliceExchange& slices,
-                            RecordSink& sink, const ProgressFn& progress = {});
+                            RecordSink& sink, const ProgressFn& progress = {}, RunControl* control = nullptr,
+                            const DriverCheckpoint* resume_from = nullptr);
 
 }  // namespace eomlab

@@ -12,6 +12,7 @@ class VectorField {
   VectorField(Objective& objective, FlowKind kind, double lr);
   void operator()(const Vector& theta, Vector& out);
   long evaluations() const { return evaluations_; }
+  void set_evaluations(long n) { evaluations_ = n; }
   FlowKind kind() const { return kind_; }
 
  private:

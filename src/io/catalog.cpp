@@ -1,5 +1,7 @@
 #include "io/catalog.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -33,7 +35,9 @@ int write_catalog(const std::string& output_dir, const std::string& study_name, 
                   const std::vector<RunSpec>& runs, const std::vector<std::string>& trajectories) {
   h5::silence_error_stack();
   const fs::path dir(output_dir);
-  const std::string final_path = (dir / "sweep.h5").string(), temp_path = (dir / ".sweep.h5.tmp").string();
+  // A temporary name of this process's own: several array tasks may rebuild the catalog at once.
+  const std::string final_path = (dir / "sweep.h5").string(),
+                    temp_path = (dir / (".sweep.h5.tmp." + std::to_string(getpid()))).string();
   const std::size_t n_values = trajectories.size();  // gd's loss + one distance per flow
   if (n_values > 8) throw Error("write_catalog: too many trajectories");
   const double nan = std::numeric_limits<double>::quiet_NaN();

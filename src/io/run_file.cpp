@@ -77,6 +77,17 @@ class RecordSeries {
     dataset_ = Handle(H5Dcreate2(file, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT), H5Dclose, "H5Dcreate", name);
   }
 
+  // Opens an existing series and cuts it back to `rows` rows.
+  RecordSeries(hid_t file, const std::string& name, hid_t type, hsize_t width, hsize_t rows)
+      : name_(name), type_(type), width_(width) {
+    dataset_ = h5::open_dataset(file, name, "run file");
+    const auto dims = h5::dataset_shape(dataset_, name);
+    if (dims.empty() || dims[0] < rows || (width > 0 && (dims.size() != 2 || dims[1] != width)))
+      throw Error("run file dataset " + name + " does not match the checkpoint (" + std::to_string(rows) + " records)");
+    hsize_t cut[2] = {rows, width};
+    check(H5Dset_extent(dataset_, cut), "H5Dset_extent", name);
+  }
+
   // Collective: every rank calls; only `writer` contributes the row.
   void append(hsize_t row, const void* data, bool writer, hid_t dxpl) {
     append(row, data, writer ? std::max<hsize_t>(width_, 1) : 0, 0, dxpl);
@@ -114,6 +125,33 @@ struct TrajectorySeries {
 }  // namespace
 
 struct RunFile::Impl {
+  // Creates every record series, or (resuming) opens them and cuts them back to `records` rows.
+  void open_series(bool existing) {
+    hid_t root = file;
+    auto series = [&](const std::string& name, hid_t type, hsize_t width) {
+      return existing ? std::make_unique<RecordSeries>(root, name, type, width, records)
+                      : std::make_unique<RecordSeries>(root, name, type, width);
+    };
+    step = series("/step", H5T_NATIVE_INT64, 0);
+    time = series("/time", H5T_NATIVE_DOUBLE, 0);
+    const ObservableLayout& layout = header.observables;
+    const hsize_t p = static_cast<hsize_t>(header.n_params);
+    const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
+    for (const std::string& traj : header.trajectories) {
+      TrajectorySeries s;
+      const std::string obs = "/observables/" + traj + "/";
+      if (header.store_theta) s.theta = series("/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
+      s.loss = series(obs + "loss", H5T_NATIVE_DOUBLE, 0);
+      s.grad_norm = series(obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
+      if (traj != "gd") s.distance = series(obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
+      s.block_norms = series(obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
+      if (ns > 0) s.scale_invariant = series(obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
+      if (nt > 0) s.translation = series(obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
+      if (traj == "gd" && layout.sharpness) s.sharpness = series(obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
+      this->series.push_back(std::move(s));
+    }
+  }
+
   std::string path;
   bool writer = false;  // group rank 0 holds the data it writes (θ is replicated in the group)
   Handle file, dxpl;
@@ -155,8 +193,6 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   h5::write_int_attribute(root, "n_params", header.n_params);
   h5::write_string_attribute(root, "status", "running");
 
-  m.step = std::make_unique<RecordSeries>(root, "/step", H5T_NATIVE_INT64, 0);
-  m.time = std::make_unique<RecordSeries>(root, "/time", H5T_NATIVE_DOUBLE, 0);
 
   {
     Handle model = create_group(root, "/model");
@@ -174,23 +210,27 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
       write_table(model, "/model/translation_components", {"offset", "stride", "count"}, rows, m.writer, m.dxpl);
   }
 
-  const hsize_t p = static_cast<hsize_t>(header.n_params);
-  const ObservableLayout& layout = header.observables;
-  const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
-  for (const std::string& traj : header.trajectories) {
-    TrajectorySeries s;
-    const std::string obs = "/observables/" + traj + "/";
-    if (header.store_theta)
-      s.theta = std::make_unique<RecordSeries>(root, "/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
-    s.loss = std::make_unique<RecordSeries>(root, obs + "loss", H5T_NATIVE_DOUBLE, 0);
-    s.grad_norm = std::make_unique<RecordSeries>(root, obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
-    if (traj != "gd") s.distance = std::make_unique<RecordSeries>(root, obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
-    s.block_norms = std::make_unique<RecordSeries>(root, obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
-    if (ns > 0) s.scale_invariant = std::make_unique<RecordSeries>(root, obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
-    if (nt > 0) s.translation = std::make_unique<RecordSeries>(root, obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
-    if (traj == "gd" && layout.sharpness) s.sharpness = std::make_unique<RecordSeries>(root, obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
-    m.series.push_back(std::move(s));
-  }
+  m.open_series(false);
+  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
+}
+
+RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header, long records,
+                 const std::string& resumed_at)
+    : impl_(std::make_unique<Impl>()) {
+  h5::silence_error_stack();
+  Impl& m = *impl_;
+  m.path = path;
+  m.header = header;
+  m.writer = group.rank() == 0;
+  m.records = static_cast<hsize_t>(records);
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path);
+  m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
+  m.open_series(true);
+  h5::write_string_attribute(m.file, "status", "running");
+  h5::write_string_attribute(m.file, "resumed", resumed_at);
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
 }
 

@@ -37,6 +37,10 @@ class RunFile final : public RecordSink {
  public:
   // Creates (truncates) `path`. Collective over `group`.
   RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header);
+  // Reopens the run file of an interrupted run and cuts every record series back to `records` rows,
+  // so appending continues exactly where the checkpoint left off. Collective over `group`.
+  RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header, long records,
+          const std::string& resumed_at);
   ~RunFile() override;
   RunFile(const RunFile&) = delete;
   RunFile& operator=(const RunFile&) = delete;

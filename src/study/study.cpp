@@ -9,7 +9,11 @@
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -18,9 +22,11 @@
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
 #include "io/catalog.hpp"
+#include "io/checkpoint.hpp"
 #include "io/input.hpp"
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
+#include "study/signals.hpp"
 
 namespace fs = std::filesystem;
 
@@ -76,29 +82,125 @@ Dataset load_data(const StudyConfig& c) {
   return data;
 }
 
-// Refuses to touch existing results unless --overwrite; creates <output>/runs. World rank 0 only.
-void prepare_output(const StudyConfig& c, bool overwrite) {
-  const fs::path out(c.output), runs = fs::path(c.output) / "runs";
+std::string checkpoint_path(const StudyConfig& c, const RunSpec& run) {
+  return (fs::path(c.output) / "checkpoints" / (run.run_id + ".h5")).string();
+}
+
+// The runs of this invocation: run i belongs to shard i mod shards.
+std::vector<RunSpec> runs_of_shard(const StudyConfig& c, const StudyOptions& o) {
+  std::vector<RunSpec> mine;
+  for (const RunSpec& r : expand_grid(c))
+    if (r.index % o.shards == o.shard) mine.push_back(r);
+  return mine;
+}
+
+// "section.key" -> value of a resolved INI text.
+std::map<std::string, std::string> ini_values(const std::string& text) {
+  std::map<std::string, std::string> values;
+  std::istringstream in(text);
+  std::string line, section;
+  while (std::getline(in, line)) {
+    if (line.size() > 2 && line.front() == '[') {
+      section = line.substr(1, line.find(']') - 1);
+    } else if (const auto eq = line.find(" = "); eq != std::string::npos) {
+      values[section + "." + line.substr(0, eq)] = line.substr(eq + 3);
+    }
+  }
+  return values;
+}
+
+// What differs between two resolved configs, ignoring settings that do not change any result.
+std::string config_difference(const std::string& before, const std::string& now) {
+  static const std::set<std::string> run_independent = {"study.name", "output.checkpoint_every"};
+  const auto a = ini_values(before), b = ini_values(now);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a) keys.insert(k);
+  for (const auto& [k, v] : b) keys.insert(k);
+  std::string diff;
+  for (const std::string& k : keys) {
+    if (run_independent.count(k)) continue;
+    const auto ia = a.find(k), ib = b.find(k);
+    const std::string va = ia == a.end() ? "(unset)" : ia->second, vb = ib == b.end() ? "(unset)" : ib->second;
+    if (va != vb) diff += (diff.empty() ? "" : ", ") + k + " was '" + va + "', now '" + vb + "'";
+  }
+  return diff;
+}
+
+// Checks the output directory against this invocation and prepares it. World rank 0 only.
+// Existing results are those of this invocation's runs (other shards' files are never touched).
+void prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+  const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
-  bool has_results = fs::exists(out / "sweep.h5", ec);
-  if (fs::is_directory(runs, ec))
-    for (const auto& entry : fs::directory_iterator(runs, ec))
-      if (entry.path().extension() == ".h5") has_results = true;
-  if (has_results && !overwrite)
-    throw InputError("study.output: '" + c.output + "' already holds results; pass --overwrite to replace them");
+  bool rewrite_saved = !fs::exists(saved, ec);
+  if (!rewrite_saved) {
+    std::ifstream in(saved);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string diff = config_difference(text.str(), c.resolved_text);
+    if (!diff.empty()) {
+      if (o.resume)
+        throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
+      if (!o.overwrite)
+        throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
+                         "); use another directory, or --overwrite");
+      rewrite_saved = true;
+    }
+  }
+  std::size_t existing = 0;
+  for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
+  if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
+  if (existing > 0 && !o.overwrite && !o.resume)
+    throw InputError("study.output: '" + c.output + "' already holds results; pass --resume to continue the study or "
+                     "--overwrite to replace them");
   fs::create_directories(runs, ec);
-  if (ec || !fs::is_directory(runs)) throw InputError("study.output: cannot create directory '" + runs.string() + "'");
-  const fs::path probe = runs / ".eomlab-write-test";
+  fs::create_directories(checkpoints, ec);
+  if (ec || !fs::is_directory(runs) || !fs::is_directory(checkpoints))
+    throw InputError("study.output: cannot create directory '" + runs.string() + "'");
+  const fs::path probe = runs / (".eomlab-write-test." + std::to_string(getpid()));
   if (FILE* f = std::fopen(probe.c_str(), "w")) {
     std::fclose(f);
     fs::remove(probe, ec);
   } else {
     throw InputError("study.output: directory '" + runs.string() + "' is not writable");
   }
-  if (overwrite) {
-    for (const auto& entry : fs::directory_iterator(runs, ec))
-      if (entry.path().extension() == ".h5") fs::remove(entry.path(), ec);
-    fs::remove(out / "sweep.h5", ec);
+  if (o.overwrite) {
+    for (const RunSpec& r : mine) {
+      fs::remove(run_path(c, r), ec);
+      fs::remove(checkpoint_path(c, r), ec);
+    }
+    if (o.shards == 1) fs::remove(out / "sweep.h5", ec);
+    rewrite_saved = true;
+  }
+  if (rewrite_saved) {
+    const fs::path temp = out / (".study.ini.tmp." + std::to_string(getpid()));
+    std::ofstream(temp) << c.resolved_text;
+    fs::rename(temp, saved, ec);
+  }
+}
+
+// Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both.
+class StudyControl final : public RunControl {
+ public:
+  StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path)
+      : group_(group), slices_(slices), every_(every), path_(std::move(path)) {}
+  bool stop_requested(long) override { return group_.max(stop_signal_received() ? 1 : 0) > 0; }
+  bool checkpoint_due(long step) override { return every_ > 0 && step % every_ == 0; }
+  void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c); }
+
+ private:
+  const dist::Comm& group_;
+  const SliceExchange& slices_;
+  long every_;
+  std::string path_;
+};
+
+// Status of an existing run file, or "" when it is missing or unreadable.
+std::string run_file_status(const std::string& path, const std::vector<std::string>& trajectories) {
+  if (!fs::exists(path)) return "";
+  try {
+    return io::read_run_result(path, trajectories).status;
+  } catch (const Error&) {
+    return "";
   }
 }
 
@@ -164,15 +266,18 @@ int group_count(const StudyConfig& config, int world_size) {
   return world_size / config.ranks_per_run;
 }
 
-void print_dry_run(const StudyConfig& config, int world_size, std::ostream& out) {
+void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
   const int groups = group_count(config, world_size);
-  const auto runs = expand_grid(config);
+  const auto runs = runs_of_shard(config, options);
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
-      << " group(s) of " << config.ranks_per_run << "\n";
+      << " group(s) of " << config.ranks_per_run;
+  if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
+  out << "\n";
   out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
-  for (const RunSpec& r : runs) {
-    const int g = r.index % groups;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const RunSpec& r = runs[i];
+    const int g = static_cast<int>(i % static_cast<std::size_t>(groups));
     const int first = g * config.ranks_per_run, last = first + config.ranks_per_run - 1;
     out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << r.lr << std::setw(8)
         << r.seed << std::setw(14) << r.weight_decay << std::setw(10) << r.steps
@@ -182,7 +287,8 @@ void print_dry_run(const StudyConfig& config, int world_size, std::ostream& out)
 
 int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
   const int groups = group_count(config, world.size());
-  const std::vector<RunSpec> runs = expand_grid(config);
+  const std::vector<RunSpec> runs = runs_of_shard(config, options);
+  const auto names = trajectory_names(config);
 
   // Validate inputs on every rank before anything is written.
   const Dataset data = load_data(config);
@@ -191,11 +297,11 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
 
-  // Output directory: checked and created by world rank 0; the verdict is shared.
+  // Output directory: checked and prepared by world rank 0; the verdict is shared.
   std::string verdict;
   if (world.rank() == 0) {
     try {
-      prepare_output(config, options.overwrite);
+      prepare_output(config, options, runs);
     } catch (const InputError& e) {
       verdict = e.what();
     }
@@ -203,6 +309,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   verdict = world.broadcast(verdict);
   if (!verdict.empty()) throw InputError(verdict);
 
+  install_stop_handlers();
   const int group_index = world.rank() / config.ranks_per_run;
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
@@ -210,11 +317,43 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::string host = group.broadcast(host_name());
 
   if (world.rank() == 0)
-    std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s) on "
-              << world.size() << " rank(s) in " << groups << " group(s)" << std::endl;
+    std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"
+              << (options.shards > 1 ? " of shard " + std::to_string(options.shard) + "/" + std::to_string(options.shards)
+                                     : std::string())
+              << " on " << world.size() << " rank(s) in " << groups << " group(s)" << (options.resume ? ", resuming" : "")
+              << std::endl;
 
-  for (const RunSpec& run : runs) {
-    if (run.index % groups != group_index) continue;
+  bool interrupted = false;
+  for (std::size_t i = 0; i < runs.size() && !interrupted; ++i) {
+    if (static_cast<int>(i % static_cast<std::size_t>(groups)) != group_index) continue;
+    const RunSpec& run = runs[i];
+    const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(expand_grid(config).size()) +
+                              " " + run.run_id + "] ";
+    if (group.max(stop_signal_received() ? 1 : 0) > 0) {
+      interrupted = true;
+      break;
+    }
+    const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
+
+    // Fresh, resumed from the checkpoint, or skipped because it has finished: group rank 0 decides.
+    std::string mode = "fresh";
+    if (leader && options.resume) {
+      const std::string status = run_file_status(path, names);
+      if (status == "complete" || status == "diverged")
+        mode = "skip:" + status;
+      else if (!status.empty() && fs::exists(ckpt))
+        mode = "resume";
+    }
+    if (leader && mode == "fresh") {
+      std::error_code ec;
+      fs::remove(ckpt, ec);
+    }
+    mode = group.broadcast(mode);
+    if (mode.rfind("skip:", 0) == 0) {
+      if (leader) std::cout << label << "already " << mode.substr(5) << ", skipped" << std::endl;
+      continue;
+    }
+
     Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
     const Vector theta0_whole = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
     const dist::SlicedVectors slices(group, model.n_params());
@@ -232,7 +371,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     header.n_params = model.n_params();
     header.slice_begin = slices.begin();
     header.slice_size = slices.local_size();
-    header.trajectories = trajectory_names(config);
+    header.trajectories = names;
     header.store_theta = config.output_options.store_theta;
     header.provenance = {{"eomlab_version", build::version},
                          {"git_sha", build::git_sha},
@@ -254,20 +393,31 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     settings.flows = config.flows.kinds;
     settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
 
-    io::RunFile file(run_path(config, run), group, header);
-    ProgressPrinter progress(leader, "[run " + std::to_string(run.index + 1) + "/" + std::to_string(runs.size()) +
-                                         " " + run.run_id + "]");
+    std::optional<DriverCheckpoint> from;
+    if (mode == "resume") from = io::read_checkpoint(ckpt, group, slices);
+    std::unique_ptr<io::RunFile> file =
+        from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
+             : std::make_unique<io::RunFile>(path, group, header);
+    if (leader && from) std::cout << label << "resuming at step " << from->step << std::endl;
+    StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt);
+    ProgressPrinter progress(leader, label.substr(0, label.size() - 1));
     RunOutcome outcome;
     try {
-      outcome = run_synchronized(objective, theta0, settings, observables, slices, file, std::ref(progress));
+      outcome = run_synchronized(objective, theta0, settings, observables, slices, *file, std::ref(progress), &control,
+                                 from ? &*from : nullptr);
     } catch (const std::exception& e) {
-      file.fail(e.what());
+      file->fail(e.what());
       throw;
     }
-    file.finish(outcome, group.broadcast(utc_now()));
+    file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
+    if (outcome.status == RunStatus::interrupted) {
+      interrupted = true;
+      if (leader) std::cout << label << "stop signal: checkpointed at step " << outcome.last_step << std::endl;
+      break;
+    }
     if (leader) {
-      const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(runs.size()) + " " +
-                                run.run_id + "] ";
+      std::error_code ec;
+      fs::remove(ckpt, ec);
       if (outcome.status == RunStatus::diverged)
         std::cout << label << "GD diverged at step " << outcome.last_step << " (recorded as status = diverged)"
                   << std::endl;
@@ -281,12 +431,32 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   }
 
   world.barrier();
+  const bool any_interrupted = world.max(interrupted ? 1 : 0) > 0;
   if (world.rank() == 0) {
-    io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
+    if (options.shards == 1) {
+      io::write_catalog(config.output, config.name, config.resolved_text, expand_grid(config), names);
+    }
     print_summary(config, runs, std::cout);
-    std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << std::endl;
+    if (options.shards == 1)
+      std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << std::endl;
+    else
+      std::cout << "Shard " << options.shard << "/" << options.shards
+                << " done; after the last shard, build the catalog with eomlab --config ... --catalog" << std::endl;
+    if (any_interrupted)
+      std::cout << "Interrupted by a stop signal: unfinished runs are checkpointed; rerun with --resume (exit code "
+                << exit_interrupted << ")" << std::endl;
   }
-  return 0;
+  return any_interrupted ? exit_interrupted : 0;
+}
+
+void rebuild_catalog(const StudyConfig& config, const dist::Comm& world) {
+  if (world.rank() == 0) {
+    const auto runs = expand_grid(config);
+    const int found = io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
+    std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
+              << " runs, " << found << " with a run file" << std::endl;
+  }
+  world.barrier();
 }
 
 }  // namespace eomlab

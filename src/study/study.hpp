@@ -10,16 +10,25 @@
 namespace eomlab {
 
 struct StudyOptions {
-  bool overwrite = false;
+  bool overwrite = false;  // replace this invocation's existing results
+  bool resume = false;     // continue unfinished runs from their checkpoints, skip finished ones
+  int shard = 0, shards = 1;  // run only runs i, i+n, i+2n, ... (job arrays)
 };
+
+// Exit code after a stop signal: every running run was checkpointed; rerun with --resume.
+inline constexpr int exit_interrupted = 75;
 
 // Which group (of world.size() / ranks_per_run) runs each run. Throws InputError if the world size is
 // not a multiple of ranks_per_run.
 int group_count(const StudyConfig& config, int world_size);
 
-void print_dry_run(const StudyConfig& config, int world_size, std::ostream& out);
+void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out);
 
-// Runs the study; returns the process exit code (0 when every run finished, diverged runs included).
+// Runs the study; returns the process exit code: 0 when every run finished (diverged runs included),
+// exit_interrupted after a stop signal.
 int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world);
+
+// Rebuilds <output>/sweep.h5 from the run files present (world rank 0 writes it).
+void rebuild_catalog(const StudyConfig& config, const dist::Comm& world);
 
 }  // namespace eomlab

@@ -1,0 +1,171 @@
+#include "io/checkpoint.hpp"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "dist/native.hpp"
+#include "io/h5.hpp"
+
+namespace eomlab::io {
+namespace {
+
+using h5::check;
+using h5::Handle;
+
+Handle file_access(const dist::Comm& group, const std::string& path) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  return fapl;
+}
+
+// A [rows, P] dataset of which this rank holds columns [begin, end) of every row (rows == 0: [P]).
+void write_sliced(hid_t loc, const std::string& name, const std::vector<const Vector*>& rows, const SliceExchange& slices,
+                  hid_t dxpl) {
+  const bool matrix = rows.size() != 1;
+  const hsize_t nrows = rows.size(), p = static_cast<hsize_t>(slices.global_size()),
+                n = static_cast<hsize_t>(slices.local_size()), begin = static_cast<hsize_t>(slices.begin());
+  hsize_t dims[2] = {nrows, p}, start[2] = {0, begin}, count[2] = {nrows, n};
+  const int rank = matrix ? 2 : 1;
+  if (!matrix) dims[0] = p, start[0] = begin, count[0] = n;
+  Handle space(H5Screate_simple(rank, dims, nullptr), H5Sclose, "H5Screate_simple", name);
+  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+            "H5Dcreate", name);
+  std::vector<double> packed(nrows * n);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    std::copy(rows[r]->data(), rows[r]->data() + n, packed.begin() + static_cast<long>(r * n));
+  Handle mem(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name);
+  if (n > 0) {
+    check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
+  } else {
+    check(H5Sselect_none(space), "H5Sselect_none", name);
+    check(H5Sselect_none(mem), "H5Sselect_none", name);
+  }
+  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, packed.data()), "H5Dwrite", name);
+}
+
+std::vector<Vector> read_sliced(hid_t loc, const std::string& name, const SliceExchange& slices, const std::string& path) {
+  Handle ds = h5::open_dataset(loc, name, path);
+  const auto dims = h5::dataset_shape(ds, path + ":" + name);
+  const bool matrix = dims.size() == 2;
+  const hsize_t nrows = matrix ? dims[0] : 1, n = static_cast<hsize_t>(slices.local_size()),
+                begin = static_cast<hsize_t>(slices.begin());
+  if ((matrix ? dims[1] : dims[0]) != static_cast<hsize_t>(slices.global_size()))
+    throw Error("checkpoint '" + path + "': " + name + " does not match the model's parameter count");
+  hsize_t start[2] = {0, begin}, count[2] = {nrows, n};
+  if (!matrix) start[0] = begin, count[0] = n;
+  Handle space(H5Dget_space(ds), H5Sclose, "H5Dget_space", name);
+  Handle mem(H5Screate_simple(matrix ? 2 : 1, count, nullptr), H5Sclose, "H5Screate_simple", name);
+  std::vector<double> packed(nrows * n);
+  if (n > 0) {
+    check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
+  } else {
+    check(H5Sselect_none(space), "H5Sselect_none", name);
+    check(H5Sselect_none(mem), "H5Sselect_none", name);
+  }
+  check(H5Dread(ds, H5T_NATIVE_DOUBLE, mem, space, H5P_DEFAULT, packed.data()), "H5Dread", path + ":" + name);
+  std::vector<Vector> rows(nrows, Vector(static_cast<Index>(n)));
+  for (std::size_t r = 0; r < nrows; ++r)
+    std::copy(packed.begin() + static_cast<long>(r * n), packed.begin() + static_cast<long>((r + 1) * n), rows[r].data());
+  return rows;
+}
+
+// Small arrays of scalars: every rank holds the same values; rank 0 writes them.
+void write_scalars(hid_t loc, const std::string& name, const std::vector<double>& values, bool writer, hid_t dxpl) {
+  hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", name);
+  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+            "H5Dcreate", name);
+  Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", name);
+  if (!writer) {
+    check(H5Sselect_none(space), "H5Sselect_none", name);
+    check(H5Sselect_none(mem), "H5Sselect_none", name);
+  }
+  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, values.data()), "H5Dwrite", name);
+}
+
+std::vector<double> read_scalars(hid_t loc, const std::string& name, const std::string& path) {
+  Handle ds = h5::open_dataset(loc, name, path);
+  const auto dims = h5::dataset_shape(ds, path + ":" + name);
+  std::vector<double> values(dims.empty() ? 0 : dims[0]);
+  check(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), "H5Dread", path + ":" + name);
+  return values;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
+                      const DriverCheckpoint& c) {
+  h5::silence_error_stack();
+  const std::string temp = path + ".tmp";
+  const bool writer = group.rank() == 0;
+  {
+    Handle fapl = file_access(group, temp);
+    Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp);
+    Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", temp);
+    check(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", temp);
+    write_scalars(file, "scalars",
+                  {static_cast<double>(c.step), static_cast<double>(c.records), c.loss,
+                   static_cast<double>(c.gd_evaluations), c.max_lr_sharpness, static_cast<double>(c.first_unstable_step),
+                   static_cast<double>(c.flows.size()), c.sharpness_start.size() > 0 ? 1.0 : 0.0},
+                  writer, dxpl);
+    write_scalars(file, "wall_seconds", c.wall_seconds, writer, dxpl);
+    write_sliced(file, "gd", {&c.gd}, slices, dxpl);
+    write_sliced(file, "grad", {&c.grad}, slices, dxpl);
+    if (c.sharpness_start.size() > 0) write_sliced(file, "sharpness_start", {&c.sharpness_start}, slices, dxpl);
+    for (std::size_t f = 0; f < c.flows.size(); ++f) {
+      const DriverCheckpoint::Flow& flow = c.flows[f];
+      const std::string g = "flow" + std::to_string(f);
+      Handle group_handle(H5Gcreate2(file, g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", g);
+      h5::write_string_attribute(group_handle, "status", flow.status);
+      write_scalars(group_handle, "scalars",
+                    {flow.failed ? 1.0 : 0.0, static_cast<double>(flow.evaluations)}, writer, dxpl);
+      write_scalars(group_handle, "integrator_scalars", flow.integrator.scalars, writer, dxpl);
+      write_sliced(group_handle, "theta", {&flow.theta}, slices, dxpl);
+      std::vector<const Vector*> rows;
+      for (const Vector& v : flow.integrator.vectors) rows.push_back(&v);
+      write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
+    }
+    check(H5Fflush(file, H5F_SCOPE_GLOBAL), "H5Fflush", temp);
+  }
+  group.barrier();  // every rank has closed the temporary file
+  if (writer && std::rename(temp.c_str(), path.c_str()) != 0)
+    throw Error("cannot move checkpoint '" + temp + "' into place");
+  group.barrier();
+}
+
+std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const dist::Comm& group,
+                                                const SliceExchange& slices) {
+  h5::silence_error_stack();
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  Handle fapl = file_access(group, path);
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path);
+  DriverCheckpoint c;
+  const std::vector<double> s = read_scalars(file, "scalars", path);
+  if (s.size() != 8) throw Error("checkpoint '" + path + "': malformed scalars");
+  c.step = static_cast<long>(s[0]);
+  c.records = static_cast<long>(s[1]);
+  c.loss = s[2];
+  c.gd_evaluations = static_cast<long>(s[3]);
+  c.max_lr_sharpness = s[4];
+  c.first_unstable_step = static_cast<long>(s[5]);
+  c.wall_seconds = read_scalars(file, "wall_seconds", path);
+  c.gd = read_sliced(file, "gd", slices, path)[0];
+  c.grad = read_sliced(file, "grad", slices, path)[0];
+  if (s[7] != 0.0) c.sharpness_start = read_sliced(file, "sharpness_start", slices, path)[0];
+  for (long f = 0; f < static_cast<long>(s[6]); ++f) {
+    const std::string g = "flow" + std::to_string(f);
+    Handle group_handle(H5Gopen2(file, g.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + g);
+    DriverCheckpoint::Flow flow;
+    flow.status = h5::read_string_attribute(group_handle, "status", path + ":" + g);
+    const std::vector<double> fs = read_scalars(group_handle, "scalars", path);
+    flow.failed = fs.at(0) != 0.0;
+    flow.evaluations = static_cast<long>(fs.at(1));
+    flow.integrator.scalars = read_scalars(group_handle, "integrator_scalars", path);
+    flow.theta = read_sliced(group_handle, "theta", slices, path)[0];
+    flow.integrator.vectors = read_sliced(group_handle, "integrator_vectors", slices, path);
+    c.flows.push_back(std::move(flow));
+  }
+  return c;
+}
+
+}  // namespace eomlab::io
