@@ -5,11 +5,13 @@
 #include "core/error.hpp"
 #include "dist/comm.hpp"
 #include "eomlab/version.hpp"
+#include "study/signals.hpp"
 #include "study/study.hpp"
 
 int main(int argc, char** argv) {
   using namespace eomlab;
   dist::Environment mpi(argc, argv);
+  install_stop_handlers();  // before any work: a stop signal must never kill a rank outright
   const dist::Comm world = dist::Comm::world();
   const bool root = world.rank() == 0;
   try {

@@ -15,8 +15,10 @@ MlpObjective::MlpObjective(Mlp model, Dataset local, Index n_total, double weigh
 }
 
 const Vector& MlpObjective::gathered_theta(const Vector& slice) {
-  // Every rank sees the same slices change at the same calls, so all of them skip or gather together.
-  if (theta_slice_.size() != slice.size() || theta_slice_ != slice) {
+  // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
+  // not), so all of them gather, or skip, together.
+  const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
+  if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
     theta_slice_ = slice;
     slices_.all_gather(slice, theta_);
   }

@@ -1,6 +1,8 @@
 #include "io/checkpoint.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "dist/native.hpp"
@@ -98,9 +100,11 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
   h5::silence_error_stack();
   const std::string temp = path + ".tmp";
   const bool writer = group.rank() == 0;
+  h5::remove_before_create(temp, group);
   {
     Handle fapl = file_access(group, temp);
-    Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp);
+    Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp,
+                Handle::Collective{});
     Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", temp);
     check(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", temp);
     write_scalars(file, "scalars",
@@ -129,7 +133,7 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
   }
   group.barrier();  // every rank has closed the temporary file
   if (writer && std::rename(temp.c_str(), path.c_str()) != 0)
-    throw Error("cannot move checkpoint '" + temp + "' into place");
+    throw Error("cannot move checkpoint '" + temp + "' into place: " + std::strerror(errno));
   group.barrier();
 }
 
@@ -138,7 +142,7 @@ std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const d
   h5::silence_error_stack();
   if (!std::filesystem::exists(path)) return std::nullopt;
   Handle fapl = file_access(group, path);
-  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path);
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);
   if (s.size() != 8) throw Error("checkpoint '" + path + "': malformed scalars");

@@ -1,6 +1,13 @@
 #include "io/h5.hpp"
 
+#include <cstdio>
+
 namespace eomlab::io::h5 {
+
+void remove_before_create(const std::string& path, const dist::Comm& group) {
+  if (group.rank() == 0) std::remove(path.c_str());
+  group.barrier();
+}
 
 void silence_error_stack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 

@@ -3,11 +3,13 @@
 #pragma once
 #include <hdf5.h>
 
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/error.hpp"
+#include "dist/comm.hpp"
 
 namespace eomlab::io::h5 {
 
@@ -19,19 +21,31 @@ T check(T rc, const char* call, const std::string& object) {
 }
 
 // Owns one hid_t and closes it with the matching H5?close.
+// A handle marked collective (a file opened with the MPI-IO driver) is not closed when it is destroyed
+// while an exception unwinds the stack: that exception may have hit this rank alone, and a collective
+// close would wait forever for the others. The job is then aborted by main().
 class Handle {
  public:
   using Closer = herr_t (*)(hid_t);
+  struct Collective {};
   Handle() = default;
   Handle(hid_t id, Closer closer, const char* call, const std::string& object)
       : id_(check(id, call, object)), closer_(closer) {}
-  ~Handle() { reset(); }
-  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), closer_(o.closer_) {}
+  Handle(hid_t id, Closer closer, const char* call, const std::string& object, Collective)
+      : id_(check(id, call, object)), closer_(closer), collective_(true), exceptions_(std::uncaught_exceptions()) {}
+  ~Handle() {
+    if (collective_ && std::uncaught_exceptions() > exceptions_) return;
+    reset();
+  }
+  Handle(Handle&& o) noexcept
+      : id_(std::exchange(o.id_, H5I_INVALID_HID)), closer_(o.closer_), collective_(o.collective_), exceptions_(o.exceptions_) {}
   Handle& operator=(Handle&& o) noexcept {
     if (this != &o) {
       reset();
       id_ = std::exchange(o.id_, H5I_INVALID_HID);
       closer_ = o.closer_;
+      collective_ = o.collective_;
+      exceptions_ = o.exceptions_;
     }
     return *this;
   }
@@ -47,7 +61,13 @@ class Handle {
  private:
   hid_t id_ = H5I_INVALID_HID;
   Closer closer_ = nullptr;
+  bool collective_ = false;
+  int exceptions_ = 0;
 };
+
+// Removes `path` (rank 0 of `group`) and waits for every rank, before the group creates it
+// collectively: creating over a stale file (left by a killed job) races between ranks with MPI-IO.
+void remove_before_create(const std::string& path, const dist::Comm& group);
 
 // Turns off HDF5's printing of its error stack; failures surface as Errors from check().
 void silence_error_stack();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <exception>
 #include <map>
 
 #include "dist/native.hpp"
@@ -176,9 +177,11 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.path = path;
   m.header = header;
   m.writer = group.rank() == 0;
+  h5::remove_before_create(path, group);
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
   check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-  m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path);
+  m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path,
+                  Handle::Collective{});
   m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
   check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
 
@@ -225,7 +228,7 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.records = static_cast<hsize_t>(records);
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
   check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-  m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path);
+  m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
   m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
   check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
   m.open_series(true);
@@ -284,17 +287,6 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
                                          ": the EoM cannot describe GD there");
   }
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
-  m.close();
-}
-
-void RunFile::fail(const std::string& reason) {
-  Impl& m = *impl_;
-  if (m.file.get() < 0) return;
-  try {
-    h5::write_string_attribute(m.file, "status", "failed");
-    h5::write_string_attribute(m.file, "failure", reason);
-  } catch (const Error&) {
-  }
   m.close();
 }
 

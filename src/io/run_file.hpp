@@ -48,8 +48,6 @@ class RunFile final : public RecordSink {
   void append(const Record& record) override;
   // Writes status, finished time and per-trajectory statistics, then closes the file.
   void finish(const RunOutcome& outcome, const std::string& finished);
-  // Marks the run failed (best effort) and closes the file.
-  void fail(const std::string& reason);
 
  private:
   struct Impl;

@@ -309,7 +309,6 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   verdict = world.broadcast(verdict);
   if (!verdict.empty()) throw InputError(verdict);
 
-  install_stop_handlers();
   const int group_index = world.rank() / config.ranks_per_run;
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
@@ -401,14 +400,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     if (leader && from) std::cout << label << "resuming at step " << from->step << std::endl;
     StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt);
     ProgressPrinter progress(leader, label.substr(0, label.size() - 1));
-    RunOutcome outcome;
-    try {
-      outcome = run_synchronized(objective, theta0, settings, observables, slices, *file, std::ref(progress), &control,
-                                 from ? &*from : nullptr);
-    } catch (const std::exception& e) {
-      file->fail(e.what());
-      throw;
-    }
+    // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
+    // main reports it and aborts the job, and the run file stays `running` for --resume.
+    const RunOutcome outcome = run_synchronized(objective, theta0, settings, observables, slices, *file,
+                                                std::ref(progress), &control, from ? &*from : nullptr);
     file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
     if (outcome.status == RunStatus::interrupted) {
       interrupted = true;

@@ -1,0 +1,151 @@
+"""Checkpoint and resume under real mpirun (issue 5): a study killed at a random moment, or stopped by
+SIGUSR1, and continued with --resume gives run files whose datasets equal an uninterrupted study's,
+bit for bit."""
+import os
+import random
+import signal
+import subprocess
+import time
+
+import h5py
+import pytest
+
+from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
+
+STUDY = """
+[study]
+name = resume
+output = {output}
+seed = 1
+ranks_per_run = 2
+[data]
+n_samples = 256
+[model]
+layers = 8,32,32,4
+[optimizer]
+lr = 0.05, 0.1
+steps = 300
+record_every = 5
+[flows]
+kinds = gf, eom1, eom2
+[output]
+checkpoint_every = 10
+"""
+
+
+def datasets(out):
+    """Every dataset of every run file, by (file, path)."""
+    data = {}
+    for path in sorted((out / "runs").glob("*.h5")):
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: data.__setitem__((path.name, name), obj[()].tobytes())
+                         if isinstance(obj, h5py.Dataset) else None)
+    return data
+
+
+def statuses(out):
+    result = {}
+    for path in (out / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            result[path.name] = f.attrs["status"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    config = write_config(tmp, STUDY.format(output=tmp / "out"))
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = datasets(tmp / "out")
+    assert len(data) > 40
+    return data
+
+
+def start(config, *extra):
+    return subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config), *extra],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, reference, seed):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    moment = random.Random(seed).uniform(0.4, 2.2)
+    proc = start(config)
+    time.sleep(moment)
+    # Every process of the study, as a node failure or the batch system would: Open MPI puts each rank
+    # in a process group of its own, so killing mpirun's group alone would leave ranks running.
+    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
+    proc.wait(timeout=60)
+    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+        time.sleep(0.1)
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert set(statuses(tmp_path / "out").values()) == {"complete"}
+    assert datasets(tmp_path / "out") == reference, f"killed after {moment:.2f} s"
+
+
+def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
+    # One long run, so the signal always lands inside it (between runs nothing needs a checkpoint).
+    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 600")
+    ref_config = write_config(tmp_path, text.format(output=tmp_path / "ref"), "ref.ini")
+    assert run_eomlab(["--config", ref_config], np=2).returncode == 0
+    reference = datasets(tmp_path / "ref")
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
+    proc = start(config)
+    time.sleep(1.2)
+    proc.send_signal(signal.SIGUSR1)  # mpirun forwards it to every rank
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out + err
+    assert "checkpointed at step" in out and "--resume" in out
+    assert "interrupted" in statuses(tmp_path / "out").values()
+    assert any((tmp_path / "out" / "checkpoints").glob("*.h5"))
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming at step" in resumed.stdout
+    assert datasets(tmp_path / "out") == reference
+    assert not any((tmp_path / "out" / "checkpoints").glob("*.h5"))  # finished runs leave no checkpoint
+    with h5py.File(tmp_path / "out" / "sweep.h5", "r") as f:
+        assert {s.decode() for s in f["summary"]["status"]} == {"complete"}
+
+
+def test_sigterm_also_checkpoints_and_exits_75(tmp_path):
+    """SLURM sends SIGTERM to every task of a job step; here to the ranks directly."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("ranks_per_run = 2", "ranks_per_run = 1"))
+    proc = subprocess.Popen([eomlab_binary(), "--config", str(config)], env=mpi_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out + err
+    assert run_eomlab(["--config", config, "--resume"], np=1).returncode == 0
+
+
+def test_resume_of_a_finished_study_changes_no_data(tmp_path, reference):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    again = run_eomlab(["--config", config, "--resume"], np=2)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already complete, skipped") == 2
+    assert datasets(tmp_path / "out") == reference
+
+
+def test_resume_with_a_changed_config_is_refused_and_touches_nothing(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("steps = 300", "steps = 20"))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    proc = run_eomlab(["--config", config, "--resume", "--flows.rtol=1e-8"], np=2)
+    assert proc.returncode == 2
+    line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
+    assert "--resume" in line and "flows.rtol" in line and "1e-10" in line and "1e-8" in line
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    # A run-independent setting may change.
+    ok = run_eomlab(["--config", config, "--resume", "--output.checkpoint_every=7"], np=2)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    proc = run_eomlab(["--config", config, "--resume", "--overwrite"])
+    assert proc.returncode == 2 and "--resume" in proc.stderr
