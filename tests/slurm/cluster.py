@@ -19,7 +19,7 @@ def _free_port():
 class Cluster:
     def __init__(self, directory):
         self.dir = pathlib.Path(directory)
-        self.pids = []
+        self.procs = []
         self.env = dict(os.environ)
 
     def start(self):
@@ -96,7 +96,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
                                  "--pid-file", str(d / "munged.pid"), "--log-file", str(d / "munged.log"),
                                  "--seed-file", str(d / "munged.seed"), "--force"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pids.append(proc.pid)
+        self.procs.append(proc)
         deadline = time.time() + 10
         while time.time() < deadline and not pathlib.Path("/run/munge/munge.socket.2").exists():
             time.sleep(0.05)
@@ -104,7 +104,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
     def _spawn(self, cmd, log):
         out = open(self.dir / log, "w")
         proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        self.pids.append(proc.pid)
+        self.procs.append(proc)
 
     def logs(self):
         text = ""
@@ -119,22 +119,14 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
                               text=True, timeout=timeout)
 
     def stop(self):
-        for pid in reversed(self.pids):
+        """Stops every daemon this cluster started, by PID: TERM, then KILL after 5 s."""
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in reversed(self.procs):
             try:
-                os.kill(pid, 15)
-            except ProcessLookupError:
-                pass
-        for pid in reversed(self.pids):
-            for _ in range(50):
-                try:
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-                except ProcessLookupError:
-                    break
-            else:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if getattr(self, "munge_dir", None):
             shutil.rmtree(self.munge_dir, ignore_errors=True)
