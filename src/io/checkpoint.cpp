@@ -5,7 +5,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "dist/native.hpp"
 #include "io/h5.hpp"
 
 namespace eomlab::io {
@@ -13,12 +12,6 @@ namespace {
 
 using h5::check;
 using h5::Handle;
-
-Handle file_access(const dist::Comm& group, const std::string& path) {
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-  return fapl;
-}
 
 // A [rows, P] dataset of which this rank holds columns [begin, end) of every row (rows == 0: [P]).
 void write_sliced(hid_t loc, const std::string& name, const std::vector<const Vector*>& rows, const SliceExchange& slices,
@@ -36,12 +29,9 @@ void write_sliced(hid_t loc, const std::string& name, const std::vector<const Ve
   for (std::size_t r = 0; r < rows.size(); ++r)
     std::copy(rows[r]->data(), rows[r]->data() + n, packed.begin() + static_cast<long>(r * n));
   Handle mem(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name);
-  if (n > 0) {
+  if (n > 0)
     check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
-  } else {
-    check(H5Sselect_none(space), "H5Sselect_none", name);
-    check(H5Sselect_none(mem), "H5Sselect_none", name);
-  }
+  h5::select_nothing_unless(n > 0, space, mem, name);
   check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, packed.data()), "H5Dwrite", name);
 }
 
@@ -58,12 +48,9 @@ std::vector<Vector> read_sliced(hid_t loc, const std::string& name, const SliceE
   Handle space(H5Dget_space(ds), H5Sclose, "H5Dget_space", name);
   Handle mem(H5Screate_simple(matrix ? 2 : 1, count, nullptr), H5Sclose, "H5Screate_simple", name);
   std::vector<double> packed(nrows * n);
-  if (n > 0) {
+  if (n > 0)
     check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
-  } else {
-    check(H5Sselect_none(space), "H5Sselect_none", name);
-    check(H5Sselect_none(mem), "H5Sselect_none", name);
-  }
+  h5::select_nothing_unless(n > 0, space, mem, name);
   check(H5Dread(ds, H5T_NATIVE_DOUBLE, mem, space, H5P_DEFAULT, packed.data()), "H5Dread", path + ":" + name);
   std::vector<Vector> rows(nrows, Vector(static_cast<Index>(n)));
   for (std::size_t r = 0; r < nrows; ++r)
@@ -78,10 +65,7 @@ void write_scalars(hid_t loc, const std::string& name, const std::vector<double>
   Handle ds(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
             "H5Dcreate", name);
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", name);
-  if (!writer) {
-    check(H5Sselect_none(space), "H5Sselect_none", name);
-    check(H5Sselect_none(mem), "H5Sselect_none", name);
-  }
+  h5::select_nothing_unless(writer, space, mem, name);
   check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, values.data()), "H5Dwrite", name);
 }
 
@@ -102,11 +86,10 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
   const bool writer = group.rank() == 0;
   h5::remove_before_create(temp, group);
   {
-    Handle fapl = file_access(group, temp);
+    Handle fapl = h5::collective_file_access(group, temp);
     Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp,
                 Handle::Collective{});
-    Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", temp);
-    check(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", temp);
+    Handle dxpl = h5::collective_transfer(temp);
     write_scalars(file, "scalars",
                   {static_cast<double>(c.step), static_cast<double>(c.records), c.loss,
                    static_cast<double>(c.gd_evaluations), c.max_lr_sharpness, static_cast<double>(c.first_unstable_step),
@@ -141,7 +124,7 @@ std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const d
                                                 const SliceExchange& slices) {
   h5::silence_error_stack();
   if (!std::filesystem::exists(path)) return std::nullopt;
-  Handle fapl = file_access(group, path);
+  Handle fapl = h5::collective_file_access(group, path);
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);

@@ -2,11 +2,31 @@
 
 #include <cstdio>
 
+#include "dist/native.hpp"
+
 namespace eomlab::io::h5 {
 
 void remove_before_create(const std::string& path, const dist::Comm& group) {
   if (group.rank() == 0) std::remove(path.c_str());
   group.barrier();
+}
+
+Handle collective_file_access(const dist::Comm& group, const std::string& path) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  return fapl;
+}
+
+Handle collective_transfer(const std::string& path) {
+  Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
+  check(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
+  return dxpl;
+}
+
+void select_nothing_unless(bool contributes, hid_t file_space, hid_t mem_space, const std::string& object) {
+  if (contributes) return;
+  check(H5Sselect_none(file_space), "H5Sselect_none", object);
+  check(H5Sselect_none(mem_space), "H5Sselect_none", object);
 }
 
 void silence_error_stack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }

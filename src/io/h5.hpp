@@ -69,6 +69,13 @@ class Handle {
 // collectively: creating over a stale file (left by a killed job) races between ranks with MPI-IO.
 void remove_before_create(const std::string& path, const dist::Comm& group);
 
+// File access through the MPI-IO driver over `group`, and a collective transfer property list.
+Handle collective_file_access(const dist::Comm& group, const std::string& path);
+Handle collective_transfer(const std::string& path);
+
+// For a collective write in which this rank contributes nothing: empties both selections.
+void select_nothing_unless(bool contributes, hid_t file_space, hid_t mem_space, const std::string& object);
+
 // Turns off HDF5's printing of its error stack; failures surface as Errors from check().
 void silence_error_stack();
 

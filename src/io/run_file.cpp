@@ -6,7 +6,6 @@
 #include <exception>
 #include <map>
 
-#include "dist/native.hpp"
 #include "io/h5.hpp"
 
 namespace eomlab::io {
@@ -49,10 +48,7 @@ void write_table(hid_t loc, const std::string& path, const std::vector<std::stri
   Handle ds(H5Dcreate2(loc, path.c_str(), row_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
             "H5Dcreate", path);
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
-  if (!writer) {
-    check(H5Sselect_none(space), "H5Sselect_none", path);
-    check(H5Sselect_none(mem), "H5Sselect_none", path);
-  }
+  h5::select_nothing_unless(writer, space, mem, path);
   check(H5Dwrite(ds, row_type, mem, space, dxpl, packed.data()), "H5Dwrite", path);
 }
 
@@ -103,12 +99,9 @@ class RecordSeries {
     hsize_t start[2] = {row, first};
     hsize_t count[2] = {1, width_ == 0 ? 1 : std::max<hsize_t>(count_columns, 1)};
     Handle mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name_);
-    if (count_columns > 0) {
+    if (count_columns > 0)
       check(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name_);
-    } else {
-      check(H5Sselect_none(file_space), "H5Sselect_none", name_);
-      check(H5Sselect_none(mem_space), "H5Sselect_none", name_);
-    }
+    h5::select_nothing_unless(count_columns > 0, file_space, mem_space, name_);
     check(H5Dwrite(dataset_, type_, mem_space, file_space, dxpl, data), "H5Dwrite", name_);
   }
 
@@ -178,12 +171,10 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.header = header;
   m.writer = group.rank() == 0;
   h5::remove_before_create(path, group);
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  Handle fapl = h5::collective_file_access(group, path);
   m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path,
                   Handle::Collective{});
-  m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-  check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
+  m.dxpl = h5::collective_transfer(path);
 
   hid_t root = m.file;
   for (const auto& [key, value] : header.provenance) h5::write_string_attribute(root, key, value);
@@ -226,11 +217,9 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.header = header;
   m.writer = group.rank() == 0;
   m.records = static_cast<hsize_t>(records);
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-  check(H5Pset_fapl_mpio(fapl, dist::native_handle(group), MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
+  Handle fapl = h5::collective_file_access(group, path);
   m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
-  m.dxpl = Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-  check(H5Pset_dxpl_mpio(m.dxpl, H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
+  m.dxpl = h5::collective_transfer(path);
   m.open_series(true);
   h5::write_string_attribute(m.file, "status", "running");
   h5::write_string_attribute(m.file, "resumed", resumed_at);

@@ -1,5 +1,6 @@
 #include "model/jet.hpp"
 
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -51,11 +52,14 @@ Matrix& Jet::set(int s, Index r, Index cols) {
   return x;
 }
 
-void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only) {
+namespace {
+
+// The product rule of jets: out_S = Σ_{T ⊆ S} a_T ∘ b_{S∖T} for a bilinear ∘, skipping zero components.
+// `product(o, x, y, first)` sets (first) or accumulates o with x ∘ y; `shape(x, y)` gives o's shape.
+template <class Product, class Shape>
+void jet_product(const Jet& a, const Jet& b, Jet& out, bool top_only, Product product, Shape shape) {
   const int m = std::max(a.m, b.m);
   out.reset(m);
-  const Index rows = op_a == Op::none ? a.rows() : a.cols();
-  const Index cols = op_b == Op::none ? b.cols() : b.rows();
   for (int s = top_only ? (1 << m) - 1 : 0; s < (1 << m); ++s) {
     bool first = true;
     for (int t = s;; t = (t - 1) & s) {
@@ -63,39 +67,11 @@ void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top
       if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
         const Matrix& x = a.c[static_cast<std::size_t>(t)];
         const Matrix& y = b.c[static_cast<std::size_t>(u)];
-        Matrix& o = first ? out.set(s, rows, cols) : out.c[static_cast<std::size_t>(s)];
-        // Four explicit cases so Eigen sees plain (transposed) operands and calls its GEMM kernel.
-        if (op_a == Op::none && op_b == Op::none) {
-          if (first) o.noalias() = x * y; else o.noalias() += x * y;
-        } else if (op_a == Op::transpose && op_b == Op::none) {
-          if (first) o.noalias() = x.transpose() * y; else o.noalias() += x.transpose() * y;
-        } else if (op_a == Op::none) {
-          if (first) o.noalias() = x * y.transpose(); else o.noalias() += x * y.transpose();
-        } else {
-          if (first) o.noalias() = x.transpose() * y.transpose(); else o.noalias() += x.transpose() * y.transpose();
-        }
-        first = false;
-      }
-      if (t == 0) break;
-    }
-  }
-}
-
-void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
-  const int m = std::max(a.m, b.m);
-  out.reset(m);
-  for (int s = 0; s < (1 << m); ++s) {
-    bool first = true;
-    for (int t = s;; t = (t - 1) & s) {
-      const int u = s ^ t;
-      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
-        const Matrix& x = a.c[static_cast<std::size_t>(t)];
-        const Matrix& y = b.c[static_cast<std::size_t>(u)];
         if (first) {
-          out.set(s, x.rows(), x.cols()).array() = x.array() * y.array();
-        } else {
-          out.c[static_cast<std::size_t>(s)].array() += x.array() * y.array();
+          const auto [rows, cols] = shape(x, y);
+          out.set(s, rows, cols);
         }
+        product(out.c[static_cast<std::size_t>(s)], x, y, first);
         first = false;
       }
       if (t == 0) break;
@@ -103,39 +79,45 @@ void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
   }
 }
 
-namespace {
-
-template <class Broadcast>
-void scale_broadcast(const Jet& a, const Jet& b, Jet& out, Broadcast apply) {
-  const int m = std::max(a.m, b.m);
-  out.reset(m);
-  for (int s = 0; s < (1 << m); ++s) {
-    bool first = true;
-    for (int t = s;; t = (t - 1) & s) {
-      const int u = s ^ t;
-      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
-        const Matrix& x = a.c[static_cast<std::size_t>(t)];
-        if (first) out.set(s, x.rows(), x.cols()).setZero();
-        apply(out.c[static_cast<std::size_t>(s)], x, b.c[static_cast<std::size_t>(u)]);
-        first = false;
-      }
-      if (t == 0) break;
-    }
-  }
-}
+std::pair<Index, Index> same_shape(const Matrix& x, const Matrix&) { return {x.rows(), x.cols()}; }
 
 }  // namespace
 
+void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only) {
+  const auto shape = [&](const Matrix& x, const Matrix& y) {
+    return std::pair<Index, Index>{op_a == Op::none ? x.rows() : x.cols(), op_b == Op::none ? y.cols() : y.rows()};
+  };
+  // Four explicit cases so Eigen sees plain (transposed) operands and calls its GEMM kernel.
+  const auto product = [&](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
+    if (op_a == Op::none && op_b == Op::none) {
+      if (first) o.noalias() = x * y; else o.noalias() += x * y;
+    } else if (op_a == Op::transpose && op_b == Op::none) {
+      if (first) o.noalias() = x.transpose() * y; else o.noalias() += x.transpose() * y;
+    } else if (op_a == Op::none) {
+      if (first) o.noalias() = x * y.transpose(); else o.noalias() += x * y.transpose();
+    } else {
+      if (first) o.noalias() = x.transpose() * y.transpose(); else o.noalias() += x.transpose() * y.transpose();
+    }
+  };
+  jet_product(a, b, out, top_only, product, shape);
+}
+
+void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
+  jet_product(a, b, out, false, [](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
+    if (first) o.array() = x.array() * y.array(); else o.array() += x.array() * y.array();
+  }, same_shape);
+}
+
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {
-  scale_broadcast(a, row, out, [](Matrix& o, const Matrix& x, const Matrix& r) {
-    o.array() += x.array().rowwise() * r.row(0).array();
-  });
+  jet_product(a, row, out, false, [](Matrix& o, const Matrix& x, const Matrix& r, bool first) {
+    if (first) o.array() = x.array().rowwise() * r.row(0).array(); else o.array() += x.array().rowwise() * r.row(0).array();
+  }, same_shape);
 }
 
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
-  scale_broadcast(a, column, out, [](Matrix& o, const Matrix& x, const Matrix& col) {
-    o.array() += x.array().colwise() * col.col(0).array();
-  });
+  jet_product(a, column, out, false, [](Matrix& o, const Matrix& x, const Matrix& c, bool first) {
+    if (first) o.array() = x.array().colwise() * c.col(0).array(); else o.array() += x.array().colwise() * c.col(0).array();
+  }, same_shape);
 }
 
 void jet_apply(const Jet& a, const Matrix* d, Jet& out) {

@@ -7,6 +7,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
+#include "support/mixture.hpp"
 
 using namespace eomlab;
 
@@ -31,13 +32,9 @@ TEST(Comm, AllreduceSplitBroadcast) {
 
 TEST(Comm, ShardedObjectiveEqualsSerial) {
   const dist::Comm world = dist::Comm::world();
-  DataConfig data;
-  data.n_samples = 101;
-  data.n_features = 8;
-  data.n_classes = 3;
   ModelConfig model;
   model.layers = {8, 12, 3};
-  const Dataset full = make_synthetic(data, model);
+  const Dataset full = test::mixture(101, model.layers);
   Mlp mlp(model.layers, Activation::gelu, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(2);
   Rng r(5, rng_stream::test);

@@ -8,6 +8,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "support/finite_difference.hpp"
+#include "support/mixture.hpp"
 
 using namespace eomlab;
 
@@ -128,15 +129,9 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Derivatives, ShardSumsEqualTheFullBatch) {
   // The loss and derivatives are sums over samples: three shards scaled by 1/N add up to the full set.
   auto p = make_problem(Activation::tanh, LossKind::cross_entropy, 0.0);
-  DataConfig data;
-  data.source = "gaussian_mixture";
-  data.n_samples = 31;
-  data.n_features = 5;
-  data.n_classes = 3;
-  data.seed = 2;
   ModelConfig model;
   model.layers = {5, 7, 6, 3};
-  const Dataset full = make_synthetic(data, model);
+  const Dataset full = test::mixture(31, model.layers, 2);
   Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(1), v = random_vector(theta.size(), 9);
   const double scale = 1.0 / 31;

@@ -6,6 +6,7 @@
 
 #include "data/synthetic.hpp"
 #include "flow/driver.hpp"
+#include "support/mixture.hpp"
 #include "support/recording_sink.hpp"
 
 using namespace eomlab;
@@ -30,15 +31,9 @@ double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) 
 
 // DESIGN.md §1.3: at fixed final time the GD distance of eomP shrinks like lr^(P+1).
 TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
-  DataConfig data;
-  data.source = "gaussian_mixture";
-  data.n_samples = 64;
-  data.n_features = 6;
-  data.n_classes = 3;
-  data.seed = 4;
   ModelConfig model;
   model.layers = {6, 10, 3};
-  const Dataset d = make_synthetic(data, model);
+  const Dataset d = test::mixture(64, model.layers, 4);
   const double horizon = 0.8;
   std::vector<double> lrs;
   std::vector<std::vector<double>> distance(4);

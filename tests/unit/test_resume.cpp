@@ -6,6 +6,7 @@
 
 #include "data/synthetic.hpp"
 #include "flow/driver.hpp"
+#include "support/mixture.hpp"
 #include "support/recording_sink.hpp"
 
 using namespace eomlab;
@@ -33,13 +34,9 @@ bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; 
 }  // namespace
 
 TEST(Resume, StoppedAndContinuedRunsEqualTheUninterruptedRunBitwise) {
-  DataConfig d;
-  d.n_samples = 40;
-  d.n_features = 4;
-  d.n_classes = 3;
   ModelConfig model;
   model.layers = {4, 6, 3};
-  const Dataset data = make_synthetic(d, model);
+  const Dataset data = test::mixture(40, model.layers);
   DriverSettings s;
   s.lr = 0.2;
   s.steps = 30;

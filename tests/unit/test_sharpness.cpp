@@ -3,21 +3,18 @@
 
 #include "data/synthetic.hpp"
 #include "diff/sharpness.hpp"
+#include "support/mixture.hpp"
 
 using namespace eomlab;
 
 TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
-  DataConfig d;
-  d.n_samples = 40;
-  d.n_features = 4;
-  d.n_classes = 3;
   ModelConfig model;
   model.layers = {4, 6, 3};
   for (Activation act : {Activation::tanh, Activation::gelu}) {
     Mlp mlp(model.layers, act, LossKind::cross_entropy);
     const Vector theta = mlp.initial_parameters(3);
     const WholeVector local(mlp.n_params());
-    MlpObjective objective(std::move(mlp), make_synthetic(d, model), d.n_samples, 0.01, local);
+    MlpObjective objective(std::move(mlp), test::mixture(40, model.layers), 40, 0.01, local);
     const Index p = theta.size();
     Matrix h(p, p);
     Vector e = Vector::Zero(p), col;
