@@ -76,7 +76,9 @@ TEST(Resume, StoppedAndContinuedRunsEqualTheUninterruptedRunBitwise) {
         EXPECT_TRUE(same_bits(a.theta, b.theta)) << "stop " << stop << " record " << r << " trajectory " << t;
         EXPECT_TRUE(same_bits(a.loss, b.loss));
         EXPECT_TRUE(same_bits(a.distance_to_gd, b.distance_to_gd));
-        if (t == 0) EXPECT_TRUE(same_bits(a.sharpness, b.sharpness)) << "stop " << stop << " record " << r;
+        if (t == 0) {
+          EXPECT_TRUE(same_bits(a.sharpness, b.sharpness)) << "stop " << stop << " record " << r;
+        }
       }
     }
     for (std::size_t t = 0; t < full.trajectories.size(); ++t)
