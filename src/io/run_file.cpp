@@ -122,26 +122,26 @@ struct RunFile::Impl {
   // Creates every record series, or (resuming) opens them and cuts them back to `records` rows.
   void open_series(bool existing) {
     hid_t root = file;
-    auto series = [&](const std::string& name, hid_t type, hsize_t width) {
+    auto make = [&](const std::string& name, hid_t type, hsize_t width) {
       return existing ? std::make_unique<RecordSeries>(root, name, type, width, records)
                       : std::make_unique<RecordSeries>(root, name, type, width);
     };
-    step = series("/step", H5T_NATIVE_INT64, 0);
-    time = series("/time", H5T_NATIVE_DOUBLE, 0);
+    step = make("/step", H5T_NATIVE_INT64, 0);
+    time = make("/time", H5T_NATIVE_DOUBLE, 0);
     const ObservableLayout& layout = header.observables;
     const hsize_t p = static_cast<hsize_t>(header.n_params);
     const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
     for (const std::string& traj : header.trajectories) {
       TrajectorySeries s;
       const std::string obs = "/observables/" + traj + "/";
-      if (header.store_theta) s.theta = series("/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
-      s.loss = series(obs + "loss", H5T_NATIVE_DOUBLE, 0);
-      s.grad_norm = series(obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
-      if (traj != "gd") s.distance = series(obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
-      s.block_norms = series(obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
-      if (ns > 0) s.scale_invariant = series(obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
-      if (nt > 0) s.translation = series(obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
-      if (traj == "gd" && layout.sharpness) s.sharpness = series(obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
+      if (header.store_theta) s.theta = make("/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
+      s.loss = make(obs + "loss", H5T_NATIVE_DOUBLE, 0);
+      s.grad_norm = make(obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
+      if (traj != "gd") s.distance = make(obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
+      s.block_norms = make(obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
+      if (ns > 0) s.scale_invariant = make(obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
+      if (nt > 0) s.translation = make(obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
+      if (traj == "gd" && layout.sharpness) s.sharpness = make(obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
       this->series.push_back(std::move(s));
     }
   }

@@ -42,6 +42,13 @@ struct Quadratic {
   }
 };
 
+// Observables of one block holding all of θ.
+ObservableLayout whole_block(Index n) {
+  ObservableLayout layout;
+  layout.blocks = {{"theta", 0, n, n, 1}};
+  return layout;
+}
+
 }  // namespace
 
 TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
@@ -56,9 +63,7 @@ TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
   s.integrator = {1e-12, 1e-14};
   test::RecordingSink sink;
   const WholeVector local(6);
-  ObservableLayout layout;
-  layout.blocks = {{"theta", 0, 6, 6, 1}};
-  const RunOutcome out = run_synchronized(objective, q.theta0, s, layout, local, sink);
+  const RunOutcome out = run_synchronized(objective, q.theta0, s, whole_block(6), local, sink);
   ASSERT_EQ(out.status, RunStatus::complete);
   ASSERT_EQ(sink.records.size(), 11u);
 
@@ -113,7 +118,7 @@ TEST(QuadraticOracle, EveryEomOrderIsTheTruncatedLogarithm) {
   s.integrator = {1e-13, 1e-15};
   test::RecordingSink sink;
   const WholeVector local(5);
-  run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 5, 5, 1}}}, local, sink);
+  run_synchronized(objective, q.theta0, s, whole_block(5), local, sink);
   for (const auto& rec : sink.records) {
     double previous = 1e300;
     for (int p = 0; p <= 3; ++p) {
@@ -154,7 +159,7 @@ TEST(QuadraticOracle, Eom1IsCloserToGdThanGf) {
   s.flows = {FlowKind{0}, FlowKind{1}};
   test::RecordingSink sink;
   const WholeVector local(4);
-  run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 4, 4, 1}}}, local, sink);
+  run_synchronized(objective, q.theta0, s, whole_block(4), local, sink);
   for (std::size_t r = 1; r < sink.records.size(); ++r)
     EXPECT_LT(sink.records[r].trajectories[2].distance_to_gd, 0.5 * sink.records[r].trajectories[1].distance_to_gd);
 }
@@ -170,7 +175,7 @@ TEST(QuadraticOracle, DivergingGdIsAResult) {
   s.flows = {};
   test::RecordingSink sink;
   const WholeVector local(4);
-  const RunOutcome out = run_synchronized(objective, q.theta0, s, ObservableLayout{{{"theta", 0, 4, 4, 1}}}, local, sink);
+  const RunOutcome out = run_synchronized(objective, q.theta0, s, whole_block(4), local, sink);
   EXPECT_EQ(out.status, RunStatus::diverged);
   EXPECT_LT(out.last_step, 10000);
   EXPECT_EQ(sink.records.back().step, out.last_step);
