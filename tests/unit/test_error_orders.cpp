@@ -57,13 +57,16 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
     for (int p = 0; p < 4; ++p) distance[static_cast<std::size_t>(p)].push_back(last.trajectories[static_cast<std::size_t>(p + 1)].distance_to_gd);
   }
   for (int p = 0; p < 4; ++p) {
-    const auto& d = distance[static_cast<std::size_t>(p)];
-    const double slope = loglog_slope(lrs, d);
-    std::printf("order %d: distances %.3e %.3e %.3e %.3e, slope %.3f\n", p, d[0], d[1], d[2], d[3], slope);
+    const auto& dist = distance[static_cast<std::size_t>(p)];
+    const double slope = loglog_slope(lrs, dist);
+    std::printf("order %d: distances %.3e %.3e %.3e %.3e, slope %.3f\n", p, dist[0], dist[1], dist[2], dist[3], slope);
     RecordProperty("slope_order_" + std::to_string(p), std::to_string(slope));
     // Issue 2 asks gf and eom1 within 0.2 of 1 and 2; issue 3 eom2 and eom3 within 0.25 of 3 and 4.
     EXPECT_NEAR(slope, p + 1.0, p < 2 ? 0.2 : 0.25) << "order " << p;
-    if (p > 0)
-      for (std::size_t i = 0; i < lrs.size(); ++i) EXPECT_LT(d[i], distance[static_cast<std::size_t>(p - 1)][i]);
+    if (p > 0) {
+      for (std::size_t i = 0; i < lrs.size(); ++i) {
+        EXPECT_LT(dist[i], distance[static_cast<std::size_t>(p - 1)][i]);
+      }
+    }
   }
 }
