@@ -140,9 +140,11 @@ checkpoint_every = 5000
         time.sleep(1)
     log = "".join(p.read_text() for p in tmp_path.glob("long-*.out"))
     assert state == "COMPLETED", state + log + cluster.logs()
-    assert job_field(cluster, job, "Restarts") == "1"
-    assert "checkpointed at step" in log and "requeueing job" in log
-    assert "restart 1:" in log and "--resume" in log and "resuming at step" in log
+    # On a loaded machine the resumed job may hit the limit again and requeue once more: also correct.
+    restarts = int(job_field(cluster, job, "Restarts"))
+    assert restarts >= 1
+    assert log.count("checkpointed at step") == restarts and log.count("requeueing job") == restarts
+    assert "restart 1:" in log and "--resume" in log and log.count("resuming at step") == restarts
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] == "complete" and "resumed" in f.attrs
         step = f["step"][:]

@@ -1,0 +1,88 @@
+// eomlab's side of bench/compare_torch.py: loads the data, parameters and direction written by that
+// script (DESIGN.md §3.3 formats), times gradient, HVP, T[v, v] and one field evaluation of gf and
+// eom1..eom3 on the ranks of MPI_COMM_WORLD (θ sliced, data sharded), prints one line per measurement
+// ("name milliseconds"), and writes ∇L, Hv and T[v, v] as raw float64 to OUT_PREFIX.{grad,hvp,t}.bin so
+// the two frameworks' numbers can be compared.
+//   mpirun -np R bench_compare DATA.h5 THETA.h5 V.h5 OUT_PREFIX [repeats]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "diff/objective.hpp"
+#include "data/synthetic.hpp"
+#include "dist/comm.hpp"
+#include "flow/vector_field.hpp"
+#include "io/input.hpp"
+
+using namespace eomlab;
+
+int main(int argc, char** argv) {
+  dist::Environment env(argc, argv);
+  const dist::Comm world = dist::Comm::world();
+  if (argc < 5) {
+    if (world.rank() == 0) std::fprintf(stderr, "usage: bench_compare DATA.h5 THETA.h5 V.h5 OUT_PREFIX [repeats]\n");
+    return 2;
+  }
+  const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
+  const Dataset full = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
+  std::int64_t classes = 0;
+  for (std::int64_t y : full.labels) classes = std::max(classes, y + 1);
+  // Widths from the parameter count: input, 256, 256, classes (the reference network) unless told.
+  const char* widths_env = std::getenv("EOMLAB_WIDTHS");
+  std::vector<Index> widths;
+  std::string w = widths_env ? widths_env : "";
+  for (std::size_t at = 0; !w.empty() && at != std::string::npos;) {
+    const std::size_t next = w.find(',', at);
+    widths.push_back(std::stol(w.substr(at, next == std::string::npos ? next : next - at)));
+    at = next == std::string::npos ? next : next + 1;
+  }
+  if (widths.empty()) widths = {full.n_features(), 256, 256, static_cast<Index>(classes)};
+  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  const Index p = mlp.n_params();
+  const Vector theta = io::read_parameters_file(argv[2], p, "theta");
+  const Vector v = io::read_parameters_file(argv[3], p, "v");
+  const dist::SlicedVectors slices(world, p);
+  MlpObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.0, slices);
+  const Vector ts = theta.segment(slices.begin(), slices.local_size()), vs = v.segment(slices.begin(), slices.local_size());
+
+  auto time = [&](const char* name, auto&& evaluate) {
+    std::vector<double> t;
+    for (int r = 0; r < repeats + 2; ++r) {
+      world.barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      evaluate();
+      world.barrier();
+      if (r >= 2) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    if (world.rank() == 0) std::printf("%s %.4f\n", name, 1e3 * t[t.size() / 2]);
+  };
+  Vector out, whole;
+  auto save = [&](const std::string& suffix, const Vector& slice) {
+    slices.all_gather(slice, whole);
+    if (world.rank() == 0)
+      std::ofstream(std::string(argv[4]) + suffix, std::ios::binary)
+          .write(reinterpret_cast<const char*>(whole.data()), static_cast<std::streamsize>(sizeof(double) * whole.size()));
+  };
+  // Each measurement starts from a fresh point so nothing cached from the previous one helps it.
+  Vector perturbed = ts;
+  auto fresh_point = [&] { perturbed[0] = std::nextafter(perturbed[0], 1.0); };
+  time("gradient", [&] { fresh_point(); objective.value_and_gradient(perturbed, out); });
+  objective.value_and_gradient(ts, out);
+  save(".grad.bin", out);
+  time("hvp", [&] { fresh_point(); objective.hessian_vector(perturbed, vs, out); });
+  objective.hessian_vector(ts, vs, out);
+  save(".hvp.bin", out);
+  time("third_order", [&] { fresh_point(); objective.third_order(perturbed, vs, vs, out); });
+  objective.third_order(ts, vs, vs, out);
+  save(".t.bin", out);
+  for (int order = 0; order <= max_eom_order; ++order) {
+    VectorField field(objective, FlowKind{order}, 0.01);
+    time(("field_" + FlowKind{order}.name()).c_str(), [&] { fresh_point(); field(perturbed, out); });
+  }
+  return 0;
+}
