@@ -19,7 +19,8 @@ function(eomlab_module name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
   add_library(eomlab_${name} STATIC ${ARG_SOURCES})
   target_include_directories(eomlab_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_BINARY_DIR}/generated)
-  target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} PRIVATE eomlab_warnings eomlab_optimization)
+  target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} $<$<BOOL:${EOMLAB_BLAS}>:eomlab_blas>
+                        PRIVATE eomlab_warnings eomlab_optimization)
 endfunction()
 
 # Command prefix that runs N MPI ranks here, as root and oversubscribed if need be.
