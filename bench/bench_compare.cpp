@@ -17,6 +17,7 @@
 #include "dist/comm.hpp"
 #include "flow/vector_field.hpp"
 #include "io/input.hpp"
+#include "mpi_timing.hpp"
 
 using namespace eomlab;
 
@@ -50,16 +51,8 @@ int main(int argc, char** argv) {
   const Vector ts = theta.segment(slices.begin(), slices.local_size()), vs = v.segment(slices.begin(), slices.local_size());
 
   auto time = [&](const char* name, auto&& evaluate) {
-    std::vector<double> t;
-    for (int r = 0; r < repeats + 2; ++r) {
-      world.barrier();
-      const auto t0 = std::chrono::steady_clock::now();
-      evaluate();
-      world.barrier();
-      if (r >= 2) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    if (world.rank() == 0) std::printf("%s %.4f\n", name, 1e3 * t[t.size() / 2]);
+    const double seconds = bench::median_seconds(world, repeats, evaluate);
+    if (world.rank() == 0) std::printf("%s %.4f\n", name, 1e3 * seconds);
   };
   Vector out, whole;
   auto save = [&](const std::string& suffix, const Vector& slice) {

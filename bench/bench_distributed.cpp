@@ -14,17 +14,9 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
+#include "mpi_timing.hpp"
 
 using namespace eomlab;
-
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   dist::Environment env(argc, argv);
@@ -64,17 +56,7 @@ int main(int argc, char** argv) {
   const Vector v_s = v.segment(slices.begin(), slices.local_size());
   Vector out;
 
-  auto time = [&](auto&& evaluate) {
-    std::vector<double> t;
-    for (int r = 0; r < repeats + 2; ++r) {
-      world.barrier();
-      const auto t0 = std::chrono::steady_clock::now();
-      evaluate();
-      world.barrier();
-      if (r >= 2) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return median(t);
-  };
+  auto time = [&](auto&& evaluate) { return bench::median_seconds(world, repeats, evaluate); };
   objective.value_and_gradient(theta_s, out);  // θ gathered once: later calls at the same point reuse it
   const double t_grad = time([&] { objective.value_and_gradient(theta_s, out); });
   const std::uint64_t before = slices.bytes_sent();

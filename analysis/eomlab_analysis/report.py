@@ -153,6 +153,14 @@ def scale_table(study):
     return header, rows
 
 
+def save(fig, out, name, title):
+    """Writes a finished figure; returns its (title, file name) for the report."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return title, name
+
+
 def plots(study, out):
     made = []
     first = min(groups(study).items(), default=(None, []))[1]
@@ -175,10 +183,7 @@ def plots(study, out):
         axes[0][0].set_ylabel("‖θ_flow(t) − θ_GD(k)‖")
         axes[0][-1].legend(fontsize=8)
         fig.suptitle(f"Distance between each flow and GD ({label})", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out / "distance_vs_time.png", dpi=110)
-        plt.close(fig)
-        made.append(("Distance to GD against time", "distance_vs_time.png"))
+        made.append(save(fig, out, "distance_vs_time.png", "Distance to GD against time"))
 
         if len(lrs) >= 2:
             fig, ax = plt.subplots(figsize=(5.2, 4.2))
@@ -195,10 +200,7 @@ def plots(study, out):
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out / "orders.png", dpi=110)
-            plt.close(fig)
-            made.append(("Final distance to GD against lr", "orders.png"))
+            made.append(save(fig, out, "orders.png", "Final distance to GD against lr"))
 
     fig, axes = plt.subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
@@ -211,10 +213,7 @@ def plots(study, out):
     axes[0][0].set_ylabel("loss L(θ)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"Loss curves ({label})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=110)
-    plt.close(fig)
-    made.append(("Loss curves", "loss.png"))
+    made.append(save(fig, out, "loss.png", "Loss curves"))
 
     if all(r.has("gd", "sharpness") for r in first):
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
@@ -226,10 +225,7 @@ def plots(study, out):
         ax.set_title(f"Sharpness along GD and the limit 2/lr\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "sharpness.png", dpi=110)
-        plt.close(fig)
-        made.append(("Sharpness against 2/lr", "sharpness.png"))
+        made.append(save(fig, out, "sharpness.png", "Sharpness against 2/lr"))
 
     with_wd = [r for r in study.runs if r.weight_decay > 0 and r.has("gd", "translation_components") and r.records > 1]
     if with_wd:
@@ -245,10 +241,7 @@ def plots(study, out):
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "translation.png", dpi=110)
-        plt.close(fig)
-        made.append(("Translation component against time", "translation.png"))
+        made.append(save(fig, out, "translation.png", "Translation component against time"))
     return made
 
 

@@ -119,6 +119,14 @@ struct TrajectorySeries {
 }  // namespace
 
 struct RunFile::Impl {
+  void set_up(const std::string& file_path, const dist::Comm& group, const RunFileHeader& run_header) {
+    h5::silence_error_stack();
+    path = file_path;
+    header = run_header;
+    writer = group.rank() == 0;
+    dxpl = h5::collective_transfer(path);
+  }
+
   // Creates every record series, or (resuming) opens them and cuts them back to `records` rows.
   void open_series(bool existing) {
     hid_t root = file;
@@ -165,16 +173,12 @@ struct RunFile::Impl {
 
 RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header)
     : impl_(std::make_unique<Impl>()) {
-  h5::silence_error_stack();
   Impl& m = *impl_;
-  m.path = path;
-  m.header = header;
-  m.writer = group.rank() == 0;
+  m.set_up(path, group, header);
   h5::remove_before_create(path, group);
   Handle fapl = h5::collective_file_access(group, path);
   m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path,
                   Handle::Collective{});
-  m.dxpl = h5::collective_transfer(path);
 
   hid_t root = m.file;
   for (const auto& [key, value] : header.provenance) h5::write_string_attribute(root, key, value);
@@ -211,15 +215,11 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
 RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFileHeader& header, long records,
                  const std::string& resumed_at)
     : impl_(std::make_unique<Impl>()) {
-  h5::silence_error_stack();
   Impl& m = *impl_;
-  m.path = path;
-  m.header = header;
-  m.writer = group.rank() == 0;
+  m.set_up(path, group, header);
   m.records = static_cast<hsize_t>(records);
   Handle fapl = h5::collective_file_access(group, path);
   m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
-  m.dxpl = h5::collective_transfer(path);
   m.open_series(true);
   h5::write_string_attribute(m.file, "status", "running");
   h5::write_string_attribute(m.file, "resumed", resumed_at);
