@@ -4,12 +4,23 @@
 
 namespace eomlab {
 
+void tanh_into(const Matrix& z, Matrix& out) {
+  const auto x = z.array();
+  const auto s = x.square();
+  const auto p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
+  const auto q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
+  const auto small = x + x * s * p / q;
+  const auto big = (1.0 - 2.0 / ((2.0 * x.abs()).exp() + 1.0)) * x.sign();
+  out.resize(z.rows(), z.cols());
+  out.array() = (x.abs() > 0.625).select(big, small);
+}
+
 void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   const auto zz = z.array();
   switch (a) {
     case Activation::tanh: {
-      out[0].array() = zz.tanh();
+      tanh_into(z, out[0]);
       const auto t = out[0].array();
       if (order >= 1) out[1].array() = 1.0 - t.square();
       if (order >= 2) out[2].array() = -2.0 * t * out[1].array();
