@@ -75,6 +75,20 @@ void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const
   slices_.reduce_scatter(whole_out_, out);
 }
 
+void MlpObjective::hessian_and_third_order(const Vector& theta_slice, const Vector& u, Vector& hu, Vector& tuu) {
+  const Vector& theta = gathered_theta(theta_slice);
+  slices_.all_gather(u, u_);
+  if (local_.n_samples() > 0) {
+    model_.hessian_and_third_order(theta, u_, local_, scale_, whole_first_, whole_out_);
+  } else {
+    whole_first_.setZero(model_.n_params());
+    whole_out_.setZero(model_.n_params());
+  }
+  slices_.reduce_scatter(whole_first_, hu);
+  hu += weight_decay_ * u;
+  slices_.reduce_scatter(whole_out_, tuu);
+}
+
 QuadraticObjective::QuadraticObjective(Matrix a, double weight_decay) : a_(std::move(a)), weight_decay_(weight_decay) {
   if (a_.rows() != a_.cols()) throw Error("QuadraticObjective: expected a square matrix");
 }

@@ -23,6 +23,11 @@ class Objective {
   virtual void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) = 0;
   // Writes ∇³L(θ)[u, v].
   virtual void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) = 0;
+  // Hu and T[u, u] together (an objective may compute them in one pass).
+  virtual void hessian_and_third_order(const Vector& theta, const Vector& u, Vector& hu, Vector& tuu) {
+    hessian_vector(theta, u, hu);
+    third_order(theta, u, u, tuu);
+  }
 };
 
 // The loss of an MLP over a data set sharded across the ranks of a run: each rank holds one shard
@@ -37,6 +42,7 @@ class MlpObjective final : public Objective {
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
   void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) override;
+  void hessian_and_third_order(const Vector& theta, const Vector& u, Vector& hu, Vector& tuu) override;
   const Mlp& model() const { return model_; }
 
  private:
@@ -46,7 +52,7 @@ class MlpObjective final : public Objective {
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
-  Vector u_, v_, whole_out_;
+  Vector u_, v_, whole_out_, whole_first_;
 
   const Vector& gathered_theta(const Vector& slice);
   double local_loss(const Vector& theta);

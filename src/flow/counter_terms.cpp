@@ -46,17 +46,40 @@ CounterTermEvaluator::CounterTermEvaluator(Objective& objective, int order, doub
     if (d.y >= 0) needed_[static_cast<std::size_t>(d.y)] = true;
   }
   values_.resize(n);
+  done_.assign(n, false);
+  // A needed T[x, x] whose H x is needed too is computed with it (both come from one jet pass).
+  fused_third_.assign(n, -1);
+  for (std::size_t j = 0; j < n; ++j) {
+    const ElementaryDifferential& h = table.differentials[j];
+    if (!needed_[j] || h.kind != ElementaryDifferential::Kind::hessian) continue;
+    for (std::size_t i = 0; i < n; ++i) {
+      const ElementaryDifferential& t = table.differentials[i];
+      if (needed_[i] && t.kind == ElementaryDifferential::Kind::third && t.x == h.x && t.y == h.x) {
+        fused_third_[j] = static_cast<int>(i);
+        break;
+      }
+    }
+  }
 }
 
 void CounterTermEvaluator::operator()(const Vector& theta, Vector& out) {
   using K = ElementaryDifferential::Kind;
   const CounterTermTable& table = counter_term_table();
+  std::fill(done_.begin(), done_.end(), false);
   for (std::size_t i = 0; i < table.differentials.size(); ++i) {
-    if (!needed_[i]) continue;
+    if (!needed_[i] || done_[i]) continue;
     const ElementaryDifferential& d = table.differentials[i];
     switch (d.kind) {
       case K::gradient: objective_.value_and_gradient(theta, values_[i]); break;
-      case K::hessian: objective_.hessian_vector(theta, values_[static_cast<std::size_t>(d.x)], values_[i]); break;
+      case K::hessian:
+        if (const int t = fused_third_[i]; t >= 0) {  // H x and T[x, x] from one pass
+          objective_.hessian_and_third_order(theta, values_[static_cast<std::size_t>(d.x)], values_[i],
+                                             values_[static_cast<std::size_t>(t)]);
+          done_[static_cast<std::size_t>(t)] = true;
+        } else {
+          objective_.hessian_vector(theta, values_[static_cast<std::size_t>(d.x)], values_[i]);
+        }
+        break;
       case K::third:
         objective_.third_order(theta, values_[static_cast<std::size_t>(d.x)], values_[static_cast<std::size_t>(d.y)],
                                values_[i]);

@@ -41,7 +41,8 @@ class CounterTermEvaluator {
   Objective& objective_;
   int order_;
   double lr_;
-  std::vector<bool> needed_;
+  std::vector<bool> needed_, done_;
+  std::vector<int> fused_third_;  // for a needed H x: the index of a needed T[x, x] computed with it, or -1
   std::vector<Vector> values_;
 };
 

@@ -57,10 +57,11 @@ namespace {
 // The product rule of jets: out_S = Σ_{T ⊆ S} a_T ∘ b_{S∖T} for a bilinear ∘, skipping zero components.
 // `product(o, x, y, first)` sets (first) or accumulates o with x ∘ y; `shape(x, y)` gives o's shape.
 template <class Product, class Shape>
-void jet_product(const Jet& a, const Jet& b, Jet& out, bool top_only, Product product, Shape shape) {
+void jet_product(const Jet& a, const Jet& b, Jet& out, unsigned wanted, Product product, Shape shape) {
   const int m = std::max(a.m, b.m);
   out.reset(m);
-  for (int s = top_only ? (1 << m) - 1 : 0; s < (1 << m); ++s) {
+  for (int s = 0; s < (1 << m); ++s) {
+    if (!(wanted & (1u << s))) continue;
     bool first = true;
     for (int t = s;; t = (t - 1) & s) {
       const int u = s ^ t;
@@ -83,7 +84,7 @@ std::pair<Index, Index> same_shape(const Matrix& x, const Matrix&) { return {x.r
 
 }  // namespace
 
-void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only) {
+void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned wanted) {
   const auto shape = [&](const Matrix& x, const Matrix& y) {
     return std::pair<Index, Index>{op_a == Op::none ? x.rows() : x.cols(), op_b == Op::none ? y.cols() : y.rows()};
   };
@@ -99,23 +100,23 @@ void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top
       if (first) o.noalias() = x.transpose() * y.transpose(); else o.noalias() += x.transpose() * y.transpose();
     }
   };
-  jet_product(a, b, out, top_only, product, shape);
+  jet_product(a, b, out, wanted, product, shape);
 }
 
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
-  jet_product(a, b, out, false, [](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
+  jet_product(a, b, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
     if (first) o.array() = x.array() * y.array(); else o.array() += x.array() * y.array();
   }, same_shape);
 }
 
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {
-  jet_product(a, row, out, false, [](Matrix& o, const Matrix& x, const Matrix& r, bool first) {
+  jet_product(a, row, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& r, bool first) {
     if (first) o.array() = x.array().rowwise() * r.row(0).array(); else o.array() += x.array().rowwise() * r.row(0).array();
   }, same_shape);
 }
 
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
-  jet_product(a, column, out, false, [](Matrix& o, const Matrix& x, const Matrix& c, bool first) {
+  jet_product(a, column, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& c, bool first) {
     if (first) o.array() = x.array().colwise() * c.col(0).array(); else o.array() += x.array().colwise() * c.col(0).array();
   }, same_shape);
 }

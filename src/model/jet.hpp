@@ -32,9 +32,10 @@ struct Jet {
 
 enum class Op { none, transpose };
 
-// out = op(a) · op(b). With top_only, only the top component is computed (the others are marked zero):
-// enough for a jet whose lower components nobody reads.
-void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, bool top_only = false);
+// out = op(a) · op(b). Only the components whose bit is set in `wanted` are computed (the others are
+// marked zero): e.g. just the top one for a jet whose lower components nobody reads.
+inline constexpr unsigned all_components = ~0u;
+void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned wanted = all_components);
 // out = a ⊙ b (elementwise).
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out);
 // out = a ⊙ b where b is a row vector (1 x cols) jet broadcast over rows.

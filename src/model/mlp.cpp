@@ -197,25 +197,30 @@ double Mlp::head(const Dataset& batch, double scale) const {
   return scale * loss;
 }
 
-void Mlp::backward(const Matrix& x, Vector& out) const {
-  (void)x;
+void Mlp::backward(Vector& out, Vector* first) const {
   Workspace& w = *ws_;
   const int m = w.m;
   const int top = (1 << m) - 1;
   out.resize(n_params_);
-  auto write_top = [&](const Jet& j, Index offset, Index rows, Index cols) {
-    Eigen::Map<RowMajorMatrix> target(out.data() + offset, rows, cols);
-    if (j.nz[static_cast<std::size_t>(top)])
-      target = j.c[static_cast<std::size_t>(top)];
+  if (first) first->resize(n_params_);
+  const unsigned wanted = (1u << top) | (first ? 1u << 1 : 0u);
+  auto write_component = [&](const Jet& j, int s, Vector& target_vector, Index offset, Index rows, Index cols) {
+    Eigen::Map<RowMajorMatrix> target(target_vector.data() + offset, rows, cols);
+    if (j.nz[static_cast<std::size_t>(s)])
+      target = j.c[static_cast<std::size_t>(s)];
     else
       target.setZero();
+  };
+  auto write_top = [&](const Jet& j, Index offset, Index rows, Index cols) {
+    write_component(j, top, out, offset, rows, cols);
+    if (first) write_component(j, 1, *first, offset, rows, cols);
   };
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
     const Jet& input = i == 0 ? w.input : w.a[i - 1];
     const bool weight_normalized = normalization_ == Normalization::weight && is_normalized(i);
     // ∂/∂W_eff = δ aᵀ; only its top component is needed unless it feeds the weight normalization.
-    jet_matmul(w.delta, Op::none, input, Op::transpose, w.grad_w, !weight_normalized);
+    jet_matmul(w.delta, Op::none, input, Op::transpose, w.grad_w, weight_normalized ? all_components : wanted);
     jet_row_sums(w.delta, w.grad_b);
     write_top(w.grad_b, l.b_offset, l.out, 1);
     if (weight_normalized) {
@@ -262,11 +267,17 @@ void Mlp::backward(const Matrix& x, Vector& out) const {
 }
 
 double Mlp::evaluate(const Vector& theta, const Vector* const* directions, int m, const Dataset& batch,
-                     double scale, Vector* out) const {
+                     double scale, Vector* out, Vector* first) const {
   forward(theta, directions, m, batch.x);
   const double loss = head(batch, scale);
-  if (out) backward(batch.x, *out);
+  if (out) backward(*out, first);
   return loss;
+}
+
+void Mlp::hessian_and_third_order(const Vector& theta, const Vector& u, const Dataset& batch, double scale, Vector& hu,
+                                  Vector& tuu) const {
+  const Vector* dirs[] = {&u, &u};
+  evaluate(theta, dirs, 2, batch, scale, &tuu, &hu);
 }
 
 Matrix Mlp::outputs(const Vector& theta, const Matrix& x) const {

@@ -85,6 +85,9 @@ class Mlp {
   // Writes (scale * Σ ∇³ℓ)[u, v].
   void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                    Vector& out) const;
+  // Hu and T[u, u] from one pass: the jet in directions (u, u) carries Hu in its first-order component.
+  void hessian_and_third_order(const Vector& theta, const Vector& u, const Dataset& batch, double scale, Vector& hu,
+                               Vector& tuu) const;
 
  private:
   struct Workspace;
@@ -98,9 +101,10 @@ class Mlp {
 
   void forward(const Vector& theta, const Vector* const* directions, int m, const Matrix& x) const;
   double head(const Dataset& batch, double scale) const;
-  void backward(const Matrix& x, Vector& out) const;
+  // Writes the top component of the gradient jet to out, and its component {direction 1} to first.
+  void backward(Vector& out, Vector* first) const;
   double evaluate(const Vector& theta, const Vector* const* directions, int m, const Dataset& batch, double scale,
-                  Vector* out) const;
+                  Vector* out, Vector* first = nullptr) const;
 };
 
 }  // namespace eomlab

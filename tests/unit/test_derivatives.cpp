@@ -258,3 +258,16 @@ TEST(Derivatives, OutputLayerIsTranslationInvariantUnderCrossEntropy) {
   EXPECT_LT(hv.norm(), 1e-14);
   EXPECT_LT(t.norm(), 1e-13);
 }
+
+TEST(Derivatives, FusedHessianAndThirdOrderEqualSeparateCalls) {
+  for (Normalization norm : {Normalization::none, Normalization::layer, Normalization::weight}) {
+    auto p = make_problem(Activation::gelu, LossKind::cross_entropy, 0.02, {5, 7, 6, 3}, norm);
+    const Vector u = random_vector(p->theta.size(), 31);
+    Vector hu, tuu, hu_fused, tuu_fused;
+    p->objective->hessian_vector(p->theta, u, hu);
+    p->objective->third_order(p->theta, u, u, tuu);
+    p->objective->hessian_and_third_order(p->theta, u, hu_fused, tuu_fused);
+    EXPECT_LT(test::relative_error(hu_fused, hu), 1e-13) << to_string(norm);
+    EXPECT_LT(test::relative_error(tuu_fused, tuu), 1e-13) << to_string(norm);
+  }
+}
