@@ -88,7 +88,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, r
 
 def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     # One long run, so the signal always lands inside it (between runs nothing needs a checkpoint).
-    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 600")
+    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 1200")
     ref_config = write_config(tmp_path, text.format(output=tmp_path / "ref"), "ref.ini")
     assert run_eomlab(["--config", ref_config], np=2).returncode == 0
     reference = datasets(tmp_path / "ref")
@@ -112,7 +112,8 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
 
 def test_sigterm_also_checkpoints_and_exits_75(tmp_path):
     """SLURM sends SIGTERM to every task of a job step; here to the ranks directly."""
-    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("ranks_per_run = 2", "ranks_per_run = 1"))
+    text = STUDY.replace("ranks_per_run = 2", "ranks_per_run = 1").replace("steps = 300", "steps = 900")
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
     proc = subprocess.Popen([eomlab_binary(), "--config", str(config)], env=mpi_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
