@@ -64,8 +64,10 @@ class RecordSeries {
     const int rank = width == 0 ? 1 : 2;
     hsize_t dims[2] = {0, width};
     hsize_t maxdims[2] = {H5S_UNLIMITED, width};
-    hsize_t chunk[2] = {width == 0 ? record_chunk : std::max<hsize_t>(1, std::min<hsize_t>(record_chunk, theta_chunk / std::max<hsize_t>(width, 1))),
-                        std::min<hsize_t>(std::max<hsize_t>(width, 1), theta_chunk)};
+    // Chunks of up to 2^16 values: whole rows of θ when they fit, many records of small series.
+    const hsize_t row = std::min<hsize_t>(std::max<hsize_t>(width, 1), theta_chunk);
+    const hsize_t rows = width == 0 ? record_chunk : std::max<hsize_t>(1, std::min<hsize_t>(record_chunk, theta_chunk / row));
+    hsize_t chunk[2] = {rows, row};
     Handle space(H5Screate_simple(rank, dims, maxdims), H5Sclose, "H5Screate_simple", name);
     Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate", name);
     check(H5Pset_chunk(dcpl, rank, chunk), "H5Pset_chunk", name);
