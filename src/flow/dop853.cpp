@@ -260,7 +260,9 @@ void Dop853::take_step() {
       status_ = Status::step_size_underflow;
       return;
     }
-    const double h = h_;
+    // Land exactly on the end time rather than step past it.
+    const bool last = t_ < t_end_ && t_ + h_ >= t_end_;
+    const double h = last ? t_end_ - t_ : h_;
     for (int s = 1; s < n_stages; ++s) {
       combine(stage_, y_, h, tableau.a[s], s, k_);
       field_(stage_, k_[static_cast<std::size_t>(s)]);
@@ -284,7 +286,7 @@ void Dop853::take_step() {
       ++accepted_;
       last_rejected_ = false;
       t_old_ = t_;
-      t_ += h;
+      t_ = last ? t_end_ : t_ + h;
       h_old_ = h;
       y_old_.swap(y_);
       y_.swap(y_new_);

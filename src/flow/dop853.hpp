@@ -10,6 +10,7 @@
 #pragma once
 #include <array>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "core/reducer.hpp"
@@ -32,6 +33,9 @@ class Dop853 {
 
   // Starts at (t0, y0): evaluates f(y0) and chooses the first step size.
   void start(double t0, const Vector& y0);
+  // Steps are cut so that one ends exactly at t_end (the last time that will be asked for): the final
+  // state then comes from a step, not from the dense output. Part of the integrator's settings.
+  void set_end_time(double t_end) { t_end_ = t_end; }
   // Integrates to time t (t at or after the previously requested time) and writes y(t).
   // On failure y is left unchanged and the status says why; later calls keep failing.
   Status advance_to(double t, Vector& y);
@@ -62,6 +66,7 @@ class Dop853 {
   Status status_ = Status::ok;
 
   double t_ = 0, t_old_ = 0, h_ = 0, h_old_ = 0;
+  double t_end_ = std::numeric_limits<double>::infinity();
   bool dense_ready_ = false;
   bool last_rejected_ = false;
   long accepted_ = 0, rejected_ = 0;

@@ -122,6 +122,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
   std::vector<std::unique_ptr<FlowTrack>> flows;
   for (FlowKind kind : settings.flows) {
     flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, slices));
+    flows.back()->integrator.set_end_time(static_cast<double>(settings.steps) * lr);
     outcome.trajectories.push_back({kind.name()});
   }
   Observer observer(observables, slices);

@@ -71,3 +71,16 @@ TEST(Dop853, StepLimitStopsAStiffProblem) {
   EXPECT_EQ(rk.advance_to(1.0, y), Dop853::Status::step_limit);
   EXPECT_EQ(rk.accepted_steps() + rk.rejected_steps(), 50);
 }
+
+TEST(Dop853, LastStepLandsOnTheEndTime) {
+  LocalReducer local;
+  long evaluations = 0;
+  Dop853 rk([&](const Vector& y, Vector& dy) { ++evaluations; dy = -0.7 * y; }, IntegratorSettings{1e-10, 1e-12}, local, 1);
+  Vector y0 = Vector::Constant(1, 2.0), y;
+  rk.start(0.0, y0);
+  rk.set_end_time(3.3);
+  ASSERT_EQ(rk.advance_to(3.3, y), Dop853::Status::ok);
+  EXPECT_EQ(rk.time(), 3.3);  // a step ended there: no dense output needed
+  EXPECT_EQ((evaluations - 2) % 12, 0);  // start (f and the initial-step probe) + 12 per step, no extra stages
+  EXPECT_NEAR(y[0], 2.0 * std::exp(-0.7 * 3.3), 1e-10);
+}
