@@ -17,7 +17,7 @@
 #include "dist/comm.hpp"
 #include "flow/vector_field.hpp"
 #include "io/input.hpp"
-#include "mpi_timing.hpp"
+#include "bench_support.hpp"
 
 using namespace eomlab;
 
@@ -30,18 +30,7 @@ int main(int argc, char** argv) {
   }
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
   const Dataset full = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
-  std::int64_t classes = 0;
-  for (std::int64_t y : full.labels) classes = std::max(classes, y + 1);
-  // Widths from the parameter count: input, 256, 256, classes (the reference network) unless told.
-  const char* widths_env = std::getenv("EOMLAB_WIDTHS");
-  std::vector<Index> widths;
-  std::string w = widths_env ? widths_env : "";
-  for (std::size_t at = 0; !w.empty() && at != std::string::npos;) {
-    const std::size_t next = w.find(',', at);
-    widths.push_back(std::stol(w.substr(at, next == std::string::npos ? next : next - at)));
-    at = next == std::string::npos ? next : next + 1;
-  }
-  if (widths.empty()) widths = {full.n_features(), 256, 256, static_cast<Index>(classes)};
+  const std::vector<Index> widths = bench::widths_for(full, {256, 256});
   Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
   const Index p = mlp.n_params();
   const Vector theta = io::read_parameters_file(argv[2], p, "theta");

@@ -14,7 +14,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
-#include "mpi_timing.hpp"
+#include "bench_support.hpp"
 
 using namespace eomlab;
 
@@ -27,15 +27,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--samples")) samples = std::stol(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeats")) repeats = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--widths")) {
-      widths.clear();
-      std::string s = argv[i + 1];
-      for (std::size_t at = 0; at != std::string::npos;) {
-        const std::size_t next = s.find(',', at);
-        widths.push_back(std::stol(s.substr(at, next == std::string::npos ? next : next - at)));
-        at = next == std::string::npos ? next : next + 1;
-      }
-    }
+    if (!std::strcmp(argv[i], "--widths")) widths = bench::parse_widths(argv[i + 1]);
   }
   DataConfig data;
   data.n_samples = samples;

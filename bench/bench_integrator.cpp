@@ -12,6 +12,7 @@
 #include "dist/comm.hpp"
 #include "flow/dop853.hpp"
 #include "flow/vector_field.hpp"
+#include "bench_support.hpp"
 #include "io/input.hpp"
 
 using namespace eomlab;
@@ -23,16 +24,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Dataset data = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
-  std::int64_t classes = 0;
-  for (std::int64_t y : data.labels) classes = std::max(classes, y + 1);
-  std::vector<Index> widths;
-  const std::string w = std::getenv("EOMLAB_WIDTHS") ? std::getenv("EOMLAB_WIDTHS") : "";
-  for (std::size_t at = 0; !w.empty() && at != std::string::npos;) {
-    const std::size_t next = w.find(',', at);
-    widths.push_back(std::stol(w.substr(at, next == std::string::npos ? next : next - at)));
-    at = next == std::string::npos ? next : next + 1;
-  }
-  if (widths.empty()) widths = {data.n_features(), 64, 64, static_cast<Index>(classes)};
+  const std::vector<Index> widths = bench::widths_for(data, {64, 64});
   Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
   const Index p = mlp.n_params();
   const Vector theta0 = io::read_parameters_file(argv[2], p, "theta");

@@ -49,14 +49,12 @@ def run_eomlab(build, d, ranks, repeats, widths):
     return times, vectors
 
 
-def torch_side(x, y, theta, v, widths, threads, repeats):
+def torch_loss(x, y, widths):
+    """The loss of eomlab's MLP (tanh, softmax cross-entropy, flat layout of DESIGN.md §3.3) as a
+    function of a flat PyTorch parameter vector."""
     import torch
 
-    torch.set_num_threads(threads)
-    X = torch.tensor(x)
-    Y = torch.tensor(y)
-    th = torch.tensor(theta, requires_grad=True)
-    V = torch.tensor(v)
+    X, Y = torch.tensor(x), torch.tensor(y)
 
     def loss(t):
         a, offset = X, 0
@@ -69,6 +67,17 @@ def torch_side(x, y, theta, v, widths, threads, repeats):
             if i + 2 < len(widths):
                 a = torch.tanh(a)
         return torch.nn.functional.cross_entropy(a, Y)
+
+    return loss
+
+
+def torch_side(x, y, theta, v, widths, threads, repeats):
+    import torch
+
+    torch.set_num_threads(threads)
+    th = torch.tensor(theta, requires_grad=True)
+    V = torch.tensor(v)
+    loss = torch_loss(x, y, widths)
 
     def gradient():
         return torch.autograd.grad(loss(th), th)[0]

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from compare_torch import write_inputs  # noqa: E402
+from compare_torch import torch_loss, write_inputs  # noqa: E402
 
 WIDTHS = [16, 64, 64, 4]
 LR, HORIZON, ORDER = 0.1, 2.0, 2
@@ -39,19 +39,7 @@ def scipy_runs(x, y, theta, rtols):
     from scipy.integrate import solve_ivp
 
     torch.set_num_threads(1)
-    X, Y = torch.tensor(x), torch.tensor(y)
-
-    def loss(t):
-        a, off = X, 0
-        for i in range(len(WIDTHS) - 1):
-            n_in, n_out = WIDTHS[i], WIDTHS[i + 1]
-            W = t[off:off + n_in * n_out].view(n_out, n_in)
-            b = t[off + n_in * n_out:off + n_in * n_out + n_out]
-            off += n_in * n_out + n_out
-            a = a @ W.T + b
-            if i + 2 < len(WIDTHS):
-                a = torch.tanh(a)
-        return torch.nn.functional.cross_entropy(a, Y)
+    loss = torch_loss(x, y, WIDTHS)
 
     def field(_, th_np):
         th = torch.tensor(th_np, requires_grad=True)

@@ -87,9 +87,9 @@ std::string checkpoint_path(const StudyConfig& c, const RunSpec& run) {
 }
 
 // The runs of this invocation: run i belongs to shard i mod shards.
-std::vector<RunSpec> runs_of_shard(const StudyConfig& c, const StudyOptions& o) {
+std::vector<RunSpec> runs_of_shard(const std::vector<RunSpec>& grid, const StudyOptions& o) {
   std::vector<RunSpec> mine;
-  for (const RunSpec& r : expand_grid(c))
+  for (const RunSpec& r : grid)
     if (r.index % o.shards == o.shard) mine.push_back(r);
   return mine;
 }
@@ -268,7 +268,7 @@ int group_count(const StudyConfig& config, int world_size) {
 
 void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
   const int groups = group_count(config, world_size);
-  const auto runs = runs_of_shard(config, options);
+  const auto runs = runs_of_shard(expand_grid(config), options);
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
@@ -287,7 +287,8 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
 
 int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
   const int groups = group_count(config, world.size());
-  const std::vector<RunSpec> runs = runs_of_shard(config, options);
+  const std::vector<RunSpec> grid = expand_grid(config);
+  const std::vector<RunSpec> runs = runs_of_shard(grid, options);
   const auto names = trajectory_names(config);
 
   // Validate inputs on every rank before anything is written.
@@ -326,7 +327,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   for (std::size_t i = 0; i < runs.size() && !interrupted; ++i) {
     if (static_cast<int>(i % static_cast<std::size_t>(groups)) != group_index) continue;
     const RunSpec& run = runs[i];
-    const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(expand_grid(config).size()) +
+    const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
                               " " + run.run_id + "] ";
     if (group.max(stop_signal_received() ? 1 : 0) > 0) {
       interrupted = true;
@@ -429,7 +430,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const bool any_interrupted = world.max(interrupted ? 1 : 0) > 0;
   if (world.rank() == 0) {
     if (options.shards == 1) {
-      io::write_catalog(config.output, config.name, config.resolved_text, expand_grid(config), names);
+      io::write_catalog(config.output, config.name, config.resolved_text, grid, names);
     }
     print_summary(config, runs, std::cout);
     if (options.shards == 1)
