@@ -1,18 +1,31 @@
 #include "model/activation.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace eomlab {
 
 void tanh_into(const Matrix& z, Matrix& out) {
-  const auto x = z.array();
-  const auto s = x.square();
-  const auto p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
-  const auto q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
-  const auto small = x + x * s * p / q;
-  const auto big = (1.0 - 2.0 / ((2.0 * x.abs()).exp() + 1.0)) * x.sign();
   out.resize(z.rows(), z.cols());
-  out.array() = (x.abs() > 0.625).select(big, small);
+  // Blocks small enough for L1: Eigen's vectorized exp fills one, then a branch-free loop that the
+  // compiler vectorizes finishes it (one Eigen expression with nested select()s runs scalar).
+  constexpr Index block = 64;
+  alignas(64) double e[block];
+  const Index n = z.size();
+  for (Index start = 0; start < n; start += block) {
+    const Index len = std::min(block, n - start);
+    const double* x = z.data() + start;
+    double* o = out.data() + start;
+    Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
+    for (Index i = 0; i < len; ++i) {
+      const double s = x[i] * x[i];
+      const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
+      const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
+      const double small = x[i] + x[i] * s * p / q;
+      const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
+      o[i] = std::fabs(x[i]) > 0.625 ? big : small;
+    }
+  }
 }
 
 void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {

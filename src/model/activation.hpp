@@ -7,7 +7,7 @@ namespace eomlab {
 
 // tanh of every entry, vectorized (Eigen's tanh for double is scalar): 1 - 2/(e^{2|z|} + 1) with the
 // sign of z for |z| > 0.625, and z + z·s·P(s)/Q(s), s = z², below (the rational approximation of Cephes'
-// tanh), both as one fused expression. Within 2 ulp of std::tanh (tests/unit/test_activation.cpp).
+// tanh). Within 2 ulp of std::tanh (tests/unit/test_activation.cpp).
 void tanh_into(const Matrix& z, Matrix& out);
 
 // Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3). out must hold order+1 matrices;
