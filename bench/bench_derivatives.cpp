@@ -9,6 +9,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "flow/vector_field.hpp"
+#include "model/blas_threads.hpp"
 
 using namespace eomlab;
 
@@ -95,6 +96,7 @@ void field(benchmark::State& state, const Network* net, int order) {
 
 // The same GEMMs as one gradient, on plain matrices: the speed the gradient can hope for.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
+  use_one_blas_thread();  // as every Mlp does
   std::vector<Matrix> w, a, d;
   for (std::size_t i = 0; i + 1 < net->widths.size(); ++i) {
     w.push_back(Matrix::Random(net->widths[i + 1], net->widths[i]));

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "model/activation.hpp"
+#include "model/blas_threads.hpp"
 #include "model/jet.hpp"
 
 namespace eomlab {
@@ -44,6 +45,7 @@ Mlp::Mlp(std::vector<Index> widths, Activation activation, LossKind loss, Normal
       loss_(loss),
       normalization_(normalization),
       ws_(std::make_unique<Workspace>()) {
+  use_one_blas_thread();
   if (widths_.size() < 2) throw Error("Mlp: expected at least two layer widths");
   Index offset = 0;
   for (std::size_t i = 0; i + 1 < widths_.size(); ++i) {
