@@ -18,7 +18,8 @@ const Vector& MlpObjective::gathered_theta(const Vector& slice) {
   // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
   // not), so all of them gather, or skip, together.
   const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
-  if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
+  same_point_ = slices_.sum(changed_here ? 1.0 : 0.0) == 0.0;
+  if (!same_point_) {
     theta_slice_ = slice;
     slices_.all_gather(slice, theta_);
   }
@@ -55,7 +56,7 @@ void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Ve
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(v, v_);
   if (local_.n_samples() > 0) {
-    model_.hessian_vector(theta, v_, local_, scale_, whole_out_);
+    model_.hessian_vector(theta, v_, local_, scale_, whole_out_, same_point_);
   } else {
     whole_out_.setZero(model_.n_params());
   }

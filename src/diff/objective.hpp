@@ -52,6 +52,7 @@ class MlpObjective final : public Objective {
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
+  bool same_point_ = false;     // θ is that of the model's previous evaluation
   Vector u_, v_, whole_out_, whole_first_;
 
   const Vector& gathered_theta(const Vector& slice);

@@ -6,6 +6,7 @@
 #include "core/rng.hpp"
 #include "model/activation.hpp"
 #include "model/blas_threads.hpp"
+#include "model/dense_path.hpp"
 #include "model/jet.hpp"
 
 namespace eomlab {
@@ -37,6 +38,7 @@ struct Mlp::Workspace {
   Matrix derivs[5], derivs2[5];
   Matrix labels_one_hot;
   double loss = 0;
+  std::unique_ptr<DensePath> fast;  // null where the fast path does not apply, or when told to use the reference
 };
 
 Mlp::Mlp(std::vector<Index> widths, Activation activation, LossKind loss, Normalization normalization)
@@ -62,6 +64,13 @@ Mlp::Mlp(std::vector<Index> widths, Activation activation, LossKind loss, Normal
   for (auto* v : {&ws_->w, &ws_->b, &ws_->row_sq, &ws_->row_scale, &ws_->w_eff, &ws_->z, &ws_->centred,
                   &ws_->col_var, &ws_->inv_std, &ws_->zhat, &ws_->a, &ws_->slope})
     v->resize(n);
+  use_reference_path(false);
+}
+
+void Mlp::use_reference_path(bool reference) {
+  ws_->fast.reset();
+  if (!reference && normalization_ == Normalization::none)
+    ws_->fast = std::make_unique<DensePath>(layers_, activation_, loss_);
 }
 
 Mlp::~Mlp() = default;
@@ -288,14 +297,18 @@ Matrix Mlp::outputs(const Vector& theta, const Matrix& x) const {
 }
 
 double Mlp::loss_value(const Vector& theta, const Dataset& batch, double scale) const {
+  if (ws_->fast) return ws_->fast->loss(theta, batch, scale);
   return evaluate(theta, nullptr, 0, batch, scale, nullptr);
 }
 
 double Mlp::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const {
+  if (ws_->fast) return ws_->fast->loss_and_gradient(theta, batch, scale, grad);
   return evaluate(theta, nullptr, 0, batch, scale, &grad);
 }
 
-void Mlp::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv) const {
+void Mlp::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
+                         bool same_point) const {
+  if (ws_->fast) return ws_->fast->hessian_vector(theta, v, batch, scale, hv, same_point);
   const Vector* dirs[] = {&v};
   evaluate(theta, dirs, 1, batch, scale, &hv);
 }

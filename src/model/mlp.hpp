@@ -12,7 +12,9 @@
 //
 // Derivatives are forward-over-reverse at matrix level (model/jet.hpp): the reverse sweep that gives
 // the gradient is run on jets in m directions, and its top component is the m-th directional
-// derivative of the gradient: m = 0 gradient, m = 1 Hessian-vector product, m = 2 T[u, v].
+// derivative of the gradient: m = 0 gradient, m = 1 Hessian-vector product, m = 2 T[u, v]. This jet
+// path is the reference; without normalization the loss, gradient and HVP take a fast path of plain
+// GEMMs on θ in place (model/dense_path.hpp) that is tested against it.
 // Not thread-safe: evaluations reuse a mutable workspace.
 #pragma once
 #include <memory>
@@ -62,6 +64,8 @@ class Mlp {
     return normalization_ != Normalization::none && layer + 1 < layers_.size();
   }
   std::vector<ParameterBlock> blocks() const;
+  // Evaluate everything on the jet path, even where the fast path applies (to test one against the other).
+  void use_reference_path(bool reference);
   // The blocks on which the loss is scale-invariant (DESIGN.md §1.4): with layer normalization each
   // hidden layer's (W, b), contiguous in the layout; with weight normalization each hidden neuron's
   // weight row. Empty without normalization.
@@ -80,8 +84,10 @@ class Mlp {
   double loss_value(const Vector& theta, const Dataset& batch, double scale) const;
   // Returns scale * Σ ℓ; writes the gradient of that quantity to grad.
   double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
-  // Writes (scale * Σ ∇²ℓ) v.
-  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv) const;
+  // Writes (scale * Σ ∇²ℓ) v. With same_point the caller guarantees that θ and the batch are those of
+  // this model's previous evaluation, whose forward pass may then be reused (same bits either way).
+  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
+                      bool same_point = false) const;
   // Writes (scale * Σ ∇³ℓ)[u, v].
   void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                    Vector& out) const;

@@ -1,0 +1,137 @@
+#include "model/dense_path.hpp"
+
+#include <cmath>
+#include <utility>
+
+#include "core/error.hpp"
+#include "model/activation.hpp"
+
+namespace eomlab {
+namespace {
+
+// A row-major W (out x in) of the flat layout read in place as the column-major matrix Wᵀ (in x out).
+Eigen::Map<const Matrix> transposed_weights(const Vector& flat, const DenseLayer& l) {
+  return {flat.data() + l.w_offset, l.in, l.out};
+}
+Eigen::Map<Matrix> transposed_weights(Vector& flat, const DenseLayer& l) { return {flat.data() + l.w_offset, l.in, l.out}; }
+Eigen::Map<const Vector> bias(const Vector& flat, const DenseLayer& l) { return {flat.data() + l.b_offset, l.out}; }
+Eigen::Map<Vector> bias(Vector& flat, const DenseLayer& l) { return {flat.data() + l.b_offset, l.out}; }
+
+}  // namespace
+
+DensePath::DensePath(std::vector<DenseLayer> layers, Activation activation, LossKind loss)
+    : layers_(std::move(layers)), activation_(activation), loss_(loss) {
+  const std::size_t n = layers_.size();
+  for (auto* v : {&z_, &a_, &d1_, &d2_, &e_, &delta_, &z_dot_, &a_dot_, &delta_dot_}) v->resize(n);
+}
+
+double DensePath::forward_and_head(const Vector& theta, const Dataset& batch, double scale) {
+  const std::size_t n = layers_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const DenseLayer& l = layers_[i];
+    const Matrix& input = i == 0 ? batch.x : a_[i - 1];
+    Matrix& z = z_[i];
+    z.noalias() = transposed_weights(theta, l).transpose() * input;
+    z.colwise() += bias(theta, l);
+    if (i + 1 == n) break;
+    apply_activation(activation_, z, 2, activation_scratch_);
+    std::swap(a_[i], activation_scratch_[0]);
+    std::swap(d1_[i], activation_scratch_[1]);
+    std::swap(d2_[i], activation_scratch_[2]);
+  }
+  const Matrix& z = z_.back();
+  Matrix& delta = delta_.back();
+  double loss = 0.0;
+  if (loss_ == LossKind::cross_entropy) {
+    // Softmax with the column maximum subtracted; ℓ = log Σ exp(z - max) + max - z_label.
+    const Eigen::RowVectorXd mx = z.colwise().maxCoeff();
+    probabilities_.resize(z.rows(), z.cols());
+    probabilities_.array() = (z.rowwise() - mx).array().exp();
+    column_scratch_ = probabilities_.colwise().sum();
+    for (Index j = 0; j < z.cols(); ++j)
+      loss += std::log(column_scratch_[j]) + mx[j] - z(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j);
+    probabilities_.array().rowwise() /= column_scratch_.array();
+    delta = scale * probabilities_;
+    for (Index j = 0; j < z.cols(); ++j) delta(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j) -= scale;
+  } else {
+    delta = z - batch.targets;
+    loss = 0.5 * delta.squaredNorm();
+    delta *= scale;
+  }
+  return scale * loss;
+}
+
+void DensePath::backward(const Vector& theta, const Matrix& x, Vector* grad) {
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    const DenseLayer& l = layers_[i];
+    if (grad) {
+      const Matrix& input = i == 0 ? x : a_[i - 1];
+      transposed_weights(*grad, l).noalias() = input * delta_[i].transpose();  // (δ aᵀ)ᵀ, in place
+      bias(*grad, l) = delta_[i].rowwise().sum();
+    }
+    if (i == 0) break;
+    e_[i - 1].noalias() = transposed_weights(theta, l) * delta_[i];
+    delta_[i - 1].array() = d1_[i - 1].array() * e_[i - 1].array();
+  }
+}
+
+double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) {
+  primal_valid_ = false;
+  return forward_and_head(theta, batch, scale);
+}
+
+double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) {
+  primal_valid_ = false;
+  const double loss = forward_and_head(theta, batch, scale);
+  grad.resize(theta.size());
+  backward(theta, batch.x, &grad);
+  primal_valid_ = true;
+  primal_scale_ = scale;
+  return loss;
+}
+
+void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
+                               bool same_point) {
+  if (!(same_point && primal_valid_ && primal_scale_ == scale)) {
+    primal_valid_ = false;
+    forward_and_head(theta, batch, scale);
+    backward(theta, batch.x, nullptr);
+    primal_valid_ = true;
+    primal_scale_ = scale;
+  }
+  const std::size_t n = layers_.size();
+  // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż.
+  for (std::size_t i = 0; i < n; ++i) {
+    const DenseLayer& l = layers_[i];
+    Matrix& z_dot = z_dot_[i];
+    z_dot.noalias() = transposed_weights(v, l).transpose() * (i == 0 ? batch.x : a_[i - 1]);
+    if (i > 0) z_dot.noalias() += transposed_weights(theta, l).transpose() * a_dot_[i - 1];
+    z_dot.colwise() += bias(v, l);
+    if (i + 1 < n) a_dot_[i].array() = d1_[i].array() * z_dot.array();
+  }
+  // Tangent of the head's δ: scale·ṗ with ṗ = p ⊙ (ż - Σ_c p ż) for softmax, scale·ż for mse.
+  const Matrix& z_dot = z_dot_.back();
+  Matrix& head = delta_dot_.back();
+  if (loss_ == LossKind::cross_entropy) {
+    column_scratch_ = (probabilities_.array() * z_dot.array()).colwise().sum();
+    head.array() = scale * probabilities_.array() * (z_dot.rowwise() - column_scratch_).array();
+  } else {
+    head = scale * z_dot;
+  }
+  // Tangent backward: Ḡ = ȧ δᵀ + a δ̇ᵀ, ė = Wᵀ δ̇ + Vᵀ δ, δ̇ = σ''(z) ż ⊙ e + σ'(z) ⊙ ė.
+  hv.resize(theta.size());
+  for (std::size_t i = n; i-- > 0;) {
+    const DenseLayer& l = layers_[i];
+    auto h = transposed_weights(hv, l);
+    h.noalias() = (i == 0 ? batch.x : a_[i - 1]) * delta_dot_[i].transpose();
+    if (i > 0) h.noalias() += a_dot_[i - 1] * delta_[i].transpose();
+    bias(hv, l) = delta_dot_[i].rowwise().sum();
+    if (i == 0) break;
+    e_dot_.noalias() = transposed_weights(theta, l) * delta_dot_[i];
+    e_dot_.noalias() += transposed_weights(v, l) * delta_[i];
+    delta_dot_[i - 1].array() =
+        d2_[i - 1].array() * z_dot_[i - 1].array() * e_[i - 1].array() + d1_[i - 1].array() * e_dot_.array();
+  }
+}
+
+}  // namespace eomlab
