@@ -93,10 +93,13 @@ TEST(DensePath, ObjectiveReusesTheForwardPassOnlyAtTheSamePoint) {
   WholeVector whole(mlp.n_params());
   MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.01, whole);
   Vector g, hv, expected;
-  for (const Vector* point : {&theta, &other, &theta}) {
-    objective.value_and_gradient(*point, g);
-    objective.hessian_vector(*point, v, hv);
-    reference.hessian_vector(*point, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
+  // A gradient at one point, then an HVP at the same or at another one.
+  const std::pair<const Vector*, const Vector*> sequence[] = {{&theta, &theta}, {&theta, &other}, {&other, &other},
+                                                              {&other, &theta}};
+  for (const auto& [gradient_point, hvp_point] : sequence) {
+    objective.value_and_gradient(*gradient_point, g);
+    objective.hessian_vector(*hvp_point, v, hv);
+    reference.hessian_vector(*hvp_point, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
     expected += 0.01 * v;
     EXPECT_LT(relative(hv, expected), 1e-13);
   }
