@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "model/activation.hpp"
+#include "model/gemm.hpp"
 
 namespace eomlab {
 namespace {
@@ -31,8 +32,9 @@ double DensePath::forward_and_head(const Vector& theta, const Dataset& batch, do
     const DenseLayer& l = layers_[i];
     const Matrix& input = i == 0 ? batch.x : a_[i - 1];
     Matrix& z = z_[i];
-    z.noalias() = transposed_weights(theta, l).transpose() * input;
-    z.colwise() += bias(theta, l);
+    z.resize(l.out, input.cols());
+    z.colwise() = bias(theta, l);
+    gemm(1.0, transposed_weights(theta, l), Op::transpose, input, Op::none, 1.0, z);
     if (i + 1 == n) break;
     apply_activation(activation_, z, 2, activation_scratch_);
     std::swap(a_[i], activation_scratch_[0]);
@@ -66,11 +68,12 @@ void DensePath::backward(const Vector& theta, const Matrix& x, Vector* grad) {
     const DenseLayer& l = layers_[i];
     if (grad) {
       const Matrix& input = i == 0 ? x : a_[i - 1];
-      transposed_weights(*grad, l).noalias() = input * delta_[i].transpose();  // (δ aᵀ)ᵀ, in place
+      gemm(1.0, input, Op::none, delta_[i], Op::transpose, 0.0, transposed_weights(*grad, l));  // (δ aᵀ)ᵀ in place
       bias(*grad, l) = delta_[i].rowwise().sum();
     }
     if (i == 0) break;
-    e_[i - 1].noalias() = transposed_weights(theta, l) * delta_[i];
+    e_[i - 1].resize(l.in, x.cols());
+    gemm(1.0, transposed_weights(theta, l), Op::none, delta_[i], Op::none, 0.0, e_[i - 1]);
     delta_[i - 1].array() = d1_[i - 1].array() * e_[i - 1].array();
   }
 }
@@ -104,9 +107,10 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
   for (std::size_t i = 0; i < n; ++i) {
     const DenseLayer& l = layers_[i];
     Matrix& z_dot = z_dot_[i];
-    z_dot.noalias() = transposed_weights(v, l).transpose() * (i == 0 ? batch.x : a_[i - 1]);
-    if (i > 0) z_dot.noalias() += transposed_weights(theta, l).transpose() * a_dot_[i - 1];
-    z_dot.colwise() += bias(v, l);
+    z_dot.resize(l.out, batch.x.cols());
+    z_dot.colwise() = bias(v, l);
+    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : a_[i - 1], Op::none, 1.0, z_dot);
+    if (i > 0) gemm(1.0, transposed_weights(theta, l), Op::transpose, a_dot_[i - 1], Op::none, 1.0, z_dot);
     if (i + 1 < n) a_dot_[i].array() = d1_[i].array() * z_dot.array();
   }
   // Tangent of the head's δ: scale·ṗ with ṗ = p ⊙ (ż - Σ_c p ż) for softmax, scale·ż for mse.
@@ -122,13 +126,14 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
   hv.resize(theta.size());
   for (std::size_t i = n; i-- > 0;) {
     const DenseLayer& l = layers_[i];
-    auto h = transposed_weights(hv, l);
-    h.noalias() = (i == 0 ? batch.x : a_[i - 1]) * delta_dot_[i].transpose();
-    if (i > 0) h.noalias() += a_dot_[i - 1] * delta_[i].transpose();
+    const auto h = transposed_weights(hv, l);
+    gemm(1.0, i == 0 ? batch.x : a_[i - 1], Op::none, delta_dot_[i], Op::transpose, 0.0, h);
+    if (i > 0) gemm(1.0, a_dot_[i - 1], Op::none, delta_[i], Op::transpose, 1.0, h);
     bias(hv, l) = delta_dot_[i].rowwise().sum();
     if (i == 0) break;
-    e_dot_.noalias() = transposed_weights(theta, l) * delta_dot_[i];
-    e_dot_.noalias() += transposed_weights(v, l) * delta_[i];
+    e_dot_.resize(l.in, batch.x.cols());
+    gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot_);
+    gemm(1.0, transposed_weights(v, l), Op::none, delta_[i], Op::none, 1.0, e_dot_);
     delta_dot_[i - 1].array() =
         d2_[i - 1].array() * z_dot_[i - 1].array() * e_[i - 1].array() + d1_[i - 1].array() * e_dot_.array();
   }

@@ -88,17 +88,8 @@ void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned
   const auto shape = [&](const Matrix& x, const Matrix& y) {
     return std::pair<Index, Index>{op_a == Op::none ? x.rows() : x.cols(), op_b == Op::none ? y.cols() : y.rows()};
   };
-  // Four explicit cases so Eigen sees plain (transposed) operands and calls its GEMM kernel.
   const auto product = [&](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
-    if (op_a == Op::none && op_b == Op::none) {
-      if (first) o.noalias() = x * y; else o.noalias() += x * y;
-    } else if (op_a == Op::transpose && op_b == Op::none) {
-      if (first) o.noalias() = x.transpose() * y; else o.noalias() += x.transpose() * y;
-    } else if (op_a == Op::none) {
-      if (first) o.noalias() = x * y.transpose(); else o.noalias() += x * y.transpose();
-    } else {
-      if (first) o.noalias() = x.transpose() * y.transpose(); else o.noalias() += x.transpose() * y.transpose();
-    }
+    gemm(1.0, x, op_a, y, op_b, first ? 0.0 : 1.0, o);
   };
   jet_product(a, b, out, wanted, product, shape);
 }

@@ -9,6 +9,7 @@
 #include <array>
 
 #include "core/types.hpp"
+#include "model/gemm.hpp"
 
 namespace eomlab {
 
@@ -29,8 +30,6 @@ struct Jet {
   Index rows() const { return c[0].rows(); }
   Index cols() const { return c[0].cols(); }
 };
-
-enum class Op { none, transpose };
 
 // out = op(a) · op(b). Only the components whose bit is set in `wanted` are computed (the others are
 // marked zero): e.g. just the top one for a jet whose lower components nobody reads.

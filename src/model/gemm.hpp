@@ -1,0 +1,14 @@
+// C = α·op(A)·op(B) + β·C on column-major matrices or views of them (maps of θ, blocks): the one dense
+// product of the derivative code. Through the BLAS when eomlab is built with one (EOMLAB_BLAS), else
+// Eigen's product; either way C is written in place, with no zeroing pass and no temporary.
+#pragma once
+#include "core/types.hpp"
+
+namespace eomlab {
+
+enum class Op { none, transpose };
+
+void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen::Ref<const Matrix>& b, Op op_b,
+          double beta, Eigen::Ref<Matrix> c);
+
+}  // namespace eomlab

@@ -1,0 +1,36 @@
+// gemm() (model/gemm.hpp) against Eigen's own product: every pair of transposes, β = 0 (C's old
+// contents, even NaN, ignored) and β ≠ 0, on views with an outer stride (blocks, maps).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/gemm.hpp"
+
+using namespace eomlab;
+
+TEST(Gemm, MatchesEigenForEveryTransposeAndBeta) {
+  const Matrix a = Matrix::Random(7, 5), b = Matrix::Random(5, 4);
+  const Matrix at = a.transpose(), bt = b.transpose();
+  const Matrix expected = 0.5 * a * b;
+  for (Op op_a : {Op::none, Op::transpose})
+    for (Op op_b : {Op::none, Op::transpose}) {
+      const Matrix& x = op_a == Op::none ? a : at;
+      const Matrix& y = op_b == Op::none ? b : bt;
+      Matrix c = Matrix::Constant(7, 4, std::nan(""));
+      gemm(0.5, x, op_a, y, op_b, 0.0, c);
+      EXPECT_LT((c - expected).norm(), 1e-14);
+      Matrix d = Matrix::Ones(7, 4);
+      gemm(0.5, x, op_a, y, op_b, 2.0, d);
+      EXPECT_LT((d - (expected + Matrix::Constant(7, 4, 2.0))).norm(), 1e-14);
+    }
+}
+
+TEST(Gemm, WritesIntoBlocksAndReadsStridedViews) {
+  const Matrix big = Matrix::Random(10, 9);
+  Matrix c = Matrix::Zero(12, 6);
+  gemm(1.0, big.block(1, 2, 4, 3), Op::none, big.block(5, 0, 3, 2), Op::none, 0.0, c.block(3, 1, 4, 2));
+  Matrix expected = Matrix::Zero(12, 6);
+  expected.block(3, 1, 4, 2) = big.block(1, 2, 4, 3) * big.block(5, 0, 3, 2);
+  EXPECT_LT((c - expected).norm(), 1e-14);
+  EXPECT_THROW(gemm(1.0, big, Op::none, big, Op::none, 0.0, c), std::exception);
+}
