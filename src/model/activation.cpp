@@ -5,17 +5,20 @@
 
 namespace eomlab {
 
-void tanh_into(const Matrix& z, Matrix& out) {
-  out.resize(z.rows(), z.cols());
-  // Blocks small enough for L1: Eigen's vectorized exp fills one, then a branch-free loop that the
-  // compiler vectorizes finishes it (one Eigen expression with nested select()s runs scalar).
+namespace {
+
+// tanh and its first `order` derivatives of every entry, in one pass over L1-sized blocks: Eigen's
+// vectorized exp fills a block, then branch-free loops the compiler vectorizes finish it (one Eigen
+// expression with nested select()s runs scalar).
+void tanh_with_derivatives(const Matrix& z, int order, Matrix* out) {
+  for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   constexpr Index block = 64;
   alignas(64) double e[block];
   const Index n = z.size();
   for (Index start = 0; start < n; start += block) {
     const Index len = std::min(block, n - start);
     const double* x = z.data() + start;
-    double* o = out.data() + start;
+    double* t = out[0].data() + start;
     Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
     for (Index i = 0; i < len; ++i) {
       const double s = x[i] * x[i];
@@ -23,23 +26,31 @@ void tanh_into(const Matrix& z, Matrix& out) {
       const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
       const double small = x[i] + x[i] * s * p / q;
       const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
-      o[i] = std::fabs(x[i]) > 0.625 ? big : small;
+      t[i] = std::fabs(x[i]) > 0.625 ? big : small;
     }
+    if (order < 1) continue;
+    double* d1 = out[1].data() + start;
+    for (Index i = 0; i < len; ++i) d1[i] = 1.0 - t[i] * t[i];
+    if (order < 2) continue;
+    double* d2 = out[2].data() + start;
+    for (Index i = 0; i < len; ++i) d2[i] = -2.0 * t[i] * d1[i];
+    if (order < 3) continue;
+    double* d3 = out[3].data() + start;
+    for (Index i = 0; i < len; ++i) d3[i] = d1[i] * (6.0 * t[i] * t[i] - 2.0);
   }
 }
+
+}  // namespace
+
+void tanh_into(const Matrix& z, Matrix& out) { tanh_with_derivatives(z, 0, &out); }
 
 void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   const auto zz = z.array();
   switch (a) {
-    case Activation::tanh: {
-      tanh_into(z, out[0]);
-      const auto t = out[0].array();
-      if (order >= 1) out[1].array() = 1.0 - t.square();
-      if (order >= 2) out[2].array() = -2.0 * t * out[1].array();
-      if (order >= 3) out[3].array() = out[1].array() * (6.0 * t.square() - 2.0);
+    case Activation::tanh:
+      tanh_with_derivatives(z, order, out);
       break;
-    }
     case Activation::softplus: {
       out[0].array() = zz.max(0.0) + (-zz.abs()).exp().log1p();
       if (order >= 1) {
