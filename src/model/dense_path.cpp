@@ -27,38 +27,37 @@ void sum_columns(const Matrix& m, Eigen::Map<Vector> out) {
 }  // namespace
 
 DensePath::DensePath(std::vector<DenseLayer> layers, Activation activation, LossKind loss)
-    : layers_(std::move(layers)), activation_(activation), loss_(loss) {
+    : layers_(std::move(layers)), activation_kind_(activation), loss_(loss) {
   const std::size_t n = layers_.size();
-  for (auto* v : {&z_, &a_, &d1_, &d2_, &e_, &delta_, &z_dot_, &a_dot_, &delta_dot_}) v->resize(n);
+  activation_.resize(n);
+  for (auto* v : {&z_, &e_, &delta_, &z_dot_, &a_dot_, &e_dot_, &delta_dot_}) v->resize(n);
 }
 
 double DensePath::forward_and_head(const Vector& theta, const Dataset& batch, double scale) {
   const std::size_t n = layers_.size();
   for (std::size_t i = 0; i < n; ++i) {
     const DenseLayer& l = layers_[i];
-    const Matrix& input = i == 0 ? batch.x : a_[i - 1];
+    const Matrix& input = i == 0 ? batch.x : activation_[i - 1][0];
     Matrix& z = z_[i];
     z.resize(l.out, input.cols());
     z.colwise() = bias(theta, l);
     gemm(1.0, transposed_weights(theta, l), Op::transpose, input, Op::none, 1.0, z);
     if (i + 1 == n) break;
-    apply_activation(activation_, z, 2, activation_scratch_);
-    std::swap(a_[i], activation_scratch_[0]);
-    std::swap(d1_[i], activation_scratch_[1]);
-    std::swap(d2_[i], activation_scratch_[2]);
+    apply_activation(activation_kind_, z, 2, activation_[i].data());
   }
   const Matrix& z = z_.back();
   Matrix& delta = delta_.back();
   double loss = 0.0;
   if (loss_ == LossKind::cross_entropy) {
     // Softmax with the column maximum subtracted; ℓ = log Σ exp(z - max) + max - z_label.
-    const Eigen::RowVectorXd mx = z.colwise().maxCoeff();
+    column_max_ = z.colwise().maxCoeff();
     probabilities_.resize(z.rows(), z.cols());
-    probabilities_.array() = (z.rowwise() - mx).array().exp();
-    column_scratch_ = probabilities_.colwise().sum();
+    probabilities_.array() = (z.rowwise() - column_max_).array().exp();
+    column_sum_ = probabilities_.colwise().sum();
     for (Index j = 0; j < z.cols(); ++j)
-      loss += std::log(column_scratch_[j]) + mx[j] - z(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j);
-    probabilities_.array().rowwise() /= column_scratch_.array();
+      loss += std::log(column_sum_[j]) + column_max_[j] -
+              z(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j);
+    probabilities_.array().rowwise() /= column_sum_.array();
     delta = scale * probabilities_;
     for (Index j = 0; j < z.cols(); ++j) delta(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j) -= scale;
   } else {
@@ -73,14 +72,14 @@ void DensePath::backward(const Vector& theta, const Matrix& x, Vector* grad) {
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
     if (grad) {
-      const Matrix& input = i == 0 ? x : a_[i - 1];
+      const Matrix& input = i == 0 ? x : activation_[i - 1][0];
       gemm(1.0, input, Op::none, delta_[i], Op::transpose, 0.0, transposed_weights(*grad, l));  // (δ aᵀ)ᵀ in place
       sum_columns(delta_[i], bias(*grad, l));
     }
     if (i == 0) break;
     e_[i - 1].resize(l.in, x.cols());
     gemm(1.0, transposed_weights(theta, l), Op::none, delta_[i], Op::none, 0.0, e_[i - 1]);
-    delta_[i - 1].array() = d1_[i - 1].array() * e_[i - 1].array();
+    delta_[i - 1].array() = activation_[i - 1][1].array() * e_[i - 1].array();
   }
 }
 
@@ -115,16 +114,16 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
     Matrix& z_dot = z_dot_[i];
     z_dot.resize(l.out, batch.x.cols());
     z_dot.colwise() = bias(v, l);
-    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : a_[i - 1], Op::none, 1.0, z_dot);
+    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : activation_[i - 1][0], Op::none, 1.0, z_dot);
     if (i > 0) gemm(1.0, transposed_weights(theta, l), Op::transpose, a_dot_[i - 1], Op::none, 1.0, z_dot);
-    if (i + 1 < n) a_dot_[i].array() = d1_[i].array() * z_dot.array();
+    if (i + 1 < n) a_dot_[i].array() = activation_[i][1].array() * z_dot.array();
   }
   // Tangent of the head's δ: scale·ṗ with ṗ = p ⊙ (ż - Σ_c p ż) for softmax, scale·ż for mse.
   const Matrix& z_dot = z_dot_.back();
   Matrix& head = delta_dot_.back();
   if (loss_ == LossKind::cross_entropy) {
-    column_scratch_ = (probabilities_.array() * z_dot.array()).colwise().sum();
-    head.array() = scale * probabilities_.array() * (z_dot.rowwise() - column_scratch_).array();
+    column_sum_ = (probabilities_.array() * z_dot.array()).colwise().sum();
+    head.array() = scale * probabilities_.array() * (z_dot.rowwise() - column_sum_).array();
   } else {
     head = scale * z_dot;
   }
@@ -133,15 +132,16 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
   for (std::size_t i = n; i-- > 0;) {
     const DenseLayer& l = layers_[i];
     const auto h = transposed_weights(hv, l);
-    gemm(1.0, i == 0 ? batch.x : a_[i - 1], Op::none, delta_dot_[i], Op::transpose, 0.0, h);
+    gemm(1.0, i == 0 ? batch.x : activation_[i - 1][0], Op::none, delta_dot_[i], Op::transpose, 0.0, h);
     if (i > 0) gemm(1.0, a_dot_[i - 1], Op::none, delta_[i], Op::transpose, 1.0, h);
     sum_columns(delta_dot_[i], bias(hv, l));
     if (i == 0) break;
-    e_dot_.resize(l.in, batch.x.cols());
-    gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot_);
-    gemm(1.0, transposed_weights(v, l), Op::none, delta_[i], Op::none, 1.0, e_dot_);
-    delta_dot_[i - 1].array() =
-        d2_[i - 1].array() * z_dot_[i - 1].array() * e_[i - 1].array() + d1_[i - 1].array() * e_dot_.array();
+    Matrix& e_dot = e_dot_[i - 1];
+    e_dot.resize(l.in, batch.x.cols());
+    gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot);
+    gemm(1.0, transposed_weights(v, l), Op::none, delta_[i], Op::none, 1.0, e_dot);
+    const auto& [a, d1, d2] = activation_[i - 1];
+    delta_dot_[i - 1].array() = d2.array() * z_dot_[i - 1].array() * e_[i - 1].array() + d1.array() * e_dot.array();
   }
 }
 

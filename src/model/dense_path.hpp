@@ -9,6 +9,7 @@
 // until the next evaluation; a Hessian-vector product told it is at the same θ and batch reuses it and
 // runs only the tangent passes. The bits do not depend on whether it was reused.
 #pragma once
+#include <array>
 #include <vector>
 
 #include "core/config.hpp"
@@ -31,16 +32,18 @@ class DensePath {
 
  private:
   std::vector<DenseLayer> layers_;
-  Activation activation_;
+  Activation activation_kind_;
   LossKind loss_;
   bool primal_valid_ = false;
   double primal_scale_ = 0;
   // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
-  // δ = ∂(scale Σℓ)/∂z. The tangent (directional derivative) of each, for the HVP.
-  std::vector<Matrix> z_, a_, d1_, d2_, e_, delta_;
-  std::vector<Matrix> z_dot_, a_dot_, delta_dot_;
-  Matrix e_dot_, probabilities_, activation_scratch_[3];
-  Eigen::RowVectorXd column_scratch_;
+  // δ = ∂(scale Σℓ)/∂z. The tangent (directional derivative) of each, for the HVP. Every buffer keeps
+  // one shape, so none is reallocated once the batch size is known.
+  std::vector<std::array<Matrix, 3>> activation_;  // σ, σ', σ'' of hidden layers
+  std::vector<Matrix> z_, e_, delta_;
+  std::vector<Matrix> z_dot_, a_dot_, e_dot_, delta_dot_;
+  Matrix probabilities_;
+  Eigen::RowVectorXd column_max_, column_sum_;
 
   double forward_and_head(const Vector& theta, const Dataset& batch, double scale);
   void backward(const Vector& theta, const Matrix& x, Vector* grad);

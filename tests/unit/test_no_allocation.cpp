@@ -1,0 +1,92 @@
+// Issue #7: no allocation inside the integrator's loop. This program counts every malloc (Eigen's
+// matrices allocate through it) and checks that, once the shapes are known, field evaluations and
+// integrator steps allocate nothing.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "flow/dop853.hpp"
+#include "flow/vector_field.hpp"
+#include "support/mixture.hpp"
+
+extern "C" void* __libc_malloc(std::size_t);
+extern "C" void* __libc_calloc(std::size_t, std::size_t);
+extern "C" void* __libc_realloc(void*, std::size_t);
+
+namespace {
+std::atomic<long> allocations{0};
+}
+
+// glibc lets a program interpose malloc; these count and forward to glibc's own.
+extern "C" void* malloc(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+extern "C" void* calloc(std::size_t n, std::size_t size) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(n, size);
+}
+extern "C" void* realloc(void* p, std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+
+using namespace eomlab;
+
+namespace {
+
+template <class F>
+long allocations_during(F&& f) {
+  const long before = allocations.load();
+  f();
+  return allocations.load() - before;
+}
+
+struct Case {
+  Normalization normalization;
+  int order;
+};
+
+class NoAllocation : public ::testing::TestWithParam<Case> {};
+
+}  // namespace
+
+TEST(NoAllocationCounter, CountsEigenAllocations) {
+  EXPECT_GE(allocations_during([] {
+              Matrix m(40, 40);
+              m.setZero();
+            }),
+            1);
+}
+
+TEST_P(NoAllocation, FieldEvaluationsAndIntegratorSteps) {
+  const auto [normalization, order] = GetParam();
+  const std::vector<Index> widths{5, 12, 9, 3};
+  const Dataset d = test::mixture(48, widths, 2);
+  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy, normalization);
+  const Vector theta0 = mlp.initial_parameters(1);
+  const WholeVector whole(mlp.n_params());
+  MlpObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
+  VectorField field(objective, FlowKind{order}, 0.05);
+  Dop853 integrator([&](const Vector& y, Vector& dydt) { field(y, dydt); }, {1e-9, 1e-11, 0}, whole,
+                    objective.dimension());
+  Vector y = theta0, out;
+  integrator.start(0.0, y);
+  ASSERT_EQ(integrator.advance_to(0.05, y), Dop853::Status::ok);  // warm-up: every buffer takes its shape
+  const long field_evaluations = field.evaluations();
+  EXPECT_EQ(allocations_during([&] { ASSERT_EQ(integrator.advance_to(0.3, y), Dop853::Status::ok); }), 0);
+  EXPECT_GT(field.evaluations(), field_evaluations + 12);  // it did take steps
+  Vector g(y.size()), hv(y.size());
+  objective.value_and_gradient(y, g);
+  objective.hessian_vector(y, g, hv);
+  y[0] += 1e-3;
+  EXPECT_EQ(allocations_during([&] {
+              objective.value_and_gradient(y, g);
+              objective.hessian_vector(y, g, hv);
+            }),
+            0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, NoAllocation,
+                         ::testing::Values(Case{Normalization::none, 0}, Case{Normalization::none, 1}));
