@@ -70,6 +70,7 @@ struct RunOutcome {
   double max_lr_sharpness = 0;   // max over GD records of lr·λ_max (when measured)
   long first_unstable_step = -1;  // first GD record with lr·λ_max > 2, or -1
   std::vector<TrajectorySummary> trajectories;
+  std::int64_t peak_rank_memory_bytes = 0;  // peak resident memory of the run's ranks (max); set by the caller
 };
 
 // Everything needed to continue a run with the same bits, taken at the top of GD step `step`

@@ -269,6 +269,8 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
   }
   h5::write_string_attribute(root, "status", to_string(outcome.status));
   h5::write_string_attribute(root, "finished", finished);
+  if (outcome.peak_rank_memory_bytes > 0)
+    h5::write_int_attribute(root, "peak_rank_memory_bytes", outcome.peak_rank_memory_bytes);
   if (m.header.observables.sharpness) {
     h5::write_double_attribute(root, "max_lr_sharpness", outcome.max_lr_sharpness);
     h5::write_string_attribute(root, "edge_of_stability",

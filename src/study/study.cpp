@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/memory.hpp"
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "eomlab/version.hpp"
@@ -403,8 +404,9 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     ProgressPrinter progress(leader, label.substr(0, label.size() - 1));
     // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
     // main reports it and aborts the job, and the run file stays `running` for --resume.
-    const RunOutcome outcome = run_synchronized(objective, theta0, settings, observables, slices, *file,
-                                                std::ref(progress), &control, from ? &*from : nullptr);
+    RunOutcome outcome = run_synchronized(objective, theta0, settings, observables, slices, *file,
+                                          std::ref(progress), &control, from ? &*from : nullptr);
+    outcome.peak_rank_memory_bytes = group.max(static_cast<long>(peak_resident_bytes()));
     file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
     if (outcome.status == RunStatus::interrupted) {
       interrupted = true;
@@ -428,11 +430,14 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   world.barrier();
   const bool any_interrupted = world.max(interrupted ? 1 : 0) > 0;
+  const long peak_memory = world.max(static_cast<long>(peak_resident_bytes()));
   if (world.rank() == 0) {
     if (options.shards == 1) {
       io::write_catalog(config.output, config.name, config.resolved_text, grid, names);
     }
     print_summary(config, runs, std::cout);
+    std::cout << "Peak memory per rank: " << std::fixed << std::setprecision(1)
+              << static_cast<double>(peak_memory) / (1024.0 * 1024.0) << " MiB" << std::defaultfloat << std::endl;
     if (options.shards == 1)
       std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << std::endl;
     else

@@ -254,3 +254,51 @@ def test_sharpness_can_be_switched_off(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with h5py.File(tmp_path / "out" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
         assert "sharpness" not in f["/observables/gd"] and "edge_of_stability" not in f.attrs
+
+
+MEMORY_STUDY = """
+[study]
+name = memory
+output = {output}
+seed = 1
+ranks_per_run = {ranks}
+
+[data]
+source = gaussian_mixture
+n_samples = 32
+
+[model]
+layers = {layers}
+
+[optimizer]
+lr = 0.01
+steps = 1
+
+[flows]
+kinds = gf
+rtol = 1e-6
+
+[output]
+theta = none
+"""
+
+
+def peak_memory(tmp_path, layers, ranks):
+    out = tmp_path / f"{layers}_{ranks}"
+    config = write_config(tmp_path, MEMORY_STUDY.format(output=out, layers=layers, ranks=ranks), f"{ranks}.ini")
+    proc = run_eomlab(["--config", config], np=ranks)
+    assert proc.returncode == 0, proc.stderr
+    assert "Peak memory per rank:" in proc.stdout
+    (path,) = (out / "runs").glob("*.h5")
+    with h5py.File(path) as f:
+        return int(f.attrs["peak_rank_memory_bytes"]), int(f.attrs["n_params"])
+
+
+def test_peak_memory_per_rank_is_recorded_and_counts_the_sliced_integrator(tmp_path):
+    tiny, _ = peak_memory(tmp_path, "8,8,2", 1)
+    big, p = peak_memory(tmp_path, "400,500,10", 1)
+    halves, _ = peak_memory(tmp_path, "400,500,10", 2)
+    stages = 29 * 8 * p  # DOP853's stage, dense-output and state vectors of one flow
+    assert tiny < stages < big
+    # With 2 ranks per run each rank holds half of every integrator vector.
+    assert big - halves > 0.4 * stages
