@@ -10,7 +10,8 @@ namespace {
 // tanh and its first `order` derivatives of every entry, in one pass over L1-sized blocks: Eigen's
 // vectorized exp fills a block, then branch-free loops the compiler vectorizes finish it (one Eigen
 // expression with nested select()s runs scalar).
-void tanh_with_derivatives(const Matrix& z, int order, Matrix* out) {
+template <class Out>
+void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* out) {
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   constexpr Index block = 64;
   alignas(64) double e[block];
@@ -44,7 +45,8 @@ void tanh_with_derivatives(const Matrix& z, int order, Matrix* out) {
 
 void tanh_into(const Matrix& z, Matrix& out) { tanh_with_derivatives(z, 0, &out); }
 
-void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {
+template <class Out>
+void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out* out) {
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   const auto zz = z.array();
   switch (a) {
@@ -52,22 +54,24 @@ void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {
       tanh_with_derivatives(z, order, out);
       break;
     case Activation::softplus: {
-      out[0].array() = zz.max(0.0) + (-zz.abs()).exp().log1p();
+      // The logistic s = σ'(z) lives in out[1]; no temporaries (Buffers must not allocate).
       if (order >= 1) {
-        const Eigen::ArrayXXd s = 1.0 / (1.0 + (-zz).exp());
-        out[1].array() = s;
-        if (order >= 2) out[2].array() = s * (1.0 - s);
+        out[1].array() = 1.0 / (1.0 + (-zz).exp());
+        const auto s = out[1].array();
         if (order >= 3) out[3].array() = s * (1.0 - s) * (1.0 - 2.0 * s);
+        if (order >= 2) out[2].array() = s * (1.0 - s);
       }
+      out[0].array() = zz.max(0.0) + (-zz.abs()).exp().log1p();
       break;
     }
     case Activation::gelu: {
-      const Eigen::ArrayXXd cdf = 0.5 * (-zz * M_SQRT1_2).unaryExpr([](double x) { return std::erfc(x); });
-      const Eigen::ArrayXXd pdf = (-0.5 * zz.square()).exp() * (0.5 * M_2_SQRTPI * M_SQRT1_2);
-      out[0].array() = zz * cdf;
-      if (order >= 1) out[1].array() = cdf + zz * pdf;
+      // Φ(z) is computed once into out[0] (erfc is scalar); the density φ(z) is cheap and stays lazy.
+      const auto pdf = (-0.5 * zz.square()).exp() * (0.5 * M_2_SQRTPI * M_SQRT1_2);
+      out[0].array() = 0.5 * (-zz * M_SQRT1_2).unaryExpr([](double x) { return std::erfc(x); });
+      if (order >= 1) out[1].array() = out[0].array() + zz * pdf;
       if (order >= 2) out[2].array() = pdf * (2.0 - zz.square());
       if (order >= 3) out[3].array() = pdf * (zz.cube() - 4.0 * zz);
+      out[0].array() *= zz;
       break;
     }
     case Activation::relu: {
@@ -78,5 +82,8 @@ void apply_activation(Activation a, const Matrix& z, int order, Matrix* out) {
     }
   }
 }
+
+template void apply_activation(Activation, const Eigen::Ref<const Matrix>&, int, Matrix*);
+template void apply_activation(Activation, const Eigen::Ref<const Matrix>&, int, Buffer*);
 
 }  // namespace eomlab

@@ -39,15 +39,15 @@ void Jet::reset(int directions) {
   nz.fill(false);
 }
 
-void Jet::set_constant(int directions, const Matrix& value) {
+void Jet::set_constant(int directions, const Eigen::Ref<const Matrix>& value) {
   reset(directions);
   c[0] = value;
   nz[0] = true;
 }
 
-Matrix& Jet::set(int s, Index r, Index cols) {
+Buffer& Jet::set(int s, Index r, Index cols) {
   nz[static_cast<std::size_t>(s)] = true;
-  Matrix& x = c[static_cast<std::size_t>(s)];
+  Buffer& x = c[static_cast<std::size_t>(s)];
   x.resize(r, cols);
   return x;
 }
@@ -66,8 +66,8 @@ void jet_product(const Jet& a, const Jet& b, Jet& out, unsigned wanted, Product 
     for (int t = s;; t = (t - 1) & s) {
       const int u = s ^ t;
       if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
-        const Matrix& x = a.c[static_cast<std::size_t>(t)];
-        const Matrix& y = b.c[static_cast<std::size_t>(u)];
+        const Buffer& x = a.c[static_cast<std::size_t>(t)];
+        const Buffer& y = b.c[static_cast<std::size_t>(u)];
         if (first) {
           const auto [rows, cols] = shape(x, y);
           out.set(s, rows, cols);
@@ -80,39 +80,39 @@ void jet_product(const Jet& a, const Jet& b, Jet& out, unsigned wanted, Product 
   }
 }
 
-std::pair<Index, Index> same_shape(const Matrix& x, const Matrix&) { return {x.rows(), x.cols()}; }
+std::pair<Index, Index> same_shape(const Buffer& x, const Buffer&) { return {x.rows(), x.cols()}; }
 
 }  // namespace
 
 void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned wanted) {
-  const auto shape = [&](const Matrix& x, const Matrix& y) {
+  const auto shape = [&](const Buffer& x, const Buffer& y) {
     return std::pair<Index, Index>{op_a == Op::none ? x.rows() : x.cols(), op_b == Op::none ? y.cols() : y.rows()};
   };
-  const auto product = [&](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
+  const auto product = [&](Buffer& o, const Buffer& x, const Buffer& y, bool first) {
     gemm(1.0, x, op_a, y, op_b, first ? 0.0 : 1.0, o);
   };
   jet_product(a, b, out, wanted, product, shape);
 }
 
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
-  jet_product(a, b, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& y, bool first) {
+  jet_product(a, b, out, all_components, [](Buffer& o, const Buffer& x, const Buffer& y, bool first) {
     if (first) o.array() = x.array() * y.array(); else o.array() += x.array() * y.array();
   }, same_shape);
 }
 
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {
-  jet_product(a, row, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& r, bool first) {
+  jet_product(a, row, out, all_components, [](Buffer& o, const Buffer& x, const Buffer& r, bool first) {
     if (first) o.array() = x.array().rowwise() * r.row(0).array(); else o.array() += x.array().rowwise() * r.row(0).array();
   }, same_shape);
 }
 
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
-  jet_product(a, column, out, all_components, [](Matrix& o, const Matrix& x, const Matrix& c, bool first) {
+  jet_product(a, column, out, all_components, [](Buffer& o, const Buffer& x, const Buffer& c, bool first) {
     if (first) o.array() = x.array().colwise() * c.col(0).array(); else o.array() += x.array().colwise() * c.col(0).array();
   }, same_shape);
 }
 
-void jet_apply(const Jet& a, const Matrix* d, Jet& out) {
+void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
   out.reset(a.m);
   out.set(0, a.rows(), a.cols()) = d[0];
   const auto& table = partitions();
@@ -124,7 +124,7 @@ void jet_apply(const Jet& a, const Matrix* d, Jet& out) {
       if (zero) continue;
       if (first) out.set(s, a.rows(), a.cols()).setZero();
       first = false;
-      Matrix& o = out.c[static_cast<std::size_t>(s)];
+      Buffer& o = out.c[static_cast<std::size_t>(s)];
       const auto fk = d[p.size()].array();
       const auto comp = [&](std::size_t i) { return a.c[static_cast<std::size_t>(p[i])].array(); };
       switch (p.size()) {
@@ -154,7 +154,7 @@ void jet_add_to_columns(Jet& a, const Jet& column) {
   a.m = m;
   for (int s = 0; s < (1 << m); ++s) {
     if (!column.nz[static_cast<std::size_t>(s)]) continue;
-    Matrix& x = a.c[static_cast<std::size_t>(s)];
+    Buffer& x = a.c[static_cast<std::size_t>(s)];
     if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
     x.colwise() += column.c[static_cast<std::size_t>(s)].col(0);
   }
@@ -165,7 +165,7 @@ void jet_subtract_row(Jet& a, const Jet& row) {
   a.m = m;
   for (int s = 0; s < (1 << m); ++s) {
     if (!row.nz[static_cast<std::size_t>(s)]) continue;
-    Matrix& x = a.c[static_cast<std::size_t>(s)];
+    Buffer& x = a.c[static_cast<std::size_t>(s)];
     if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
     x.rowwise() -= row.c[static_cast<std::size_t>(s)].row(0);
   }
@@ -176,7 +176,7 @@ void jet_axpy(double alpha, const Jet& x, Jet& y) {
   y.m = m;
   for (int s = 0; s < (1 << m); ++s) {
     if (!x.nz[static_cast<std::size_t>(s)]) continue;
-    const Matrix& xs = x.c[static_cast<std::size_t>(s)];
+    const Buffer& xs = x.c[static_cast<std::size_t>(s)];
     if (!y.nz[static_cast<std::size_t>(s)]) {
       y.set(s, xs.rows(), xs.cols()) = alpha * xs;
     } else {

@@ -9,6 +9,7 @@
 #include <array>
 
 #include "core/types.hpp"
+#include "model/buffer.hpp"
 #include "model/gemm.hpp"
 
 namespace eomlab {
@@ -17,7 +18,7 @@ inline constexpr int max_jet_directions = 3;
 
 struct Jet {
   int m = 0;
-  std::array<Matrix, 1 << max_jet_directions> c;
+  std::array<Buffer, 1 << max_jet_directions> c;
   std::array<bool, 1 << max_jet_directions> nz{};
 
   int size() const { return 1 << m; }
@@ -25,8 +26,8 @@ struct Jet {
   // Sets the number of directions and marks every component zero (storage is kept).
   void reset(int directions);
   // A constant (no derivative parts).
-  void set_constant(int directions, const Matrix& value);
-  Matrix& set(int s, Index rows, Index cols);  // marks s non-zero, resizes, returns it
+  void set_constant(int directions, const Eigen::Ref<const Matrix>& value);
+  Buffer& set(int s, Index rows, Index cols);  // marks s non-zero, resizes, returns it
   Index rows() const { return c[0].rows(); }
   Index cols() const { return c[0].cols(); }
 };
@@ -42,7 +43,7 @@ void jet_scale_columns(const Jet& a, const Jet& row, Jet& out);
 // out = a ⊙ b where b is a column vector (rows x 1) jet broadcast over columns.
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out);
 // out = f(a) elementwise, given derivatives[k] = f^(k)(a.c[0]) for k = 0..a.m (Faà di Bruno).
-void jet_apply(const Jet& a, const Matrix* derivatives, Jet& out);
+void jet_apply(const Jet& a, const Buffer* derivatives, Jet& out);
 // Linear maps, componentwise.
 void jet_column_sums(const Jet& a, Jet& out);  // 1 x cols: sums over rows
 void jet_row_sums(const Jet& a, Jet& out);     // rows x 1: sums over columns

@@ -15,7 +15,7 @@ namespace {
 using ConstWeights = Eigen::Map<const RowMajorMatrix>;
 
 // d[k] = d^k/dx^k x^p for k = 0..order, elementwise.
-void power_derivatives(const Matrix& x, double p, int order, Matrix* d) {
+void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d) {
   double coef = 1.0;
   for (int k = 0; k <= order; ++k) {
     d[k] = coef * x.array().pow(p - k).matrix();
@@ -35,8 +35,8 @@ struct Mlp::Workspace {
   std::vector<Jet> a;             // activations of hidden layers
   std::vector<Jet> slope;         // σ'(ẑ) of hidden layers
   Jet delta, next_delta, grad_w, grad_b, t0, t1, t2, t3;
-  Matrix derivs[5], derivs2[5];
-  Matrix labels_one_hot;
+  Buffer derivs[5], derivs2[5];
+  Eigen::RowVectorXd column_max;
   double loss = 0;
   std::unique_ptr<DensePath> fast;  // null where the fast path does not apply, or when told to use the reference
 };
@@ -182,18 +182,19 @@ void Mlp::forward(const Vector& theta, const Vector* const* directions, int m, c
 double Mlp::head(const Dataset& batch, double scale) const {
   Workspace& w = *ws_;
   const Jet& z = w.z.back();
-  const Matrix& z0 = z.c[0];
+  const Buffer& z0 = z.c[0];
   Jet& delta = w.delta;
   double loss = 0.0;
   if (loss_ == LossKind::cross_entropy) {
-    const Eigen::RowVectorXd mx = z0.colwise().maxCoeff();
+    Eigen::RowVectorXd& mx = w.column_max;
+    mx = z0.colwise().maxCoeff();
     w.derivs[0] = (z0.rowwise() - mx).array().exp().matrix();
     for (int k = 1; k <= w.m; ++k) w.derivs[k] = w.derivs[0];
     jet_apply(z, w.derivs, w.t0);  // e = exp(z - max): every derivative of exp is exp
     jet_column_sums(w.t0, w.t1);   // s
-    const Eigen::RowVectorXd sums = w.t1.c[0].row(0);
+    const Buffer& sums = w.t1.c[0];
     for (Index i = 0; i < z0.cols(); ++i)
-      loss += std::log(sums[i]) + mx[i] - z0(static_cast<Index>(batch.labels[static_cast<std::size_t>(i)]), i);
+      loss += std::log(sums(0, i)) + mx[i] - z0(static_cast<Index>(batch.labels[static_cast<std::size_t>(i)]), i);
     power_derivatives(w.t1.c[0], -1.0, w.m, w.derivs2);
     jet_apply(w.t1, w.derivs2, w.t2);  // 1/s
     jet_scale_columns(w.t0, w.t2, delta);  // softmax probabilities

@@ -1,12 +1,14 @@
 // Issue #7: no allocation inside the integrator's loop. This program counts every malloc (Eigen's
 // matrices allocate through it) and checks that, once the shapes are known, field evaluations and
-// integrator steps allocate nothing.
+// integrator steps allocate nothing: the fast path (gradient, HVP, gf and eom1 fields) and the jet
+// path (T[u, v], eom2 and eom3 fields, normalized layers) alike.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
 
 #include "flow/dop853.hpp"
+#include "model/buffer.hpp"
 #include "flow/vector_field.hpp"
 #include "support/mixture.hpp"
 
@@ -46,6 +48,7 @@ long allocations_during(F&& f) {
 struct Case {
   Normalization normalization;
   int order;
+  Activation activation = Activation::tanh;
 };
 
 class NoAllocation : public ::testing::TestWithParam<Case> {};
@@ -61,10 +64,10 @@ TEST(NoAllocationCounter, CountsEigenAllocations) {
 }
 
 TEST_P(NoAllocation, FieldEvaluationsAndIntegratorSteps) {
-  const auto [normalization, order] = GetParam();
+  const auto [normalization, order, activation] = GetParam();
   const std::vector<Index> widths{5, 12, 9, 3};
   const Dataset d = test::mixture(48, widths, 2);
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy, normalization);
+  Mlp mlp(widths, activation, LossKind::cross_entropy, normalization);
   const Vector theta0 = mlp.initial_parameters(1);
   const WholeVector whole(mlp.n_params());
   MlpObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
@@ -77,16 +80,53 @@ TEST_P(NoAllocation, FieldEvaluationsAndIntegratorSteps) {
   const long field_evaluations = field.evaluations();
   EXPECT_EQ(allocations_during([&] { ASSERT_EQ(integrator.advance_to(0.3, y), Dop853::Status::ok); }), 0);
   EXPECT_GT(field.evaluations(), field_evaluations + 12);  // it did take steps
-  Vector g(y.size()), hv(y.size());
+  Vector g(y.size()), hv(y.size()), t(y.size());
   objective.value_and_gradient(y, g);
   objective.hessian_vector(y, g, hv);
+  objective.third_order(y, g, hv, t);
   y[0] += 1e-3;
   EXPECT_EQ(allocations_during([&] {
               objective.value_and_gradient(y, g);
               objective.hessian_vector(y, g, hv);
+              objective.third_order(y, g, hv, t);
             }),
             0);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, NoAllocation,
-                         ::testing::Values(Case{Normalization::none, 0}, Case{Normalization::none, 1}));
+                         ::testing::Values(Case{Normalization::none, 0}, Case{Normalization::none, 1},
+                                           Case{Normalization::none, 2}, Case{Normalization::none, 3},
+                                           Case{Normalization::layer, 1}, Case{Normalization::layer, 3},
+                                           Case{Normalization::weight, 2}, Case{Normalization::none, 2, Activation::gelu},
+                                           Case{Normalization::none, 2, Activation::softplus}));
+
+TEST(Buffer, ReusesItsStorageAndBehavesLikeAMatrix) {
+  Buffer b;
+  b = Matrix::Constant(6, 5, 2.0);
+  EXPECT_EQ(b.rows(), 6);
+  EXPECT_EQ(b.cols(), 5);
+  EXPECT_EQ(b.sum(), 60.0);
+  const double* storage = b.data();
+  EXPECT_EQ(allocations_during([&] {
+              b.resize(3, 4);  // within capacity: the same memory, a new shape
+              b.setOnes();
+              b = Matrix::Identity(5, 6);  // still within capacity
+            }),
+            0);
+  EXPECT_EQ(b.data(), storage);
+  EXPECT_EQ(b.rows(), 5);
+  EXPECT_EQ(b.trace(), 5.0);
+  EXPECT_GE(allocations_during([&] { b.resize(10, 10); }), 1);  // growing allocates
+  b.setConstant(1.5);
+  Buffer copy = b;
+  EXPECT_NE(copy.data(), b.data());
+  EXPECT_EQ(Matrix(copy), Matrix(b));
+  Buffer moved = std::move(copy);
+  EXPECT_EQ(moved.rows(), 10);
+  EXPECT_EQ(moved.sum(), 150.0);
+  Buffer other;
+  other = Matrix::Zero(2, 3);
+  std::swap(moved, other);
+  EXPECT_EQ(moved.rows(), 2);
+  EXPECT_EQ(other.sum(), 150.0);
+}
