@@ -4,7 +4,7 @@ under mpirun, GD beside gf, eom1 and eom2 by default (each flow has its own DOP8
 vectors, all sliced over the run's ranks). Reads `peak_rank_memory_bytes` (max over the run's ranks)
 from the run file and prints it beside what the vectors alone need.
 
-    bench/memory.py [--build build] [--layers 784,1024,256,10] [--samples 1024] [--ranks 1,2] [--flows gf,eom1,eom2]
+    bench/memory.py [--build build] [--layers 784,1024,256,10] [--samples 1024] [--ranks 1,2] [--flows gf,eom1,eom2] [--sharpness on,off]
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ def n_params(layers):
     return sum(layers[i] * layers[i + 1] + layers[i + 1] for i in range(len(layers) - 1))
 
 
-def config_text(layers, samples, ranks, flows, output):
+def config_text(layers, samples, ranks, flows, output, sharpness="on"):
     return f"""[study]
 name = memory
 output = {output}
@@ -48,13 +48,14 @@ atol = 1e-8
 
 [output]
 theta = none
+sharpness = {sharpness}
 """
 
 
-def run(build, layers, samples, ranks, flows, d):
-    out = d / f"r{ranks}"
-    ini = d / f"r{ranks}.ini"
-    ini.write_text(config_text(layers, samples, ranks, flows, out))
+def run(build, layers, samples, ranks, flows, sharpness, d):
+    out = d / f"r{ranks}_{sharpness}"
+    ini = d / f"r{ranks}_{sharpness}.ini"
+    ini.write_text(config_text(layers, samples, ranks, flows, out, sharpness))
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
     subprocess.run(["mpirun", "-np", str(ranks), str(build / "src" / "eomlab"), "--config", str(ini)],
@@ -71,6 +72,7 @@ def main():
     p.add_argument("--samples", type=int, default=1024)
     p.add_argument("--ranks", default="1,2")
     p.add_argument("--flows", default="gf,eom1,eom2")
+    p.add_argument("--sharpness", default="on,off", help="output.sharpness values to run")
     args = p.parse_args()
     layers = [int(w) for w in args.layers.split(",")]
     P = n_params(layers)
@@ -78,15 +80,17 @@ def main():
     flows = args.flows.split(",")
     print(f"MLP {args.layers}, P = {P}, {args.samples} samples, flows {', '.join(flows)}; one vector of length P = "
           f"{vector:.1f} MiB")
-    print("| ranks per run | peak memory per rank (MiB) | integrator vectors per rank (MiB) | status |")
-    print("| --- | --- | --- | --- |")
+    print("| ranks per run | sharpness | peak memory per rank (MiB) | integrator vectors per rank (MiB) | status |")
+    print("| --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        for ranks in [int(r) for r in args.ranks.split(",")]:
-            peak, status = run(pathlib.Path(args.build), layers, args.samples, ranks, flows, pathlib.Path(tmp))
-            # Each flow's DOP853 holds 16 stages, 7 dense-output vectors and 6 more (y, y_old, y_new,
-            # stage, two error estimates), all slices of length P / ranks.
-            sliced = len(flows) * 29 * vector / ranks
-            print(f"| {ranks} | {peak / MIB:.1f} | {sliced:.1f} | {status} |")
+        for sharpness in args.sharpness.split(","):
+            for ranks in [int(r) for r in args.ranks.split(",")]:
+                peak, status = run(pathlib.Path(args.build), layers, args.samples, ranks, flows, sharpness,
+                                   pathlib.Path(tmp))
+                # Each flow's DOP853 holds 16 stages, 7 dense-output vectors and 6 more (y, y_old, y_new,
+                # stage, two error estimates), all slices of length P / ranks.
+                sliced = len(flows) * 29 * vector / ranks
+                print(f"| {ranks} | {sharpness} | {peak / MIB:.1f} | {sliced:.1f} | {status} |")
 
 
 if __name__ == "__main__":
