@@ -27,7 +27,7 @@ const Vector& MlpObjective::gathered_theta(const Vector& slice) {
 }
 
 double MlpObjective::weight_decay_term(const Vector& theta) const {
-  return 0.5 * weight_decay_ * theta.squaredNorm();
+  return weight_decay_ == 0.0 ? 0.0 : 0.5 * weight_decay_ * theta.squaredNorm();
 }
 
 double MlpObjective::local_loss(const Vector& theta) {
@@ -48,7 +48,7 @@ double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad)
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_out_, grad);
-  grad += weight_decay_ * theta_slice;
+  if (weight_decay_ != 0.0) grad += weight_decay_ * theta_slice;
   return slices_.sum(loss) + weight_decay_term(theta);
 }
 
@@ -61,7 +61,7 @@ void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Ve
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_out_, hv);
-  hv += weight_decay_ * v;
+  if (weight_decay_ != 0.0) hv += weight_decay_ * v;
 }
 
 void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const Vector& v, Vector& out) {
@@ -86,7 +86,7 @@ void MlpObjective::hessian_and_third_order(const Vector& theta_slice, const Vect
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_first_, hu);
-  hu += weight_decay_ * u;
+  if (weight_decay_ != 0.0) hu += weight_decay_ * u;
   slices_.reduce_scatter(whole_out_, tuu);
 }
 
