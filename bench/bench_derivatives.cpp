@@ -1,11 +1,14 @@
 // Time per gradient, HVP, T[u, v] and field evaluation (gf, eom1..3) of the MLP objective, beside the dense products
-// (GEMMs) the gradient is made of, measured in the same run. Reports each as a multiple of the gradient
-// via the counters printed by Google Benchmark.
+// (GEMMs) the gradient is made of, measured in the same run. Counters: GFLOPs, the dense products'
+// operations actually done per second (the GEMMs' rate is what the hardware allows), and in_gradients,
+// the time as a multiple of one gradient.
 //   build/bench/bench_derivatives                       (reference 784-256-256-10, 1024 samples + small)
 //   build/bench/bench_derivatives --benchmark_filter=small
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cmath>
+#include <map>
 
 #include "core/rng.hpp"
 #include "data/synthetic.hpp"
@@ -49,54 +52,75 @@ struct Fixture {
   }
 };
 
-// FLOPs of the dense products of one gradient: forward W·A per layer, G = δAᵀ per layer, Wᵀδ for
-// all but the first layer.
-double gradient_flops(const Network& n) {
-  double f = 0;
-  for (std::size_t i = 0; i + 1 < n.widths.size(); ++i) {
-    const double mm = 2.0 * static_cast<double>(n.widths[i] * n.widths[i + 1] * n.samples);
-    f += (i == 0 ? 2 : 3) * mm;
+// Seconds per gradient of a network (the fastest of 5 after a warm-up), measured once per network
+// and process: the unit of the `in_gradients` counter.
+double gradient_seconds(const Network& net) {
+  static std::map<const Network*, double> measured;
+  auto [it, inserted] = measured.try_emplace(&net, 0.0);
+  if (inserted) {
+    Fixture f(net);
+    f.objective->value_and_gradient(f.theta, f.out);
+    double best = 1e300;
+    for (int r = 0; r < 5; ++r) {
+      f.theta[0] = std::nextafter(f.theta[0], 1.0);
+      const auto t0 = std::chrono::steady_clock::now();
+      f.objective->value_and_gradient(f.theta, f.out);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    it->second = best;
   }
-  return f;
+  return it->second;
 }
 
-void report(benchmark::State& state, const Network& net, double gradients) {
-  state.counters["GFLOPs_equiv"] =
-      benchmark::Counter(gradient_flops(net) * gradients * static_cast<double>(state.iterations()) * 1e-9,
-                         benchmark::Counter::kIsRate);
+// Runs the benchmark loop and reports, beside the time, `GFLOPs`: the dense products' floating-point
+// operations actually done (counted by gemm()) per second, and `in_gradients`: the time as a multiple
+// of one gradient of the same network.
+template <class F>
+void measure(benchmark::State& state, const Network& net, F&& evaluate) {
+  const double gradient = gradient_seconds(net);
+  const std::uint64_t flops0 = gemm_flops_so_far();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) evaluate();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["GFLOPs"] = benchmark::Counter(1e-9 * static_cast<double>(gemm_flops_so_far() - flops0) / seconds);
+  state.counters["in_gradients"] = seconds / static_cast<double>(state.iterations()) / gradient;
 }
 
 void gradient(benchmark::State& state, const Network* net) {
   Fixture f(*net);
-  for (auto _ : state) benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
-  report(state, *net, 1.0);
+  measure(state, *net, [&] {
+    f.theta[0] = std::nextafter(f.theta[0], 1.0);
+    benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
+  });
 }
 
-// Each HVP at a fresh point, so no forward pass of a previous evaluation is reused.
+// Each evaluation at a fresh point, so no forward pass of a previous evaluation is reused.
 void hvp(benchmark::State& state, const Network* net) {
   Fixture f(*net);
-  for (auto _ : state) {
+  measure(state, *net, [&] {
     f.theta[0] = std::nextafter(f.theta[0], 1.0);
     f.objective->hessian_vector(f.theta, f.v, f.out);
     benchmark::DoNotOptimize(f.out.data());
-  }
+  });
 }
 
 void third_order(benchmark::State& state, const Network* net) {
   Fixture f(*net);
-  for (auto _ : state) {
+  measure(state, *net, [&] {
+    f.theta[0] = std::nextafter(f.theta[0], 1.0);
     f.objective->third_order(f.theta, f.v, f.theta, f.out);
     benchmark::DoNotOptimize(f.out.data());
-  }
+  });
 }
 
 void field(benchmark::State& state, const Network* net, int order) {
   Fixture f(*net);
   VectorField field(*f.objective, FlowKind{order}, 0.01);
-  for (auto _ : state) {
+  measure(state, *net, [&] {
+    f.theta[0] = std::nextafter(f.theta[0], 1.0);
     field(f.theta, f.out);
     benchmark::DoNotOptimize(f.out.data());
-  }
+  });
 }
 
 // The same GEMMs as one gradient (shapes, transposes, the one gemm() of model/gemm.hpp), on plain
@@ -113,7 +137,7 @@ void gemms_of_gradient(benchmark::State& state, const Network* net) {
     g.emplace_back(in, out);
     e.emplace_back(in, net->samples);
   }
-  for (auto _ : state) {
+  measure(state, *net, [&] {
     for (std::size_t i = 0; i < wt.size(); ++i) {
       gemm(1.0, wt[i], Op::transpose, a[i], Op::none, 0.0, z[i]);
       gemm(1.0, a[i], Op::none, d[i], Op::transpose, 0.0, g[i]);
@@ -122,8 +146,7 @@ void gemms_of_gradient(benchmark::State& state, const Network* net) {
     benchmark::DoNotOptimize(z.back().data());
     benchmark::DoNotOptimize(g.back().data());
     benchmark::DoNotOptimize(e.back().data());
-  }
-  report(state, *net, 1.0);
+  });
 }
 
 }  // namespace

@@ -134,7 +134,7 @@ def main():
     print(header)
     print("|" + " --- |" * (len(names) + 1))
     for who, t in results.items():
-        print(f"| {who} (ms) | " + " | ".join(f"{t[n]:.1f}" if n in t else "—" for n in names) + " |")
+        print(f"| {who} (ms) | " + " | ".join(f"{t[n]:.3g}" if n in t else "—" for n in names) + " |")
     best_e = {n: min(t[n] for w, t in results.items() if w.startswith("eomlab") and n in t) for n in names}
     best_t = {n: min((t[n] for w, t in results.items() if w.startswith("PyTorch") and n in t), default=None) for n in names}
     print("| PyTorch best / eomlab best | " + " | ".join(

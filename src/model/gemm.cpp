@@ -5,6 +5,11 @@
 #include "core/error.hpp"
 
 namespace eomlab {
+namespace {
+std::uint64_t flops = 0;  // one rank, one thread: no atomics needed
+}
+
+std::uint64_t gemm_flops_so_far() { return flops; }
 
 void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen::Ref<const Matrix>& b, Op op_b,
           double beta, Eigen::Ref<Matrix> c) {
@@ -14,6 +19,7 @@ void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen:
   if ((op_b == Op::none ? b.rows() : b.cols()) != k || c.rows() != m || c.cols() != n)
     throw Error("gemm: shapes do not match");
   if (m == 0 || n == 0) return;
+  flops += 2 * static_cast<std::uint64_t>(m) * static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(k);
 #ifdef EIGEN_USE_BLAS
   constexpr Index int_max = std::numeric_limits<int>::max();
   if (m > int_max || n > int_max || k > int_max || a.outerStride() > int_max || b.outerStride() > int_max ||

@@ -2,6 +2,8 @@
 // product of the derivative code. Through the BLAS when eomlab is built with one (EOMLAB_BLAS), else
 // Eigen's product; either way C is written in place, with no zeroing pass and no temporary.
 #pragma once
+#include <cstdint>
+
 #include "core/types.hpp"
 
 namespace eomlab {
@@ -10,5 +12,9 @@ enum class Op { none, transpose };
 
 void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen::Ref<const Matrix>& b, Op op_b,
           double beta, Eigen::Ref<Matrix> c);
+
+// Floating-point operations (2·m·n·k per product) done by gemm() in this process so far: the
+// benchmarks divide differences of it by time to report achieved GFLOP/s.
+std::uint64_t gemm_flops_so_far();
 
 }  // namespace eomlab
