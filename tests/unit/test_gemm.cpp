@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "model/gemm.hpp"
+#include "model/mlp.hpp"
 
 using namespace eomlab;
 
@@ -33,4 +34,13 @@ TEST(Gemm, WritesIntoBlocksAndReadsStridedViews) {
   expected.block(3, 1, 4, 2) = big.block(1, 2, 4, 3) * big.block(5, 0, 3, 2);
   EXPECT_LT((c - expected).norm(), 1e-14);
   EXPECT_THROW(gemm(1.0, big, Op::none, big, Op::none, 0.0, c), std::exception);
+}
+
+extern "C" int openblas_get_num_threads() __attribute__((weak));
+
+// eomlab runs one rank per core: the BLAS it links must not start threads of its own.
+TEST(Gemm, BlasRunsOneThreadOnceAnMlpExists) {
+  if (!openblas_get_num_threads) GTEST_SKIP() << "not linked with OpenBLAS";
+  Mlp mlp({3, 4, 2}, Activation::tanh, LossKind::mse);
+  EXPECT_EQ(openblas_get_num_threads(), 1);
 }
