@@ -14,7 +14,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "flow/vector_field.hpp"
-#include "model/blas_threads.hpp"
+#include "model/blas.hpp"
 #include "model/gemm.hpp"
 
 using namespace eomlab;

@@ -5,7 +5,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "model/activation.hpp"
-#include "model/blas_threads.hpp"
+#include "model/blas.hpp"
 #include "model/dense_path.hpp"
 #include "model/jet.hpp"
 

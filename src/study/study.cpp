@@ -22,6 +22,7 @@
 #include "diff/objective.hpp"
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
+#include "model/blas.hpp"
 #include "io/catalog.hpp"
 #include "io/checkpoint.hpp"
 #include "io/input.hpp"
@@ -378,6 +379,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
                          {"git_sha", build::git_sha},
                          {"compiler", build::compiler},
                          {"mpi_library", dist::Environment::library_version()},
+                         {"blas", blas_description()},
                          {"mpi_world_size", std::to_string(world.size())},
                          {"host", host},
                          {"study", config.name},

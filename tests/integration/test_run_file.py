@@ -15,7 +15,7 @@ def check_run_file(path):
     with h5py.File(path, "r") as f:
         attrs = f.attrs
         for key in ["eomlab_version", "git_sha", "config", "run_id", "lr", "seed", "weight_decay",
-                    "ranks_per_run", "n_params", "status", "created", "finished", "host", "mpi_library"]:
+                    "ranks_per_run", "n_params", "status", "created", "finished", "host", "mpi_library", "blas"]:
             assert key in attrs, f"missing root attribute {key}"
         assert attrs["status"] == "complete"
         lr, n_params = float(attrs["lr"]), int(attrs["n_params"])
