@@ -18,8 +18,8 @@ const Vector& MlpObjective::gathered_theta(const Vector& slice) {
   // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
   // not), so all of them gather, or skip, together.
   const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
-  same_point_ = slices_.sum(changed_here ? 1.0 : 0.0) == 0.0;
-  if (!same_point_) {
+  if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
+    forward_pass_at_theta_ = false;
     theta_slice_ = slice;
     slices_.all_gather(slice, theta_);
   }
@@ -31,6 +31,7 @@ double MlpObjective::weight_decay_term(const Vector& theta) const {
 }
 
 double MlpObjective::local_loss(const Vector& theta) {
+  forward_pass_at_theta_ = false;  // a loss-only pass keeps no backward pass
   return local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0;
 }
 
@@ -44,6 +45,7 @@ double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad)
   double loss = 0.0;
   if (local_.n_samples() > 0) {
     loss = model_.loss_and_gradient(theta, local_, scale_, whole_out_);
+    forward_pass_at_theta_ = true;
   } else {
     whole_out_.setZero(model_.n_params());
   }
@@ -56,7 +58,8 @@ void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Ve
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(v, v_);
   if (local_.n_samples() > 0) {
-    model_.hessian_vector(theta, v_, local_, scale_, whole_out_, same_point_);
+    model_.hessian_vector(theta, v_, local_, scale_, whole_out_, forward_pass_at_theta_);
+    forward_pass_at_theta_ = true;
   } else {
     whole_out_.setZero(model_.n_params());
   }

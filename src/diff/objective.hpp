@@ -52,7 +52,9 @@ class MlpObjective final : public Objective {
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
-  bool same_point_ = false;     // θ is that of the model's previous evaluation
+  // The model's last gradient or HVP (whose forward pass the fast path keeps) was at the current θ.
+  // Other evaluations leave it alone: third-order ones do not touch that forward pass.
+  bool forward_pass_at_theta_ = false;
   Vector u_, v_, whole_out_, whole_first_;
 
   const Vector& gathered_theta(const Vector& slice);

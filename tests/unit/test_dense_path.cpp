@@ -104,3 +104,24 @@ TEST(DensePath, ObjectiveReusesTheForwardPassOnlyAtTheSamePoint) {
     EXPECT_LT(relative(hv, expected), 1e-13);
   }
 }
+
+TEST(DensePath, ObjectiveDoesNotReuseAcrossAThirdOrderEvaluationElsewhere) {
+  const Dataset d = data_for(Activation::tanh, LossKind::cross_entropy);
+  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
+  const Vector other = theta + 0.1 * random_vector(mlp.n_params(), 9);
+  Mlp reference(widths, Activation::tanh, LossKind::cross_entropy);
+  reference.use_reference_path(true);
+  WholeVector whole(mlp.n_params());
+  MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.0, whole);
+  Vector g, t, hv, expected;
+  objective.value_and_gradient(theta, g);    // the fast path's forward pass at θ
+  objective.third_order(other, v, v, t);     // jets at another point: that forward pass stays θ's
+  objective.hessian_vector(other, v, hv);    // θ unchanged since the last call, but not since the gradient
+  reference.hessian_vector(other, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
+  EXPECT_LT(relative(hv, expected), 1e-13);
+  objective.value(theta);                    // a loss-only pass: no backward pass to reuse
+  objective.hessian_vector(theta, v, hv);
+  reference.hessian_vector(theta, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
+  EXPECT_LT(relative(hv, expected), 1e-13);
+}
