@@ -3,7 +3,6 @@
 #include <cmath>
 #include <utility>
 
-#include "core/error.hpp"
 #include "model/activation.hpp"
 #include "model/gemm.hpp"
 
