@@ -104,10 +104,9 @@ std::string Comm::broadcast(const std::string& s, int root) const {
   return out;
 }
 
-void Comm::all_gather(const double* local, double* out, const std::vector<int>& counts) const {
-  std::vector<int> displs(counts.size(), 0);
-  for (std::size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
-  check(MPI_Allgatherv(local, counts[static_cast<std::size_t>(rank())], MPI_DOUBLE, out, counts.data(), displs.data(),
+void Comm::all_gather(const double* local, double* out, const std::vector<int>& counts,
+                      const std::vector<int>& displacements) const {
+  check(MPI_Allgatherv(local, counts[static_cast<std::size_t>(rank())], MPI_DOUBLE, out, counts.data(), displacements.data(),
                        MPI_DOUBLE, impl_->comm),
         "MPI_Allgatherv");
 }
@@ -120,7 +119,10 @@ SlicedVectors::SlicedVectors(Comm comm, Index global_size) : comm_(std::move(com
   const int r = comm_.size(), me = comm_.rank();
   begin_ = slice_begin(n_, me, r);
   end_ = slice_begin(n_, me + 1, r);
-  for (int i = 0; i < r; ++i) counts_.push_back(static_cast<int>(slice_begin(n_, i + 1, r) - slice_begin(n_, i, r)));
+  for (int i = 0; i < r; ++i) {
+    counts_.push_back(static_cast<int>(slice_begin(n_, i + 1, r) - slice_begin(n_, i, r)));
+    displacements_.push_back(static_cast<int>(slice_begin(n_, i, r)));
+  }
 }
 
 void SlicedVectors::all_gather(const Vector& slice, Vector& whole) const {
@@ -129,7 +131,7 @@ void SlicedVectors::all_gather(const Vector& slice, Vector& whole) const {
     whole = slice;
     return;
   }
-  comm_.all_gather(slice.data(), whole.data(), counts_);
+  comm_.all_gather(slice.data(), whole.data(), counts_, displacements_);
   bytes_ += sizeof(double) * static_cast<std::uint64_t>(slice.size()) * (counts_.size() - 1);
 }
 

@@ -37,8 +37,9 @@ class Comm final : public Reducer {
   long max(long local) const;
   // Rank `root`'s string on every rank.
   std::string broadcast(const std::string& s, int root = 0) const;
-  // out = concatenation of every rank's `counts[rank]` doubles, in rank order.
-  void all_gather(const double* local, double* out, const std::vector<int>& counts) const;
+  // out = every rank's `counts[rank]` doubles, each at `displacements[rank]`.
+  void all_gather(const double* local, double* out, const std::vector<int>& counts,
+                  const std::vector<int>& displacements) const;
   // out (counts[rank] doubles) = this rank's block of the elementwise sum of every rank's `in`.
   void reduce_scatter(const double* in, double* out, const std::vector<int>& counts) const;
 
@@ -65,7 +66,7 @@ class SlicedVectors final : public SliceExchange {
  private:
   Comm comm_;
   Index n_, begin_, end_;
-  std::vector<int> counts_;
+  std::vector<int> counts_, displacements_;  // per rank, computed once: no allocation per exchange
   mutable std::uint64_t bytes_ = 0;
 };
 
