@@ -7,12 +7,11 @@ namespace eomlab {
 
 namespace {
 
-// tanh and its first `order` derivatives of every entry, in one pass over L1-sized blocks: Eigen's
-// vectorized exp fills a block, then branch-free loops the compiler vectorizes finish it (one Eigen
-// expression with nested select()s runs scalar).
+// tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
+// pass over L1-sized blocks: Eigen's vectorized exp fills a block, then branch-free loops the compiler
+// vectorizes finish it (one Eigen expression with nested select()s runs scalar).
 template <class Out>
 void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* out) {
-  for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   constexpr Index block = 64;
   alignas(64) double e[block];
   const Index n = z.size();
@@ -43,7 +42,10 @@ void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* ou
 
 }  // namespace
 
-void tanh_into(const Matrix& z, Matrix& out) { tanh_with_derivatives(z, 0, &out); }
+void tanh_into(const Matrix& z, Matrix& out) {
+  out.resize(z.rows(), z.cols());
+  tanh_with_derivatives(z, 0, &out);
+}
 
 template <class Out>
 void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out* out) {

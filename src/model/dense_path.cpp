@@ -87,25 +87,23 @@ double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) 
   return forward_and_head(theta, batch, scale);
 }
 
-double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) {
+double DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad) {
   primal_valid_ = false;
   const double loss = forward_and_head(theta, batch, scale);
-  grad.resize(theta.size());
-  backward(theta, batch.x, &grad);
+  backward(theta, batch.x, grad);
   primal_valid_ = true;
   primal_scale_ = scale;
   return loss;
 }
 
+double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) {
+  grad.resize(theta.size());
+  return primal(theta, batch, scale, &grad);
+}
+
 void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
                                bool same_point) {
-  if (!(same_point && primal_valid_ && primal_scale_ == scale)) {
-    primal_valid_ = false;
-    forward_and_head(theta, batch, scale);
-    backward(theta, batch.x, nullptr);
-    primal_valid_ = true;
-    primal_scale_ = scale;
-  }
+  if (!(same_point && primal_valid_ && primal_scale_ == scale)) primal(theta, batch, scale, nullptr);
   const std::size_t n = layers_.size();
   // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż.
   for (std::size_t i = 0; i < n; ++i) {

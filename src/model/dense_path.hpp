@@ -47,6 +47,8 @@ class DensePath {
 
   double forward_and_head(const Vector& theta, const Dataset& batch, double scale);
   void backward(const Vector& theta, const Matrix& x, Vector* grad);
+  // Forward pass, head and backward pass (writing the gradient when grad is given): the primal state.
+  double primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad);
 };
 
 }  // namespace eomlab
