@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   };
   // Each measurement starts from a fresh point so nothing cached from the previous one helps it.
   Vector perturbed = ts;
-  auto fresh_point = [&] { perturbed[0] = std::nextafter(perturbed[0], 1.0); };
+  auto fresh_point = [&] { bench::move_to_fresh_point(perturbed); };
   time("gradient", [&] { fresh_point(); objective.value_and_gradient(perturbed, out); });
   objective.value_and_gradient(ts, out);
   save(".grad.bin", out);

@@ -1,7 +1,7 @@
 // Time per gradient, HVP, T[u, v] and field evaluation (gf, eom1..3) of the MLP objective, beside the dense products
 // (GEMMs) the gradient is made of, measured in the same run. Counters: GFLOPs, the dense products'
 // operations actually done per second (the GEMMs' rate is what the hardware allows), and in_gradients,
-// the time as a multiple of one gradient.
+// the time as a multiple of one gradient. Every evaluation is at a fresh point (nothing reused).
 //   build/bench/bench_derivatives                       (reference 784-256-256-10, 1024 samples + small)
 //   build/bench/bench_derivatives --benchmark_filter=small
 #include <benchmark/benchmark.h>
@@ -16,6 +16,7 @@
 #include "flow/vector_field.hpp"
 #include "model/blas.hpp"
 #include "model/gemm.hpp"
+#include "bench_support.hpp"
 
 using namespace eomlab;
 
@@ -62,7 +63,7 @@ double gradient_seconds(const Network& net) {
     f.objective->value_and_gradient(f.theta, f.out);
     double best = 1e300;
     for (int r = 0; r < 5; ++r) {
-      f.theta[0] = std::nextafter(f.theta[0], 1.0);
+      bench::move_to_fresh_point(f.theta);
       const auto t0 = std::chrono::steady_clock::now();
       f.objective->value_and_gradient(f.theta, f.out);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -90,16 +91,15 @@ void measure(benchmark::State& state, const Network& net, F&& evaluate) {
 void gradient(benchmark::State& state, const Network* net) {
   Fixture f(*net);
   measure(state, *net, [&] {
-    f.theta[0] = std::nextafter(f.theta[0], 1.0);
+    bench::move_to_fresh_point(f.theta);
     benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
   });
 }
 
-// Each evaluation at a fresh point, so no forward pass of a previous evaluation is reused.
 void hvp(benchmark::State& state, const Network* net) {
   Fixture f(*net);
   measure(state, *net, [&] {
-    f.theta[0] = std::nextafter(f.theta[0], 1.0);
+    bench::move_to_fresh_point(f.theta);
     f.objective->hessian_vector(f.theta, f.v, f.out);
     benchmark::DoNotOptimize(f.out.data());
   });
@@ -108,7 +108,7 @@ void hvp(benchmark::State& state, const Network* net) {
 void third_order(benchmark::State& state, const Network* net) {
   Fixture f(*net);
   measure(state, *net, [&] {
-    f.theta[0] = std::nextafter(f.theta[0], 1.0);
+    bench::move_to_fresh_point(f.theta);
     f.objective->third_order(f.theta, f.v, f.theta, f.out);
     benchmark::DoNotOptimize(f.out.data());
   });
@@ -118,7 +118,7 @@ void field(benchmark::State& state, const Network* net, int order) {
   Fixture f(*net);
   VectorField field(*f.objective, FlowKind{order}, 0.01);
   measure(state, *net, [&] {
-    f.theta[0] = std::nextafter(f.theta[0], 1.0);
+    bench::move_to_fresh_point(f.theta);
     field(f.theta, f.out);
     benchmark::DoNotOptimize(f.out.data());
   });

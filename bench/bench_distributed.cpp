@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   // Each gradient and the first HVP at a fresh point (θ all-gathered, nothing reused); then HVPs at
   // the point of the previous evaluation, which reuse its forward pass (Lanczos, the eom1 field).
   Vector moved = theta_s;
-  auto fresh_point = [&] { moved[0] = std::nextafter(moved[0], 1.0); };
+  auto fresh_point = [&] { bench::move_to_fresh_point(moved); };
   const double t_grad = time([&] { fresh_point(); objective.value_and_gradient(moved, out); });
   const std::uint64_t before = slices.bytes_sent();
   objective.hessian_vector(moved, v_s, out);

@@ -2,6 +2,7 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -35,6 +36,10 @@ inline std::vector<Index> widths_for(const Dataset& data, const std::vector<Inde
   widths.push_back(static_cast<Index>(classes));
   return widths;
 }
+
+// Moves θ by one ulp in its first entry: the next evaluation is at a fresh point, so nothing cached
+// from the previous one (the gathered θ, a forward pass) is reused.
+inline void move_to_fresh_point(Vector& theta) { theta[0] = std::nextafter(theta[0], 1.0); }
 
 // Median wall time of `repeats` calls (after two warm-ups), each bracketed by barriers so every
 // rank's share is included.
