@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include "core/rng.hpp"
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "support/mixture.hpp"
+#include "support/random_vector.hpp"
 
 using namespace eomlab;
 
@@ -37,9 +37,7 @@ TEST(Comm, ShardedObjectiveEqualsSerial) {
   const Dataset full = test::mixture(101, model.layers);
   Mlp mlp(model.layers, Activation::gelu, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(2);
-  Rng r(5, rng_stream::test);
-  Vector v(theta.size());
-  for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
+  const Vector v = test::random_vector(theta.size(), 5);
 
   const WholeVector whole(theta.size());
   const dist::SlicedVectors slices(world, theta.size());

@@ -5,39 +5,48 @@
 
 #include <tuple>
 
-#include "core/rng.hpp"
-#include "data/synthetic.hpp"
 #include "diff/objective.hpp"
+#include "support/finite_difference.hpp"
+#include "support/mixture.hpp"
+#include "support/random_vector.hpp"
 
 using namespace eomlab;
+using test::random_vector;
+using test::relative_error;
 
 namespace {
 
 const std::vector<Index> widths{6, 9, 8, 4};
 
-Vector random_vector(Index n, std::uint64_t seed) {
-  Rng r(seed, rng_stream::test);
-  Vector v(n);
-  for (Index i = 0; i < n; ++i) v[i] = r.normal();
-  return v;
-}
+Dataset data_for(Activation act, LossKind loss) { return test::teacher(30, widths, act, loss, 4); }
 
-Dataset data_for(Activation act, LossKind loss) {
-  DataConfig data;
-  data.source = "teacher";
-  data.n_samples = 30;
-  data.n_features = widths.front();
-  data.n_classes = widths.back();
-  data.noise = 0.3;
-  data.seed = 4;
-  ModelConfig model;
-  model.layers = widths;
-  model.activation = act;
-  model.loss = loss;
-  return make_synthetic(data, model);
-}
+// A tanh cross-entropy objective with weight decay, two points θ and `other`, a direction v, and the
+// same network on the jet path, which gives the expected HVPs.
+struct ObjectiveAndReference {
+  explicit ObjectiveAndReference(double decay)
+      : data(data_for(Activation::tanh, LossKind::cross_entropy)),
+        reference(widths, Activation::tanh, LossKind::cross_entropy),
+        theta(reference.initial_parameters(3)),
+        other(theta + 0.1 * random_vector(theta.size(), 9)),
+        v(random_vector(theta.size(), 8)),
+        whole(theta.size()),
+        objective(Mlp(widths, Activation::tanh, LossKind::cross_entropy), data, data.n_samples(), decay, whole),
+        weight_decay(decay) {
+    reference.use_reference_path(true);
+  }
+  Vector expected_hvp(const Vector& at) {
+    Vector hv;
+    reference.hessian_vector(at, v, data, 1.0 / static_cast<double>(data.n_samples()), hv);
+    return hv + weight_decay * v;
+  }
 
-double relative(const Vector& a, const Vector& b) { return (a - b).norm() / b.norm(); }
+  Dataset data;
+  Mlp reference;
+  Vector theta, other, v;
+  WholeVector whole;
+  MlpObjective objective;
+  double weight_decay;
+};
 
 using Case = std::tuple<Activation, LossKind>;
 class DensePathAgainstJets : public ::testing::TestWithParam<Case> {};
@@ -56,10 +65,10 @@ TEST_P(DensePathAgainstJets, LossGradientAndHvpAgree) {
   const double l_ref = reference.loss_and_gradient(theta, d, scale, g_ref);
   EXPECT_NEAR(l_fast, l_ref, 1e-14 * std::abs(l_ref));
   EXPECT_NEAR(fast.loss_value(theta, d, scale), l_ref, 1e-14 * std::abs(l_ref));
-  EXPECT_LT(relative(g_fast, g_ref), 1e-13);
+  EXPECT_LT(relative_error(g_fast, g_ref), 1e-13);
   fast.hessian_vector(theta, v, d, scale, h_fast);
   reference.hessian_vector(theta, v, d, scale, h_ref);
-  EXPECT_LT(relative(h_fast, h_ref), 1e-13);
+  EXPECT_LT(relative_error(h_fast, h_ref), 1e-13);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, DensePathAgainstJets,
@@ -84,44 +93,26 @@ TEST(DensePath, ReusedForwardPassGivesTheSameBits) {
 }
 
 TEST(DensePath, ObjectiveReusesTheForwardPassOnlyAtTheSamePoint) {
-  const Dataset d = data_for(Activation::tanh, LossKind::cross_entropy);
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
-  const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
-  const Vector other = theta + 0.1 * random_vector(mlp.n_params(), 9);
-  Mlp reference(widths, Activation::tanh, LossKind::cross_entropy);
-  reference.use_reference_path(true);
-  WholeVector whole(mlp.n_params());
-  MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.01, whole);
-  Vector g, hv, expected;
+  ObjectiveAndReference p(0.01);
+  Vector g, hv;
   // A gradient at one point, then an HVP at the same or at another one.
-  const std::pair<const Vector*, const Vector*> sequence[] = {{&theta, &theta}, {&theta, &other}, {&other, &other},
-                                                              {&other, &theta}};
+  const std::pair<const Vector*, const Vector*> sequence[] = {{&p.theta, &p.theta}, {&p.theta, &p.other},
+                                                              {&p.other, &p.other}, {&p.other, &p.theta}};
   for (const auto& [gradient_point, hvp_point] : sequence) {
-    objective.value_and_gradient(*gradient_point, g);
-    objective.hessian_vector(*hvp_point, v, hv);
-    reference.hessian_vector(*hvp_point, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
-    expected += 0.01 * v;
-    EXPECT_LT(relative(hv, expected), 1e-13);
+    p.objective.value_and_gradient(*gradient_point, g);
+    p.objective.hessian_vector(*hvp_point, p.v, hv);
+    EXPECT_LT(relative_error(hv, p.expected_hvp(*hvp_point)), 1e-13);
   }
 }
 
 TEST(DensePath, ObjectiveDoesNotReuseAcrossAThirdOrderEvaluationElsewhere) {
-  const Dataset d = data_for(Activation::tanh, LossKind::cross_entropy);
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
-  const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
-  const Vector other = theta + 0.1 * random_vector(mlp.n_params(), 9);
-  Mlp reference(widths, Activation::tanh, LossKind::cross_entropy);
-  reference.use_reference_path(true);
-  WholeVector whole(mlp.n_params());
-  MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.0, whole);
-  Vector g, t, hv, expected;
-  objective.value_and_gradient(theta, g);    // the fast path's forward pass at θ
-  objective.third_order(other, v, v, t);     // jets at another point: that forward pass stays θ's
-  objective.hessian_vector(other, v, hv);    // θ unchanged since the last call, but not since the gradient
-  reference.hessian_vector(other, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
-  EXPECT_LT(relative(hv, expected), 1e-13);
-  objective.value(theta);                    // a loss-only pass: no backward pass to reuse
-  objective.hessian_vector(theta, v, hv);
-  reference.hessian_vector(theta, v, d, 1.0 / static_cast<double>(d.n_samples()), expected);
-  EXPECT_LT(relative(hv, expected), 1e-13);
+  ObjectiveAndReference p(0.0);
+  Vector g, t, hv;
+  p.objective.value_and_gradient(p.theta, g);      // the fast path's forward pass at θ
+  p.objective.third_order(p.other, p.v, p.v, t);   // jets at another point: that forward pass stays θ's
+  p.objective.hessian_vector(p.other, p.v, hv);    // θ unchanged since the last call, but not since the gradient
+  EXPECT_LT(relative_error(hv, p.expected_hvp(p.other)), 1e-13);
+  p.objective.value(p.theta);                      // a loss-only pass: no backward pass to reuse
+  p.objective.hessian_vector(p.theta, p.v, hv);
+  EXPECT_LT(relative_error(hv, p.expected_hvp(p.theta)), 1e-13);
 }

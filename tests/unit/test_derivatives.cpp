@@ -4,22 +4,15 @@
 
 #include <tuple>
 
-#include "core/rng.hpp"
-#include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "support/finite_difference.hpp"
 #include "support/mixture.hpp"
+#include "support/random_vector.hpp"
 
 using namespace eomlab;
+using test::random_vector;
 
 namespace {
-
-Vector random_vector(Index n, std::uint64_t seed) {
-  Rng r(seed, rng_stream::test);
-  Vector v(n);
-  for (Index i = 0; i < n; ++i) v[i] = r.normal();
-  return v;
-}
 
 struct Problem {
   std::unique_ptr<WholeVector> whole;
@@ -30,18 +23,7 @@ struct Problem {
 std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, std::vector<Index> widths = {5, 7, 6, 3},
                                       Normalization norm = Normalization::none) {
   auto p = std::make_unique<Problem>();
-  DataConfig data;
-  data.source = "teacher";
-  data.n_samples = 40;
-  data.n_features = widths.front();
-  data.n_classes = widths.back();
-  data.noise = 0.3;
-  data.seed = 11;
-  ModelConfig model;
-  model.layers = widths;
-  model.activation = act;
-  model.loss = loss;
-  Dataset d = make_synthetic(data, model);
+  Dataset d = test::teacher(40, widths, act, loss, 11);
   Mlp mlp(widths, act, loss, norm);
   p->theta = mlp.initial_parameters(5);
   const Index n = d.n_samples();
