@@ -30,6 +30,10 @@ double MlpObjective::weight_decay_term(const Vector& theta) const {
   return weight_decay_ == 0.0 ? 0.0 : 0.5 * weight_decay_ * theta.squaredNorm();
 }
 
+void MlpObjective::add_weight_decay(const Vector& x, Vector& out) const {
+  if (weight_decay_ != 0.0) out += weight_decay_ * x;  // skipped at λ = 0: a pass over the slice
+}
+
 double MlpObjective::local_loss(const Vector& theta) {
   forward_pass_at_theta_ = false;  // a loss-only pass keeps no backward pass
   return local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0;
@@ -50,7 +54,7 @@ double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad)
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_out_, grad);
-  if (weight_decay_ != 0.0) grad += weight_decay_ * theta_slice;
+  add_weight_decay(theta_slice, grad);
   return slices_.sum(loss) + weight_decay_term(theta);
 }
 
@@ -64,7 +68,7 @@ void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Ve
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_out_, hv);
-  if (weight_decay_ != 0.0) hv += weight_decay_ * v;
+  add_weight_decay(v, hv);
 }
 
 void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const Vector& v, Vector& out) {
@@ -89,7 +93,7 @@ void MlpObjective::hessian_and_third_order(const Vector& theta_slice, const Vect
     whole_out_.setZero(model_.n_params());
   }
   slices_.reduce_scatter(whole_first_, hu);
-  if (weight_decay_ != 0.0) hu += weight_decay_ * u;
+  add_weight_decay(u, hu);
   slices_.reduce_scatter(whole_out_, tuu);
 }
 

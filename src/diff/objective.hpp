@@ -60,6 +60,8 @@ class MlpObjective final : public Objective {
   const Vector& gathered_theta(const Vector& slice);
   double local_loss(const Vector& theta);
   double weight_decay_term(const Vector& theta) const;
+  // out += λ x, the weight decay's part of g (x = θ) or of Hx.
+  void add_weight_decay(const Vector& x, Vector& out) const;
 };
 
 // L(θ) = ½ θᵀAθ + (λ/2)‖θ‖² with A symmetric: the closed-form oracle of DESIGN.md §1.4.
