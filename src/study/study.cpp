@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -235,19 +236,23 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   const auto names = trajectory_names(c);
   out << "\nSummary of study '" << c.name << "' (" << runs.size() << " run" << (runs.size() == 1 ? "" : "s")
       << ", files in " << (fs::path(c.output) / "runs").string() << ")\n";
-  out << std::left << std::setw(28) << "run" << std::setw(10) << "status" << std::setw(7) << "traj" << std::right
+  // Wide enough for the longest run id and status ("interrupted"), so columns never run together.
+  std::size_t id_width = 28;
+  for (const RunSpec& run : runs) id_width = std::max(id_width, run.run_id.size() + 2);
+  const int run_w = static_cast<int>(id_width), status_w = 13;
+  out << std::left << std::setw(run_w) << "run" << std::setw(status_w) << "status" << std::setw(7) << "traj" << std::right
       << std::setw(14) << "final loss" << std::setw(18) << "dist. to GD" << std::setw(12) << "evals" << "\n";
   for (const RunSpec& run : runs) {
     io::RunResult r;
     try {
       r = io::read_run_result(run_path(c, run), names);
     } catch (const Error& e) {
-      out << std::left << std::setw(28) << run.run_id << "unreadable: " << e.what() << "\n";
+      out << std::left << std::setw(run_w) << run.run_id << "unreadable: " << e.what() << "\n";
       continue;
     }
     for (std::size_t i = 0; i < r.trajectories.size(); ++i) {
       const io::TrajectoryResult& t = r.trajectories[i];
-      out << std::left << std::setw(28) << (i == 0 ? r.run_id : "") << std::setw(10) << (i == 0 ? r.status : "")
+      out << std::left << std::setw(run_w) << (i == 0 ? r.run_id : "") << std::setw(status_w) << (i == 0 ? r.status : "")
           << std::setw(7) << t.name << std::right << std::setw(14) << std::setprecision(6) << std::defaultfloat
           << t.final_loss << std::setw(18);
       if (i == 0)

@@ -100,6 +100,8 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     assert proc.returncode == 75, out + err
     assert "checkpointed at step" in out and "--resume" in out
     assert "interrupted" in statuses(tmp_path / "out").values()
+    row = next(line for line in out.splitlines() if line.startswith("lr0.05_seed"))
+    assert row.split()[1:3] == ["interrupted", "gd"], row  # the summary's columns stay apart
     assert any((tmp_path / "out" / "checkpoints").glob("*.h5"))
     resumed = run_eomlab(["--config", config, "--resume"], np=2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
