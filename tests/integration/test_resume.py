@@ -62,6 +62,14 @@ def reference(tmp_path_factory):
     return data
 
 
+def wait_for_first_checkpoint(out, proc):
+    """Returns once a run is under way (its first checkpoint exists), so a signal sent now lands in it."""
+    deadline = time.time() + 60
+    while not any((out / "checkpoints").glob("*.h5")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
 def start(config, *extra):
     return subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config), *extra],
                             env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -88,13 +96,13 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, r
 
 def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     # One long run, so the signal always lands inside it (between runs nothing needs a checkpoint).
-    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 1200")
+    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
     ref_config = write_config(tmp_path, text.format(output=tmp_path / "ref"), "ref.ini")
     assert run_eomlab(["--config", ref_config], np=2).returncode == 0
     reference = datasets(tmp_path / "ref")
     config = write_config(tmp_path, text.format(output=tmp_path / "out"))
     proc = start(config)
-    time.sleep(1.2)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
     proc.send_signal(signal.SIGUSR1)  # mpirun forwards it to every rank
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, out + err
@@ -118,7 +126,7 @@ def test_sigterm_also_checkpoints_and_exits_75(tmp_path):
     config = write_config(tmp_path, text.format(output=tmp_path / "out"))
     proc = subprocess.Popen([eomlab_binary(), "--config", str(config)], env=mpi_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, out + err
