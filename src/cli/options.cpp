@@ -49,6 +49,7 @@ const std::vector<KeySpec>& config_keys() {
       {"output.theta", "all", "all | none: store full parameter trajectories"},
       {"output.sharpness", "on", "on | off: sharpness λ_max(H) of GD at every record (Lanczos on HVPs)"},
       {"output.checkpoint_every", "0", "checkpoint interval in steps (0: none)"},
+      {"output.progress_every", "5", "seconds between a run's progress lines (0: its first and last only)"},
   };
   return keys;
 }
@@ -254,6 +255,9 @@ StudyConfig build_config(const KeyValues& kv) {
       parse_choice<bool>("output.sharpness", kv.get("output.sharpness"), {{"on", true}, {"off", false}});
   c.output_options.checkpoint_every =
       static_cast<long>(parse_positive_integer("output.checkpoint_every", kv.get("output.checkpoint_every"), 0));
+  c.output_options.progress_every = parse_double("output.progress_every", kv.get("output.progress_every"));
+  if (!(c.output_options.progress_every >= 0))
+    throw_input_error("output.progress_every", "a number of seconds >= 0", quoted(kv.get("output.progress_every")));
 
   // The resolved INI text: every key, defaults included.
   std::ostringstream ini;

@@ -61,6 +61,7 @@ struct OutputConfig {
   bool store_theta = true;
   bool sharpness = true;  // λ_max(H) along GD at every record
   long checkpoint_every = 0;
+  double progress_every = 5.0;  // seconds between a run's progress lines; 0: its first and last only
 };
 
 struct StudyConfig {

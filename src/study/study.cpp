@@ -114,7 +114,8 @@ std::map<std::string, std::string> ini_values(const std::string& text) {
 
 // What differs between two resolved configs, ignoring settings that do not change any result.
 std::string config_difference(const std::string& before, const std::string& now) {
-  static const std::set<std::string> run_independent = {"study.name", "output.checkpoint_every"};
+  static const std::set<std::string> run_independent = {"study.name", "output.checkpoint_every",
+                                                             "output.progress_every"};
   const auto a = ini_values(before), b = ini_values(now);
   std::set<std::string> keys;
   for (const auto& [k, v] : a) keys.insert(k);
@@ -209,12 +210,13 @@ std::string run_file_status(const std::string& path, const std::vector<std::stri
 
 class ProgressPrinter {
  public:
-  ProgressPrinter(bool active, std::string label) : active_(active), label_(std::move(label)), start_(Clock::now()) {}
+  ProgressPrinter(bool active, std::string label, double every_seconds)
+      : active_(active), label_(std::move(label)), every_(every_seconds), start_(Clock::now()) {}
   void operator()(long step, long steps) {
     if (!active_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     const bool done = step == steps;
-    if (!done && step != 0 && elapsed - last_ < 5.0) return;
+    if (!done && step != 0 && (every_ <= 0 || elapsed - last_ < every_)) return;
     last_ = elapsed;
     const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
     std::ostringstream line;
@@ -228,6 +230,7 @@ class ProgressPrinter {
   using Clock = std::chrono::steady_clock;
   bool active_;
   std::string label_;
+  double every_;
   Clock::time_point start_;
   double last_ = -1e9;
 };
@@ -331,9 +334,16 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
               << std::endl;
 
   bool interrupted = false;
+  // The group's share of the study, for its ETA: the mean time of the runs it computed so far.
+  long runs_left = 0;
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (static_cast<int>(i % static_cast<std::size_t>(groups)) == group_index) ++runs_left;
+  long runs_computed = 0;
+  double seconds_computing = 0;
   for (std::size_t i = 0; i < runs.size() && !interrupted; ++i) {
     if (static_cast<int>(i % static_cast<std::size_t>(groups)) != group_index) continue;
     const RunSpec& run = runs[i];
+    --runs_left;
     const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
                               " " + run.run_id + "] ";
     if (group.max(stop_signal_received() ? 1 : 0) > 0) {
@@ -408,7 +418,8 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
              : std::make_unique<io::RunFile>(path, group, header);
     if (leader && from) std::cout << label << "resuming at step " << from->step << std::endl;
     StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt);
-    ProgressPrinter progress(leader, label.substr(0, label.size() - 1));
+    ProgressPrinter progress(leader, label.substr(0, label.size() - 1), config.output_options.progress_every);
+    const auto run_start = std::chrono::steady_clock::now();
     // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
     // main reports it and aborts the job, and the run file stays `running` for --resume.
     RunOutcome outcome = run_synchronized(objective, theta0, settings, observables, slices, *file,
@@ -432,6 +443,16 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
                   << std::endl;
       for (const TrajectorySummary& t : outcome.trajectories)
         if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      seconds_computing += seconds;
+      ++runs_computed;
+      std::cout << label << "done in " << std::fixed << std::setprecision(1) << seconds << " s; ";
+      if (runs_left == 0)
+        std::cout << "no runs left";
+      else
+        std::cout << runs_left << " run" << (runs_left == 1 ? "" : "s") << " left, ETA "
+                  << seconds_computing / static_cast<double>(runs_computed) * static_cast<double>(runs_left) << " s";
+      std::cout << (groups > 1 ? " for this rank group" : "") << std::defaultfloat << std::endl;
     }
   }
 

@@ -37,6 +37,7 @@ CASES = {
     "negative_weight_decay": (lambda t: with_change(t, "[model]", "[model]\nweight_decay = -1"), "model.weight_decay"),
     "steps_and_horizon": (lambda t: with_change(t, "steps = 20", "steps = 20\nhorizon = 2"), "optimizer.steps"),
     "bad_rtol": (lambda t: with_change(t, "kinds = gf, eom1", "kinds = gf, eom1\nrtol = 2"), "flows.rtol"),
+    "negative_progress_interval": (lambda t: t + "\n[output]\nprogress_every = -1\n", "output.progress_every"),
 }
 
 

@@ -1,0 +1,57 @@
+"""Progress on standard output (rank 0 of each rank group only): a run's first and last step, lines every
+output.progress_every seconds with an ETA, and after each run its time and the ETA of what is left."""
+import re
+
+from conftest import run_eomlab, write_config
+
+STUDY = """
+[study]
+output = {output}
+seed = 1
+ranks_per_run = 2
+[data]
+n_samples = 128
+[model]
+layers = 8,32,32,4
+[optimizer]
+lr = 0.1, 0.05, 0.02
+steps = {steps}
+record_every = 10
+[flows]
+kinds = gf, eom1
+[output]
+progress_every = {every}
+"""
+
+STEP = re.compile(r"^\[run (?P<run>\d+)/\d+ \S+\] step (?P<step>\d+)/(?P<steps>\d+) \((?P<percent>\d+)%\) "
+                  r"elapsed [\d.]+ s(?P<eta>, ETA [\d.]+ s)?$")
+
+
+def step_lines(stdout):
+    return [STEP.match(line) for line in stdout.splitlines() if STEP.match(line)]
+
+
+def test_every_zero_prints_first_and_last_step_once_and_the_study_eta(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", steps=60, every=0))
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = step_lines(proc.stdout)
+    # Two ranks, one group: rank 1 prints nothing, so each line appears once.
+    assert [(m["run"], m["step"], m["eta"]) for m in lines] == [(r, s, None) for r in "123" for s in ("0", "60")]
+    done = [line for line in proc.stdout.splitlines() if "] done in " in line]
+    assert len(done) == 3
+    assert re.search(r"\] done in [\d.]+ s; 2 runs left, ETA [\d.]+ s$", done[0])
+    assert re.search(r"\] done in [\d.]+ s; 1 run left, ETA [\d.]+ s$", done[1])
+    assert done[2].endswith("; no runs left")
+
+
+def test_lines_between_carry_increasing_steps_and_an_eta(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", steps=600, every=0.01))
+    proc = run_eomlab(["--config", config, "--optimizer.lr=0.05"], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = step_lines(proc.stdout)
+    steps = [int(m["step"]) for m in lines]
+    assert len(steps) > 4 and steps[0] == 0 and steps[-1] == 600
+    assert steps == sorted(set(steps))  # increasing: no line twice
+    for m in lines[1:-1]:
+        assert m["eta"] is not None and abs(int(m["percent"]) - 100 * int(m["step"]) / 600) <= 0.5
