@@ -215,14 +215,17 @@ class ProgressPrinter {
   void operator()(long step, long steps) {
     if (!active_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    const bool done = step == steps;
-    if (!done && step != 0 && (every_ <= 0 || elapsed - last_ < every_)) return;
+    const bool done = step == steps, first = first_step_ < 0;
+    if (first) first_step_ = step;
+    if (!done && !first && (every_ <= 0 || elapsed - last_ < every_)) return;
     last_ = elapsed;
     const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
     std::ostringstream line;
     line << label_ << " step " << step << "/" << steps << " (" << std::fixed << std::setprecision(0) << 100 * frac
          << "%) elapsed " << std::setprecision(1) << elapsed << " s";
-    if (!done && frac > 0) line << ", ETA " << elapsed * (1 - frac) / frac << " s";
+    // From this process's own pace: a resumed run's steps before the checkpoint took no time here.
+    if (!done && step > first_step_)
+      line << ", ETA " << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
     std::cout << line.str() << std::endl;
   }
 
@@ -233,6 +236,7 @@ class ProgressPrinter {
   double every_;
   Clock::time_point start_;
   double last_ = -1e9;
+  long first_step_ = -1;
 };
 
 void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::ostream& out) {

@@ -3,6 +3,7 @@ SIGUSR1, and continued with --resume gives run files whose datasets equal an uni
 bit for bit."""
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -114,6 +115,10 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     resumed = run_eomlab(["--config", config, "--resume"], np=2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at step" in resumed.stdout
+    # Its first progress line comes after the checkpoint's step, without an ETA (no pace measured yet).
+    at = int(re.search(r"resuming at step (\d+)", resumed.stdout)[1])
+    first = next(line for line in resumed.stdout.splitlines() if " step " in line and "resuming" not in line)
+    assert int(re.search(r" step (\d+)/2400 ", first)[1]) >= at and "ETA" not in first, first
     assert datasets(tmp_path / "out") == reference
     assert not any((tmp_path / "out" / "checkpoints").glob("*.h5"))  # finished runs leave no checkpoint
     with h5py.File(tmp_path / "out" / "sweep.h5", "r") as f:
