@@ -182,7 +182,9 @@ def test_warning_while_eomlab_starts_requeues_instead_of_failing(cluster, tmp_pa
     launcher.write_text('#!/bin/sh\nsleep 4\nexec mpirun -np 1 "$@"\n')
     launcher.chmod(0o755)
     env_args = [f"--export=ALL,EOMLAB_LAUNCHER={launcher}"]
-    job = submit(cluster, tmp_path, ["--ntasks=1", *env_args, "-o", tmp_path / "slow-%j.out", SCRIPT, study])
+    # With --resume given by the user (as when resubmitting a study), the restart must not add another.
+    job = submit(cluster, tmp_path, ["--ntasks=1", *env_args, "-o", tmp_path / "slow-%j.out", SCRIPT, study,
+                                     "--resume"])
     deadline = time.time() + 120
     while "restart 0:" not in "".join(p.read_text() for p in tmp_path.glob("slow-*.out")):
         assert time.time() < deadline, cluster.logs()
@@ -191,6 +193,30 @@ def test_warning_while_eomlab_starts_requeues_instead_of_failing(cluster, tmp_pa
     state = run_requeueing_job(cluster, job)
     log = "".join(p.read_text() for p in tmp_path.glob("slow-*.out"))
     assert state == "COMPLETED", state + log + cluster.logs()
-    assert "warning arrived while eomlab was starting" in log and "restart 1:" in log
+    assert "warning arrived while eomlab was starting" in log
+    restart_line = next(line for line in log.splitlines() if "restart 1:" in line)
+    assert restart_line.split().count("--resume") == 1, restart_line
     assert int(job_field(cluster, job, "Restarts")) == 1
+    assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
+
+
+def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(cluster, tmp_path):
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 30000")
+                     .replace("seed = 1, 2", "seed = 1").replace("lr = 0.1, 0.05", "lr = 0.05"))
+    job = submit(cluster, tmp_path, ["--ntasks=1", "--no-requeue", "-o", tmp_path / "first-%j.out", SCRIPT, study])
+    deadline = time.time() + 120
+    while "step 0/" not in "".join(p.read_text() for p in tmp_path.glob("first-*.out")):
+        assert time.time() < deadline, cluster.logs()
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+    state = run_requeueing_job(cluster, job)
+    log = "".join(p.read_text() for p in tmp_path.glob("first-*.out"))
+    assert state == "FAILED" and job_field(cluster, job, "ExitCode") == "75:0", state + log
+    assert "checkpointed at step" in log and "did not requeue" in log
+    assert any((tmp_path / "out" / "checkpoints").glob("*.h5"))
+    # As the log says: the same study again with --resume.
+    r = cluster.sbatch(["--ntasks=1", "-o", tmp_path / "second-%j.out", SCRIPT, study, "--resume"], cwd=tmp_path)
+    log = "".join(p.read_text() for p in tmp_path.glob("second-*.out"))
+    assert r.returncode == 0 and "resuming at step" in log, r.stderr + log
     assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
