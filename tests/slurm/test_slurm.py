@@ -220,3 +220,26 @@ def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(clus
     log = "".join(p.read_text() for p in tmp_path.glob("second-*.out"))
     assert r.returncode == 0 and "resuming at step" in log, r.stderr + log
     assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
+
+
+def test_srun_launcher_runs_the_study_and_passes_the_warning_on(cluster, tmp_path):
+    """EOMLAB_LAUNCHER="srun --mpi=pmix", the usual launcher on a cluster: 2 tasks, one warning, one
+    requeue, and the resumed study completes."""
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 20000")
+                     .replace("seed = 1, 2", "seed = 1\nranks_per_run = 2").replace("lr = 0.1, 0.05", "lr = 0.05")
+                     + "[output]\ncheckpoint_every = 1000\n")
+    job = submit(cluster, tmp_path, ["--ntasks=2", "--export=ALL,EOMLAB_LAUNCHER=srun --mpi=pmix",
+                                     "-o", tmp_path / "srun-%j.out", SCRIPT, study])
+    deadline = time.time() + 120
+    while "step 0/" not in "".join(p.read_text() for p in tmp_path.glob("srun-*.out")):
+        assert time.time() < deadline, "".join(p.read_text() for p in tmp_path.glob("srun-*.out")) + cluster.logs()
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+    state = run_requeueing_job(cluster, job)
+    log = "".join(p.read_text() for p in tmp_path.glob("srun-*.out"))
+    assert state == "COMPLETED", state + log + cluster.logs()
+    assert "srun --mpi=pmix" in log and "checkpointed at step" in log and "resuming at step" in log
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] == "complete" and f.attrs["mpi_world_size"] == "2"
+        np.testing.assert_array_equal(f["step"][:], np.arange(0, 20001, 5))
