@@ -58,11 +58,15 @@ def catalog(out):
         return f["summary"][:]
 
 
+def job_log(tmp_path, pattern):
+    return "".join(p.read_text() for p in sorted(tmp_path.glob(pattern)))
+
+
 def test_one_allocation_runs_the_whole_study(cluster, tmp_path):
     study = tmp_path / "study.ini"
     study.write_text(STUDY.format(output=tmp_path / "out"))
     r = cluster.sbatch(["--ntasks=2", "-o", tmp_path / "job-%j.out", SCRIPT, study], cwd=tmp_path, timeout=300)
-    log = "".join(p.read_text() for p in tmp_path.glob("job-*.out"))
+    log = job_log(tmp_path, "job-*.out")
     assert r.returncode == 0, r.stderr + log + cluster.logs()
     assert "mpirun -np 2" in log
     rows = catalog(tmp_path / "out")
@@ -77,7 +81,7 @@ def test_job_array_runs_shares_and_catalog_lists_them(cluster, tmp_path):
     study.write_text(STUDY.format(output=tmp_path / "out"))
     r = cluster.sbatch(["--array=0-1", "--ntasks=1", "-o", tmp_path / "task-%A_%a.out", SCRIPT, study],
                        cwd=tmp_path, timeout=300)
-    logs = "".join(p.read_text() for p in tmp_path.glob("task-*.out"))
+    logs = job_log(tmp_path, "task-*.out")
     assert r.returncode == 0, r.stderr + logs + cluster.logs()
     assert "--shard 0/2" in logs and "--shard 1/2" in logs
     runs = tmp_path / "out" / "runs"
@@ -131,6 +135,23 @@ def submit(cluster, tmp_path, args):
     return proc.stdout.strip().split(";")[0]
 
 
+def warn_when_logged(cluster, job, tmp_path, pattern, marker):
+    """Sends the batch shell SLURM's warning (USR1) once the job's log shows marker."""
+    deadline = time.time() + 120
+    while marker not in job_log(tmp_path, pattern):
+        assert time.time() < deadline, job_log(tmp_path, pattern) + cluster.logs()
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+
+
+def one_run_study(tmp_path, steps, ranks_per_run=1):
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", f"steps = {steps}")
+                     .replace("seed = 1, 2", f"seed = 1\nranks_per_run = {ranks_per_run}")
+                     .replace("lr = 0.1, 0.05", "lr = 0.05") + "[output]\ncheckpoint_every = 1000\n")
+    return study
+
+
 def test_job_hitting_its_time_limit_is_requeued_and_resumes(cluster, tmp_path):
     study = tmp_path / "long.ini"
     # About 50 s of work on this machine. SLURM may send the warning up to a minute early ("due to the
@@ -157,7 +178,7 @@ checkpoint_every = 5000
     job = submit(cluster, tmp_path, ["--ntasks=1", "--time=1", "--signal=B:USR1@50",
                                      "-o", tmp_path / "long-%j.out", SCRIPT, study])
     state = run_requeueing_job(cluster, job)
-    log = "".join(p.read_text() for p in tmp_path.glob("long-*.out"))
+    log = job_log(tmp_path, "long-*.out")
     assert state == "COMPLETED", state + log + cluster.logs()
     # Each allocation ends at its warning: usually after a checkpoint, rarely while eomlab is starting.
     restarts = int(job_field(cluster, job, "Restarts"))
@@ -185,13 +206,9 @@ def test_warning_while_eomlab_starts_requeues_instead_of_failing(cluster, tmp_pa
     # With --resume given by the user (as when resubmitting a study), the restart must not add another.
     job = submit(cluster, tmp_path, ["--ntasks=1", *env_args, "-o", tmp_path / "slow-%j.out", SCRIPT, study,
                                      "--resume"])
-    deadline = time.time() + 120
-    while "restart 0:" not in "".join(p.read_text() for p in tmp_path.glob("slow-*.out")):
-        assert time.time() < deadline, cluster.logs()
-        time.sleep(0.2)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+    warn_when_logged(cluster, job, tmp_path, "slow-*.out", "restart 0:")
     state = run_requeueing_job(cluster, job)
-    log = "".join(p.read_text() for p in tmp_path.glob("slow-*.out"))
+    log = job_log(tmp_path, "slow-*.out")
     assert state == "COMPLETED", state + log + cluster.logs()
     assert "warning arrived while eomlab was starting" in log
     restart_line = next(line for line in log.splitlines() if "restart 1:" in line)
@@ -201,23 +218,17 @@ def test_warning_while_eomlab_starts_requeues_instead_of_failing(cluster, tmp_pa
 
 
 def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(cluster, tmp_path):
-    study = tmp_path / "study.ini"
-    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 30000")
-                     .replace("seed = 1, 2", "seed = 1").replace("lr = 0.1, 0.05", "lr = 0.05"))
+    study = one_run_study(tmp_path, steps=30000)
     job = submit(cluster, tmp_path, ["--ntasks=1", "--no-requeue", "-o", tmp_path / "first-%j.out", SCRIPT, study])
-    deadline = time.time() + 120
-    while "step 0/" not in "".join(p.read_text() for p in tmp_path.glob("first-*.out")):
-        assert time.time() < deadline, cluster.logs()
-        time.sleep(0.2)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+    warn_when_logged(cluster, job, tmp_path, "first-*.out", "step 0/")
     state = run_requeueing_job(cluster, job)
-    log = "".join(p.read_text() for p in tmp_path.glob("first-*.out"))
+    log = job_log(tmp_path, "first-*.out")
     assert state == "FAILED" and job_field(cluster, job, "ExitCode") == "75:0", state + log
     assert "checkpointed at step" in log and "did not requeue" in log
     assert any((tmp_path / "out" / "checkpoints").glob("*.h5"))
     # As the log says: the same study again with --resume.
     r = cluster.sbatch(["--ntasks=1", "-o", tmp_path / "second-%j.out", SCRIPT, study, "--resume"], cwd=tmp_path)
-    log = "".join(p.read_text() for p in tmp_path.glob("second-*.out"))
+    log = job_log(tmp_path, "second-*.out")
     assert r.returncode == 0 and "resuming at step" in log, r.stderr + log
     assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
 
@@ -225,19 +236,12 @@ def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(clus
 def test_srun_launcher_runs_the_study_and_passes_the_warning_on(cluster, tmp_path):
     """EOMLAB_LAUNCHER="srun --mpi=pmix", the usual launcher on a cluster: 2 tasks, one warning, one
     requeue, and the resumed study completes."""
-    study = tmp_path / "study.ini"
-    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 20000")
-                     .replace("seed = 1, 2", "seed = 1\nranks_per_run = 2").replace("lr = 0.1, 0.05", "lr = 0.05")
-                     + "[output]\ncheckpoint_every = 1000\n")
+    study = one_run_study(tmp_path, steps=20000, ranks_per_run=2)
     job = submit(cluster, tmp_path, ["--ntasks=2", "--export=ALL,EOMLAB_LAUNCHER=srun --mpi=pmix",
                                      "-o", tmp_path / "srun-%j.out", SCRIPT, study])
-    deadline = time.time() + 120
-    while "step 0/" not in "".join(p.read_text() for p in tmp_path.glob("srun-*.out")):
-        assert time.time() < deadline, "".join(p.read_text() for p in tmp_path.glob("srun-*.out")) + cluster.logs()
-        time.sleep(0.2)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
+    warn_when_logged(cluster, job, tmp_path, "srun-*.out", "step 0/")
     state = run_requeueing_job(cluster, job)
-    log = "".join(p.read_text() for p in tmp_path.glob("srun-*.out"))
+    log = job_log(tmp_path, "srun-*.out")
     assert state == "COMPLETED", state + log + cluster.logs()
     assert "srun --mpi=pmix" in log and "checkpointed at step" in log and "resuming at step" in log
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
