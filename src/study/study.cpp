@@ -29,6 +29,7 @@
 #include "io/input.hpp"
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
+#include "study/output_lock.hpp"
 #include "study/signals.hpp"
 
 namespace fs = std::filesystem;
@@ -132,7 +133,9 @@ std::string config_difference(const std::string& before, const std::string& now)
 
 // Checks the output directory against this invocation and prepares it. World rank 0 only.
 // Existing results are those of this invocation's runs (other shards' files are never touched).
-void prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+// Checks the output directory, takes this invocation's lock on it, and clears what --overwrite replaces.
+OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
+                          std::size_t grid_size) {
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
   bool rewrite_saved = !fs::exists(saved, ec);
@@ -167,6 +170,9 @@ void prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vect
   } else {
     throw InputError("study.output: directory '" + runs.string() + "' is not writable");
   }
+  OutputLock lock(c.output, o.shard, o.shards, grid_size,
+                  "eomlab (pid " + std::to_string(getpid()) + " on " + host_name() + " since " + utc_now() +
+                      ", shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + ")");
   if (o.overwrite) {
     for (const RunSpec& r : mine) {
       fs::remove(run_path(c, r), ec);
@@ -180,6 +186,7 @@ void prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vect
     std::ofstream(temp) << c.resolved_text;
     fs::rename(temp, saved, ec);
   }
+  return lock;
 }
 
 // Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both.
@@ -314,9 +321,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   // Output directory: checked and prepared by world rank 0; the verdict is shared.
   std::string verdict;
+  OutputLock lock;  // held by world rank 0 until the study ends
   if (world.rank() == 0) {
     try {
-      prepare_output(config, options, runs);
+      lock = prepare_output(config, options, runs, grid.size());
     } catch (const InputError& e) {
       verdict = e.what();
     }

@@ -1,0 +1,28 @@
+// Keeps two invocations from computing the same runs in one output directory at once (a job resubmitted
+// while its requeued copy still runs, a manual --resume beside a job). Each invocation holds an
+// exclusive advisory lock (flock) on <output>/.eomlab-lock.<shard>-of-<shards> for as long as it lives;
+// the kernel releases it when the process ends, even by SIGKILL. Invocations whose shards share a run
+// refuse each other; shards of one job array (disjoint runs) do not. On a file system without flock
+// (e.g. Lustre mounted without it) the study runs unlocked after a warning on stderr.
+#pragma once
+#include <string>
+
+namespace eomlab {
+
+class OutputLock {
+ public:
+  OutputLock() = default;
+  // Takes the lock of shard i/n of a grid of n_runs runs, writing holder (who and since when) into it.
+  // Throws InputError naming the directory and the holder if an invocation sharing a run holds one.
+  OutputLock(const std::string& output, int shard, int shards, std::size_t n_runs, const std::string& holder);
+  OutputLock(OutputLock&& other) noexcept;
+  OutputLock& operator=(OutputLock&& other) noexcept;
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+  ~OutputLock();
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace eomlab

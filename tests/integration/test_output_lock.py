@@ -1,0 +1,81 @@
+"""Two invocations on one output directory (issue: a resubmitted job beside its requeued copy): one that
+would compute a run another live eomlab is computing is refused with exit 2 and one line, and touches
+nothing; shards with disjoint runs run side by side; a killed holder leaves no stale lock."""
+import signal
+import subprocess
+import time
+
+import h5py
+
+from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
+
+STUDY = """
+[study]
+output = {output}
+seed = 1
+[data]
+n_samples = 256
+[model]
+layers = 8,32,32,4
+[optimizer]
+lr = 0.05, 0.1
+horizon = 2000
+record_every = 100
+[flows]
+kinds = gf
+[output]
+checkpoint_every = 1000
+"""
+
+
+def start(config, *extra):
+    proc = subprocess.Popen([eomlab_binary(), "--config", str(config), *extra], env=mpi_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = config.parent / "out"
+    deadline = time.time() + 60
+    while not any((out / "checkpoints").glob("*.h5")):  # under way
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    return proc
+
+
+def files(out):
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts}
+
+
+def test_second_invocation_on_runs_in_progress_is_refused(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    first = start(config)
+    for extra in (["--resume"], ["--overwrite"], ["--resume", "--shard", "0/2"]):
+        second = run_eomlab(["--config", config, *extra], np=2 if extra == ["--resume"] else None)
+        lines = [line for line in second.stderr.splitlines() if line.startswith("eomlab:")]
+        assert second.returncode == 2 and len(lines) == 1, second.stdout + second.stderr
+        assert "is in use by eomlab (pid %d" % first.pid in lines[0] and str(tmp_path / "out") in lines[0]
+        assert second.stdout == ""
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    for path in (tmp_path / "out" / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            assert f.attrs["status"] == "complete" and f["time"][-1] == 2000
+
+
+def test_shards_with_disjoint_runs_run_side_by_side(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    first = start(config, "--shard", "0/2")  # lr 0.05: 40000 steps
+    # The whole study shares run 0 with shard 0/2: refused while that runs.
+    whole = run_eomlab(["--config", config, "--resume"])
+    assert whole.returncode == 2 and "shard 0/2" in whole.stderr, whole.stderr
+    second = run_eomlab(["--config", config, "--shard", "1/2"])  # lr 0.1: 20000 steps
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert first.poll() is None  # side by side
+    assert first.wait(timeout=300) == 0
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    first = start(config)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    resumed = run_eomlab(["--config", config, "--resume"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming at step" in resumed.stdout
