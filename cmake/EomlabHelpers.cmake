@@ -50,23 +50,16 @@ function(eomlab_add_test name)
   set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()
 
-# Generates generated/eomlab/version.hpp with the project version and the git commit of the source tree.
+# Generates generated/eomlab/version.hpp with the project version and the git commit of the source tree,
+# at configure time and again at every build (target eomlab_version), so that a rebuild after a commit
+# records that commit; the header is rewritten only when its text changes.
 function(eomlab_version_header)
-  set(EOMLAB_GIT_SHA "unknown")
-  find_package(Git QUIET)
-  if(GIT_FOUND)
-    execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse HEAD
-      WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE sha
-      OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
-    if(rc EQUAL 0)
-      set(EOMLAB_GIT_SHA ${sha})
-      execute_process(COMMAND ${GIT_EXECUTABLE} status --porcelain --untracked-files=no
-        WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} OUTPUT_VARIABLE dirty ERROR_QUIET)
-      if(dirty)
-        set(EOMLAB_GIT_SHA "${sha}-dirty")
-      endif()
-    endif()
-  endif()
-  set(EOMLAB_COMPILER "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
-  configure_file(${PROJECT_SOURCE_DIR}/cmake/version.hpp.in ${PROJECT_BINARY_DIR}/generated/eomlab/version.hpp @ONLY)
+  set(args -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DIN=${PROJECT_SOURCE_DIR}/cmake/version.hpp.in
+           -DOUT=${PROJECT_BINARY_DIR}/generated/eomlab/version.hpp -DVERSION=${PROJECT_VERSION}
+           "-DCOMPILER=${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
+  execute_process(COMMAND ${CMAKE_COMMAND} ${args} -P ${PROJECT_SOURCE_DIR}/cmake/git_version.cmake)
+  add_custom_target(eomlab_version ALL
+    COMMAND ${CMAKE_COMMAND} ${args} -P ${PROJECT_SOURCE_DIR}/cmake/git_version.cmake
+    BYPRODUCTS ${PROJECT_BINARY_DIR}/generated/eomlab/version.hpp
+    COMMENT "Recording the git commit in version.hpp")
 endfunction()

@@ -302,3 +302,46 @@ def test_peak_memory_per_rank_is_recorded_and_counts_the_sliced_integrator(tmp_p
     assert tiny < stages < big
     # With 2 ranks per run each rank holds half of every integrator vector.
     assert big - halves > 0.4 * stages
+
+
+def git(*args, cwd=REPO):
+    return subprocess.run(["git", "-c", "user.name=eomlab-test", "-c", "user.email=test@eomlab", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists() or "EOMLAB_BINARY" in os.environ,
+                    reason="needs the binary built from this git checkout")
+def test_binary_records_the_commit_of_its_source_tree():
+    """A rebuild after a commit must record that commit, not the one CMake was configured at."""
+    expected = git("rev-parse", "HEAD")
+    if git("status", "--porcelain", "--untracked-files=no"):
+        expected += "-dirty"
+    version = subprocess.run([str(REPO / "build" / "src" / "eomlab"), "--version"], capture_output=True,
+                             text=True, env=mpi_env()).stdout
+    assert f"({expected}, " in version, version
+
+
+def test_version_script_follows_commits_and_rewrites_only_on_change(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("1")
+    git("init", "-q", cwd=src)
+    git("add", "a.txt", cwd=src)
+    git("commit", "-qm", "one", cwd=src)
+    out = tmp_path / "version.hpp"
+
+    def generate():
+        subprocess.run(["cmake", f"-DSOURCE_DIR={src}", f"-DIN={REPO / 'cmake' / 'version.hpp.in'}", f"-DOUT={out}",
+                        "-DVERSION=9.9.9", "-DCOMPILER=test", "-P", str(REPO / "cmake" / "git_version.cmake")],
+                       check=True, capture_output=True)
+        return out.read_text()
+
+    assert f'git_sha = "{git("rev-parse", "HEAD", cwd=src)}"' in generate()
+    stamp = out.stat().st_mtime_ns
+    generate()
+    assert out.stat().st_mtime_ns == stamp  # unchanged text: not rewritten, nothing recompiles
+    (src / "a.txt").write_text("2")
+    assert f'git_sha = "{git("rev-parse", "HEAD", cwd=src)}-dirty"' in generate()
+    git("commit", "-qam", "two", cwd=src)
+    text = generate()
+    assert f'git_sha = "{git("rev-parse", "HEAD", cwd=src)}"' in text and 'version = "9.9.9"' in text
