@@ -46,7 +46,7 @@ def test_every_zero_prints_first_and_last_step_once_and_the_study_eta(tmp_path):
 
 
 def test_lines_between_carry_increasing_steps_and_an_eta(tmp_path):
-    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", steps=600, every=0.01))
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", steps=600, every=0.002))
     proc = run_eomlab(["--config", config, "--optimizer.lr=0.05"], np=2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = step_lines(proc.stdout)
