@@ -6,15 +6,19 @@
 // (e.g. Lustre mounted without it) the study runs unlocked after a warning on stderr.
 #pragma once
 #include <string>
+#include <vector>
+
+#include "core/config.hpp"
 
 namespace eomlab {
 
 class OutputLock {
  public:
   OutputLock() = default;
-  // Takes the lock of shard i/n of a grid of n_runs runs, writing holder (who and since when) into it.
+  // Takes the lock of shard i/n, whose runs are `mine`, writing holder (who and since when) into it.
   // Throws InputError naming the directory and the holder if an invocation sharing a run holds one.
-  OutputLock(const std::string& output, int shard, int shards, std::size_t n_runs, const std::string& holder);
+  OutputLock(const std::string& output, int shard, int shards, const std::vector<RunSpec>& mine,
+             const std::string& holder);
   OutputLock(OutputLock&& other) noexcept;
   OutputLock& operator=(OutputLock&& other) noexcept;
   OutputLock(const OutputLock&) = delete;

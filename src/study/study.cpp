@@ -94,7 +94,7 @@ std::string checkpoint_path(const StudyConfig& c, const RunSpec& run) {
 std::vector<RunSpec> runs_of_shard(const std::vector<RunSpec>& grid, const StudyOptions& o) {
   std::vector<RunSpec> mine;
   for (const RunSpec& r : grid)
-    if (r.index % o.shards == o.shard) mine.push_back(r);
+    if (in_shard(r.index, o.shard, o.shards)) mine.push_back(r);
   return mine;
 }
 
@@ -112,6 +112,9 @@ std::map<std::string, std::string> ini_values(const std::string& text) {
   }
   return values;
 }
+
+// Run i of this invocation is computed by rank group i mod groups.
+int group_of(std::size_t i, int groups) { return static_cast<int>(i % static_cast<std::size_t>(groups)); }
 
 // What differs between two resolved configs, ignoring settings that do not change any result.
 std::string config_difference(const std::string& before, const std::string& now) {
@@ -131,11 +134,10 @@ std::string config_difference(const std::string& before, const std::string& now)
   return diff;
 }
 
-// Checks the output directory against this invocation and prepares it. World rank 0 only.
-// Existing results are those of this invocation's runs (other shards' files are never touched).
-// Checks the output directory, takes this invocation's lock on it, and clears what --overwrite replaces.
-OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                          std::size_t grid_size) {
+// Checks the output directory against this invocation, takes the invocation's lock on it and prepares
+// it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
+// invocation's runs (other shards' files are never touched).
+OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
   bool rewrite_saved = !fs::exists(saved, ec);
@@ -170,7 +172,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   } else {
     throw InputError("study.output: directory '" + runs.string() + "' is not writable");
   }
-  OutputLock lock(c.output, o.shard, o.shards, grid_size,
+  OutputLock lock(c.output, o.shard, o.shards, mine,
                   "eomlab (pid " + std::to_string(getpid()) + " on " + host_name() + " since " + utc_now() +
                       ", shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + ")");
   if (o.overwrite) {
@@ -298,7 +300,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunSpec& r = runs[i];
-    const int g = static_cast<int>(i % static_cast<std::size_t>(groups));
+    const int g = group_of(i, groups);
     const int first = g * config.ranks_per_run, last = first + config.ranks_per_run - 1;
     out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << r.lr << std::setw(8)
         << r.seed << std::setw(14) << r.weight_decay << std::setw(10) << r.steps
@@ -324,7 +326,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   OutputLock lock;  // held by world rank 0 until the study ends
   if (world.rank() == 0) {
     try {
-      lock = prepare_output(config, options, runs, grid.size());
+      lock = prepare_output(config, options, runs);
     } catch (const InputError& e) {
       verdict = e.what();
     }
@@ -345,17 +347,16 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
               << " on " << world.size() << " rank(s) in " << groups << " group(s)" << (options.resume ? ", resuming" : "")
               << std::endl;
 
-  bool interrupted = false;
-  // The group's share of the study, for its ETA: the mean time of the runs it computed so far.
-  long runs_left = 0;
+  std::vector<const RunSpec*> group_runs;
   for (std::size_t i = 0; i < runs.size(); ++i)
-    if (static_cast<int>(i % static_cast<std::size_t>(groups)) == group_index) ++runs_left;
+    if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
+  bool interrupted = false;
+  // The group's ETA: the mean time of the runs it computed so far, times the runs it has left.
   long runs_computed = 0;
   double seconds_computing = 0;
-  for (std::size_t i = 0; i < runs.size() && !interrupted; ++i) {
-    if (static_cast<int>(i % static_cast<std::size_t>(groups)) != group_index) continue;
-    const RunSpec& run = runs[i];
-    --runs_left;
+  for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {
+    const RunSpec& run = *group_runs[n];
+    const long runs_left = static_cast<long>(group_runs.size() - n - 1);
     const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
                               " " + run.run_id + "] ";
     if (group.max(stop_signal_received() ? 1 : 0) > 0) {

@@ -15,6 +15,9 @@ struct StudyOptions {
   int shard = 0, shards = 1;  // run only runs i, i+n, i+2n, ... (job arrays)
 };
 
+// Whether run `index` of the sweep grid belongs to shard i/n (runs i, i+n, i+2n, ...).
+inline bool in_shard(int index, int shard, int shards) { return index % shards == shard; }
+
 // Exit code after a stop signal: every running run was checkpointed; rerun with --resume.
 inline constexpr int exit_interrupted = 75;
 
