@@ -2,6 +2,7 @@
 import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -27,6 +28,15 @@ def run_eomlab(args, np=None, cwd=None, timeout=600):
     if np is not None:
         cmd = ["mpirun", "-np", str(np), "--oversubscribe", *cmd]
     return subprocess.run(cmd, cwd=cwd, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_first_checkpoint(out, proc):
+    """Returns once a run of the study writing to `out` is under way (its first checkpoint exists), so a
+    signal or a second invocation now meets it running."""
+    deadline = time.time() + 60
+    while not any((out / "checkpoints").glob("*.h5")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
 
 
 def write_config(directory, text, name="study.ini"):

@@ -1,13 +1,12 @@
 """Two invocations on one output directory (issue: a resubmitted job beside its requeued copy): one that
-would compute a run another live eomlab is computing is refused with exit 2 and one line, and touches
-nothing; shards with disjoint runs run side by side; a killed holder leaves no stale lock."""
+would compute a run another live eomlab is computing is refused with exit 2 and one line, and changes
+none of the files that were there; shards with disjoint runs run side by side; a killed holder leaves no stale lock."""
 import signal
 import subprocess
-import time
 
 import h5py
 
-from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
+from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
 STUDY = """
 [study]
@@ -31,27 +30,29 @@ checkpoint_every = 1000
 def start(config, *extra):
     proc = subprocess.Popen([eomlab_binary(), "--config", str(config), *extra], env=mpi_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = config.parent / "out"
-    deadline = time.time() + 60
-    while not any((out / "checkpoints").glob("*.h5")):  # under way
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.02)
+    wait_for_first_checkpoint(config.parent / "out", proc)
     return proc
 
 
-def files(out):
-    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts}
+def files_beside_the_runs(out):
+    """study.ini and the locks: what a refused invocation could write while the runs are being written."""
+    return {p: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
 def test_second_invocation_on_runs_in_progress_is_refused(tmp_path):
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
     first = start(config)
+    before = files_beside_the_runs(tmp_path / "out")
     for extra in (["--resume"], ["--overwrite"], ["--resume", "--shard", "0/2"]):
         second = run_eomlab(["--config", config, *extra], np=2 if extra == ["--resume"] else None)
         lines = [line for line in second.stderr.splitlines() if line.startswith("eomlab:")]
         assert second.returncode == 2 and len(lines) == 1, second.stdout + second.stderr
         assert "is in use by eomlab (pid %d" % first.pid in lines[0] and str(tmp_path / "out") in lines[0]
         assert second.stdout == ""
+    # study.ini and the holder's lock are as they were (a refused other shard leaves its own lock file,
+    # empty and unheld).
+    after = files_beside_the_runs(tmp_path / "out")
+    assert {p: after.get(p) for p in before} == before
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
     for path in (tmp_path / "out" / "runs").glob("*.h5"):

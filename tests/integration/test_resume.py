@@ -11,7 +11,7 @@ import time
 import h5py
 import pytest
 
-from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
+from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
 STUDY = """
 [study]
@@ -61,14 +61,6 @@ def reference(tmp_path_factory):
     data = datasets(tmp / "out")
     assert len(data) > 40
     return data
-
-
-def wait_for_first_checkpoint(out, proc):
-    """Returns once a run is under way (its first checkpoint exists), so a signal sent now lands in it."""
-    deadline = time.time() + 60
-    while not any((out / "checkpoints").glob("*.h5")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
 
 
 def start(config, *extra):
