@@ -42,6 +42,7 @@ const std::vector<KeySpec>& config_keys() {
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
       {"optimizer.record_every", "1", "record every this many GD steps"},
+      {"optimizer.divergence_factor", "1e6", "GD has diverged (the run stops) once its loss exceeds this factor of its loss at the start"},
       {"flows.kinds", "gf,eom1", "flows integrated beside GD: gf, eom1, eom2, eom3"},
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
@@ -232,6 +233,9 @@ StudyConfig build_config(const KeyValues& kv) {
     }
   }
   c.optimizer.record_every = static_cast<long>(parse_positive_integer("optimizer.record_every", kv.get("optimizer.record_every")));
+  c.optimizer.divergence_factor = parse_double("optimizer.divergence_factor", kv.get("optimizer.divergence_factor"));
+  if (!(c.optimizer.divergence_factor > 1))
+    throw_input_error("optimizer.divergence_factor", "a number > 1", quoted(kv.get("optimizer.divergence_factor")));
 
   // flows
   c.flows.kinds.clear();

@@ -48,6 +48,7 @@ struct OptimizerConfig {
   long steps = 0;       // exactly one of steps and horizon is set (> 0)
   double horizon = 0.0;
   long record_every = 1;
+  double divergence_factor = 1e6;  // a run has diverged once GD's loss exceeds this factor of L(θ0)
 };
 
 struct FlowsConfig {

@@ -2,25 +2,41 @@
 
 #include <cmath>
 
+#include "core/rng.hpp"
+
 namespace eomlab {
 namespace {
 
 double dot(const Vector& a, const Vector& b, const Reducer& r) { return r.sum(a.dot(b)); }
 
+constexpr std::uint64_t lanczos_seed = 0x5EED1A2C05ULL;
+
 }  // namespace
+
+Vector seeded_random_slice(Index begin, Index size, std::uint64_t seed) {
+  Vector v(size);
+  for (Index i = 0; i < size; ++i) {
+    std::uint64_t x = seed ^ (static_cast<std::uint64_t>(begin + i) * 0xD1B54A32D192ED03ULL);
+    v[i] = static_cast<double>(splitmix64(x) >> 11) * 0x1.0p-52 - 1.0;
+  }
+  return v;
+}
 
 SharpnessEstimator::SharpnessEstimator(int max_iterations, double rtol) : max_iterations_(max_iterations), rtol_(rtol) {}
 
-SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const Reducer& reducer) {
+Vector SharpnessEstimator::start_vector(const SliceExchange& slices) {
+  const Index n = slices.local_size();
+  const bool warm = start_.size() == n && start_.allFinite() && dot(start_, start_, slices) > 0;
+  return warm ? start_ : seeded_random_slice(slices.begin(), n, lanczos_seed);
+}
+
+SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const SliceExchange& slices) {
   const Index n = theta.size();
-  if (start_.size() != n || !start_.allFinite() || dot(start_, start_, reducer) == 0) {
-    // Deterministic start: all ones (the same on every rank and every run).
-    start_ = Vector::Ones(n);
-  }
-  const int k_max = static_cast<int>(std::min<Index>(max_iterations_, std::max<Index>(n, 1)));
+  const Vector start = start_vector(slices);
+  const int k_max = static_cast<int>(std::min<Index>(max_iterations_, std::max<Index>(slices.global_size(), 1)));
   basis_.resize(static_cast<std::size_t>(k_max));
   std::vector<double> alpha, beta;
-  basis_[0] = start_ / std::sqrt(dot(start_, start_, reducer));
+  basis_[0] = start / std::sqrt(dot(start, start, slices));
   SharpnessResult result;
   Eigen::SelfAdjointEigenSolver<Matrix> eig;
   for (int j = 0; j < k_max; ++j) {
@@ -30,11 +46,11 @@ SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vecto
     for (int pass = 0; pass < 2; ++pass)
       for (int i = 0; i <= j; ++i) {
         const Vector& q = basis_[static_cast<std::size_t>(i)];
-        const double c = dot(q, w_, reducer);
+        const double c = dot(q, w_, slices);
         if (pass == 0 && i == j) alpha.push_back(c);
         w_.noalias() -= c * q;
       }
-    const double b = std::sqrt(dot(w_, w_, reducer));
+    const double b = std::sqrt(dot(w_, w_, slices));
     const int m = j + 1;
     Matrix t = Matrix::Zero(m, m);
     for (int i = 0; i < m; ++i) {

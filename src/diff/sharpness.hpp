@@ -1,9 +1,12 @@
 // The sharpness λ_max(∇²L(θ)): the largest (algebraic) Hessian eigenvalue, by Lanczos iteration on
-// exact HVPs with full reorthogonalization. Warm-started from the previous top Ritz vector, it usually
-// converges in a few HVPs along a trajectory. Dot products go through `vector_reducer` so a vector
-// sliced over ranks gives the same answer on every rank.
+// exact HVPs with full reorthogonalization. The first call starts from a seeded random vector whose
+// entries depend only on their global index (the same bits for every rank count; a fixed vector such
+// as all ones can be an exact eigenvector, e.g. a null direction of a normalized network, and stop
+// Lanczos at the wrong eigenvalue). Later calls start from the previous top Ritz vector, so they usually
+// converge in a few HVPs along a trajectory. Vectors are this rank's slices of `slices`; dot products
+// are reduced over the run, so every rank gets the same answer.
 #pragma once
-#include "core/reducer.hpp"
+#include "core/slices.hpp"
 #include "diff/objective.hpp"
 
 namespace eomlab {
@@ -18,17 +21,23 @@ class SharpnessEstimator {
  public:
   // Stops when the residual of the top Ritz pair is below rtol·|λ| or after max_iterations HVPs.
   SharpnessEstimator(int max_iterations = 30, double rtol = 1e-8);
-  SharpnessResult operator()(Objective& objective, const Vector& theta, const Reducer& vector_reducer);
+  SharpnessResult operator()(Objective& objective, const Vector& theta, const SliceExchange& slices);
   // The warm start carried from call to call (part of a run's checkpoint).
   const Vector& warm_start() const { return start_; }
   void set_warm_start(const Vector& v) { start_ = v; }
 
  private:
+  Vector start_vector(const SliceExchange& slices);
+
   int max_iterations_;
   double rtol_;
   Vector start_;  // top Ritz vector of the last call
   std::vector<Vector> basis_;
   Vector w_;
 };
+
+// This rank's slice [begin, begin + size) of a pseudo-random vector with entries uniform in [-1, 1),
+// entry i a function of i and the seed only.
+Vector seeded_random_slice(Index begin, Index size, std::uint64_t seed);
 
 }  // namespace eomlab

@@ -113,8 +113,8 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
                             const ObservableLayout& observables, const SliceExchange& slices,
                             RecordSink& sink, const ProgressFn& progress, RunControl* control,
                             const DriverCheckpoint* resume_from) {
-  if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0)
-    throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0");
+  if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0 || !(settings.divergence_factor > 1))
+    throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0, divergence_factor > 1");
   const double lr = settings.lr;
   RunOutcome outcome;
   outcome.trajectories.push_back({"gd"});
@@ -132,6 +132,8 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
   Vector gd, grad, flow_grad;
   double loss = 0;
   long gd_evaluations = 0, first_step = 0;
+  // Beyond this loss GD has diverged (inf when L(θ0) is not positive: only non-finite values count).
+  double loss_limit = std::numeric_limits<double>::infinity();
 
   if (resume_from) {
     const DriverCheckpoint& c = *resume_from;
@@ -154,6 +156,10 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       outcome.trajectories[f + 1].status = c.flows[f].status;
     }
     for (std::size_t t = 0; t < c.wall_seconds.size(); ++t) outcome.trajectories[t].wall_seconds = c.wall_seconds[t];
+    // L(θ0) again, by the same evaluation as a fresh run's first, so the verdicts are the same bits.
+    Vector grad0;
+    const double loss0 = objective.value_and_gradient(theta0, grad0);
+    if (loss0 > 0) loss_limit = settings.divergence_factor * loss0;
   } else {
     for (std::size_t f = 0; f < flows.size(); ++f) {
       const auto t0 = Clock::now();
@@ -165,6 +171,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
     gd = theta0;
     loss = objective.value_and_gradient(gd, grad);
     gd_evaluations = 1;
+    if (loss > 0) loss_limit = settings.divergence_factor * loss;
     outcome.trajectories[0].wall_seconds += seconds_since(t0);
   }
 
@@ -198,7 +205,8 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       }
     }
     const bool gd_finite = std::isfinite(loss) && gd.allFinite() && grad.allFinite();
-    const bool is_record = k % settings.record_every == 0 || k == settings.steps || !gd_finite;
+    const bool gd_diverged = !gd_finite || loss > loss_limit;
+    const bool is_record = k % settings.record_every == 0 || k == settings.steps || gd_diverged;
     if (is_record) {
       record.step = k;
       record.time = static_cast<double>(k) * lr;
@@ -208,7 +216,10 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
         s = gd_finite ? sharpness(objective, gd, slices).value : std::numeric_limits<double>::quiet_NaN();
         if (std::isfinite(s)) {
           outcome.max_lr_sharpness = std::max(outcome.max_lr_sharpness, lr * s);
-          if (lr * s > 2.0 && outcome.first_unstable_step < 0) outcome.first_unstable_step = k;
+          if (lr * s > 2.0 && outcome.first_unstable_step < 0) {
+            outcome.first_unstable_step = k;
+            if (control) control->edge_of_stability(k, lr * s);
+          }
         }
       }
       for (std::size_t f = 0; f < flows.size(); ++f) {
@@ -236,7 +247,7 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
       outcome.last_step = k;
       if (progress) progress(k, settings.steps);
     }
-    if (!gd_finite) {
+    if (gd_diverged) {
       outcome.status = RunStatus::diverged;
       break;
     }

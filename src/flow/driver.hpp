@@ -2,9 +2,10 @@
 // at every record time t_k = k·lr (k a multiple of record_every, plus the last step; record 0 is the
 // initial state). Trajectory 0 is always GD; flows follow in the order requested.
 //
-// Outcomes are results, not exceptions: if GD's loss or parameters stop being finite the run is
-// `diverged` (that record is still written, then the run stops); a flow whose integration fails is
-// marked failed and its later records hold NaN while GD and the other flows go on.
+// Outcomes are results, not exceptions: if GD's loss or parameters stop being finite, or its loss
+// exceeds divergence_factor times its loss at θ0, the run is `diverged` (that record is still written,
+// then the run stops at once); a flow whose integration fails is marked failed and its later records
+// hold NaN while GD and the other flows go on.
 #pragma once
 #include <functional>
 #include <string>
@@ -102,12 +103,15 @@ class RunControl {
   virtual bool stop_requested(long step) = 0;    // checkpoint, then end the run as `interrupted`
   virtual bool checkpoint_due(long step) = 0;
   virtual void save(const DriverCheckpoint& checkpoint) = 0;
+  // Called once, at the first GD record with lr·λ_max > 2 (the run goes on).
+  virtual void edge_of_stability(long /*step*/, double /*lr_sharpness*/) {}
 };
 
 struct DriverSettings {
   double lr = 0;
   long steps = 0;
   long record_every = 1;
+  double divergence_factor = 1e6;  // GD has diverged once L(θ_k) > divergence_factor · L(θ0) (L(θ0) > 0)
   std::vector<FlowKind> flows;
   IntegratorSettings integrator;
 };

@@ -191,20 +191,27 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   return lock;
 }
 
-// Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both.
+// Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both. Warns on
+// stderr (group rank 0) the moment GD crosses the edge of stability.
 class StudyControl final : public RunControl {
  public:
-  StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path)
-      : group_(group), slices_(slices), every_(every), path_(std::move(path)) {}
+  StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path, std::string label)
+      : group_(group), slices_(slices), every_(every), path_(std::move(path)), label_(std::move(label)) {}
   bool stop_requested(long) override { return group_.max(stop_signal_received() ? 1 : 0) > 0; }
   bool checkpoint_due(long step) override { return every_ > 0 && step % every_ == 0; }
   void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c); }
+  void edge_of_stability(long step, double lr_sharpness) override {
+    if (group_.rank() == 0)
+      std::cerr << label_ << "warning: lr*sharpness = " << lr_sharpness << " > 2 at step " << step
+                << ": GD is past the edge of stability and the EoM cannot describe it" << std::endl;
+  }
 
  private:
   const dist::Comm& group_;
   const SliceExchange& slices_;
   long every_;
   std::string path_;
+  std::string label_;
 };
 
 // Status of an existing run file, or "" when it is missing or unreadable.
@@ -421,6 +428,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     settings.lr = run.lr;
     settings.steps = run.steps;
     settings.record_every = config.optimizer.record_every;
+    settings.divergence_factor = config.optimizer.divergence_factor;
     settings.flows = config.flows.kinds;
     settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
 
@@ -430,7 +438,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
         from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
              : std::make_unique<io::RunFile>(path, group, header);
     if (leader && from) std::cout << label << "resuming at step " << from->step << std::endl;
-    StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt);
+    StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label);
     ProgressPrinter progress(leader, label.substr(0, label.size() - 1), config.output_options.progress_every);
     const auto run_start = std::chrono::steady_clock::now();
     // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
@@ -448,11 +456,8 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       std::error_code ec;
       fs::remove(ckpt, ec);
       if (outcome.status == RunStatus::diverged)
-        std::cout << label << "GD diverged at step " << outcome.last_step << " (recorded as status = diverged)"
-                  << std::endl;
-      if (outcome.first_unstable_step >= 0)
-        std::cout << label << "warning: lr*sharpness = " << outcome.max_lr_sharpness << " > 2 (first at step "
-                  << outcome.first_unstable_step << "): GD is past the edge of stability and the EoM cannot describe it"
+        std::cout << label << "GD diverged at step " << outcome.last_step
+                  << " (loss not finite or above optimizer.divergence_factor times its start; recorded as status = diverged)"
                   << std::endl;
       for (const TrajectorySummary& t : outcome.trajectories)
         if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;

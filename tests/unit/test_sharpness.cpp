@@ -7,40 +7,99 @@
 
 using namespace eomlab;
 
-TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
-  ModelConfig model;
-  model.layers = {4, 6, 3};
-  for (Activation act : {Activation::tanh, Activation::gelu}) {
-    Mlp mlp(model.layers, act, LossKind::cross_entropy);
-    const Vector theta = mlp.initial_parameters(3);
-    const WholeVector local(mlp.n_params());
-    MlpObjective objective(std::move(mlp), test::mixture(40, model.layers), 40, 0.01, local);
-    const Index p = theta.size();
-    Matrix h(p, p);
-    Vector e = Vector::Zero(p), col;
-    for (Index i = 0; i < p; ++i) {
-      e[i] = 1.0;
-      objective.hessian_vector(theta, e, col);
-      h.col(i) = col;
-      e[i] = 0.0;
-    }
-    const double exact = Eigen::SelfAdjointEigenSolver<Matrix>(0.5 * (h + h.transpose())).eigenvalues()[p - 1];
-    SharpnessEstimator estimate(60, 1e-12);
-    const SharpnessResult r = estimate(objective, theta, local);
-    EXPECT_TRUE(r.converged);
-    EXPECT_NEAR(r.value, exact, 1e-8 * std::abs(exact)) << to_string(act);
-    // Warm start: a second call at the same point converges at once.
-    const SharpnessResult again = estimate(objective, theta, local);
-    EXPECT_NEAR(again.value, exact, 1e-8 * std::abs(exact));
-    EXPECT_LE(again.iterations, 3);
+namespace {
+
+Matrix full_hessian(Objective& objective, const Vector& theta) {
+  const Index p = theta.size();
+  Matrix h(p, p);
+  Vector e = Vector::Zero(p), col;
+  for (Index i = 0; i < p; ++i) {
+    e[i] = 1.0;
+    objective.hessian_vector(theta, e, col);
+    h.col(i) = col;
+    e[i] = 0.0;
   }
+  return 0.5 * (h + h.transpose());
+}
+
+struct Case {
+  Activation activation;
+  Normalization normalize;
+  LossKind loss;
+  double weight_decay;
+};
+
+std::string describe(const Case& c) {
+  return std::string(to_string(c.activation)) + " " + to_string(c.normalize) + " " + to_string(c.loss) +
+         " wd " + std::to_string(c.weight_decay);
+}
+
+}  // namespace
+
+// Every normalization, both losses, with and without weight decay. With layer normalization and
+// weight decay the all-ones vector is an exact eigenvector (eigenvalue λ) of the Hessian: a Lanczos
+// started there stopped at once and reported λ instead of λ_max.
+TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
+  const std::vector<Index> widths{4, 6, 5, 3};
+  for (Normalization norm : {Normalization::none, Normalization::layer, Normalization::weight})
+    for (LossKind loss : {LossKind::cross_entropy, LossKind::mse})
+      for (double wd : {0.0, 1e-3})
+        for (Activation act : {Activation::tanh, Activation::gelu}) {
+          const Case c{act, norm, loss, wd};
+          Mlp mlp(widths, act, loss, norm);
+          const Vector theta = mlp.initial_parameters(3);
+          const WholeVector local(mlp.n_params());
+          MlpObjective objective(std::move(mlp), test::teacher(40, widths, act, loss, 5), 40, wd, local);
+          const Matrix h = full_hessian(objective, theta);
+          const Eigen::SelfAdjointEigenSolver<Matrix> eig(h);
+          const double exact = eig.eigenvalues()[h.rows() - 1];
+          SharpnessEstimator estimate(80, 1e-12);
+          const SharpnessResult r = estimate(objective, theta, local);
+          EXPECT_TRUE(r.converged) << describe(c);
+          EXPECT_NEAR(r.value, exact, 1e-8 * std::abs(exact)) << describe(c);
+          // Warm start: a second call at the same point converges at once.
+          const SharpnessResult again = estimate(objective, theta, local);
+          EXPECT_NEAR(again.value, exact, 1e-8 * std::abs(exact)) << describe(c);
+          EXPECT_LE(again.iterations, 3) << describe(c);
+        }
+}
+
+// The defect's own setting, checked directly: ones is an eigenvector for λ, far below λ_max.
+TEST(Sharpness, OnesIsAnEigenvectorUnderLayerNormWithWeightDecay) {
+  const std::vector<Index> widths{4, 6, 3};
+  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy, Normalization::layer);
+  const Vector theta = mlp.initial_parameters(1);
+  const WholeVector local(mlp.n_params());
+  MlpObjective objective(std::move(mlp), test::mixture(30, widths), 30, 1e-3, local);
+  const Vector ones = Vector::Ones(theta.size());
+  Vector h_ones;
+  objective.hessian_vector(theta, ones, h_ones);
+  EXPECT_LT((h_ones - 1e-3 * ones).norm(), 1e-10 * ones.norm());
+  const Matrix h = full_hessian(objective, theta);
+  const double exact = Eigen::SelfAdjointEigenSolver<Matrix>(h).eigenvalues()[h.rows() - 1];
+  ASSERT_GT(exact, 100 * 1e-3);
+  SharpnessEstimator estimate(80, 1e-12);
+  EXPECT_NEAR(estimate(objective, theta, local).value, exact, 1e-8 * exact);
+}
+
+// The random start's entries depend on their global index only: any slicing gives the same vector.
+TEST(Sharpness, RandomStartIsIndependentOfTheSlicing) {
+  const Vector whole = seeded_random_slice(0, 101, 7);
+  for (int ranks : {2, 3, 7})
+    for (int r = 0; r < ranks; ++r) {
+      const Index b = slice_begin(101, r, ranks), e = slice_begin(101, r + 1, ranks);
+      EXPECT_EQ(seeded_random_slice(b, e - b, 7), whole.segment(b, e - b));
+    }
+  EXPECT_LT(whole.cwiseAbs().maxCoeff(), 1.0);
+  EXPECT_NEAR(whole.mean(), 0.0, 0.2);
+  EXPECT_NE(seeded_random_slice(0, 101, 8), whole);
 }
 
 TEST(Sharpness, QuadraticIsTheLargestEigenvalueOfA) {
   Matrix a = Matrix::Zero(5, 5);
   a.diagonal() << 0.5, -1.0, 3.0, 2.0, 0.1;
   QuadraticObjective q(a);
-  LocalReducer local;
+  const WholeVector local(5);
   SharpnessEstimator estimate;
   EXPECT_NEAR(estimate(q, Vector::Ones(5), local).value, 3.0, 1e-10);
 }
