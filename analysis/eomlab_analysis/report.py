@@ -296,7 +296,8 @@ def flags(study):
     notes = []
     for r in study.runs:
         if r.status != "complete":
-            notes.append(f"- {md(r.run_id)}: status **{md(r.status)}**" + (f" ({r.records} records readable)" if r.records else ""))
+            readable = f" ({r.records} records readable)" if r.records else ""
+            notes.append(f"- {md(r.run_id)}: status **{md(r.status)}**{readable}")
         if r.edge_of_stability:
             notes.append(f"- {md(r.run_id)}: past the edge of stability: {md(r.edge_of_stability)}")
         for t in r.flows:
