@@ -3,10 +3,18 @@
     study = Study("results/quickstart")
     for run in study.runs:
         run.lr, run.status, run.time, run.series("eom1", "distance_to_gd")
+    study.stale    # (file, run id, why) of the files in runs/ that are not runs of study.ini
 
 Run files are opened only when read. A run that is still going or was killed is read up to the
-records completely written: every series is cut to the shortest record axis."""
-import configparser
+records completely written: every series is cut to the shortest record axis.
+
+`Study.runs` holds only the runs of the study in `<output>/study.ini`: a run file belongs to it when
+its `config` attribute has the same values as study.ini (keys that do not change results aside, list
+items and numbers compared by value, so `0.1,0.05` = `0.1, 0.05` and `60` = `60.0`) and its (lr, seed,
+weight_decay) is a point of the study's grid. Other files, left by an earlier config (`--overwrite`
+replaces only the runs of the invocation), are `Study.stale`, each with the reason."""
+import functools
+import math
 import pathlib
 
 import h5py
@@ -14,16 +22,90 @@ import numpy as np
 
 FLOW_ORDER = {"gf": 0, "eom1": 1, "eom2": 2, "eom3": 3}
 
+# Keys that name or place a study or pace its output without changing any result.
+IGNORED_KEYS = {"study.name", "study.output", "output.checkpoint_every", "output.progress_every"}
+# Defaults of the grid lists (README "Config keys"), for a study.ini that leaves one out.
+GRID_DEFAULTS = {"study.seed": "0", "optimizer.lr": "0.05", "model.weight_decay": "0"}
 
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else str(value)
+
+def text(value):
+    """Text of a string however h5py returns it (str, bytes, numpy.bytes_/str_; h5py hands undecodable
+    UTF-8 back as surrogate escapes); bytes that are not UTF-8 become U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "surrogatepass")
+    return bytes(value).decode("utf-8", "replace")
+
+
+def plain(value):
+    """A value read from HDF5 as plain Python: text for strings, int/float for numpy scalars, the item
+    of a one-element array, a list for a longer one."""
+    if isinstance(value, (str, bytes)):
+        return text(value)
+    if isinstance(value, np.ndarray):
+        return plain(value.reshape(-1)[0]) if value.size == 1 else [plain(v) for v in value.reshape(-1)]
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    return value
+
+
+def attribute(attrs, name, default=None):
+    """The one way every attribute is read (`attrs`: an h5py AttributeManager); `default` when it is
+    absent, empty or of a type h5py cannot read."""
+    try:
+        value = attrs[name]
+    except (KeyError, OSError, TypeError, ValueError):
+        return default
+    return default if isinstance(value, h5py.Empty) else plain(value)
+
+
+def parse_ini(source):
+    """`section.key` -> value of INI text (eomlab's resolved config); lines that are not `key = value`
+    (comments, a value's stray continuation) are skipped rather than fatal."""
+    values, section = {}, ""
+    for line in source.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif "=" in line and not line.startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            values[f"{section}.{key.strip()}"] = value.strip()
+    return values
+
+
+def number(item):
+    try:
+        return float(item)
+    except ValueError:
+        return None
+
+
+def normalized(value):
+    """A config value compared by what it means: list items stripped, numbers as floats."""
+    items = [v.strip() for v in value.split(",")]
+    return tuple(item if number(item) is None else number(item) for item in items)
+
+
+def config_differences(ours, theirs):
+    """Keys (result-changing ones only) whose values differ: [(key, ours, theirs)], None for unset."""
+    keys = sorted((set(ours) | set(theirs)) - IGNORED_KEYS)
+    return [(k, ours.get(k), theirs.get(k)) for k in keys
+            if normalized(ours.get(k, "")) != normalized(theirs.get(k, "")) or (k in ours) != (k in theirs)]
+
+
+def grid(config):
+    """The study's grid as a set of (seed, lr, weight_decay)."""
+    lists = [normalized(config.get(k, GRID_DEFAULTS[k])) for k in ["study.seed", "optimizer.lr", "model.weight_decay"]]
+    return {(s, lr, wd) for s in lists[0] for lr in lists[1] for wd in lists[2]}
 
 
 class Run:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         with h5py.File(self.path, "r") as f:
-            self.attrs = {k: (_text(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
+            self.attrs = {k: attribute(f.attrs, k) for k in f.attrs}
             self.trajectories = [t for t in ["gd", "gf", "eom1", "eom2", "eom3"] if t in f.get("observables", {})]
             lengths = [f["step"].shape[0], f["time"].shape[0]]
             for t in self.trajectories:
@@ -33,7 +115,7 @@ class Run:
 
     @property
     def run_id(self):
-        return self.attrs["run_id"]
+        return str(self.attrs.get("run_id", self.path.stem))
 
     @property
     def lr(self):
@@ -49,7 +131,33 @@ class Run:
 
     @property
     def status(self):
-        return self.attrs.get("status", "unknown")
+        return str(self.attrs.get("status", "unknown"))
+
+    @property
+    def grid_point(self):
+        return (float(self.seed), self.lr, self.weight_decay)
+
+    @functools.cached_property
+    def diverged(self):
+        """Recorded as diverged, or GD's loss is no longer finite in the records read."""
+        return self.status == "diverged" or (self.records > 0 and not math.isfinite(self.series("gd", "loss")[-1]))
+
+    @functools.cached_property
+    def max_lr_sharpness(self):
+        """max lr·λ_max along GD: the run's attribute, else from the sharpness series read (unfinished run)."""
+        if "max_lr_sharpness" in self.attrs:
+            return float(self.attrs["max_lr_sharpness"])
+        if self.records and self.has("gd", "sharpness"):
+            return self.lr * float(np.max(self.series("gd", "sharpness")))
+        return float("nan")
+
+    @property
+    def edge_of_stability(self):
+        """Why GD is past the edge of stability (lr·λ_max > 2), or None."""
+        note = str(self.attrs.get("edge_of_stability", "no"))
+        if note != "no":
+            return note
+        return f"lr·λ_max = {self.max_lr_sharpness:.4g} > 2" if self.max_lr_sharpness > 2 else None
 
     @property
     def flows(self):
@@ -77,7 +185,7 @@ class Run:
 
     def flow_status(self, trajectory):
         with h5py.File(self.path, "r") as f:
-            return _text(f[f"observables/{trajectory}"].attrs.get("status", "ok"))
+            return attribute(f[f"observables/{trajectory}"].attrs, "status", "ok")
 
 
 class Study:
@@ -85,26 +193,69 @@ class Study:
         self.dir = pathlib.Path(output)
         if not (self.dir / "runs").is_dir():
             raise FileNotFoundError(f"{self.dir} has no runs/ directory: not an eomlab study output")
-        self.config = configparser.ConfigParser()
-        if (self.dir / "study.ini").exists():
-            self.config.read(self.dir / "study.ini")
-        self._runs = None
+        ini = self.dir / "study.ini"
+        self.config_text = text(ini.read_bytes()) if ini.is_file() else None
+        self.config = parse_ini(self.config_text or "")
+        self._runs = self._stale = None
 
     @property
     def name(self):
-        return self.config.get("study", "name", fallback=self.dir.name)
+        return self.config.get("study.name", self.dir.name)
 
     @property
     def runs(self):
+        """The runs of the study in study.ini (every readable run file when there is no study.ini)."""
         if self._runs is None:
-            runs = []
-            for path in sorted((self.dir / "runs").glob("*.h5")):
-                try:
-                    runs.append(Run(path))
-                except (OSError, KeyError):
-                    pass  # unreadable: reported by the catalog as such
-            self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
+            self._load()
         return self._runs
+
+    @property
+    def stale(self):
+        """[(file name, run id, reason)] of the files in runs/ that are not runs of this study."""
+        if self._stale is None:
+            self._load()
+        return self._stale
+
+    def _load(self):
+        runs, self._stale = [], []
+        for path in sorted((self.dir / "runs").glob("*.h5")):
+            try:
+                run = Run(path)
+                reason = self.not_a_run_of_this_study(run)
+            except (OSError, KeyError, ValueError, TypeError) as e:
+                run, reason = None, f"unreadable: {e}"
+            if reason:
+                self._stale.append((path.name, run.run_id if run else "", reason))
+            else:
+                runs.append(run)
+        runs = self._drop_duplicates(runs)
+        self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
+
+    def not_a_run_of_this_study(self, run):
+        """Why `run` is not one of the study in study.ini, or None when it is."""
+        if self.config_text is None:
+            return None
+        differences = config_differences(self.config, parse_ini(str(run.attrs.get("config", ""))))
+        if differences:
+            shown = "; ".join(f"{k} = {theirs if theirs is not None else '(unset)'} "
+                              f"(study.ini: {ours if ours is not None else '(unset)'})" for k, ours, theirs in differences[:4])
+            more = f"; and {len(differences) - 4} more" if len(differences) > 4 else ""
+            return f"written with another config: {shown}{more}"
+        if run.grid_point not in grid(self.config):
+            return (f"(seed, lr, weight_decay) = ({run.seed}, {run.lr!r}, {run.weight_decay!r}) "
+                    "is not a point of the study's grid")
+        return None
+
+    def _drop_duplicates(self, runs):
+        """One run per grid point: the most recently written file; older ones are stale."""
+        newest = {}
+        for run in sorted(runs, key=lambda r: r.path.stat().st_mtime_ns, reverse=True):
+            if run.grid_point in newest:
+                self._stale.append((run.path.name, run.run_id,
+                                    f"same grid point as the newer {newest[run.grid_point].path.name}"))
+            else:
+                newest[run.grid_point] = run
+        return list(newest.values())
 
     def catalog(self):
         path = self.dir / "sweep.h5"

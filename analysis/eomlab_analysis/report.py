@@ -1,9 +1,14 @@
 """analysis/report OUTPUT_DIR [--out DIR]: a Markdown report with CSV tables and PNG plots of a study.
 
+Only the runs of the study in study.ini are reported (load.Study); other files in runs/ are listed as
+stale. Text from the files goes through md() into Markdown and csv_cell() into CSV.
+
 Tables (each also a CSV file):
   runs.csv           one row per run: status, final loss and distance to GD of every trajectory, lr·λ_max
+  stale.csv          files in runs/ that are not runs of the study, and why
   orders.csv         per (seed, weight_decay) and flow: slope of the final-time distance to GD against lr
-                     on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3)
+                     on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs that diverged
+                     or are past the edge of stability are left out of the fit and named
   translation.csv    runs with weight decay under cross-entropy: the rate of the output bias class-sum,
                      measured on GD and on each flow, beside the predictions log(1-ηλ)/η (GD), -λ (gf),
                      -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4) and the differences
@@ -15,7 +20,9 @@ import argparse
 import csv
 import math
 import pathlib
+import re
 import sys
+import unicodedata
 
 import numpy as np
 
@@ -24,32 +31,46 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .load import FLOW_ORDER, Study, fit_slope  # noqa: E402
+from .load import FLOW_ORDER, Study, fit_slope, plain, text  # noqa: E402
 
 ORDER_TOLERANCE = 0.25
 STYLE = {"gd": "-", "gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
 
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)")
+MARKDOWN = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "~": "\\~",
+            "#": "\\#", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
 def fmt(x):
-    if isinstance(x, str):
-        return x
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "nan" if isinstance(x, float) and math.isnan(x) else str(x)
-    if isinstance(x, (int, np.integer)):
-        return str(x)
-    return f"{x:.6g}"
+    return f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
+
+
+def visible(s):
+    """Control characters (newline, tab, NUL, ...) as escapes such as \\n, so a value stays on its line."""
+    return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) == "Cc" else c for c in text(s))
+
+
+def md(x):
+    """A value as Markdown text that shows it literally: no line breaks, tables, code, links or HTML."""
+    return "".join(MARKDOWN.get(c, c) for c in visible(fmt(x)))
+
+
+def csv_cell(x):
+    """A value for a CSV cell; text a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets
+    a leading ' (OWASP CSV injection); numbers such as -0.5 stay numbers."""
+    s = text(fmt(x))
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(s) else s
 
 
 def write_table(out, name, header, rows):
-    with open(out / f"{name}.csv", "w", newline="") as f:
+    with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(header)
+        w.writerow([csv_cell(h) for h in header])
         for r in rows:
-            w.writerow([fmt(v) for v in r])
-    md = "| " + " | ".join(header) + " |\n| " + " | ".join("---" for _ in header) + " |\n"
-    for r in rows:
-        md += "| " + " | ".join(fmt(v) for v in r) + " |\n"
-    return md
+            w.writerow([csv_cell(v) for v in r])
+    lines = [header, ["---"] * len(header)] + [[md(v) for v in r] for r in rows]
+    return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
 
 
 def eom_rate(order, lr, wd):
@@ -67,9 +88,17 @@ def runs_table(study):
                float(r.series("gd", "loss")[-1]) if r.records else float("nan")]
         row += [float(r.series(t, "loss")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row += [float(r.series(t, "distance_to_gd")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
-        row.append(float(r.attrs.get("max_lr_sharpness", float("nan"))))
+        row.append(r.max_lr_sharpness)
         rows.append(row)
     return header, rows
+
+
+def left_out_of_fits(run):
+    """Why a run's distances cannot measure an order (it diverged, or GD is past the edge of stability
+    where no flow describes it), or None."""
+    if run.diverged:
+        return f"status {run.status}" if run.status == "diverged" else "GD loss not finite"
+    return f"past the edge of stability (max lr·λ_max = {run.max_lr_sharpness:.4g})" if run.edge_of_stability else None
 
 
 def common_final_distance(runs, flow):
@@ -85,26 +114,43 @@ def common_final_distance(runs, flow):
     return lrs, dist, t_end
 
 
-def groups(study):
+def groups(runs):
+    """Runs with at least two records by (seed, weight_decay)."""
     out = {}
-    for r in study.runs:
+    for r in runs:
         if r.records > 1:
             out.setdefault((r.seed, r.weight_decay), []).append(r)
     return out
 
 
-def orders_table(study):
-    header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25"]
+def plotted(study):
+    """The runs the plots show: diverged ones would only stretch the axes."""
+    return [r for r in study.runs if not r.diverged]
+
+
+def order_fits(study):
+    """Per (seed, weight_decay) sweeping two lrs or more: (seed, wd, fitted runs, [(run, why left out)])."""
+    fits = []
+    for (seed, wd), runs in sorted(groups(study.runs).items()):
+        if len({r.lr for r in runs}) >= 2:
+            why = {r: left_out_of_fits(r) for r in runs}
+            fits.append((seed, wd, [r for r in runs if not why[r]], [(r, why[r]) for r in runs if why[r]]))
+    return fits
+
+
+def orders_table(fits):
+    header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
+              "left_out"]
     rows = []
-    for (seed, wd), runs in sorted(groups(study).items()):
-        if len({r.lr for r in runs}) < 2:
-            continue
-        for flow in sorted({t for r in runs for t in r.flows}, key=FLOW_ORDER.get):
+    for seed, wd, runs, left_out in fits:
+        excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
+        for flow in sorted({t for r in runs for t in r.flows}, key=FLOW_ORDER.get) if runs else []:
             lrs, dist, t_end = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
             expected = FLOW_ORDER[flow] + 1
             rows.append([seed, wd, flow, t_end, len(lrs), slope, expected,
-                         "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no"])
+                         "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no",
+                         " ".join(repr(lr) for lr in lrs), excluded])
     return header, rows
 
 
@@ -142,7 +188,7 @@ def scale_table(study):
     for r in study.runs:
         if not r.has("gd", "scale_invariant_norms") or r.records < 2:
             continue
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in r.tables["scale_invariant_blocks"]["name"]]
+        names = [plain(n) for n in r.tables["scale_invariant_blocks"]["name"]]
         time = r.time
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
         for b, name in enumerate(names[:8]):  # the first blocks (weight normalization has one per neuron)
@@ -163,7 +209,7 @@ def save(fig, out, name, title):
 
 def plots(study, out):
     made = []
-    first = min(groups(study).items(), default=(None, []))[1]
+    first = min(groups(plotted(study)).items(), default=(None, []))[1]
     if not first:
         return made
     lrs = sorted({r.lr for r in first}, reverse=True)
@@ -185,10 +231,11 @@ def plots(study, out):
         fig.suptitle(f"Distance between each flow and GD ({label})", fontsize=10)
         made.append(save(fig, out, "distance_vs_time.png", "Distance to GD against time"))
 
-        if len(lrs) >= 2:
+        fitted = [r for r in first if not left_out_of_fits(r)]
+        if len({r.lr for r in fitted}) >= 2:
             fig, ax = plt.subplots(figsize=(5.2, 4.2))
             for flow in flows:
-                x, y, t_end = common_final_distance(first, flow)
+                x, y, t_end = common_final_distance(fitted, flow)
                 slope = fit_slope(x, y)
                 line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {FLOW_ORDER[flow] + 1})")
                 xs = np.array([min(x), max(x)])
@@ -227,7 +274,7 @@ def plots(study, out):
         ax.legend(fontsize=8)
         made.append(save(fig, out, "sharpness.png", "Sharpness against 2/lr"))
 
-    with_wd = [r for r in study.runs if r.weight_decay > 0 and r.has("gd", "translation_components") and r.records > 1]
+    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has("gd", "translation_components") and r.records > 1]
     if with_wd:
         r = with_wd[0]
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
@@ -249,55 +296,84 @@ def flags(study):
     notes = []
     for r in study.runs:
         if r.status != "complete":
-            notes.append(f"- `{r.run_id}`: status **{r.status}**" + (f" ({r.records} records readable)" if r.records else ""))
-        eos = r.attrs.get("edge_of_stability", "no")
-        if eos != "no":
-            notes.append(f"- `{r.run_id}`: past the edge of stability: {eos}")
+            readable = f" ({r.records} records readable)" if r.records else ""
+            notes.append(f"- {md(r.run_id)}: status **{md(r.status)}**{readable}")
+        if r.edge_of_stability:
+            notes.append(f"- {md(r.run_id)}: past the edge of stability: {md(r.edge_of_stability)}")
         for t in r.flows:
             s = r.flow_status(t)
             if s != "ok":
-                notes.append(f"- `{r.run_id}`: {t} {s}")
+                notes.append(f"- {md(r.run_id)}: {t} {md(s)}")
     return notes
+
+
+def stale_section(study, out):
+    if not study.stale:
+        return []
+    return [f"## Stale run files\n\n{len(study.stale)} file(s) in runs/ are not runs of the study in study.ini "
+            "(left by an earlier config or copied in): every table, fit and plot leaves them out.\n\n"
+            + write_table(out, "stale", ["file", "run_id", "reason"], study.stale)]
+
+
+def orders_note(study, fits):
+    """What the order fits and the plots leave out, for report.md."""
+    left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
+            for _, _, _, left_out in fits for r, why in left_out]
+    note = ("\n\nLeft out of the fits (no flow describes GD there; `left_out` in orders.csv):\n\n" + "\n".join(left)
+            if left else "")
+    diverged = [md(r.run_id) for r in study.runs if r.diverged]
+    return note + ("\n\nThe plots leave out the diverged runs: " + ", ".join(diverged) if diverged else "")
+
+
+def fenced(body):
+    """`body` in a fenced code block whose fence is longer than any run of backticks in it."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", body)), default=0))
+    return f"{fence}ini\n{body}\n{fence}\n"
 
 
 def build(output_dir, out_dir):
     study = Study(output_dir)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = [f"# eomlab report: study '{study.name}'\n", f"Output directory: `{study.dir}`, {len(study.runs)} run files.\n"]
+    parts = [f"# eomlab report: study '{md(study.name)}'\n",
+             f"Output directory: {md(str(study.dir))}, {len(study.runs)} runs of the study"
+             + (f", {len(study.stale)} stale run files.\n" if study.stale else ".\n")]
     if study.runs:
         a = study.runs[0].attrs
-        md.append("## Provenance\n")
+        parts.append("## Provenance\n")
         for key in ["eomlab_version", "git_sha", "compiler", "mpi_library", "host", "created", "SLURM_JOB_ID"]:
             if key in a:
-                md.append(f"- {key}: `{a[key]}`")
-        md.append("")
-    md.append("## Configuration\n\n```ini\n" + (study.dir / "study.ini").read_text().strip() + "\n```\n"
-              if (study.dir / "study.ini").exists() else "")
+                parts.append(f"- {key}: {md(a[key])}")
+        parts.append("")
+    parts.append("## Configuration\n\n" + fenced(study.config_text.strip()) if study.config_text is not None
+                 else "## Configuration\n\nNo study.ini: every run file in runs/ is reported.\n")
+    parts += stale_section(study, out)
     notes = flags(study)
-    md.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit.") + "\n")
+    parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit.") + "\n")
     header, rows = runs_table(study)
-    md.append("## Runs\n\n" + write_table(out, "runs", header, rows))
-    header, rows = orders_table(study)
-    if rows:
-        md.append("## Orders\n\nSlope of the distance to GD at a common final time against lr (log-log); "
-                  "the EoM of order p should give p + 1 (gf: 1).\n\n" + write_table(out, "orders", header, rows))
+    parts.append("## Runs\n\n" + write_table(out, "runs", header, rows))
+    fits = order_fits(study)
+    header, rows = orders_table(fits)
+    if fits:
+        parts.append("## Orders\n\nSlope of the distance to GD at a common final time against lr (log-log); "
+                     "the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
+                     + write_table(out, "orders", header, rows))
     header, rows = translation_table(study)
     if rows:
-        md.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
-                  "(1/t)·log(s(t)/s(0)): measured on GD and each flow, beside the predictions "
-                  "log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (eomP).\n\n"
-                  + write_table(out, "translation", header, rows))
+        parts.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
+                     "(1/t)·log(s(t)/s(0)): measured on GD and each flow, beside the predictions "
+                     "log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (eomP).\n\n"
+                     + write_table(out, "translation", header, rows))
     header, rows = scale_table(study)
     if rows:
-        md.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
-                  "on GD and on each flow, and each flow's difference from GD.\n\n" + write_table(out, "scale", header, rows))
+        parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
+                     "on GD and on each flow, and each flow's difference from GD.\n\n" + write_table(out, "scale", header, rows))
     figures = plots(study, out)
     if figures:
-        md.append("## Figures\n")
+        parts.append("## Figures\n")
         for title, name in figures:
-            md.append(f"### {title}\n\n![{title}]({name})\n")
-    (out / "report.md").write_text("\n".join(md))
+            parts.append(f"### {title}\n\n![{title}]({name})\n")
+    (out / "report.md").write_text("\n".join(parts), encoding="utf-8")
     return out / "report.md"
 
 

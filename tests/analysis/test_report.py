@@ -4,6 +4,7 @@ import csv
 import math
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from conftest import run_eomlab, write_config  # noqa: E402
+from conftest import SMALL_STUDY, run_eomlab, write_config  # noqa: E402
 
 REPORT = REPO / "analysis" / "report"
 
@@ -169,22 +170,32 @@ def test_report_has_every_section_and_legible_plots(orders_study, invariant_stud
     assert (invariant_study[1] / "translation.png").exists()
 
 
+def run_files(out):
+    """{lr: path} of the run files in out/runs, from their attributes (not from the run-id format)."""
+    files = {}
+    for path in (out / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            files[float(f.attrs["lr"])] = path
+    return files
+
+
 def test_incomplete_and_diverged_runs_are_read_and_flagged(orders_study, tmp_path):
     out, _ = orders_study
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     # A run killed mid-way: status running, series of unequal lengths (the last record half written).
-    path = copy / "runs" / "lr0.01_seed3_wd0.h5"
+    path = run_files(copy)[0.01]
     with h5py.File(path, "a") as f:
         f.attrs["status"] = "running"
         f["step"].resize((10,))
         f["time"].resize((10,))
         f["observables/eom1/distance_to_gd"].resize((9,))
+        run_id = f.attrs["run_id"]
     rep = report(copy, tmp_path / "report")
     md = (rep / "report.md").read_text()
-    assert "`lr0.01_seed3_wd0`: status **running** (9 records readable)" in md
+    assert f"- {run_id.replace('_', chr(92) + '_')}: status **running** (9 records readable)" in md
     rows = {r["run_id"]: r for r in table(rep / "runs.csv")}
-    assert rows["lr0.01_seed3_wd0"]["final_step"] == "16"  # record 9 of a record_every = 2 run
+    assert rows[run_id]["final_step"] == "16"  # record 9 of a record_every = 2 run
 
 
 def test_digits_are_converted_to_the_data_format(tmp_path):
@@ -215,3 +226,172 @@ kinds = gf, eom1
 def test_report_on_a_directory_that_is_not_a_study(tmp_path):
     proc = subprocess.run([str(REPORT), str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an eomlab study output" in proc.stderr
+
+
+# Issue 11 item 6: a study rerun with --overwrite and another config leaves the old config's runs in runs/.
+# The second config sweeps a diverging lr (0.8: the loss stops being finite) and one past the edge of
+# stability (0.2: lr·λ_max ≈ 2.36, loss never above its start); 0.1, 0.05, 0.025 are in the stable regime.
+STALE_FIRST = """
+[study]
+name = first
+output = {output}
+seed = 3
+[data]
+n_samples = 64
+noise = 0.6
+[model]
+layers = 6,10,3
+activation = softplus
+loss = mse
+[optimizer]
+lr = 0.1, 0.05, 0.0125
+horizon = 6.4
+[flows]
+kinds = gf, eom1
+"""
+STALE_SECOND = STALE_FIRST.replace("name = first", "name = second").replace("noise = 0.6", "noise = 0.5").replace(
+    "lr = 0.1, 0.05, 0.0125", "lr = 0.8, 0.2, 0.1, 0.05, 0.025")
+FITTED = [0.1, 0.05, 0.025]
+
+
+def set_config(path, edit):
+    with h5py.File(path, "a") as f:
+        config = f.attrs["config"]
+        assert edit(config) != config
+        f.attrs["config"] = edit(config)
+
+
+@pytest.fixture(scope="module")
+def stale_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stale")
+    out = tmp / "out"
+    for text, extra in [(STALE_FIRST, []), (STALE_SECOND, ["--overwrite"])]:
+        proc = run_eomlab(["--config", write_config(tmp, text.format(output=out)), *extra])
+        assert proc.returncode == 0, proc.stderr
+    files = run_files(out)  # the first study's 0.1 and 0.05 were replaced; its 0.0125 stayed
+    with h5py.File(files[0.8], "r") as f:
+        assert f.attrs["status"] == "diverged" and not np.isfinite(f["observables/gd/loss"][-1])
+    with h5py.File(files[0.2], "r") as f:
+        assert f.attrs["status"] == "complete" and f.attrs["max_lr_sharpness"] > 2
+        assert f["observables/gd/loss"][:].max() <= f["observables/gd/loss"][0]  # no divergence criterion fires
+    for lr in FITTED:
+        with h5py.File(files[lr], "r") as f:
+            assert f.attrs["status"] == "complete" and f.attrs["max_lr_sharpness"] < 2
+    # A member whose stored config differs only in what does not change results: spacing of lists and
+    # numbers, the name, the directory, the checkpoint cadence. It stays a run of the study.
+    set_config(files[0.1], lambda c: c.replace(", ", ",").replace("horizon = 6.4", "horizon = 6.40").replace(
+        "name = second", "name = renamed").replace(f"output = {out}", "output = /elsewhere").replace(
+        "checkpoint_every = 0", "checkpoint_every = 7"))
+    # Copies that are not runs of the study: another data seed; a grid point the study lacks; an older
+    # duplicate of a grid point.
+    shutil.copy(files[0.025], out / "runs" / "other_data_seed.h5")
+    set_config(out / "runs" / "other_data_seed.h5", lambda c: re.sub(r"(\[data\][^\[]*\nseed = )0\n", r"\g<1>5\n", c))
+    shutil.copy(files[0.05], out / "runs" / "off_grid.h5")
+    with h5py.File(out / "runs" / "off_grid.h5", "a") as f:
+        f.attrs["lr"] = 0.07
+    shutil.copy(files[0.025], out / "runs" / "older_copy.h5")
+    os.utime(out / "runs" / "older_copy.h5", ns=(0, files[0.025].stat().st_mtime_ns - 10 ** 10))
+    return out, files, report(out, tmp / "report")
+
+
+def test_stale_run_files_are_listed_with_the_reason_and_left_out(stale_study):
+    out, files, rep = stale_study
+    runs = table(rep / "runs.csv")
+    assert sorted(float(r["lr"]) for r in runs) == sorted([0.8, 0.2] + FITTED)
+    assert {r["run_id"] + ".h5" for r in runs} == {files[lr].name for lr in [0.8, 0.2] + FITTED}
+    stale = {r["file"]: r["reason"] for r in table(rep / "stale.csv")}
+    assert set(stale) == {files[0.0125].name, "other_data_seed.h5", "off_grid.h5", "older_copy.h5"}
+    assert "data.noise = 0.6 (study.ini: 0.5)" in stale[files[0.0125].name] and "optimizer.lr" in stale[files[0.0125].name]
+    assert "data.seed = 5 (study.ini: 0)" in stale["other_data_seed.h5"] and "optimizer" not in stale["other_data_seed.h5"]
+    assert "0.07" in stale["off_grid.h5"] and "not a point of the study's grid" in stale["off_grid.h5"]
+    assert files[0.025].name in stale["older_copy.h5"]
+    md = (rep / "report.md").read_text()
+    assert "## Stale run files" in md and "older\\_copy.h5" in md and "4 file(s) in runs/ are not runs" in md
+
+
+def test_order_fits_leave_out_diverged_runs_and_runs_past_the_edge_of_stability(stale_study):
+    out, files, rep = stale_study
+    rows = {r["flow"]: r for r in table(rep / "orders.csv")}
+    assert set(rows) == {"gf", "eom1"}
+    for flow, row in rows.items():
+        distances = []
+        for lr in FITTED:
+            with h5py.File(files[lr], "r") as f:
+                assert np.isclose(f["time"][-1], 6.4)
+                distances.append(f[f"observables/{flow}/distance_to_gd"][-1])
+        direct = np.polyfit(np.log(FITTED), np.log(distances), 1)[0]
+        assert float(row["slope"]) == pytest.approx(direct, rel=1e-5)
+        assert float(row["time"]) == pytest.approx(6.4) and int(row["lrs"]) == 3
+        assert sorted(map(float, row["fitted_lrs"].split())) == sorted(FITTED)
+        assert "lr 0.8: status diverged" in row["left_out"] and "lr 0.2: past the edge of stability" in row["left_out"]
+    md = (rep / "report.md").read_text()
+    orders = md[md.index("## Orders"):md.index("## Figures")]
+    for lr, why in [(0.8, "status diverged"), (0.2, "past the edge of stability")]:
+        with h5py.File(files[lr], "r") as f:
+            run_id = f.attrs["run_id"].replace("_", "\\_")
+        assert f"- {run_id} (seed 3, weight decay 0.0, lr {lr!r}): {why}" in orders
+        if lr == 0.8:
+            assert f"The plots leave out the diverged runs: {run_id}" in orders
+
+
+# Issue 11 item 16: hostile text in study.ini and in run attributes, string attributes stored every way
+# h5py meets them (variable-length UTF-8 with invalid bytes, fixed-length bytes, numpy scalars).
+HOSTILE_NAME = b"100% <b>x</b> | ```t``` \xff\xfe"
+
+
+@pytest.fixture(scope="module")
+def hostile_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    out = tmp / "out"
+    config = write_config(tmp, SMALL_STUDY.format(output=out))
+    proc = run_eomlab(["--config", config, "--model.weight_decay=0.05"])
+    assert proc.returncode == 0, proc.stderr
+    ini = out / "study.ini"
+    ini.write_bytes(ini.read_bytes().replace(b"name = small", b"name = " + HOSTILE_NAME + b"\nsecond line"))
+    (path,) = (out / "runs").glob("*.h5")
+    with h5py.File(path, "a") as f:
+        utf8 = h5py.string_dtype("utf-8")
+        f.attrs.create("study", np.array(HOSTILE_NAME + b"\nline", dtype=utf8))
+        f.attrs.create("git_sha", np.array(b"ab\xffcd", dtype=utf8))
+        f.attrs["run_id"] = np.bytes_(b'=HYPERLINK("http://x")|\n<script>')
+        f.attrs["status"] = np.array([b"complete"])  # a one-element array of fixed-length bytes
+        f.attrs["lr"] = "0.1"  # a number stored as text
+        f.attrs["host"] = "@host -2+3"
+        f.attrs["seed"] = np.int32(f.attrs["seed"])
+        f.attrs["edge_of_stability"] = np.bytes_(b"no")
+        loss = f["observables/gd/loss"][-1]
+    return path, loss, report(out, tmp / "report")
+
+
+def outside_code(md):
+    """report.md without its fenced configuration block (which shows study.ini literally)."""
+    start = md.index("````ini\n")
+    return md[:start] + md[md.index("\n````\n", start) + 6:]
+
+
+def test_hostile_text_is_escaped_in_markdown(hostile_study):
+    _, _, rep = hostile_study
+    md = (rep / "report.md").read_bytes().decode("utf-8")  # valid UTF-8: undecodable bytes became U+FFFD
+    assert md.splitlines()[0] == "# eomlab report: study '100% &lt;b&gt;x&lt;/b&gt; \\| \\`\\`\\`t\\`\\`\\` \ufffd\ufffd'"
+    assert "````ini\n" in md  # a fence longer than the ``` inside study.ini
+    text = outside_code(md)
+    assert "<" not in text and "```" not in text
+    runs, rates = [line for line in text.splitlines() if "HYPERLINK" in line]  # runs and translation tables
+    assert runs.startswith("| =HYPERLINK(\"http://x\")\\|\\\\n&lt;script&gt; | 0.1 | 1 | 0.05 | complete |")
+    assert rates.startswith("| =HYPERLINK(\"http://x\")\\|\\\\n&lt;script&gt; | 0.1 | 0.05 | -")
+    assert "- git_sha: ab\ufffdcd" in text and "- host: @host -2+3" in text
+
+
+def test_hostile_text_cannot_run_as_a_spreadsheet_formula(hostile_study):
+    path, loss, rep = hostile_study
+    (row,) = table(rep / "runs.csv")
+    assert row["run_id"] == "'=HYPERLINK(\"http://x\")|\n<script>"
+    assert row["status"] == "complete" and row["seed"] == "1"
+    assert float(row["final_loss_gd"]) == pytest.approx(loss, rel=1e-5)
+    (rates,) = table(rep / "translation.csv")
+    assert rates["run_id"].startswith("'=")
+    with h5py.File(path, "r") as f:
+        s, t = f["observables/gd/translation_components"][:, -1], f["time"][:]
+    # Negative numbers stay numbers: no quote in front of -0.05...
+    assert rates["measured_gd"].startswith("-")
+    assert float(rates["measured_gd"]) == pytest.approx(math.log(s[-1] / s[0]) / t[-1], rel=1e-5)
