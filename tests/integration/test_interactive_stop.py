@@ -1,0 +1,94 @@
+"""Interactive stops (issue 11, item 8): a user's `kill` (SIGTERM) or a terminal's Ctrl-C (SIGINT).
+
+Open MPI's mpirun takes SIGTERM and SIGINT itself: it kills the ranks one second later and exits 1, so
+a GD step longer than that was lost with everything since the last checkpoint. scripts/eomlab-mpirun
+turns them into SIGUSR1 for the ranks: eomlab finishes its GD step, checkpoints and exits 75. Here the
+GD steps take about 2 s (P = 1.86e6, 4096 samples, one rank), longer than mpirun's grace second."""
+import signal
+import subprocess
+import time
+
+import h5py
+
+from conftest import REPO, eomlab_binary, mpi_env, write_config, SMALL_STUDY
+
+SLOW_STUDY = """
+[study]
+name = slow
+output = {output}
+seed = 1
+[data]
+source = gaussian_mixture
+n_samples = 4096
+[model]
+layers = 784,1024,1024,10
+[optimizer]
+lr = 0.01
+steps = 1000
+record_every = 1000
+[flows]
+kinds = gf
+[output]
+sharpness = off
+theta = none
+"""
+
+
+def start_slow_study(tmp_path):
+    """Starts the slow study under scripts/eomlab-mpirun and returns once GD is stepping."""
+    config = write_config(tmp_path, SLOW_STUDY.format(output=tmp_path / "out"))
+    proc = subprocess.Popen([str(REPO / "scripts" / "eomlab-mpirun"), "-np", "1", eomlab_binary(), "--config", str(config)],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "step 0/1000" in line:  # record 0 is written: GD steps from here on
+            break
+    else:
+        raise AssertionError(f"the study did not start: {proc.communicate()}")
+    time.sleep(3)
+    return proc
+
+
+def checkpointed_step(proc, out):
+    """The step eomlab checkpointed at, after checking the exit code, the checkpoint and the run's status;
+    and the launcher's stderr."""
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, (rest, err)
+    assert "Interrupted by a stop signal" in rest
+    assert (out / "checkpoints" / "lr0.01_seed1_wd0.h5").exists()
+    with h5py.File(out / "runs" / "lr0.01_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] == "interrupted"
+    line = next(l for l in rest.splitlines() if "checkpointed at step" in l)
+    return int(line.rsplit(" ", 1)[1]), err
+
+
+def test_sigterm_to_the_launcher_checkpoints_a_long_step_and_exits_75(tmp_path):
+    proc = start_slow_study(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    step, err = checkpointed_step(proc, tmp_path / "out")
+    assert step >= 1 and "stopping" in err
+
+
+def test_two_ctrl_c_50_ms_apart_still_checkpoint(tmp_path):
+    """Ctrl-C twice: the second is reported and ignored, the step in progress is checkpointed."""
+    proc = start_slow_study(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    step, err = checkpointed_step(proc, tmp_path / "out")
+    assert step >= 1 and "already stopping" in err
+
+
+def test_ctrl_c_to_eomlab_without_mpirun_checkpoints_and_exits_75(tmp_path):
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
+        "record_every = 5", "record_every = 1000")
+    proc = subprocess.Popen([eomlab_binary(), "--config", str(write_config(tmp_path, text))], env=mpi_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any((tmp_path / "out" / "runs").glob("*.h5")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert "checkpointed at step" in out
