@@ -270,7 +270,8 @@ def stale_study(tmp_path_factory):
         assert proc.returncode == 0, proc.stderr
     files = run_files(out)  # the first study's 0.1 and 0.05 were replaced; its 0.0125 stayed
     with h5py.File(files[0.8], "r") as f:
-        assert f.attrs["status"] == "diverged" and not np.isfinite(f["observables/gd/loss"][-1])
+        loss = f["observables/gd/loss"][:]
+        assert f.attrs["status"] == "diverged" and not loss[-1] <= 1e6 * loss[0]  # optimizer.divergence_factor
     with h5py.File(files[0.2], "r") as f:
         assert f.attrs["status"] == "complete" and f.attrs["max_lr_sharpness"] > 2
         assert f["observables/gd/loss"][:].max() <= f["observables/gd/loss"][0]  # no divergence criterion fires
