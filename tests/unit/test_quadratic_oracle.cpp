@@ -2,6 +2,8 @@
 // exp(-At)θ0; eom1 is exp(-(A + η/2 A²)t)θ0. The driver must reproduce all three.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "core/rng.hpp"
 #include "flow/driver.hpp"
 #include "flow/vector_field.hpp"
@@ -172,6 +174,7 @@ TEST(QuadraticOracle, DivergingGdIsAResult) {
   s.lr = 1.0;
   s.steps = 10000;
   s.record_every = 1000;
+  s.divergence_factor = std::numeric_limits<double>::infinity();  // only a non-finite loss counts
   s.flows = {};
   test::RecordingSink sink;
   const WholeVector local(4);
@@ -180,4 +183,32 @@ TEST(QuadraticOracle, DivergingGdIsAResult) {
   EXPECT_LT(out.last_step, 10000);
   EXPECT_EQ(sink.records.back().step, out.last_step);
   EXPECT_FALSE(std::isfinite(sink.records.back().trajectories[0].loss));
+}
+
+TEST(QuadraticOracle, DivergenceIsTheFirstStepAboveTheFactorOfTheStartLoss) {
+  // GD's loss on the quadratic is known in closed form: the run stops at the first step k with
+  // L(θ_k) > divergence_factor · L(θ0), records it, and not one step later.
+  Quadratic q(4);
+  const Matrix a = q.a * 1e3;
+  QuadraticObjective objective(a);
+  DriverSettings s;
+  s.lr = 1.0;
+  s.steps = 10000;
+  s.record_every = 1000;
+  s.divergence_factor = 1e6;
+  test::RecordingSink sink;
+  const WholeVector local(4);
+  const RunOutcome out = run_synchronized(objective, q.theta0, s, whole_block(4), local, sink);
+  auto loss_at = [&](long k) {
+    Vector theta = q.theta0;
+    for (long i = 0; i < k; ++i) theta -= s.lr * (a * theta);
+    return 0.5 * theta.dot(a * theta);
+  };
+  const double limit = 1e6 * loss_at(0);
+  long first = 0;
+  while (loss_at(first) <= limit) ++first;
+  EXPECT_EQ(out.status, RunStatus::diverged);
+  EXPECT_EQ(out.last_step, first);
+  EXPECT_EQ(sink.records.back().step, first);
+  EXPECT_NEAR(sink.records.back().trajectories[0].loss, loss_at(first), 1e-9 * loss_at(first));
 }
