@@ -1,6 +1,7 @@
 #include "diff/sharpness.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "core/rng.hpp"
 
@@ -30,7 +31,8 @@ Vector SharpnessEstimator::start_vector(const SliceExchange& slices) {
   return warm ? start_ : seeded_random_slice(slices.begin(), n, lanczos_seed);
 }
 
-SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const SliceExchange& slices) {
+SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const SliceExchange& slices,
+                                               const std::function<bool()>& interrupt) {
   const Index n = theta.size();
   const Vector start = start_vector(slices);
   const int k_max = static_cast<int>(std::min<Index>(max_iterations_, std::max<Index>(slices.global_size(), 1)));
@@ -40,6 +42,11 @@ SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vecto
   SharpnessResult result;
   Eigen::SelfAdjointEigenSolver<Matrix> eig;
   for (int j = 0; j < k_max; ++j) {
+    if (interrupt && interrupt()) {
+      result.interrupted = true;
+      result.value = std::numeric_limits<double>::quiet_NaN();
+      return result;
+    }
     objective.hessian_vector(theta, basis_[static_cast<std::size_t>(j)], w_);
     ++result.iterations;
     // Full reorthogonalization (twice is enough) keeps the Ritz values clean.

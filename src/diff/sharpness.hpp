@@ -6,6 +6,8 @@
 // converge in a few HVPs along a trajectory. Vectors are this rank's slices of `slices`; dot products
 // are reduced over the run, so every rank gets the same answer.
 #pragma once
+#include <functional>
+
 #include "core/slices.hpp"
 #include "diff/objective.hpp"
 
@@ -15,13 +17,16 @@ struct SharpnessResult {
   double value = 0;
   int iterations = 0;
   bool converged = false;
+  bool interrupted = false;  // `interrupt` said stop: no value, and the warm start is unchanged
 };
 
 class SharpnessEstimator {
  public:
   // Stops when the residual of the top Ritz pair is below rtol·|λ| or after max_iterations HVPs.
   SharpnessEstimator(int max_iterations = 30, double rtol = 1e-8);
-  SharpnessResult operator()(Objective& objective, const Vector& theta, const SliceExchange& slices);
+  // `interrupt`, asked before every HVP, may end the estimate early (result.interrupted).
+  SharpnessResult operator()(Objective& objective, const Vector& theta, const SliceExchange& slices,
+                             const std::function<bool()>& interrupt = {});
   // The warm start carried from call to call (part of a run's checkpoint).
   const Vector& warm_start() const { return start_; }
   void set_warm_start(const Vector& v) { start_ = v; }

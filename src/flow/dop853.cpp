@@ -368,9 +368,10 @@ void Dop853::import_state(const State& s) {
   for (Vector& d : dense_) d = s.vectors[i++];
 }
 
-Dop853::Status Dop853::advance_to(double t, Vector& y) {
+Dop853::Status Dop853::advance_to(double t, Vector& y, const std::function<bool()>& interrupt) {
   if (status_ != Status::ok) return status_;
   while (t_ < t) {
+    if (interrupt && interrupt()) return Status::interrupted;
     take_step();
     if (status_ != Status::ok) return status_;
   }

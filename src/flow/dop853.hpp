@@ -27,7 +27,7 @@ struct IntegratorSettings {
 class Dop853 {
  public:
   using Field = std::function<void(const Vector& y, Vector& dydt)>;
-  enum class Status { ok, step_size_underflow, not_finite, step_limit };
+  enum class Status { ok, step_size_underflow, not_finite, step_limit, interrupted };
 
   Dop853(Field field, IntegratorSettings tol, const Reducer& vector_reducer, Index global_size);
 
@@ -38,7 +38,9 @@ class Dop853 {
   void set_end_time(double t_end) { t_end_ = t_end; }
   // Integrates to time t (t at or after the previously requested time) and writes y(t).
   // On failure y is left unchanged and the status says why; later calls keep failing.
-  Status advance_to(double t, Vector& y);
+  // `interrupt`, asked before every step, may end the call early with Status::interrupted: y is left
+  // unchanged and the integrator is at the end of an accepted step, ready to continue (or be exported).
+  Status advance_to(double t, Vector& y, const std::function<bool()>& interrupt = {});
 
   // Everything that determines the integrator's future: scalars (times, step sizes, counters, flags)
   // and vectors (state, stages, dense output), each of the length of y. Importing what was exported

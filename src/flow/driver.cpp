@@ -23,6 +23,7 @@ const char* to_string(Dop853::Status s) {
     case Dop853::Status::step_size_underflow: return "failed: step size underflow";
     case Dop853::Status::not_finite: return "failed: state not finite";
     case Dop853::Status::step_limit: return "failed: step limit flows.max_steps reached (stiff flow?)";
+    case Dop853::Status::interrupted: return "interrupted";
   }
   return "failed";
 }
@@ -210,11 +211,35 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
     if (is_record) {
       record.step = k;
       record.time = static_cast<double>(k) * lr;
-      observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
-      if (observables.sharpness) {
+      // A stop signal is also taken between the integrator's steps and the sharpness's HVPs: the record
+      // is abandoned and redone on resume (flows continue from where they were; the sharpness comes
+      // last, so its warm start changes only once nothing of the record can be abandoned any more).
+      const auto stop_now = [&] { return control && control->stop_requested(k); };
+      bool abandoned = false;
+      for (std::size_t f = 0; f < flows.size() && !abandoned; ++f) {
+        FlowTrack& track = *flows[f];
+        TrajectorySummary& summary = outcome.trajectories[f + 1];
+        if (track.failed) continue;
+        const auto t0 = Clock::now();
+        const Dop853::Status status = track.integrator.advance_to(record.time, track.theta, stop_now);
+        summary.wall_seconds += seconds_since(t0);
+        if (status == Dop853::Status::interrupted) {
+          abandoned = true;
+        } else if (status != Dop853::Status::ok) {
+          track.failed = true;
+          summary.status = to_string(status);
+          track.theta.setConstant(std::numeric_limits<double>::quiet_NaN());
+        }
+      }
+      if (!abandoned && observables.sharpness) {
         double& s = record.trajectories[0].sharpness;
-        s = gd_finite ? sharpness(objective, gd, slices).value : std::numeric_limits<double>::quiet_NaN();
-        if (std::isfinite(s)) {
+        s = std::numeric_limits<double>::quiet_NaN();
+        if (gd_finite) {
+          const SharpnessResult r = sharpness(objective, gd, slices, stop_now);
+          abandoned = r.interrupted;
+          s = r.value;
+        }
+        if (!abandoned && std::isfinite(s)) {
           outcome.max_lr_sharpness = std::max(outcome.max_lr_sharpness, lr * s);
           if (lr * s > 2.0 && outcome.first_unstable_step < 0) {
             outcome.first_unstable_step = k;
@@ -222,19 +247,15 @@ RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const Dr
           }
         }
       }
+      if (abandoned) {
+        checkpoint(k, records);
+        outcome.status = RunStatus::interrupted;
+        outcome.last_step = k;
+        break;
+      }
+      observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
       for (std::size_t f = 0; f < flows.size(); ++f) {
         FlowTrack& track = *flows[f];
-        TrajectorySummary& summary = outcome.trajectories[f + 1];
-        if (!track.failed) {
-          const auto t0 = Clock::now();
-          const Dop853::Status status = track.integrator.advance_to(record.time, track.theta);
-          summary.wall_seconds += seconds_since(t0);
-          if (status != Dop853::Status::ok) {
-            track.failed = true;
-            summary.status = to_string(status);
-            track.theta.setConstant(std::numeric_limits<double>::quiet_NaN());
-          }
-        }
         if (track.failed) {
           observer.fill_failed(record.trajectories[f + 1], track.theta);
         } else {
