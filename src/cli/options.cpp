@@ -217,7 +217,8 @@ Values read_ini(const std::string& text, const std::string& where) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string at = where + ": line " + std::to_string(number);
     for (unsigned char c : line)
-      if (is_control(c)) throw_input_error(at, "text without control characters", "byte " + escaped(std::string(1, static_cast<char>(c))));
+      if (is_control(c))
+        throw_input_error(at, "text without control characters", "byte " + escaped(std::string(1, static_cast<char>(c))));
     line = trim(line);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     if (line.front() == '[' && line.back() == ']') {
