@@ -1,6 +1,7 @@
 #include "io/input.hpp"
 
 #include <fstream>
+#include <limits>
 
 #include "core/files.hpp"
 #include "data/synthetic.hpp"
@@ -76,6 +77,10 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   const auto xdims = h5::dataset_shape(x, path + ":/X");
   if (xdims.size() != 2 || xdims[0] == 0 || xdims[1] == 0 || type_class(x, path) != H5T_FLOAT)
     throw InputError(where + ":/X: expected float64 [N, d], got " + contents_text(x, xdims, path));
+  constexpr hsize_t max_extent = std::numeric_limits<int>::max();  // BLAS and MPI count in int
+  if (xdims[0] > max_extent || xdims[1] > max_extent)
+    throw InputError(where + ":/X: expected at most " + std::to_string(max_extent) + " samples and features, got " +
+                     contents_text(x, xdims, path));
   const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(xdims[1]);
   Dataset out;
   out.x.resize(d, n);  // row-major [N, d] is column-major d x N

@@ -246,6 +246,17 @@ def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
     check_refused(proc, expected, tmp_path / "out", None)
 
 
+def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f.create_dataset("X", shape=(3_000_000_000, 5), dtype="f8")  # declared, never written: a small file
+        f["y"] = np.zeros(10, np.int64)
+    assert (tmp_path / "data.h5").stat().st_size < 100_000
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    check_refused(proc, ":/X: expected at most 2147483647 samples and features, got float64 [3000000000, 5]",
+                  tmp_path / "out", None)
+
+
 def test_wrong_dtype_in_an_init_file_is_named(tmp_path):
     with h5py.File(tmp_path / "init.h5", "w") as f:
         f["theta"] = np.zeros(75, np.int64)  # 5·8+8 + 8·3+3 parameters, but integers
