@@ -8,6 +8,14 @@
 #include "study/signals.hpp"
 #include "study/study.hpp"
 
+namespace {
+
+eomlab::StudyOptions study_options(const eomlab::cli::Command& cmd) {
+  return {cmd.overwrite, cmd.resume, cmd.shard, cmd.shards, eomlab::cli::canonical_config_text};
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace eomlab;
   dist::Environment mpi(argc, argv);
@@ -27,13 +35,13 @@ int main(int argc, char** argv) {
         if (root) std::cout << cmd.config.resolved_text;
         return 0;
       case cli::Action::dry_run:
-        if (root) print_dry_run(cmd.config, StudyOptions{cmd.overwrite, cmd.resume, cmd.shard, cmd.shards}, world.size(), std::cout);
+        if (root) print_dry_run(cmd.config, study_options(cmd), world.size(), std::cout);
         return 0;
       case cli::Action::catalog:
         rebuild_catalog(cmd.config, world);
         return 0;
       case cli::Action::run:
-        return run_study(cmd.config, StudyOptions{cmd.overwrite, cmd.resume, cmd.shard, cmd.shards}, world);
+        return run_study(cmd.config, study_options(cmd), world);
     }
   } catch (const InputError& e) {
     // Validation is identical on every rank: all of them stop here, rank 0 says why.

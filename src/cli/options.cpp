@@ -1,12 +1,17 @@
 #include "cli/options.hpp"
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace po = boost::program_options;
 
@@ -64,18 +69,55 @@ std::string trim(const std::string& s) {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::vector<std::string> split_list(const std::string& key, const std::string& value) {
-  std::vector<std::string> out;
-  std::stringstream ss(value);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = trim(item);
-    if (item.empty()) throw_input_error(key, "a comma-separated list without empty items", quoted(value));
-    out.push_back(item);
+bool is_control(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+
+// `s` with control characters spelled \xNN, so a message about them stays one line.
+std::string escaped(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += is_control(c) ? std::string(hex) : std::string(1, static_cast<char>(c));
   }
-  if (out.empty()) throw_input_error(key, "at least one value", "nothing");
   return out;
 }
+
+// Every value, from the file or the command line: no control characters (a newline would break the
+// INI text the config is stored as, a NUL would cut it) and no '#' starting a word, which reads as a
+// comment after the value (comments are whole lines, so it would be kept as part of the value).
+void check_value(const std::string& key, const std::string& value) {
+  for (unsigned char c : value)
+    if (is_control(c)) throw_input_error(key, "a value without control characters", quoted(escaped(value)));
+  for (std::size_t at = value.find('#'); at != std::string::npos; at = value.find('#', at + 1))
+    if (at == 0 || value[at - 1] == ' ' || value[at - 1] == '\t')
+      throw_input_error(key, "a value without a comment (comments are lines starting with # or ;)", quoted(value));
+}
+
+std::vector<std::string> split_list(const std::string& key, const std::string& value) {
+  std::vector<std::string> out;
+  for (std::size_t begin = 0;;) {
+    const std::size_t comma = value.find(',', begin);
+    const std::string item = trim(value.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+    if (item.empty()) {
+      if (value.empty()) throw_input_error(key, "at least one value", "nothing");
+      throw_input_error(key, "a comma-separated list without empty items", quoted(value));
+    }
+    out.push_back(item);
+    if (comma == std::string::npos) return out;
+    begin = comma + 1;
+  }
+}
+
+// Refuses a list that names one value twice (each grid point is one run and one file). `format` spells
+// equal values alike and distinct ones apart, as format_number does for doubles other than -0.
+template <class T, class Format>
+void require_distinct(const std::string& key, const std::vector<T>& values, Format format) {
+  std::set<std::string> seen;
+  for (const T& x : values)
+    if (!seen.insert(format(x)).second) throw_input_error(key, "distinct values", format(x) + " twice");
+}
+
+std::string integer_text(long long n) { return std::to_string(n); }
 
 double parse_double(const std::string& key, const std::string& text) {
   std::size_t used = 0;
@@ -89,32 +131,48 @@ double parse_double(const std::string& key, const std::string& text) {
   return v;
 }
 
-long long parse_integer(const std::string& key, const std::string& text) {
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) throw_input_error(key, "an integer", quoted(text));
-  return v;
-}
+// Largest widths, sample counts and ranks (sizes are int on the MPI and HDF5 side), and step counts
+// (steps are exact in the double t = k * lr up to 2^53).
+constexpr long long max_size = std::numeric_limits<int>::max();
+constexpr long long max_step_count = 1LL << 53;
 
-long long parse_positive_integer(const std::string& key, const std::string& text, long long min = 1) {
-  const long long v = parse_integer(key, text);
-  if (v < min) throw_input_error(key, "an integer >= " + std::to_string(min), quoted(text));
+long long parse_integer(const std::string& key, const std::string& text, long long min, long long max) {
+  const bool plus = text.size() > 1 && text[0] == '+';
+  long long v = 0;
+  const auto [end, error] = std::from_chars(text.data() + (plus ? 1 : 0), text.data() + text.size(), v);
+  if (error == std::errc::invalid_argument || end != text.data() + text.size())
+    throw_input_error(key, "an integer", quoted(text));
+  if (error == std::errc::result_out_of_range || v < min || v > max)
+    throw_input_error(key, "an integer in [" + integer_text(min) + ", " + integer_text(max) + "]", quoted(text));
   return v;
 }
 
 template <class Enum>
-Enum parse_choice(const std::string& key, const std::string& text, const std::vector<std::pair<std::string, Enum>>& choices) {
+using Choices = std::vector<std::pair<std::string, Enum>>;
+
+const Choices<Activation> activations{
+    {"tanh", Activation::tanh}, {"softplus", Activation::softplus}, {"gelu", Activation::gelu}, {"relu", Activation::relu}};
+const Choices<Normalization> normalizations{
+    {"none", Normalization::none}, {"layer", Normalization::layer}, {"weight", Normalization::weight}};
+const Choices<LossKind> losses{{"cross_entropy", LossKind::cross_entropy}, {"mse", LossKind::mse}};
+const Choices<bool> theta_choices{{"all", true}, {"none", false}};
+const Choices<bool> switch_choices{{"on", true}, {"off", false}};
+
+template <class Enum>
+Enum parse_choice(const std::string& key, const std::string& text, const Choices<Enum>& choices) {
   std::string names;
   for (const auto& [name, value] : choices) {
     if (name == text) return value;
     names += (names.empty() ? "" : " | ") + name;
   }
   throw_input_error(key, names, quoted(text));
+}
+
+template <class Enum>
+std::string choice_name(Enum value, const Choices<Enum>& choices) {
+  for (const auto& [name, v] : choices)
+    if (v == value) return name;
+  throw Error("no name for a choice");
 }
 
 FlowKind parse_flow(const std::string& key, const std::string& text) {
@@ -127,74 +185,186 @@ FlowKind parse_flow(const std::string& key, const std::string& text) {
   throw_input_error(key, names, quoted(text));
 }
 
+// "section.key" -> value text, as given (trimmed); a key given nowhere is absent.
+using Values = std::map<std::string, std::string>;
+
 class KeyValues {
  public:
-  explicit KeyValues(const po::variables_map& vm) : vm_(vm) {}
+  explicit KeyValues(const Values& values) : values_(values) {}
   std::string get(const std::string& key) const {
-    return vm_.count(key) ? trim(vm_[key].as<std::string>()) : std::string();
+    const auto it = values_.find(key);
+    return it == values_.end() ? std::string() : it->second;
   }
 
  private:
-  const po::variables_map& vm_;
+  const Values& values_;
 };
 
-StudyConfig build_config(const KeyValues& kv) {
-  StudyConfig c;
+bool is_config_key(const std::string& key) {
+  for (const KeySpec& k : config_keys())
+    if (key == k.key) return true;
+  return false;
+}
+
+// The keys of an INI text. Comments are whole lines whose first non-blank character is # or ; (as
+// Python's configparser reads study.ini); a '#' elsewhere is part of a value (check_value refuses one
+// starting a word). `where` names the text in messages.
+Values read_ini(const std::string& text, const std::string& where) {
+  Values values;
+  std::istringstream in(text);
+  std::string line, section;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::string at = where + ": line " + std::to_string(number);
+    for (unsigned char c : line)
+      if (is_control(c))
+        throw_input_error(at, "text without control characters", "byte " + escaped(std::string(1, static_cast<char>(c))));
+    line = trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line.front() == '[' && line.back() == ']') {
+      section = trim(line.substr(1, line.size() - 2));
+      continue;
+    }
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) throw_input_error(at, "'key = value', '[section]' or a comment", quoted(line));
+    const std::string key = (section.empty() ? "" : section + ".") + trim(line.substr(0, eq));
+    if (!is_config_key(key)) throw InputError(where + ": unknown key '" + key + "'");
+    if (!values.emplace(key, trim(line.substr(eq + 1))).second)
+      throw InputError(where + ": key '" + key + "' given more than once");
+  }
+  return values;
+}
+
+// Adds the default of every key given nowhere.
+void add_defaults(Values& values) {
+  for (const KeySpec& k : config_keys())
+    if (*k.default_value) values.emplace(k.key, k.default_value);
+}
+
+template <class T, class Format>
+std::string joined(const std::vector<T>& items, Format format) {
+  std::string s;
+  for (const T& x : items) s += (s.empty() ? "" : ",") + format(x);
+  return s;
+}
+
+// Each key's value spelled from its parsed value (lists joined by ",", numbers by format_number,
+// choices by name), so equal configs have equal text whatever their spelling; "" leaves a key out.
+Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
+  const auto given = [&](const std::string& key, long long value) { return kv.get(key).empty() ? "" : integer_text(value); };
+  return {
+      {"study.name", c.name},
+      {"study.output", c.output},
+      {"study.seed", joined(c.seeds, [](std::uint64_t s) { return std::to_string(s); })},
+      {"study.ranks_per_run", integer_text(c.ranks_per_run)},
+      {"data.source", c.data.source == "hdf5" ? "hdf5:" + c.data.path : c.data.source},
+      {"data.n_samples", integer_text(c.data.n_samples)},
+      {"data.n_features", given("data.n_features", c.data.n_features)},
+      {"data.n_classes", given("data.n_classes", c.data.n_classes)},
+      {"data.noise", format_number(c.data.noise)},
+      {"data.seed", std::to_string(c.data.seed)},
+      {"model.layers", joined(c.model.layers, integer_text)},
+      {"model.activation", choice_name(c.model.activation, activations)},
+      {"model.normalize", choice_name(c.model.normalize, normalizations)},
+      {"model.loss", choice_name(c.model.loss, losses)},
+      {"model.weight_decay", joined(c.model.weight_decay, format_number)},
+      {"model.init", c.model.init_path.empty() ? "default" : "hdf5:" + c.model.init_path},
+      {"optimizer.lr", joined(c.optimizer.lr, format_number)},
+      {"optimizer.steps", c.optimizer.steps > 0 ? integer_text(c.optimizer.steps) : ""},
+      {"optimizer.horizon", c.optimizer.steps > 0 ? "" : format_number(c.optimizer.horizon)},
+      {"optimizer.record_every", integer_text(c.optimizer.record_every)},
+      {"optimizer.divergence_factor", format_number(c.optimizer.divergence_factor)},
+      {"flows.kinds", joined(c.flows.kinds, [](FlowKind k) { return k.name(); })},
+      {"flows.rtol", format_number(c.flows.rtol)},
+      {"flows.atol", format_number(c.flows.atol)},
+      {"flows.max_steps", integer_text(c.flows.max_steps)},
+      {"output.theta", choice_name(c.output_options.store_theta, theta_choices)},
+      {"output.sharpness", choice_name(c.output_options.sharpness, switch_choices)},
+      {"output.checkpoint_every", integer_text(c.output_options.checkpoint_every)},
+      {"output.progress_every", format_number(c.output_options.progress_every)},
+  };
+}
+
+// The resolved INI text: every key in the order of config_keys(), defaults included.
+std::string resolved_text(const Values& canonical) {
+  std::ostringstream ini;
+  std::string section;
+  for (const KeySpec& k : config_keys()) {
+    const std::string full = k.key;
+    const auto dot = full.find('.');
+    if (full.substr(0, dot) != section) {
+      section = full.substr(0, dot);
+      ini << (ini.tellp() > 0 ? "\n" : "") << "[" << section << "]\n";
+    }
+    const std::string& value = canonical.at(full);
+    if (!value.empty()) ini << full.substr(dot + 1) << " = " << value << "\n";
+  }
+  return ini.str();
+}
+
+Index parse_size(const std::string& key, const std::string& text) {
+  return static_cast<Index>(parse_integer(key, text, 1, max_size));
+}
+
+long parse_step_count(const std::string& key, const std::string& text, long long min = 1) {
+  return static_cast<long>(parse_integer(key, text, min, max_step_count));
+}
+
+std::uint64_t parse_seed(const std::string& key, const std::string& text) {
+  return static_cast<std::uint64_t>(parse_integer(key, text, 0, std::numeric_limits<long long>::max()));
+}
+
+// "hdf5:PATH" -> PATH; anything else is refused as not `expected`.
+std::string hdf5_path(const std::string& key, const std::string& text, const std::string& expected) {
+  if (text.rfind("hdf5:", 0) != 0) throw_input_error(key, expected, quoted(text));
+  const std::string path = text.substr(5);
+  if (path.empty()) throw_input_error(key, "hdf5:PATH with a path", quoted(text));
+  return path;
+}
+
+void build_study(StudyConfig& c, const KeyValues& kv) {
   c.name = kv.get("study.name");
   if (c.name.empty()) throw_input_error("study.name", "a non-empty name", "nothing");
   c.output = kv.get("study.output");
   if (c.output.empty()) throw_input_error("study.output", "a directory", "nothing");
   c.seeds.clear();
-  for (const auto& s : split_list("study.seed", kv.get("study.seed")))
-    c.seeds.push_back(static_cast<std::uint64_t>(parse_positive_integer("study.seed", s, 0)));
-  c.ranks_per_run = static_cast<int>(parse_positive_integer("study.ranks_per_run", kv.get("study.ranks_per_run")));
+  for (const auto& s : split_list("study.seed", kv.get("study.seed"))) c.seeds.push_back(parse_seed("study.seed", s));
+  require_distinct("study.seed", c.seeds, [](std::uint64_t s) { return std::to_string(s); });
+  c.ranks_per_run = static_cast<int>(parse_integer("study.ranks_per_run", kv.get("study.ranks_per_run"), 1, max_size));
+}
 
-  // model
+void build_model(StudyConfig& c, const KeyValues& kv) {
   c.model.layers.clear();
   for (const auto& s : split_list("model.layers", kv.get("model.layers")))
-    c.model.layers.push_back(static_cast<Index>(parse_positive_integer("model.layers", s)));
+    c.model.layers.push_back(parse_size("model.layers", s));
   if (c.model.layers.size() < 2)
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
-  c.model.activation = parse_choice<Activation>("model.activation", kv.get("model.activation"),
-                                                {{"tanh", Activation::tanh},
-                                                 {"softplus", Activation::softplus},
-                                                 {"gelu", Activation::gelu},
-                                                 {"relu", Activation::relu}});
-  c.model.normalize = parse_choice<Normalization>("model.normalize", kv.get("model.normalize"),
-                                                  {{"none", Normalization::none},
-                                                   {"layer", Normalization::layer},
-                                                   {"weight", Normalization::weight}});
-  c.model.loss = parse_choice<LossKind>("model.loss", kv.get("model.loss"),
-                                        {{"cross_entropy", LossKind::cross_entropy}, {"mse", LossKind::mse}});
+  c.model.activation = parse_choice("model.activation", kv.get("model.activation"), activations);
+  c.model.normalize = parse_choice("model.normalize", kv.get("model.normalize"), normalizations);
+  c.model.loss = parse_choice("model.loss", kv.get("model.loss"), losses);
   c.model.weight_decay.clear();
   for (const auto& s : split_list("model.weight_decay", kv.get("model.weight_decay"))) {
     const double wd = parse_double("model.weight_decay", s);
     if (wd < 0) throw_input_error("model.weight_decay", "values >= 0", quoted(s));
-    c.model.weight_decay.push_back(wd);
+    c.model.weight_decay.push_back(wd + 0.0);  // -0 is 0
   }
+  require_distinct("model.weight_decay", c.model.weight_decay, format_number);
   const std::string init = kv.get("model.init");
-  if (init.rfind("hdf5:", 0) == 0) {
-    c.model.init_path = init.substr(5);
-    if (c.model.init_path.empty()) throw_input_error("model.init", "hdf5:PATH with a path", quoted(init));
-  } else if (init != "default") {
-    throw_input_error("model.init", "default | hdf5:PATH", quoted(init));
-  }
+  c.model.init_path = init == "default" ? "" : hdf5_path("model.init", init, "default | hdf5:PATH");
+}
 
-  // data
+void build_data(StudyConfig& c, const KeyValues& kv) {
   const std::string source = kv.get("data.source");
-  if (source.rfind("hdf5:", 0) == 0) {
-    c.data.source = "hdf5";
-    c.data.path = source.substr(5);
-    if (c.data.path.empty()) throw_input_error("data.source", "hdf5:PATH with a path", quoted(source));
-  } else if (source == "gaussian_mixture" || source == "teacher") {
+  if (source == "gaussian_mixture" || source == "teacher") {
     c.data.source = source;
   } else {
-    throw_input_error("data.source", "gaussian_mixture | teacher | hdf5:PATH", quoted(source));
+    c.data.source = "hdf5";
+    c.data.path = hdf5_path("data.source", source, "gaussian_mixture | teacher | hdf5:PATH");
   }
-  c.data.n_samples = static_cast<Index>(parse_positive_integer("data.n_samples", kv.get("data.n_samples")));
+  c.data.n_samples = parse_size("data.n_samples", kv.get("data.n_samples"));
   const std::string nf = kv.get("data.n_features"), nc = kv.get("data.n_classes");
-  c.data.n_features = nf.empty() ? c.model.layers.front() : static_cast<Index>(parse_positive_integer("data.n_features", nf));
-  c.data.n_classes = nc.empty() ? c.model.layers.back() : static_cast<Index>(parse_positive_integer("data.n_classes", nc));
+  c.data.n_features = nf.empty() ? c.model.layers.front() : parse_size("data.n_features", nf);
+  c.data.n_classes = nc.empty() ? c.model.layers.back() : parse_size("data.n_classes", nc);
   if (c.data.source != "hdf5") {
     if (c.data.n_features != c.model.layers.front())
       throw InputError("model.layers: expected input width " + std::to_string(c.data.n_features) +
@@ -207,80 +377,112 @@ StudyConfig build_config(const KeyValues& kv) {
   }
   c.data.noise = parse_double("data.noise", kv.get("data.noise"));
   if (c.data.noise < 0) throw_input_error("data.noise", "a number >= 0", quoted(kv.get("data.noise")));
-  c.data.seed = static_cast<std::uint64_t>(parse_positive_integer("data.seed", kv.get("data.seed"), 0));
+  c.data.seed = parse_seed("data.seed", kv.get("data.seed"));
+}
 
-  // optimizer
+void build_optimizer(StudyConfig& c, const KeyValues& kv) {
   c.optimizer.lr.clear();
   for (const auto& s : split_list("optimizer.lr", kv.get("optimizer.lr"))) {
     const double lr = parse_double("optimizer.lr", s);
     if (!(lr > 0)) throw_input_error("optimizer.lr", "learning rates > 0", quoted(s));
     c.optimizer.lr.push_back(lr);
   }
+  require_distinct("optimizer.lr", c.optimizer.lr, format_number);
   const std::string steps = kv.get("optimizer.steps"), horizon = kv.get("optimizer.horizon");
   if (steps.empty() == horizon.empty())
     throw InputError("optimizer.steps: expected exactly one of optimizer.steps and optimizer.horizon, got " +
                      std::string(steps.empty() ? "neither" : "both"));
   if (!steps.empty()) {
-    c.optimizer.steps = static_cast<long>(parse_positive_integer("optimizer.steps", steps));
+    c.optimizer.steps = parse_step_count("optimizer.steps", steps);
   } else {
     c.optimizer.horizon = parse_double("optimizer.horizon", horizon);
     if (!(c.optimizer.horizon > 0)) throw_input_error("optimizer.horizon", "a final time > 0", quoted(horizon));
     for (double lr : c.optimizer.lr) {
       const double k = c.optimizer.horizon / lr;
+      if (k > static_cast<double>(max_step_count))
+        throw InputError("optimizer.horizon: expected at most " + integer_text(max_step_count) + " steps of every lr, got " +
+                         format_number(k) + " with lr " + format_number(lr));
       if (std::llround(k) < 1 || std::abs(k - std::round(k)) > 1e-9 * k)
         throw InputError("optimizer.horizon: expected a whole multiple of every optimizer.lr, got horizon " + horizon +
-                         " with lr " + std::to_string(lr));
+                         " with lr " + format_number(lr));
     }
   }
-  c.optimizer.record_every = static_cast<long>(parse_positive_integer("optimizer.record_every", kv.get("optimizer.record_every")));
+  c.optimizer.record_every = parse_step_count("optimizer.record_every", kv.get("optimizer.record_every"));
   c.optimizer.divergence_factor = parse_double("optimizer.divergence_factor", kv.get("optimizer.divergence_factor"));
   if (!(c.optimizer.divergence_factor > 1))
     throw_input_error("optimizer.divergence_factor", "a number > 1", quoted(kv.get("optimizer.divergence_factor")));
+}
 
-  // flows
+void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
   c.flows.kinds.clear();
-  for (const auto& s : split_list("flows.kinds", kv.get("flows.kinds"))) {
-    const FlowKind kind = parse_flow("flows.kinds", s);
-    for (FlowKind k : c.flows.kinds)
-      if (k == kind) throw_input_error("flows.kinds", "each flow once", quoted(kv.get("flows.kinds")));
-    c.flows.kinds.push_back(kind);
-  }
+  for (const auto& s : split_list("flows.kinds", kv.get("flows.kinds"))) c.flows.kinds.push_back(parse_flow("flows.kinds", s));
+  require_distinct("flows.kinds", c.flows.kinds, [](FlowKind k) { return k.name(); });
   c.flows.rtol = parse_double("flows.rtol", kv.get("flows.rtol"));
   if (!(c.flows.rtol > 0 && c.flows.rtol < 1)) throw_input_error("flows.rtol", "a number in (0, 1)", quoted(kv.get("flows.rtol")));
   c.flows.atol = parse_double("flows.atol", kv.get("flows.atol"));
   if (!(c.flows.atol >= 0)) throw_input_error("flows.atol", "a number >= 0", quoted(kv.get("flows.atol")));
+  c.flows.max_steps = parse_step_count("flows.max_steps", kv.get("flows.max_steps"));
 
-  c.flows.max_steps = static_cast<long>(parse_positive_integer("flows.max_steps", kv.get("flows.max_steps")));
-
-  // output
-  c.output_options.store_theta =
-      parse_choice<bool>("output.theta", kv.get("output.theta"), {{"all", true}, {"none", false}});
-  c.output_options.sharpness =
-      parse_choice<bool>("output.sharpness", kv.get("output.sharpness"), {{"on", true}, {"off", false}});
-  c.output_options.checkpoint_every =
-      static_cast<long>(parse_positive_integer("output.checkpoint_every", kv.get("output.checkpoint_every"), 0));
+  c.output_options.store_theta = parse_choice("output.theta", kv.get("output.theta"), theta_choices);
+  c.output_options.sharpness = parse_choice("output.sharpness", kv.get("output.sharpness"), switch_choices);
+  c.output_options.checkpoint_every = parse_step_count("output.checkpoint_every", kv.get("output.checkpoint_every"), 0);
   c.output_options.progress_every = parse_double("output.progress_every", kv.get("output.progress_every"));
   if (!(c.output_options.progress_every >= 0))
     throw_input_error("output.progress_every", "a number of seconds >= 0", quoted(kv.get("output.progress_every")));
+}
 
-  // The resolved INI text: every key, defaults included.
-  std::ostringstream ini;
-  std::string section;
-  for (const KeySpec& k : config_keys()) {
-    const std::string full = k.key;
-    const auto dot = full.find('.');
-    if (full.substr(0, dot) != section) {
-      section = full.substr(0, dot);
-      ini << (ini.tellp() > 0 ? "\n" : "") << "[" << section << "]\n";
-    }
-    const std::string value = kv.get(full);
-    if (!value.empty()) ini << full.substr(dot + 1) << " = " << value << "\n";
-  }
-  c.resolved_text = ini.str();
+// The sweep grid's size fits its run indices (int).
+void require_grid_size(const StudyConfig& c) {
+  const double runs = static_cast<double>(c.optimizer.lr.size()) * static_cast<double>(c.seeds.size()) *
+                      static_cast<double>(c.model.weight_decay.size());
+  if (runs > static_cast<double>(max_size))
+    throw_input_error("optimizer.lr", "a sweep grid (optimizer.lr x study.seed x model.weight_decay) of at most " +
+                                          integer_text(max_size) + " runs",
+                      format_number(runs) + " runs");
+}
+
+StudyConfig build_config(const Values& values) {
+  for (const auto& [key, value] : values) check_value(key, value);
+  const KeyValues kv(values);
+  StudyConfig c;
+  build_study(c, kv);
+  build_model(c, kv);
+  build_data(c, kv);
+  build_optimizer(c, kv);
+  build_flows_and_output(c, kv);
+  require_grid_size(c);
+  c.resolved_text = resolved_text(canonical_values(c, kv));
   return c;
 }
 
+std::string read_text_file(const std::string& key, const std::string& path) {
+  require_regular_file(key, path);
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw InputError(key + ": cannot open file '" + path + "'");
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// --shard i/n, 0 <= i < n.
+void parse_shard(const std::string& text, Command& cmd) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) throw_input_error("--shard", "i/n with 0 <= i < n", quoted(text));
+  cmd.shards = static_cast<int>(parse_integer("--shard", text.substr(slash + 1), 1, max_size));
+  cmd.shard = static_cast<int>(parse_integer("--shard", text.substr(0, slash), 0, cmd.shards - 1));
+}
+
 }  // namespace
+
+std::string canonical_config_text(const std::string& ini) {
+  try {
+    Values values = read_ini(ini, "study.ini");
+    add_defaults(values);
+    return build_config(values).resolved_text;
+  } catch (const InputError&) {
+    return ini;
+  }
+}
 
 Command parse_command_line(int argc, const char* const argv[]) {
   po::options_description general("Options");
@@ -327,47 +529,19 @@ Command parse_command_line(int argc, const char* const argv[]) {
     return cmd;
   }
   if (!vm.count("config")) throw InputError("command line: expected --config FILE.ini (see eomlab --help)");
-  const std::string path = vm["config"].as<std::string>();
-  std::ifstream file(path);
-  if (!file) throw InputError("--config: cannot open file '" + path + "'");
-  try {
-    po::store(po::parse_config_file(file, keys, false), vm);
-  } catch (const po::unknown_option& e) {
-    throw InputError(path + ": unknown key '" + e.get_option_name() + "'");
-  } catch (const po::multiple_occurrences& e) {
-    throw InputError(path + ": key '" + e.get_option_name() + "' given more than once");
-  } catch (const po::error& e) {
-    throw InputError(path + ": " + e.what());
-  }
-  // Defaults for keys given nowhere.
+  // The command line beats the file, the file beats the defaults.
+  Values values;
   for (const KeySpec& k : config_keys())
-    if (!vm.count(k.key) && *k.default_value)
-      vm.insert({k.key, po::variable_value(boost::any(std::string(k.default_value)), true)});
-  po::notify(vm);
-
-  cmd.config = build_config(KeyValues(vm));
+    if (vm.count(k.key)) values.emplace(k.key, trim(vm[k.key].as<std::string>()));
+  const std::string path = vm["config"].as<std::string>();
+  values.merge(read_ini(read_text_file("--config", path), path));
+  add_defaults(values);
+  cmd.config = build_config(values);
   cmd.overwrite = vm.count("overwrite") > 0;
   cmd.resume = vm.count("resume") > 0;
   if (cmd.overwrite && cmd.resume)
     throw InputError("command line: expected at most one of --resume and --overwrite, got both");
-  if (vm.count("shard")) {
-    const std::string text = trim(vm["shard"].as<std::string>());
-    const auto slash = text.find('/');
-    long long i = -1, n = 0;
-    if (slash != std::string::npos) {
-      try {
-        std::size_t used_i = 0, used_n = 0;
-        i = std::stoll(text.substr(0, slash), &used_i);
-        n = std::stoll(text.substr(slash + 1), &used_n);
-        if (used_i != slash || used_n != text.size() - slash - 1) i = -1;
-      } catch (const std::exception&) {
-        i = -1;
-      }
-    }
-    if (i < 0 || n < 1 || i >= n) throw_input_error("--shard", "i/n with 0 <= i < n", quoted(text));
-    cmd.shard = static_cast<int>(i);
-    cmd.shards = static_cast<int>(n);
-  }
+  if (vm.count("shard")) parse_shard(trim(vm["shard"].as<std::string>()), cmd);
   if (vm.count("print-config")) cmd.action = Action::print_config;
   if (vm.count("dry-run")) cmd.action = Action::dry_run;
   if (vm.count("catalog")) cmd.action = Action::catalog;

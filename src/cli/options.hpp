@@ -22,4 +22,9 @@ struct Command {
 
 Command parse_command_line(int argc, const char* const argv[]);
 
+// The resolved text of the config an INI text holds (a study.ini, also one written by an older eomlab
+// in the spelling it was given): equal configs give equal text. A text that is not a valid config is
+// returned as it is.
+std::string canonical_config_text(const std::string& ini);
+
 }  // namespace eomlab::cli

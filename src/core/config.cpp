@@ -2,17 +2,17 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace eomlab {
-namespace {
 
-std::string compact(double x) {
+std::string format_number(double x) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", x);
-  return buf;
+  for (int digits = 6;; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (digits == 17 || std::strtod(buf, nullptr) == x) return buf;
+  }
 }
-
-}  // namespace
 
 std::vector<RunSpec> expand_grid(const StudyConfig& config) {
   std::vector<RunSpec> runs;
@@ -26,7 +26,7 @@ std::vector<RunSpec> expand_grid(const StudyConfig& config) {
         r.weight_decay = wd;
         r.steps = config.optimizer.steps > 0 ? config.optimizer.steps
                                              : std::lround(config.optimizer.horizon / lr);
-        r.run_id = "lr" + compact(lr) + "_seed" + std::to_string(seed) + "_wd" + compact(wd);
+        r.run_id = "lr" + format_number(lr) + "_seed" + std::to_string(seed) + "_wd" + format_number(wd);
         runs.push_back(r);
       }
   return runs;

@@ -88,7 +88,13 @@ struct RunSpec {
   long steps = 0;
 };
 
+// The sweep grid in order lr, seed, weight_decay. Run ids are unique when the lists' values are distinct
+// (the parser refuses repeats): lr and weight_decay are spelled by format_number.
 std::vector<RunSpec> expand_grid(const StudyConfig& config);
+
+// A number as run ids and the resolved INI text spell it: "%.6g" when that reads back as exactly x (0.1,
+// 1e-10, 60), else the fewest more significant digits that do (0.1000001): distinct numbers, distinct text.
+std::string format_number(double x);
 
 const char* to_string(Activation a);
 const char* to_string(LossKind l);

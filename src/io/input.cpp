@@ -1,7 +1,9 @@
 #include "io/input.hpp"
 
 #include <fstream>
+#include <limits>
 
+#include "core/files.hpp"
 #include "data/synthetic.hpp"
 #include "io/h5.hpp"
 
@@ -10,6 +12,7 @@ namespace {
 
 h5::Handle open_input(const std::string& path, const std::string& key) {
   h5::silence_error_stack();
+  require_regular_file(key, path);
   if (!std::ifstream(path).good()) throw InputError(key + ": cannot open file '" + path + "'");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(key + ": '" + path + "' is not an HDF5 file");
   try {
@@ -29,8 +32,28 @@ H5T_class_t type_class(hid_t dataset, const std::string& object) {
   return H5Tget_class(type);
 }
 
-std::string shape_text(const std::vector<hsize_t>& dims) {
-  std::string s = "[";
+// The element type as numpy names it ("float64", "int32", "uint8"), or its HDF5 class.
+std::string dtype_text(hid_t dataset, const std::string& object) {
+  h5::Handle type(H5Dget_type(dataset), H5Tclose, "H5Dget_type", object);
+  const std::string bits = std::to_string(8 * H5Tget_size(type));
+  switch (H5Tget_class(type)) {
+    case H5T_FLOAT: return "float" + bits;
+    case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + bits;
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return "compound";
+    case H5T_ENUM: return "enum";
+    case H5T_ARRAY: return "array";
+    case H5T_VLEN: return "vlen";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_REFERENCE: return "reference";
+    default: return "unknown type";
+  }
+}
+
+// "int32 [32, 4]": what a dataset holds, for a message saying what was expected instead.
+std::string contents_text(hid_t dataset, const std::vector<hsize_t>& dims, const std::string& object) {
+  std::string s = dtype_text(dataset, object) + " [";
   for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
   return s + "]";
 }
@@ -53,7 +76,11 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   h5::Handle x = require_dataset(file, "/X", path, key);
   const auto xdims = h5::dataset_shape(x, path + ":/X");
   if (xdims.size() != 2 || xdims[0] == 0 || xdims[1] == 0 || type_class(x, path) != H5T_FLOAT)
-    throw InputError(where + ":/X: expected float64 [N, d], got shape " + shape_text(xdims));
+    throw InputError(where + ":/X: expected float64 [N, d], got " + contents_text(x, xdims, path));
+  constexpr hsize_t max_extent = std::numeric_limits<int>::max();  // BLAS and MPI count in int
+  if (xdims[0] > max_extent || xdims[1] > max_extent)
+    throw InputError(where + ":/X: expected at most " + std::to_string(max_extent) + " samples and features, got " +
+                     contents_text(x, xdims, path));
   const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(xdims[1]);
   Dataset out;
   out.x.resize(d, n);  // row-major [N, d] is column-major d x N
@@ -64,7 +91,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   const auto ydims = h5::dataset_shape(y, path + ":/y");
   const H5T_class_t yclass = type_class(y, path);
   if (ydims.empty() || ydims[0] != xdims[0])
-    throw InputError(where + ":/y: expected " + std::to_string(n) + " rows like /X, got shape " + shape_text(ydims));
+    throw InputError(where + ":/y: expected " + std::to_string(n) + " rows like /X, got " + contents_text(y, ydims, path));
   if (yclass == H5T_INTEGER && ydims.size() == 1) {
     out.labels.resize(static_cast<std::size_t>(n));
     read_all(y, H5T_NATIVE_INT64, out.labels.data(), where + ":/y");
@@ -82,14 +109,14 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
     }
   } else if (yclass == H5T_FLOAT && ydims.size() == 2) {
     if (loss == LossKind::cross_entropy)
-      throw InputError(where + ":/y: expected integer class labels [N] for cross_entropy, got float targets " +
-                       shape_text(ydims));
+      throw InputError(where + ":/y: expected integer class labels [N] for cross_entropy, got targets " +
+                       contents_text(y, ydims, path));
     out.targets.resize(static_cast<Index>(ydims[1]), n);
     read_all(y, H5T_NATIVE_DOUBLE, out.targets.data(), where + ":/y");
     require_finite(out.targets, where + ":/y");
   } else {
-    throw InputError(where + ":/y: expected int64 [N] labels or float64 [N, k] targets, got shape " +
-                     shape_text(ydims));
+    throw InputError(where + ":/y: expected int64 [N] labels or float64 [N, k] targets, got " +
+                     contents_text(y, ydims, path));
   }
   return out;
 }
@@ -100,8 +127,8 @@ Vector read_parameters_file(const std::string& path, Index n_params, const std::
   h5::Handle theta = require_dataset(file, "/theta", path, key);
   const auto dims = h5::dataset_shape(theta, path + ":/theta");
   if (dims.size() != 1 || static_cast<Index>(dims[0]) != n_params || type_class(theta, path) != H5T_FLOAT)
-    throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] for model.layers, got shape " +
-                     shape_text(dims));
+    throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] for model.layers, got " +
+                     contents_text(theta, dims, path));
   Vector out(n_params);
   read_all(theta, H5T_NATIVE_DOUBLE, out.data(), where);
   require_finite(out, where);

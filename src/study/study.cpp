@@ -116,10 +116,11 @@ std::map<std::string, std::string> ini_values(const std::string& text) {
 // Run i of this invocation is computed by rank group i mod groups.
 int group_of(std::size_t i, int groups) { return static_cast<int>(i % static_cast<std::size_t>(groups)); }
 
-// What differs between two resolved configs, ignoring settings that do not change any result.
+// What differs between two resolved configs, ignoring settings that do not change any result, and
+// where the study is (a moved or copied output directory resumes).
 std::string config_difference(const std::string& before, const std::string& now) {
-  static const std::set<std::string> run_independent = {"study.name", "output.checkpoint_every",
-                                                             "output.progress_every"};
+  static const std::set<std::string> run_independent = {"study.name", "study.output", "output.checkpoint_every",
+                                                        "output.progress_every"};
   const auto a = ini_values(before), b = ini_values(now);
   std::set<std::string> keys;
   for (const auto& [k, v] : a) keys.insert(k);
@@ -145,7 +146,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
     std::ifstream in(saved);
     std::stringstream text;
     text << in.rdbuf();
-    const std::string diff = config_difference(text.str(), c.resolved_text);
+    const std::string diff = config_difference(o.canonical_config(text.str()), c.resolved_text);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
@@ -309,8 +310,8 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
     const RunSpec& r = runs[i];
     const int g = group_of(i, groups);
     const int first = g * config.ranks_per_run, last = first + config.ranks_per_run - 1;
-    out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << r.lr << std::setw(8)
-        << r.seed << std::setw(14) << r.weight_decay << std::setw(10) << r.steps
+    out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << format_number(r.lr)
+        << std::setw(8) << r.seed << std::setw(14) << format_number(r.weight_decay) << std::setw(10) << r.steps
         << (first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last)) << "\n";
   }
 }

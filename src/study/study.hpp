@@ -2,7 +2,9 @@
 // computed by its group (data sharded, derivatives summed over the group) and written to
 // <output>/runs/<run_id>.h5; progress on the console; a summary table at the end on world rank 0.
 #pragma once
+#include <functional>
 #include <iosfwd>
+#include <string>
 
 #include "core/config.hpp"
 #include "dist/comm.hpp"
@@ -13,6 +15,9 @@ struct StudyOptions {
   bool overwrite = false;  // replace this invocation's existing results
   bool resume = false;     // continue unfinished runs from their checkpoints, skip finished ones
   int shard = 0, shards = 1;  // run only runs i, i+n, i+2n, ... (job arrays)
+  // The resolved text of a stored <output>/study.ini, for comparing it with this config's (cli's parser,
+  // so a study.ini in another spelling, or written by an older eomlab, compares by value).
+  std::function<std::string(const std::string&)> canonical_config = [](const std::string& text) { return text; };
 };
 
 // Whether run `index` of the sweep grid belongs to shard i/n (runs i, i+n, i+2n, ...).

@@ -1,16 +1,28 @@
 """Bad input: exit code 2, one line from eomlab naming the key or file, and nothing written."""
 import hashlib
 import os
+import signal
+import subprocess
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import SMALL_STUDY, run_eomlab, write_config
+from conftest import SMALL_STUDY, eomlab_binary, mpi_env, run_eomlab, write_config
 
 
 def eomlab_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith("eomlab:")]
+
+
+def check_refused(proc, expected, out, np_):
+    """Exit code 2, one line naming `expected`, nothing written in `out`."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = eomlab_lines(proc.stderr)
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    if np_ is None:  # without mpirun, eomlab's line is all there is
+        assert proc.stderr.strip() == lines[0]
+    assert not out.exists()
 
 
 def with_change(text, old, new):
@@ -38,6 +50,19 @@ CASES = {
     "steps_and_horizon": (lambda t: with_change(t, "steps = 20", "steps = 20\nhorizon = 2"), "optimizer.steps"),
     "bad_rtol": (lambda t: with_change(t, "kinds = gf, eom1", "kinds = gf, eom1\nrtol = 2"), "flows.rtol"),
     "negative_progress_interval": (lambda t: t + "\n[output]\nprogress_every = -1\n", "output.progress_every"),
+    # Issue 11, item 2: one grid point twice would be two runs into one file.
+    "repeated_lr": (lambda t: with_change(t, "lr = 0.1", "lr = 0.1, 0.10"), "optimizer.lr: expected distinct values, got 0.1 twice"),
+    "repeated_seed": (lambda t: with_change(t, "seed = 1", "seed = 1, 01"), "study.seed: expected distinct values, got 1 twice"),
+    # Item 14: integers beyond the type they are stored in.
+    "ranks_per_run_beyond_int": (lambda t: with_change(t, "ranks_per_run = 1", "ranks_per_run = 4294967297"),
+                                 "study.ranks_per_run: expected an integer in [1, 2147483647], got '4294967297'"),
+    "ranks_per_run_2_to_the_31": (lambda t: with_change(t, "ranks_per_run = 1", "ranks_per_run = 2147483648"),
+                                  "got '2147483648'"),
+    # Item 15: values are taken whole or refused, never cut.
+    "comment_after_value": (lambda t: with_change(t, "name = small", "name = run #1"), "study.name"),
+    "nul_byte": (lambda t: with_change(t, "name = small", "name = sm\0all"), "control characters"),
+    "trailing_comma": (lambda t: with_change(t, "lr = 0.1", "lr = 0.1,"), "optimizer.lr"),
+    "double_comma": (lambda t: with_change(t, "lr = 0.1", "lr = 0.1,,0.05"), "optimizer.lr"),
 }
 
 
@@ -47,14 +72,7 @@ def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path, name, np_
     edit, expected = CASES[name]
     out = tmp_path / "out"
     config = write_config(tmp_path, edit(SMALL_STUDY.format(output=out)))
-    proc = run_eomlab(["--config", config], np=np_)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = eomlab_lines(proc.stderr)
-    assert len(lines) == 1, proc.stderr
-    assert expected in lines[0]
-    if np_ is None:  # without mpirun, eomlab's line is all there is
-        assert proc.stderr.strip() == lines[0]
-    assert not out.exists()
+    check_refused(run_eomlab(["--config", config], np=np_), expected, out, np_)
 
 
 def test_command_line_override_with_bad_value(tmp_path, small_study):
@@ -139,3 +157,109 @@ def test_unwritable_output_directory(tmp_path):
     text = SMALL_STUDY.format(output=blocker / "sub")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     assert proc.returncode == 2 and "study.output" in proc.stderr
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_a_value_with_a_hash_is_kept_whole(tmp_path, np_):
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("name = small", "name = run#1")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)], np=np_)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
+        assert "name = run#1\n" in f.attrs["config"]
+    assert "name = run#1\n" in (tmp_path / "out" / "study.ini").read_text()
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_control_characters_on_the_command_line_are_refused(tmp_path, small_study, np_):
+    proc = run_eomlab(["--config", small_study, "--study.name=a\nb"], np=np_)
+    check_refused(proc, "study.name: expected a value without control characters, got 'a\\x0ab'", tmp_path / "out", np_)
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_a_shard_count_beyond_int_is_refused(tmp_path, small_study, np_):
+    proc = run_eomlab(["--config", small_study, "--shard", "1/99999999999"], np=np_)
+    check_refused(proc, "--shard: expected an integer in [1, 2147483647], got '99999999999'", tmp_path / "out", np_)
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_close_learning_rates_get_a_file_each(tmp_path, np_):
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("lr = 0.1", "lr = 0.1, 0.1000001")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)], np=np_)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").glob("*.h5")) == ["lr0.1000001_seed1_wd0.h5", "lr0.1_seed1_wd0.h5"]
+    with h5py.File(tmp_path / "out" / "sweep.h5", "r") as f:
+        assert {s.decode() for s in f["summary"]["status"]} == {"complete"} and len(f["summary"]) == 2
+        assert f["runs/lr0.1000001_seed1_wd0"].attrs["lr"] == 0.1000001
+
+
+def run_with_timeout(args, np_, timeout=60):
+    """Runs eomlab in a session of its own; if it hangs, kills that session (mpirun's ranks included)."""
+    cmd = [eomlab_binary(), *map(str, args)]
+    if np_ is not None:
+        cmd = ["mpirun", "-np", str(np_), "--oversubscribe", *cmd]
+    proc = subprocess.Popen(cmd, env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
+        proc.communicate()
+        pytest.fail(f"eomlab hung for {timeout} s: {cmd}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+@pytest.mark.parametrize("np_", [None, 2])
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path, kind, np_):
+    path = tmp_path / "study.ini"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    proc = run_with_timeout(["--config", path], np_, timeout=30)
+    check_refused(proc, f"--config: expected a regular file, got a {'directory' if kind == 'directory' else 'FIFO'} '{path}'",
+                  tmp_path / "results", np_)
+
+
+@pytest.mark.parametrize("key", ["data.source", "model.init"])
+@pytest.mark.parametrize("np_", [None, 2])
+def test_an_input_file_that_is_a_fifo_is_refused(tmp_path, key, np_):
+    fifo = tmp_path / "input.h5"
+    os.mkfifo(fifo)
+    text = SMALL_STUDY.format(output=tmp_path / "out")
+    if key == "data.source":
+        text = text.replace("source = gaussian_mixture", f"source = hdf5:{fifo}")
+    else:
+        text = text.replace("[model]", f"[model]\ninit = hdf5:{fifo}")
+    proc = run_with_timeout(["--config", write_config(tmp_path, text)], np_, timeout=30)
+    check_refused(proc, f"{key}: expected a regular file, got a FIFO '{fifo}'", tmp_path / "out", np_)
+
+
+@pytest.mark.parametrize("name,make,expected", [
+    ("X", lambda f: (f.create_dataset("X", data=np.zeros((10, 5), np.int32)), f.create_dataset("y", data=np.zeros(10, np.int64))),
+     ":/X: expected float64 [N, d], got int32 [10, 5]"),
+    ("y", lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_dataset("y", data=np.zeros((10, 2), np.uint8))),
+     ":/y: expected int64 [N] labels or float64 [N, k] targets, got uint8 [10, 2]"),
+])
+def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        make(f)
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    check_refused(proc, expected, tmp_path / "out", None)
+
+
+def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f.create_dataset("X", shape=(3_000_000_000, 5), dtype="f8")  # declared, never written: a small file
+        f["y"] = np.zeros(10, np.int64)
+    assert (tmp_path / "data.h5").stat().st_size < 100_000
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    check_refused(proc, ":/X: expected at most 2147483647 samples and features, got float64 [3000000000, 5]",
+                  tmp_path / "out", None)
+
+
+def test_wrong_dtype_in_an_init_file_is_named(tmp_path):
+    with h5py.File(tmp_path / "init.h5", "w") as f:
+        f["theta"] = np.zeros(75, np.int64)  # 5·8+8 + 8·3+3 parameters, but integers
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    check_refused(proc, ":/theta: expected float64 [75] for model.layers, got int64 [75]", tmp_path / "out", None)

@@ -4,6 +4,7 @@ bit for bit."""
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -146,7 +147,7 @@ def test_resume_with_a_changed_config_is_refused_and_touches_nothing(tmp_path):
     proc = run_eomlab(["--config", config, "--resume", "--flows.rtol=1e-8"], np=2)
     assert proc.returncode == 2
     line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
-    assert "--resume" in line and "flows.rtol" in line and "1e-10" in line and "1e-8" in line
+    assert "--resume" in line and "flows.rtol was '1e-10', now '1e-08'" in line, line  # values as parsed
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
     # Run-independent settings may change.
     ok = run_eomlab(["--config", config, "--resume", "--output.checkpoint_every=7", "--output.progress_every=60"], np=2)
@@ -157,3 +158,30 @@ def test_resume_and_overwrite_together_are_refused(tmp_path):
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
     proc = run_eomlab(["--config", config, "--resume", "--overwrite"])
     assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_resume_compares_values_not_spelling_and_follows_a_moved_directory(tmp_path):
+    """Issue 11, item 11: the same config spelled otherwise (spacing, 60.0 for 60, 0.10 for 0.1), in an
+    output directory copied elsewhere, or a study.ini in the spelling an older eomlab stored, resumes."""
+    text = STUDY.replace("steps = 300", "horizon = 1")
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    shutil.copytree(tmp_path / "out", tmp_path / "moved")
+    respelled = (text.replace("lr = 0.05, 0.1", "lr=0.050,0.10").replace("horizon = 1", "horizon = 1.0")
+                 .replace("layers = 8,32,32,4", "layers = 8, 32, 32, 4").format(output=tmp_path / "moved"))
+    moved = write_config(tmp_path, respelled, "moved.ini")
+    ok = run_eomlab(["--config", moved, "--resume"], np=2)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("already complete, skipped") == 2
+    # The study.ini of an older eomlab held the values as they were given.
+    saved = tmp_path / "moved" / "study.ini"
+    saved.write_text(saved.read_text().replace("lr = 0.05,0.1", "lr = 0.05, 0.1").replace("horizon = 1\n", "horizon = 1.00\n"))
+    assert "lr = 0.05, 0.1\n" in saved.read_text() and "horizon = 1.00\n" in saved.read_text()
+    ok = run_eomlab(["--config", moved, "--resume"], np=2)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # A different value is still refused, naming its key (and not the directory).
+    proc = run_eomlab(["--config", moved, "--resume", "--optimizer.horizon=2"], np=2)
+    assert proc.returncode == 2
+    line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
+    assert "--resume: the config differs" in line and "optimizer.horizon was '1', now '2'" in line, line
+    assert "study.output" not in line

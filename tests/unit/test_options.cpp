@@ -94,3 +94,92 @@ TEST(Options, MissingConfigFileNamesIt) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/study.ini"), std::string::npos);
   }
 }
+
+namespace {
+
+std::vector<std::string> run_ids(const cli::Command& c) {
+  std::vector<std::string> ids;
+  for (const RunSpec& r : expand_grid(c.config)) ids.push_back(r.run_id);
+  return ids;
+}
+
+}  // namespace
+
+TEST(Options, RunIdsKeepTheirSpellingAndSeparateDistinctValues) {
+  EXPECT_EQ(run_ids(parse("[optimizer]\nlr = 0.1, 0.05\nsteps = 10\n[study]\nseed = 1\n[model]\nweight_decay = 0, 0.01, 1e-10\n")),
+            (std::vector<std::string>{"lr0.1_seed1_wd0", "lr0.1_seed1_wd0.01", "lr0.1_seed1_wd1e-10", "lr0.05_seed1_wd0",
+                                      "lr0.05_seed1_wd0.01", "lr0.05_seed1_wd1e-10"}));
+  EXPECT_EQ(run_ids(parse("[optimizer]\nlr = 0.1, 0.1000001, 0.10000000000000002\nsteps = 10\n")),
+            (std::vector<std::string>{"lr0.1_seed0_wd0", "lr0.1000001_seed0_wd0", "lr0.10000000000000002_seed0_wd0"}));
+}
+
+TEST(Options, ARepeatedGridPointIsRefused) {
+  EXPECT_EQ(error_of("[optimizer]\nlr = 0.1, 0.1\nsteps = 10\n"), "optimizer.lr: expected distinct values, got 0.1 twice");
+  EXPECT_EQ(error_of("[optimizer]\nlr = 0.1, 0.10\nsteps = 10\n"), "optimizer.lr: expected distinct values, got 0.1 twice");
+  EXPECT_EQ(error_of(minimal + "[study]\nseed = 1, 01\n"), "study.seed: expected distinct values, got 1 twice");
+  EXPECT_EQ(error_of(minimal + "[model]\nweight_decay = 0, 0.0\n"), "model.weight_decay: expected distinct values, got 0 twice");
+  EXPECT_EQ(error_of(minimal + "[model]\nweight_decay = 0, -0\n"), "model.weight_decay: expected distinct values, got 0 twice");
+  EXPECT_NE(error_of(minimal + "[flows]\nkinds = gf, eom1, gf\n").find("flows.kinds"), std::string::npos);
+}
+
+TEST(Options, ResolvedTextIsTheSameForEveryLayoutOfTheSameValues) {
+  const std::string a = parse("[optimizer]\nlr=0.1,0.05\nhorizon = 60.0\n[model]\nlayers=16,32,32,4\n").config.resolved_text;
+  const std::string b = parse("[optimizer]\nlr = 0.1, 0.05\nhorizon = 60\n[model]\nlayers = 16, 32,32 ,4\n").config.resolved_text;
+  const std::string c = parse("[optimizer]\nlr = 1e-1, 5.0e-2\nhorizon = 6e1\n[model]\nactivation = tanh\n").config.resolved_text;
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a.find("lr = 0.1,0.05\nhorizon = 60\n"), std::string::npos) << a;
+  // A study.ini in its given spelling (as older versions stored it) reads as the same config.
+  const std::string raw = "[study]\nname = x\nseed = 1,2\n[optimizer]\nlr = 0.1,0.05\nhorizon = 60.0\n";
+  EXPECT_EQ(cli::canonical_config_text(raw), parse(raw).config.resolved_text);
+  const std::string respelled = "[study]\nname = x\nseed = 1, 2\n[optimizer]\nlr = 0.1, 0.05\nhorizon = 60\n";
+  EXPECT_EQ(cli::canonical_config_text(raw), parse(respelled).config.resolved_text);
+  EXPECT_EQ(cli::canonical_config_text("not a config"), "not a config");
+}
+
+TEST(Options, AConfigThatIsNotARegularFileIsRefused) {
+  const std::string dir = ::testing::TempDir();
+  const char* argv[] = {"eomlab", "--config", dir.c_str()};
+  try {
+    cli::parse_command_line(3, argv);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "--config: expected a regular file, got a directory '" + dir + "'");
+  }
+}
+
+TEST(Options, IntegersAreRangeCheckedAgainstTheirTypes) {
+  EXPECT_EQ(error_of(minimal + "[study]\nranks_per_run = 4294967297\n"),
+            "study.ranks_per_run: expected an integer in [1, 2147483647], got '4294967297'");
+  EXPECT_NE(error_of(minimal + "[study]\nranks_per_run = 2147483648\n").find("2147483647"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[model]\nlayers = 16,4294967297,4\n").find("model.layers"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[study]\nseed = 99999999999999999999\n").find("study.seed: expected an integer in"),
+            std::string::npos);
+  EXPECT_NE(error_of("[optimizer]\nsteps = 9007199254740993\n").find("optimizer.steps"), std::string::npos);
+  EXPECT_NE(error_of("[optimizer]\nlr = 1e-300\nhorizon = 1\n").find("optimizer.horizon: expected at most"), std::string::npos);
+  EXPECT_EQ(error_of(minimal, {"--shard", "1/99999999999"}), "--shard: expected an integer in [1, 2147483647], got '99999999999'");
+  EXPECT_NE(error_of(minimal, {"--shard", "2/2"}).find("--shard"), std::string::npos);
+  const cli::Command c = parse(minimal + "[study]\nranks_per_run = 2147483647\nseed = 9223372036854775807\n", {"--shard", "3/4"});
+  EXPECT_EQ(c.config.ranks_per_run, 2147483647);
+  EXPECT_EQ(c.config.seeds, (std::vector<std::uint64_t>{9223372036854775807ULL}));
+  EXPECT_EQ(c.shard, 3);
+  EXPECT_EQ(c.shards, 4);
+}
+
+TEST(Options, ValuesAreNeverSilentlyAltered) {
+  EXPECT_EQ(parse(minimal + "[study]\nname = run#1\n").config.name, "run#1");
+  EXPECT_EQ(parse("# a comment\n ; another\n[optimizer]\n  # indented comment\nsteps = 10\n").config.optimizer.steps, 10);
+  EXPECT_NE(error_of("[optimizer]\nsteps = 10 # ten\n").find("optimizer.steps: expected a value without a comment"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal + "[study]\nname = run #1\n").find("study.name"), std::string::npos);
+  EXPECT_NE(error_of(minimal + std::string("[study]\nname = r\0x\n", 19)).find("line 4: expected text without control characters"),
+            std::string::npos);
+  EXPECT_EQ(error_of(minimal, {"--study.name=a\nb"}), "study.name: expected a value without control characters, got 'a\\x0ab'");
+  EXPECT_EQ(error_of("[optimizer]\nlr = 0.1,0.2,\nsteps = 10\n"),
+            "optimizer.lr: expected a comma-separated list without empty items, got '0.1,0.2,'");
+  EXPECT_NE(error_of("[optimizer]\nlr = 0.1,,0.2\nsteps = 10\n").find("optimizer.lr"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[study]\nseed =\n").find("study.seed: expected at least one value"), std::string::npos);
+  EXPECT_NE(error_of(minimal + "[model]\nnot a key value line\n").find("line 4: expected 'key = value'"), std::string::npos);
+  // Windows line ends are fine.
+  EXPECT_EQ(parse("[optimizer]\r\nsteps = 10\r\n").config.optimizer.steps, 10);
+}
