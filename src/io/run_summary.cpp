@@ -60,4 +60,10 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
   return r;
 }
 
+std::string read_run_config(const std::string& path) {
+  h5::silence_error_stack();
+  Handle file = h5::open_file_readonly(path);
+  return h5::read_string_attribute(file, "config", path);
+}
+
 }  // namespace eomlab::io

@@ -1,6 +1,10 @@
 #include "study/study.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -134,18 +138,77 @@ std::string config_difference(const std::string& before, const std::string& now)
   return diff;
 }
 
+// Writes `text` to `path` whole or not at all: a temporary file in the same directory, every write
+// checked, fsync'd, renamed into place, the directory fsync'd. A failure (a full disk) leaves `path` as
+// it was and throws an InputError naming `key` and the file.
+void write_file_atomically(const fs::path& path, const std::string& text, const std::string& key) {
+  const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  bool ok = fd >= 0;
+  for (std::size_t done = 0; ok && done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    done += ok ? static_cast<std::size_t>(n) : 0;
+  }
+  ok = ok && ::fsync(fd) == 0;
+  const int err = errno;
+  ok = fd >= 0 && ::close(fd) == 0 && ok;
+  ok = ok && std::rename(temp.c_str(), path.c_str()) == 0;
+  if (!ok) {
+    std::error_code ec;
+    fs::remove(temp, ec);
+    throw InputError(key + ": cannot write '" + path.string() + "': " + std::strerror(err ? err : errno));
+  }
+  if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+// The config a study directory was made with: <output>/study.ini, or, when that file is damaged (empty
+// or cut short by a failed write of an older eomlab), the `config` attribute of one of its run files
+// (every run file records it). text is empty when neither exists.
+struct SavedConfig {
+  std::string text;
+  bool intact = true;  // false: study.ini must be rewritten
+};
+
+SavedConfig saved_config(const fs::path& out) {
+  const fs::path saved = out / "study.ini";
+  std::error_code ec;
+  if (!fs::exists(saved, ec)) return {};
+  std::ifstream in(saved);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  // Written whole, it starts with [study] and ends with the [output] section and a newline.
+  if (s.rfind("[study]\n", 0) == 0 && s.find("\n[output]\n") != std::string::npos && s.back() == '\n')
+    return {s, true};
+  SavedConfig recovered{"", false};
+  for (const fs::directory_entry& entry : fs::directory_iterator(out / "runs", ec)) {
+    if (entry.path().extension() != ".h5") continue;
+    try {
+      recovered.text = io::read_run_config(entry.path().string());
+    } catch (const Error&) {
+      continue;
+    }
+    std::cerr << "eomlab: warning: '" << saved.string() << "' is " << (s.empty() ? "empty" : "cut short")
+              << "; using the config recorded in '" << entry.path().string() << "' and rewriting it" << std::endl;
+    break;
+  }
+  return recovered;
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
 OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
-  bool rewrite_saved = !fs::exists(saved, ec);
-  if (!rewrite_saved) {
-    std::ifstream in(saved);
-    std::stringstream text;
-    text << in.rdbuf();
-    const std::string diff = config_difference(text.str(), c.resolved_text);
+  const SavedConfig before = saved_config(out);
+  bool rewrite_saved = before.text.empty() || !before.intact;
+  if (!before.text.empty()) {
+    const std::string diff = config_difference(before.text, c.resolved_text);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
@@ -183,11 +246,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
     if (o.shards == 1) fs::remove(out / "sweep.h5", ec);
     rewrite_saved = true;
   }
-  if (rewrite_saved) {
-    const fs::path temp = out / (".study.ini.tmp." + std::to_string(getpid()));
-    std::ofstream(temp) << c.resolved_text;
-    fs::rename(temp, saved, ec);
-  }
+  if (rewrite_saved) write_file_atomically(saved, c.resolved_text, "study.output");
   return lock;
 }
 

