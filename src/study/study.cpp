@@ -199,6 +199,22 @@ SavedConfig saved_config(const fs::path& out) {
   return recovered;
 }
 
+// The config in study.ini is shared by every shard of a study: a shard's --overwrite may replace it only
+// when no other invocation runs on the directory and no other shard has results there. Otherwise the
+// directory would hold runs of two configs and the other shards could no longer resume.
+void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSpec>& mine, const std::string& diff) {
+  const std::string why = "--overwrite --shard: '" + c.output + "' holds a study with another config (" + diff + ")";
+  const std::string what = "; to replace the whole study, --overwrite without --shard; or use another directory";
+  if (const std::string holder = lock_holder(c.output); !holder.empty())
+    throw InputError(why + " that " + holder + " is running" + what);
+  std::set<fs::path> own;
+  for (const RunSpec& r : mine) own.insert(run_path(c, r));
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(fs::path(c.output) / "runs", ec))
+    if (entry.path().extension() == ".h5" && !own.count(entry.path()))
+      throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
@@ -215,6 +231,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
       if (!o.overwrite)
         throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                          "); use another directory, or --overwrite");
+      if (o.shards > 1) refuse_shard_replacing_config(c, mine, diff);
       rewrite_saved = true;
     }
   }

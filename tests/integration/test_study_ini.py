@@ -64,3 +64,54 @@ def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
     proc = run_eomlab(["--config", small_study, "--resume"], np=1)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "study.ini").read_text().startswith("[study]")
+
+
+SHARDED = """
+[study]
+output = {output}
+seed = 1
+[data]
+n_samples = 256
+[model]
+layers = 8,32,32,4
+[optimizer]
+lr = 0.05, 0.1
+horizon = 2000
+record_every = 100
+[flows]
+kinds = gf
+[output]
+checkpoint_every = 1000
+"""
+
+
+def refused_one_line(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_a_shard_overwrite_never_replaces_the_config_of_a_live_or_populated_study(tmp_path):
+    out = tmp_path / "out"
+    config = write_config(tmp_path, SHARDED.format(output=out))
+    first = subprocess.Popen([eomlab_binary(), "--config", str(config), "--shard", "0/2"], env=mpi_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_first_checkpoint(out, first)
+    saved = (out / "study.ini").read_bytes()
+    # Shard 1/2 with other keys while shard 0/2 runs: refused, study.ini unchanged.
+    line = refused_one_line(run_eomlab(["--config", config, "--shard", "1/2", "--overwrite", "--flows.rtol=1e-8"], np=1))
+    assert "--overwrite --shard" in line and "flows.rtol" in line and "pid %d" % first.pid in line, line
+    assert (out / "study.ini").read_bytes() == saved
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stdout + stderr
+    # Shard 0 has finished, but its results are of the old config: still refused.
+    line = refused_one_line(run_eomlab(["--config", config, "--shard", "1/2", "--overwrite", "--flows.rtol=1e-8"], np=1))
+    assert "other shards have results" in line and "lr0.05" in line, line
+    assert (out / "study.ini").read_bytes() == saved
+    # The old config is shard 0's: shard 0 resumes (nothing to do), shard 1 runs, and the whole study
+    # may be replaced by an --overwrite without --shard.
+    assert run_eomlab(["--config", config, "--shard", "0/2", "--resume"], np=1).returncode == 0
+    assert run_eomlab(["--config", config, "--shard", "1/2"], np=1).returncode == 0
+    assert run_eomlab(["--config", config, "--overwrite", "--flows.rtol=1e-8", "--optimizer.horizon=200"],
+                      np=1).returncode == 0
+    assert b"rtol = 1e-08" in (out / "study.ini").read_bytes() or b"rtol = 1e-8" in (out / "study.ini").read_bytes()
