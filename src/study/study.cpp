@@ -267,6 +267,33 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   return lock;
 }
 
+// The checkpoint a run continues from, verified against its checksum, the run's settings and the run
+// file. A bad one (corrupted, edited, or ahead of its run file) is never resumed from: group rank 0 warns
+// naming the file, moves it aside to <checkpoint>.bad and the run starts again from step 0, so one
+// run's bad files cost that run's time and stop nothing else. Collective over the run's group.
+std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, const std::string& path,
+                                                     const io::RunFileHeader& header, const DriverSettings& settings,
+                                                     const dist::Comm& group, const SliceExchange& slices,
+                                                     const std::string& label) {
+  io::CheckpointRead read =
+      io::read_checkpoint(ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every});
+  std::string problem = read.problem;
+  if (problem.empty() && group.rank() == 0) {
+    const long records = read.checkpoint->records;
+    const std::string run_file = io::reopen_problem(path, header, records, (records - 1) * settings.record_every);
+    if (!run_file.empty()) problem = "run file '" + path + "': " + run_file;
+  }
+  problem = group.broadcast(problem);
+  if (problem.empty()) return std::move(read.checkpoint);
+  if (group.rank() == 0) {
+    std::error_code ec;
+    fs::rename(ckpt, ckpt + ".bad", ec);
+    std::cerr << "eomlab: warning: " << label << "cannot resume from checkpoint '" << ckpt << "': " << problem
+              << "; the run starts again from step 0 (the checkpoint is kept as '" << ckpt << ".bad')" << std::endl;
+  }
+  return std::nullopt;
+}
+
 // Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both.
 class StudyControl final : public RunControl {
  public:
@@ -501,7 +528,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
 
     std::optional<DriverCheckpoint> from;
-    if (mode == "resume") from = io::read_checkpoint(ckpt, group, slices);
+    if (mode == "resume") from = checkpoint_to_resume(ckpt, path, header, settings, group, slices, label);
     std::unique_ptr<io::RunFile> file =
         from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
              : std::make_unique<io::RunFile>(path, group, header);
