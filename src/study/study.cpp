@@ -33,6 +33,7 @@
 #include "io/input.hpp"
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
+#include "study/memory_budget.hpp"
 #include "study/output_lock.hpp"
 #include "study/signals.hpp"
 
@@ -383,6 +384,15 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   }
 }
 
+// Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
+// it has available; the line is that of the lowest such rank.
+void refuse_what_cannot_fit(const StudyConfig& c, Index n_params, const dist::Comm& world) {
+  const MemoryEstimate estimate = estimate_rank_memory(c, n_params, study_samples(c));
+  const std::string problem = memory_problem(c, estimate, world.node().size());
+  const long first = world.max(problem.empty() ? 0 : world.size() - world.rank());
+  if (first > 0) throw InputError(world.broadcast(problem, static_cast<int>(world.size() - first)));
+}
+
 }  // namespace
 
 int group_count(const StudyConfig& config, int world_size) {
@@ -398,7 +408,8 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
-  out << "\n";
+  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  out << "\n" << describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config))) << "\n";
   out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -417,9 +428,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
   const auto names = trajectory_names(config);
 
-  // Validate inputs on every rank before anything is written.
-  const Dataset data = load_data(config);
+  // Validate inputs on every rank before anything is allocated or written.
   const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  refuse_what_cannot_fit(config, probe.n_params(), world);
+  const Dataset data = load_data(config);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
