@@ -279,7 +279,7 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, co
   io::CheckpointRead read =
       io::read_checkpoint(ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every});
   std::string problem = read.problem;
-  if (problem.empty() && group.rank() == 0) {
+  if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;
     const std::string run_file = io::reopen_problem(path, header, records, (records - 1) * settings.record_every);
     if (!run_file.empty()) problem = "run file '" + path + "': " + run_file;

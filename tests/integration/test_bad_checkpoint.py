@@ -11,27 +11,11 @@ import h5py
 import pytest
 
 from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
-from test_resume import datasets, statuses
+from test_resume import STUDY as RESUME_STUDY, datasets, statuses
 
-STUDY = """
-[study]
-name = bad_checkpoint
-output = {output}
-seed = 1
-ranks_per_run = {ranks_per_run}
-[data]
-n_samples = 256
-[model]
-layers = 8,32,32,4
-[optimizer]
-lr = 0.05, 0.1
-steps = 1500
-record_every = 5
-[flows]
-kinds = gf, eom1
-[output]
-checkpoint_every = 10
-"""
+# test_resume's study in two rank groups side by side (ranks_per_run = 1) or one slicing θ (2).
+STUDY = (RESUME_STUDY.replace("ranks_per_run = 2", "ranks_per_run = {ranks_per_run}")
+         .replace("steps = 300", "steps = 1500").replace("kinds = gf, eom1, eom2", "kinds = gf, eom1"))
 
 BAD = "lr0.05_seed1_wd0"
 

@@ -3,11 +3,11 @@ disk at start leaves no empty file and the directory stays usable), a damaged on
 is recovered from the run files on --resume, and a shard's --overwrite never replaces the config of a
 study whose other shards have results or are running."""
 import subprocess
-import uuid
 
 import pytest
 
 from conftest import SMALL_STUDY, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from test_output_lock import STUDY as SHARDED  # two runs of 20000 steps, checkpoints every 1000
 
 
 @pytest.fixture
@@ -65,24 +65,6 @@ def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "study.ini").read_text().startswith("[study]")
 
-
-SHARDED = """
-[study]
-output = {output}
-seed = 1
-[data]
-n_samples = 256
-[model]
-layers = 8,32,32,4
-[optimizer]
-lr = 0.05, 0.1
-horizon = 2000
-record_every = 100
-[flows]
-kinds = gf
-[output]
-checkpoint_every = 1000
-"""
 
 
 def refused_one_line(proc):
