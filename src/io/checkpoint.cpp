@@ -218,6 +218,7 @@ namespace {
 // This rank's part of the checkpoint at `file`, and the checksum recorded with it.
 DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExchange& slices,
                             std::uint64_t& recorded) {
+  if (H5Aexists(file, "checksum") <= 0) throw Error("it has no checksum: written by an older eomlab");
   recorded = static_cast<std::uint64_t>(h5::read_int_attribute(file, "checksum", path));
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);
