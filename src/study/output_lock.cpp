@@ -91,7 +91,7 @@ OutputLock::OutputLock(const std::string& output, int shard, int shards, const s
   const std::string text = holder + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     const int err = errno;
-    throw Error("cannot write '" + mine_path.string() + "': " + std::strerror(err));
+    throw InputError("study.output: cannot write '" + mine_path.string() + "': " + std::strerror(err));
   }
 }
 

@@ -10,27 +10,28 @@ from conftest import SMALL_STUDY, eomlab_binary, mpi_env, run_eomlab, wait_for_f
 from test_output_lock import STUDY as SHARDED  # two runs of 20000 steps, checkpoints every 1000
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs of which one 4 KiB page is free: the lock file fits, study.ini does not."""
+@pytest.fixture(params=[1, 0])
+def small_disk(request, tmp_path):
+    """A 4 MiB tmpfs with one 4 KiB page free (the lock file fits, study.ini does not) or none."""
     mount = tmp_path / "disk"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]).returncode != 0:
         pytest.skip("cannot mount a tmpfs (needs root)")
     try:
-        (mount / "filler").write_bytes(b"\0" * (4 * 1024 * 1024 - 4096))
-        yield mount
+        (mount / "filler").write_bytes(b"\0" * (4 * 1024 * 1024 - 4096 * request.param))
+        yield mount, "study.ini" if request.param else ".eomlab-lock.0-of-1"
     finally:
         subprocess.run(["umount", "-l", str(mount)])
 
 
 def test_full_disk_at_start_leaves_no_empty_study_ini_and_the_directory_usable(tmp_path, small_disk):
+    small_disk, failing = small_disk
     out = small_disk / "out"
     config = write_config(tmp_path, SMALL_STUDY.format(output=out))
-    proc = run_eomlab(["--config", config], np=1)
+    proc = run_eomlab(["--config", config], np=2)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
-    assert len(lines) == 1 and lines[0].startswith("eomlab: study.output: cannot write") and "study.ini" in lines[0] \
+    assert len(lines) == 1 and lines[0].startswith("eomlab: study.output: cannot write") and failing in lines[0] \
         and "No space left" in lines[0], proc.stderr
     assert not (out / "study.ini").exists()
     assert not list(out.glob(".study.ini.tmp*"))
