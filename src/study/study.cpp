@@ -144,26 +144,31 @@ std::string config_difference(const std::string& before, const std::string& now)
 // it was and throws an InputError naming `key` and the file.
 void write_file_atomically(const fs::path& path, const std::string& text, const std::string& key) {
   const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
+  int err = 0;  // the first failure's errno
+  auto step = [&err](bool ok) {
+    if (!ok && err == 0) err = errno ? errno : EIO;
+    return ok && err == 0;
+  };
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0;
-  for (std::size_t done = 0; ok && done < text.size();) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    ok = n > 0;
-    done += ok ? static_cast<std::size_t>(n) : 0;
+  if (step(fd >= 0)) {
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (!step(n > 0)) break;
+      done += static_cast<std::size_t>(n);
+    }
+    step(::fsync(fd) == 0);
+    step(::close(fd) == 0);
   }
-  ok = ok && ::fsync(fd) == 0;
-  const int err = errno;
-  ok = fd >= 0 && ::close(fd) == 0 && ok;
-  ok = ok && std::rename(temp.c_str(), path.c_str()) == 0;
-  if (!ok) {
-    std::error_code ec;
-    fs::remove(temp, ec);
-    throw InputError(key + ": cannot write '" + path.string() + "': " + std::strerror(err ? err : errno));
+  if (step(err == 0) && step(std::rename(temp.c_str(), path.c_str()) == 0)) {
+    if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+    return;
   }
-  if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  std::error_code ec;
+  fs::remove(temp, ec);
+  throw InputError(key + ": cannot write '" + path.string() + "': " + std::strerror(err));
 }
 
 // The config a study directory was made with: <output>/study.ini, or, when that file is damaged (empty
