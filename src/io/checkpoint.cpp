@@ -164,10 +164,11 @@ std::uint64_t checksum(const DriverCheckpoint& c, const dist::Comm& group, const
 std::string scalars_problem(const DriverCheckpoint& c, const CheckpointExpectation& e) {
   if (c.flows.size() != e.flows || c.wall_seconds.size() != e.flows + 1)
     return "it holds " + std::to_string(c.flows.size()) + " flows, expected " + std::to_string(e.flows);
-  if (c.step < 1 || c.step > e.steps)
-    return "its step " + std::to_string(c.step) + " is outside 1.." + std::to_string(e.steps);
-  // Records are made at steps 0, record_every, 2 record_every, ...: those before `step`.
-  const long records = (c.step - 1) / e.record_every + 1;
+  if (c.step < 0 || c.step > e.steps)
+    return "its step " + std::to_string(c.step) + " is outside 0.." + std::to_string(e.steps);
+  // Records are made at steps 0, record_every, 2 record_every, ...: those before `step` (a stop inside
+  // the record of `step` checkpoints before it is made, at step 0 too).
+  const long records = (c.step + e.record_every - 1) / e.record_every;
   if (c.records != records)
     return "its record count " + std::to_string(c.records) + " does not match its step " + std::to_string(c.step) +
            " (expected " + std::to_string(records) + ")";

@@ -300,7 +300,7 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
 
 std::string reopen_problem(const std::string& path, const RunFileHeader& header, long records, long long last_step) {
   h5::silence_error_stack();
-  if (records < 1) return "a checkpoint of " + std::to_string(records) + " records";
+  if (records < 0) return "a checkpoint of " + std::to_string(records) + " records";
   try {
     Handle file = h5::open_file_readonly(path);
     std::unique_ptr<RecordSeries> step, time;
@@ -314,6 +314,7 @@ std::string reopen_problem(const std::string& path, const RunFileHeader& header,
         return "it holds " + std::to_string(dims[0]) + " records of " + spec.name + ", fewer than the checkpoint's " +
                std::to_string(records);
     }
+    if (records == 0) return "";
     Handle ds = h5::open_dataset(file, "/step", path);
     const long long at = h5::read_element<long long>(ds, static_cast<hsize_t>(records - 1), H5T_NATIVE_LLONG, path);
     if (at != last_step)
