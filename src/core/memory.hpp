@@ -2,10 +2,16 @@
 // and the memory benchmark: what a rank of a run needs from its node.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace eomlab {
 
 // Bytes; 0 where the system does not tell.
 std::int64_t peak_resident_bytes();
+
+// Memory this process's node can still give (bytes): MemAvailable of /proc/meminfo, lowered to what the
+// process's cgroup (v2 memory.max, v1 memory.limit_in_bytes: a batch job's share) has left; `source` says
+// which. 0 where the system does not tell.
+std::int64_t available_memory_bytes(std::string* source = nullptr);
 
 }  // namespace eomlab

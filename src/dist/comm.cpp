@@ -78,6 +78,15 @@ Comm Comm::split(int color, int key) const {
   return Comm(impl);
 }
 
+Comm Comm::node() const {
+  auto impl = std::make_shared<Impl>();
+  check(MPI_Comm_split_type(impl_->comm, MPI_COMM_TYPE_SHARED, rank(), MPI_INFO_NULL, &impl->comm),
+        "MPI_Comm_split_type");
+  impl->owned = true;
+  MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+  return Comm(impl);
+}
+
 void Comm::barrier() const { check(MPI_Barrier(impl_->comm), "MPI_Barrier"); }
 
 void Comm::sum_in_place(double* data, std::size_t n) const {

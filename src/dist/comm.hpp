@@ -30,6 +30,8 @@ class Comm final : public Reducer {
   int rank() const;
   int size() const;
   Comm split(int color, int key) const;
+  // The ranks of this communicator on this rank's node (sharing its memory).
+  Comm node() const;
   void barrier() const;
   void sum_in_place(double* data, std::size_t n) const override;
   // Logical and / max over ranks (for agreeing on an outcome).

@@ -2,9 +2,11 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
+#include "core/rng.hpp"
 #include "io/h5.hpp"
 
 namespace eomlab::io {
@@ -77,6 +79,102 @@ std::vector<double> read_scalars(hid_t loc, const std::string& name, const std::
   return values;
 }
 
+// The scalars of a checkpoint and of one of its flows, as stored.
+std::vector<double> scalars_of(const DriverCheckpoint& c) {
+  return {static_cast<double>(c.step), static_cast<double>(c.records), c.loss, static_cast<double>(c.gd_evaluations),
+          c.max_lr_sharpness, static_cast<double>(c.first_unstable_step), static_cast<double>(c.flows.size()),
+          c.sharpness_start.size() > 0 ? 1.0 : 0.0};
+}
+
+std::vector<double> scalars_of(const DriverCheckpoint::Flow& flow) {
+  return {flow.failed ? 1.0 : 0.0, static_cast<double>(flow.evaluations)};
+}
+
+// A checksum of the values a resume restores: the sum (mod 2^64) over every value of a mix of its name,
+// its position and its bits. It does not depend on how vectors are sliced over the group's ranks, and a
+// changed bit anywhere changes it. Group rank 0 adds the scalars (every rank holds them), each rank its
+// slices; total() sums over the group.
+class Checksum {
+ public:
+  void add(const std::string& name, std::uint64_t position, std::uint64_t bits) {
+    std::uint64_t x = name_hash(name) + position * 0xD1B54A32D192ED03ULL;
+    std::uint64_t y = splitmix64(x) ^ bits;
+    sum_ += splitmix64(y);
+  }
+  void add(const std::string& name, std::uint64_t first, const double* values, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint64_t bits;
+      std::memcpy(&bits, &values[i], sizeof bits);
+      add(name, first + i, bits);
+    }
+  }
+  void add_values(const std::string& name, const std::vector<double>& values) {
+    add(name, 0, values.data(), values.size());
+  }
+  void add_text(const std::string& name, const std::string& text) {
+    for (std::size_t i = 0; i < text.size(); ++i) add(name, i, static_cast<unsigned char>(text[i]));
+    add(name, text.size(), 256);
+  }
+  // Sums the ranks' parts exactly: 32-bit halves, whose sums over any group fit a double's mantissa.
+  std::uint64_t total(const dist::Comm& group) const {
+    double halves[2] = {static_cast<double>(sum_ >> 32), static_cast<double>(sum_ & 0xFFFFFFFFULL)};
+    group.sum_in_place(halves, 2);
+    return (static_cast<std::uint64_t>(halves[0]) << 32) + static_cast<std::uint64_t>(halves[1]);
+  }
+
+ private:
+  static std::uint64_t name_hash(const std::string& name) {
+    std::uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a
+    for (const char ch : name) h = (h ^ static_cast<unsigned char>(ch)) * 0x100000001B3ULL;
+    return h;
+  }
+  std::uint64_t sum_ = 0;
+};
+
+// The checksum of everything a resume restores from `c` (this rank's slices, the shared scalars).
+std::uint64_t checksum(const DriverCheckpoint& c, const dist::Comm& group, const SliceExchange& slices) {
+  Checksum sum;
+  const auto begin = static_cast<std::uint64_t>(slices.begin()), p = static_cast<std::uint64_t>(slices.global_size());
+  auto sliced = [&](const std::string& name, const Vector& v, std::uint64_t row) {
+    sum.add(name, row * p + begin, v.data(), static_cast<std::size_t>(v.size()));
+  };
+  if (group.rank() == 0) {
+    sum.add_values("scalars", scalars_of(c));
+    sum.add_values("wall_seconds", c.wall_seconds);
+  }
+  sliced("gd", c.gd, 0);
+  sliced("grad", c.grad, 0);
+  sliced("sharpness_start", c.sharpness_start, 0);
+  for (std::size_t f = 0; f < c.flows.size(); ++f) {
+    const DriverCheckpoint::Flow& flow = c.flows[f];
+    const std::string g = "flow" + std::to_string(f) + "/";
+    if (group.rank() == 0) {
+      sum.add_text(g + "status", flow.status);
+      sum.add_values(g + "scalars", scalars_of(flow));
+      sum.add_values(g + "integrator_scalars", flow.integrator.scalars);
+    }
+    sliced(g + "theta", flow.theta, 0);
+    for (std::size_t r = 0; r < flow.integrator.vectors.size(); ++r)
+      sliced(g + "integrator_vectors", flow.integrator.vectors[r], r);
+  }
+  return sum.total(group);
+}
+
+// What is wrong with the scalars of a checkpoint read back, or "".
+std::string scalars_problem(const DriverCheckpoint& c, const CheckpointExpectation& e) {
+  if (c.flows.size() != e.flows || c.wall_seconds.size() != e.flows + 1)
+    return "it holds " + std::to_string(c.flows.size()) + " flows, expected " + std::to_string(e.flows);
+  if (c.step < 0 || c.step > e.steps)
+    return "its step " + std::to_string(c.step) + " is outside 0.." + std::to_string(e.steps);
+  // Records are made at steps 0, record_every, 2 record_every, ...: those before `step` (a stop inside
+  // the record of `step` checkpoints before it is made, at step 0 too).
+  const long records = (c.step + e.record_every - 1) / e.record_every;
+  if (c.records != records)
+    return "its record count " + std::to_string(c.records) + " does not match its step " + std::to_string(c.step) +
+           " (expected " + std::to_string(records) + ")";
+  return "";
+}
+
 }  // namespace
 
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
@@ -90,11 +188,7 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
     Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp,
                 Handle::Collective{});
     Handle dxpl = h5::collective_transfer(temp);
-    write_scalars(file, "scalars",
-                  {static_cast<double>(c.step), static_cast<double>(c.records), c.loss,
-                   static_cast<double>(c.gd_evaluations), c.max_lr_sharpness, static_cast<double>(c.first_unstable_step),
-                   static_cast<double>(c.flows.size()), c.sharpness_start.size() > 0 ? 1.0 : 0.0},
-                  writer, dxpl);
+    write_scalars(file, "scalars", scalars_of(c), writer, dxpl);
     write_scalars(file, "wall_seconds", c.wall_seconds, writer, dxpl);
     write_sliced(file, "gd", {&c.gd}, slices, dxpl);
     write_sliced(file, "grad", {&c.grad}, slices, dxpl);
@@ -104,14 +198,14 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
       const std::string g = "flow" + std::to_string(f);
       Handle group_handle(H5Gcreate2(file, g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", g);
       h5::write_string_attribute(group_handle, "status", flow.status);
-      write_scalars(group_handle, "scalars",
-                    {flow.failed ? 1.0 : 0.0, static_cast<double>(flow.evaluations)}, writer, dxpl);
+      write_scalars(group_handle, "scalars", scalars_of(flow), writer, dxpl);
       write_scalars(group_handle, "integrator_scalars", flow.integrator.scalars, writer, dxpl);
       write_sliced(group_handle, "theta", {&flow.theta}, slices, dxpl);
       std::vector<const Vector*> rows;
       for (const Vector& v : flow.integrator.vectors) rows.push_back(&v);
       write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
     }
+    h5::write_int_attribute(file, "checksum", static_cast<long long>(checksum(c, group, slices)));
     check(H5Fflush(file, H5F_SCOPE_GLOBAL), "H5Fflush", temp);
   }
   group.barrier();  // every rank has closed the temporary file
@@ -120,15 +214,16 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
   group.barrier();
 }
 
-std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const dist::Comm& group,
-                                                const SliceExchange& slices) {
-  h5::silence_error_stack();
-  if (!std::filesystem::exists(path)) return std::nullopt;
-  Handle fapl = h5::collective_file_access(group, path);
-  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
+namespace {
+
+// This rank's part of the checkpoint at `file`, and the checksum recorded with it.
+DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExchange& slices,
+                            std::uint64_t& recorded) {
+  if (H5Aexists(file, "checksum") <= 0) throw Error("it has no checksum: written by an older eomlab");
+  recorded = static_cast<std::uint64_t>(h5::read_int_attribute(file, "checksum", path));
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);
-  if (s.size() != 8) throw Error("checkpoint '" + path + "': malformed scalars");
+  if (s.size() != 8) throw Error("malformed scalars");
   c.step = static_cast<long>(s[0]);
   c.records = static_cast<long>(s[1]);
   c.loss = s[2];
@@ -139,6 +234,7 @@ std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const d
   c.gd = read_sliced(file, "gd", slices, path)[0];
   c.grad = read_sliced(file, "grad", slices, path)[0];
   if (s[7] != 0.0) c.sharpness_start = read_sliced(file, "sharpness_start", slices, path)[0];
+  if (!(s[6] >= 0 && s[6] <= 16)) throw Error("malformed flow count");
   for (long f = 0; f < static_cast<long>(s[6]); ++f) {
     const std::string g = "flow" + std::to_string(f);
     Handle group_handle(H5Gopen2(file, g.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + g);
@@ -153,6 +249,38 @@ std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const d
     c.flows.push_back(std::move(flow));
   }
   return c;
+}
+
+}  // namespace
+
+CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
+                               const CheckpointExpectation& expected) {
+  h5::silence_error_stack();
+  if (!group.all_true(std::filesystem::exists(path))) return {};
+  CheckpointRead result;
+  std::uint64_t recorded = 0;
+  // Reads are independent: a rank whose reads fail still closes the file with the others (the close is
+  // collective), and the ranks agree on the verdict.
+  try {
+    Handle fapl = h5::collective_file_access(group, path);
+    Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path);
+    try {
+      result.checkpoint = read_parts(file, path, slices, recorded);
+    } catch (const Error& e) {
+      result.problem = std::string("cannot read it (") + e.what() + ")";
+    }
+  } catch (const Error& e) {
+    result.problem = std::string("cannot open it (") + e.what() + ")";
+  }
+  if (!group.all_true(result.problem.empty())) {
+    if (result.problem.empty()) result.problem = "another rank of the run cannot read it";
+  } else if (checksum(*result.checkpoint, group, slices) != recorded) {
+    result.problem = "its data do not match its checksum (corrupted)";
+  } else {
+    result.problem = scalars_problem(*result.checkpoint, expected);
+  }
+  if (!result.problem.empty()) result.checkpoint.reset();
+  return result;
 }
 
 }  // namespace eomlab::io

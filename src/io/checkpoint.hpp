@@ -1,7 +1,8 @@
 // Checkpoint files of a run (<output>/checkpoints/<run_id>.h5): a DriverCheckpoint, written
 // collectively by the run's group with each rank's slices as hyperslabs. A checkpoint is complete or
 // absent: it is written to a temporary name and renamed into place by group rank 0 after every rank
-// has closed it, so a crash while writing leaves the previous checkpoint usable.
+// has closed it, so a crash while writing leaves the previous checkpoint usable. Its root attribute
+// `checksum` covers every value a resume restores.
 #pragma once
 #include <optional>
 #include <string>
@@ -14,8 +15,23 @@ namespace eomlab::io {
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
                       const DriverCheckpoint& checkpoint);
 
-// Reads this rank's part of a checkpoint; nothing when the file does not exist. Collective.
-std::optional<DriverCheckpoint> read_checkpoint(const std::string& path, const dist::Comm& group,
-                                                const SliceExchange& slices);
+// What a checkpoint of a run must agree with.
+struct CheckpointExpectation {
+  std::size_t flows = 0;
+  long steps = 0, record_every = 1;
+};
+
+// A checkpoint as read back: the run's state, or what is wrong with the file (then `checkpoint` is empty).
+struct CheckpointRead {
+  std::optional<DriverCheckpoint> checkpoint;
+  std::string problem;
+};
+
+// Reads this rank's part of a checkpoint and verifies it: every value it restores against the checksum
+// written with it (so a flipped bit or an edited value is found), the scalars against `expected` (records
+// = the records a run has made before `step`). A file that cannot be read is a problem too. Collective:
+// every rank of the group gets the same verdict. Nothing and no problem when the file does not exist.
+CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
+                               const CheckpointExpectation& expected);
 
 }  // namespace eomlab::io

@@ -110,4 +110,25 @@ void write_int_attribute(hid_t obj, const std::string& name, long long value) {
   write_attribute(obj, name, H5T_NATIVE_LLONG, &value);
 }
 
+namespace {
+
+template <class T>
+T read_attribute(hid_t obj, const std::string& name, hid_t mem_type, const std::string& object) {
+  const std::string where = object + "@" + name;
+  Handle attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", where);
+  T value{};
+  check(H5Aread(attr, mem_type, &value), "H5Aread", where);
+  return value;
+}
+
+}  // namespace
+
+double read_double_attribute(hid_t obj, const std::string& name, const std::string& object) {
+  return read_attribute<double>(obj, name, H5T_NATIVE_DOUBLE, object);
+}
+
+long long read_int_attribute(hid_t obj, const std::string& name, const std::string& object) {
+  return read_attribute<long long>(obj, name, H5T_NATIVE_LLONG, object);
+}
+
 }  // namespace eomlab::io::h5

@@ -83,11 +83,24 @@ Handle open_file_readonly(const std::string& path);
 Handle open_dataset(hid_t loc, const std::string& name, const std::string& file);
 bool exists(hid_t loc, const std::string& name);
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object);
+// Element `index` of a 1-D dataset, read as `mem_type`.
+template <class T>
+T read_element(hid_t dataset, hsize_t index, hid_t mem_type, const std::string& object) {
+  Handle space(H5Dget_space(dataset), H5Sclose, "H5Dget_space", object);
+  hsize_t count = 1;
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, &index, nullptr, &count, nullptr), "H5Sselect_hyperslab", object);
+  Handle mem(H5Screate_simple(1, &count, nullptr), H5Sclose, "H5Screate_simple", object);
+  T value{};
+  check(H5Dread(dataset, mem_type, mem, space, H5P_DEFAULT, &value), "H5Dread", object);
+  return value;
+}
 Handle scalar_string_type(std::size_t length);
 // String attributes are variable-length UTF-8 (h5py reads them as str); reading accepts fixed-length too.
 void write_string_attribute(hid_t obj, const std::string& name, const std::string& value);
 std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& object);
 void write_double_attribute(hid_t obj, const std::string& name, double value);
 void write_int_attribute(hid_t obj, const std::string& name, long long value);
+double read_double_attribute(hid_t obj, const std::string& name, const std::string& object);
+long long read_int_attribute(hid_t obj, const std::string& name, const std::string& object);
 
 }  // namespace eomlab::io::h5

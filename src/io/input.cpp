@@ -63,6 +63,20 @@ void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where
     throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
 }
 
+// A dataset without filters stores every element: one declaring more than the file holds is refused
+// before anything is allocated (the missing part would read as fill values).
+void require_stored(hid_t dataset, const std::vector<hsize_t>& dims, const std::string& where) {
+  h5::Handle dcpl(H5Dget_create_plist(dataset), H5Pclose, "H5Dget_create_plist", where);
+  h5::Handle type(H5Dget_type(dataset), H5Tclose, "H5Dget_type", where);
+  double declared = static_cast<double>(H5Tget_size(type));
+  for (hsize_t d : dims) declared *= static_cast<double>(d);
+  const double stored = static_cast<double>(H5Dget_storage_size(dataset));
+  if (H5Pget_nfilters(dcpl) == 0 && stored < declared)
+    throw InputError(where + ": expected the " + std::to_string(static_cast<long long>(declared)) +
+                     " bytes its shape declares (" + contents_text(dataset, dims, where) + "), got " +
+                     std::to_string(static_cast<long long>(stored)) + " stored in the file");
+}
+
 template <class Derived>
 void require_finite(const Eigen::DenseBase<Derived>& m, const std::string& where) {
   if (!m.allFinite()) throw InputError(where + ": expected finite values, got NaN or Inf");
@@ -81,6 +95,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   if (xdims[0] > max_extent || xdims[1] > max_extent)
     throw InputError(where + ":/X: expected at most " + std::to_string(max_extent) + " samples and features, got " +
                      contents_text(x, xdims, path));
+  require_stored(x, xdims, where + ":/X");
   const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(xdims[1]);
   Dataset out;
   out.x.resize(d, n);  // row-major [N, d] is column-major d x N
@@ -92,6 +107,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   const H5T_class_t yclass = type_class(y, path);
   if (ydims.empty() || ydims[0] != xdims[0])
     throw InputError(where + ":/y: expected " + std::to_string(n) + " rows like /X, got " + contents_text(y, ydims, path));
+  require_stored(y, ydims, where + ":/y");
   if (yclass == H5T_INTEGER && ydims.size() == 1) {
     out.labels.resize(static_cast<std::size_t>(n));
     read_all(y, H5T_NATIVE_INT64, out.labels.data(), where + ":/y");
@@ -121,6 +137,13 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   return out;
 }
 
+Index declared_samples(const std::string& path, const std::string& key) {
+  h5::Handle file = open_input(path, key);
+  h5::Handle x = require_dataset(file, "/X", path, key);
+  const auto dims = h5::dataset_shape(x, path + ":/X");
+  return dims.empty() ? 0 : static_cast<Index>(dims[0]);
+}
+
 Vector read_parameters_file(const std::string& path, Index n_params, const std::string& key) {
   h5::Handle file = open_input(path, key);
   const std::string where = key + ": " + path + ":/theta";
@@ -129,6 +152,7 @@ Vector read_parameters_file(const std::string& path, Index n_params, const std::
   if (dims.size() != 1 || static_cast<Index>(dims[0]) != n_params || type_class(theta, path) != H5T_FLOAT)
     throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] for model.layers, got " +
                      contents_text(theta, dims, path));
+  require_stored(theta, dims, where);
   Vector out(n_params);
   read_all(theta, H5T_NATIVE_DOUBLE, out.data(), where);
   require_finite(out, where);

@@ -13,6 +13,9 @@ namespace eomlab::io {
 // one-hot targets over n_classes (max label + 1 if n_classes is 0).
 Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, const std::string& key);
 
+// The rows N that /X declares (for the memory estimate), without reading the data.
+Index declared_samples(const std::string& path, const std::string& key);
+
 // /theta float [P] with P = n_params.
 Vector read_parameters_file(const std::string& path, Index n_params, const std::string& key);
 

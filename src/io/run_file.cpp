@@ -118,6 +118,40 @@ struct TrajectorySeries {
   std::unique_ptr<RecordSeries> theta, loss, grad_norm, distance, block_norms, scale_invariant, translation, sharpness;
 };
 
+// One record series of a run file: its path, type and row width (0: [R]), and where RunFile keeps it.
+struct SeriesSpec {
+  std::string name;
+  hid_t type;
+  hsize_t width;
+  std::unique_ptr<RecordSeries>* slot;
+};
+
+// Every record series of a run file with `header` (`series`: one per trajectory).
+std::vector<SeriesSpec> series_specs(const RunFileHeader& header, std::unique_ptr<RecordSeries>& step,
+                                     std::unique_ptr<RecordSeries>& time, std::vector<TrajectorySeries>& series) {
+  std::vector<SeriesSpec> specs{{"/step", H5T_NATIVE_INT64, 0, &step}, {"/time", H5T_NATIVE_DOUBLE, 0, &time}};
+  const ObservableLayout& layout = header.observables;
+  const hsize_t p = static_cast<hsize_t>(header.n_params);
+  const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
+  for (std::size_t i = 0; i < header.trajectories.size(); ++i) {
+    const std::string& traj = header.trajectories[i];
+    TrajectorySeries& s = series[i];
+    const std::string obs = "/observables/" + traj + "/";
+    auto add = [&](const std::string& name, hsize_t width, std::unique_ptr<RecordSeries>& slot) {
+      specs.push_back({name, H5T_NATIVE_DOUBLE, width, &slot});
+    };
+    if (header.store_theta) add("/trajectories/" + traj + "/theta", p, s.theta);
+    add(obs + "loss", 0, s.loss);
+    add(obs + "grad_norm", 0, s.grad_norm);
+    if (traj != "gd") add(obs + "distance_to_gd", 0, s.distance);
+    add(obs + "block_norms", nb, s.block_norms);
+    if (ns > 0) add(obs + "scale_invariant_norms", ns, s.scale_invariant);
+    if (nt > 0) add(obs + "translation_components", nt, s.translation);
+    if (traj == "gd" && layout.sharpness) add(obs + "sharpness", 0, s.sharpness);
+  }
+  return specs;
+}
+
 }  // namespace
 
 struct RunFile::Impl {
@@ -131,29 +165,10 @@ struct RunFile::Impl {
 
   // Creates every record series, or (resuming) opens them and cuts them back to `records` rows.
   void open_series(bool existing) {
-    hid_t root = file;
-    auto make = [&](const std::string& name, hid_t type, hsize_t width) {
-      return existing ? std::make_unique<RecordSeries>(root, name, type, width, records)
-                      : std::make_unique<RecordSeries>(root, name, type, width);
-    };
-    step = make("/step", H5T_NATIVE_INT64, 0);
-    time = make("/time", H5T_NATIVE_DOUBLE, 0);
-    const ObservableLayout& layout = header.observables;
-    const hsize_t p = static_cast<hsize_t>(header.n_params);
-    const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
-    for (const std::string& traj : header.trajectories) {
-      TrajectorySeries s;
-      const std::string obs = "/observables/" + traj + "/";
-      if (header.store_theta) s.theta = make("/trajectories/" + traj + "/theta", H5T_NATIVE_DOUBLE, p);
-      s.loss = make(obs + "loss", H5T_NATIVE_DOUBLE, 0);
-      s.grad_norm = make(obs + "grad_norm", H5T_NATIVE_DOUBLE, 0);
-      if (traj != "gd") s.distance = make(obs + "distance_to_gd", H5T_NATIVE_DOUBLE, 0);
-      s.block_norms = make(obs + "block_norms", H5T_NATIVE_DOUBLE, nb);
-      if (ns > 0) s.scale_invariant = make(obs + "scale_invariant_norms", H5T_NATIVE_DOUBLE, ns);
-      if (nt > 0) s.translation = make(obs + "translation_components", H5T_NATIVE_DOUBLE, nt);
-      if (traj == "gd" && layout.sharpness) s.sharpness = make(obs + "sharpness", H5T_NATIVE_DOUBLE, 0);
-      this->series.push_back(std::move(s));
-    }
+    series.resize(header.trajectories.size());
+    for (const SeriesSpec& spec : series_specs(header, step, time, series))
+      *spec.slot = existing ? std::make_unique<RecordSeries>(file, spec.name, spec.type, spec.width, records)
+                            : std::make_unique<RecordSeries>(file, spec.name, spec.type, spec.width);
   }
 
   std::string path;
@@ -281,6 +296,34 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
   }
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
   m.close();
+}
+
+std::string reopen_problem(const std::string& path, const RunFileHeader& header, long records, long long last_step) {
+  h5::silence_error_stack();
+  if (records < 0) return "a checkpoint of " + std::to_string(records) + " records";
+  try {
+    Handle file = h5::open_file_readonly(path);
+    std::unique_ptr<RecordSeries> step, time;
+    std::vector<TrajectorySeries> series(header.trajectories.size());
+    for (const SeriesSpec& spec : series_specs(header, step, time, series)) {
+      Handle ds = h5::open_dataset(file, spec.name, path);
+      const auto dims = h5::dataset_shape(ds, path + ":" + spec.name);
+      if (dims.empty() || dims.size() != (spec.width == 0 ? 1U : 2U) || (spec.width > 0 && dims[1] != spec.width))
+        return "its " + spec.name + " is not a record series of this run";
+      if (dims[0] < static_cast<hsize_t>(records))
+        return "it holds " + std::to_string(dims[0]) + " records of " + spec.name + ", fewer than the checkpoint's " +
+               std::to_string(records);
+    }
+    if (records == 0) return "";
+    Handle ds = h5::open_dataset(file, "/step", path);
+    const long long at = h5::read_element<long long>(ds, static_cast<hsize_t>(records - 1), H5T_NATIVE_LLONG, path);
+    if (at != last_step)
+      return "its record " + std::to_string(records - 1) + " is of step " + std::to_string(at) + ", the checkpoint's of step " +
+             std::to_string(last_step);
+  } catch (const Error& e) {
+    return std::string("cannot read it (") + e.what() + ")";
+  }
+  return "";
 }
 
 }  // namespace eomlab::io

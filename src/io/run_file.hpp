@@ -54,4 +54,9 @@ class RunFile final : public RecordSink {
   std::unique_ptr<Impl> impl_;
 };
 
+// Why the run file at `path` cannot be continued from a checkpoint after `records` records, the last of
+// step `last_step` (a record series missing, of another shape or shorter, /step not matching, the file
+// unreadable), or "" when it can. Serial and read-only.
+std::string reopen_problem(const std::string& path, const RunFileHeader& header, long records, long long last_step);
+
 }  // namespace eomlab::io

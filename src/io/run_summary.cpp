@@ -10,27 +10,13 @@ namespace {
 using h5::check;
 using h5::Handle;
 
-template <class T>
-T read_scalar_attribute(hid_t obj, const char* name, hid_t mem_type, const std::string& path) {
-  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, "H5Aopen", path + "@" + name);
-  T value{};
-  check(H5Aread(attr, mem_type, &value), "H5Aread", path + "@" + name);
-  return value;
-}
-
 // Last element of a 1-D dataset (NaN or 0 when empty).
 template <class T>
 T read_last(hid_t file, const std::string& name, hid_t mem_type, const std::string& path, T empty) {
   Handle ds = h5::open_dataset(file, name, path);
   const auto dims = h5::dataset_shape(ds, path + ":" + name);
   if (dims.empty() || dims[0] == 0) return empty;
-  Handle space(H5Dget_space(ds), H5Sclose, "H5Dget_space", name);
-  hsize_t start = dims[0] - 1, count = 1;
-  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &count, nullptr), "H5Sselect_hyperslab", name);
-  Handle mem(H5Screate_simple(1, &count, nullptr), H5Sclose, "H5Screate_simple", name);
-  T value{};
-  check(H5Dread(ds, mem_type, mem, space, H5P_DEFAULT, &value), "H5Dread", path + ":" + name);
-  return value;
+  return h5::read_element<T>(ds, dims[0] - 1, mem_type, path + ":" + name);
 }
 
 }  // namespace
@@ -41,9 +27,9 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
   RunResult r;
   r.run_id = h5::read_string_attribute(file, "run_id", path);
   r.status = h5::read_string_attribute(file, "status", path);
-  r.lr = read_scalar_attribute<double>(file, "lr", H5T_NATIVE_DOUBLE, path);
-  r.weight_decay = read_scalar_attribute<double>(file, "weight_decay", H5T_NATIVE_DOUBLE, path);
-  r.seed = read_scalar_attribute<long long>(file, "seed", H5T_NATIVE_LLONG, path);
+  r.lr = h5::read_double_attribute(file, "lr", path);
+  r.weight_decay = h5::read_double_attribute(file, "weight_decay", path);
+  r.seed = h5::read_int_attribute(file, "seed", path);
   r.final_step = read_last<long long>(file, "/step", H5T_NATIVE_LLONG, path, -1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (const std::string& t : trajectories) {
@@ -54,10 +40,16 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
     tr.final_distance = t == "gd" ? 0.0 : read_last<double>(file, obs + "/distance_to_gd", H5T_NATIVE_DOUBLE, path, nan);
     Handle group(H5Gopen2(file, obs.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + obs);
     if (H5Aexists(group, "evaluations") > 0)
-      tr.evaluations = static_cast<long>(read_scalar_attribute<long long>(group, "evaluations", H5T_NATIVE_LLONG, path));
+      tr.evaluations = static_cast<long>(h5::read_int_attribute(group, "evaluations", path));
     r.trajectories.push_back(tr);
   }
   return r;
+}
+
+std::string read_run_config(const std::string& path) {
+  h5::silence_error_stack();
+  Handle file = h5::open_file_readonly(path);
+  return h5::read_string_attribute(file, "config", path);
 }
 
 }  // namespace eomlab::io

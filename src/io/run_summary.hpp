@@ -23,4 +23,7 @@ struct RunResult {
 // Serial read of a run file (not collective).
 RunResult read_run_result(const std::string& path, const std::vector<std::string>& trajectories);
 
+// The resolved config text a run file was computed with (its `config` attribute). Serial.
+std::string read_run_config(const std::string& path);
+
 }  // namespace eomlab::io

@@ -42,7 +42,32 @@ void warn_unlocked(const fs::path& path, int err) {
             << "); a second eomlab on this output directory would not be detected" << std::endl;
 }
 
+// The first lock file in `output` of a shard j/n for which wanted(j, n) holds, other than `own`, that
+// a live invocation holds (it keeps its exclusive lock, so a shared lock cannot be had); empty if none.
+template <class Wanted>
+fs::path held_lock(const std::string& output, Wanted wanted, const std::string& own) {
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(output, ec)) {
+    const std::string name = entry.path().filename().string();
+    int j = -1, n = 0, used = 0;
+    if (name == own || std::sscanf(name.c_str(), ".eomlab-lock.%d-of-%d%n", &j, &n, &used) != 2 ||
+        used != static_cast<int>(name.size()) || n < 1 || j < 0 || j >= n || !wanted(j, n))
+      continue;
+    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+    if (held) return entry.path();
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string lock_holder(const std::string& output) {
+  const fs::path held = held_lock(output, [](int, int) { return true; }, "");
+  return held.empty() ? "" : holder_of(held);
+}
 
 // Delegating to the default constructor makes the object complete at once: a throw below closes fd_.
 OutputLock::OutputLock(const std::string& output, int shard, int shards, const std::vector<RunSpec>& mine,
@@ -58,26 +83,15 @@ OutputLock::OutputLock(const std::string& output, int shard, int shards, const s
     *this = OutputLock();
     return;
   }
-  // Other shards' locks: a live holder keeps its lock, so a shared lock cannot be had.
-  std::error_code ec;
-  for (const fs::directory_entry& entry : fs::directory_iterator(output, ec)) {
-    const std::string name = entry.path().filename().string();
-    int j = -1, n = 0, used = 0;
-    if (name == mine_path.filename().string() ||
-        std::sscanf(name.c_str(), ".eomlab-lock.%d-of-%d%n", &j, &n, &used) != 2 ||
-        used != static_cast<int>(name.size()) || n < 1 || j < 0 || j >= n ||
-        std::none_of(mine.begin(), mine.end(), [&](const RunSpec& r) { return in_shard(r.index, j, n); }))
-      continue;
-    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-    ::close(fd);
-    if (held) refuse(output, entry.path());
-  }
+  // Other shards' locks that share a run with this invocation.
+  const fs::path held = held_lock(output, [&](int j, int n) {
+    return std::any_of(mine.begin(), mine.end(), [&](const RunSpec& r) { return in_shard(r.index, j, n); });
+  }, mine_path.filename().string());
+  if (!held.empty()) refuse(output, held);
   const std::string text = holder + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     const int err = errno;
-    throw Error("cannot write '" + mine_path.string() + "': " + std::strerror(err));
+    throw InputError("study.output: cannot write '" + mine_path.string() + "': " + std::strerror(err));
   }
 }
 

@@ -12,6 +12,9 @@
 
 namespace eomlab {
 
+// Who holds a lock on `output` (the text of the first lock file found held), or "" when no invocation does.
+std::string lock_holder(const std::string& output);
+
 class OutputLock {
  public:
   OutputLock() = default;

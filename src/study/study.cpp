@@ -1,6 +1,10 @@
 #include "study/study.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -29,6 +33,7 @@
 #include "io/input.hpp"
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
+#include "study/memory_budget.hpp"
 #include "study/output_lock.hpp"
 #include "study/signals.hpp"
 
@@ -135,24 +140,105 @@ std::string config_difference(const std::string& before, const std::string& now)
   return diff;
 }
 
+// Writes `text` to `path` whole or not at all: a temporary file in the same directory, every write
+// checked, fsync'd, renamed into place, the directory fsync'd. A failure (a full disk) leaves `path` as
+// it was and throws an InputError naming `key` and the file.
+void write_file_atomically(const fs::path& path, const std::string& text, const std::string& key) {
+  const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
+  int err = 0;  // the first failure's errno
+  auto step = [&err](bool ok) {
+    if (!ok && err == 0) err = errno ? errno : EIO;
+    return ok && err == 0;
+  };
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (step(fd >= 0)) {
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (!step(n > 0)) break;
+      done += static_cast<std::size_t>(n);
+    }
+    step(::fsync(fd) == 0);
+    step(::close(fd) == 0);
+  }
+  if (step(err == 0) && step(std::rename(temp.c_str(), path.c_str()) == 0)) {
+    if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+    return;
+  }
+  std::error_code ec;
+  fs::remove(temp, ec);
+  throw InputError(key + ": cannot write '" + path.string() + "': " + std::strerror(err));
+}
+
+// The config a study directory was made with: <output>/study.ini, or, when that file is damaged (empty
+// or cut short by a failed write of an older eomlab), the `config` attribute of one of its run files
+// (every run file records it). text is empty when neither exists.
+struct SavedConfig {
+  std::string text;
+  bool intact = true;  // false: study.ini must be rewritten
+};
+
+SavedConfig saved_config(const fs::path& out) {
+  const fs::path saved = out / "study.ini";
+  std::error_code ec;
+  if (!fs::exists(saved, ec)) return {};
+  std::ifstream in(saved);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  // Written whole, it starts with [study] and ends with the [output] section and a newline.
+  if (s.rfind("[study]\n", 0) == 0 && s.find("\n[output]\n") != std::string::npos && s.back() == '\n')
+    return {s, true};
+  SavedConfig recovered{"", false};
+  for (const fs::directory_entry& entry : fs::directory_iterator(out / "runs", ec)) {
+    if (entry.path().extension() != ".h5") continue;
+    try {
+      recovered.text = io::read_run_config(entry.path().string());
+    } catch (const Error&) {
+      continue;
+    }
+    std::cerr << "eomlab: warning: '" << saved.string() << "' is " << (s.empty() ? "empty" : "cut short")
+              << "; using the config recorded in '" << entry.path().string() << "' and rewriting it" << std::endl;
+    break;
+  }
+  return recovered;
+}
+
+// The config in study.ini is shared by every shard of a study: a shard's --overwrite may replace it only
+// when no other invocation runs on the directory and no other shard has results there. Otherwise the
+// directory would hold runs of two configs and the other shards could no longer resume.
+void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSpec>& mine, const std::string& diff) {
+  const std::string why = "--overwrite --shard: '" + c.output + "' holds a study with another config (" + diff + ")";
+  const std::string what = "; to replace the whole study, --overwrite without --shard; or use another directory";
+  if (const std::string holder = lock_holder(c.output); !holder.empty())
+    throw InputError(why + " that " + holder + " is running" + what);
+  std::set<fs::path> own;
+  for (const RunSpec& r : mine) own.insert(run_path(c, r));
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(fs::path(c.output) / "runs", ec))
+    if (entry.path().extension() == ".h5" && !own.count(entry.path()))
+      throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
 OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
-  bool rewrite_saved = !fs::exists(saved, ec);
-  if (!rewrite_saved) {
-    std::ifstream in(saved);
-    std::stringstream text;
-    text << in.rdbuf();
-    const std::string diff = config_difference(o.canonical_config(text.str()), c.resolved_text);
+  const SavedConfig before = saved_config(out);
+  bool rewrite_saved = before.text.empty() || !before.intact;
+  if (!before.text.empty()) {
+    const std::string diff = config_difference(o.canonical_config(before.text), c.resolved_text);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
       if (!o.overwrite)
         throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                          "); use another directory, or --overwrite");
+      if (o.shards > 1) refuse_shard_replacing_config(c, mine, diff);
       rewrite_saved = true;
     }
   }
@@ -184,12 +270,35 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
     if (o.shards == 1) fs::remove(out / "sweep.h5", ec);
     rewrite_saved = true;
   }
-  if (rewrite_saved) {
-    const fs::path temp = out / (".study.ini.tmp." + std::to_string(getpid()));
-    std::ofstream(temp) << c.resolved_text;
-    fs::rename(temp, saved, ec);
-  }
+  if (rewrite_saved) write_file_atomically(saved, c.resolved_text, "study.output");
   return lock;
+}
+
+// The checkpoint a run continues from, verified against its checksum, the run's settings and the run
+// file. A bad one (corrupted, edited, or ahead of its run file) is never resumed from: group rank 0 warns
+// naming the file, moves it aside to <checkpoint>.bad and the run starts again from step 0, so one
+// run's bad files cost that run's time and stop nothing else. Collective over the run's group.
+std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, const std::string& path,
+                                                     const io::RunFileHeader& header, const DriverSettings& settings,
+                                                     const dist::Comm& group, const SliceExchange& slices,
+                                                     const std::string& label) {
+  io::CheckpointRead read =
+      io::read_checkpoint(ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every});
+  std::string problem = read.problem;
+  if (problem.empty() && read.checkpoint && group.rank() == 0) {
+    const long records = read.checkpoint->records;
+    const std::string run_file = io::reopen_problem(path, header, records, (records - 1) * settings.record_every);
+    if (!run_file.empty()) problem = "run file '" + path + "': " + run_file;
+  }
+  problem = group.broadcast(problem);
+  if (problem.empty()) return std::move(read.checkpoint);
+  if (group.rank() == 0) {
+    std::error_code ec;
+    fs::rename(ckpt, ckpt + ".bad", ec);
+    std::cerr << "eomlab: warning: " << label << "cannot resume from checkpoint '" << ckpt << "': " << problem
+              << "; the run starts again from step 0 (the checkpoint is kept as '" << ckpt << ".bad')" << std::endl;
+  }
+  return std::nullopt;
 }
 
 // Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both. Warns on
@@ -288,6 +397,15 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   }
 }
 
+// Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
+// it has available; the line is that of the lowest such rank.
+void refuse_what_cannot_fit(const StudyConfig& c, Index n_params, const dist::Comm& world) {
+  const MemoryEstimate estimate = estimate_rank_memory(c, n_params, study_samples(c));
+  const std::string problem = memory_problem(c, estimate, world.node().size());
+  const long first = world.max(problem.empty() ? 0 : world.size() - world.rank());
+  if (first > 0) throw InputError(world.broadcast(problem, static_cast<int>(world.size() - first)));
+}
+
 }  // namespace
 
 int group_count(const StudyConfig& config, int world_size) {
@@ -303,7 +421,8 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
-  out << "\n";
+  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  out << "\n" << describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config))) << "\n";
   out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -322,9 +441,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
   const auto names = trajectory_names(config);
 
-  // Validate inputs on every rank before anything is written.
-  const Dataset data = load_data(config);
+  // Validate inputs on every rank before anything is allocated or written.
   const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  refuse_what_cannot_fit(config, probe.n_params(), world);
+  const Dataset data = load_data(config);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
@@ -434,7 +554,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
 
     std::optional<DriverCheckpoint> from;
-    if (mode == "resume") from = io::read_checkpoint(ckpt, group, slices);
+    if (mode == "resume") from = checkpoint_to_resume(ckpt, path, header, settings, group, slices, label);
     std::unique_ptr<io::RunFile> file =
         from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
              : std::make_unique<io::RunFile>(path, group, header);

@@ -1,0 +1,75 @@
+#include "study/memory_budget.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/memory.hpp"
+#include "io/input.hpp"
+
+namespace eomlab {
+namespace {
+
+constexpr double mib = 1024.0 * 1024.0;
+
+// Slices of parameter length per flow: the integrator's 29 (DOP853 stages, dense output, state) and the
+// vector field's work vectors, more for higher orders (measured).
+double vectors_per_flow(FlowKind kind) {
+  static const double by_order[] = {29, 40, 42, 45};
+  return by_order[std::min(kind.order, 3)];
+}
+
+std::string bytes_text(double bytes) {
+  char buf[64];
+  if (bytes >= 10 * 1024 * mib)
+    std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024 * mib));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / mib);
+  return buf;
+}
+
+}  // namespace
+
+MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index n_samples) {
+  const double r = c.ranks_per_run, p = static_cast<double>(n_params), n = static_cast<double>(n_samples);
+  int order = c.output_options.sharpness ? 1 : 0;  // highest derivative order of a jet (sharpness: HVPs)
+  double sliced = 2 + (c.output_options.sharpness ? 32 : 0);  // GD's state; the Lanczos basis
+  for (FlowKind k : c.flows.kinds) {
+    sliced += vectors_per_flow(k);
+    order = std::max(order, std::min(k.order, 2));
+  }
+  double widths = 0;
+  for (Index w : c.model.layers) widths += static_cast<double>(w);
+  const double per_sample = static_cast<double>(c.model.layers.front() + c.model.layers.back());
+  static const double jets[] = {3.7, 7, 15};  // activation-sized arrays per sample and width (measured)
+  MemoryEstimate e;
+  e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
+  e.sample_bytes = 8 * (n * per_sample + std::ceil(n / r) * (per_sample + widths * jets[order]));
+  e.base_bytes = 30 * mib;
+  return e;
+}
+
+Index study_samples(const StudyConfig& c) {
+  return c.data.source == "hdf5" ? io::declared_samples(c.data.path, "data.source") : c.data.n_samples;
+}
+
+std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node) {
+  std::string source;
+  const double available = static_cast<double>(available_memory_bytes(&source));
+  if (available <= 0 || e.total() * ranks_on_node <= available) return "";
+  const std::string key = e.parameter_bytes >= e.sample_bytes ? "model.layers"
+                          : c.data.source == "hdf5"          ? "data.source: '" + c.data.path + "'"
+                                                             : "data.n_samples";
+  return key + ": expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank × " +
+         std::to_string(ranks_on_node) + " rank(s) on this node, " + bytes_text(available) + " available (" + source +
+         ")";
+}
+
+std::string describe_memory(const MemoryEstimate& e) {
+  std::string source;
+  const double available = static_cast<double>(available_memory_bytes(&source));
+  return "memory: about " + bytes_text(e.total()) + " per rank (estimate); " + bytes_text(available) +
+         " available on this node (" + source + ") for all its ranks";
+}
+
+}  // namespace eomlab

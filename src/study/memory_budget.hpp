@@ -1,0 +1,35 @@
+// What one rank of a study needs in memory, estimated from the config before anything is allocated,
+// so a study that cannot fit is refused at start (exit 2) instead of dying in std::bad_alloc.
+// The model is calibrated on measured peaks (bench/memory.py, README "Memory"): per rank, a base of the
+// process and its libraries; a few whole-length parameter vectors (θ gathered, reduce-scatter buffers);
+// slices of the GD state, each flow's integrator and field vectors and the sharpness's Lanczos basis;
+// the data set (loaded whole on every rank) and its shard's activations and derivative jets.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/config.hpp"
+
+namespace eomlab {
+
+struct MemoryEstimate {
+  double parameter_bytes = 0;  // grows with model.layers
+  double sample_bytes = 0;     // grows with the data's size
+  double base_bytes = 0;
+  double total() const { return parameter_bytes + sample_bytes + base_bytes; }
+};
+
+// One rank of a run with n_params parameters on n_samples samples.
+MemoryEstimate estimate_rank_memory(const StudyConfig& config, Index n_params, Index n_samples);
+
+// The samples the study will use: data.n_samples, or the rows /X of its data file declares.
+Index study_samples(const StudyConfig& config);
+
+// "" when `ranks_on_node` ranks of the estimate fit in what this node has available, else the line
+// (naming the key that makes it large, the estimate and the available memory) to refuse the study with.
+std::string memory_problem(const StudyConfig& config, const MemoryEstimate& estimate, int ranks_on_node);
+
+// "about 1525.0 MiB per rank (...)" for --dry-run.
+std::string describe_memory(const MemoryEstimate& estimate);
+
+}  // namespace eomlab

@@ -1,0 +1,105 @@
+"""A bad checkpoint under real mpirun (issue 11, items 3 and 4): a flipped bit, an edited scalar, a
+truncated file or a run file shorter than its checkpoint is never resumed from. That run starts again from
+step 0 with a warning naming the file (so its data equal an uninterrupted study's, bit for bit), and the
+other runs, in other rank groups, resume from their own checkpoints as usual."""
+import os
+import signal
+import subprocess
+import time
+
+import h5py
+import pytest
+
+from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
+from test_resume import STUDY as RESUME_STUDY, datasets, statuses
+
+# test_resume's study in two rank groups side by side (ranks_per_run = 1) or one slicing θ (2).
+STUDY = (RESUME_STUDY.replace("ranks_per_run = 2", "ranks_per_run = {ranks_per_run}")
+         .replace("steps = 300", "steps = 1500").replace("kinds = gf, eom1, eom2", "kinds = gf, eom1"))
+
+BAD = "lr0.05_seed1_wd0"
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """The uninterrupted study's datasets, by ranks per run (1: two groups side by side; 2: θ sliced)."""
+    refs = {}
+    for rpr in (1, 2):
+        tmp = tmp_path_factory.mktemp(f"reference{rpr}")
+        config = write_config(tmp, STUDY.format(output=tmp / "out", ranks_per_run=rpr))
+        proc = run_eomlab(["--config", config], np=2)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        refs[rpr] = datasets(tmp / "out")
+    return refs
+
+
+def interrupted_study(tmp_path, rpr):
+    """A study stopped by SIGUSR1 once every run in progress has a checkpoint (exit 75)."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", ranks_per_run=rpr))
+    proc = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config)],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while len(list((tmp_path / "out" / "checkpoints").glob("*.h5"))) < (2 if rpr == 1 else 1):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoints appeared"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out + err
+    return config
+
+
+def flip_bit(path, dataset, index):
+    """Flips one bit of element `index` of a contiguous float64 dataset in the file's bytes."""
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset() + 8 * index + 5
+    with open(path, "r+b") as raw:
+        raw.seek(offset)
+        byte = raw.read(1)[0]
+        raw.seek(offset)
+        raw.write(bytes([byte ^ 0x10]))
+
+
+def set_scalar(path, index, value):
+    with h5py.File(path, "r+") as f:
+        f["scalars"][index] = value
+
+
+def shorten_run_file(path):
+    with h5py.File(path, "r+") as f:
+        f["step"].resize((1,))
+
+
+def truncate(path):
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+CORRUPTIONS = {
+    "gd_bit": lambda ckpt, run: flip_bit(ckpt, "gd", 3),
+    "last_gd_bit": lambda ckpt, run: flip_bit(ckpt, "gd", 1475),  # P = 1476: in rank 1's slice
+    "integrator_bit": lambda ckpt, run: flip_bit(ckpt, "flow1/integrator_vectors", 5 * 1476 + 1400),
+    "step_scalar": lambda ckpt, run: set_scalar(ckpt, 0, 5),
+    "truncated_checkpoint": lambda ckpt, run: truncate(ckpt),
+    "short_run_file": lambda ckpt, run: shorten_run_file(run),
+}
+
+
+@pytest.mark.parametrize("rpr,corruption", [(1, "gd_bit"), (1, "step_scalar"), (1, "truncated_checkpoint"),
+                                            (1, "short_run_file"), (2, "last_gd_bit"), (2, "integrator_bit")])
+def test_a_bad_checkpoint_restarts_its_run_and_the_others_resume(tmp_path, references, rpr, corruption):
+    config = interrupted_study(tmp_path, rpr)
+    out = tmp_path / "out"
+    ckpt = out / "checkpoints" / f"{BAD}.h5"
+    CORRUPTIONS[corruption](ckpt, out / "runs" / f"{BAD}.h5")
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("eomlab: warning:")]
+    assert len(warnings) == 1 and f"cannot resume from checkpoint '{ckpt}'" in warnings[0] \
+        and "starts again from step 0" in warnings[0], resumed.stderr
+    assert f"[run 1/2 {BAD}] resuming at step" not in resumed.stdout
+    assert ckpt.with_suffix(".h5.bad").exists()
+    if rpr == 1:  # the other group's run continued from its checkpoint
+        assert "lr0.1_seed1_wd0] resuming at step" in resumed.stdout, resumed.stdout
+    assert set(statuses(out).values()) == {"complete"}
+    assert datasets(out) == references[rpr]

@@ -1,0 +1,85 @@
+"""Memory at start (issue 11, item 12): every rank's needs are estimated from the config before anything
+is allocated or written; a study that cannot fit on its node is refused with exit 2 and one line naming
+the key, the estimate and the available memory; a data file declaring more than it stores is refused
+naming the file; --dry-run prints the estimate, which is within a small factor of the measured peak."""
+import re
+
+import h5py
+import numpy as np
+
+from conftest import SMALL_STUDY, run_eomlab, write_config
+
+
+def refusal(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_a_model_far_beyond_memory_is_refused_before_anything_is_written(tmp_path, small_study):
+    proc = run_eomlab(["--config", small_study, "--model.layers=100000,100000,10"], np=2)
+    line = refusal(proc)
+    assert line.startswith("eomlab: model.layers: expected a study that fits in memory, got an estimated")
+    assert "GiB per rank × 2 rank(s) on this node" in line and "available" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def lying_data_file(path, rows):
+    """A small file whose /X declares `rows` rows of 4 features and stores none of them."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", shape=(rows, 4), dtype="f8")
+        f.create_dataset("y", shape=(rows,), dtype="i8")
+    return path
+
+
+def data_study(tmp_path, data):
+    return write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture", f"source = hdf5:{data}").replace("layers = 5,8,3", "layers = 4,8,3"))
+
+
+def test_a_data_file_declaring_a_billion_rows_is_refused_naming_it(tmp_path):
+    data = lying_data_file(tmp_path / "lying.h5", 10**9)
+    assert data.stat().st_size < 10_000
+    line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1))
+    assert str(data) in line and "data.source" in line and "fits in memory" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_file_storing_less_than_it_declares_is_refused_naming_it(tmp_path):
+    data = lying_data_file(tmp_path / "lying.h5", 1000)
+    line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1))
+    assert f"data.source: {data}:/X: expected the 32000 bytes its shape [1000, 4] declares, got 0" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+MEDIUM = """
+[study]
+output = {output}
+ranks_per_run = 2
+[data]
+n_samples = 1024
+[model]
+layers = 784,512,10
+[optimizer]
+lr = 0.01
+steps = 2
+[flows]
+kinds = gf, eom2
+rtol = 1e-6
+atol = 1e-8
+[output]
+theta = none
+"""
+
+
+def test_dry_run_prints_an_estimate_near_the_measured_peak(tmp_path):
+    config = write_config(tmp_path, MEDIUM.format(output=tmp_path / "out"))
+    dry = run_eomlab(["--config", config, "--dry-run"], np=2)
+    assert dry.returncode == 0, dry.stderr
+    estimate = float(re.search(r"memory: about ([\d.]+) MiB per rank \(estimate\); [\d.]+ [MG]iB available", dry.stdout)[1])
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.01_seed0_wd0.h5", "r") as f:
+        measured = f.attrs["peak_rank_memory_bytes"] / 2**20
+    print(f"estimate {estimate:.1f} MiB, measured {measured:.1f} MiB")
+    assert 0.7 < estimate / measured < 1.5, (estimate, measured)

@@ -1,0 +1,38 @@
+// The memory estimate against the peaks measured by bench/memory.py (README "Memory"): MLP
+// 784-1024-256-10, 1024 samples, gf, eom1 and eom2, sharpness on and off, 1 and 2 ranks per run.
+#include <gtest/gtest.h>
+
+#include "study/memory_budget.hpp"
+
+using namespace eomlab;
+
+namespace {
+
+double estimate_mib(int ranks_per_run, bool sharpness) {
+  StudyConfig c;
+  c.model.layers = {784, 1024, 256, 10};
+  c.data.n_samples = 1024;
+  c.flows.kinds = {FlowKind{0}, FlowKind{1}, FlowKind{2}};
+  c.ranks_per_run = ranks_per_run;
+  c.output_options.sharpness = sharpness;
+  const Index p = 784 * 1024 + 1024 + 1024 * 256 + 256 + 256 * 10 + 10;
+  return estimate_rank_memory(c, p, c.data.n_samples).total() / (1024.0 * 1024.0);
+}
+
+}  // namespace
+
+TEST(MemoryBudget, EstimatesTheMeasuredPeaksWithin15Percent) {
+  EXPECT_NEAR(estimate_mib(1, true), 1525, 0.15 * 1525);
+  EXPECT_NEAR(estimate_mib(2, true), 837, 0.15 * 837);
+  EXPECT_NEAR(estimate_mib(1, false), 1264, 0.15 * 1264);
+  EXPECT_NEAR(estimate_mib(2, false), 706, 0.15 * 706);
+}
+
+TEST(MemoryBudget, AModelFarBeyondMemoryIsNamedByItsKey) {
+  StudyConfig c;
+  c.model.layers = {100000, 100000, 10};
+  const MemoryEstimate e = estimate_rank_memory(c, 100000LL * 100000 + 100000 + 100000 * 10 + 10, 256);
+  EXPECT_GT(e.total(), 1e12);
+  const std::string line = memory_problem(c, e, 1);
+  EXPECT_EQ(line.rfind("model.layers: expected a study that fits in memory, got an estimated", 0), 0u) << line;
+}
