@@ -48,7 +48,7 @@ def test_a_data_file_declaring_a_billion_rows_is_refused_naming_it(tmp_path):
 def test_a_data_file_storing_less_than_it_declares_is_refused_naming_it(tmp_path):
     data = lying_data_file(tmp_path / "lying.h5", 1000)
     line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1))
-    assert f"data.source: {data}:/X: expected the 32000 bytes its shape [1000, 4] declares, got 0" in line, line
+    assert f"data.source: {data}:/X: expected the 32000 bytes its shape declares (float64 [1000, 4]), got 0" in line, line
     assert not (tmp_path / "out").exists()
 
 
