@@ -27,7 +27,11 @@ SharpnessEstimator::SharpnessEstimator(int max_iterations, double rtol) : max_it
 
 Vector SharpnessEstimator::start_vector(const SliceExchange& slices) {
   const Index n = slices.local_size();
-  const bool warm = start_.size() == n && start_.allFinite() && dot(start_, start_, slices) > 0;
+  // Every rank takes the same branch and makes the same reductions: a warm start non-finite on one
+  // rank's slice only (an HVP that overflowed there) must not send the ranks into different collectives.
+  const bool usable_here = start_.size() == n && start_.allFinite();
+  const bool usable = slices.sum(usable_here ? 0.0 : 1.0) == 0.0;
+  const bool warm = usable && dot(start_, start_, slices) > 0;
   return warm ? start_ : seeded_random_slice(slices.begin(), n, lanczos_seed);
 }
 

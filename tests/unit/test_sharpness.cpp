@@ -1,6 +1,8 @@
 // Sharpness by Lanczos on HVPs against the largest eigenvalue of the full Hessian built from HVPs.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "data/synthetic.hpp"
 #include "diff/sharpness.hpp"
 #include "support/mixture.hpp"
@@ -102,4 +104,58 @@ TEST(Sharpness, QuadraticIsTheLargestEigenvalueOfA) {
   const WholeVector local(5);
   SharpnessEstimator estimate;
   EXPECT_NEAR(estimate(q, Vector::Ones(5), local).value, 3.0, 1e-10);
+}
+
+namespace {
+
+// Two ranks simulated one after the other: rank 0 runs first and its reductions are logged; rank 1's
+// reductions add rank 0's contribution to the same call (so both see the sums a real run would,
+// as long as they make the same calls). Counts every rank's calls.
+class TwoRankSlices final : public SliceExchange {
+ public:
+  TwoRankSlices(Index n, int rank, std::vector<std::vector<double>>& log)
+      : n_(n), rank_(rank), begin_(slice_begin(n, rank, 2)), end_(slice_begin(n, rank + 1, 2)), log_(log) {}
+  Index global_size() const override { return n_; }
+  Index begin() const override { return begin_; }
+  Index end() const override { return end_; }
+  void sum_in_place(double* data, std::size_t n) const override {
+    if (rank_ == 0) {
+      log_.emplace_back(data, data + n);
+    } else if (calls < log_.size() && log_[calls].size() == n) {
+      for (std::size_t i = 0; i < n; ++i) data[i] += log_[calls][i];
+    }
+    ++calls;
+  }
+  void all_gather(const Vector& slice, Vector& whole) const override { whole = slice; }
+  void reduce_scatter(Vector& whole, Vector& slice) const override { slice.swap(whole); }
+  std::uint64_t bytes_sent() const override { return 0; }
+  mutable std::size_t calls = 0;
+
+ private:
+  Index n_;
+  int rank_;
+  Index begin_, end_;
+  std::vector<std::vector<double>>& log_;
+};
+
+}  // namespace
+
+TEST(Sharpness, EveryRankMakesTheSameReductionsWhenOnlyOneRanksWarmStartIsNotFinite) {
+  // A warm start with a NaN in rank 0's slice only: both ranks must agree (collectively) whether to
+  // use it, or rank 1 waits in a reduction rank 0 never makes.
+  Matrix a = Matrix::Identity(4, 4);
+  QuadraticObjective q(a);
+  std::vector<std::vector<double>> log;
+  std::size_t calls[2];
+  for (int rank = 0; rank < 2; ++rank) {
+    const TwoRankSlices slices(4, rank, log);
+    SharpnessEstimator estimate;
+    Vector start = Vector::Ones(2);
+    if (rank == 0) start[1] = std::numeric_limits<double>::quiet_NaN();
+    estimate.set_warm_start(start);
+    const auto r = estimate(q, Vector::Zero(2), slices, [] { return true; });
+    EXPECT_TRUE(r.interrupted);
+    calls[rank] = slices.calls;
+  }
+  EXPECT_EQ(calls[0], calls[1]);
 }
