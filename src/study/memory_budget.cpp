@@ -31,7 +31,13 @@ std::string bytes_text(double bytes) {
 }  // namespace
 
 MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index n_samples) {
-  const double r = c.ranks_per_run, p = static_cast<double>(n_params), n = static_cast<double>(n_samples);
+  // The dense layers' parameter count in double as well: widths near 2^31 give a count beyond Index,
+  // which wraps (a negative or small n_params would pass for a study that fits).
+  double dense = 0;
+  for (std::size_t i = 0; i + 1 < c.model.layers.size(); ++i)
+    dense += (static_cast<double>(c.model.layers[i]) + 1) * static_cast<double>(c.model.layers[i + 1]);
+  const double r = c.ranks_per_run, p = std::max(static_cast<double>(n_params), dense),
+               n = static_cast<double>(n_samples);
   int order = c.output_options.sharpness ? 1 : 0;  // highest derivative order of a jet (sharpness: HVPs)
   double sliced = 2 + (c.output_options.sharpness ? 32 : 0);  // GD's state; the Lanczos basis
   for (FlowKind k : c.flows.kinds) {

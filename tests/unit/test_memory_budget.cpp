@@ -36,3 +36,12 @@ TEST(MemoryBudget, AModelFarBeyondMemoryIsNamedByItsKey) {
   const std::string line = memory_problem(c, e, 1);
   EXPECT_EQ(line.rfind("model.layers: expected a study that fits in memory, got an estimated", 0), 0u) << line;
 }
+
+TEST(MemoryBudget, AParameterCountBeyondIndexIsStillFarBeyondMemory) {
+  // 3 · (2^31 - 1)^2 parameters overflow a 64-bit count: the n_params a model reports has wrapped.
+  StudyConfig c;
+  c.model.layers = {2147483647, 2147483647, 2147483647, 2147483647, 3};
+  const MemoryEstimate e = estimate_rank_memory(c, -170603082981LL, 256);
+  EXPECT_GT(e.total(), 1e20);
+  EXPECT_FALSE(memory_problem(c, e, 1).empty());
+}
