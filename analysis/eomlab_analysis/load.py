@@ -26,6 +26,9 @@ FLOW_ORDER = {"gf": 0, "eom1": 1, "eom2": 2, "eom3": 3}
 IGNORED_KEYS = {"study.name", "study.output", "output.checkpoint_every", "output.progress_every"}
 # Defaults of the grid lists (README "Config keys"), for a study.ini that leaves one out.
 GRID_DEFAULTS = {"study.seed": "0", "optimizer.lr": "0.05", "model.weight_decay": "0"}
+# Keys added by later versions of eomlab, with their defaults: a config written before a key existed
+# (an older study.ini or run file) has the default, as eomlab itself reads it on --resume.
+LATER_KEY_DEFAULTS = {"optimizer.divergence_factor": "1e6"}
 
 
 def text(value):
@@ -90,6 +93,7 @@ def normalized(value):
 
 def config_differences(ours, theirs):
     """Keys (result-changing ones only) whose values differ: [(key, ours, theirs)], None for unset."""
+    ours, theirs = {**LATER_KEY_DEFAULTS, **ours}, {**LATER_KEY_DEFAULTS, **theirs}
     keys = sorted((set(ours) | set(theirs)) - IGNORED_KEYS)
     return [(k, ours.get(k), theirs.get(k)) for k in keys
             if normalized(ours.get(k, "")) != normalized(theirs.get(k, "")) or (k in ours) != (k in theirs)]

@@ -396,3 +396,19 @@ def test_hostile_text_cannot_run_as_a_spreadsheet_formula(hostile_study):
     # Negative numbers stay numbers: no quote in front of -0.05...
     assert rates["measured_gd"].startswith("-")
     assert float(rates["measured_gd"]) == pytest.approx(math.log(s[-1] / s[0]) / t[-1], rel=1e-5)
+
+
+def test_a_study_begun_by_an_older_eomlab_keeps_the_runs_of_this_one(tmp_path):
+    """study.ini written before optimizer.divergence_factor existed (an older eomlab; --resume keeps it)
+    and a run file written now, with the key at its default: the run is one of the study, not stale."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import Study
+    out = tmp_path / "out"
+    proc = run_eomlab(["--config", write_config(tmp_path, SMALL_STUDY.format(output=out))])
+    assert proc.returncode == 0, proc.stderr
+    ini = out / "study.ini"
+    old = "".join(line for line in ini.read_text().splitlines(True) if not line.startswith("divergence_factor"))
+    assert old != ini.read_text()
+    ini.write_text(old)
+    study = Study(out)
+    assert study.stale == [] and len(study.runs) == len(list((out / "runs").glob("*.h5")))
