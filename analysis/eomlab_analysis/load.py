@@ -79,6 +79,11 @@ def parse_ini(source):
 
 
 def number(item):
+    """An integer exactly (seeds go up to 2^63 - 1, beyond a float's 53 bits), else a float, else None."""
+    try:
+        return int(item, 10)
+    except ValueError:
+        pass
     try:
         return float(item)
     except ValueError:
@@ -139,7 +144,7 @@ class Run:
 
     @property
     def grid_point(self):
-        return (float(self.seed), self.lr, self.weight_decay)
+        return (self.seed, self.lr, self.weight_decay)
 
     @functools.cached_property
     def diverged(self):

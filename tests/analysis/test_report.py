@@ -412,3 +412,13 @@ def test_a_study_begun_by_an_older_eomlab_keeps_the_runs_of_this_one(tmp_path):
     ini.write_text(old)
     study = Study(out)
     assert study.stale == [] and len(study.runs) == len(list((out / "runs").glob("*.h5")))
+
+
+def test_seeds_beyond_a_floats_precision_are_distinct_grid_points():
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import config_differences, grid
+    seeds = {"study.seed": "9007199254740993,9007199254740992", "optimizer.lr": "0.1", "model.weight_decay": "0"}
+    assert grid(seeds) == {(9007199254740993, 0.1, 0.0), (9007199254740992, 0.1, 0.0)}
+    assert config_differences({"data.seed": "9007199254740993"}, {"data.seed": "9007199254740992"})
+    assert not config_differences({"optimizer.horizon": "60", "optimizer.lr": "1"},
+                                  {"optimizer.horizon": "60.0", "optimizer.lr": "1.0"})
