@@ -418,11 +418,13 @@ int group_count(const StudyConfig& config, int world_size) {
 void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
+  // Everything that can refuse the study (an unreadable data file) before anything is printed.
+  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const std::string memory = describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config)));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
-  out << "\n" << describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config))) << "\n";
+  out << "\n" << memory << "\n";
   out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {

@@ -32,3 +32,10 @@ def test_dry_run_prints_the_grid_and_rank_layout_without_computing(tmp_path, sma
     for run_id in ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0", "lr0.05_seed1_wd0", "lr0.05_seed2_wd0"]:
         assert run_id in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_refusing_a_data_file_prints_only_the_one_line(tmp_path, small_study):
+    proc = run_eomlab(["--config", small_study, "--dry-run", f"--data.source=hdf5:{tmp_path / 'missing.h5'}"])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("eomlab: data.source: ")
