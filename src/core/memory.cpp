@@ -38,40 +38,72 @@ std::int64_t mem_available() {
 
 }  // namespace
 
-// This process's memory cgroup directory (v2: the "0::" line of /proc/self/cgroup; v1: the "memory"
-// controller's line) and the names of its limit and usage files there.
+namespace {
+
+// This process's memory cgroups (v2: the "0::" line of `proc_self_cgroup`; v1: the "memory"
+// controller's line): the directory of each under `sys_fs_cgroup`, the names of its limit, usage and
+// statistics files there, and the statistic of its reclaimable page cache.
 struct Cgroup {
-  std::string dir, limit, usage;
+  std::string dir, limit, usage, stat, inactive_file;
 };
 
-std::vector<Cgroup> memory_cgroups() {
+std::vector<Cgroup> memory_cgroups(const std::string& proc_self_cgroup, const std::string& sys_fs_cgroup) {
   std::vector<Cgroup> found;
-  std::ifstream in("/proc/self/cgroup");
+  std::ifstream in(proc_self_cgroup);
   std::string line;
   while (std::getline(in, line)) {
     const auto a = line.find(':'), b = line.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos) continue;
     const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
     if (controllers.empty())
-      found.push_back({"/sys/fs/cgroup" + path, "memory.max", "memory.current"});
+      found.push_back({sys_fs_cgroup + path, "memory.max", "memory.current", "memory.stat", "inactive_file"});
     else if (("," + controllers + ",").find(",memory,") != std::string::npos)
-      found.push_back({"/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes", "memory.usage_in_bytes"});
+      found.push_back({sys_fs_cgroup + "/memory" + path, "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat",
+                       "total_inactive_file"});
   }
   return found;
 }
 
-std::int64_t available_memory_bytes(std::string* source) {
-  std::int64_t available = mem_available();
+// The value of `key` in a memory.stat file, or 0.
+std::int64_t stat_value(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string name;
+  std::int64_t value = 0;
+  while (in >> name >> value)
+    if (name == key) return value;
+  return 0;
+}
+
+}  // namespace
+
+std::int64_t available_memory_bytes_in(const std::string& proc_self_cgroup, const std::string& sys_fs_cgroup,
+                                       std::int64_t mem_available, std::string* source) {
+  std::int64_t available = mem_available;
   if (source) *source = "MemAvailable in /proc/meminfo";
-  for (const Cgroup& g : memory_cgroups()) {
-    const std::int64_t limit = read_number(g.dir + "/" + g.limit), usage = read_number(g.dir + "/" + g.usage);
-    // "max" (v2) or a huge number (v1) means no limit: only a limit below MemAvailable matters.
-    if (limit > 0 && usage >= 0 && (available == 0 || limit - usage < available)) {
-      available = std::max<std::int64_t>(limit - usage, 0);
-      if (source) *source = "the limit of cgroup " + g.dir;
+  for (const Cgroup& g : memory_cgroups(proc_self_cgroup, sys_fs_cgroup)) {
+    // The limit may be set on any ancestor (a batch system limits the job, not each step's or task's
+    // cgroup): each level up to the hierarchy's root counts. Inactive page cache is reclaimable, not used.
+    for (std::string dir = g.dir;;) {
+      const std::int64_t limit = read_number(dir + "/" + g.limit), usage = read_number(dir + "/" + g.usage);
+      // "max" (v2) or a huge number (v1) means no limit: only a limit below MemAvailable matters.
+      if (limit > 0 && usage >= 0) {
+        const std::int64_t cache = stat_value(dir + "/" + g.stat, g.inactive_file);
+        const std::int64_t left = limit - std::max<std::int64_t>(usage - cache, 0);
+        if (available == 0 || left < available) {
+          available = std::max<std::int64_t>(left, 0);
+          if (source) *source = "the limit of cgroup " + dir;
+        }
+      }
+      const auto slash = dir.find_last_of('/');
+      if (slash == std::string::npos || dir.size() <= sys_fs_cgroup.size() + 1 || slash < sys_fs_cgroup.size()) break;
+      dir.erase(slash);
     }
   }
   return available;
+}
+
+std::int64_t available_memory_bytes(std::string* source) {
+  return available_memory_bytes_in("/proc/self/cgroup", "/sys/fs/cgroup", mem_available(), source);
 }
 
 }  // namespace eomlab

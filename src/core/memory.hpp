@@ -14,4 +14,9 @@ std::int64_t peak_resident_bytes();
 // which. 0 where the system does not tell.
 std::int64_t available_memory_bytes(std::string* source = nullptr);
 
+// The same from the given files: /proc/self/cgroup, the cgroup file system's mount point, MemAvailable.
+// A limit on any ancestor of the process's cgroup counts; inactive page cache counts as available.
+std::int64_t available_memory_bytes_in(const std::string& proc_self_cgroup, const std::string& sys_fs_cgroup,
+                                       std::int64_t mem_available, std::string* source = nullptr);
+
 }  // namespace eomlab

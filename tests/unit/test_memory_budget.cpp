@@ -2,6 +2,12 @@
 // 784-1024-256-10, 1024 samples, gf, eom1 and eom2, sharpness on and off, 1 and 2 ranks per run.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/memory.hpp"
 #include "study/memory_budget.hpp"
 
 using namespace eomlab;
@@ -44,4 +50,33 @@ TEST(MemoryBudget, AParameterCountBeyondIndexIsStillFarBeyondMemory) {
   const MemoryEstimate e = estimate_rank_memory(c, -170603082981LL, 256);
   EXPECT_GT(e.total(), 1e20);
   EXPECT_FALSE(memory_problem(c, e, 1).empty());
+}
+
+namespace {
+
+void write(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+}  // namespace
+
+TEST(MemoryBudget, ACgroupLimitOnAnAncestorCountsAndPageCacheIsReclaimable) {
+  // A batch job's limit set on the job's cgroup, the process in a step's task cgroup without one (v2).
+  const auto root = std::filesystem::temp_directory_path() / ("eomlab_cgroup_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  write(root / "self_cgroup", "0::/job_7/step_0/task_0\n");
+  const auto fs = root / "fs";
+  write(fs / "job_7/step_0/task_0/memory.max", "max\n");
+  write(fs / "job_7/step_0/task_0/memory.current", "1000\n");
+  write(fs / "job_7/step_0/memory.max", "max\n");
+  write(fs / "job_7/step_0/memory.current", "1000\n");
+  write(fs / "job_7/memory.max", "4000000\n");
+  write(fs / "job_7/memory.current", "3000000\n");
+  write(fs / "job_7/memory.stat", "anon 500000\nfile 2500000\ninactive_file 2000000\nactive_file 500000\n");
+  std::string source;
+  // 4e6 limit - (3e6 used - 2e6 inactive page cache) = 3e6, below MemAvailable's 1e9.
+  EXPECT_EQ(available_memory_bytes_in((root / "self_cgroup").string(), fs.string(), 1000000000, &source), 3000000);
+  EXPECT_EQ(source, "the limit of cgroup " + (fs / "job_7").string());
+  std::filesystem::remove_all(root);
 }
