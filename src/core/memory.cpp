@@ -58,8 +58,8 @@ std::vector<Cgroup> memory_cgroups(const std::string& proc_self_cgroup, const st
     if (controllers.empty())
       found.push_back({sys_fs_cgroup + path, "memory.max", "memory.current", "memory.stat", "inactive_file"});
     else if (("," + controllers + ",").find(",memory,") != std::string::npos)
-      found.push_back({sys_fs_cgroup + "/memory" + path, "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat",
-                       "total_inactive_file"});
+      found.push_back({sys_fs_cgroup + "/memory" + path, "memory.limit_in_bytes", "memory.usage_in_bytes",
+                       "memory.stat", "total_inactive_file"});
   }
   return found;
 }
