@@ -60,6 +60,14 @@ Handle scalar_string_type(std::size_t length) {
 
 namespace {
 
+// Attributes are read as one value into one variable: one holding more (a damaged or edited file)
+// would overrun it.
+void require_one_value(hid_t attr, const std::string& where) {
+  Handle space(H5Aget_space(attr), H5Sclose, "H5Aget_space", where);
+  const hssize_t points = H5Sget_simple_extent_npoints(space);
+  if (points != 1) throw Error(where + ": expected one value, got " + std::to_string(static_cast<long long>(points)));
+}
+
 void write_attribute(hid_t obj, const std::string& name, hid_t type, const void* data) {
   Handle space(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate", name);
   if (H5Aexists(obj, name.c_str()) > 0) check(H5Adelete(obj, name.c_str()), "H5Adelete", name);
@@ -87,6 +95,7 @@ std::string read_string_attribute(hid_t obj, const std::string& name, const std:
   Handle attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", where);
   Handle type(H5Aget_type(attr), H5Tclose, "H5Aget_type", where);
   if (H5Tget_class(type) != H5T_STRING) throw Error("attribute '" + where + "' is not a string");
+  require_one_value(attr, where);
   if (check(H5Tis_variable_str(type), "H5Tis_variable_str", where) > 0) {
     Handle mem = utf8_string_type();
     char* data = nullptr;
@@ -116,6 +125,7 @@ template <class T>
 T read_attribute(hid_t obj, const std::string& name, hid_t mem_type, const std::string& object) {
   const std::string where = object + "@" + name;
   Handle attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", where);
+  require_one_value(attr, where);
   T value{};
   check(H5Aread(attr, mem_type, &value), "H5Aread", where);
   return value;

@@ -71,6 +71,14 @@ def shorten_run_file(path):
         f["step"].resize((1,))
 
 
+def checksum_array(path):
+    """The checksum attribute as 64 values (a damaged header): read as one, they would overrun it."""
+    with h5py.File(path, "r+") as f:
+        value = int(f.attrs["checksum"])
+        del f.attrs["checksum"]
+        f.attrs.create("checksum", [value] * 64, dtype="int64")
+
+
 def truncate(path):
     os.truncate(path, os.path.getsize(path) // 2)
 
@@ -81,12 +89,14 @@ CORRUPTIONS = {
     "integrator_bit": lambda ckpt, run: flip_bit(ckpt, "flow1/integrator_vectors", 5 * 1476 + 1400),
     "step_scalar": lambda ckpt, run: set_scalar(ckpt, 0, 5),
     "truncated_checkpoint": lambda ckpt, run: truncate(ckpt),
+    "checksum_array": lambda ckpt, run: checksum_array(ckpt),
     "short_run_file": lambda ckpt, run: shorten_run_file(run),
 }
 
 
 @pytest.mark.parametrize("rpr,corruption", [(1, "gd_bit"), (1, "step_scalar"), (1, "truncated_checkpoint"),
-                                            (1, "short_run_file"), (2, "last_gd_bit"), (2, "integrator_bit")])
+                                            (1, "short_run_file"), (1, "checksum_array"),
+                                            (2, "last_gd_bit"), (2, "integrator_bit")])
 def test_a_bad_checkpoint_restarts_its_run_and_the_others_resume(tmp_path, references, rpr, corruption):
     config = interrupted_study(tmp_path, rpr)
     out = tmp_path / "out"
