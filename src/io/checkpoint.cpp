@@ -40,6 +40,7 @@ void write_sliced(hid_t loc, const std::string& name, const std::vector<const Ve
 std::vector<Vector> read_sliced(hid_t loc, const std::string& name, const SliceExchange& slices, const std::string& path) {
   Handle ds = h5::open_dataset(loc, name, path);
   const auto dims = h5::dataset_shape(ds, path + ":" + name);
+  if (dims.size() != 1 && dims.size() != 2) throw Error(name + " is neither a vector nor a matrix");
   const bool matrix = dims.size() == 2;
   const hsize_t nrows = matrix ? dims[0] : 1, n = static_cast<hsize_t>(slices.local_size()),
                 begin = static_cast<hsize_t>(slices.begin());
@@ -74,7 +75,9 @@ void write_scalars(hid_t loc, const std::string& name, const std::vector<double>
 std::vector<double> read_scalars(hid_t loc, const std::string& name, const std::string& path) {
   Handle ds = h5::open_dataset(loc, name, path);
   const auto dims = h5::dataset_shape(ds, path + ":" + name);
-  std::vector<double> values(dims.empty() ? 0 : dims[0]);
+  // Read whole into `values`: any other shape (a damaged header) would overrun it.
+  if (dims.size() != 1) throw Error(name + " is not a list of values");
+  std::vector<double> values(dims[0]);
   check(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), "H5Dread", path + ":" + name);
   return values;
 }

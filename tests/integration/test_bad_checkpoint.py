@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
@@ -79,6 +80,14 @@ def checksum_array(path):
         f.attrs.create("checksum", [value] * 64, dtype="int64")
 
 
+def scalars_matrix(path):
+    """The scalars dataset as a [8, 4096] matrix (a damaged header): read as 8 values, it would overrun them."""
+    with h5py.File(path, "r+") as f:
+        scalars = f["scalars"][:]
+        del f["scalars"]
+        f["scalars"] = np.repeat(scalars[:, None], 4096, axis=1)
+
+
 def truncate(path):
     os.truncate(path, os.path.getsize(path) // 2)
 
@@ -90,12 +99,13 @@ CORRUPTIONS = {
     "step_scalar": lambda ckpt, run: set_scalar(ckpt, 0, 5),
     "truncated_checkpoint": lambda ckpt, run: truncate(ckpt),
     "checksum_array": lambda ckpt, run: checksum_array(ckpt),
+    "scalars_matrix": lambda ckpt, run: scalars_matrix(ckpt),
     "short_run_file": lambda ckpt, run: shorten_run_file(run),
 }
 
 
 @pytest.mark.parametrize("rpr,corruption", [(1, "gd_bit"), (1, "step_scalar"), (1, "truncated_checkpoint"),
-                                            (1, "short_run_file"), (1, "checksum_array"),
+                                            (1, "short_run_file"), (1, "checksum_array"), (1, "scalars_matrix"),
                                             (2, "last_gd_bit"), (2, "integrator_bit")])
 def test_a_bad_checkpoint_restarts_its_run_and_the_others_resume(tmp_path, references, rpr, corruption):
     config = interrupted_study(tmp_path, rpr)
