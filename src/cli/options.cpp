@@ -2,7 +2,9 @@
 
 #include <boost/program_options.hpp>
 #include <charconv>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -119,15 +121,13 @@ void require_distinct(const std::string& key, const std::vector<T>& values, Form
 
 std::string integer_text(long long n) { return std::to_string(n); }
 
+// A number below the smallest double (1e-320, 1e-400) is the subnormal or zero it rounds to, as in any
+// double arithmetic; one beyond the largest is refused with inf and nan.
 double parse_double(const std::string& key, const std::string& text) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(v)) throw_input_error(key, "a finite number", quoted(text));
+  char* end = nullptr;
+  const double v = text.empty() || std::isspace(static_cast<unsigned char>(text[0])) ? 0.0 : std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || text.empty() || !std::isfinite(v))
+    throw_input_error(key, "a finite number", quoted(text));
   return v;
 }
 

@@ -138,3 +138,18 @@ def test_a_stop_inside_a_long_record_checkpoints_the_integrators_and_resumes_ide
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at step 20" in resumed.stdout
     assert datasets(tmp_path / "out") == datasets(tmp_path / "ref")
+
+
+def test_a_stop_while_mpirun_starts_exits_75_saying_nothing_was_computed(tmp_path):
+    """A Ctrl-C in the first moments, before mpirun or eomlab can take signals, kills them by the
+    forwarded USR1: the launcher says so and exits 75 like any other stop (nothing was lost)."""
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
+        "record_every = 5", "record_every = 1000")
+    config = write_config(tmp_path, text)
+    proc = subprocess.Popen([str(REPO / "scripts" / "eomlab-mpirun"), "-np", "1", eomlab_binary(), "--config", str(config)],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out + err
+    assert "stopped while mpirun was starting" in err or "Interrupted by a stop signal" in out, out + err

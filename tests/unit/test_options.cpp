@@ -85,6 +85,14 @@ TEST(Options, BadInputNamesTheKey) {
   EXPECT_NE(error_of(minimal + "[optimizer]\nsteps = 5\n").find("more than once"), std::string::npos);
 }
 
+TEST(Options, NumbersBelowTheSmallestDoubleAreTheirRoundedValueAndHugeOnesAreRefused) {
+  EXPECT_EQ(parse(minimal, {"--flows.atol=1e-320"}).config.flows.atol, 1e-320);
+  EXPECT_EQ(parse(minimal, {"--flows.atol=1e-400"}).config.flows.atol, 0.0);
+  EXPECT_NE(error_of(minimal, {"--flows.atol=1e400"}).find("flows.atol: expected a finite number"), std::string::npos);
+  EXPECT_NE(error_of(minimal, {"--flows.atol=nan"}).find("expected a finite number"), std::string::npos);
+  EXPECT_NE(error_of(minimal, {"--flows.atol=1e-5x"}).find("expected a finite number"), std::string::npos);
+}
+
 TEST(Options, MissingConfigFileNamesIt) {
   const char* argv[] = {"eomlab", "--config", "/nonexistent/study.ini"};
   try {
