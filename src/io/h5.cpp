@@ -31,6 +31,25 @@ void select_nothing_unless(bool contributes, hid_t file_space, hid_t mem_space, 
 
 void silence_error_stack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+namespace {
+
+// Walked from the API call down: the last entry is the innermost, most specific one.
+extern "C" herr_t keep_innermost(unsigned, const H5E_error2_t* entry, void* reason) {
+  if (entry->desc && *entry->desc)
+    *static_cast<std::string*>(reason) = std::string(entry->desc) + " (" + entry->func_name + ")";
+  return 0;
+}
+
+}  // namespace
+
+void fail(const char* call, const std::string& object) {
+  std::string reason;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, keep_innermost, &reason);
+  H5Eclear2(H5E_DEFAULT);
+  throw Error(std::string(call) + " failed on '" + object + "': " +
+              (reason.empty() ? std::string("HDF5 gave no reason") : "HDF5 says: " + reason));
+}
+
 Handle open_file_readonly(const std::string& path) {
   return Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen", path);
 }

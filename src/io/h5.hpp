@@ -13,10 +13,14 @@
 
 namespace eomlab::io::h5 {
 
-// Throws an Error naming the call and the object when an HDF5 call fails (negative return).
+// Throws an Error naming the call, the object and HDF5's own reason (the innermost entry of its error
+// stack, which is then cleared) for a failed call.
+[[noreturn]] void fail(const char* call, const std::string& object);
+
+// Returns rc, or fails as above when an HDF5 call returned a negative value.
 template <class T>
 T check(T rc, const char* call, const std::string& object) {
-  if (rc < 0) throw Error(std::string(call) + " failed on '" + object + "'");
+  if (rc < 0) fail(call, object);
   return rc;
 }
 

@@ -98,3 +98,21 @@ def test_a_shard_overwrite_never_replaces_the_config_of_a_live_or_populated_stud
     assert run_eomlab(["--config", config, "--overwrite", "--flows.rtol=1e-8", "--optimizer.horizon=200"],
                       np=1).returncode == 0
     assert b"rtol = 1e-08" in (out / "study.ini").read_bytes() or b"rtol = 1e-8" in (out / "study.ini").read_bytes()
+
+
+def test_disk_full_during_a_run_names_hdf5s_own_reason(tmp_path):
+    """A run file outgrowing a 1 MiB disk: HDF5's error stack is read into the message (it named only
+    the call and the dataset)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (needs root)")
+    try:
+        text = SMALL_STUDY.format(output=mount / "out").replace("layers = 5,8,3", "layers = 16,128,128,4").replace(
+            "steps = 20", "steps = 200").replace("record_every = 5", "record_every = 1")
+        config = write_config(tmp_path, text)
+        proc = run_eomlab(["--config", config])
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "failed on '/trajectories/" in proc.stderr and "HDF5 says: file write failed" in proc.stderr, proc.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
