@@ -15,7 +15,7 @@
 #include "diff/objective.hpp"
 #include "data/synthetic.hpp"
 #include "dist/comm.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
 #include "io/input.hpp"
 #include "bench_support.hpp"
 
@@ -62,9 +62,10 @@ int main(int argc, char** argv) {
   time("third_order", [&] { fresh_point(); objective.third_order(perturbed, vs, vs, out); });
   objective.third_order(ts, vs, vs, out);
   save(".t.bin", out);
-  for (int order = 0; order <= max_eom_order; ++order) {
-    VectorField field(objective, FlowKind{order}, 0.01);
-    time(("field_" + FlowKind{order}.name()).c_str(), [&] { fresh_point(); field(perturbed, out); });
+  for (int order = 0; order <= counter_term_table().max_order(); ++order) {
+    const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", 0.01);
+  Flow& field = *field_owner;
+    time(("field_" + ("eom" + std::to_string(order))).c_str(), [&] { fresh_point(); field(perturbed, out); });
   }
   return 0;
 }

@@ -13,7 +13,7 @@
 #include "core/rng.hpp"
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
 #include "model/blas.hpp"
 #include "model/gemm.hpp"
 #include "bench_support.hpp"
@@ -116,7 +116,8 @@ void third_order(benchmark::State& state, const Network* net) {
 
 void field(benchmark::State& state, const Network* net, int order) {
   Fixture f(*net);
-  VectorField field(*f.objective, FlowKind{order}, 0.01);
+  const auto field_owner = make_flow("eom" + std::to_string(order), *f.objective, "gd", 0.01);
+  Flow& field = *field_owner;
   measure(state, *net, [&] {
     bench::move_to_fresh_point(f.theta);
     field(f.theta, f.out);

@@ -11,7 +11,7 @@
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "flow/dop853.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
 #include "bench_support.hpp"
 #include "io/input.hpp"
 
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   MlpObjective objective(std::move(mlp), data, data.n_samples(), 0.0, whole);
   for (int i = 7; i < argc; ++i) {
     const double rtol = std::stod(argv[i]);
-    VectorField field(objective, FlowKind{order}, lr);
+    const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", lr);
+  Flow& field = *field_owner;
     Dop853 rk([&](const Vector& y, Vector& dy) { field(y, dy); }, IntegratorSettings{rtol, rtol * 1e-2}, whole, p);
     rk.start(0.0, theta0);
     rk.set_end_time(horizon);

@@ -14,6 +14,9 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "flow/flow.hpp"
+#include "flow/method.hpp"
+#include "flow/observable.hpp"
 
 namespace po = boost::program_options;
 
@@ -45,17 +48,20 @@ const std::vector<KeySpec>& config_keys() {
       {"model.loss", "cross_entropy", "cross_entropy | mse"},
       {"model.weight_decay", "0", "weight decay lambda (list: sweep)"},
       {"model.init", "default", "default | hdf5:PATH"},
+      {"optimizer.method", "gd", "the discrete method the flows describe: gd"},
       {"optimizer.lr", "0.05", "learning rates (list: sweep)"},
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
       {"optimizer.record_every", "1", "record every this many GD steps"},
       {"optimizer.divergence_factor", "1e6", "GD has diverged (the run stops) once its loss exceeds this factor of its loss at the start"},
-      {"flows.kinds", "gf,eom1", "flows integrated beside GD: gf, eom1, eom2, eom3"},
+      {"flows.kinds", "gf,eom1", "flows integrated beside the method: gf, eom0, eom1, eom2, eom3"},
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
       {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
       {"output.theta", "all", "all | none: store full parameter trajectories"},
       {"output.sharpness", "on", "on | off: sharpness λ_max(H) of GD at every record (Lanczos on HVPs)"},
+      {"output.rates", "off", "on | off: predicted and measured rates of each block's squared norm at the method's iterates"},
+      {"output.observables", "", "further observables by name (list)"},
       {"output.checkpoint_every", "0", "checkpoint interval in steps (0: none)"},
       {"output.progress_every", "5", "seconds between a run's progress lines (0: its first and last only)"},
   };
@@ -175,14 +181,11 @@ std::string choice_name(Enum value, const Choices<Enum>& choices) {
   throw Error("no name for a choice");
 }
 
-FlowKind parse_flow(const std::string& key, const std::string& text) {
-  std::string names = "gf";
-  for (int order = 0; order <= max_eom_order; ++order) {
-    const FlowKind kind{order};
-    if (text == kind.name()) return kind;
-    if (order > 0) names += " | " + kind.name();
-  }
-  throw_input_error(key, names, quoted(text));
+// A name of `registry` (a method, flow or observable).
+template <class Registry>
+std::string parse_registered(const std::string& key, const std::string& text, const Registry& registry) {
+  if (!registry.contains(text)) throw_input_error(key, "one of " + registry.joined_names(), quoted(text));
+  return text;
 }
 
 // "section.key" -> value text, as given (trimmed); a key given nowhere is absent.
@@ -269,17 +272,20 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"model.loss", choice_name(c.model.loss, losses)},
       {"model.weight_decay", joined(c.model.weight_decay, format_number)},
       {"model.init", c.model.init_path.empty() ? "default" : "hdf5:" + c.model.init_path},
+      {"optimizer.method", c.optimizer.method},
       {"optimizer.lr", joined(c.optimizer.lr, format_number)},
       {"optimizer.steps", c.optimizer.steps > 0 ? integer_text(c.optimizer.steps) : ""},
       {"optimizer.horizon", c.optimizer.steps > 0 ? "" : format_number(c.optimizer.horizon)},
       {"optimizer.record_every", integer_text(c.optimizer.record_every)},
       {"optimizer.divergence_factor", format_number(c.optimizer.divergence_factor)},
-      {"flows.kinds", joined(c.flows.kinds, [](FlowKind k) { return k.name(); })},
+      {"flows.kinds", joined(c.flows.kinds, [](const std::string& k) { return k; })},
       {"flows.rtol", format_number(c.flows.rtol)},
       {"flows.atol", format_number(c.flows.atol)},
       {"flows.max_steps", integer_text(c.flows.max_steps)},
       {"output.theta", choice_name(c.output_options.store_theta, theta_choices)},
       {"output.sharpness", choice_name(c.output_options.sharpness, switch_choices)},
+      {"output.rates", choice_name(c.output_options.rates, switch_choices)},
+      {"output.observables", joined(c.output_options.observables, [](const std::string& k) { return k; })},
       {"output.checkpoint_every", integer_text(c.output_options.checkpoint_every)},
       {"output.progress_every", format_number(c.output_options.progress_every)},
   };
@@ -381,6 +387,7 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
 }
 
 void build_optimizer(StudyConfig& c, const KeyValues& kv) {
+  c.optimizer.method = parse_registered("optimizer.method", kv.get("optimizer.method"), method_registry());
   c.optimizer.lr.clear();
   for (const auto& s : split_list("optimizer.lr", kv.get("optimizer.lr"))) {
     const double lr = parse_double("optimizer.lr", s);
@@ -415,8 +422,9 @@ void build_optimizer(StudyConfig& c, const KeyValues& kv) {
 
 void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
   c.flows.kinds.clear();
-  for (const auto& s : split_list("flows.kinds", kv.get("flows.kinds"))) c.flows.kinds.push_back(parse_flow("flows.kinds", s));
-  require_distinct("flows.kinds", c.flows.kinds, [](FlowKind k) { return k.name(); });
+  for (const auto& s : split_list("flows.kinds", kv.get("flows.kinds")))
+    c.flows.kinds.push_back(parse_registered("flows.kinds", s, flow_registry()));
+  require_distinct("flows.kinds", c.flows.kinds, [](const std::string& k) { return k; });
   c.flows.rtol = parse_double("flows.rtol", kv.get("flows.rtol"));
   if (!(c.flows.rtol > 0 && c.flows.rtol < 1)) throw_input_error("flows.rtol", "a number in (0, 1)", quoted(kv.get("flows.rtol")));
   c.flows.atol = parse_double("flows.atol", kv.get("flows.atol"));
@@ -425,6 +433,12 @@ void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
 
   c.output_options.store_theta = parse_choice("output.theta", kv.get("output.theta"), theta_choices);
   c.output_options.sharpness = parse_choice("output.sharpness", kv.get("output.sharpness"), switch_choices);
+  c.output_options.rates = parse_choice("output.rates", kv.get("output.rates"), switch_choices);
+  c.output_options.observables.clear();
+  if (!kv.get("output.observables").empty())
+    for (const auto& s : split_list("output.observables", kv.get("output.observables")))
+      c.output_options.observables.push_back(parse_registered("output.observables", s, observable_registry()));
+  require_distinct("output.observables", c.output_options.observables, [](const std::string& k) { return k; });
   c.output_options.checkpoint_every = parse_step_count("output.checkpoint_every", kv.get("output.checkpoint_every"), 0);
   c.output_options.progress_every = parse_double("output.progress_every", kv.get("output.progress_every"));
   if (!(c.output_options.progress_every >= 0))

@@ -14,16 +14,6 @@ enum class Activation { tanh, softplus, gelu, relu };
 enum class LossKind { cross_entropy, mse };
 enum class Normalization { none, layer, weight };
 
-// Highest EoM order implemented (flow/counter_terms.cpp holds the table up to it).
-inline constexpr int max_eom_order = 3;
-
-// A continuous trajectory: gf is order 0, eomP is order P (DESIGN.md §1.2).
-struct FlowKind {
-  int order = 0;
-  std::string name() const { return order == 0 ? "gf" : "eom" + std::to_string(order); }
-  friend bool operator==(FlowKind a, FlowKind b) { return a.order == b.order; }
-};
-
 struct DataConfig {
   std::string source = "gaussian_mixture";  // gaussian_mixture | teacher | hdf5
   std::string path;                         // for hdf5
@@ -44,6 +34,7 @@ struct ModelConfig {
 };
 
 struct OptimizerConfig {
+  std::string method = "gd";  // a name of the method registry (flow/method.hpp); DESIGN.md §3.7's default
   std::vector<double> lr{0.05};
   long steps = 0;       // exactly one of steps and horizon is set (> 0)
   double horizon = 0.0;
@@ -52,7 +43,7 @@ struct OptimizerConfig {
 };
 
 struct FlowsConfig {
-  std::vector<FlowKind> kinds{FlowKind{0}, FlowKind{1}};
+  std::vector<std::string> kinds{"gf", "eom1"};  // names of the flow registry (flow/flow.hpp)
   double rtol = 1e-10;
   double atol = 1e-12;
   long max_steps = 100000;  // per flow and run; a flow that needs more is recorded as failed
@@ -61,6 +52,8 @@ struct FlowsConfig {
 struct OutputConfig {
   bool store_theta = true;
   bool sharpness = true;  // λ_max(H) along GD at every record
+  bool rates = false;     // predicted and measured rates of ‖θ_A‖² at the discrete iterates (DESIGN.md §3.8)
+  std::vector<std::string> observables;  // further observables of the registry (flow/observable.hpp) by name
   long checkpoint_every = 0;
   double progress_every = 5.0;  // seconds between a run's progress lines; 0: its first and last only
 };

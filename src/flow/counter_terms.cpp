@@ -29,9 +29,8 @@ const CounterTermTable& counter_term_table() {
   return table;
 }
 
-CounterTermEvaluator::CounterTermEvaluator(Objective& objective, int order, double lr)
-    : objective_(objective), order_(order), lr_(lr) {
-  const CounterTermTable& table = counter_term_table();
+CounterTermEvaluator::CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr)
+    : objective_(objective), table_(table), order_(order), lr_(lr) {
   if (order < 0 || order > table.max_order())
     throw Error("CounterTermEvaluator: order " + std::to_string(order) + " is beyond the table (max " +
                 std::to_string(table.max_order()) + ")");
@@ -64,7 +63,7 @@ CounterTermEvaluator::CounterTermEvaluator(Objective& objective, int order, doub
 
 void CounterTermEvaluator::operator()(const Vector& theta, Vector& out) {
   using K = ElementaryDifferential::Kind;
-  const CounterTermTable& table = counter_term_table();
+  const CounterTermTable& table = table_;
   std::fill(done_.begin(), done_.end(), false);
   for (std::size_t i = 0; i < table.differentials.size(); ++i) {
     if (!needed_[i] || done_[i]) continue;

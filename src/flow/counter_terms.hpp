@@ -28,17 +28,19 @@ struct CounterTermTable {
   int max_order() const { return static_cast<int>(terms.size()) - 1; }
 };
 
-// f_1 .. f_4: enough for gf and eom1..eom3.
+// GD's f_1 .. f_4: enough for gf and eom1..eom3.
 const CounterTermTable& counter_term_table();
 
-// Evaluates F_p(θ) = Σ_{j=1..p+1} η^{j-1} f_j(θ) into out. Keeps its scratch vectors between calls.
+// Evaluates F_p(θ) = Σ_{j=1..p+1} η^{j-1} f_j(θ) of `table` (which must outlive it) into out. Keeps its
+// scratch vectors between calls.
 class CounterTermEvaluator {
  public:
-  CounterTermEvaluator(Objective& objective, int order, double lr);
+  CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr);
   void operator()(const Vector& theta, Vector& out);
 
  private:
   Objective& objective_;
+  const CounterTermTable& table_;
   int order_;
   double lr_;
   std::vector<bool> needed_, done_;

@@ -1,19 +1,21 @@
 #include "flow/driver.hpp"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <memory>
 
 #include "core/error.hpp"
 #include "diff/sharpness.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
+#include "flow/observable.hpp"
 
 namespace eomlab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -28,77 +30,313 @@ const char* to_string(Dop853::Status s) {
   return "failed";
 }
 
+// The method's trajectory is named after the method.
+ObservableSetup observable_setup(const DriverSettings& s, const ObservableLayout& layout, const SliceExchange& slices) {
+  return {layout, slices, s.lr, s.method, s.flows, s.rates};
+}
+
+// The observables of every trajectory and one buffer for all their sums (one reduction per record).
+class Observation {
+ public:
+  Observation(const ObservableSetup& setup, const DriverSettings& s) {
+    trajectories_.push_back(make_observables(setup, TrajectoryRole::discrete, s.observables));
+    for (std::size_t f = 0; f < s.flows.size(); ++f)
+      trajectories_.push_back(make_observables(setup, TrajectoryRole::flow, s.observables));
+    for (std::size_t t = 0; t < trajectories_.size(); ++t) {
+      layout_.push_back({t == 0 ? setup.discrete : s.flows[t - 1], {}});
+      for (const auto& o : trajectories_[t]) layout_.back().series.push_back({o->name(), o->width()});
+    }
+  }
+  const RecordLayout& layout() const { return layout_; }
+
+  void clear() { sums_.clear(); }
+  // Appends trajectory t's local sums (zeros when `point` is null: a failed flow).
+  void add_local_sums(std::size_t t, const ObservationPoint* point) {
+    for (const auto& o : trajectories_[t]) {
+      const std::size_t at = sums_.size();
+      sums_.resize(at + static_cast<std::size_t>(o->sum_count()), 0.0);
+      if (point) o->local_sums(*point, sums_.data() + at);
+    }
+  }
+  void reduce(const SliceExchange& slices) { slices.sum_in_place(sums_.data(), sums_.size()); }
+  // Trajectory t's values from the reduced sums, in the order added (NaN for a failed flow).
+  const double* take_values(std::size_t t, const ObservationPoint* point, std::vector<double>& out) {
+    out.clear();
+    for (const auto& o : trajectories_[t]) {
+      const std::size_t at = out.size();
+      out.resize(at + static_cast<std::size_t>(o->values_count()), nan);
+      if (point) o->values(*point, sums_.data() + next_, out.data() + at);
+      next_ += static_cast<std::size_t>(o->sum_count());
+    }
+    return out.data();
+  }
+  void rewind() { next_ = 0; }
+
+ private:
+  std::vector<Observables> trajectories_;
+  RecordLayout layout_;
+  std::vector<double> sums_;
+  std::size_t next_ = 0;
+};
+
 struct FlowTrack {
-  VectorField field;
+  std::unique_ptr<Flow> flow;
   Dop853 integrator;
   Vector theta;
   bool failed = false;
-  FlowTrack(Objective& objective, FlowKind kind, double lr, const DriverSettings& s, const SliceExchange& slices)
-      : field(objective, kind, lr),
-        integrator([this](const Vector& y, Vector& dy) { field(y, dy); }, s.integrator, slices, slices.global_size()) {}
+  FlowTrack(std::unique_ptr<Flow> f, const DriverSettings& s, const SliceExchange& slices)
+      : flow(std::move(f)),
+        integrator([this](const Vector& y, Vector& dy) { (*flow)(y, dy); }, s.integrator, slices, slices.global_size()) {}
 };
 
-class Observer {
+// One run: the method, the flows, the sharpness and the observables, and the loop over steps.
+class SynchronizedRun {
  public:
-  Observer(const ObservableLayout& layout, const SliceExchange& slices) : layout_(layout), slices_(slices) {}
-
-  void fill(TrajectoryState& out, const Vector& theta, double loss, const Vector& grad, const Vector* gd) {
-    out.theta = &theta;
-    const std::size_t nb = layout_.blocks.size(), ns = layout_.scale_invariant.size(), nt = layout_.translation.size();
-    // One reduction for every measurement of this trajectory.
-    sums_.assign(nb + ns + nt + 2, 0.0);
-    std::size_t k = 0;
-    for (const ParameterBlock& b : layout_.blocks) sums_[k++] = local_squared_norm(theta, b);
-    for (const ParameterBlock& b : layout_.scale_invariant) sums_[k++] = local_squared_norm(theta, b);
-    for (const ParameterSum& s : layout_.translation) {
-      // The terms θ[offset + i·stride] that fall in this rank's slice.
-      const Index lo = slices_.begin(), hi = slices_.end();
-      double sum = 0;
-      for (Index i = 0; i < s.count; ++i) {
-        const Index at = s.offset + i * s.stride;
-        if (at >= lo && at < hi) sum += theta[at - lo];
-      }
-      sums_[k++] = sum;
+  SynchronizedRun(Objective& objective, const DriverSettings& s, const ObservableLayout& layout,
+                  const SliceExchange& slices, RunControl* control)
+      : objective_(objective), s_(s), layout_(layout), slices_(slices), control_(control),
+        method_(make_method(s.method, {objective, s.lr})),
+        observation_(observable_setup(s, layout, slices), s) {
+    if (!(s.lr > 0) || s.steps <= 0 || s.record_every <= 0 || !(s.divergence_factor > 1))
+      throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0, divergence_factor > 1");
+    outcome_.trajectories.push_back({s.method});
+    for (const std::string& name : s.flows) {
+      flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr}), s, slices));
+      flows_.back()->integrator.set_end_time(static_cast<double>(s.steps) * s.lr);
+      outcome_.trajectories.push_back({name});
+      if (s.rates) rate_fields_.push_back(make_flow(name, {objective, *method_, s.lr}));
     }
-    sums_[k++] = grad.squaredNorm();
-    sums_[k++] = gd ? (theta - *gd).squaredNorm() : 0.0;
-    slices_.sum_in_place(sums_.data(), sums_.size());
-    auto next = sums_.begin();
-    out.block_norms.assign(next, next + static_cast<long>(nb));
-    next += static_cast<long>(nb);
-    out.scale_invariant_norms.assign(next, next + static_cast<long>(ns));
-    next += static_cast<long>(ns);
-    out.translation_components.assign(next, next + static_cast<long>(nt));
-    out.loss = loss;
-    out.grad_norm = std::sqrt(sums_[nb + ns + nt]);
-    out.distance_to_gd = std::sqrt(sums_[nb + ns + nt + 1]);
+    record_.layout = &observation_.layout();
+    record_.trajectories.resize(1 + flows_.size());
+    fields_.resize(rate_fields_.size());
   }
 
-  void fill_failed(TrajectoryState& out, const Vector& theta) {
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    out.theta = &theta;
-    out.loss = out.grad_norm = out.distance_to_gd = nan;
-    out.block_norms.assign(layout_.blocks.size(), nan);
-    out.scale_invariant_norms.assign(layout_.scale_invariant.size(), nan);
-    out.translation_components.assign(layout_.translation.size(), nan);
+  void start(const Vector& theta0) {
+    for (std::size_t f = 0; f < flows_.size(); ++f) {
+      const auto t0 = Clock::now();
+      flows_[f]->theta = flows_[f]->flow->start_point(theta0);
+      flows_[f]->integrator.start(0.0, flows_[f]->theta);
+      outcome_.trajectories[f + 1].wall_seconds += seconds_since(t0);
+    }
+    const auto t0 = Clock::now();
+    method_->start(theta0);
+    set_loss_limit(method_->loss());
+    outcome_.trajectories[0].wall_seconds += seconds_since(t0);
+  }
+
+  void resume(const DriverCheckpoint& c, const Vector& theta0) {
+    if (c.flows.size() != flows_.size() || c.wall_seconds.size() != outcome_.trajectories.size())
+      throw Error("run_synchronized: the checkpoint does not match the run's flows");
+    first_step_ = c.step;
+    records_ = c.records;
+    method_->restore(c.method);
+    outcome_.max_lr_sharpness = c.max_lr_sharpness;
+    outcome_.first_unstable_step = c.first_unstable_step;
+    if (c.sharpness_start.size() > 0) sharpness_.set_warm_start(c.sharpness_start);
+    for (std::size_t f = 0; f < flows_.size(); ++f) {
+      FlowTrack& track = *flows_[f];
+      track.theta = c.flows[f].theta;
+      track.failed = c.flows[f].failed;
+      track.flow->set_evaluations(c.flows[f].evaluations);
+      track.integrator.import_state(c.flows[f].integrator);
+      outcome_.trajectories[f + 1].status = c.flows[f].status;
+    }
+    for (std::size_t t = 0; t < c.wall_seconds.size(); ++t) outcome_.trajectories[t].wall_seconds = c.wall_seconds[t];
+    // L(θ0) again, by the same evaluation as a fresh run's first, so the verdicts are the same bits.
+    Vector grad0;
+    set_loss_limit(objective_.value_and_gradient(theta0, grad0));
+  }
+
+  RunOutcome run(RecordSink& sink, const ProgressFn& progress) {
+    for (long k = first_step_;; ++k) {
+      if (control_ && k > first_step_ && stop_or_checkpoint(k)) break;
+      const bool finite = std::isfinite(method_->loss()) && method_->theta().allFinite() && method_->gradient().allFinite();
+      const bool diverged = !finite || method_->loss() > loss_limit_;
+      if (k % s_.record_every == 0 || k == s_.steps || diverged) {
+        if (!record(k, finite, sink)) break;
+        if (progress) progress(k, s_.steps);
+      }
+      if (diverged) {
+        outcome_.status = RunStatus::diverged;
+        break;
+      }
+      if (k == s_.steps) break;
+      const auto t0 = Clock::now();
+      method_->step();
+      outcome_.trajectories[0].wall_seconds += seconds_since(t0);
+    }
+    return summary();
   }
 
  private:
-  // ‖θ_A‖² over the part of block A in this rank's slice.
-  double local_squared_norm(const Vector& theta, const ParameterBlock& b) const {
-    const Index lo = std::max(b.offset, slices_.begin()), hi = std::min(b.offset + b.size, slices_.end());
-    return hi > lo ? theta.segment(lo - slices_.begin(), hi - lo).squaredNorm() : 0.0;
+  void set_loss_limit(double loss0) {
+    // Beyond this loss the method has diverged (inf when L(θ0) is not positive: only non-finite values count).
+    if (loss0 > 0) loss_limit_ = s_.divergence_factor * loss0;
   }
 
+  // At the top of step k: checkpoints when due or asked to stop; true when the run ends here.
+  bool stop_or_checkpoint(long k) {
+    const bool stop = control_->stop_requested(k);
+    if (stop || control_->checkpoint_due(k)) control_->save(checkpoint(k));
+    if (stop) interrupt(k);
+    return stop;
+  }
+
+  void interrupt(long k) {
+    outcome_.status = RunStatus::interrupted;
+    outcome_.last_step = k;
+  }
+
+  // The record of step k; false when a stop signal abandoned it (checkpointed, redone on resume).
+  bool record(long k, bool finite, RecordSink& sink) {
+    record_.step = k;
+    record_.time = static_cast<double>(k) * s_.lr;
+    // A stop signal is also taken between the integrator's steps and the sharpness's HVPs: the record
+    // is abandoned and redone on resume (flows continue from where they were; the sharpness comes
+    // last, so its warm start changes only once nothing of the record can be abandoned any more).
+    const auto stop_now = [&] { return control_ && control_->stop_requested(k); };
+    if (!advance_flows(record_.time, stop_now) || !measure_sharpness(k, finite, stop_now)) {
+      control_->save(checkpoint(k));
+      interrupt(k);
+      return false;
+    }
+    observe();
+    sink.append(record_);
+    ++records_;
+    outcome_.last_step = k;
+    return true;
+  }
+
+  bool advance_flows(double time, const std::function<bool()>& stop_now) {
+    for (std::size_t f = 0; f < flows_.size(); ++f) {
+      FlowTrack& track = *flows_[f];
+      TrajectorySummary& summary = outcome_.trajectories[f + 1];
+      if (track.failed) continue;
+      const auto t0 = Clock::now();
+      const Dop853::Status status = track.integrator.advance_to(time, track.theta, stop_now);
+      summary.wall_seconds += seconds_since(t0);
+      if (status == Dop853::Status::interrupted) return false;
+      if (status != Dop853::Status::ok) {
+        track.failed = true;
+        summary.status = to_string(status);
+        track.theta.setConstant(nan);
+      }
+    }
+    return true;
+  }
+
+  bool measure_sharpness(long k, bool finite, const std::function<bool()>& stop_now) {
+    sharpness_value_ = nan;
+    if (!layout_.sharpness) return true;
+    if (finite) {
+      const SharpnessResult r = sharpness_(objective_, method_->theta(), slices_, stop_now);
+      if (r.interrupted) return false;
+      sharpness_value_ = r.value;
+    }
+    const double lr_s = s_.lr * sharpness_value_;
+    if (std::isfinite(sharpness_value_)) {
+      outcome_.max_lr_sharpness = std::max(outcome_.max_lr_sharpness, lr_s);
+      if (lr_s > method_->stable_lr_sharpness() && outcome_.first_unstable_step < 0) {
+        outcome_.first_unstable_step = k;
+        if (control_) control_->edge_of_stability(k, lr_s);
+      }
+    }
+    return true;
+  }
+
+  // Every trajectory's observables at this record, reduced in one collective.
+  void observe() {
+    const Method& m = *method_;
+    if (s_.rates) {
+      m.next_iterate(next_);
+      for (std::size_t f = 0; f < rate_fields_.size(); ++f) (*rate_fields_[f])(m.theta(), fields_[f]);
+    }
+    const ObservationPoint discrete{m.theta(), m.gradient(), m.loss(), nullptr, s_.rates ? &next_ : nullptr,
+                                    s_.rates ? &fields_ : nullptr, sharpness_value_};
+    observation_.clear();
+    observation_.add_local_sums(0, &discrete);
+    std::vector<double> flow_losses(flows_.size(), nan);
+    for (std::size_t f = 0; f < flows_.size(); ++f) {
+      FlowTrack& track = *flows_[f];
+      if (track.failed) {
+        observation_.add_local_sums(f + 1, nullptr);
+        continue;
+      }
+      flow_losses[f] = objective_.value_and_gradient(track.theta, flow_grad_);
+      const ObservationPoint point{track.theta, flow_grad_, flow_losses[f], &m.theta()};
+      observation_.add_local_sums(f + 1, &point);
+    }
+    observation_.reduce(slices_);
+    observation_.rewind();
+    record_.trajectories[0].theta = &m.theta();
+    observation_.take_values(0, &discrete, record_.trajectories[0].values);
+    for (std::size_t f = 0; f < flows_.size(); ++f) {
+      // values() reads the point's scalars only.
+      const ObservationPoint point{flows_[f]->theta, flow_grad_, flow_losses[f], &m.theta()};
+      record_.trajectories[f + 1].theta = &flows_[f]->theta;
+      observation_.take_values(f + 1, flows_[f]->failed ? nullptr : &point, record_.trajectories[f + 1].values);
+    }
+  }
+
+  DriverCheckpoint checkpoint(long k) const {
+    DriverCheckpoint c;
+    c.step = k;
+    c.records = records_;
+    c.method = method_->save();
+    c.max_lr_sharpness = outcome_.max_lr_sharpness;
+    c.first_unstable_step = outcome_.first_unstable_step;
+    c.sharpness_start = sharpness_.warm_start();
+    for (std::size_t f = 0; f < flows_.size(); ++f)
+      c.flows.push_back({flows_[f]->theta, flows_[f]->failed, outcome_.trajectories[f + 1].status,
+                         flows_[f]->flow->evaluations(), flows_[f]->integrator.export_state()});
+    for (const TrajectorySummary& t : outcome_.trajectories) c.wall_seconds.push_back(t.wall_seconds);
+    return c;
+  }
+
+  RunOutcome summary() {
+    outcome_.trajectories[0].evaluations = method_->evaluations();
+    outcome_.trajectories[0].accepted_steps = outcome_.last_step;
+    for (std::size_t t = 0; t < outcome_.trajectories.size(); ++t) {
+      TrajectorySummary& s = outcome_.trajectories[t];
+      if (const double* loss = record_.find(t, "loss")) s.final_loss = *loss;
+      if (const double* d = record_.find(t, "distance_to_discrete")) s.final_distance = *d;
+      if (t == 0) continue;
+      s.evaluations = flows_[t - 1]->flow->evaluations();
+      s.accepted_steps = flows_[t - 1]->integrator.accepted_steps();
+      s.rejected_steps = flows_[t - 1]->integrator.rejected_steps();
+    }
+    return outcome_;
+  }
+
+  Objective& objective_;
+  const DriverSettings& s_;
   const ObservableLayout& layout_;
   const SliceExchange& slices_;
-  std::vector<double> sums_;
+  RunControl* control_;
+  std::unique_ptr<Method> method_;
+  Observation observation_;
+  std::vector<std::unique_ptr<FlowTrack>> flows_;
+  std::vector<std::unique_ptr<Flow>> rate_fields_;  // apart from the integrated flows: their counts stay theirs
+  std::vector<Vector> fields_;
+  Vector next_, flow_grad_;
+  SharpnessEstimator sharpness_;
+  double sharpness_value_ = nan;
+  double loss_limit_ = std::numeric_limits<double>::infinity();
+  long first_step_ = 0, records_ = 0;
+  Record record_;
+  RunOutcome outcome_;
 };
 
 }  // namespace
 
-ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
-  return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
+const double* Record::find(std::size_t t, const std::string& name) const {
+  if (!layout || t >= layout->size() || t >= trajectories.size()) return nullptr;
+  std::size_t at = 0;
+  for (const SeriesShape& s : (*layout)[t].series) {
+    if (s.name == name) return trajectories[t].values.data() + at;
+    at += static_cast<std::size_t>(s.width == 0 ? 1 : s.width);
+  }
+  return nullptr;
 }
 
 const char* to_string(RunStatus s) {
@@ -110,188 +348,21 @@ const char* to_string(RunStatus s) {
   return "?";
 }
 
+RecordLayout record_layout(const DriverSettings& settings, const ObservableLayout& observables,
+                           const SliceExchange& slices) {
+  return Observation(observable_setup(settings, observables, slices), settings).layout();
+}
+
 RunOutcome run_synchronized(Objective& objective, const Vector& theta0, const DriverSettings& settings,
                             const ObservableLayout& observables, const SliceExchange& slices,
                             RecordSink& sink, const ProgressFn& progress, RunControl* control,
                             const DriverCheckpoint* resume_from) {
-  if (!(settings.lr > 0) || settings.steps <= 0 || settings.record_every <= 0 || !(settings.divergence_factor > 1))
-    throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0, divergence_factor > 1");
-  const double lr = settings.lr;
-  RunOutcome outcome;
-  outcome.trajectories.push_back({"gd"});
-
-  std::vector<std::unique_ptr<FlowTrack>> flows;
-  for (FlowKind kind : settings.flows) {
-    flows.push_back(std::make_unique<FlowTrack>(objective, kind, lr, settings, slices));
-    flows.back()->integrator.set_end_time(static_cast<double>(settings.steps) * lr);
-    outcome.trajectories.push_back({kind.name()});
-  }
-  Observer observer(observables, slices);
-  SharpnessEstimator sharpness;
-  Record record;
-  record.trajectories.resize(1 + flows.size());
-  Vector gd, grad, flow_grad;
-  double loss = 0;
-  long gd_evaluations = 0, first_step = 0;
-  // Beyond this loss GD has diverged (inf when L(θ0) is not positive: only non-finite values count).
-  double loss_limit = std::numeric_limits<double>::infinity();
-
-  if (resume_from) {
-    const DriverCheckpoint& c = *resume_from;
-    if (c.flows.size() != flows.size() || c.wall_seconds.size() != outcome.trajectories.size())
-      throw Error("run_synchronized: the checkpoint does not match the run's flows");
-    first_step = c.step;
-    gd = c.gd;
-    grad = c.grad;
-    loss = c.loss;
-    gd_evaluations = c.gd_evaluations;
-    outcome.max_lr_sharpness = c.max_lr_sharpness;
-    outcome.first_unstable_step = c.first_unstable_step;
-    if (c.sharpness_start.size() > 0) sharpness.set_warm_start(c.sharpness_start);
-    for (std::size_t f = 0; f < flows.size(); ++f) {
-      FlowTrack& track = *flows[f];
-      track.theta = c.flows[f].theta;
-      track.failed = c.flows[f].failed;
-      track.field.set_evaluations(c.flows[f].evaluations);
-      track.integrator.import_state(c.flows[f].integrator);
-      outcome.trajectories[f + 1].status = c.flows[f].status;
-    }
-    for (std::size_t t = 0; t < c.wall_seconds.size(); ++t) outcome.trajectories[t].wall_seconds = c.wall_seconds[t];
-    // L(θ0) again, by the same evaluation as a fresh run's first, so the verdicts are the same bits.
-    Vector grad0;
-    const double loss0 = objective.value_and_gradient(theta0, grad0);
-    if (loss0 > 0) loss_limit = settings.divergence_factor * loss0;
-  } else {
-    for (std::size_t f = 0; f < flows.size(); ++f) {
-      const auto t0 = Clock::now();
-      flows[f]->theta = theta0;
-      flows[f]->integrator.start(0.0, theta0);
-      outcome.trajectories[f + 1].wall_seconds += seconds_since(t0);
-    }
-    const auto t0 = Clock::now();
-    gd = theta0;
-    loss = objective.value_and_gradient(gd, grad);
-    gd_evaluations = 1;
-    if (loss > 0) loss_limit = settings.divergence_factor * loss;
-    outcome.trajectories[0].wall_seconds += seconds_since(t0);
-  }
-
-  auto checkpoint = [&](long k, long records) {
-    DriverCheckpoint c;
-    c.step = k;
-    c.records = records;
-    c.gd = gd;
-    c.grad = grad;
-    c.loss = loss;
-    c.gd_evaluations = gd_evaluations;
-    c.max_lr_sharpness = outcome.max_lr_sharpness;
-    c.first_unstable_step = outcome.first_unstable_step;
-    c.sharpness_start = sharpness.warm_start();
-    for (std::size_t f = 0; f < flows.size(); ++f)
-      c.flows.push_back({flows[f]->theta, flows[f]->failed, outcome.trajectories[f + 1].status,
-                         flows[f]->field.evaluations(), flows[f]->integrator.export_state()});
-    for (const TrajectorySummary& t : outcome.trajectories) c.wall_seconds.push_back(t.wall_seconds);
-    control->save(c);
-  };
-
-  long records = resume_from ? resume_from->records : 0;
-  for (long k = first_step;; ++k) {
-    if (control && k > first_step) {
-      const bool stop = control->stop_requested(k);
-      if (stop || control->checkpoint_due(k)) checkpoint(k, records);
-      if (stop) {
-        outcome.status = RunStatus::interrupted;
-        outcome.last_step = k;
-        break;
-      }
-    }
-    const bool gd_finite = std::isfinite(loss) && gd.allFinite() && grad.allFinite();
-    const bool gd_diverged = !gd_finite || loss > loss_limit;
-    const bool is_record = k % settings.record_every == 0 || k == settings.steps || gd_diverged;
-    if (is_record) {
-      record.step = k;
-      record.time = static_cast<double>(k) * lr;
-      // A stop signal is also taken between the integrator's steps and the sharpness's HVPs: the record
-      // is abandoned and redone on resume (flows continue from where they were; the sharpness comes
-      // last, so its warm start changes only once nothing of the record can be abandoned any more).
-      const auto stop_now = [&] { return control && control->stop_requested(k); };
-      bool abandoned = false;
-      for (std::size_t f = 0; f < flows.size() && !abandoned; ++f) {
-        FlowTrack& track = *flows[f];
-        TrajectorySummary& summary = outcome.trajectories[f + 1];
-        if (track.failed) continue;
-        const auto t0 = Clock::now();
-        const Dop853::Status status = track.integrator.advance_to(record.time, track.theta, stop_now);
-        summary.wall_seconds += seconds_since(t0);
-        if (status == Dop853::Status::interrupted) {
-          abandoned = true;
-        } else if (status != Dop853::Status::ok) {
-          track.failed = true;
-          summary.status = to_string(status);
-          track.theta.setConstant(std::numeric_limits<double>::quiet_NaN());
-        }
-      }
-      if (!abandoned && observables.sharpness) {
-        double& s = record.trajectories[0].sharpness;
-        s = std::numeric_limits<double>::quiet_NaN();
-        if (gd_finite) {
-          const SharpnessResult r = sharpness(objective, gd, slices, stop_now);
-          abandoned = r.interrupted;
-          s = r.value;
-        }
-        if (!abandoned && std::isfinite(s)) {
-          outcome.max_lr_sharpness = std::max(outcome.max_lr_sharpness, lr * s);
-          if (lr * s > 2.0 && outcome.first_unstable_step < 0) {
-            outcome.first_unstable_step = k;
-            if (control) control->edge_of_stability(k, lr * s);
-          }
-        }
-      }
-      if (abandoned) {
-        checkpoint(k, records);
-        outcome.status = RunStatus::interrupted;
-        outcome.last_step = k;
-        break;
-      }
-      observer.fill(record.trajectories[0], gd, loss, grad, nullptr);
-      for (std::size_t f = 0; f < flows.size(); ++f) {
-        FlowTrack& track = *flows[f];
-        if (track.failed) {
-          observer.fill_failed(record.trajectories[f + 1], track.theta);
-        } else {
-          const double flow_loss = objective.value_and_gradient(track.theta, flow_grad);
-          observer.fill(record.trajectories[f + 1], track.theta, flow_loss, flow_grad, &gd);
-        }
-      }
-      sink.append(record);
-      ++records;
-      outcome.last_step = k;
-      if (progress) progress(k, settings.steps);
-    }
-    if (gd_diverged) {
-      outcome.status = RunStatus::diverged;
-      break;
-    }
-    if (k == settings.steps) break;
-    const auto t0 = Clock::now();
-    gd.noalias() -= lr * grad;
-    loss = objective.value_and_gradient(gd, grad);
-    ++gd_evaluations;
-    outcome.trajectories[0].wall_seconds += seconds_since(t0);
-  }
-
-  outcome.trajectories[0].evaluations = gd_evaluations;
-  outcome.trajectories[0].accepted_steps = outcome.last_step;
-  outcome.trajectories[0].final_loss = record.trajectories[0].loss;
-  for (std::size_t f = 0; f < flows.size(); ++f) {
-    TrajectorySummary& s = outcome.trajectories[f + 1];
-    s.evaluations = flows[f]->field.evaluations();
-    s.accepted_steps = flows[f]->integrator.accepted_steps();
-    s.rejected_steps = flows[f]->integrator.rejected_steps();
-    s.final_loss = record.trajectories[f + 1].loss;
-    s.final_distance = record.trajectories[f + 1].distance_to_gd;
-  }
-  return outcome;
+  SynchronizedRun run(objective, settings, observables, slices, control);
+  if (resume_from)
+    run.resume(*resume_from, theta0);
+  else
+    run.start(theta0);
+  return run.run(sink, progress);
 }
 
 }  // namespace eomlab

@@ -1,11 +1,13 @@
-// The synchronized driver: runs GD and each requested flow side by side and hands a Record to a sink
-// at every record time t_k = k·lr (k a multiple of record_every, plus the last step; record 0 is the
-// initial state). Trajectory 0 is always GD; flows follow in the order requested.
+// The synchronized driver: runs a discrete method (GD by default) and each requested flow side by side
+// and hands a Record to a sink at every record time t_k = k·lr (k a multiple of record_every, plus the
+// last step; record 0 is the initial state). Trajectory 0 is the method's; flows follow in the order
+// requested. What a record holds is the registry's observables (flow/observable.hpp), all reduced in one
+// collective per record.
 //
-// Outcomes are results, not exceptions: if GD's loss or parameters stop being finite, or its loss
-// exceeds divergence_factor times its loss at θ0, the run is `diverged` (that record is still written,
-// then the run stops at once); a flow whose integration fails is marked failed and its later records
-// hold NaN while GD and the other flows go on.
+// Outcomes are results, not exceptions: if the method's loss or parameters stop being finite, or its
+// loss exceeds divergence_factor times its loss at θ0, the run is `diverged` (that record is still
+// written, then the run stops at once); a flow whose integration fails is marked failed and its later
+// records hold NaN while the method and the other flows go on.
 #pragma once
 #include <functional>
 #include <string>
@@ -15,36 +17,36 @@
 #include "core/slices.hpp"
 #include "diff/objective.hpp"
 #include "flow/dop853.hpp"
-#include "model/mlp.hpp"
+#include "flow/method.hpp"
+#include "flow/observable_layout.hpp"
 
 namespace eomlab {
 
-// What is measured at every record beside loss and gradient norm.
-struct ObservableLayout {
-  std::vector<ParameterBlock> blocks;           // block_norms: ‖θ_A‖² of every W and b
-  std::vector<ParameterBlock> scale_invariant;  // scale_invariant_norms: ‖θ_A‖² of each invariant block
-  std::vector<ParameterSum> translation;        // translation_components: ⟨v, θ⟩ of each direction
-  bool sharpness = false;                       // λ_max(H) along GD
+// The series of one trajectory, in the order of its record values.
+struct SeriesShape {
+  std::string name;  // under /observables/<trajectory>/
+  Index width = 0;   // 0: one number per record
 };
 
-// The layout of an MLP: every W and b, its invariant blocks, and sharpness if asked for.
-ObservableLayout observable_layout(const Mlp& model, bool sharpness);
+struct TrajectoryLayout {
+  std::string name;
+  std::vector<SeriesShape> series;
+};
 
-struct TrajectoryState {
+using RecordLayout = std::vector<TrajectoryLayout>;  // the method's trajectory first, then the flows
+
+struct TrajectoryRecord {
   const Vector* theta = nullptr;  // this rank's slice
-  double loss = 0;
-  double grad_norm = 0;
-  double distance_to_gd = 0;  // 0 for GD itself
-  std::vector<double> block_norms;
-  std::vector<double> scale_invariant_norms;
-  std::vector<double> translation_components;
-  double sharpness = 0;  // GD only, when measured
+  std::vector<double> values;     // every series' values, concatenated in layout order
 };
 
 struct Record {
   long step = 0;
   double time = 0;
-  std::vector<TrajectoryState> trajectories;  // [0] = gd, then flows
+  const RecordLayout* layout = nullptr;
+  std::vector<TrajectoryRecord> trajectories;
+  // The values of series `name` of trajectory t, or nullptr when it has none.
+  const double* find(std::size_t t, const std::string& name) const;
 };
 
 class RecordSink {
@@ -57,9 +59,9 @@ enum class RunStatus { complete, diverged, interrupted };
 const char* to_string(RunStatus s);
 
 struct TrajectorySummary {
-  std::string name;          // gd, gf, eom1, ...
+  std::string name;           // the method's, then each flow's
   std::string status = "ok";  // ok, or why the integration failed
-  long evaluations = 0;       // gradient evaluations (gd) or field evaluations (flows)
+  long evaluations = 0;       // gradient evaluations (method) or field evaluations (flows)
   long accepted_steps = 0, rejected_steps = 0;
   double wall_seconds = 0;
   double final_loss = 0, final_distance = 0;
@@ -68,20 +70,19 @@ struct TrajectorySummary {
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
   long last_step = 0;
-  double max_lr_sharpness = 0;   // max over GD records of lr·λ_max (when measured)
-  long first_unstable_step = -1;  // first GD record with lr·λ_max > 2, or -1
+  double max_lr_sharpness = 0;    // max over the method's records of lr·λ_max (when measured)
+  long first_unstable_step = -1;  // first record past the method's stable lr·λ_max, or -1
   std::vector<TrajectorySummary> trajectories;
   std::int64_t peak_rank_memory_bytes = 0;  // peak resident memory of the run's ranks (max); set by the caller
 };
 
-// Everything needed to continue a run with the same bits, taken at the top of GD step `step`
-// (θ_gd = θ_step, records of the steps before it written). Vectors are this rank's slices.
+// Everything needed to continue a run with the same bits, taken at the top of step `step` (the method
+// at θ_step, records of the steps before it written). Vectors are this rank's slices. It is the run's
+// state itself: the driver works on one and a checkpoint stores it.
 struct DriverCheckpoint {
   long step = 0;
   long records = 0;
-  Vector gd, grad;
-  double loss = 0;
-  long gd_evaluations = 0;
+  MethodState method;
   double max_lr_sharpness = 0;
   long first_unstable_step = -1;
   Vector sharpness_start;
@@ -93,28 +94,35 @@ struct DriverCheckpoint {
     Dop853::State integrator;
   };
   std::vector<Flow> flows;
-  std::vector<double> wall_seconds;  // per trajectory, gd first
+  std::vector<double> wall_seconds;  // per trajectory, the method's first
 };
 
-// Consulted by the driver at the top of every GD step; every rank of the run must answer alike.
+// Consulted by the driver at the top of every step; every rank of the run must answer alike.
 class RunControl {
  public:
   virtual ~RunControl() = default;
-  virtual bool stop_requested(long step) = 0;    // checkpoint, then end the run as `interrupted`
+  virtual bool stop_requested(long step) = 0;  // checkpoint, then end the run as `interrupted`
   virtual bool checkpoint_due(long step) = 0;
   virtual void save(const DriverCheckpoint& checkpoint) = 0;
-  // Called once, at the first GD record with lr·λ_max > 2 (the run goes on).
+  // Called once, at the first record past the method's stable lr·λ_max (the run goes on).
   virtual void edge_of_stability(long /*step*/, double /*lr_sharpness*/) {}
 };
 
 struct DriverSettings {
+  std::string method = OptimizerConfig{}.method;  // a method registry name
   double lr = 0;
   long steps = 0;
   long record_every = 1;
-  double divergence_factor = 1e6;  // GD has diverged once L(θ_k) > divergence_factor · L(θ0) (L(θ0) > 0)
-  std::vector<FlowKind> flows;
+  double divergence_factor = 1e6;  // diverged once L(θ_k) > divergence_factor · L(θ0) (L(θ0) > 0)
+  std::vector<std::string> flows;  // flow registry names
   IntegratorSettings integrator;
+  bool rates = false;                    // the rate observables of DESIGN.md §3.8
+  std::vector<std::string> observables;  // non-standard observables by name
 };
+
+// The trajectories and series a run with these settings records (what a run file is made from).
+RecordLayout record_layout(const DriverSettings& settings, const ObservableLayout& observables,
+                           const SliceExchange& slices);
 
 // Called after every record with (step, steps).
 using ProgressFn = std::function<void(long, long)>;

@@ -84,9 +84,34 @@ std::vector<double> read_scalars(hid_t loc, const std::string& name, const std::
 
 // The scalars of a checkpoint and of one of its flows, as stored.
 std::vector<double> scalars_of(const DriverCheckpoint& c) {
-  return {static_cast<double>(c.step), static_cast<double>(c.records), c.loss, static_cast<double>(c.gd_evaluations),
-          c.max_lr_sharpness, static_cast<double>(c.first_unstable_step), static_cast<double>(c.flows.size()),
+  return {static_cast<double>(c.step), static_cast<double>(c.records), c.max_lr_sharpness,
+          static_cast<double>(c.first_unstable_step), static_cast<double>(c.flows.size()),
           c.sharpness_start.size() > 0 ? 1.0 : 0.0};
+}
+
+std::vector<double> method_scalars(const MethodState& m) {
+  std::vector<double> values;
+  for (const auto& [name, value] : m.scalars) values.push_back(value);
+  return values;
+}
+
+// "a,b": the names of a method's vectors or scalars as stored in the attributes of /method.
+template <class Named>
+std::string names_of(const Named& named) {
+  std::string out;
+  for (const auto& item : named) out += (out.empty() ? "" : ",") + item.first;
+  return out;
+}
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    out.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
 }
 
 std::vector<double> scalars_of(const DriverCheckpoint::Flow& flow) {
@@ -144,9 +169,11 @@ std::uint64_t checksum(const DriverCheckpoint& c, const dist::Comm& group, const
   if (group.rank() == 0) {
     sum.add_values("scalars", scalars_of(c));
     sum.add_values("wall_seconds", c.wall_seconds);
+    sum.add_text("method/vectors", names_of(c.method.vectors));
+    sum.add_text("method/scalar_names", names_of(c.method.scalars));
+    sum.add_values("method/scalars", method_scalars(c.method));
   }
-  sliced("gd", c.gd, 0);
-  sliced("grad", c.grad, 0);
+  for (const auto& [name, v] : c.method.vectors) sliced("method/" + name, v, 0);
   sliced("sharpness_start", c.sharpness_start, 0);
   for (std::size_t f = 0; f < c.flows.size(); ++f) {
     const DriverCheckpoint::Flow& flow = c.flows[f];
@@ -165,6 +192,8 @@ std::uint64_t checksum(const DriverCheckpoint& c, const dist::Comm& group, const
 
 // What is wrong with the scalars of a checkpoint read back, or "".
 std::string scalars_problem(const DriverCheckpoint& c, const CheckpointExpectation& e) {
+  if (state_signature(c.method) != e.method_state)
+    return "its method state (" + state_signature(c.method) + ") is not the run's (" + e.method_state + ")";
   if (c.flows.size() != e.flows || c.wall_seconds.size() != e.flows + 1)
     return "it holds " + std::to_string(c.flows.size()) + " flows, expected " + std::to_string(e.flows);
   if (c.step < 0 || c.step > e.steps)
@@ -193,8 +222,13 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
     Handle dxpl = h5::collective_transfer(temp);
     write_scalars(file, "scalars", scalars_of(c), writer, dxpl);
     write_scalars(file, "wall_seconds", c.wall_seconds, writer, dxpl);
-    write_sliced(file, "gd", {&c.gd}, slices, dxpl);
-    write_sliced(file, "grad", {&c.grad}, slices, dxpl);
+    {
+      Handle method(H5Gcreate2(file, "method", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", "method");
+      h5::write_string_attribute(method, "vectors", names_of(c.method.vectors));
+      h5::write_string_attribute(method, "scalar_names", names_of(c.method.scalars));
+      write_scalars(method, "scalars", method_scalars(c.method), writer, dxpl);
+      for (const auto& [name, v] : c.method.vectors) write_sliced(method, name, {&v}, slices, dxpl);
+    }
     if (c.sharpness_start.size() > 0) write_sliced(file, "sharpness_start", {&c.sharpness_start}, slices, dxpl);
     for (std::size_t f = 0; f < c.flows.size(); ++f) {
       const DriverCheckpoint::Flow& flow = c.flows[f];
@@ -219,6 +253,19 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
 
 namespace {
 
+// The method's named state under /method.
+MethodState read_method(hid_t file, const std::string& path, const SliceExchange& slices) {
+  Handle group(H5Gopen2(file, "method", H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":method");
+  MethodState m;
+  for (const std::string& name : split_names(h5::read_string_attribute(group, "vectors", path + ":method")))
+    m.vectors.emplace_back(name, read_sliced(group, name, slices, path)[0]);
+  const std::vector<std::string> names = split_names(h5::read_string_attribute(group, "scalar_names", path + ":method"));
+  const std::vector<double> values = read_scalars(group, "scalars", path);
+  if (values.size() != names.size()) throw Error("malformed method scalars");
+  for (std::size_t i = 0; i < names.size(); ++i) m.scalars.emplace_back(names[i], values[i]);
+  return m;
+}
+
 // This rank's part of the checkpoint at `file`, and the checksum recorded with it.
 DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExchange& slices,
                             std::uint64_t& recorded) {
@@ -226,19 +273,16 @@ DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExch
   recorded = static_cast<std::uint64_t>(h5::read_int_attribute(file, "checksum", path));
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);
-  if (s.size() != 8) throw Error("malformed scalars");
+  if (s.size() != 6) throw Error("malformed scalars");
   c.step = static_cast<long>(s[0]);
   c.records = static_cast<long>(s[1]);
-  c.loss = s[2];
-  c.gd_evaluations = static_cast<long>(s[3]);
-  c.max_lr_sharpness = s[4];
-  c.first_unstable_step = static_cast<long>(s[5]);
+  c.max_lr_sharpness = s[2];
+  c.first_unstable_step = static_cast<long>(s[3]);
   c.wall_seconds = read_scalars(file, "wall_seconds", path);
-  c.gd = read_sliced(file, "gd", slices, path)[0];
-  c.grad = read_sliced(file, "grad", slices, path)[0];
-  if (s[7] != 0.0) c.sharpness_start = read_sliced(file, "sharpness_start", slices, path)[0];
-  if (!(s[6] >= 0 && s[6] <= 16)) throw Error("malformed flow count");
-  for (long f = 0; f < static_cast<long>(s[6]); ++f) {
+  c.method = read_method(file, path, slices);
+  if (s[5] != 0.0) c.sharpness_start = read_sliced(file, "sharpness_start", slices, path)[0];
+  if (!(s[4] >= 0 && s[4] <= 64)) throw Error("malformed flow count");
+  for (long f = 0; f < static_cast<long>(s[4]); ++f) {
     const std::string g = "flow" + std::to_string(f);
     Handle group_handle(H5Gopen2(file, g.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + g);
     DriverCheckpoint::Flow flow;

@@ -1,4 +1,5 @@
-// Checkpoint files of a run (<output>/checkpoints/<run_id>.h5): a DriverCheckpoint, written
+// Checkpoint files of a run (<output>/checkpoints/<run_id>.h5): a DriverCheckpoint (the method's state
+// by name under /method, each flow under /flow<i>), written
 // collectively by the run's group with each rank's slices as hyperslabs. A checkpoint is complete or
 // absent: it is written to a temporary name and renamed into place by group rank 0 after every rank
 // has closed it, so a crash while writing leaves the previous checkpoint usable. Its root attribute
@@ -19,6 +20,7 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
 struct CheckpointExpectation {
   std::size_t flows = 0;
   long steps = 0, record_every = 1;
+  std::string method_state;  // state_signature() of the run's method
 };
 
 // A checkpoint as read back: the run's state, or what is wrong with the file (then `checkpoint` is empty).

@@ -114,8 +114,10 @@ class RecordSeries {
   Handle dataset_;
 };
 
+// The record series of one trajectory: θ (if stored), then one per observable in layout order.
 struct TrajectorySeries {
-  std::unique_ptr<RecordSeries> theta, loss, grad_norm, distance, block_norms, scale_invariant, translation, sharpness;
+  std::unique_ptr<RecordSeries> theta;
+  std::vector<std::unique_ptr<RecordSeries>> values;
 };
 
 // One record series of a run file: its path, type and row width (0: [R]), and where RunFile keeps it.
@@ -130,26 +132,43 @@ struct SeriesSpec {
 std::vector<SeriesSpec> series_specs(const RunFileHeader& header, std::unique_ptr<RecordSeries>& step,
                                      std::unique_ptr<RecordSeries>& time, std::vector<TrajectorySeries>& series) {
   std::vector<SeriesSpec> specs{{"/step", H5T_NATIVE_INT64, 0, &step}, {"/time", H5T_NATIVE_DOUBLE, 0, &time}};
-  const ObservableLayout& layout = header.observables;
-  const hsize_t p = static_cast<hsize_t>(header.n_params);
-  const hsize_t nb = layout.blocks.size(), ns = layout.scale_invariant.size(), nt = layout.translation.size();
-  for (std::size_t i = 0; i < header.trajectories.size(); ++i) {
-    const std::string& traj = header.trajectories[i];
+  for (std::size_t i = 0; i < header.records.size(); ++i) {
+    const TrajectoryLayout& traj = header.records[i];
     TrajectorySeries& s = series[i];
-    const std::string obs = "/observables/" + traj + "/";
-    auto add = [&](const std::string& name, hsize_t width, std::unique_ptr<RecordSeries>& slot) {
-      specs.push_back({name, H5T_NATIVE_DOUBLE, width, &slot});
-    };
-    if (header.store_theta) add("/trajectories/" + traj + "/theta", p, s.theta);
-    add(obs + "loss", 0, s.loss);
-    add(obs + "grad_norm", 0, s.grad_norm);
-    if (traj != "gd") add(obs + "distance_to_gd", 0, s.distance);
-    add(obs + "block_norms", nb, s.block_norms);
-    if (ns > 0) add(obs + "scale_invariant_norms", ns, s.scale_invariant);
-    if (nt > 0) add(obs + "translation_components", nt, s.translation);
-    if (traj == "gd" && layout.sharpness) add(obs + "sharpness", 0, s.sharpness);
+    if (header.store_theta)
+      specs.push_back({"/trajectories/" + traj.name + "/theta", H5T_NATIVE_DOUBLE, static_cast<hsize_t>(header.n_params), &s.theta});
+    s.values.resize(traj.series.size());
+    for (std::size_t k = 0; k < traj.series.size(); ++k)
+      specs.push_back({"/observables/" + traj.name + "/" + traj.series[k].name, H5T_NATIVE_DOUBLE,
+                       static_cast<hsize_t>(traj.series[k].width), &s.values[k]});
   }
   return specs;
+}
+
+// "a,b,c"
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+// The names of the trajectories and of each one's series, as attributes (the analysis reads them).
+void write_names(hid_t root, const RunFileHeader& header) {
+  std::vector<std::string> trajectories, flows;
+  for (const TrajectoryLayout& t : header.records) trajectories.push_back(t.name);
+  flows.assign(trajectories.begin() + 1, trajectories.end());
+  h5::write_string_attribute(root, "method", trajectories.front());
+  h5::write_string_attribute(root, "discrete_trajectory", trajectories.front());
+  h5::write_string_attribute(root, "flows", joined(flows));
+  h5::write_string_attribute(root, "trajectories", joined(trajectories));
+  h5::write_string_attribute(root, "rates", header.rates ? "on" : "off");
+  for (const TrajectoryLayout& t : header.records) {
+    std::vector<std::string> series;
+    for (const SeriesShape& s : t.series) series.push_back(s.name);
+    const std::string name = "/observables/" + t.name;
+    Handle group(H5Gopen2(root, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", name);
+    h5::write_string_attribute(group, "series", joined(series));
+  }
 }
 
 }  // namespace
@@ -165,7 +184,7 @@ struct RunFile::Impl {
 
   // Creates every record series, or (resuming) opens them and cuts them back to `records` rows.
   void open_series(bool existing) {
-    series.resize(header.trajectories.size());
+    series.resize(header.records.size());
     for (const SeriesSpec& spec : series_specs(header, step, time, series))
       *spec.slot = existing ? std::make_unique<RecordSeries>(file, spec.name, spec.type, spec.width, records)
                             : std::make_unique<RecordSeries>(file, spec.name, spec.type, spec.width);
@@ -226,6 +245,7 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   }
 
   m.open_series(false);
+  write_names(root, header);
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
 }
 
@@ -253,18 +273,16 @@ void RunFile::append(const Record& record) {
   m.step->append(r, &step, m.writer, m.dxpl);
   m.time->append(r, &record.time, m.writer, m.dxpl);
   for (std::size_t i = 0; i < m.series.size(); ++i) {
-    const TrajectoryState& t = record.trajectories[i];
+    const TrajectoryRecord& t = record.trajectories[i];
     TrajectorySeries& s = m.series[i];
     if (s.theta)
       s.theta->append(r, t.theta->data(), static_cast<hsize_t>(m.header.slice_size),
                       static_cast<hsize_t>(m.header.slice_begin), m.dxpl);
-    s.loss->append(r, &t.loss, m.writer, m.dxpl);
-    s.grad_norm->append(r, &t.grad_norm, m.writer, m.dxpl);
-    if (s.distance) s.distance->append(r, &t.distance_to_gd, m.writer, m.dxpl);
-    s.block_norms->append(r, t.block_norms.data(), m.writer, m.dxpl);
-    if (s.scale_invariant) s.scale_invariant->append(r, t.scale_invariant_norms.data(), m.writer, m.dxpl);
-    if (s.translation) s.translation->append(r, t.translation_components.data(), m.writer, m.dxpl);
-    if (s.sharpness) s.sharpness->append(r, &t.sharpness, m.writer, m.dxpl);
+    const double* values = t.values.data();
+    for (std::size_t k = 0; k < s.values.size(); ++k) {
+      s.values[k]->append(r, values, m.writer, m.dxpl);
+      values += std::max<Index>(m.header.records[i].series[k].width, 1);
+    }
   }
   ++m.records;
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
@@ -304,7 +322,7 @@ std::string reopen_problem(const std::string& path, const RunFileHeader& header,
   try {
     Handle file = h5::open_file_readonly(path);
     std::unique_ptr<RecordSeries> step, time;
-    std::vector<TrajectorySeries> series(header.trajectories.size());
+    std::vector<TrajectorySeries> series(header.records.size());
     for (const SeriesSpec& spec : series_specs(header, step, time, series)) {
       Handle ds = h5::open_dataset(file, spec.name, path);
       const auto dims = h5::dataset_shape(ds, path + ":" + spec.name);

@@ -3,8 +3,9 @@
 // the file is flushed after every record, so a killed run leaves a readable prefix with
 // status = running. Every rank of the group must make the same calls with the same arguments.
 // Beside DESIGN.md §3.4's datasets it writes, when the model has them, /model/scale_invariant_blocks
-// and /model/translation_components (tables like /model/layout), per trajectory
-// scale_invariant_norms [R, S] and translation_components [R, C], and /observables/gd/sharpness [R].
+// and /model/translation_components (tables like /model/layout). The record series are those of the
+// run's RecordLayout (one per observable and trajectory, flow/observable.hpp); the root attributes
+// `method`, `flows` and `trajectories` and each /observables/<trajectory> group's `series` name them.
 #pragma once
 #include <memory>
 #include <string>
@@ -13,7 +14,6 @@
 
 #include "dist/comm.hpp"
 #include "flow/driver.hpp"
-#include "model/mlp.hpp"
 
 namespace eomlab::io {
 
@@ -29,8 +29,9 @@ struct RunFileHeader {
   ObservableLayout observables;
   Index n_params = 0;
   Index slice_begin = 0, slice_size = 0;  // this rank's part of θ; each rank writes its own hyperslab
-  std::vector<std::string> trajectories;  // gd first, then flows
+  RecordLayout records;                   // the method's trajectory first, then flows
   bool store_theta = true;
+  bool rates = false;
 };
 
 class RunFile final : public RecordSink {

@@ -37,7 +37,10 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
     tr.name = t;
     const std::string obs = "/observables/" + t;
     tr.final_loss = read_last<double>(file, obs + "/loss", H5T_NATIVE_DOUBLE, path, nan);
-    tr.final_distance = t == "gd" ? 0.0 : read_last<double>(file, obs + "/distance_to_gd", H5T_NATIVE_DOUBLE, path, nan);
+    // distance_to_<method>: older files of GD runs have it too.
+    tr.final_distance = t == trajectories.front()
+                            ? 0.0
+                            : read_last<double>(file, obs + "/distance_to_" + trajectories.front(), H5T_NATIVE_DOUBLE, path, nan);
     Handle group(H5Gopen2(file, obs.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + obs);
     if (H5Aexists(group, "evaluations") > 0)
       tr.evaluations = static_cast<long>(h5::read_int_attribute(group, "evaluations", path));

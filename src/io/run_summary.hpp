@@ -17,7 +17,7 @@ struct RunResult {
   double lr = 0, weight_decay = 0;
   long long seed = 0;
   long long final_step = 0;
-  std::vector<TrajectoryResult> trajectories;  // gd first
+  std::vector<TrajectoryResult> trajectories;  // the method's first
 };
 
 // Serial read of a run file (not collective).

@@ -1,6 +1,7 @@
 #include "study/memory_budget.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 
@@ -14,9 +15,16 @@ constexpr double mib = 1024.0 * 1024.0;
 
 // Slices of parameter length per flow: the integrator's 29 (DOP853 stages, dense output, state) and the
 // vector field's work vectors, more for higher orders (measured).
-double vectors_per_flow(FlowKind kind) {
+// A flow's EoM order from its name (gf: 0, eomP: P); a flow of another kind counts as the highest.
+int order_of(const std::string& flow) {
+  if (flow == "gf") return 0;
+  if (flow.rfind("eom", 0) == 0 && flow.size() == 4 && std::isdigit(static_cast<unsigned char>(flow[3]))) return flow[3] - '0';
+  return 3;
+}
+
+double vectors_per_flow(const std::string& flow) {
   static const double by_order[] = {29, 40, 42, 45};
-  return by_order[std::min(kind.order, 3)];
+  return by_order[std::min(order_of(flow), 3)];
 }
 
 std::string bytes_text(double bytes) {
@@ -40,9 +48,9 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
                n = static_cast<double>(n_samples);
   int order = c.output_options.sharpness ? 1 : 0;  // highest derivative order of a jet (sharpness: HVPs)
   double sliced = 2 + (c.output_options.sharpness ? 32 : 0);  // GD's state; the Lanczos basis
-  for (FlowKind k : c.flows.kinds) {
-    sliced += vectors_per_flow(k);
-    order = std::max(order, std::min(k.order, 2));
+  for (const std::string& k : c.flows.kinds) {
+    sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
+    order = std::max(order, std::min(order_of(k), 2));
   }
   double widths = 0;
   for (Index w : c.model.layers) widths += static_cast<double>(w);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -61,9 +62,10 @@ std::string run_path(const StudyConfig& c, const RunSpec& run) {
   return (fs::path(c.output) / "runs" / (run.run_id + ".h5")).string();
 }
 
+// The method's trajectory, then the flows (a method's trajectory is named after it).
 std::vector<std::string> trajectory_names(const StudyConfig& c) {
-  std::vector<std::string> names{"gd"};
-  for (FlowKind k : c.flows.kinds) names.push_back(k.name());
+  std::vector<std::string> names{c.optimizer.method};
+  names.insert(names.end(), c.flows.kinds.begin(), c.flows.kinds.end());
   return names;
 }
 
@@ -280,10 +282,10 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
 // run's bad files cost that run's time and stop nothing else. Collective over the run's group.
 std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, const std::string& path,
                                                      const io::RunFileHeader& header, const DriverSettings& settings,
-                                                     const dist::Comm& group, const SliceExchange& slices,
-                                                     const std::string& label) {
-  io::CheckpointRead read =
-      io::read_checkpoint(ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every});
+                                                     const std::string& method_state, const dist::Comm& group,
+                                                     const SliceExchange& slices, const std::string& label) {
+  io::CheckpointRead read = io::read_checkpoint(ckpt, group, slices,
+                                                {settings.flows.size(), settings.steps, settings.record_every, method_state});
   std::string problem = read.problem;
   if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;
@@ -437,11 +439,205 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   }
 }
 
+namespace {
+
+// How this invocation treats one run of its share: group rank 0 decides, the group agrees.
+enum class RunMode { fresh, resume, skip };
+
+struct RunPlan {
+  RunMode mode = RunMode::fresh;
+  std::string finished_status;  // for skip: complete or diverged
+};
+
+// Fresh, resumed from its checkpoint, or skipped because it has finished (--resume only).
+RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run, const dist::Comm& group) {
+  std::string plan = "fresh";
+  const std::string path = run_path(c, run), ckpt = checkpoint_path(c, run);
+  if (group.rank() == 0 && o.resume) {
+    const std::string status = run_file_status(path, trajectory_names(c));
+    if (status == "complete" || status == "diverged")
+      plan = status;
+    else if (!status.empty() && fs::exists(ckpt))
+      plan = "resume";
+  }
+  if (group.rank() == 0 && plan == "fresh") {
+    std::error_code ec;
+    fs::remove(ckpt, ec);
+  }
+  plan = group.broadcast(plan);
+  if (plan == "fresh") return {RunMode::fresh, ""};
+  if (plan == "resume") return {RunMode::resume, ""};
+  return {RunMode::skip, plan};
+}
+
+DriverSettings driver_settings(const StudyConfig& c, const RunSpec& run) {
+  DriverSettings s;
+  s.method = c.optimizer.method;
+  s.lr = run.lr;
+  s.steps = run.steps;
+  s.record_every = c.optimizer.record_every;
+  s.divergence_factor = c.optimizer.divergence_factor;
+  s.flows = c.flows.kinds;
+  s.integrator = {c.flows.rtol, c.flows.atol, c.flows.max_steps};
+  s.rates = c.output_options.rates;
+  s.observables = c.output_options.observables;
+  return s;
+}
+
+// What a run file records of its provenance (the same on every rank of the group).
+std::vector<std::pair<std::string, std::string>> provenance(const StudyConfig& c, const dist::Comm& world,
+                                                            const std::string& host, const std::string& created) {
+  std::vector<std::pair<std::string, std::string>> p = {{"eomlab_version", build::version},
+                                                        {"git_sha", build::git_sha},
+                                                        {"compiler", build::compiler},
+                                                        {"mpi_library", dist::Environment::library_version()},
+                                                        {"blas", blas_description()},
+                                                        {"mpi_world_size", std::to_string(world.size())},
+                                                        {"host", host},
+                                                        {"study", c.name},
+                                                        {"created", created}};
+  for (const char* var : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"})
+    if (const char* v = std::getenv(var)) p.emplace_back(var, v);
+  return p;
+}
+
+// What the study shares with each of its runs.
+struct StudyContext {
+  const StudyConfig& config;
+  const StudyOptions& options;
+  const Dataset& data;
+  const Vector& init_from_file;  // empty: the model's default initialisation
+  const dist::Comm& world;
+  const dist::Comm& group;
+  std::vector<std::pair<std::string, std::string>> provenance;
+};
+
+// Computes one run (fresh or from its checkpoint) into its run file; returns how it ended.
+RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, const std::string& label) {
+  const StudyConfig& config = s.config;
+  const dist::Comm& group = s.group;
+  const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
+  Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const Vector theta0_whole = s.init_from_file.size() == 0 ? model.initial_parameters(run.seed) : s.init_from_file;
+  const dist::SlicedVectors slices(group, model.n_params());
+  const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
+  const DriverSettings settings = driver_settings(config, run);
+
+  io::RunFileHeader header;
+  header.run_id = run.run_id;
+  header.lr = run.lr;
+  header.seed = run.seed;
+  header.weight_decay = run.weight_decay;
+  header.ranks_per_run = config.ranks_per_run;
+  header.config_text = config.resolved_text;
+  header.observables = observable_layout(model, config.output_options.sharpness);
+  header.n_params = model.n_params();
+  header.slice_begin = slices.begin();
+  header.slice_size = slices.local_size();
+  header.records = record_layout(settings, header.observables, slices);
+  header.store_theta = config.output_options.store_theta;
+  header.rates = settings.rates;
+  header.provenance = s.provenance;
+
+  MlpObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
+                         run.weight_decay, slices);
+  std::optional<DriverCheckpoint> from;
+  if (mode == RunMode::resume) {
+    const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr})->save());
+    from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label);
+  }
+  std::unique_ptr<io::RunFile> file =
+      from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
+           : std::make_unique<io::RunFile>(path, group, header);
+  if (group.rank() == 0 && from) std::cout << label << "resuming at step " << from->step << std::endl;
+  StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label);
+  ProgressPrinter progress(group.rank() == 0, label.substr(0, label.size() - 1), config.output_options.progress_every);
+  // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
+  // main reports it and aborts the job, and the run file stays `running` for --resume.
+  RunOutcome outcome = run_synchronized(objective, theta0, settings, header.observables, slices, *file,
+                                        std::ref(progress), &control, from ? &*from : nullptr);
+  outcome.peak_rank_memory_bytes = group.max(static_cast<long>(peak_resident_bytes()));
+  file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
+  if (outcome.status != RunStatus::interrupted && group.rank() == 0) {
+    std::error_code ec;
+    fs::remove(ckpt, ec);
+  }
+  return outcome;
+}
+
+// "GD" for gd: the method as the messages name it.
+std::string upper_case(std::string name) {
+  for (char& ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+// The group's ETA: the mean time of the runs it computed so far, times the runs it has left.
+class GroupProgress {
+ public:
+  // Prints (group rank 0) how a finished run ended and how long the group's share has left.
+  void finished(const std::string& label, const RunOutcome& outcome, double seconds, long runs_left, bool several_groups) {
+    seconds_computing_ += seconds;
+    ++runs_computed_;
+    if (outcome.status == RunStatus::diverged)
+      std::cout << label << upper_case(outcome.trajectories.front().name) << " diverged at step " << outcome.last_step
+                << " (loss not finite or above optimizer.divergence_factor times its start; recorded as status = diverged)"
+                << std::endl;
+    for (const TrajectorySummary& t : outcome.trajectories)
+      if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;
+    std::cout << label << "done in " << std::fixed << std::setprecision(1) << seconds << " s; ";
+    if (runs_left == 0)
+      std::cout << "no runs left";
+    else
+      std::cout << runs_left << " run" << (runs_left == 1 ? "" : "s") << " left, ETA "
+                << seconds_computing_ / static_cast<double>(runs_computed_) * static_cast<double>(runs_left) << " s";
+    std::cout << (several_groups ? " for this rank group" : "") << std::defaultfloat << std::endl;
+  }
+
+ private:
+  long runs_computed_ = 0;
+  double seconds_computing_ = 0;
+};
+
+// Checks the output directory (world rank 0) and shares the verdict; the lock is held by world rank 0.
+OutputLock prepare_output_everywhere(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs,
+                                     const dist::Comm& world) {
+  std::string verdict;
+  OutputLock lock;
+  if (world.rank() == 0) {
+    try {
+      lock = prepare_output(c, o, runs);
+    } catch (const InputError& e) {
+      verdict = e.what();
+    }
+  }
+  verdict = world.broadcast(verdict);
+  if (!verdict.empty()) throw InputError(verdict);
+  return lock;
+}
+
+// The end of a study (world rank 0): the catalog, the summary table, peak memory and what to do next.
+void finish_study(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& grid,
+                  const std::vector<RunSpec>& runs, long peak_memory, bool interrupted) {
+  if (o.shards == 1) io::write_catalog(c.output, c.name, c.resolved_text, grid, trajectory_names(c));
+  print_summary(c, runs, std::cout);
+  std::cout << "Peak memory per rank: " << std::fixed << std::setprecision(1)
+            << static_cast<double>(peak_memory) / (1024.0 * 1024.0) << " MiB" << std::defaultfloat << std::endl;
+  if (o.shards == 1)
+    std::cout << "Catalog: " << (fs::path(c.output) / "sweep.h5").string() << std::endl;
+  else
+    std::cout << "Shard " << o.shard << "/" << o.shards
+              << " done; after the last shard, build the catalog with eomlab --config ... --catalog" << std::endl;
+  if (interrupted)
+    std::cout << "Interrupted by a stop signal: unfinished runs are checkpointed; rerun with --resume (exit code "
+              << exit_interrupted << ")" << std::endl;
+}
+
+}  // namespace
+
 int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
   const int groups = group_count(config, world.size());
   const std::vector<RunSpec> grid = expand_grid(config);
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
-  const auto names = trajectory_names(config);
 
   // Validate inputs on every rank before anything is allocated or written.
   const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
@@ -450,25 +646,14 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
-
-  // Output directory: checked and prepared by world rank 0; the verdict is shared.
-  std::string verdict;
-  OutputLock lock;  // held by world rank 0 until the study ends
-  if (world.rank() == 0) {
-    try {
-      lock = prepare_output(config, options, runs);
-    } catch (const InputError& e) {
-      verdict = e.what();
-    }
-  }
-  verdict = world.broadcast(verdict);
-  if (!verdict.empty()) throw InputError(verdict);
+  const OutputLock lock = prepare_output_everywhere(config, options, runs, world);
 
   const int group_index = world.rank() / config.ranks_per_run;
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
   const std::string created = group.broadcast(utc_now());
-  const std::string host = group.broadcast(host_name());
+  const StudyContext context{config, options, data, init_from_file, world, group,
+                             provenance(config, world, group.broadcast(host_name()), created)};
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"
@@ -481,141 +666,35 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   for (std::size_t i = 0; i < runs.size(); ++i)
     if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
   bool interrupted = false;
-  // The group's ETA: the mean time of the runs it computed so far, times the runs it has left.
-  long runs_computed = 0;
-  double seconds_computing = 0;
+  GroupProgress eta;
   for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {
     const RunSpec& run = *group_runs[n];
-    const long runs_left = static_cast<long>(group_runs.size() - n - 1);
     const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
                               " " + run.run_id + "] ";
     if (group.max(stop_signal_received() ? 1 : 0) > 0) {
       interrupted = true;
       break;
     }
-    const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
-
-    // Fresh, resumed from the checkpoint, or skipped because it has finished: group rank 0 decides.
-    std::string mode = "fresh";
-    if (leader && options.resume) {
-      const std::string status = run_file_status(path, names);
-      if (status == "complete" || status == "diverged")
-        mode = "skip:" + status;
-      else if (!status.empty() && fs::exists(ckpt))
-        mode = "resume";
-    }
-    if (leader && mode == "fresh") {
-      std::error_code ec;
-      fs::remove(ckpt, ec);
-    }
-    mode = group.broadcast(mode);
-    if (mode.rfind("skip:", 0) == 0) {
-      if (leader) std::cout << label << "already " << mode.substr(5) << ", skipped" << std::endl;
+    const RunPlan plan = plan_run(config, options, run, group);
+    if (plan.mode == RunMode::skip) {
+      if (leader) std::cout << label << "already " << plan.finished_status << ", skipped" << std::endl;
       continue;
     }
-
-    Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
-    const Vector theta0_whole = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
-    const dist::SlicedVectors slices(group, model.n_params());
-    const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
-    const ObservableLayout observables = observable_layout(model, config.output_options.sharpness);
-
-    io::RunFileHeader header;
-    header.run_id = run.run_id;
-    header.lr = run.lr;
-    header.seed = run.seed;
-    header.weight_decay = run.weight_decay;
-    header.ranks_per_run = config.ranks_per_run;
-    header.config_text = config.resolved_text;
-    header.observables = observables;
-    header.n_params = model.n_params();
-    header.slice_begin = slices.begin();
-    header.slice_size = slices.local_size();
-    header.trajectories = names;
-    header.store_theta = config.output_options.store_theta;
-    header.provenance = {{"eomlab_version", build::version},
-                         {"git_sha", build::git_sha},
-                         {"compiler", build::compiler},
-                         {"mpi_library", dist::Environment::library_version()},
-                         {"blas", blas_description()},
-                         {"mpi_world_size", std::to_string(world.size())},
-                         {"host", host},
-                         {"study", config.name},
-                         {"created", created}};
-    for (const char* var : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"})
-      if (const char* v = std::getenv(var)) header.provenance.emplace_back(var, v);
-
-    MlpObjective objective(std::move(model), shard(data, group.rank(), group.size()), data.n_samples(),
-                           run.weight_decay, slices);
-    DriverSettings settings;
-    settings.lr = run.lr;
-    settings.steps = run.steps;
-    settings.record_every = config.optimizer.record_every;
-    settings.divergence_factor = config.optimizer.divergence_factor;
-    settings.flows = config.flows.kinds;
-    settings.integrator = {config.flows.rtol, config.flows.atol, config.flows.max_steps};
-
-    std::optional<DriverCheckpoint> from;
-    if (mode == "resume") from = checkpoint_to_resume(ckpt, path, header, settings, group, slices, label);
-    std::unique_ptr<io::RunFile> file =
-        from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
-             : std::make_unique<io::RunFile>(path, group, header);
-    if (leader && from) std::cout << label << "resuming at step " << from->step << std::endl;
-    StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label);
-    ProgressPrinter progress(leader, label.substr(0, label.size() - 1), config.output_options.progress_every);
     const auto run_start = std::chrono::steady_clock::now();
-    // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
-    // main reports it and aborts the job, and the run file stays `running` for --resume.
-    RunOutcome outcome = run_synchronized(objective, theta0, settings, observables, slices, *file,
-                                          std::ref(progress), &control, from ? &*from : nullptr);
-    outcome.peak_rank_memory_bytes = group.max(static_cast<long>(peak_resident_bytes()));
-    file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
+    const RunOutcome outcome = compute_run(context, run, plan.mode, label);
     if (outcome.status == RunStatus::interrupted) {
       interrupted = true;
       if (leader) std::cout << label << "stop signal: checkpointed at step " << outcome.last_step << std::endl;
       break;
     }
-    if (leader) {
-      std::error_code ec;
-      fs::remove(ckpt, ec);
-      if (outcome.status == RunStatus::diverged)
-        std::cout << label << "GD diverged at step " << outcome.last_step
-                  << " (loss not finite or above optimizer.divergence_factor times its start; recorded as status = diverged)"
-                  << std::endl;
-      for (const TrajectorySummary& t : outcome.trajectories)
-        if (t.status != "ok") std::cout << label << t.name << " " << t.status << std::endl;
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-      seconds_computing += seconds;
-      ++runs_computed;
-      std::cout << label << "done in " << std::fixed << std::setprecision(1) << seconds << " s; ";
-      if (runs_left == 0)
-        std::cout << "no runs left";
-      else
-        std::cout << runs_left << " run" << (runs_left == 1 ? "" : "s") << " left, ETA "
-                  << seconds_computing / static_cast<double>(runs_computed) * static_cast<double>(runs_left) << " s";
-      std::cout << (groups > 1 ? " for this rank group" : "") << std::defaultfloat << std::endl;
-    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    if (leader) eta.finished(label, outcome, seconds, static_cast<long>(group_runs.size() - n - 1), groups > 1);
   }
 
   world.barrier();
   const bool any_interrupted = world.max(interrupted ? 1 : 0) > 0;
   const long peak_memory = world.max(static_cast<long>(peak_resident_bytes()));
-  if (world.rank() == 0) {
-    if (options.shards == 1) {
-      io::write_catalog(config.output, config.name, config.resolved_text, grid, names);
-    }
-    print_summary(config, runs, std::cout);
-    std::cout << "Peak memory per rank: " << std::fixed << std::setprecision(1)
-              << static_cast<double>(peak_memory) / (1024.0 * 1024.0) << " MiB" << std::defaultfloat << std::endl;
-    if (options.shards == 1)
-      std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << std::endl;
-    else
-      std::cout << "Shard " << options.shard << "/" << options.shards
-                << " done; after the last shard, build the catalog with eomlab --config ... --catalog" << std::endl;
-    if (any_interrupted)
-      std::cout << "Interrupted by a stop signal: unfinished runs are checkpointed; rerun with --resume (exit code "
-                << exit_interrupted << ")" << std::endl;
-  }
+  if (world.rank() == 0) finish_study(config, options, grid, runs, peak_memory, any_interrupted);
   return any_interrupted ? exit_interrupted : 0;
 }
 

@@ -81,7 +81,7 @@ def checksum_array(path):
 
 
 def scalars_matrix(path):
-    """The scalars dataset as a [8, 4096] matrix (a damaged header): read as 8 values, it would overrun them."""
+    """The scalars dataset as a [6, 4096] matrix (a damaged header): read as 6 values, it would overrun them."""
     with h5py.File(path, "r+") as f:
         scalars = f["scalars"][:]
         del f["scalars"]
@@ -93,8 +93,8 @@ def truncate(path):
 
 
 CORRUPTIONS = {
-    "gd_bit": lambda ckpt, run: flip_bit(ckpt, "gd", 3),
-    "last_gd_bit": lambda ckpt, run: flip_bit(ckpt, "gd", 1475),  # P = 1476: in rank 1's slice
+    "gd_bit": lambda ckpt, run: flip_bit(ckpt, "method/theta", 3),
+    "last_gd_bit": lambda ckpt, run: flip_bit(ckpt, "method/theta", 1475),  # P = 1476: in rank 1's slice
     "integrator_bit": lambda ckpt, run: flip_bit(ckpt, "flow1/integrator_vectors", 5 * 1476 + 1400),
     "step_scalar": lambda ckpt, run: set_scalar(ckpt, 0, 5),
     "truncated_checkpoint": lambda ckpt, run: truncate(ckpt),

@@ -47,7 +47,7 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
     s.lr = lr;
     s.steps = std::lround(horizon / lr);
     s.record_every = s.steps;
-    s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
+    s.flows = {"gf", "eom1", "eom2", "eom3"};
     s.integrator = {1e-13, 1e-15};
     test::RecordingSink sink;
     run_synchronized(objective, theta0, s, layout, local, sink);

@@ -25,7 +25,7 @@ struct Study {
     data = make_synthetic(d, model);
   }
 
-  std::vector<test::StoredRecord> run(double lr, long steps, long record_every, double wd, std::vector<FlowKind> flows,
+  std::vector<test::StoredRecord> run(double lr, long steps, long record_every, double wd, std::vector<std::string> flows,
                                       MlpObjective** objective_out = nullptr) {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy, model.normalize);
     const Vector theta0 = mlp.initial_parameters(7);
@@ -65,7 +65,7 @@ TEST(TranslationInvariance, OutputBiasClassSumDecaysAtTheGdGfAndEomRates) {
   // log(1 - ηλ)/η: -λ - ηλ²/2 - η²λ³/3 - η³λ⁴/4.
   Study study(Normalization::none, 1);
   const double lr = 0.1, wd = 0.05;
-  const auto records = study.run(lr, 40, 10, wd, {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}});
+  const auto records = study.run(lr, 40, 10, wd, {"gf", "eom1", "eom2", "eom3"});
   const std::size_t bias = records[0].trajectories[0].translation_components.size() - 1;
   const double s0 = records[0].trajectories[0].translation_components[bias];
   ASSERT_GT(std::abs(s0), 1e-3);
@@ -87,7 +87,7 @@ TEST(TranslationInvariance, OutputBiasClassSumDecaysAtTheGdGfAndEomRates) {
 
 TEST(TranslationInvariance, ConservedWithoutWeightDecayByEveryTrajectory) {
   Study study(Normalization::none, 2);
-  const auto records = study.run(0.2, 30, 10, 0.0, {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}});
+  const auto records = study.run(0.2, 30, 10, 0.0, {"gf", "eom1", "eom2", "eom3"});
   const auto& first = records[0].trajectories[0].translation_components;
   for (const auto& rec : records)
     for (const auto& traj : rec.trajectories)
@@ -98,7 +98,7 @@ TEST(ScaleInvariance, GdAddsExactlyLrSquaredGradNormSquaredAndGfConserves) {
   Study study(Normalization::layer, 3);
   MlpObjective* objective = nullptr;
   const double lr = 0.2;
-  const auto records = study.run(lr, 25, 1, 0.0, {FlowKind{0}}, &objective);
+  const auto records = study.run(lr, 25, 1, 0.0, {"gf"}, &objective);
   const auto blocks = objective->model().scale_invariant_blocks();
   ASSERT_EQ(blocks.size(), 1u);  // one hidden layer: its (W, b)
   const ParameterBlock& a = blocks[0];
@@ -121,7 +121,7 @@ TEST(ScaleInvariance, Eom1AndEom2TrackGdNormWithErrorsShrinkingAtTheirOrders) {
   for (double lr : {0.16, 0.08, 0.04, 0.02}) {
     Study study(Normalization::layer, 3);
     const long steps = std::lround(1.6 / lr);
-    const auto records = study.run(lr, steps, steps, 0.0, {FlowKind{0}, FlowKind{1}, FlowKind{2}});
+    const auto records = study.run(lr, steps, steps, 0.0, {"gf", "eom1", "eom2"});
     const auto& last = records.back();
     lrs.push_back(lr);
     const double gd = last.trajectories[0].scale_invariant_norms[0];
@@ -138,7 +138,7 @@ TEST(ScaleInvariance, Eom1AndEom2TrackGdNormWithErrorsShrinkingAtTheirOrders) {
 
 TEST(ScaleInvariance, WeightNormRowsAreConservedByGf) {
   Study study(Normalization::weight, 4);
-  const auto records = study.run(0.1, 20, 5, 0.0, {FlowKind{0}, FlowKind{2}});
+  const auto records = study.run(0.1, 20, 5, 0.0, {"gf", "eom2"});
   const auto& first = records[0].trajectories[1].scale_invariant_norms;
   ASSERT_EQ(first.size(), 8u);  // one per hidden neuron
   for (const auto& rec : records)

@@ -18,7 +18,7 @@ double estimate_mib(int ranks_per_run, bool sharpness) {
   StudyConfig c;
   c.model.layers = {784, 1024, 256, 10};
   c.data.n_samples = 1024;
-  c.flows.kinds = {FlowKind{0}, FlowKind{1}, FlowKind{2}};
+  c.flows.kinds = {"gf", "eom1", "eom2"};
   c.ranks_per_run = ranks_per_run;
   c.output_options.sharpness = sharpness;
   const Index p = 784 * 1024 + 1024 + 1024 * 256 + 256 + 256 * 10 + 10;

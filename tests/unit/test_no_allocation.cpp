@@ -9,7 +9,7 @@
 
 #include "flow/dop853.hpp"
 #include "model/buffer.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
 #include "support/mixture.hpp"
 
 extern "C" void* __libc_malloc(std::size_t);
@@ -71,7 +71,8 @@ TEST_P(NoAllocation, FieldEvaluationsAndIntegratorSteps) {
   const Vector theta0 = mlp.initial_parameters(1);
   const WholeVector whole(mlp.n_params());
   MlpObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
-  VectorField field(objective, FlowKind{order}, 0.05);
+  const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", 0.05);
+  Flow& field = *field_owner;
   Dop853 integrator([&](const Vector& y, Vector& dydt) { field(y, dydt); }, {1e-9, 1e-11, 0}, whole,
                     objective.dimension());
   Vector y = theta0, out;

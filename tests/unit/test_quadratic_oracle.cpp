@@ -6,7 +6,7 @@
 
 #include "core/rng.hpp"
 #include "flow/driver.hpp"
-#include "flow/vector_field.hpp"
+#include "flow/flow.hpp"
 #include "support/recording_sink.hpp"
 
 using namespace eomlab;
@@ -61,7 +61,7 @@ TEST(QuadraticOracle, GdGfAndEom1MatchClosedForms) {
   s.lr = lr;
   s.steps = 50;
   s.record_every = 5;
-  s.flows = {FlowKind{0}, FlowKind{1}};
+  s.flows = {"gf", "eom1"};
   s.integrator = {1e-12, 1e-14};
   test::RecordingSink sink;
   const WholeVector local(6);
@@ -116,7 +116,7 @@ TEST(QuadraticOracle, EveryEomOrderIsTheTruncatedLogarithm) {
   s.lr = lr;
   s.steps = 30;
   s.record_every = 10;
-  s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}, FlowKind{3}};
+  s.flows = {"gf", "eom1", "eom2", "eom3"};
   s.integrator = {1e-13, 1e-15};
   test::RecordingSink sink;
   const WholeVector local(5);
@@ -145,7 +145,8 @@ TEST(QuadraticOracle, FieldEvaluationEqualsTheSeries) {
   for (int p = 0; p <= 3; ++p) {
     expected -= std::pow(lr, p) / (p + 1) * power * q.theta0;
     power = power * a;
-    VectorField field(objective, FlowKind{p}, lr);
+    const auto field_owner = make_flow("eom" + std::to_string(p), objective, "gd", lr);
+  Flow& field = *field_owner;
     Vector out;
     field(q.theta0, out);
     EXPECT_LT((out - expected).norm(), 1e-14 * expected.norm()) << "order " << p;
@@ -158,7 +159,7 @@ TEST(QuadraticOracle, Eom1IsCloserToGdThanGf) {
   DriverSettings s;
   s.lr = 0.2;
   s.steps = 20;
-  s.flows = {FlowKind{0}, FlowKind{1}};
+  s.flows = {"gf", "eom1"};
   test::RecordingSink sink;
   const WholeVector local(4);
   run_synchronized(objective, q.theta0, s, whole_block(4), local, sink);

@@ -41,7 +41,7 @@ TEST(Resume, StoppedAndContinuedRunsEqualTheUninterruptedRunBitwise) {
   s.lr = 0.2;
   s.steps = 30;
   s.record_every = 4;
-  s.flows = {FlowKind{0}, FlowKind{1}, FlowKind{2}};
+  s.flows = {"gf", "eom1", "eom2"};
 
   auto run = [&](RunControl* control, const DriverCheckpoint* from, test::RecordingSink& sink) {
     Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);

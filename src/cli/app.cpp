@@ -1,0 +1,60 @@
+#include "cli/app.hpp"
+
+#include <iostream>
+
+#include "cli/options.hpp"
+#include "core/error.hpp"
+#include "dist/comm.hpp"
+#include "eomlab/version.hpp"
+#include "study/signals.hpp"
+#include "study/study.hpp"
+
+namespace {
+
+eomlab::StudyOptions study_options(const eomlab::cli::Command& cmd) {
+  return {cmd.overwrite, cmd.resume, cmd.shard, cmd.shards, eomlab::cli::canonical_config_text};
+}
+
+}  // namespace
+
+namespace eomlab {
+
+int run_eomlab(int argc, char** argv) {
+  dist::Environment mpi(argc, argv);
+  install_stop_handlers();  // before any work: a stop signal must never kill a rank outright
+  const dist::Comm world = dist::Comm::world();
+  const bool root = world.rank() == 0;
+  try {
+    const cli::Command cmd = cli::parse_command_line(argc, argv);
+    switch (cmd.action) {
+      case cli::Action::help:
+        if (root) std::cout << cmd.help_text;
+        return 0;
+      case cli::Action::version:
+        if (root) std::cout << "eomlab " << build::version << " (" << build::git_sha << ", " << build::compiler << ")\n";
+        return 0;
+      case cli::Action::print_config:
+        if (root) std::cout << cmd.config.resolved_text;
+        return 0;
+      case cli::Action::dry_run:
+        if (root) print_dry_run(cmd.config, study_options(cmd), world.size(), std::cout);
+        return 0;
+      case cli::Action::catalog:
+        rebuild_catalog(cmd.config, world);
+        return 0;
+      case cli::Action::run:
+        return run_study(cmd.config, study_options(cmd), world);
+    }
+  } catch (const InputError& e) {
+    // Validation is identical on every rank: all of them stop here, rank 0 says why.
+    if (root) std::cerr << "eomlab: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "eomlab: error on rank " << world.rank() << ": " << e.what() << std::endl;
+    if (world.size() > 1) dist::Environment::abort(1);
+    return 1;
+  }
+  return 1;
+}
+
+}  // namespace eomlab

@@ -1,0 +1,60 @@
+// A discrete optimizer ("method", DESIGN.md §1.5, §2.6): the trajectory the flows are compared with.
+// A method owns its state as named vectors (this rank's slices) and named scalars, which a checkpoint
+// stores by name, so a method with a velocity needs no change of the checkpoint. It also names its
+// continuous models: the counter-term table of its eomP and the largest stable lr·λ_max.
+// Invariants: after start() or step(), theta(), gradient() and loss() describe the same iterate θ_k;
+// save() then restore() on a method of the same settings continues with the same bits.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diff/objective.hpp"
+#include "flow/counter_terms.hpp"
+#include "flow/registry.hpp"
+
+namespace eomlab {
+
+struct MethodState {
+  std::vector<std::pair<std::string, Vector>> vectors;
+  std::vector<std::pair<std::string, double>> scalars;
+};
+
+class Method {
+ public:
+  virtual ~Method() = default;
+  // Its registry name, which is also its trajectory's name in run files.
+  virtual std::string name() const = 0;
+  // Step 0 at θ0: evaluates what the first step needs.
+  virtual void start(const Vector& theta0) = 0;
+  // θ_k → θ_{k+1}, and the loss and gradient there.
+  virtual void step() = 0;
+  // θ_{k+1} without evaluating anything or changing the state.
+  virtual void next_iterate(Vector& out) const = 0;
+  virtual const Vector& theta() const = 0;
+  virtual const Vector& gradient() const = 0;  // ∇L(θ_k)
+  virtual double loss() const = 0;            // L(θ_k)
+  virtual long evaluations() const = 0;       // gradient evaluations so far
+  // The method is stable on a quadratic while lr·λ_max stays below this (2 for GD).
+  virtual double stable_lr_sharpness() const = 0;
+  // The counter terms of its eomP: F_P = f_1 + η f_2 + … + η^P f_{P+1} (a table that lives as long as
+  // the program: flows keep a reference).
+  virtual const CounterTermTable& counter_terms() const = 0;
+  virtual MethodState save() const = 0;
+  virtual void restore(const MethodState& state) = 0;
+};
+
+struct MethodContext {
+  Objective& objective;
+  double lr;
+};
+
+using MethodFactory = std::function<std::unique_ptr<Method>(const MethodContext&)>;
+Registry<MethodFactory>& method_registry();
+std::unique_ptr<Method> make_method(const std::string& name, const MethodContext& context);
+
+// The names of a method's state as save() gives them, "vectors: a, b; scalars: c" (to compare checkpoints).
+std::string state_signature(const MethodState& state);
+
+}  // namespace eomlab

@@ -1,0 +1,23 @@
+// The parts of θ that observables measure: every parameter block (W and b of each layer), the blocks on
+// which the loss is scale-invariant and the translation directions of the output layer (DESIGN.md §1.4),
+// and whether the sharpness is measured along the discrete trajectory.
+#pragma once
+#include <vector>
+
+#include "model/mlp.hpp"
+
+namespace eomlab {
+
+struct ObservableLayout {
+  std::vector<ParameterBlock> blocks;           // block_norms: ‖θ_A‖² of every W and b
+  std::vector<ParameterBlock> scale_invariant;  // scale_invariant_norms: ‖θ_A‖² of each invariant block
+  std::vector<ParameterSum> translation;        // translation_components: ⟨v, θ⟩ of each direction
+  bool sharpness = false;                       // λ_max(H) along the discrete trajectory
+};
+
+// The layout of a network: every W and b, its invariant blocks, and the sharpness if asked for.
+inline ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
+  return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
+}
+
+}  // namespace eomlab

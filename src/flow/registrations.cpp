@@ -1,0 +1,43 @@
+// The one place where eomlab's own methods, flows and observables are registered (one line each).
+// Code outside the library registers its own kinds the same way, before a study starts.
+#include "flow/flow.hpp"
+#include "flow/method.hpp"
+#include "flow/observable.hpp"
+
+namespace eomlab {
+
+std::unique_ptr<Method> make_gradient_descent(const MethodContext&);
+std::unique_ptr<Flow> make_gradient_flow(const FlowContext&);
+FlowFactory eom_flow_of_order(int order);
+Observables make_loss(const ObservableSetup&, TrajectoryRole);
+Observables make_grad_norm(const ObservableSetup&, TrajectoryRole);
+Observables make_distance(const ObservableSetup&, TrajectoryRole);
+Observables make_block_norms(const ObservableSetup&, TrajectoryRole);
+Observables make_scale_invariant_norms(const ObservableSetup&, TrajectoryRole);
+Observables make_translation_components(const ObservableSetup&, TrajectoryRole);
+Observables make_sharpness(const ObservableSetup&, TrajectoryRole);
+Observables make_block_grad_norms(const ObservableSetup&, TrajectoryRole);
+Observables make_rates(const ObservableSetup&, TrajectoryRole);
+
+void register_builtins() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  method_registry().add("gd", make_gradient_descent, "gradient descent");
+
+  flow_registry().add("gf", make_gradient_flow, "gradient flow dθ/dt = −g");
+  for (int order = 0; order <= counter_term_table().max_order(); ++order)
+    flow_registry().add("eom" + std::to_string(order), eom_flow_of_order(order), "the method's EoM of this order");
+
+  observable_registry().add("loss", {make_loss});
+  observable_registry().add("grad_norm", {make_grad_norm});
+  observable_registry().add("distance", {make_distance});
+  observable_registry().add("block_norms", {make_block_norms});
+  observable_registry().add("scale_invariant_norms", {make_scale_invariant_norms});
+  observable_registry().add("translation_components", {make_translation_components});
+  observable_registry().add("sharpness", {make_sharpness});
+  observable_registry().add("block_grad_norms", {make_block_grad_norms});
+  observable_registry().add("rates", {make_rates});
+}
+
+}  // namespace eomlab

@@ -1,0 +1,86 @@
+"""A method, a flow and an observable added from outside the library (tests/extensions: one file each and
+one registration line in that program's main) run end to end under mpirun, into a real run file."""
+import os
+import pathlib
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, mpi_env, write_config
+
+STUDY = """
+[study]
+name = toys
+output = {output}
+seed = 3
+ranks_per_run = 2
+[data]
+source = gaussian_mixture
+n_samples = 30
+[model]
+layers = 4,6,3
+weight_decay = 0.01
+[optimizer]
+method = {method}
+lr = {lr}
+steps = 8
+record_every = 2
+[flows]
+kinds = {flows}
+[output]
+observables = theta_sum
+checkpoint_every = 3
+"""
+
+
+def toys_binary():
+    path = os.environ.get("EOMLAB_TOYS_BINARY") or str(REPO / "build" / "tests" / "eomlab_toys")
+    if not os.path.exists(path):
+        pytest.fail(f"eomlab_toys not found at {path}; build first or set EOMLAB_TOYS_BINARY")
+    return path
+
+
+def run_toys(tmp_path, name, **keys):
+    out = tmp_path / name
+    config = write_config(tmp_path, STUDY.format(output=out, **keys), name + ".ini")
+    proc = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", toys_binary(), "--config", str(config)],
+                          env=mpi_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (run_file,) = (out / "runs").glob("*.h5")
+    return h5py.File(run_file, "r")
+
+
+def test_toy_method_flow_and_observable_run_end_to_end(tmp_path):
+    toy = run_toys(tmp_path, "toy", method="half_step_gd", lr="0.2", flows="half_speed_gf, eom0, eom1")
+    gd = run_toys(tmp_path, "gd", method="gd", lr="0.1", flows="gf")
+    with toy, gd:
+        assert toy.attrs["status"] == "complete"
+        assert toy.attrs["method"] == "half_step_gd"
+        assert toy.attrs["trajectories"] == "half_step_gd,half_speed_gf,eom0,eom1"
+        # The toy method at lr η is GD at lr η/2, bit for bit.
+        assert np.array_equal(toy["trajectories/half_step_gd/theta"][()], gd["trajectories/gd/theta"][()])
+        # The toy flow's field is the toy method's eom0 evaluated by other code: the same bits.
+        assert np.array_equal(toy["trajectories/half_speed_gf/theta"][()], toy["trajectories/eom0/theta"][()])
+        # ... and its trajectory at time t is gf's at t/2 (to the integrator's tolerance).
+        assert np.allclose(toy["trajectories/half_speed_gf/theta"][()], gd["trajectories/gf/theta"][()], atol=1e-8)
+        # The toy method's own eom1 is closer to it than its eom0.
+        d0 = toy["observables/eom0/distance_to_half_step_gd"][-1]
+        d1 = toy["observables/eom1/distance_to_discrete"][-1]
+        assert d1 < d0 / 5
+        # The toy observable, on every trajectory, against the stored θ.
+        for traj in ["half_step_gd", "half_speed_gf", "eom0", "eom1"]:
+            assert "theta_sum" in toy[f"observables/{traj}"].attrs["series"].split(",")
+            theta = toy[f"trajectories/{traj}/theta"][()]
+            assert np.allclose(toy[f"observables/{traj}/theta_sum"][()], theta.sum(axis=1), rtol=0, atol=1e-12)
+
+
+def test_unknown_names_are_bad_input_naming_the_key(tmp_path):
+    for key, value in [("optimizer.method", "nope"), ("flows.kinds", "gf, nope"), ("output.observables", "nope")]:
+        config = write_config(tmp_path, STUDY.format(output=tmp_path / "x", method="gd", lr="0.1", flows="gf"))
+        proc = subprocess.run([toys_binary(), "--config", str(config), f"--{key}={value}"], env=mpi_env(),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert key in proc.stderr and "'nope'" in proc.stderr, proc.stderr
+        assert not (tmp_path / "x").exists()
