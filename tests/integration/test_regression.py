@@ -11,8 +11,12 @@ named in tests/regression/reference/PROVENANCE:
 - the root attributes lr, seed, weight_decay, n_params, run_id, status (and edge_of_stability,
   max_lr_sharpness, and each /observables/<traj> status) are equal.
 The last bits depend on the CPU (-march=native, OpenBLAS's kernels) and the compiler as well as on the code:
-the reference holds on the machine named in its PROVENANCE; a failure elsewhere says so.
+the bitwise rules hold on the platform named in its PROVENANCE (cpu, blas, compiler). On another platform
+every dataset is compared to ROUNDING·max(1, |ref|) instead (a change of the method, not of the last bits,
+still fails), and the test says so on stderr.
 """
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -22,14 +26,31 @@ from conftest import REPO, run_eomlab
 REGRESSION = REPO / "tests" / "regression"
 CONFIGS = sorted((REGRESSION / "configs").glob("*.ini"))
 REFERENCE = REGRESSION / "reference"
+sys.path.insert(0, str(REGRESSION))
+from make_reference import cpu_signature  # noqa: E402
 TOLERANCE = 1e-12
+ROUNDING = 1e-7  # on another platform: the last bits differ and grow along a trajectory
 ROOT_ATTRIBUTES_EQUAL = ["lr", "seed", "weight_decay", "n_params", "run_id", "status", "edge_of_stability"]
 ROOT_ATTRIBUTES_CLOSE = ["max_lr_sharpness"]
 SHOWN = 25  # problems listed in a failure message
 
 
+def provenance_value(key):
+    for line in (REFERENCE / "PROVENANCE").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def same_platform(reference_file, new_file):
+    return provenance_value("cpu") == cpu_signature() and kernels(reference_file) == kernels(new_file)
+
+
+STRICT = True  # set per study: the bitwise rules apply (the reference's platform)
+
+
 def bitwise(name):
-    return name in ("step", "time") or (name.startswith("trajectories/") and name.endswith("/theta"))
+    return STRICT and (name in ("step", "time") or (name.startswith("trajectories/") and name.endswith("/theta")))
 
 
 def where(mask):
@@ -63,8 +84,9 @@ def compare_numbers(name, ref, new):
         wrong = both & (a.view(np.uint64) != b.view(np.uint64))  # also tells -0.0 from 0.0
         rule = "not bitwise identical"
     else:
-        wrong = both & (a != b) & (delta > TOLERANCE * np.maximum(1.0, np.abs(a)))
-        rule = f"beyond {TOLERANCE:g}·max(1, |ref|)"
+        tolerance = TOLERANCE if STRICT else ROUNDING
+        wrong = both & (a != b) & (delta > tolerance * np.maximum(1.0, np.abs(a)))
+        rule = f"beyond {tolerance:g}·max(1, |ref|)"
     if not wrong.any():
         return None
     first = where(wrong)
@@ -108,7 +130,8 @@ def compare_attribute(owner, key, ref_attrs, new_attrs, close=False):
     a, b = ref_attrs[key], new_attrs[key]
     if close:
         a, b = float(a), float(b)
-        same = (np.isnan(a) and np.isnan(b)) or abs(a - b) <= TOLERANCE * max(1.0, abs(a))
+        tolerance = TOLERANCE if STRICT else ROUNDING
+        same = (np.isnan(a) and np.isnan(b)) or abs(a - b) <= tolerance * max(1.0, abs(a))
         return None if same else f"attribute {owner}@{key} = {b!r}, reference {a!r}, difference {abs(a - b):.3e}"
     return None if np.array_equal(np.asarray(a), np.asarray(b)) else f"attribute {owner}@{key} = {b!r}, reference {a!r}"
 
@@ -167,6 +190,12 @@ def test_study_gives_the_reference_results(tmp_path, config):
     ref_names, new_names = [p.name for p in reference], [p.name for p in written]
     assert ref_names == new_names, (f"study {config.stem} wrote run files {new_names}, the reference has "
                                     f"{ref_names}")
+    global STRICT
+    STRICT = same_platform(reference[0], written[0])
+    if not STRICT:
+        print(f"test_regression: this platform ({cpu_signature()}, {kernels(written[0])}) is not the reference's "
+              f"({provenance_value('cpu')}, {kernels(reference[0])}): compared to {ROUNDING:g}·max(1, |ref|), "
+              "not bit for bit", file=sys.stderr)
     problems = [line for ref, new in zip(reference, written) for line in compare_run(ref, new)]
     if problems:
         shown = "\n  ".join(problems[:SHOWN])

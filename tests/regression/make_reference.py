@@ -17,6 +17,7 @@ Regenerate only when a change of results is intended, with a binary built from a
 commit that makes it, and name that commit in the commit message: the reference is what the test holds
 every later binary to.
 """
+import hashlib
 import argparse
 import datetime
 import os
@@ -35,6 +36,19 @@ REPO = HERE.parents[1]
 CONFIGS = HERE / "configs"
 REFERENCE = HERE / "reference"
 
+
+
+def cpu_signature():
+    """This machine's CPU as -march=native sees it: the model name and a digest of its feature flags."""
+    model, flags = "unknown", ""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            if key.strip() == "flags" and not flags:
+                flags = " ".join(sorted(value.split()))
+    return f"{model}; flags sha1 {hashlib.sha1(flags.encode()).hexdigest()[:12]}"
 
 def mpi_env():
     env = dict(os.environ)
@@ -127,6 +141,7 @@ def main():
             f"host:     {socket.gethostname()}\n"
             f"mpirun:   {mpirun_version}\n"
             f"blas:     {blas}\n"
+            f"cpu:      {cpu_signature()}\n"
             f"command:  {relative} {' '.join(sys.argv[1:])}\n"
             "studies (each run by the command below; run files repacked with `h5repack -l CONTI`, storage\n"
             "layout only: datasets and attributes checked identical to the files eomlab wrote):\n"
