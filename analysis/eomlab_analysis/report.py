@@ -3,15 +3,23 @@
 Only the runs of the study in study.ini are reported (load.Study); other files in runs/ are listed as
 stale. Text from the files goes through md() into Markdown and csv_cell() into CSV.
 
+Trajectory names come from the run files (load.Run): the discrete trajectory (gd, or the method's) and
+the flows in the order requested; a flow's order comes from its name (gf 0, eomP P), and a flow with
+another name is shown everywhere but in the order fits. Columns named after the discrete trajectory use
+its name when the runs share one, else `discrete`.
+
 Tables (each also a CSV file):
-  runs.csv           one row per run: status, final loss and distance to GD of every trajectory, lr·λ_max
+  runs.csv           one row per run: status, final loss and distance to the discrete trajectory (GD) of
+                     every trajectory, lr·λ_max
   stale.csv          files in runs/ that are not runs of the study, and why
-  orders.csv         per (seed, weight_decay) and flow: slope of the final-time distance to GD against lr
+  orders.csv         per (seed, weight_decay) and flow with an order: slope of the final-time distance to GD
+                     against lr
                      on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs that diverged
                      or are past the edge of stability are left out of the fit and named
   translation.csv    runs with weight decay under cross-entropy: the rate of the output bias class-sum,
                      measured on GD and on each flow, beside the predictions log(1-ηλ)/η (GD), -λ (gf),
-                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4) and the differences
+                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4; for method gd, gf alone otherwise) and the
+                     differences
   scale.csv          runs with normalized layers: the mean rate of change of each scale-invariant block's
                      squared norm, on GD and each flow, and each flow's difference from GD
 Plots: distance to GD against time, final distance against lr, loss curves, sharpness against 2/lr,
@@ -31,10 +39,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .load import FLOW_ORDER, Study, fit_slope, plain, text  # noqa: E402
+from .load import Study, fit_slope, flow_order, plain, text  # noqa: E402
 
 ORDER_TOLERANCE = 0.25
-STYLE = {"gd": "-", "gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
+STYLE = {"gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
+OTHER_FLOW_STYLE = (0, (5, 1, 1, 1, 1, 1))
 
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)")
@@ -73,36 +82,65 @@ def write_table(out, name, header, rows):
     return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
 
 
+def style(run, trajectory):
+    """Line style of a trajectory: solid for the discrete one, one per known flow, a shared one for others."""
+    return "-" if trajectory == run.discrete else STYLE.get(trajectory, OTHER_FLOW_STYLE)
+
+
+def flows_of(runs):
+    """Every flow of the runs, in the order the runs name them."""
+    return list(dict.fromkeys(t for r in runs for t in r.flows))
+
+
+def discrete_name(runs):
+    """The discrete trajectory's name in headers and text: the runs' own when they share one."""
+    found = {r.discrete for r in runs}
+    return found.pop() if len(found) == 1 else "discrete"
+
+
 def eom_rate(order, lr, wd):
-    """Truncated series of log(1 - ηλ)/η: the rate of a translation component under eom`order`."""
+    """Truncated series of log(1 - ηλ)/η: the rate of a translation component under GD's eom`order`."""
     return -sum(lr ** (j - 1) * wd ** j / j for j in range(1, order + 2))
 
 
+def predicted_translation_rate(run, trajectory):
+    """Predicted log-rate of a translation component (DESIGN.md §1.4): log(1 − ηλ)/η on GD, −λ on gf (plain
+    gradient flow for every method), GD's eomP series; NaN where no prediction is known."""
+    lr, wd, order = run.lr, run.weight_decay, flow_order(trajectory)
+    if trajectory == "gf":
+        return -wd
+    if run.method != "gd" or (trajectory != run.discrete and order is None):
+        return float("nan")
+    if trajectory == run.discrete:
+        return math.log(1 - lr * wd) / lr if lr * wd < 1 else float("nan")
+    return eom_rate(order, lr, wd)
+
+
 def runs_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "seed", "weight_decay", "status", "final_step", "final_loss_gd"]
+    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    header = ["run_id", "lr", "seed", "weight_decay", "status", "final_step", f"final_loss_{d}"]
     header += [f"final_loss_{t}" for t in flows] + [f"final_distance_{t}" for t in flows] + ["max_lr_sharpness"]
     rows = []
     for r in study.runs:
         row = [r.run_id, r.lr, r.seed, r.weight_decay, r.status, int(r.step[-1]) if r.records else -1,
-               float(r.series("gd", "loss")[-1]) if r.records else float("nan")]
+               float(r.series(r.discrete, "loss")[-1]) if r.records else float("nan")]
         row += [float(r.series(t, "loss")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
-        row += [float(r.series(t, "distance_to_gd")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
+        row += [float(r.distance(t)[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row.append(r.max_lr_sharpness)
         rows.append(row)
     return header, rows
 
 
 def left_out_of_fits(run):
-    """Why a run's distances cannot measure an order (it diverged, or GD is past the edge of stability
-    where no flow describes it), or None."""
+    """Why a run's distances cannot measure an order (it diverged, or the discrete trajectory is past the
+    edge of stability where no flow describes it), or None."""
     if run.diverged:
-        return f"status {run.status}" if run.status == "diverged" else "GD loss not finite"
+        return f"status {run.status}" if run.status == "diverged" else f"{run.discrete} loss not finite"
     return f"past the edge of stability (max lr·λ_max = {run.max_lr_sharpness:.4g})" if run.edge_of_stability else None
 
 
 def common_final_distance(runs, flow):
-    """Distance to GD at the latest time every run recorded; (lrs, distances, time)."""
+    """Distance to the discrete trajectory at the latest time every run recorded; (lrs, distances, time)."""
     t_end = min(float(r.time[-1]) for r in runs)
     lrs, dist = [], []
     for r in runs:
@@ -110,7 +148,7 @@ def common_final_distance(runs, flow):
         i = int(np.argmin(np.abs(t - t_end)))
         if abs(t[i] - t_end) <= 1e-9 * max(1.0, t_end) and flow in r.flows:
             lrs.append(r.lr)
-            dist.append(float(r.series(flow, "distance_to_gd")[i]))
+            dist.append(float(r.distance(flow)[i]))
     return lrs, dist, t_end
 
 
@@ -138,64 +176,70 @@ def order_fits(study):
     return fits
 
 
+def ordered(flows):
+    """The flows whose name gives an order (gf, eomP): the ones an order fit measures."""
+    return [t for t in flows if flow_order(t) is not None]
+
+
 def orders_table(fits):
     header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
               "left_out"]
     rows = []
     for seed, wd, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
-        for flow in sorted({t for r in runs for t in r.flows}, key=FLOW_ORDER.get) if runs else []:
+        for flow in ordered(flows_of(runs)):
             lrs, dist, t_end = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
-            expected = FLOW_ORDER[flow] + 1
+            expected = flow_order(flow) + 1
             rows.append([seed, wd, flow, t_end, len(lrs), slope, expected,
                          "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no",
                          " ".join(repr(lr) for lr in lrs), excluded])
     return header, rows
 
 
+def log_rate(s, time):
+    """(1/t)·log(s(t)/s(0)) over the records of a series s (NaN when s changes sign or starts at 0)."""
+    return math.log(s[-1] / s[0]) / time[-1] if s[0] != 0 and s[-1] / s[0] > 0 else float("nan")
+
+
 def translation_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "weight_decay", "measured_gd", "predicted_gd"]
+    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    header = ["run_id", "lr", "weight_decay", f"measured_{d}", f"predicted_{d}"]
     for t in flows:
-        header += [f"measured_{t}", f"predicted_{t}", f"gd_minus_{t}_prediction"]
+        header += [f"measured_{t}", f"predicted_{t}", f"{d}_minus_{t}_prediction"]
     rows = []
     for r in study.runs:
-        if r.weight_decay <= 0 or not r.has("gd", "translation_components") or r.records < 2:
+        if r.weight_decay <= 0 or not r.has(r.discrete, "translation_components") or r.records < 2:
             continue
         time = r.time
-        row = [r.run_id, r.lr, r.weight_decay]
-        s = r.series("gd", "translation_components")[:, -1]
-        measured_gd = math.log(s[-1] / s[0]) / time[-1] if s[0] != 0 and s[-1] / s[0] > 0 else float("nan")
-        row += [measured_gd, math.log(1 - r.lr * r.weight_decay) / r.lr if r.lr * r.weight_decay < 1 else float("nan")]
+        measured = log_rate(r.series(r.discrete, "translation_components")[:, -1], time)
+        row = [r.run_id, r.lr, r.weight_decay, measured, predicted_translation_rate(r, r.discrete)]
         for t in flows:
             if t not in r.flows:
                 row += [float("nan")] * 3
                 continue
-            st = r.series(t, "translation_components")[:, -1]
-            measured = math.log(st[-1] / st[0]) / time[-1] if st[0] != 0 and st[-1] / st[0] > 0 else float("nan")
-            predicted = eom_rate(FLOW_ORDER[t], r.lr, r.weight_decay)
-            row += [measured, predicted, measured_gd - predicted]
+            predicted = predicted_translation_rate(r, t)
+            row += [log_rate(r.series(t, "translation_components")[:, -1], time), predicted, measured - predicted]
         rows.append(row)
     return header, rows
 
 
 def scale_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "weight_decay", "block", "rate_gd"] + [f"rate_{t}" for t in flows]
-    header += [f"{t}_minus_gd" for t in flows]
+    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    header = ["run_id", "lr", "weight_decay", "block", f"rate_{d}"] + [f"rate_{t}" for t in flows]
+    header += [f"{t}_minus_{d}" for t in flows]
     rows = []
     for r in study.runs:
-        if not r.has("gd", "scale_invariant_norms") or r.records < 2:
+        if not r.has(r.discrete, "scale_invariant_norms") or r.records < 2:
             continue
         names = [plain(n) for n in r.tables["scale_invariant_blocks"]["name"]]
         time = r.time
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
         for b, name in enumerate(names[:8]):  # the first blocks (weight normalization has one per neuron)
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
-            rows.append([r.run_id, r.lr, r.weight_decay, name, rate["gd"]]
+            rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
-                        + [rate.get(t, float("nan")) - rate["gd"] for t in flows])
+                        + [rate.get(t, float("nan")) - rate[r.discrete] for t in flows])
     return header, rows
 
 
@@ -214,46 +258,45 @@ def plots(study, out):
         return made
     lrs = sorted({r.lr for r in first}, reverse=True)
     colors = {lr: plt.cm.viridis(i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
-    flows = sorted({t for r in first for t in r.flows}, key=FLOW_ORDER.get)
+    flows, d = flows_of(first), discrete_name(first)
     label = f"seed {first[0].seed}, weight decay {first[0].weight_decay:g}"
 
     if flows:
         fig, axes = plt.subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
         for ax, flow in zip(axes[0], flows):
             for r in first:
-                d = r.series(flow, "distance_to_gd")
-                ax.semilogy(r.time[1:], d[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
-            ax.set_title(f"{flow}: distance to GD")
+                ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
+            ax.set_title(f"{flow}: distance to {d}")
             ax.set_xlabel("time t = k·lr")
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("‖θ_flow(t) − θ_GD(k)‖")
+        axes[0][0].set_ylabel(f"‖θ_flow(t) − θ_{d}(k)‖")
         axes[0][-1].legend(fontsize=8)
-        fig.suptitle(f"Distance between each flow and GD ({label})", fontsize=10)
-        made.append(save(fig, out, "distance_vs_time.png", "Distance to GD against time"))
+        fig.suptitle(f"Distance between each flow and {d} ({label})", fontsize=10)
+        made.append(save(fig, out, "distance_vs_time.png", f"Distance to {d} against time"))
 
         fitted = [r for r in first if not left_out_of_fits(r)]
-        if len({r.lr for r in fitted}) >= 2:
+        if len({r.lr for r in fitted}) >= 2 and ordered(flows):
             fig, ax = plt.subplots(figsize=(5.2, 4.2))
-            for flow in flows:
+            for flow in ordered(flows):
                 x, y, t_end = common_final_distance(fitted, flow)
                 slope = fit_slope(x, y)
-                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {FLOW_ORDER[flow] + 1})")
+                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {flow_order(flow) + 1})")
                 xs = np.array([min(x), max(x)])
                 if math.isfinite(slope):
                     c = np.exp(np.mean(np.log(y)) - slope * np.mean(np.log(x)))
                     ax.loglog(xs, c * xs ** slope, "-", color=line.get_color(), alpha=0.6)
             ax.set_xlabel("learning rate lr")
-            ax.set_ylabel(f"distance to GD at t = {t_end:g}")
+            ax.set_ylabel(f"distance to {d} at t = {t_end:g}")
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-            made.append(save(fig, out, "orders.png", "Final distance to GD against lr"))
+            made.append(save(fig, out, "orders.png", f"Final distance to {d} against lr"))
 
     fig, axes = plt.subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
-            ax.plot(r.time, r.series(t, "loss"), linestyle=STYLE.get(t, "-"), label=t)
+            ax.plot(r.time, r.series(t, "loss"), linestyle=style(r, t), label=t)
         ax.set_title(f"lr = {lr:g}")
         ax.set_xlabel("time t = k·lr")
         ax.grid(alpha=0.3)
@@ -262,29 +305,30 @@ def plots(study, out):
     fig.suptitle(f"Loss curves ({label})", fontsize=10)
     made.append(save(fig, out, "loss.png", "Loss curves"))
 
-    if all(r.has("gd", "sharpness") for r in first):
+    if all(r.has(r.discrete, "sharpness") for r in first):
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
         for r in first:
-            ax.semilogy(r.time, r.series("gd", "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
+            ax.semilogy(r.time, r.series(r.discrete, "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
             ax.axhline(2 / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8, label=f"2/lr = {2 / r.lr:g}")
         ax.set_xlabel("time t = k·lr")
         ax.set_ylabel("sharpness λ_max(H)")
-        ax.set_title(f"Sharpness along GD and the limit 2/lr\n({label})", fontsize=9)
+        ax.set_title(f"Sharpness along {d} and the limit 2/lr\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         made.append(save(fig, out, "sharpness.png", "Sharpness against 2/lr"))
 
-    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has("gd", "translation_components") and r.records > 1]
+    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
     if with_wd:
         r = with_wd[0]
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
-        gd = r.series("gd", "translation_components")[:, -1]
+        s0 = r.series(r.discrete, "translation_components")[:, -1]
         for t in r.flows:
             s = r.series(t, "translation_components")[:, -1]
-            ax.semilogy(r.time[1:], np.abs(s - gd)[1:] / abs(gd[0]), linestyle=STYLE.get(t, "-"), label=t)
+            ax.semilogy(r.time[1:], np.abs(s - s0)[1:] / abs(s0[0]), linestyle=style(r, t), label=t)
         ax.set_xlabel("time t = k·lr")
-        ax.set_ylabel("|s_flow(t) − s_GD(t)| / |s(0)|")
-        ax.set_title(f"Output-bias class-sum s: each flow's deviation from GD\n(lr {r.lr:g}, weight decay {r.weight_decay:g})",
+        ax.set_ylabel(f"|s_flow(t) − s_{r.discrete}(t)| / |s(0)|")
+        ax.set_title(f"Output-bias class-sum s: each flow's deviation from {r.discrete}\n"
+                     f"(lr {r.lr:g}, weight decay {r.weight_decay:g})",
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -303,7 +347,7 @@ def flags(study):
         for t in r.flows:
             s = r.flow_status(t)
             if s != "ok":
-                notes.append(f"- {md(r.run_id)}: {t} {md(s)}")
+                notes.append(f"- {md(r.run_id)}: {md(t)} {md(s)}")
     return notes
 
 
@@ -319,8 +363,11 @@ def orders_note(study, fits):
     """What the order fits and the plots leave out, for report.md."""
     left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
             for _, _, _, left_out in fits for r, why in left_out]
-    note = ("\n\nLeft out of the fits (no flow describes GD there; `left_out` in orders.csv):\n\n" + "\n".join(left)
-            if left else "")
+    note = (f"\n\nLeft out of the fits (no flow describes {md(discrete_name(study.runs))} there; `left_out` in "
+            "orders.csv):\n\n" + "\n".join(left) if left else "")
+    unordered = [md(t) for t in flows_of(study.runs) if flow_order(t) is None]
+    note += ("\n\nFlows whose name gives no order (not gf or eomP) are not fitted, only shown in the other tables "
+             "and plots: " + ", ".join(unordered) if unordered else "")
     diverged = [md(r.run_id) for r in study.runs if r.diverged]
     return note + ("\n\nThe plots leave out the diverged runs: " + ", ".join(diverged) if diverged else "")
 
@@ -355,19 +402,20 @@ def build(output_dir, out_dir):
     fits = order_fits(study)
     header, rows = orders_table(fits)
     if fits:
-        parts.append("## Orders\n\nSlope of the distance to GD at a common final time against lr (log-log); "
-                     "the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
+        parts.append(f"## Orders\n\nSlope of the distance to {md(discrete_name(study.runs))} at a common final time "
+                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
                      + write_table(out, "orders", header, rows))
     header, rows = translation_table(study)
     if rows:
         parts.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
-                     "(1/t)·log(s(t)/s(0)): measured on GD and each flow, beside the predictions "
-                     "log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (eomP).\n\n"
+                     "(1/t)·log(s(t)/s(0)): measured on the discrete trajectory and each flow, beside the "
+                     "predictions log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (GD's eomP; other "
+                     "methods: gf only).\n\n"
                      + write_table(out, "translation", header, rows))
     header, rows = scale_table(study)
     if rows:
         parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
-                     "on GD and on each flow, and each flow's difference from GD.\n\n" + write_table(out, "scale", header, rows))
+                     "on the discrete trajectory and on each flow, and each flow's difference from it.\n\n" + write_table(out, "scale", header, rows))
     figures = plots(study, out)
     if figures:
         parts.append("## Figures\n")
