@@ -187,6 +187,11 @@ class Run:
         return str(self.attrs.get("method", "gd"))
 
     @property
+    def rates(self):
+        """The run recorded rates at the iterates (`rates` = on, DESIGN.md §3.8) and some are readable."""
+        return self.attrs.get("rates") == "on" and self.has(self.discrete, "measured_block_rates")
+
+    @property
     def grid_point(self):
         return (self.seed, self.lr, self.weight_decay)
 
@@ -216,6 +221,10 @@ class Run:
     @property
     def flows(self):
         return [t for t in self.trajectories if t != self.discrete]
+
+    def names_of(self, table):
+        """The `name` column of a /model table (layout, scale_invariant_blocks, translation_components)."""
+        return [plain(n) for n in self.tables[table]["name"]]
 
     def read(self, name):
         """A dataset along the record axis, cut to the complete records."""

@@ -13,15 +13,18 @@ Tables (each also a CSV file):
                      every trajectory, lr·λ_max
   stale.csv          files in runs/ that are not runs of the study, and why
   orders.csv         per (seed, weight_decay) and flow with an order: slope of the final-time distance to GD
-                     against lr
-                     on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs that diverged
-                     or are past the edge of stability are left out of the fit and named
+                     against lr on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs
+                     that diverged or are past the edge of stability are left out of the fit and named
   translation.csv    runs with weight decay under cross-entropy: the rate of the output bias class-sum,
                      measured on GD and on each flow, beside the predictions log(1-ηλ)/η (GD), -λ (gf),
                      -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4; for method gd, gf alone otherwise) and the
-                     differences
+                     differences; the same for the norm ‖Σ_c W_c‖ of the output weights' class-sum vector,
+                     and, with rates at the iterates, its d‖s‖²/dt measured against each flow's prediction
   scale.csv          runs with normalized layers: the mean rate of change of each scale-invariant block's
                      squared norm, on GD and each flow, and each flow's difference from GD
+  rates.csv          runs with `rates` on (DESIGN.md §3.8): per block, the rate of ‖θ_A‖² measured from the
+                     method's next step and predicted by each flow's field at the discrete iterates, at the
+                     first, middle and last record and summarized over all records (RATES_TEXT)
 Plots: distance to GD against time, final distance against lr, loss curves, sharpness against 2/lr,
 and the translation component against time."""
 import argparse
@@ -39,7 +42,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .load import Study, fit_slope, flow_order, plain, text  # noqa: E402
+from .load import Study, fit_slope, flow_order, text  # noqa: E402
 
 ORDER_TOLERANCE = 0.25
 STYLE = {"gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
@@ -202,26 +205,104 @@ def log_rate(s, time):
     return math.log(s[-1] / s[0]) / time[-1] if s[0] != 0 and s[-1] / s[0] > 0 else float("nan")
 
 
+def relative_error(predicted, measured):
+    """‖predicted − measured‖ / ‖measured‖ over the records given (NaN when every measured rate is 0)."""
+    scale = np.linalg.norm(measured)
+    return float(np.linalg.norm(predicted - measured) / scale) if scale > 0 else float("nan")
+
+
+def rate_columns(flows, prefix=""):
+    return [f"{prefix}measured"] + [c for t in flows for c in (f"{prefix}predicted_{t}", f"{prefix}rel_error_{t}")]
+
+
+def rate_cells(measured, predicted, flows, which):
+    """Cells of rate_columns over the records `which` of the series [R]: the mean measured rate, then per
+    flow the mean predicted rate and relative_error (NaN for a flow without predictions)."""
+    cells = [float(np.mean(measured[which]))]
+    for t in flows:
+        p = predicted.get(t)
+        cells += [float(np.mean(p[which])), relative_error(p[which], measured[which])] if p is not None else [math.nan] * 2
+    return cells
+
+
+def predicted_rates(run, group):
+    """{flow: predictions [R, ...]} of /observables/<discrete>/<group>/<flow> (DESIGN.md §3.8)."""
+    return {t: run.series(run.discrete, f"{group}/{t}") for t in run.flows if run.has(run.discrete, f"{group}/{t}")}
+
+
+def shown_records(run):
+    """(record, step, time, records) of a block's rows in the rate table: the first, middle and last
+    record one by one, then `all` of them."""
+    step, time = run.step, run.time
+    return ([(k, int(step[k]), float(time[k]), slice(k, k + 1)) for k in sorted({0, (run.records - 1) // 2, run.records - 1})]
+            + [("all", "", "", slice(None))])
+
+
+def rates_table(runs):
+    flows = flows_of(runs)
+    header = ["run_id", "lr", "weight_decay", "block", "record", "step", "time"] + rate_columns(flows) + ["lr_grad_norm_sq"]
+    rows = []
+    for r in runs:
+        measured = r.series(r.discrete, "measured_block_rates")
+        predicted = predicted_rates(r, "predicted_block_rates")
+        gap = (r.lr * r.series(r.discrete, "block_grad_norms") if r.has(r.discrete, "block_grad_norms")
+               else np.full_like(measured, math.nan))
+        for b, block in enumerate(r.names_of("layout")):
+            for record, step, time, which in shown_records(r):
+                rows.append([r.run_id, r.lr, r.weight_decay, block, record, step, time]
+                            + rate_cells(measured[:, b], {t: p[:, b] for t, p in predicted.items()}, flows, which)
+                            + [float(np.mean(gap[which, b]))])
+    return header, rows
+
+
+def weight_sum(components):
+    """The output layer's weight class-sum vector s_j = Σ_c W[c, j]: every translation component [R, C]
+    but the last (the bias class-sum)."""
+    return components[..., :-1]
+
+
+def weight_sum_rates(run):
+    """d‖s‖²/dt = 2⟨s, ds/dt⟩ of the weight class-sum vector at the discrete iterates: the measured one
+    [R] (ds/dt from the method's next step) and {flow: [R]} each flow's (ds/dt from its field)."""
+    s = weight_sum(run.series(run.discrete, "translation_components"))
+    rate = lambda ds: 2 * np.einsum("kj,kj->k", s, weight_sum(ds))  # noqa: E731
+    predicted = predicted_rates(run, "predicted_translation_rates")
+    return rate(run.series(run.discrete, "measured_translation_rates")), {t: rate(p) for t, p in predicted.items()}
+
+
+def translation_log_rates(run, trajectory, time):
+    """(1/t)·log(x(t)/x(0)) on a trajectory of the bias class-sum and of ‖s‖, s the weight class-sums."""
+    if trajectory not in run.trajectories:
+        return math.nan, math.nan
+    c = run.series(trajectory, "translation_components")
+    return log_rate(c[:, -1], time), log_rate(np.linalg.norm(weight_sum(c), axis=1), time)
+
+
+def translation_row(run, flows, with_rates):
+    bias, weights = translation_log_rates(run, run.discrete, run.time)
+    row, weight_cells = [run.run_id, run.lr, run.weight_decay, bias, predicted_translation_rate(run, run.discrete)], [weights]
+    for t in flows:
+        predicted = predicted_translation_rate(run, t) if t in run.flows else math.nan
+        flow_bias, flow_weights = translation_log_rates(run, t, run.time)
+        row += [flow_bias, predicted, bias - predicted]
+        weight_cells += [flow_weights, weights - predicted]
+    if with_rates:
+        weight_cells += (rate_cells(*weight_sum_rates(run), flows, slice(None))
+                         if run.has(run.discrete, "measured_translation_rates") else [math.nan] * (1 + 2 * len(flows)))
+    return row + weight_cells
+
+
 def translation_table(study):
-    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    runs = [r for r in study.runs if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
+    flows, d = flows_of(runs), discrete_name(runs)
+    with_rates = any(r.has(r.discrete, "measured_translation_rates") for r in runs)
     header = ["run_id", "lr", "weight_decay", f"measured_{d}", f"predicted_{d}"]
     for t in flows:
         header += [f"measured_{t}", f"predicted_{t}", f"{d}_minus_{t}_prediction"]
-    rows = []
-    for r in study.runs:
-        if r.weight_decay <= 0 or not r.has(r.discrete, "translation_components") or r.records < 2:
-            continue
-        time = r.time
-        measured = log_rate(r.series(r.discrete, "translation_components")[:, -1], time)
-        row = [r.run_id, r.lr, r.weight_decay, measured, predicted_translation_rate(r, r.discrete)]
-        for t in flows:
-            if t not in r.flows:
-                row += [float("nan")] * 3
-                continue
-            predicted = predicted_translation_rate(r, t)
-            row += [log_rate(r.series(t, "translation_components")[:, -1], time), predicted, measured - predicted]
-        rows.append(row)
-    return header, rows
+    header += [f"weight_sum_measured_{d}"] + [c for t in flows for c in (f"weight_sum_measured_{t}",
+                                                                          f"weight_sum_{d}_minus_{t}_prediction")]
+    header += rate_columns(flows, "weight_sum_sq_rate_") if with_rates else []
+    return header, [translation_row(r, flows, with_rates) for r in runs]
 
 
 def scale_table(study):
@@ -232,10 +313,9 @@ def scale_table(study):
     for r in study.runs:
         if not r.has(r.discrete, "scale_invariant_norms") or r.records < 2:
             continue
-        names = [plain(n) for n in r.tables["scale_invariant_blocks"]["name"]]
         time = r.time
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
-        for b, name in enumerate(names[:8]):  # the first blocks (weight normalization has one per neuron)
+        for b, name in enumerate(r.names_of("scale_invariant_blocks")[:8]):  # the first blocks (weight normalization has one per neuron)
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
             rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
@@ -359,6 +439,26 @@ def stale_section(study, out):
             + write_table(out, "stale", ["file", "run_id", "reason"], study.stale)]
 
 
+RATES_TEXT = """## Rates of ‖θ_A‖² at the iterates
+
+At each record k of the discrete trajectory ({d}), for each parameter block A of /model/layout: `measured`
+= (‖θ_A(k+1)‖² − ‖θ_A(k)‖²)/η, from the method's own next step; `predicted_`*flow* = 2⟨θ_A, F_A(θ_k)⟩,
+the rate that the flow's vector field F gives at the same iterate θ_k; `rel_error_`*flow* = |predicted −
+measured| / |measured|; `lr_grad_norm_sq` = η‖g_A‖² (for gd exactly measured − predicted_gf). Per run and
+block, the first, middle and last record, then a row `all` over every record: the mean measured and
+predicted rates and rel_error = ‖predicted − measured‖ / ‖measured‖, the norms taken over the records
+(rates.csv)."""
+
+
+def rates_section(study, out):
+    runs = [r for r in study.runs if r.rates and r.records]
+    if not runs:
+        return []
+    without = [md(r.run_id) for r in study.runs if r not in runs]
+    note = ("\n\nRuns without rates (`output.rates = off`, or an older eomlab): " + ", ".join(without) if without else "")
+    return [RATES_TEXT.format(d=md(discrete_name(runs))) + note + "\n\n" + write_table(out, "rates", *rates_table(runs))]
+
+
 def orders_note(study, fits):
     """What the order fits and the plots leave out, for report.md."""
     left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
@@ -410,12 +510,18 @@ def build(output_dir, out_dir):
         parts.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
                      "(1/t)·log(s(t)/s(0)): measured on the discrete trajectory and each flow, beside the "
                      "predictions log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (GD's eomP; other "
-                     "methods: gf only).\n\n"
-                     + write_table(out, "translation", header, rows))
+                     "methods: gf only). `weight_sum_*`: the same for ‖s‖, the norm of the output layer's "
+                     "weight class-sums s_j = Σ_c W[c, j], whose components all decay alike, so the predictions "
+                     "are the same." + (" With rates at the iterates, `weight_sum_sq_rate_*`: d‖s‖²/dt = 2⟨s, ds/dt⟩ "
+                     "at every record, ds/dt measured from the method's next step or each flow's prediction "
+                     "⟨v, F(θ_k)⟩, summarized as the `all` rows of the rate table (means over the records, "
+                     "rel_error = ‖predicted − measured‖ / ‖measured‖)." if "weight_sum_sq_rate_measured" in header else "")
+                     + "\n\n" + write_table(out, "translation", header, rows))
     header, rows = scale_table(study)
     if rows:
         parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
                      "on the discrete trajectory and on each flow, and each flow's difference from it.\n\n" + write_table(out, "scale", header, rows))
+    parts += rates_section(study, out)
     figures = plots(study, out)
     if figures:
         parts.append("## Figures\n")
