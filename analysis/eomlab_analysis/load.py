@@ -2,7 +2,7 @@
 
     study = Study("results/quickstart")
     for run in study.runs:
-        run.lr, run.status, run.time, run.series("eom1", "distance_to_gd")
+        run.lr, run.status, run.time, run.series(run.discrete, "loss"), run.distance("eom1")
     study.stale    # (file, run id, why) of the files in runs/ that are not runs of study.ini
 
 Run files are opened only when read. A run that is still going or was killed is read up to the
@@ -12,15 +12,19 @@ records completely written: every series is cut to the shortest record axis.
 its `config` attribute has the same values as study.ini (keys that do not change results aside, list
 items and numbers compared by value, so `0.1,0.05` = `0.1, 0.05` and `60` = `60.0`) and its (lr, seed,
 weight_decay) is a point of the study's grid. Other files, left by an earlier config (`--overwrite`
-replaces only the runs of the invocation), are `Study.stale`, each with the reason."""
+replaces only the runs of the invocation), are `Study.stale`, each with the reason.
+
+Trajectory names are read, not assumed: the discrete trajectory (`gd`, or the method's name) and the
+flows in the order requested come from the root attributes `discrete_trajectory` and `flows` (or
+`trajectories`, discrete first); a file written before them has `gd` and, as flows, the other
+/observables groups (gf, eom1, eom2, ... by their order, then any other name)."""
 import functools
 import math
 import pathlib
+import re
 
 import h5py
 import numpy as np
-
-FLOW_ORDER = {"gf": 0, "eom1": 1, "eom2": 2, "eom3": 3}
 
 # Keys that name or place a study or pace its output without changing any result.
 IGNORED_KEYS = {"study.name", "study.output", "output.checkpoint_every", "output.progress_every"}
@@ -62,6 +66,41 @@ def attribute(attrs, name, default=None):
     except (KeyError, OSError, TypeError, ValueError):
         return default
     return default if isinstance(value, h5py.Empty) else plain(value)
+
+
+def flow_order(name):
+    """The order of a flow, from its name: gf 0, eom<P> P; None for any other name (no order to fit)."""
+    if name == "gf":
+        return 0
+    match = re.fullmatch(r"eom(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def names(value):
+    """The items of a comma-separated list attribute (None when absent)."""
+    return None if value is None else [n.strip() for n in str(value).split(",") if n.strip()]
+
+
+def trajectory_names(f):
+    """(discrete, flows) of an open run file: from the root attributes when present, else (files written
+    before them) gd and the other /observables groups, gf and eomP by order, then the rest by name."""
+    listed = names(attribute(f.attrs, "trajectories")) or []
+    discrete = attribute(f.attrs, "discrete_trajectory") or (listed[0] if listed else "gd")
+    flows = names(attribute(f.attrs, "flows"))
+    if flows is None and listed:
+        flows = [t for t in listed if t != discrete]
+    groups = list(f.get("observables", {}))
+    if flows is None:
+        order = {t: flow_order(t) for t in groups}
+        flows = sorted((t for t in groups if t != discrete), key=lambda t: (order[t] is None, order[t] or 0, t))
+    return discrete, [t for t in flows if t in groups]
+
+
+def record_lengths(group):
+    """Lengths along the record axis of every dataset in `group`, subgroups included."""
+    lengths = []
+    group.visititems(lambda _, obj: lengths.append(obj.shape[0]) if isinstance(obj, h5py.Dataset) else None)
+    return lengths
 
 
 def parse_ini(source):
@@ -115,10 +154,11 @@ class Run:
         self.path = pathlib.Path(path)
         with h5py.File(self.path, "r") as f:
             self.attrs = {k: attribute(f.attrs, k) for k in f.attrs}
-            self.trajectories = [t for t in ["gd", "gf", "eom1", "eom2", "eom3"] if t in f.get("observables", {})]
+            self.discrete, flows = trajectory_names(f)
+            self.trajectories = [t for t in [self.discrete, *flows] if t in f.get("observables", {})]
             lengths = [f["step"].shape[0], f["time"].shape[0]]
             for t in self.trajectories:
-                lengths += [ds.shape[0] for ds in f[f"observables/{t}"].values() if isinstance(ds, h5py.Dataset)]
+                lengths += record_lengths(f[f"observables/{t}"])
             self.records = min(lengths)
             self.tables = {name: f[f"model/{name}"][:] for name in f.get("model", {})}
 
@@ -143,21 +183,31 @@ class Run:
         return str(self.attrs.get("status", "unknown"))
 
     @property
+    def method(self):
+        return str(self.attrs.get("method", "gd"))
+
+    @property
+    def rates(self):
+        """The run recorded rates at the iterates (`rates` = on, DESIGN.md §3.8) and some are readable."""
+        return self.attrs.get("rates") == "on" and self.has(self.discrete, "measured_block_rates")
+
+    @property
     def grid_point(self):
         return (self.seed, self.lr, self.weight_decay)
 
     @functools.cached_property
     def diverged(self):
-        """Recorded as diverged, or GD's loss is no longer finite in the records read."""
-        return self.status == "diverged" or (self.records > 0 and not math.isfinite(self.series("gd", "loss")[-1]))
+        """Recorded as diverged, or the discrete loss is no longer finite in the records read."""
+        return self.status == "diverged" or (self.records > 0 and not math.isfinite(self.series(self.discrete, "loss")[-1]))
 
     @functools.cached_property
     def max_lr_sharpness(self):
-        """max lr·λ_max along GD: the run's attribute, else from the sharpness series read (unfinished run)."""
+        """max lr·λ_max along the discrete trajectory: the run's attribute, else from the sharpness series
+        read (unfinished run)."""
         if "max_lr_sharpness" in self.attrs:
             return float(self.attrs["max_lr_sharpness"])
-        if self.records and self.has("gd", "sharpness"):
-            return self.lr * float(np.max(self.series("gd", "sharpness")))
+        if self.records and self.has(self.discrete, "sharpness"):
+            return self.lr * float(np.max(self.series(self.discrete, "sharpness")))
         return float("nan")
 
     @property
@@ -170,7 +220,11 @@ class Run:
 
     @property
     def flows(self):
-        return [t for t in self.trajectories if t != "gd"]
+        return [t for t in self.trajectories if t != self.discrete]
+
+    def names_of(self, table):
+        """The `name` column of a /model table (layout, scale_invariant_blocks, translation_components)."""
+        return [plain(n) for n in self.tables[table]["name"]]
 
     def read(self, name):
         """A dataset along the record axis, cut to the complete records."""
@@ -187,6 +241,10 @@ class Run:
 
     def series(self, trajectory, observable):
         return self.read(f"observables/{trajectory}/{observable}")
+
+    def distance(self, flow):
+        """‖θ_flow(t_k) − θ_discrete(k)‖: `distance_to_discrete` (DESIGN.md §3.7), else `distance_to_gd`."""
+        return self.series(flow, "distance_to_discrete" if self.has(flow, "distance_to_discrete") else "distance_to_gd")
 
     def has(self, trajectory, observable):
         with h5py.File(self.path, "r") as f:

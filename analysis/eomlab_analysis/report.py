@@ -3,17 +3,28 @@
 Only the runs of the study in study.ini are reported (load.Study); other files in runs/ are listed as
 stale. Text from the files goes through md() into Markdown and csv_cell() into CSV.
 
+Trajectory names come from the run files (load.Run): the discrete trajectory (gd, or the method's) and
+the flows in the order requested; a flow's order comes from its name (gf 0, eomP P), and a flow with
+another name is shown everywhere but in the order fits. Columns named after the discrete trajectory use
+its name when the runs share one, else `discrete`.
+
 Tables (each also a CSV file):
-  runs.csv           one row per run: status, final loss and distance to GD of every trajectory, lr·λ_max
+  runs.csv           one row per run: status, final loss and distance to the discrete trajectory (GD) of
+                     every trajectory, lr·λ_max
   stale.csv          files in runs/ that are not runs of the study, and why
-  orders.csv         per (seed, weight_decay) and flow: slope of the final-time distance to GD against lr
-                     on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs that diverged
-                     or are past the edge of stability are left out of the fit and named
+  orders.csv         per (seed, weight_decay) and flow with an order: slope of the final-time distance to GD
+                     against lr on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs
+                     that diverged or are past the edge of stability are left out of the fit and named
   translation.csv    runs with weight decay under cross-entropy: the rate of the output bias class-sum,
                      measured on GD and on each flow, beside the predictions log(1-ηλ)/η (GD), -λ (gf),
-                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4) and the differences
+                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4; for method gd, gf alone otherwise) and the
+                     differences; the same for the norm ‖Σ_c W_c‖ of the output weights' class-sum vector,
+                     and, with rates at the iterates, its d‖s‖²/dt measured against each flow's prediction
   scale.csv          runs with normalized layers: the mean rate of change of each scale-invariant block's
                      squared norm, on GD and each flow, and each flow's difference from GD
+  rates.csv          runs with `rates` on (DESIGN.md §3.8): per block, the rate of ‖θ_A‖² measured from the
+                     method's next step and predicted by each flow's field at the discrete iterates, at the
+                     first, middle and last record and summarized over all records (RATES_TEXT)
 Plots: distance to GD against time, final distance against lr, loss curves, sharpness against 2/lr,
 and the translation component against time."""
 import argparse
@@ -31,10 +42,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .load import FLOW_ORDER, Study, fit_slope, plain, text  # noqa: E402
+from .load import Study, fit_slope, flow_order, text  # noqa: E402
 
 ORDER_TOLERANCE = 0.25
-STYLE = {"gd": "-", "gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
+STYLE = {"gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
+OTHER_FLOW_STYLE = (0, (5, 1, 1, 1, 1, 1))
 
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)")
@@ -73,36 +85,65 @@ def write_table(out, name, header, rows):
     return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
 
 
+def style(run, trajectory):
+    """Line style of a trajectory: solid for the discrete one, one per known flow, a shared one for others."""
+    return "-" if trajectory == run.discrete else STYLE.get(trajectory, OTHER_FLOW_STYLE)
+
+
+def flows_of(runs):
+    """Every flow of the runs, in the order the runs name them."""
+    return list(dict.fromkeys(t for r in runs for t in r.flows))
+
+
+def discrete_name(runs):
+    """The discrete trajectory's name in headers and text: the runs' own when they share one."""
+    found = {r.discrete for r in runs}
+    return found.pop() if len(found) == 1 else "discrete"
+
+
 def eom_rate(order, lr, wd):
-    """Truncated series of log(1 - ηλ)/η: the rate of a translation component under eom`order`."""
+    """Truncated series of log(1 - ηλ)/η: the rate of a translation component under GD's eom`order`."""
     return -sum(lr ** (j - 1) * wd ** j / j for j in range(1, order + 2))
 
 
+def predicted_translation_rate(run, trajectory):
+    """Predicted log-rate of a translation component (DESIGN.md §1.4): log(1 − ηλ)/η on GD, −λ on gf (plain
+    gradient flow for every method), GD's eomP series; NaN where no prediction is known."""
+    lr, wd, order = run.lr, run.weight_decay, flow_order(trajectory)
+    if trajectory == "gf":
+        return -wd
+    if run.method != "gd" or (trajectory != run.discrete and order is None):
+        return float("nan")
+    if trajectory == run.discrete:
+        return math.log(1 - lr * wd) / lr if lr * wd < 1 else float("nan")
+    return eom_rate(order, lr, wd)
+
+
 def runs_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "seed", "weight_decay", "status", "final_step", "final_loss_gd"]
+    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    header = ["run_id", "lr", "seed", "weight_decay", "status", "final_step", f"final_loss_{d}"]
     header += [f"final_loss_{t}" for t in flows] + [f"final_distance_{t}" for t in flows] + ["max_lr_sharpness"]
     rows = []
     for r in study.runs:
         row = [r.run_id, r.lr, r.seed, r.weight_decay, r.status, int(r.step[-1]) if r.records else -1,
-               float(r.series("gd", "loss")[-1]) if r.records else float("nan")]
+               float(r.series(r.discrete, "loss")[-1]) if r.records else float("nan")]
         row += [float(r.series(t, "loss")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
-        row += [float(r.series(t, "distance_to_gd")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
+        row += [float(r.distance(t)[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row.append(r.max_lr_sharpness)
         rows.append(row)
     return header, rows
 
 
 def left_out_of_fits(run):
-    """Why a run's distances cannot measure an order (it diverged, or GD is past the edge of stability
-    where no flow describes it), or None."""
+    """Why a run's distances cannot measure an order (it diverged, or the discrete trajectory is past the
+    edge of stability where no flow describes it), or None."""
     if run.diverged:
-        return f"status {run.status}" if run.status == "diverged" else "GD loss not finite"
+        return f"status {run.status}" if run.status == "diverged" else f"{run.discrete} loss not finite"
     return f"past the edge of stability (max lr·λ_max = {run.max_lr_sharpness:.4g})" if run.edge_of_stability else None
 
 
 def common_final_distance(runs, flow):
-    """Distance to GD at the latest time every run recorded; (lrs, distances, time)."""
+    """Distance to the discrete trajectory at the latest time every run recorded; (lrs, distances, time)."""
     t_end = min(float(r.time[-1]) for r in runs)
     lrs, dist = [], []
     for r in runs:
@@ -110,7 +151,7 @@ def common_final_distance(runs, flow):
         i = int(np.argmin(np.abs(t - t_end)))
         if abs(t[i] - t_end) <= 1e-9 * max(1.0, t_end) and flow in r.flows:
             lrs.append(r.lr)
-            dist.append(float(r.series(flow, "distance_to_gd")[i]))
+            dist.append(float(r.distance(flow)[i]))
     return lrs, dist, t_end
 
 
@@ -138,64 +179,147 @@ def order_fits(study):
     return fits
 
 
+def ordered(flows):
+    """The flows whose name gives an order (gf, eomP): the ones an order fit measures."""
+    return [t for t in flows if flow_order(t) is not None]
+
+
 def orders_table(fits):
     header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
               "left_out"]
     rows = []
     for seed, wd, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
-        for flow in sorted({t for r in runs for t in r.flows}, key=FLOW_ORDER.get) if runs else []:
+        for flow in ordered(flows_of(runs)):
             lrs, dist, t_end = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
-            expected = FLOW_ORDER[flow] + 1
+            expected = flow_order(flow) + 1
             rows.append([seed, wd, flow, t_end, len(lrs), slope, expected,
                          "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no",
                          " ".join(repr(lr) for lr in lrs), excluded])
     return header, rows
 
 
-def translation_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "weight_decay", "measured_gd", "predicted_gd"]
+def log_rate(s, time):
+    """(1/t)·log(s(t)/s(0)) over the records of a series s (NaN when s changes sign or starts at 0)."""
+    return math.log(s[-1] / s[0]) / time[-1] if s[0] != 0 and s[-1] / s[0] > 0 else float("nan")
+
+
+def relative_error(predicted, measured):
+    """‖predicted − measured‖ / ‖measured‖ over the records given (NaN when every measured rate is 0)."""
+    scale = np.linalg.norm(measured)
+    return float(np.linalg.norm(predicted - measured) / scale) if scale > 0 else float("nan")
+
+
+def rate_columns(flows, prefix=""):
+    return [f"{prefix}measured"] + [c for t in flows for c in (f"{prefix}predicted_{t}", f"{prefix}rel_error_{t}")]
+
+
+def rate_cells(measured, predicted, flows, which):
+    """Cells of rate_columns over the records `which` of the series [R]: the mean measured rate, then per
+    flow the mean predicted rate and relative_error (NaN for a flow without predictions)."""
+    cells = [float(np.mean(measured[which]))]
     for t in flows:
-        header += [f"measured_{t}", f"predicted_{t}", f"gd_minus_{t}_prediction"]
+        p = predicted.get(t)
+        cells += [float(np.mean(p[which])), relative_error(p[which], measured[which])] if p is not None else [math.nan] * 2
+    return cells
+
+
+def predicted_rates(run, group):
+    """{flow: predictions [R, ...]} of /observables/<discrete>/<group>/<flow> (DESIGN.md §3.8)."""
+    return {t: run.series(run.discrete, f"{group}/{t}") for t in run.flows if run.has(run.discrete, f"{group}/{t}")}
+
+
+def shown_records(run):
+    """(record, step, time, records) of a block's rows in the rate table: the first, middle and last
+    record one by one, then `all` of them."""
+    step, time = run.step, run.time
+    return ([(k, int(step[k]), float(time[k]), slice(k, k + 1)) for k in sorted({0, (run.records - 1) // 2, run.records - 1})]
+            + [("all", "", "", slice(None))])
+
+
+def rates_table(runs):
+    flows = flows_of(runs)
+    header = ["run_id", "lr", "weight_decay", "block", "record", "step", "time"] + rate_columns(flows) + ["lr_grad_norm_sq"]
     rows = []
-    for r in study.runs:
-        if r.weight_decay <= 0 or not r.has("gd", "translation_components") or r.records < 2:
-            continue
-        time = r.time
-        row = [r.run_id, r.lr, r.weight_decay]
-        s = r.series("gd", "translation_components")[:, -1]
-        measured_gd = math.log(s[-1] / s[0]) / time[-1] if s[0] != 0 and s[-1] / s[0] > 0 else float("nan")
-        row += [measured_gd, math.log(1 - r.lr * r.weight_decay) / r.lr if r.lr * r.weight_decay < 1 else float("nan")]
-        for t in flows:
-            if t not in r.flows:
-                row += [float("nan")] * 3
-                continue
-            st = r.series(t, "translation_components")[:, -1]
-            measured = math.log(st[-1] / st[0]) / time[-1] if st[0] != 0 and st[-1] / st[0] > 0 else float("nan")
-            predicted = eom_rate(FLOW_ORDER[t], r.lr, r.weight_decay)
-            row += [measured, predicted, measured_gd - predicted]
-        rows.append(row)
+    for r in runs:
+        measured = r.series(r.discrete, "measured_block_rates")
+        predicted = predicted_rates(r, "predicted_block_rates")
+        gap = (r.lr * r.series(r.discrete, "block_grad_norms") if r.has(r.discrete, "block_grad_norms")
+               else np.full_like(measured, math.nan))
+        for b, block in enumerate(r.names_of("layout")):
+            for record, step, time, which in shown_records(r):
+                rows.append([r.run_id, r.lr, r.weight_decay, block, record, step, time]
+                            + rate_cells(measured[:, b], {t: p[:, b] for t, p in predicted.items()}, flows, which)
+                            + [float(np.mean(gap[which, b]))])
     return header, rows
 
 
+def weight_sum(components):
+    """The output layer's weight class-sum vector s_j = Σ_c W[c, j]: every translation component [R, C]
+    but the last (the bias class-sum)."""
+    return components[..., :-1]
+
+
+def weight_sum_rates(run):
+    """d‖s‖²/dt = 2⟨s, ds/dt⟩ of the weight class-sum vector at the discrete iterates: the measured one
+    [R] (ds/dt from the method's next step) and {flow: [R]} each flow's (ds/dt from its field)."""
+    s = weight_sum(run.series(run.discrete, "translation_components"))
+    rate = lambda ds: 2 * np.einsum("kj,kj->k", s, weight_sum(ds))  # noqa: E731
+    predicted = predicted_rates(run, "predicted_translation_rates")
+    return rate(run.series(run.discrete, "measured_translation_rates")), {t: rate(p) for t, p in predicted.items()}
+
+
+def translation_log_rates(run, trajectory, time):
+    """(1/t)·log(x(t)/x(0)) on a trajectory of the bias class-sum and of ‖s‖, s the weight class-sums."""
+    if trajectory not in run.trajectories:
+        return math.nan, math.nan
+    c = run.series(trajectory, "translation_components")
+    return log_rate(c[:, -1], time), log_rate(np.linalg.norm(weight_sum(c), axis=1), time)
+
+
+def translation_row(run, flows, with_rates):
+    bias, weights = translation_log_rates(run, run.discrete, run.time)
+    row, weight_cells = [run.run_id, run.lr, run.weight_decay, bias, predicted_translation_rate(run, run.discrete)], [weights]
+    for t in flows:
+        predicted = predicted_translation_rate(run, t) if t in run.flows else math.nan
+        flow_bias, flow_weights = translation_log_rates(run, t, run.time)
+        row += [flow_bias, predicted, bias - predicted]
+        weight_cells += [flow_weights, weights - predicted]
+    if with_rates:
+        weight_cells += (rate_cells(*weight_sum_rates(run), flows, slice(None))
+                         if run.has(run.discrete, "measured_translation_rates") else [math.nan] * (1 + 2 * len(flows)))
+    return row + weight_cells
+
+
+def translation_table(study):
+    runs = [r for r in study.runs if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
+    flows, d = flows_of(runs), discrete_name(runs)
+    with_rates = any(r.has(r.discrete, "measured_translation_rates") for r in runs)
+    header = ["run_id", "lr", "weight_decay", f"measured_{d}", f"predicted_{d}"]
+    for t in flows:
+        header += [f"measured_{t}", f"predicted_{t}", f"{d}_minus_{t}_prediction"]
+    header += [f"weight_sum_measured_{d}"] + [c for t in flows for c in (f"weight_sum_measured_{t}",
+                                                                          f"weight_sum_{d}_minus_{t}_prediction")]
+    header += rate_columns(flows, "weight_sum_sq_rate_") if with_rates else []
+    return header, [translation_row(r, flows, with_rates) for r in runs]
+
+
 def scale_table(study):
-    flows = sorted({t for r in study.runs for t in r.flows}, key=FLOW_ORDER.get)
-    header = ["run_id", "lr", "weight_decay", "block", "rate_gd"] + [f"rate_{t}" for t in flows]
-    header += [f"{t}_minus_gd" for t in flows]
+    flows, d = flows_of(study.runs), discrete_name(study.runs)
+    header = ["run_id", "lr", "weight_decay", "block", f"rate_{d}"] + [f"rate_{t}" for t in flows]
+    header += [f"{t}_minus_{d}" for t in flows]
     rows = []
     for r in study.runs:
-        if not r.has("gd", "scale_invariant_norms") or r.records < 2:
+        if not r.has(r.discrete, "scale_invariant_norms") or r.records < 2:
             continue
-        names = [plain(n) for n in r.tables["scale_invariant_blocks"]["name"]]
         time = r.time
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
-        for b, name in enumerate(names[:8]):  # the first blocks (weight normalization has one per neuron)
+        for b, name in enumerate(r.names_of("scale_invariant_blocks")[:8]):  # the first blocks (weight normalization has one per neuron)
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
-            rows.append([r.run_id, r.lr, r.weight_decay, name, rate["gd"]]
+            rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
-                        + [rate.get(t, float("nan")) - rate["gd"] for t in flows])
+                        + [rate.get(t, float("nan")) - rate[r.discrete] for t in flows])
     return header, rows
 
 
@@ -214,46 +338,45 @@ def plots(study, out):
         return made
     lrs = sorted({r.lr for r in first}, reverse=True)
     colors = {lr: plt.cm.viridis(i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
-    flows = sorted({t for r in first for t in r.flows}, key=FLOW_ORDER.get)
+    flows, d = flows_of(first), discrete_name(first)
     label = f"seed {first[0].seed}, weight decay {first[0].weight_decay:g}"
 
     if flows:
         fig, axes = plt.subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
         for ax, flow in zip(axes[0], flows):
             for r in first:
-                d = r.series(flow, "distance_to_gd")
-                ax.semilogy(r.time[1:], d[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
-            ax.set_title(f"{flow}: distance to GD")
+                ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
+            ax.set_title(f"{flow}: distance to {d}")
             ax.set_xlabel("time t = k·lr")
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("‖θ_flow(t) − θ_GD(k)‖")
+        axes[0][0].set_ylabel(f"‖θ_flow(t) − θ_{d}(k)‖")
         axes[0][-1].legend(fontsize=8)
-        fig.suptitle(f"Distance between each flow and GD ({label})", fontsize=10)
-        made.append(save(fig, out, "distance_vs_time.png", "Distance to GD against time"))
+        fig.suptitle(f"Distance between each flow and {d} ({label})", fontsize=10)
+        made.append(save(fig, out, "distance_vs_time.png", f"Distance to {d} against time"))
 
         fitted = [r for r in first if not left_out_of_fits(r)]
-        if len({r.lr for r in fitted}) >= 2:
+        if len({r.lr for r in fitted}) >= 2 and ordered(flows):
             fig, ax = plt.subplots(figsize=(5.2, 4.2))
-            for flow in flows:
+            for flow in ordered(flows):
                 x, y, t_end = common_final_distance(fitted, flow)
                 slope = fit_slope(x, y)
-                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {FLOW_ORDER[flow] + 1})")
+                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {flow_order(flow) + 1})")
                 xs = np.array([min(x), max(x)])
                 if math.isfinite(slope):
                     c = np.exp(np.mean(np.log(y)) - slope * np.mean(np.log(x)))
                     ax.loglog(xs, c * xs ** slope, "-", color=line.get_color(), alpha=0.6)
             ax.set_xlabel("learning rate lr")
-            ax.set_ylabel(f"distance to GD at t = {t_end:g}")
+            ax.set_ylabel(f"distance to {d} at t = {t_end:g}")
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-            made.append(save(fig, out, "orders.png", "Final distance to GD against lr"))
+            made.append(save(fig, out, "orders.png", f"Final distance to {d} against lr"))
 
     fig, axes = plt.subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
-            ax.plot(r.time, r.series(t, "loss"), linestyle=STYLE.get(t, "-"), label=t)
+            ax.plot(r.time, r.series(t, "loss"), linestyle=style(r, t), label=t)
         ax.set_title(f"lr = {lr:g}")
         ax.set_xlabel("time t = k·lr")
         ax.grid(alpha=0.3)
@@ -262,29 +385,30 @@ def plots(study, out):
     fig.suptitle(f"Loss curves ({label})", fontsize=10)
     made.append(save(fig, out, "loss.png", "Loss curves"))
 
-    if all(r.has("gd", "sharpness") for r in first):
+    if all(r.has(r.discrete, "sharpness") for r in first):
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
         for r in first:
-            ax.semilogy(r.time, r.series("gd", "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
+            ax.semilogy(r.time, r.series(r.discrete, "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
             ax.axhline(2 / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8, label=f"2/lr = {2 / r.lr:g}")
         ax.set_xlabel("time t = k·lr")
         ax.set_ylabel("sharpness λ_max(H)")
-        ax.set_title(f"Sharpness along GD and the limit 2/lr\n({label})", fontsize=9)
+        ax.set_title(f"Sharpness along {d} and the limit 2/lr\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         made.append(save(fig, out, "sharpness.png", "Sharpness against 2/lr"))
 
-    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has("gd", "translation_components") and r.records > 1]
+    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
     if with_wd:
         r = with_wd[0]
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
-        gd = r.series("gd", "translation_components")[:, -1]
+        s0 = r.series(r.discrete, "translation_components")[:, -1]
         for t in r.flows:
             s = r.series(t, "translation_components")[:, -1]
-            ax.semilogy(r.time[1:], np.abs(s - gd)[1:] / abs(gd[0]), linestyle=STYLE.get(t, "-"), label=t)
+            ax.semilogy(r.time[1:], np.abs(s - s0)[1:] / abs(s0[0]), linestyle=style(r, t), label=t)
         ax.set_xlabel("time t = k·lr")
-        ax.set_ylabel("|s_flow(t) − s_GD(t)| / |s(0)|")
-        ax.set_title(f"Output-bias class-sum s: each flow's deviation from GD\n(lr {r.lr:g}, weight decay {r.weight_decay:g})",
+        ax.set_ylabel(f"|s_flow(t) − s_{r.discrete}(t)| / |s(0)|")
+        ax.set_title(f"Output-bias class-sum s: each flow's deviation from {r.discrete}\n"
+                     f"(lr {r.lr:g}, weight decay {r.weight_decay:g})",
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -303,7 +427,7 @@ def flags(study):
         for t in r.flows:
             s = r.flow_status(t)
             if s != "ok":
-                notes.append(f"- {md(r.run_id)}: {t} {md(s)}")
+                notes.append(f"- {md(r.run_id)}: {md(t)} {md(s)}")
     return notes
 
 
@@ -315,12 +439,35 @@ def stale_section(study, out):
             + write_table(out, "stale", ["file", "run_id", "reason"], study.stale)]
 
 
+RATES_TEXT = """## Rates of ‖θ_A‖² at the iterates
+
+At each record k of the discrete trajectory ({d}), for each parameter block A of /model/layout: `measured`
+= (‖θ_A(k+1)‖² − ‖θ_A(k)‖²)/η, from the method's own next step; `predicted_`*flow* = 2⟨θ_A, F_A(θ_k)⟩,
+the rate that the flow's vector field F gives at the same iterate θ_k; `rel_error_`*flow* = |predicted −
+measured| / |measured|; `lr_grad_norm_sq` = η‖g_A‖² (for gd exactly measured − predicted_gf). Per run and
+block, the first, middle and last record, then a row `all` over every record: the mean measured and
+predicted rates and rel_error = ‖predicted − measured‖ / ‖measured‖, the norms taken over the records
+(rates.csv)."""
+
+
+def rates_section(study, out):
+    runs = [r for r in study.runs if r.rates and r.records]
+    if not runs:
+        return []
+    without = [md(r.run_id) for r in study.runs if r not in runs]
+    note = ("\n\nRuns without rates (`output.rates = off`, or an older eomlab): " + ", ".join(without) if without else "")
+    return [RATES_TEXT.format(d=md(discrete_name(runs))) + note + "\n\n" + write_table(out, "rates", *rates_table(runs))]
+
+
 def orders_note(study, fits):
     """What the order fits and the plots leave out, for report.md."""
     left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
             for _, _, _, left_out in fits for r, why in left_out]
-    note = ("\n\nLeft out of the fits (no flow describes GD there; `left_out` in orders.csv):\n\n" + "\n".join(left)
-            if left else "")
+    note = (f"\n\nLeft out of the fits (no flow describes {md(discrete_name(study.runs))} there; `left_out` in "
+            "orders.csv):\n\n" + "\n".join(left) if left else "")
+    unordered = [md(t) for t in flows_of(study.runs) if flow_order(t) is None]
+    note += ("\n\nFlows whose name gives no order (not gf or eomP) are not fitted, only shown in the other tables "
+             "and plots: " + ", ".join(unordered) if unordered else "")
     diverged = [md(r.run_id) for r in study.runs if r.diverged]
     return note + ("\n\nThe plots leave out the diverged runs: " + ", ".join(diverged) if diverged else "")
 
@@ -355,19 +502,26 @@ def build(output_dir, out_dir):
     fits = order_fits(study)
     header, rows = orders_table(fits)
     if fits:
-        parts.append("## Orders\n\nSlope of the distance to GD at a common final time against lr (log-log); "
-                     "the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
+        parts.append(f"## Orders\n\nSlope of the distance to {md(discrete_name(study.runs))} at a common final time "
+                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
                      + write_table(out, "orders", header, rows))
     header, rows = translation_table(study)
     if rows:
         parts.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
-                     "(1/t)·log(s(t)/s(0)): measured on GD and each flow, beside the predictions "
-                     "log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (eomP).\n\n"
-                     + write_table(out, "translation", header, rows))
+                     "(1/t)·log(s(t)/s(0)): measured on the discrete trajectory and each flow, beside the "
+                     "predictions log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (GD's eomP; other "
+                     "methods: gf only). `weight_sum_*`: the same for ‖s‖, the norm of the output layer's "
+                     "weight class-sums s_j = Σ_c W[c, j], whose components all decay alike, so the predictions "
+                     "are the same." + (" With rates at the iterates, `weight_sum_sq_rate_*`: d‖s‖²/dt = 2⟨s, ds/dt⟩ "
+                     "at every record, ds/dt measured from the method's next step or each flow's prediction "
+                     "⟨v, F(θ_k)⟩, summarized as the `all` rows of the rate table (means over the records, "
+                     "rel_error = ‖predicted − measured‖ / ‖measured‖)." if "weight_sum_sq_rate_measured" in header else "")
+                     + "\n\n" + write_table(out, "translation", header, rows))
     header, rows = scale_table(study)
     if rows:
         parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
-                     "on GD and on each flow, and each flow's difference from GD.\n\n" + write_table(out, "scale", header, rows))
+                     "on the discrete trajectory and on each flow, and each flow's difference from it.\n\n" + write_table(out, "scale", header, rows))
+    parts += rates_section(study, out)
     figures = plots(study, out)
     if figures:
         parts.append("## Figures\n")
