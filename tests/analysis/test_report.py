@@ -425,10 +425,9 @@ def test_seeds_beyond_a_floats_precision_are_distinct_grid_points():
                                   {"optimizer.horizon": "60.0", "optimizer.lr": "1.0"})
 
 
-# The run-file attributes of DESIGN.md §3.7/§3.8 (method, discrete_trajectory, flows, trajectories, rates,
-# each group's `series`) and the rate datasets are not written by the binary yet: the tests below add them
-# to copies of real run files with h5py. Switch them to real binary output once eomlab writes them
-# (`[output] rates = on`, other methods, flows of other names); the end-to-end test comes with that change.
+# Names the binary's own method and flows never have (and files of an older eomlab, without the
+# attributes): copies of real run files edited with h5py. tests/integration/test_extensions.py reports on
+# the files of a registered toy method and flow.
 
 def contract_attributes(f, discrete, flows, rates="off"):
     f.attrs.update(method=discrete, discrete_trajectory=discrete, flows=",".join(flows),
@@ -444,8 +443,6 @@ def rename(f, old, new):
             f.move(f"{where}/{old}", f"{where}/{new}")
 
 
-# Replace with a study of the real binary whose method is not gd and whose flows include one without an
-# order, once it writes the attributes.
 def test_unusual_trajectory_and_flow_names_are_read_from_the_attributes(orders_study, tmp_path):
     out, _ = orders_study
     copy = tmp_path / "out"
@@ -454,8 +451,8 @@ def test_unusual_trajectory_and_flow_names_are_read_from_the_attributes(orders_s
         with h5py.File(path, "a") as f:
             rename(f, "gd", "walker")
             rename(f, "eom1", "toyflow")
-            for t in ["gf", "toyflow", "eom2"]:
-                f.move(f"observables/{t}/distance_to_gd", f"observables/{t}/distance_to_discrete")
+            for t in ["gf", "toyflow", "eom2"]:  # only the method-independent name stays
+                del f[f"observables/{t}/distance_to_gd"]
             contract_attributes(f, "walker", ["eom2", "toyflow", "gf"])
     rep = report(copy, tmp_path / "report")
     runs = table(rep / "runs.csv")
@@ -481,8 +478,10 @@ def test_files_without_the_attributes_list_their_flows_by_order_then_name(orders
     from eomlab_analysis.load import Run, flow_order
     path = tmp_path / "run.h5"
     shutil.copy(next(iter(run_files(orders_study[0]).values())), path)
-    with h5py.File(path, "a") as f:
+    with h5py.File(path, "a") as f:  # as an eomlab before the names were written
         rename(f, "eom1", "toyflow")
+        for key in ["method", "discrete_trajectory", "flows", "trajectories", "rates"]:
+            del f.attrs[key]
     run = Run(path)
     assert (run.discrete, run.flows) == ("gd", ["gf", "eom2", "toyflow"])
     assert [flow_order(t) for t in ["gf", "eom0", "eom1", "eom12", "toyflow", "eom", "eom1x"]] == [0, 0, 1, 12, None, None, None]
@@ -505,6 +504,8 @@ steps = 12
 record_every = 1
 [flows]
 kinds = gf, eom1
+[output]
+rates = on
 """
 
 
@@ -513,33 +514,32 @@ def blockwise(fn, layout, *arrays):
     return np.stack([fn(*(a[:, b["offset"]:b["offset"] + b["size"]] for a in arrays)) for b in layout], axis=1)
 
 
-def add_rates(path):
-    """Adds to a GD run file with record_every = 1 the datasets of DESIGN.md §3.8, from its stored θ
-    trajectory: measured rates from consecutive records; predicted ones are gf's exactly (its field −g_k =
-    (θ_{k+1} − θ_k)/η on GD) and, as `eom1`, chosen values (the block rates gf + 0.9·η‖g_A‖²; the
-    translation rates eom1's own, −(λ + ηλ²/2)·⟨v_c, θ_k⟩). The last record has no next θ, so every rate
-    series has R − 1 rows and the run is read as R − 1 records. Returns the arrays written."""
-    with h5py.File(path, "a") as f:
+def read_rates(path):
+    """The rate datasets of DESIGN.md §3.8 that the binary wrote (output.rates = on, record_every = 1), each
+    first checked against the stored θ trajectory: on GD, (θ_{k+1} − θ_k)/η = −g_k, so the measured rates,
+    block_grad_norms and gf's predictions follow from consecutive records (the last record's next step is
+    not stored: it is left out of these checks)."""
+    with h5py.File(path, "r") as f:
+        assert f.attrs["rates"] == "on" and f.attrs["flows"] == "gf,eom1"
         lr, wd = float(f.attrs["lr"]), float(f.attrs["weight_decay"])
         theta, layout = f["trajectories/gd/theta"][:], f["model/layout"][:]
+        written = {name: f[f"observables/gd/{name}"][:] for name in
+                   ["measured_block_rates", "block_grad_norms", "predicted_block_rates/gf", "predicted_block_rates/eom1",
+                    "measured_translation_rates", "predicted_translation_rates/gf", "predicted_translation_rates/eom1"]}
         norms = blockwise(lambda a: np.sum(a * a, axis=1), layout, theta)
-        assert np.allclose(norms, f["observables/gd/block_norms"][:], rtol=1e-12)
-        theta, flow = theta[:-1], (theta[1:] - theta[:-1]) / lr
-        written = {"measured_block_rates": (norms[1:] - norms[:-1]) / lr,
-                   "block_grad_norms": blockwise(lambda g: np.sum(g * g, axis=1), layout, flow)}
-        gf = blockwise(lambda a, g: 2 * np.sum(a * g, axis=1), layout, theta, flow)
-        written["predicted_block_rates/gf"] = gf
-        written["predicted_block_rates/eom1"] = gf + 0.9 * lr * written["block_grad_norms"]
+        step = (theta[1:] - theta[:-1]) / lr
+        close = lambda got, want: np.testing.assert_allclose(got[:-1], want, rtol=1e-9, atol=1e-12)  # noqa: E731
+        close(written["measured_block_rates"], (norms[1:] - norms[:-1]) / lr)
+        close(written["block_grad_norms"], blockwise(lambda g: np.sum(g * g, axis=1), layout, step))
+        close(written["predicted_block_rates/gf"], blockwise(lambda a, g: 2 * np.sum(a * g, axis=1), layout, theta[:-1], step))
         components = lambda a: np.stack([a[:, c["offset"] + c["stride"] * np.arange(c["count"])].sum(axis=1)  # noqa: E731
                                          for c in f["model/translation_components"][:]], axis=1)
         stored = f["observables/gd/translation_components"][:]
-        assert np.allclose(components(f["trajectories/gd/theta"][:]), stored, rtol=1e-12, atol=1e-14)
-        written["measured_translation_rates"] = (stored[1:] - stored[:-1]) / lr
-        written["predicted_translation_rates/gf"] = components(flow)
-        written["predicted_translation_rates/eom1"] = -(wd + lr * wd ** 2 / 2) * stored[:-1]
-        for name, values in written.items():
-            f.create_dataset(f"observables/gd/{name}", data=values)
-        contract_attributes(f, "gd", ["gf", "eom1"], rates="on")
+        close(written["measured_translation_rates"], (stored[1:] - stored[:-1]) / lr)
+        close(written["predicted_translation_rates/gf"], components(step))
+        # eom1 along a translation direction v (Hv = λv): ⟨v, F⟩ = −(λ + ηλ²/2)⟨v, θ⟩.
+        np.testing.assert_allclose(written["predicted_translation_rates/eom1"], -(wd + lr * wd ** 2 / 2) * stored,
+                                   rtol=1e-9, atol=1e-12)
         return written, [n.decode() for n in layout["name"]], f["step"][:], f["time"][:], stored, lr, wd
 
 
@@ -549,20 +549,18 @@ def rates_study(tmp_path_factory):
     proc = run_eomlab(["--config", write_config(tmp, RATES.format(output=tmp / "out"))])
     assert proc.returncode == 0, proc.stderr
     (path,) = (tmp / "out" / "runs").glob("*.h5")
-    return add_rates(path), report(tmp / "out", tmp / "report")
+    return read_rates(path), report(tmp / "out", tmp / "report")
 
 
 def relative(predicted, measured):
     return np.linalg.norm(predicted - measured) / np.linalg.norm(measured)
 
 
-# Switch to the binary's own rate datasets (`[output] rates = on`) once it writes them.
 def test_rate_table_matches_the_rates_in_the_file(rates_study):
     (written, blocks, step, time, _, lr, _), rep = rates_study
     rows = table(rep / "rates.csv")
-    records = len(step) - 1  # the records with a next θ
-    assert records == 12 and [r["block"] for r in rows] == [b for b in blocks for _ in range(4)]
-    assert [r["record"] for r in rows[:4]] == ["0", "5", "11", "all"]
+    assert len(step) == 13 and [r["block"] for r in rows] == [b for b in blocks for _ in range(4)]
+    assert [r["record"] for r in rows[:4]] == ["0", "6", "12", "all"]
     measured = written["measured_block_rates"]
     for row in rows:
         b = blocks.index(row["block"])
@@ -577,20 +575,20 @@ def test_rate_table_matches_the_rates_in_the_file(rates_study):
             p = written[f"predicted_block_rates/{flow}"][which, b]
             assert float(row[f"predicted_{flow}"]) == pytest.approx(np.mean(p), rel=1e-5)
             assert float(row[f"rel_error_{flow}"]) == pytest.approx(relative(p, m), rel=1e-5)
-        # On GD the measured rate exceeds gf's prediction by exactly η‖g_A‖².
-        assert float(row["measured"]) - float(row["predicted_gf"]) == pytest.approx(
-            float(row["lr_grad_norm_sq"]), rel=1e-4, abs=1e-9 * abs(float(row["measured"])))
+        # On GD the measured rate exceeds gf's prediction by exactly η‖g_A‖² (to the CSV's 6 digits of each).
+        measured_row, gf_row = float(row["measured"]), float(row["predicted_gf"])
+        assert measured_row - gf_row == pytest.approx(float(row["lr_grad_norm_sq"]), rel=1e-4,
+                                                      abs=1e-5 * (abs(measured_row) + abs(gf_row)))
     md = (rep / "report.md").read_text()
     assert "## Rates of ‖θ_A‖² at the iterates" in md and "| layer0.W | all |" in md
 
 
-# Switch to the binary's own rate datasets (`[output] rates = on`) once it writes them.
 def test_translation_table_has_the_weight_class_sums_and_their_rates_at_the_iterates(rates_study):
     (written, _, _, time, stored, lr, wd), rep = rates_study
     (row,) = table(rep / "translation.csv")
-    s = stored[:-1, :-1]  # the weight class-sums at the records with a next θ
+    s = stored[:, :-1]  # the weight class-sums at every record
     norm = np.linalg.norm(s, axis=1)
-    direct = math.log(norm[-1] / norm[0]) / time[-2]
+    direct = math.log(norm[-1] / norm[0]) / time[-1]
     assert direct == pytest.approx(math.log(1 - lr * wd) / lr, rel=1e-9)  # every s_j decays alike
     assert float(row["weight_sum_measured_gd"]) == pytest.approx(direct, rel=1e-5)
     assert float(row["weight_sum_gd_minus_eom1_prediction"]) == pytest.approx(direct + wd + lr * wd ** 2 / 2, rel=1e-4)

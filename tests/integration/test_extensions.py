@@ -74,6 +74,12 @@ def test_toy_method_flow_and_observable_run_end_to_end(tmp_path):
             assert "theta_sum" in toy[f"observables/{traj}"].attrs["series"].split(",")
             theta = toy[f"trajectories/{traj}/theta"][()]
             assert np.allclose(toy[f"observables/{traj}/theta_sum"][()], theta.sum(axis=1), rtol=0, atol=1e-12)
+    # The report reads the names from the files: the toy method and flow have their columns.
+    proc = subprocess.run(["/usr/bin/python3", str(REPO / "analysis" / "report"), str(tmp_path / "toy"), "--out",
+                           str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header = (tmp_path / "report" / "runs.csv").read_text().splitlines()[0].split(",")
+    assert {"final_loss_half_step_gd", "final_loss_half_speed_gf", "final_distance_half_speed_gf"} <= set(header)
 
 
 def test_unknown_names_are_bad_input_naming_the_key(tmp_path):
