@@ -97,7 +97,7 @@ class Observer {
 
 }  // namespace
 
-ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
+ObservableLayout observable_layout(const Model& model, bool sharpness) {
   return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
 }
 

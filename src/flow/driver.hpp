@@ -15,7 +15,7 @@
 #include "core/slices.hpp"
 #include "diff/objective.hpp"
 #include "flow/dop853.hpp"
-#include "model/mlp.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -27,8 +27,8 @@ struct ObservableLayout {
   bool sharpness = false;                       // λ_max(H) along GD
 };
 
-// The layout of an MLP: every W and b, its invariant blocks, and sharpness if asked for.
-ObservableLayout observable_layout(const Mlp& model, bool sharpness);
+// The layout of a model: every parameter block, its invariant blocks, and sharpness if asked for.
+ObservableLayout observable_layout(const Model& model, bool sharpness);
 
 struct TrajectoryState {
   const Vector* theta = nullptr;  // this rank's slice

@@ -13,7 +13,7 @@
 
 #include "dist/comm.hpp"
 #include "flow/driver.hpp"
-#include "model/mlp.hpp"
+#include "model/model.hpp"
 
 namespace eomlab::io {
 

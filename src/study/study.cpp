@@ -419,7 +419,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const Model probe = make_model(config.model);
   const std::string memory = describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config)));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
@@ -444,7 +444,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const auto names = trajectory_names(config);
 
   // Validate inputs on every rank before anything is allocated or written.
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const Model probe = make_model(config.model);
   refuse_what_cannot_fit(config, probe.n_params(), world);
   const Dataset data = load_data(config);
   Vector init_from_file;
@@ -514,7 +514,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       continue;
     }
 
-    Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+    Model model = make_model(config.model);
     const Vector theta0_whole = config.model.init_path.empty() ? model.initial_parameters(run.seed) : init_from_file;
     const dist::SlicedVectors slices(group, model.n_params());
     const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
@@ -545,8 +545,8 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     for (const char* var : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"})
       if (const char* v = std::getenv(var)) header.provenance.emplace_back(var, v);
 
-    MlpObjective objective(std::move(model), shard(data, group.rank(), group.size()), data.n_samples(),
-                           run.weight_decay, slices);
+    ModelObjective objective(std::move(model), shard(data, group.rank(), group.size()), data.n_samples(),
+                             run.weight_decay, slices);
     DriverSettings settings;
     settings.lr = run.lr;
     settings.steps = run.steps;
