@@ -31,12 +31,12 @@ int main(int argc, char** argv) {
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
   const Dataset full = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
   const std::vector<Index> widths = bench::widths_for(full, {256, 256});
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  Model mlp = bench::tanh_mlp(widths);
   const Index p = mlp.n_params();
   const Vector theta = io::read_parameters_file(argv[2], p, "theta");
   const Vector v = io::read_parameters_file(argv[3], p, "v");
   const dist::SlicedVectors slices(world, p);
-  MlpObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.0, slices);
+  ModelObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.0, slices);
   const Vector ts = theta.segment(slices.begin(), slices.local_size()), vs = v.segment(slices.begin(), slices.local_size());
 
   auto time = [&](const char* name, auto&& evaluate) {

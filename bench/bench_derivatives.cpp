@@ -32,7 +32,7 @@ const Network small{{16, 64, 64, 4}, 256};
 
 struct Fixture {
   std::unique_ptr<WholeVector> local;
-  std::unique_ptr<MlpObjective> objective;
+  std::unique_ptr<ModelObjective> objective;
   Vector theta, v, out;
 
   explicit Fixture(const Network& net) {
@@ -43,13 +43,13 @@ struct Fixture {
     ModelConfig model;
     model.layers = net.widths;
     Dataset d = make_synthetic(data, model);
-    Mlp mlp(net.widths, Activation::tanh, LossKind::cross_entropy);
+    Model mlp = bench::tanh_mlp(net.widths);
     theta = mlp.initial_parameters(1);
     Rng r(2, rng_stream::test);
     v.resize(theta.size());
     for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
     local = std::make_unique<WholeVector>(mlp.n_params());
-    objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), net.samples, 0.0, *local);
+    objective = std::make_unique<ModelObjective>(std::move(mlp), std::move(d), net.samples, 0.0, *local);
   }
 };
 
@@ -128,7 +128,7 @@ void field(benchmark::State& state, const Network* net, int order) {
 // The same GEMMs as one gradient (shapes, transposes, the one gemm() of model/gemm.hpp), on plain
 // matrices: the speed the gradient can hope for. W is read as the column-major Wᵀ, as the gradient does.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
-  use_one_blas_thread();  // as every Mlp does
+  use_one_blas_thread();  // as every Model does
   std::vector<Matrix> wt, a, d, z, g, e;
   for (std::size_t i = 0; i + 1 < net->widths.size(); ++i) {
     const Index in = net->widths[i], out = net->widths[i + 1];

@@ -37,14 +37,14 @@ int main(int argc, char** argv) {
   ModelConfig model;
   model.layers = widths;
   const Dataset full = make_synthetic(data, model);
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  Model mlp = bench::tanh_mlp(widths);
   const Index p = mlp.n_params();
   const Vector theta = mlp.initial_parameters(1);
   Rng rng(2, rng_stream::test);
   Vector v(p);
   for (Index i = 0; i < p; ++i) v[i] = rng.normal();
   const dist::SlicedVectors slices(world, p);
-  MlpObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), samples, 0.0, slices);
+  ModelObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), samples, 0.0, slices);
   const Vector theta_s = theta.segment(slices.begin(), slices.local_size());
   const Vector v_s = v.segment(slices.begin(), slices.local_size());
   Vector out;

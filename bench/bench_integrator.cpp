@@ -25,13 +25,13 @@ int main(int argc, char** argv) {
   }
   const Dataset data = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
   const std::vector<Index> widths = bench::widths_for(data, {64, 64});
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  Model mlp = bench::tanh_mlp(widths);
   const Index p = mlp.n_params();
   const Vector theta0 = io::read_parameters_file(argv[2], p, "theta");
   const int order = std::stoi(argv[3]);
   const double lr = std::stod(argv[4]), horizon = std::stod(argv[5]);
   const WholeVector whole(p);
-  MlpObjective objective(std::move(mlp), data, data.n_samples(), 0.0, whole);
+  ModelObjective objective(std::move(mlp), data, data.n_samples(), 0.0, whole);
   for (int i = 7; i < argc; ++i) {
     const double rtol = std::stod(argv[i]);
     const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", lr);

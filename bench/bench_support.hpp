@@ -10,8 +10,18 @@
 
 #include "core/dataset.hpp"
 #include "dist/comm.hpp"
+#include "model/model.hpp"
 
 namespace eomlab::bench {
+
+// The benchmarks' network: a tanh MLP of these widths under softmax cross-entropy.
+inline Model tanh_mlp(const std::vector<Index>& widths) {
+  ModelConfig config;
+  config.layers = widths;
+  config.activation = Activation::tanh;
+  config.loss = LossKind::cross_entropy;
+  return make_model(config);
+}
 
 // "784,256,256,10" -> {784, 256, 256, 10}; empty text -> empty list.
 inline std::vector<Index> parse_widths(const std::string& text) {

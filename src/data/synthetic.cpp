@@ -2,7 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "model/mlp.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -34,10 +34,12 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
   } else if (data.source == "teacher") {
     for (Index i = 0; i < n; ++i)
       for (Index f = 0; f < d; ++f) out.x(f, i) = rng.normal();
-    std::vector<Index> widths = model.layers;
-    widths.front() = d;
-    widths.back() = k;
-    Mlp teacher(widths, model.activation, LossKind::mse);
+    ModelConfig network = model;  // the student's hidden widths and activation, plain, for d inputs and k outputs
+    network.layers.front() = d;
+    network.layers.back() = k;
+    network.normalize = Normalization::none;
+    network.loss = LossKind::mse;
+    const Model teacher = make_model(network);
     const Matrix z = teacher.outputs(teacher.initial_parameters(data.seed ^ 0x7EAC4E5ULL), out.x);
     if (model.loss == LossKind::cross_entropy) {
       out.labels.resize(static_cast<std::size_t>(n));

@@ -4,17 +4,18 @@
 
 namespace eomlab {
 
-MlpObjective::MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices)
+ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double weight_decay,
+                               const SliceExchange& slices)
     : model_(std::move(model)),
       local_(std::move(local)),
       scale_(1.0 / static_cast<double>(n_total)),
       weight_decay_(weight_decay),
       slices_(slices) {
-  if (n_total <= 0) throw Error("MlpObjective: expected a non-empty data set");
-  if (slices.global_size() != model_.n_params()) throw Error("MlpObjective: slices do not match the model");
+  if (n_total <= 0) throw Error("ModelObjective: expected a non-empty data set");
+  if (slices.global_size() != model_.n_params()) throw Error("ModelObjective: slices do not match the model");
 }
 
-const Vector& MlpObjective::gathered_theta(const Vector& slice) {
+const Vector& ModelObjective::gathered_theta(const Vector& slice) {
   // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
   // not), so all of them gather, or skip, together.
   const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
@@ -26,25 +27,25 @@ const Vector& MlpObjective::gathered_theta(const Vector& slice) {
   return theta_;
 }
 
-double MlpObjective::weight_decay_term(const Vector& theta) const {
+double ModelObjective::weight_decay_term(const Vector& theta) const {
   return weight_decay_ == 0.0 ? 0.0 : 0.5 * weight_decay_ * theta.squaredNorm();
 }
 
-void MlpObjective::add_weight_decay(const Vector& x, Vector& out) const {
+void ModelObjective::add_weight_decay(const Vector& x, Vector& out) const {
   if (weight_decay_ != 0.0) out += weight_decay_ * x;  // skipped at λ = 0: a pass over the slice
 }
 
-double MlpObjective::local_loss(const Vector& theta) {
+double ModelObjective::local_loss(const Vector& theta) {
   forward_pass_at_theta_ = false;  // a loss-only pass keeps no backward pass
   return local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0;
 }
 
-double MlpObjective::value(const Vector& theta_slice) {
+double ModelObjective::value(const Vector& theta_slice) {
   const Vector& theta = gathered_theta(theta_slice);
   return slices_.sum(local_loss(theta)) + weight_decay_term(theta);
 }
 
-double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad) {
+double ModelObjective::value_and_gradient(const Vector& theta_slice, Vector& grad) {
   const Vector& theta = gathered_theta(theta_slice);
   double loss = 0.0;
   if (local_.n_samples() > 0) {
@@ -58,7 +59,7 @@ double MlpObjective::value_and_gradient(const Vector& theta_slice, Vector& grad)
   return slices_.sum(loss) + weight_decay_term(theta);
 }
 
-void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Vector& hv) {
+void ModelObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Vector& hv) {
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(v, v_);
   if (local_.n_samples() > 0) {
@@ -71,7 +72,7 @@ void MlpObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Ve
   add_weight_decay(v, hv);
 }
 
-void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const Vector& v, Vector& out) {
+void ModelObjective::third_order(const Vector& theta_slice, const Vector& u, const Vector& v, Vector& out) {
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(u, u_);
   slices_.all_gather(v, v_);
@@ -83,7 +84,7 @@ void MlpObjective::third_order(const Vector& theta_slice, const Vector& u, const
   slices_.reduce_scatter(whole_out_, out);
 }
 
-void MlpObjective::hessian_and_third_order(const Vector& theta_slice, const Vector& u, Vector& hu, Vector& tuu) {
+void ModelObjective::hessian_and_third_order(const Vector& theta_slice, const Vector& u, Vector& hu, Vector& tuu) {
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(u, u_);
   if (local_.n_samples() > 0) {

@@ -8,7 +8,7 @@
 #include "core/dataset.hpp"
 #include "core/slices.hpp"
 #include "core/types.hpp"
-#include "model/mlp.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -30,23 +30,23 @@ class Objective {
   }
 };
 
-// The loss of an MLP over a data set sharded across the ranks of a run: each rank holds one shard
+// The loss of a Model over a data set sharded across the ranks of a run: each rank holds one shard
 // and one slice of every vector. An evaluation all-gathers the input slices (θ only when it changed),
 // sums over the local shard, and reduce-scatters the result.
-class MlpObjective final : public Objective {
+class ModelObjective final : public Objective {
  public:
   // `local` is this rank's shard of a data set of `n_total` samples.
-  MlpObjective(Mlp model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices);
+  ModelObjective(Model model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices);
   Index dimension() const override { return slices_.local_size(); }
   double value(const Vector& theta) override;
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
   void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) override;
   void hessian_and_third_order(const Vector& theta, const Vector& u, Vector& hu, Vector& tuu) override;
-  const Mlp& model() const { return model_; }
+  const Model& model() const { return model_; }
 
  private:
-  Mlp model_;
+  Model model_;
   Dataset local_;
   double scale_;
   double weight_decay_;

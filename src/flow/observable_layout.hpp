@@ -4,7 +4,7 @@
 #pragma once
 #include <vector>
 
-#include "model/mlp.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -15,8 +15,8 @@ struct ObservableLayout {
   bool sharpness = false;                       // λ_max(H) along the discrete trajectory
 };
 
-// The layout of a network: every W and b, its invariant blocks, and the sharpness if asked for.
-inline ObservableLayout observable_layout(const Mlp& model, bool sharpness) {
+// The layout of a model: every parameter block, its invariant blocks, and the sharpness if asked for.
+inline ObservableLayout observable_layout(const Model& model, bool sharpness) {
   return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
 }
 

@@ -1,4 +1,5 @@
-// A dense multilayer perceptron with a flat parameter vector, and its exact derivatives.
+// A dense multilayer perceptron with a flat parameter vector, and its exact derivatives: the
+// implementation of the MLP configuration of Model (model/model.hpp), which the rest of the code sees.
 //
 // Flat layout (DESIGN.md §3.3): layer by layer from the input, W (out x in, row-major) then b (out).
 // Loss of a batch: scale * Σ_i ℓ(x_i, y_i; θ), where ℓ is softmax cross-entropy
@@ -24,24 +25,13 @@
 #include "core/config.hpp"
 #include "core/dataset.hpp"
 #include "core/types.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
 struct DenseLayer {
   Index in = 0, out = 0;
   Index w_offset = 0, b_offset = 0;
-};
-
-// A named contiguous piece of the flat parameter vector (one W or one b).
-struct ParameterBlock {
-  std::string name;
-  Index offset = 0, size = 0, rows = 0, cols = 0;
-};
-
-// A linear functional of θ: Σ_k θ[offset + k·stride], k < count (e.g. a column sum of a row-major W).
-struct ParameterSum {
-  std::string name;
-  Index offset = 0, stride = 1, count = 0;
 };
 
 class Mlp {

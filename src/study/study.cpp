@@ -421,7 +421,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const Model probe = make_model(config.model);
   const std::string memory = describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config)));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
@@ -517,7 +517,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   const StudyConfig& config = s.config;
   const dist::Comm& group = s.group;
   const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
-  Mlp model(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  Model model = make_model(config.model);
   const Vector theta0_whole = s.init_from_file.size() == 0 ? model.initial_parameters(run.seed) : s.init_from_file;
   const dist::SlicedVectors slices(group, model.n_params());
   const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
@@ -539,7 +539,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.rates = settings.rates;
   header.provenance = s.provenance;
 
-  MlpObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
+  ModelObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
                          run.weight_decay, slices);
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
@@ -640,7 +640,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
 
   // Validate inputs on every rank before anything is allocated or written.
-  const Mlp probe(config.model.layers, config.model.activation, config.model.loss, config.model.normalize);
+  const Model probe = make_model(config.model);
   refuse_what_cannot_fit(config, probe.n_params(), world);
   const Dataset data = load_data(config);
   Vector init_from_file;

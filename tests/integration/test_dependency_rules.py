@@ -42,6 +42,16 @@ def test_numerics_depend_on_core_and_eigen_only():
     assert [(str(f), t) for m, f, t in includes() if m in numerics and third_party.fullmatch(t)] == []
 
 
+def test_only_model_knows_the_mlp():
+    """DESIGN.md §2.6: outside src/model the code sees Model only. The identifier Mlp (Mlp, MlpObjective,
+    ...) and an include of model/mlp.hpp appear nowhere else under src/, comments included."""
+    mlp = re.compile(r"Mlp|mlp\.hpp")
+    found = [(str(p.relative_to(REPO)), n, line.strip())
+             for p in SOURCES if p.relative_to(REPO / "src").parts[0] != "model"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if mlp.search(line)]
+    assert found == []
+
+
 def test_the_rules_see_the_sources():
     """The checks above read real files: the includes they must allow are found."""
     found = {t for _, _, t in includes()}

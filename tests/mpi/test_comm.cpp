@@ -8,6 +8,7 @@
 #include "dist/comm.hpp"
 #include "support/mixture.hpp"
 #include "support/random_vector.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -35,14 +36,15 @@ TEST(Comm, ShardedObjectiveEqualsSerial) {
   ModelConfig model;
   model.layers = {8, 12, 3};
   const Dataset full = test::mixture(101, model.layers);
-  Mlp mlp(model.layers, Activation::gelu, LossKind::cross_entropy);
+  Model mlp = test::mlp_model(model.layers, Activation::gelu, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(2);
   const Vector v = test::random_vector(theta.size(), 5);
 
   const WholeVector whole(theta.size());
   const dist::SlicedVectors slices(world, theta.size());
-  MlpObjective serial(Mlp(model.layers, Activation::gelu, LossKind::cross_entropy), full, full.n_samples(), 0.01, whole);
-  MlpObjective sharded(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.01, slices);
+  ModelObjective serial(test::mlp_model(model.layers, Activation::gelu, LossKind::cross_entropy), full, full.n_samples(),
+                        0.01, whole);
+  ModelObjective sharded(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.01, slices);
   const Index b = slices.begin(), n = slices.local_size();
   ASSERT_EQ(sharded.dimension(), n);
   Vector g1, g2, h1, h2, t1, t2;

@@ -1,6 +1,6 @@
 // The fast path of the MLP (model/dense_path.hpp) against the jet path that defines the results: loss,
 // gradient and HVP for every activation and loss; the HVP that reuses a gradient's forward pass gives the
-// same bits as a fresh one, and MlpObjective reuses it only at the same θ.
+// same bits as a fresh one, and ModelObjective reuses it only at the same θ.
 #include <gtest/gtest.h>
 
 #include <tuple>
@@ -9,6 +9,7 @@
 #include "support/finite_difference.hpp"
 #include "support/mixture.hpp"
 #include "support/random_vector.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 using test::random_vector;
@@ -25,12 +26,13 @@ Dataset data_for(Activation act, LossKind loss) { return test::teacher(30, width
 struct ObjectiveAndReference {
   explicit ObjectiveAndReference(double decay)
       : data(data_for(Activation::tanh, LossKind::cross_entropy)),
-        reference(widths, Activation::tanh, LossKind::cross_entropy),
+        reference(test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy)),
         theta(reference.initial_parameters(3)),
         other(theta + 0.1 * random_vector(theta.size(), 9)),
         v(random_vector(theta.size(), 8)),
         whole(theta.size()),
-        objective(Mlp(widths, Activation::tanh, LossKind::cross_entropy), data, data.n_samples(), decay, whole),
+        objective(test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy), data, data.n_samples(), decay,
+                  whole),
         weight_decay(decay) {
     reference.use_reference_path(true);
   }
@@ -41,10 +43,10 @@ struct ObjectiveAndReference {
   }
 
   Dataset data;
-  Mlp reference;
+  Model reference;
   Vector theta, other, v;
   WholeVector whole;
-  MlpObjective objective;
+  ModelObjective objective;
   double weight_decay;
 };
 
@@ -56,7 +58,7 @@ class DensePathAgainstJets : public ::testing::TestWithParam<Case> {};
 TEST_P(DensePathAgainstJets, LossGradientAndHvpAgree) {
   const auto [act, loss] = GetParam();
   const Dataset d = data_for(act, loss);
-  Mlp fast(widths, act, loss), reference(widths, act, loss);
+  Model fast = test::mlp_model(widths, act, loss), reference = test::mlp_model(widths, act, loss);
   reference.use_reference_path(true);
   const Vector theta = fast.initial_parameters(3), v = random_vector(fast.n_params(), 8);
   const double scale = 1.0 / 30;
@@ -78,7 +80,7 @@ INSTANTIATE_TEST_SUITE_P(All, DensePathAgainstJets,
 
 TEST(DensePath, ReusedForwardPassGivesTheSameBits) {
   const Dataset d = data_for(Activation::tanh, LossKind::cross_entropy);
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy);
+  Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
   Vector g, fresh, reused, after_loss;
   mlp.hessian_vector(theta, v, d, 0.1, fresh);

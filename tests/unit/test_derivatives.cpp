@@ -8,6 +8,7 @@
 #include "support/finite_difference.hpp"
 #include "support/mixture.hpp"
 #include "support/random_vector.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 using test::random_vector;
@@ -16,7 +17,7 @@ namespace {
 
 struct Problem {
   std::unique_ptr<WholeVector> whole;
-  std::unique_ptr<MlpObjective> objective;
+  std::unique_ptr<ModelObjective> objective;
   Vector theta;
 };
 
@@ -24,11 +25,11 @@ std::unique_ptr<Problem> make_problem(Activation act, LossKind loss, double wd, 
                                       Normalization norm = Normalization::none) {
   auto p = std::make_unique<Problem>();
   Dataset d = test::teacher(40, widths, act, loss, 11);
-  Mlp mlp(widths, act, loss, norm);
+  Model mlp = test::mlp_model(widths, act, loss, norm);
   p->theta = mlp.initial_parameters(5);
   const Index n = d.n_samples();
   p->whole = std::make_unique<WholeVector>(mlp.n_params());
-  p->objective = std::make_unique<MlpObjective>(std::move(mlp), std::move(d), n, wd, *p->whole);
+  p->objective = std::make_unique<ModelObjective>(std::move(mlp), std::move(d), n, wd, *p->whole);
   return p;
 }
 
@@ -114,7 +115,7 @@ TEST(Derivatives, ShardSumsEqualTheFullBatch) {
   ModelConfig model;
   model.layers = {5, 7, 6, 3};
   const Dataset full = test::mixture(31, model.layers, 2);
-  Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
+  Model mlp = test::mlp_model(model.layers, Activation::tanh, LossKind::cross_entropy);
   const Vector theta = mlp.initial_parameters(1), v = random_vector(theta.size(), 9);
   const double scale = 1.0 / 31;
   Vector g_full, hv_full, g_part, hv_part, g_sum = Vector::Zero(theta.size()), hv_sum = Vector::Zero(theta.size());
@@ -134,8 +135,9 @@ TEST(Derivatives, ShardSumsEqualTheFullBatch) {
 }
 
 TEST(Derivatives, LayoutIsLayerByLayerWeightsRowMajorThenBias) {
-  Mlp mlp({3, 4, 2}, Activation::tanh, LossKind::mse);
+  Model mlp = test::mlp_model({3, 4, 2}, Activation::tanh, LossKind::mse);
   ASSERT_EQ(mlp.n_params(), 3 * 4 + 4 + 4 * 2 + 2);
+  EXPECT_EQ(mlp.description(), "3 -> dense(4), tanh, dense(2) -> mse");
   const auto blocks = mlp.blocks();
   ASSERT_EQ(blocks.size(), 4u);
   EXPECT_EQ(blocks[0].name, "layer0.W");
@@ -205,33 +207,48 @@ void expect_scale_invariance_identities(Objective& f, const Vector& theta, Index
   EXPECT_LT((t - expected).norm(), 1e-11 * expected.norm());
 }
 
+// Layer i's W and b (blocks 2i and 2i + 1 of the MLP's layout).
+struct DenseBlocks {
+  ParameterBlock w, b;
+};
+std::vector<DenseBlocks> dense_layers(const Model& model) {
+  const auto blocks = model.blocks();
+  std::vector<DenseBlocks> out;
+  for (std::size_t i = 0; i + 1 < blocks.size(); i += 2) out.push_back({blocks[i], blocks[i + 1]});
+  return out;
+}
+
 }  // namespace
 
 TEST(Normalized, LayerNormMakesEachHiddenLayersWAndBJointlyScaleInvariant) {
   auto p = make_problem(Activation::tanh, LossKind::cross_entropy, 0.0, {5, 7, 6, 3}, Normalization::layer);
-  const auto& layers = p->objective->model().layers();
+  const auto layers = dense_layers(p->objective->model());
+  ASSERT_EQ(layers.size(), 3u);
   for (std::size_t i = 0; i + 1 < layers.size(); ++i)
-    expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w_offset, layers[i].in * layers[i].out + layers[i].out);
+    expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w.offset,
+                                       layers[i].w.size + layers[i].b.size);
   // Loss unchanged by scaling the block.
   Vector scaled = p->theta;
-  scaled.segment(layers[0].w_offset, layers[0].in * layers[0].out + layers[0].out) *= 3.7;
+  scaled.segment(layers[0].w.offset, layers[0].w.size + layers[0].b.size) *= 3.7;
   EXPECT_NEAR(p->objective->value(scaled), p->objective->value(p->theta), 1e-14);
 }
 
 TEST(Normalized, WeightNormMakesEachHiddenNeuronsRowScaleInvariant) {
   auto p = make_problem(Activation::gelu, LossKind::mse, 0.0, {5, 7, 6, 3}, Normalization::weight);
-  const auto& layers = p->objective->model().layers();
+  const auto layers = dense_layers(p->objective->model());
+  ASSERT_EQ(layers.size(), 3u);
   for (std::size_t i = 0; i + 1 < layers.size(); ++i)
-    for (Index row : {Index{0}, layers[i].out - 1})
-      expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w_offset + row * layers[i].in, layers[i].in);
+    for (Index row : {Index{0}, layers[i].w.rows - 1})
+      expect_scale_invariance_identities(*p->objective, p->theta, layers[i].w.offset + row * layers[i].w.cols,
+                                         layers[i].w.cols);
 }
 
 TEST(Derivatives, OutputLayerIsTranslationInvariantUnderCrossEntropy) {
   // v = adding a constant to every class's bias: v·g = 0, Hv = 0, T[v, u] = 0 (DESIGN.md §1.4).
   auto p = make_problem(Activation::tanh, LossKind::cross_entropy, 0.0);
-  const DenseLayer& out = p->objective->model().layers().back();
+  const ParameterBlock out = dense_layers(p->objective->model()).back().b;
   Vector v = Vector::Zero(p->theta.size());
-  v.segment(out.b_offset, out.out).setOnes();
+  v.segment(out.offset, out.size).setOnes();
   Vector g, hv, t;
   p->objective->value_and_gradient(p->theta, g);
   p->objective->hessian_vector(p->theta, v, hv);

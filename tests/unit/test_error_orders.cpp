@@ -8,6 +8,7 @@
 #include "flow/driver.hpp"
 #include "support/mixture.hpp"
 #include "support/recording_sink.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -38,11 +39,11 @@ TEST(ErrorOrders, SlopesOneToFourForGfAndEom1To3OnATanhNetwork) {
   std::vector<double> lrs;
   std::vector<std::vector<double>> distance(4);
   for (double lr : {0.08, 0.04, 0.02, 0.01}) {
-    Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
+    Model mlp = test::mlp_model(model.layers, Activation::tanh, LossKind::cross_entropy);
     const Vector theta0 = mlp.initial_parameters(3);
     const ObservableLayout layout = observable_layout(mlp, false);
     const WholeVector local(mlp.n_params());
-    MlpObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
+    ModelObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
     DriverSettings s;
     s.lr = lr;
     s.steps = std::lround(horizon / lr);

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "model/gemm.hpp"
-#include "model/mlp.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -39,8 +39,8 @@ TEST(Gemm, WritesIntoBlocksAndReadsStridedViews) {
 extern "C" int openblas_get_num_threads() __attribute__((weak));
 
 // eomlab runs one rank per core: the BLAS it links must not start threads of its own.
-TEST(Gemm, BlasRunsOneThreadOnceAnMlpExists) {
+TEST(Gemm, BlasRunsOneThreadOnceAModelExists) {
   if (!openblas_get_num_threads) GTEST_SKIP() << "not linked with OpenBLAS";
-  Mlp mlp({3, 4, 2}, Activation::tanh, LossKind::mse);
+  Model mlp = test::mlp_model({3, 4, 2}, Activation::tanh, LossKind::mse);
   EXPECT_EQ(openblas_get_num_threads(), 1);
 }

@@ -6,6 +6,7 @@
 #include "data/synthetic.hpp"
 #include "flow/driver.hpp"
 #include "support/recording_sink.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -26,12 +27,12 @@ struct Study {
   }
 
   std::vector<test::StoredRecord> run(double lr, long steps, long record_every, double wd, std::vector<std::string> flows,
-                                      MlpObjective** objective_out = nullptr) {
-    Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy, model.normalize);
+                                      ModelObjective** objective_out = nullptr) {
+    Model mlp = test::mlp_model(model.layers, Activation::tanh, LossKind::cross_entropy, model.normalize);
     const Vector theta0 = mlp.initial_parameters(7);
     const ObservableLayout layout = observable_layout(mlp, false);
     local = std::make_unique<WholeVector>(mlp.n_params());
-    objective = std::make_unique<MlpObjective>(std::move(mlp), data, data.n_samples(), wd, *local);
+    objective = std::make_unique<ModelObjective>(std::move(mlp), data, data.n_samples(), wd, *local);
     if (objective_out) *objective_out = objective.get();
     DriverSettings s;
     s.lr = lr;
@@ -45,7 +46,7 @@ struct Study {
   }
 
   std::unique_ptr<WholeVector> local;
-  std::unique_ptr<MlpObjective> objective;
+  std::unique_ptr<ModelObjective> objective;
 };
 
 double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
@@ -96,7 +97,7 @@ TEST(TranslationInvariance, ConservedWithoutWeightDecayByEveryTrajectory) {
 
 TEST(ScaleInvariance, GdAddsExactlyLrSquaredGradNormSquaredAndGfConserves) {
   Study study(Normalization::layer, 3);
-  MlpObjective* objective = nullptr;
+  ModelObjective* objective = nullptr;
   const double lr = 0.2;
   const auto records = study.run(lr, 25, 1, 0.0, {"gf"}, &objective);
   const auto blocks = objective->model().scale_invariant_blocks();

@@ -11,6 +11,7 @@
 #include "model/buffer.hpp"
 #include "flow/flow.hpp"
 #include "support/mixture.hpp"
+#include "support/model.hpp"
 
 extern "C" void* __libc_malloc(std::size_t);
 extern "C" void* __libc_calloc(std::size_t, std::size_t);
@@ -67,10 +68,10 @@ TEST_P(NoAllocation, FieldEvaluationsAndIntegratorSteps) {
   const auto [normalization, order, activation] = GetParam();
   const std::vector<Index> widths{5, 12, 9, 3};
   const Dataset d = test::mixture(48, widths, 2);
-  Mlp mlp(widths, activation, LossKind::cross_entropy, normalization);
+  Model mlp = test::mlp_model(widths, activation, LossKind::cross_entropy, normalization);
   const Vector theta0 = mlp.initial_parameters(1);
   const WholeVector whole(mlp.n_params());
-  MlpObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
+  ModelObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
   const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", 0.05);
   Flow& field = *field_owner;
   Dop853 integrator([&](const Vector& y, Vector& dydt) { field(y, dydt); }, {1e-9, 1e-11, 0}, whole,

@@ -9,6 +9,7 @@
 #include "data/synthetic.hpp"
 #include "flow/driver.hpp"
 #include "flow/flow.hpp"
+#include "support/model.hpp"
 #include "support/recording_sink.hpp"
 
 using namespace eomlab;
@@ -31,7 +32,7 @@ struct RatesRun {
   Dataset data;
   ModelConfig model;
   std::unique_ptr<WholeVector> whole;
-  std::unique_ptr<MlpObjective> objective;
+  std::unique_ptr<ModelObjective> objective;
   ObservableLayout layout;
   DriverSettings settings;
   std::vector<test::StoredRecord> records;
@@ -45,11 +46,11 @@ struct RatesRun {
     model.layers = {4, 6, 3};
     model.normalize = normalize;
     data = make_synthetic(d, model);
-    Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy, normalize);
+    Model mlp = test::mlp_model(model.layers, Activation::tanh, LossKind::cross_entropy, normalize);
     const Vector theta0 = mlp.initial_parameters(5);
     layout = observable_layout(mlp, false);
     whole = std::make_unique<WholeVector>(mlp.n_params());
-    objective = std::make_unique<MlpObjective>(std::move(mlp), data, data.n_samples(), weight_decay, *whole);
+    objective = std::make_unique<ModelObjective>(std::move(mlp), data, data.n_samples(), weight_decay, *whole);
     settings.lr = 0.2;
     settings.steps = 6;
     settings.record_every = 1;

@@ -8,6 +8,7 @@
 #include "flow/driver.hpp"
 #include "support/mixture.hpp"
 #include "support/recording_sink.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -44,11 +45,11 @@ TEST(Resume, StoppedAndContinuedRunsEqualTheUninterruptedRunBitwise) {
   s.flows = {"gf", "eom1", "eom2"};
 
   auto run = [&](RunControl* control, const DriverCheckpoint* from, test::RecordingSink& sink) {
-    Mlp mlp(model.layers, Activation::tanh, LossKind::cross_entropy);
+    Model mlp = test::mlp_model(model.layers, Activation::tanh, LossKind::cross_entropy);
     const Vector theta0 = mlp.initial_parameters(1);
     const ObservableLayout layout = observable_layout(mlp, true);
     const WholeVector whole(mlp.n_params());
-    MlpObjective objective(std::move(mlp), data, data.n_samples(), 0.01, whole);
+    ModelObjective objective(std::move(mlp), data, data.n_samples(), 0.01, whole);
     return run_synchronized(objective, theta0, s, layout, whole, sink, {}, control, from);
   };
 

@@ -6,6 +6,7 @@
 #include "data/synthetic.hpp"
 #include "diff/sharpness.hpp"
 #include "support/mixture.hpp"
+#include "support/model.hpp"
 
 using namespace eomlab;
 
@@ -48,10 +49,10 @@ TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
       for (double wd : {0.0, 1e-3})
         for (Activation act : {Activation::tanh, Activation::gelu}) {
           const Case c{act, norm, loss, wd};
-          Mlp mlp(widths, act, loss, norm);
+          Model mlp = test::mlp_model(widths, act, loss, norm);
           const Vector theta = mlp.initial_parameters(3);
           const WholeVector local(mlp.n_params());
-          MlpObjective objective(std::move(mlp), test::teacher(40, widths, act, loss, 5), 40, wd, local);
+          ModelObjective objective(std::move(mlp), test::teacher(40, widths, act, loss, 5), 40, wd, local);
           const Matrix h = full_hessian(objective, theta);
           const Eigen::SelfAdjointEigenSolver<Matrix> eig(h);
           const double exact = eig.eigenvalues()[h.rows() - 1];
@@ -69,10 +70,10 @@ TEST(Sharpness, MatchesTheLargestEigenvalueOfTheFullHessian) {
 // The defect's own setting, checked directly: ones is an eigenvector for λ, far below λ_max.
 TEST(Sharpness, OnesIsAnEigenvectorUnderLayerNormWithWeightDecay) {
   const std::vector<Index> widths{4, 6, 3};
-  Mlp mlp(widths, Activation::tanh, LossKind::cross_entropy, Normalization::layer);
+  Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy, Normalization::layer);
   const Vector theta = mlp.initial_parameters(1);
   const WholeVector local(mlp.n_params());
-  MlpObjective objective(std::move(mlp), test::mixture(30, widths), 30, 1e-3, local);
+  ModelObjective objective(std::move(mlp), test::mixture(30, widths), 30, 1e-3, local);
   const Vector ones = Vector::Ones(theta.size());
   Vector h_ones;
   objective.hessian_vector(theta, ones, h_ones);

@@ -1,0 +1,82 @@
+// A network with a flat parameter vector θ and its exact derivatives: the one model type outside
+// src/model (DESIGN.md §2.6). Which layers it is made of is its own business; make_model builds it from
+// the configuration (today the MLP shorthand: widths, activation, normalization, loss).
+//
+// Loss of a batch: scale * Σ_i ℓ(x_i, y_i; θ), ℓ the configured loss of the network's outputs; `scale`
+// is 1/N_total for a shard of N_total. Weight decay is not part of the model (see diff/objective.hpp).
+// Invariants: every derivative is exact (forward-over-reverse jets, model/jet.hpp); a fast path, where
+// one applies, gives the reference path's results to rounding; the same inputs give the same bits.
+// Not thread-safe: evaluations reuse a mutable workspace.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/dataset.hpp"
+#include "core/types.hpp"
+
+namespace eomlab {
+
+// A named contiguous piece of the flat parameter vector (one W or one b, or an invariant block).
+struct ParameterBlock {
+  std::string name;
+  Index offset = 0, size = 0, rows = 0, cols = 0;
+};
+
+// A linear functional of θ: Σ_k θ[offset + k·stride], k < count (e.g. a column sum of a row-major W).
+struct ParameterSum {
+  std::string name;
+  Index offset = 0, stride = 1, count = 0;
+};
+
+class Model {
+ public:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  Index n_params() const;
+  // What the network is, for provenance and messages, e.g. "16 -> dense(32), tanh, dense(4) -> cross_entropy".
+  std::string description() const;
+  // Every parameter tensor (W, b, ...) in layout order; together they tile θ.
+  std::vector<ParameterBlock> blocks() const;
+  // The blocks on which the loss is scale-invariant (DESIGN.md §1.4); empty if there are none.
+  std::vector<ParameterBlock> scale_invariant_blocks() const;
+  // Directions along which the loss is translation-invariant (the output layer under softmax
+  // cross-entropy), as linear functionals of θ; empty if there are none.
+  std::vector<ParameterSum> translation_components() const;
+  // Evaluate everything on the jet path, even where the fast path applies (to test one against the other).
+  void use_reference_path(bool reference);
+
+  // Default initialisation from a portable RNG stream of `seed`.
+  Vector initial_parameters(std::uint64_t seed) const;
+  // Network outputs (n_outputs x samples).
+  Matrix outputs(const Vector& theta, const Matrix& x) const;
+
+  // Returns scale * Σ ℓ without derivatives.
+  double loss_value(const Vector& theta, const Dataset& batch, double scale) const;
+  // Returns scale * Σ ℓ; writes the gradient of that quantity to grad.
+  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
+  // Writes (scale * Σ ∇²ℓ) v. With same_point the caller guarantees that θ and the batch are those of
+  // this model's previous evaluation, whose forward pass may then be reused (same bits either way).
+  void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
+                      bool same_point = false) const;
+  // Writes (scale * Σ ∇³ℓ)[u, v].
+  void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
+                   Vector& out) const;
+  // Hu and T[u, u] from one pass: the jet in directions (u, u) carries Hu in its first-order component.
+  void hessian_and_third_order(const Vector& theta, const Vector& u, const Dataset& batch, double scale, Vector& hu,
+                               Vector& tuu) const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The model a configuration describes (the MLP of model.layers, model.activation, model.normalize and
+// model.loss). Throws Error on an impossible configuration.
+Model make_model(const ModelConfig& config);
+
+}  // namespace eomlab
