@@ -14,10 +14,12 @@ target_compile_options(eomlab_optimization INTERFACE
   $<$<CONFIG:Release>:-O3>
   $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
 
-# eomlab_module(name SOURCES ... DEPENDS ...): one static library per module of src/.
+# eomlab_module(name SOURCES ... DEPENDS ...): one static library per module of src/, target
+# eomlab_<name> with the alias eomlab::<name> (the name it has after find_package(eomlab)).
 function(eomlab_module name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
   add_library(eomlab_${name} STATIC ${ARG_SOURCES})
+  add_library(eomlab::${name} ALIAS eomlab_${name})
   target_include_directories(eomlab_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_BINARY_DIR}/generated)
   target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} $<$<BOOL:${EOMLAB_BLAS}>:eomlab_blas>
                         PRIVATE eomlab_warnings eomlab_optimization)
