@@ -15,12 +15,14 @@ target_compile_options(eomlab_optimization INTERFACE
   $<$<CONFIG:Release>:-O3>
   $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
 
-# eomlab_abi (installed as eomlab::abi): what code linking the libraries must be compiled with to share
-# their Eigen objects. -march=native changes Eigen's alignment (64 bytes with AVX-512, 32 with AVX,
-# else 16) and with it how Eigen allocates and frees every Vector: a program compiled without it that
-# passes a Vector to the libraries (which may resize it) corrupts the heap. Every module carries it.
+# eomlab_abi (installed as eomlab::abi): what code including the headers and sharing Eigen objects with
+# the libraries must be compiled with: C++17, and -march=native when the libraries have it. That flag
+# changes Eigen's alignment (64 bytes with AVX-512, 32 with AVX, else 16) and with it how Eigen allocates
+# and frees every Vector: a program compiled without it that hands a Vector to the libraries corrupts
+# the heap (examples/consumer then aborts with "double free or corruption"). Every module carries it.
 add_library(eomlab_abi INTERFACE)
 set_target_properties(eomlab_abi PROPERTIES EXPORT_NAME abi)
+target_compile_features(eomlab_abi INTERFACE cxx_std_17)
 target_compile_options(eomlab_abi INTERFACE
   $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
 
