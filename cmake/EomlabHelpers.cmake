@@ -1,4 +1,5 @@
 # Build helpers shared by every target of the project.
+include(GNUInstallDirs)
 
 # eomlab_warnings: an interface target carrying the project's warning flags (project code only).
 add_library(eomlab_warnings INTERFACE)
@@ -14,13 +15,41 @@ target_compile_options(eomlab_optimization INTERFACE
   $<$<CONFIG:Release>:-O3>
   $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
 
-# eomlab_module(name SOURCES ... DEPENDS ...): one static library per module of src/.
+# eomlab_abi (installed as eomlab::abi): what code including the headers and sharing Eigen objects with
+# the libraries must be compiled with: C++17, and -march=native when the libraries have it. That flag
+# changes Eigen's alignment (64 bytes with AVX-512, 32 with AVX, else 16) and with it how Eigen allocates
+# and frees every Vector: a program compiled without it that hands a Vector to the libraries corrupts
+# the heap (examples/consumer then aborts with "double free or corruption"). Every module carries it.
+add_library(eomlab_abi INTERFACE)
+set_target_properties(eomlab_abi PROPERTIES EXPORT_NAME abi)
+target_compile_features(eomlab_abi INTERFACE cxx_std_17)
+target_compile_options(eomlab_abi INTERFACE
+  $<$<AND:$<BOOL:${EOMLAB_NATIVE}>,$<CXX_COMPILER_ID:GNU,Clang>>:-march=native>)
+
+# eomlab_module(name SOURCES ... DEPENDS ...): one static library per module of src/, target
+# eomlab_<name> with the alias eomlab::<name> (the name it has after find_package(eomlab)).
+# `cmake --install` puts the library in lib/ and the module's headers in include/eomlab/<name>/, and
+# exports the target as eomlab::<name>; installed, the include path is include/eomlab (for
+# "core/types.hpp") and include (for "eomlab/version.hpp"). The project's warning and optimization
+# flags stay private to the build.
 function(eomlab_module name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
   add_library(eomlab_${name} STATIC ${ARG_SOURCES})
-  target_include_directories(eomlab_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_BINARY_DIR}/generated)
-  target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} $<$<BOOL:${EOMLAB_BLAS}>:eomlab_blas>
-                        PRIVATE eomlab_warnings eomlab_optimization)
+  add_library(eomlab::${name} ALIAS eomlab_${name})
+  set_target_properties(eomlab_${name} PROPERTIES EXPORT_NAME ${name})
+  target_include_directories(eomlab_${name} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src> $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/generated>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/eomlab> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(eomlab_${name} PUBLIC ${ARG_DEPENDS} eomlab_abi
+                        PRIVATE $<BUILD_INTERFACE:eomlab_warnings> $<BUILD_INTERFACE:eomlab_optimization>)
+  if(EOMLAB_BLAS)
+    target_link_libraries(eomlab_${name} PUBLIC eomlab_blas)
+  endif()
+  install(TARGETS eomlab_${name} EXPORT eomlabTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/${name}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/eomlab/${name}
+          FILES_MATCHING PATTERN "*.hpp")
 endfunction()
 
 # Command prefix that runs N MPI ranks here, as root and oversubscribed if need be.
