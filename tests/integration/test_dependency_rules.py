@@ -52,6 +52,19 @@ def test_only_model_knows_the_mlp():
     assert found == []
 
 
+def test_only_the_method_knows_gd():
+    """DESIGN.md §2.6: GD is one method among others. The name "gd" appears as a string only in its own
+    file, its registration line and the default of optimizer.method (the config's and the command line's)."""
+    allowed = {"src/flow/gd.cpp", "src/flow/registrations.cpp", "src/core/config.hpp", "src/cli/options.cpp"}
+    found = [(str(p.relative_to(REPO)), n, line.strip())
+             for p in SOURCES if str(p.relative_to(REPO)) not in allowed
+             for n, line in enumerate(p.read_text().splitlines(), 1) if '"gd"' in line]
+    assert found == []
+    defaults = [line for p in allowed - {"src/flow/gd.cpp", "src/flow/registrations.cpp"}
+                for line in (REPO / p).read_text().splitlines() if '"gd"' in line]
+    assert len(defaults) == 2 and all("method" in line for line in defaults), defaults
+
+
 def test_the_rules_see_the_sources():
     """The checks above read real files: the includes they must allow are found."""
     found = {t for _, _, t in includes()}
