@@ -26,7 +26,9 @@ std::vector<RunSpec> expand_grid(const StudyConfig& config) {
         r.weight_decay = wd;
         r.steps = config.optimizer.steps > 0 ? config.optimizer.steps
                                              : std::lround(config.optimizer.horizon / lr);
-        r.run_id = "lr" + format_number(lr) + "_seed" + std::to_string(seed) + "_wd" + format_number(wd);
+        // The method is named when it is not the default (DESIGN.md §3.7), so ids of GD studies stay as they were.
+        r.run_id = (config.optimizer.method == OptimizerConfig{}.method ? "" : config.optimizer.method + "_") + "lr" +
+                   format_number(lr) + "_seed" + std::to_string(seed) + "_wd" + format_number(wd);
         runs.push_back(r);
       }
   return runs;

@@ -58,6 +58,8 @@ def test_toy_method_flow_and_observable_run_end_to_end(tmp_path):
     with toy, gd:
         assert toy.attrs["status"] == "complete"
         assert toy.attrs["method"] == "half_step_gd"
+        # The run id names a method other than gd (DESIGN.md §3.7); GD's ids are as they always were.
+        assert (toy.attrs["run_id"], gd.attrs["run_id"]) == ("half_step_gd_lr0.2_seed3_wd0.01", "lr0.1_seed3_wd0.01")
         assert toy.attrs["trajectories"] == "half_step_gd,half_speed_gf,eom0,eom1"
         # The toy method at lr η is GD at lr η/2, bit for bit.
         assert np.array_equal(toy["trajectories/half_step_gd/theta"][()], gd["trajectories/gd/theta"][()])
