@@ -28,6 +28,7 @@
 #include "diff/objective.hpp"
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
+#include "flow/flow.hpp"
 #include "model/blas.hpp"
 #include "io/catalog.hpp"
 #include "io/checkpoint.hpp"
@@ -399,6 +400,15 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   }
 }
 
+// A flow the method does not provide (an eomP beyond its models) is bad input before anything is written:
+// the method and every flow are made once on a stand-in objective.
+void require_flows_of_method(const StudyConfig& c) {
+  QuadraticObjective stand_in(Matrix::Identity(1, 1));
+  const double lr = c.optimizer.lr.front();
+  const std::unique_ptr<Method> method = make_method(c.optimizer.method, {stand_in, lr});
+  for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
+}
+
 // Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
 // it has available; the line is that of the lowest such rank.
 void refuse_what_cannot_fit(const StudyConfig& c, Index n_params, const dist::Comm& world) {
@@ -422,6 +432,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
   const Model probe = make_model(config.model);
+  require_flows_of_method(config);
   const std::string memory = describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config)));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
@@ -641,6 +652,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   // Validate inputs on every rank before anything is allocated or written.
   const Model probe = make_model(config.model);
+  require_flows_of_method(config);
   refuse_what_cannot_fit(config, probe.n_params(), world);
   const Dataset data = load_data(config);
   Vector init_from_file;

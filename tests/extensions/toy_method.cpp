@@ -1,5 +1,6 @@
 // A toy method: gradient descent with its step scaled by c = 1/2, θ_{k+1} = θ_k − cη ∇L(θ_k). Its EoM is
-// GD's at lr cη on time t = kη: f_j scaled by c^j. Same iterates as GD at lr cη, bit for bit.
+// GD's at lr cη on time t = kη: f_j scaled by c^j. Same iterates as GD at lr cη, bit for bit. It
+// provides eom0 and eom1 only (so a study asking it for eom2 is bad input).
 #include "flow/method.hpp"
 
 namespace toys {
@@ -13,6 +14,7 @@ constexpr double multiplier = 0.5;
 const CounterTermTable& scaled_table() {
   static const CounterTermTable table = [] {
     CounterTermTable t = counter_term_table();
+    t.terms.resize(2);  // f_1, f_2: eom0 and eom1
     double power = 1;
     for (auto& terms : t.terms) {
       power *= multiplier;

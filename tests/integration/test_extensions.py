@@ -92,3 +92,14 @@ def test_unknown_names_are_bad_input_naming_the_key(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert key in proc.stderr and "'nope'" in proc.stderr, proc.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_a_flow_the_method_does_not_provide_is_bad_input_before_anything_is_written(tmp_path):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "x", method="half_step_gd", lr="0.2",
+                                                 flows="gf, eom2"))
+    for extra in [[], ["--dry-run"]]:
+        proc = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", toys_binary(), "--config", str(config), *extra],
+                              env=mpi_env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert "flows.kinds: method half_step_gd has no eom2" in proc.stderr, proc.stderr
+        assert not (tmp_path / "x").exists()
