@@ -7,7 +7,7 @@
 namespace eomlab {
 
 // Sets the BLAS thread count to 1 (OpenBLAS, BLIS or MKL, whichever is linked; nothing otherwise).
-// Idempotent; Mlp's constructor calls it.
+// Idempotent; every Model calls it when built.
 void use_one_blas_thread();
 
 // E.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64 (kernels: Cooperlake)", or

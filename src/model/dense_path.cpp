@@ -25,8 +25,22 @@ void sum_columns(const Matrix& m, Eigen::Map<Vector> out) {
 
 }  // namespace
 
-DensePath::DensePath(std::vector<DenseLayer> layers, Activation activation, LossKind loss)
-    : layers_(std::move(layers)), activation_kind_(activation), loss_(loss) {
+void DensePathPlan::add_dense(const DenseLayer& layer) {
+  if (after_dense) reject();
+  layers.push_back(layer);
+  after_dense = true;
+}
+
+void DensePathPlan::add_activation(Activation a) {
+  if (!after_dense || (activation && *activation != a)) reject();
+  activation = a;
+  after_dense = false;
+}
+
+DensePath::DensePath(const DensePathPlan& plan)
+    : layers_(plan.layers),
+      activation_kind_(plan.activation.value_or(Activation::tanh)),  // unused without hidden layers
+      loss_(plan.loss.value()) {
   const std::size_t n = layers_.size();
   activation_.resize(n);
   for (auto* v : {&z_, &e_, &delta_, &z_dot_, &a_dot_, &e_dot_, &delta_dot_}) v->resize(n);

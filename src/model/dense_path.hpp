@@ -1,29 +1,54 @@
-// The fast path of Mlp's loss, gradient and Hessian-vector product, for networks without normalization.
+// The fast path of a Model's loss, gradient and Hessian-vector product, for a network of dense layers
+// with one elementwise activation between consecutive ones (an MLP without normalization).
 //
 // Every derivative level is plain GEMMs on θ in place (a row-major W is a column-major Wᵀ, so neither
 // W nor its gradient is copied) plus fused elementwise passes; buffers are kept between calls, so no
-// allocation happens once the shapes are known. The jet path (model/jet.hpp, Mlp's general code) is the
-// reference: tests/unit/test_dense_path.cpp holds this one to it.
+// allocation happens once the shapes are known. The jet path (the Model's layers, model/layer.hpp) is
+// the reference: tests/unit/test_dense_path.cpp holds this one to it.
 //
 // The primal state of the last gradient or HVP (activations, σ', σ'', back-propagated δ) stays valid
 // until the next evaluation; a Hessian-vector product told it is at the same θ and batch reuses it and
 // runs only the tangent passes. The bits do not depend on whether it was reused.
 #pragma once
 #include <array>
+#include <optional>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/dataset.hpp"
 #include "core/types.hpp"
-#include "model/mlp.hpp"
 
 namespace eomlab {
 
+// z = W a + b with W (out x in, row-major) at w_offset and b at b_offset in θ.
+struct DenseLayer {
+  Index in = 0, out = 0;
+  Index w_offset = 0, b_offset = 0;
+};
+
+// The network DensePath would run, as a model's layers and head describe themselves to it in order;
+// any other layer or head rejects the plan.
+struct DensePathPlan {
+  std::vector<DenseLayer> layers;
+  std::optional<Activation> activation;  // of every hidden layer
+  std::optional<LossKind> loss;
+  bool rejected = false;
+  bool after_dense = false;  // the last layer added was dense
+
+  void add_dense(const DenseLayer& layer);  // rejected right after another dense layer
+  void add_activation(Activation a);        // rejected unless right after a dense layer, and one kind only
+  void set_loss(LossKind kind) { loss = kind; }
+  void reject() { rejected = true; }
+  // Dense layers and activations alternating, from a dense layer to a dense layer, then a loss.
+  bool usable() const { return !rejected && after_dense && loss.has_value(); }
+};
+
 class DensePath {
  public:
-  DensePath(std::vector<DenseLayer> layers, Activation activation, LossKind loss);
+  // `plan` must be usable().
+  explicit DensePath(const DensePathPlan& plan);
 
-  // Each returns scale * Σ ℓ over the batch, like Mlp's methods of the same names.
+  // Each returns scale * Σ ℓ over the batch, like Model's methods of the same names.
   double loss(const Vector& theta, const Dataset& batch, double scale);
   double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad);
   // With same_point, θ and the batch are those of the previous call (the caller guarantees it).

@@ -137,6 +137,14 @@ void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
   }
 }
 
+void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d) {
+  double coef = 1.0;
+  for (int k = 0; k <= order; ++k) {
+    d[k] = coef * x.array().pow(p - k).matrix();
+    coef *= p - k;
+  }
+}
+
 void jet_column_sums(const Jet& a, Jet& out) {
   out.reset(a.m);
   for (int s = 0; s < a.size(); ++s)

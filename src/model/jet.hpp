@@ -44,6 +44,8 @@ void jet_scale_columns(const Jet& a, const Jet& row, Jet& out);
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out);
 // out = f(a) elementwise, given derivatives[k] = f^(k)(a.c[0]) for k = 0..a.m (Faà di Bruno).
 void jet_apply(const Jet& a, const Buffer* derivatives, Jet& out);
+// d[k] = d^k/dx^k x^p for k = 0..order, elementwise: jet_apply's derivatives for x^p.
+void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d);
 // Linear maps, componentwise.
 void jet_column_sums(const Jet& a, Jet& out);  // 1 x cols: sums over rows
 void jet_row_sums(const Jet& a, Jet& out);     // rows x 1: sums over columns

@@ -1,6 +1,7 @@
 // A network with a flat parameter vector θ and its exact derivatives: the one model type outside
-// src/model (DESIGN.md §2.6). Which layers it is made of is its own business; make_model builds it from
-// the configuration (today the MLP shorthand: widths, activation, normalization, loss).
+// src/model (DESIGN.md §2.6). Inside it is a sequence of layers and a loss head (model/layer.hpp), each
+// layer with its slice of θ in order; make_model builds it from the configuration (today the MLP
+// shorthand: widths, activation, normalization, loss; model/mlp.hpp).
 //
 // Loss of a batch: scale * Σ_i ℓ(x_i, y_i; θ), ℓ the configured loss of the network's outputs; `scale`
 // is 1/N_total for a shard of N_total. Weight decay is not part of the model (see diff/objective.hpp).

@@ -1,0 +1,38 @@
+#include "model/layer.hpp"
+
+#include "core/error.hpp"
+#include "model/dense_path.hpp"
+
+namespace eomlab {
+
+std::string LayerSpec::text() const {
+  std::string out = name;
+  for (std::size_t i = 0; i < args.size(); ++i) out += (i == 0 ? "(" : ", ") + args[i];
+  return args.empty() ? out : out + ")";
+}
+
+void LayerSpec::refuse(const std::string& what) const {
+  throw Error("layer '" + text() + "': expected " + what);
+}
+
+unsigned BackwardPass::wanted() const {
+  const int top = (1 << m) - 1;
+  return (1u << top) | (first ? 1u << 1 : 0u);
+}
+
+void BackwardPass::write(const Jet& gradient, Index offset, Index rows, Index cols) const {
+  const auto write_component = [&](int s, Vector& target_vector) {
+    Eigen::Map<RowMajorMatrix> target(target_vector.data() + offset, rows, cols);
+    if (gradient.nz[static_cast<std::size_t>(s)])
+      target = gradient.c[static_cast<std::size_t>(s)];
+    else
+      target.setZero();
+  };
+  write_component((1 << m) - 1, out);
+  if (first) write_component(1, *first);
+}
+
+void Layer::plan_dense_path(DensePathPlan& plan) const { plan.reject(); }
+void LossHead::plan_dense_path(DensePathPlan& plan) const { plan.reject(); }
+
+}  // namespace eomlab

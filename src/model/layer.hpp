@@ -1,0 +1,108 @@
+// The pieces a Model (model/model.hpp) is a sequence of: layers, which map a batch of feature columns
+// (features x samples) to another with their own slice of θ, and the loss head at the end.
+//
+// Derivatives are forward-over-reverse on jets (model/jet.hpp) in the m <= 3 directions of an
+// evaluation: forward maps the input's jet to the output's; backward maps the jet of δ = ∂loss/∂output
+// to that of ∂loss/∂input and writes the gradient jets of the layer's parameters. A layer keeps what its
+// backward pass needs from its last forward pass. Every kind is made by name from a LayerSpec through
+// the registry (model/layer_registry.cpp): one file in model/layers/ and one registration line.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dataset.hpp"
+#include "core/rng.hpp"
+#include "core/types.hpp"
+#include "model/buffer.hpp"
+#include "model/jet.hpp"
+#include "model/model.hpp"
+
+namespace eomlab {
+
+struct DensePathPlan;
+
+// A layer as DESIGN.md §3.6 writes it: "dense(32, weightnorm=on)" is name "dense" with arguments
+// {"32", "weightnorm=on"}.
+struct LayerSpec {
+  std::string name;
+  std::vector<std::string> args;
+
+  std::string text() const;
+  // Throws Error "layer '<text>': expected <what>".
+  [[noreturn]] void refuse(const std::string& what) const;
+};
+
+// Temporaries shared by the layers of one model (each layer's own state lives in the layer).
+struct Scratch {
+  Jet t0, t1, t2, t3, grad_w, grad_b;
+  Buffer derivs[max_jet_directions + 2], derivs2[max_jet_directions + 2];
+  Eigen::RowVectorXd column_max;
+};
+
+// The point and the directions of one evaluation (whole vectors).
+struct ForwardPass {
+  const Vector& theta;
+  const Vector* const* directions;  // m of them
+  int m;
+};
+
+// Where a backward pass puts the parameters' gradient jets: component top = 2^m - 1 (the m-th
+// directional derivative of the gradient) into `out`, and component {direction 1} into `first` if given.
+struct BackwardPass {
+  int m;
+  Vector& out;
+  Vector* first;
+
+  // The components written, as a jet_matmul `wanted` mask.
+  unsigned wanted() const;
+  // Writes those components of a gradient jet (rows x cols, row-major at `offset`; zero where the jet is).
+  void write(const Jet& gradient, Index offset, Index rows, Index cols) const;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string text() const = 0;
+  virtual Index n_outputs() const = 0;  // features per sample
+  virtual Index n_params() const { return 0; }
+  // Puts the parameters at θ[offset, offset + n_params()); their blocks are named "<name>.W", ...
+  virtual void place(Index /*offset*/, const std::string& /*name*/) {}
+  virtual std::vector<ParameterBlock> blocks() const { return {}; }
+  virtual void initialize(Rng& /*rng*/, Vector& /*theta*/) const {}
+
+  // Blocks on which the layer's output is scale-invariant (weight-normalized rows).
+  virtual std::vector<ParameterBlock> scale_invariant_blocks() const { return {}; }
+  // All parameters as one block, if the output is linear in them: scaling the block scales the output.
+  virtual std::optional<ParameterBlock> linear_block() const { return std::nullopt; }
+  // Whether the output is unchanged when the input is scaled (so the linear block before it is invariant).
+  virtual bool invariant_to_input_scale() const { return false; }
+  // Linear functionals of θ along whose directions every output moves by the same amount (for a dense
+  // layer: each column sum of W and the sum of b).
+  virtual std::vector<ParameterSum> output_shift_components() const { return {}; }
+  // Describes the layer to the dense fast path, or rejects it (model/dense_path.hpp).
+  virtual void plan_dense_path(DensePathPlan& plan) const;
+
+  virtual void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) = 0;
+  // `in` is the input of the last forward pass; delta_in is null for the first layer (not needed).
+  virtual void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) = 0;
+};
+
+// The loss ℓ of the last layer's outputs z, summed over the batch's samples, and δ = ∂Σℓ/∂z as a jet.
+class LossHead {
+ public:
+  virtual ~LossHead() = default;
+  virtual std::string text() const = 0;
+  // Whether adding one constant to every output leaves ℓ unchanged (softmax).
+  virtual bool invariant_to_output_shift() const { return false; }
+  virtual void plan_dense_path(DensePathPlan& plan) const;
+  virtual double forward(int m, const Jet& z, const Dataset& batch, Jet& delta, Scratch& s) = 0;
+};
+
+// The registered layer `spec.name` for `n_inputs` input features; throws Error for an unknown name or
+// arguments the layer refuses.
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, Index n_inputs);
+std::unique_ptr<LossHead> make_loss_head(const std::string& name);
+
+}  // namespace eomlab
