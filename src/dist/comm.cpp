@@ -105,6 +105,11 @@ long Comm::max(long local) const {
   return local;
 }
 
+double Comm::maximum(double local) const {
+  check(MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_DOUBLE, MPI_MAX, impl_->comm), "MPI_Allreduce(maximum)");
+  return local;
+}
+
 std::string Comm::broadcast(const std::string& s, int root) const {
   unsigned long len = s.size();
   check(MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG, root, impl_->comm), "MPI_Bcast(length)");

@@ -37,6 +37,7 @@ class Comm final : public Reducer {
   // Logical and / max over ranks (for agreeing on an outcome).
   bool all_true(bool local) const;
   long max(long local) const;
+  double maximum(double local) const;
   // Rank `root`'s string on every rank.
   std::string broadcast(const std::string& s, int root = 0) const;
   // out = every rank's `counts[rank]` doubles, each at `displacements[rank]`.

@@ -568,6 +568,9 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   RunOutcome outcome = run_synchronized(objective, theta0, settings, header.observables, slices, *file,
                                         std::ref(progress), &control, from ? &*from : nullptr);
   outcome.peak_rank_memory_bytes = group.max(static_cast<long>(peak_resident_bytes()));
+  // Attribute values must be the same on every rank of a parallel HDF5 file: the run's wall time is the
+  // slowest rank's (each rank measured its own).
+  for (TrajectorySummary& t : outcome.trajectories) t.wall_seconds = group.maximum(t.wall_seconds);
   file->finish(outcome, outcome.status == RunStatus::interrupted ? "" : group.broadcast(utc_now()));
   if (outcome.status != RunStatus::interrupted && group.rank() == 0) {
     std::error_code ec;
