@@ -145,6 +145,19 @@ std::vector<SeriesSpec> series_specs(const RunFileHeader& header, std::unique_pt
   return specs;
 }
 
+// A trajectory's statistics as attributes of /observables/<name>. Written with placeholder values when the
+// file is made, so later writes (each finish, also after a resume) overwrite them in place and never
+// change the shape of the group's metadata in the parallel file.
+void write_statistics(hid_t root, const TrajectorySummary& t) {
+  const std::string name = "/observables/" + t.name;
+  Handle group(H5Gopen2(root, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", name);
+  h5::write_int_attribute(group, "evaluations", t.evaluations);
+  h5::write_double_attribute(group, "wall_seconds", t.wall_seconds);
+  h5::write_int_attribute(group, "accepted_steps", t.accepted_steps);
+  h5::write_int_attribute(group, "rejected_steps", t.rejected_steps);
+  h5::write_string_attribute(group, "status", t.status);
+}
+
 // "a,b,c"
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
@@ -168,6 +181,8 @@ void write_names(hid_t root, const RunFileHeader& header) {
     const std::string name = "/observables/" + t.name;
     Handle group(H5Gopen2(root, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", name);
     h5::write_string_attribute(group, "series", joined(series));
+    group.reset();
+    write_statistics(root, TrajectorySummary{t.name});
   }
 }
 
@@ -270,8 +285,11 @@ void RunFile::append(const Record& record) {
   if (record.trajectories.size() != m.series.size()) throw Error("RunFile::append: trajectory count mismatch");
   const hsize_t r = m.records;
   const long long step = record.step;
-  m.step->append(r, &step, m.writer, m.dxpl);
-  m.time->append(r, &record.time, m.writer, m.dxpl);
+  // Every rank writes the small series' rows (the same values: reduced, or the same step): when group rank 0
+  // wrote them alone, the ranks' HDF5 metadata caches drifted apart and a run of some thousand records
+  // failed at its end (MPI_ERR_TRUNCATE in H5C_protect); θ stays one hyperslab per rank.
+  m.step->append(r, &step, true, m.dxpl);
+  m.time->append(r, &record.time, true, m.dxpl);
   for (std::size_t i = 0; i < m.series.size(); ++i) {
     const TrajectoryRecord& t = record.trajectories[i];
     TrajectorySeries& s = m.series[i];
@@ -280,7 +298,7 @@ void RunFile::append(const Record& record) {
                       static_cast<hsize_t>(m.header.slice_begin), m.dxpl);
     const double* values = t.values.data();
     for (std::size_t k = 0; k < s.values.size(); ++k) {
-      s.values[k]->append(r, values, m.writer, m.dxpl);
+      s.values[k]->append(r, values, true, m.dxpl);
       values += std::max<Index>(m.header.records[i].series[k].width, 1);
     }
   }
@@ -291,15 +309,7 @@ void RunFile::append(const Record& record) {
 void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
   Impl& m = *impl_;
   hid_t root = m.file;
-  for (const TrajectorySummary& t : outcome.trajectories) {
-    const std::string name = "/observables/" + t.name;
-    Handle group(H5Gopen2(root, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", name);
-    h5::write_int_attribute(group, "evaluations", t.evaluations);
-    h5::write_double_attribute(group, "wall_seconds", t.wall_seconds);
-    h5::write_int_attribute(group, "accepted_steps", t.accepted_steps);
-    h5::write_int_attribute(group, "rejected_steps", t.rejected_steps);
-    h5::write_string_attribute(group, "status", t.status);
-  }
+  for (const TrajectorySummary& t : outcome.trajectories) write_statistics(root, t);
   h5::write_string_attribute(root, "status", to_string(outcome.status));
   h5::write_string_attribute(root, "finished", finished);
   if (outcome.peak_rank_memory_bytes > 0)

@@ -420,3 +420,30 @@ def test_version_script_follows_commits_and_rewrites_only_on_change(tmp_path):
     git("commit", "-qam", "two", cwd=src)
     text = generate()
     assert f'git_sha = "{git("rev-parse", "HEAD", cwd=src)}"' in text and 'version = "9.9.9"' in text
+
+
+def test_a_long_run_on_two_ranks_finishes(tmp_path):
+    """4001 records of 2 ranks per run: every rank writes every record's small series (the same values), so
+    the ranks' HDF5 metadata caches stay alike. With group rank 0 writing them alone, a run this long ended
+    with 'H5Awrite failed on evaluations: MPI_Bcast ... MPI_ERR_TRUNCATE' in finish (rank 1)."""
+    config = write_config(tmp_path, """
+[study]
+output = {output}
+seed = 1
+ranks_per_run = 2
+[data]
+n_samples = 128
+[model]
+layers = 8,16,4
+[optimizer]
+lr = 0.05
+steps = 20000
+record_every = 5
+[flows]
+kinds = gf, eom1
+""".format(output=tmp_path / "out"))
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] == "complete" and f["step"].shape == (4001,)
+        assert f["observables/gd"].attrs["evaluations"] == 20001
