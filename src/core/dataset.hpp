@@ -1,9 +1,12 @@
 // A labelled data set in memory, samples as columns: x is features x samples.
 // Exactly one of labels (cross-entropy: class indices) and targets (mse: outputs x samples) is used.
+// Images are stored one sample per column in the order of `shape` (core/shape.hpp); a data set without
+// a shape is a vector of n_features() features.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "core/shape.hpp"
 #include "core/types.hpp"
 
 namespace eomlab {
@@ -12,6 +15,9 @@ struct Dataset {
   Matrix x;
   std::vector<std::int64_t> labels;
   Matrix targets;
+  Shape sample_shape;  // channels 0: a vector of n_features()
+
+  Shape shape() const { return sample_shape.channels == 0 ? Shape(n_features()) : sample_shape; }
 
   Index n_samples() const { return x.cols(); }
   Index n_features() const { return x.rows(); }

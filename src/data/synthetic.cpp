@@ -64,6 +64,7 @@ Dataset shard(const Dataset& full, int rank, int ranks) {
   const Index begin = n * rank / ranks, end = n * (rank + 1) / ranks;
   Dataset s;
   s.x = full.x.middleCols(begin, end - begin);
+  s.sample_shape = full.sample_shape;
   if (full.has_labels())
     s.labels.assign(full.labels.begin() + begin, full.labels.begin() + end);
   else
