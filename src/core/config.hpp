@@ -25,6 +25,7 @@ struct DataConfig {
 };
 
 struct ModelConfig {
+  std::string architecture;  // DESIGN.md §3.6; empty: the MLP shorthand of layers, activation, normalize
   std::vector<Index> layers{16, 32, 32, 4};
   Activation activation = Activation::tanh;
   Normalization normalize = Normalization::none;

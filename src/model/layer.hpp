@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "core/dataset.hpp"
+#include "core/reducer.hpp"
+#include "core/shape.hpp"
 #include "core/rng.hpp"
 #include "core/types.hpp"
 #include "model/buffer.hpp"
@@ -41,12 +43,20 @@ struct Scratch {
   Eigen::RowVectorXd column_max;
 };
 
-// The point and the directions of one evaluation (whole vectors).
+// The point and the directions of one evaluation (whole vectors), and the sums over the run's data
+// shards for layers whose statistics couple the samples (batchnorm): every rank's model evaluates
+// together, also on an empty shard.
 struct ForwardPass {
   const Vector& theta;
   const Vector* const* directions;  // m of them
   int m;
+  const Reducer& shards;
 };
+
+// Which scalings of a layer's input leave its output unchanged: none, one factor for the whole input
+// (layernorm), or one factor per channel (batchnorm). The linear layer before it is scale-invariant in
+// the corresponding blocks.
+enum class InputScaleInvariance { none, joint, per_channel };
 
 // Where a backward pass puts the parameters' gradient jets: component top = 2^m - 1 (the m-th
 // directional derivative of the gradient) into `out`, and component {direction 1} into `first` if given.
@@ -65,7 +75,8 @@ class Layer {
  public:
   virtual ~Layer() = default;
   virtual std::string text() const = 0;
-  virtual Index n_outputs() const = 0;  // features per sample
+  virtual Shape output_shape() const = 0;
+  Index n_outputs() const { return output_shape().size(); }  // features per sample
   virtual Index n_params() const { return 0; }
   // Puts the parameters at θ[offset, offset + n_params()); their blocks are named "<name>.W", ...
   virtual void place(Index /*offset*/, const std::string& /*name*/) {}
@@ -76,8 +87,13 @@ class Layer {
   virtual std::vector<ParameterBlock> scale_invariant_blocks() const { return {}; }
   // All parameters as one block, if the output is linear in them: scaling the block scales the output.
   virtual std::optional<ParameterBlock> linear_block() const { return std::nullopt; }
-  // Whether the output is unchanged when the input is scaled (so the linear block before it is invariant).
-  virtual bool invariant_to_input_scale() const { return false; }
+  // For each output channel, a block whose scaling scales that channel alone and on which the other
+  // parameters of the channel have no effect once the channel is normalized (a row of W: its bias gets
+  // zero gradient under batchnorm). Empty if the layer is not linear per channel.
+  virtual std::vector<ParameterBlock> channel_blocks() const { return {}; }
+  virtual InputScaleInvariance input_scale_invariance() const { return InputScaleInvariance::none; }
+  // Whether the forward pass sums over samples (every rank of a run must then evaluate together).
+  virtual bool couples_samples() const { return false; }
   // Linear functionals of θ along whose directions every output moves by the same amount (for a dense
   // layer: each column sum of W and the sum of b).
   virtual std::vector<ParameterSum> output_shift_components() const { return {}; }
@@ -100,9 +116,9 @@ class LossHead {
   virtual double forward(int m, const Jet& z, const Dataset& batch, Jet& delta, Scratch& s) = 0;
 };
 
-// The registered layer `spec.name` for `n_inputs` input features; throws Error for an unknown name or
-// arguments the layer refuses.
-std::unique_ptr<Layer> make_layer(const LayerSpec& spec, Index n_inputs);
+// The registered layer `spec.name` for inputs of shape `in`; throws Error for an unknown name, or for
+// arguments or an input shape the layer refuses.
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in);
 std::unique_ptr<LossHead> make_loss_head(const std::string& name);
 
 }  // namespace eomlab

@@ -7,7 +7,7 @@
 
 namespace eomlab {
 
-using LayerFactory = std::unique_ptr<Layer>(const LayerSpec& spec, Index n_inputs);
+using LayerFactory = std::unique_ptr<Layer>(const LayerSpec& spec, const Shape& in);
 using LossHeadFactory = std::unique_ptr<LossHead>();
 
 // One line per kind: the name that selects it (in an architecture, or model.loss) and its factory.
@@ -50,8 +50,8 @@ Factory* find(const Entry<Factory> (&table)[n], const std::string& name, const c
 
 }  // namespace
 
-std::unique_ptr<Layer> make_layer(const LayerSpec& spec, Index n_inputs) {
-  return find(layers, spec.name, "layer")(spec, n_inputs);
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in) {
+  return find(layers, spec.name, "layer")(spec, in);
 }
 
 std::unique_ptr<LossHead> make_loss_head(const std::string& name) { return find(loss_heads, name, "loss")(); }

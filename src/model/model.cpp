@@ -6,22 +6,23 @@
 #include "model/dense_path.hpp"
 #include "model/layer.hpp"
 #include "model/mlp.hpp"
+#include "model/architecture.hpp"
+#include "model/sequence.hpp"
 
 namespace eomlab {
 
-// The layers in order and the loss head; the jet path's workspace (the input and every layer's output
-// as jets, δ of the backward sweep); the fast path where it applies.
+// The layers in order and the loss head; the jet path's workspace (the input as a jet, δ of the
+// backward sweep); the fast path where it applies.
 struct Model::Impl {
-  Index n_inputs = 0, n_params = 0;
-  std::vector<std::unique_ptr<Layer>> layers;
+  LayerSequence body;
   std::unique_ptr<LossHead> head;
   std::unique_ptr<DensePath> fast;  // null where the fast path does not apply, or when told to use the reference
+  const Reducer* shards;
   int m = 0;
-  Jet input, delta, next_delta;
-  std::vector<Jet> values;  // each layer's output
+  Jet input, delta;
   Scratch scratch;
 
-  Impl(Index inputs, const std::vector<LayerSpec>& architecture, const std::string& loss);
+  Impl(const Shape& in, const std::vector<LayerSpec>& architecture, const std::string& loss);
   void use_reference_path(bool reference);
   void forward(const ForwardPass& pass, const Matrix& x);
   double head_loss(const Dataset& batch, double scale);
@@ -31,20 +32,14 @@ struct Model::Impl {
                   double scale, Vector* out, Vector* first = nullptr);
 };
 
-Model::Impl::Impl(Index inputs, const std::vector<LayerSpec>& architecture, const std::string& loss)
-    : n_inputs(inputs), head(make_loss_head(loss)) {
+namespace {
+const LocalReducer one_shard;
+}
+
+Model::Impl::Impl(const Shape& in, const std::vector<LayerSpec>& architecture, const std::string& loss)
+    : body(architecture, in), head(make_loss_head(loss)), shards(&one_shard) {
   use_one_blas_thread();
-  if (architecture.empty()) throw Error("model: expected at least one layer");
-  Index width = inputs;
-  int parametrized = 0;
-  for (const LayerSpec& spec : architecture) {
-    layers.push_back(make_layer(spec, width));
-    Layer& layer = *layers.back();
-    if (layer.n_params() > 0) layer.place(n_params, "layer" + std::to_string(parametrized++));
-    n_params += layer.n_params();
-    width = layer.n_outputs();
-  }
-  values.resize(layers.size());
+  body.place(0, "layer");
   use_reference_path(false);
 }
 
@@ -52,7 +47,7 @@ void Model::Impl::use_reference_path(bool reference) {
   fast.reset();
   if (reference) return;
   DensePathPlan plan;
-  for (const auto& layer : layers) layer->plan_dense_path(plan);
+  for (const auto& layer : body.layers()) layer->plan_dense_path(plan);
   head->plan_dense_path(plan);
   if (plan.usable()) fast = std::make_unique<DensePath>(plan);
 }
@@ -60,30 +55,25 @@ void Model::Impl::use_reference_path(bool reference) {
 void Model::Impl::forward(const ForwardPass& pass, const Matrix& x) {
   m = pass.m;
   input.set_constant(m, x);
-  for (std::size_t k = 0; k < layers.size(); ++k)
-    layers[k]->forward(pass, k == 0 ? input : values[k - 1], values[k], scratch);
+  body.forward(pass, input, scratch);
 }
 
 double Model::Impl::head_loss(const Dataset& batch, double scale) {
-  const double loss = head->forward(m, values.back(), batch, delta, scratch);
+  const double loss = head->forward(m, body.output(), batch, delta, scratch);
   for (int s = 0; s < delta.size(); ++s)
     if (delta.nz[static_cast<std::size_t>(s)]) delta.c[static_cast<std::size_t>(s)] *= scale;
   return scale * loss;
 }
 
 void Model::Impl::backward(Vector& out, Vector* first) {
-  out.resize(n_params);
-  if (first) first->resize(n_params);
-  const BackwardPass pass{m, out, first};
-  for (std::size_t k = layers.size(); k-- > 0;) {
-    layers[k]->backward(pass, k == 0 ? input : values[k - 1], delta, k == 0 ? nullptr : &next_delta, scratch);
-    std::swap(delta, next_delta);
-  }
+  out.resize(body.n_params());
+  if (first) first->resize(body.n_params());
+  body.backward({m, out, first}, input, delta, false, scratch);
 }
 
 double Model::Impl::evaluate(const Vector& theta, const Vector* const* directions, int n_directions,
                              const Dataset& batch, double scale, Vector* out, Vector* first) {
-  forward({theta, directions, n_directions}, batch.x);
+  forward({theta, directions, n_directions, *shards}, batch.x);
   const double loss = head_loss(batch, scale);
   if (out) backward(*out, first);
   return loss;
@@ -94,49 +84,38 @@ Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
-Index Model::n_params() const { return impl_->n_params; }
+Index Model::n_params() const { return impl_->body.n_params(); }
+Shape Model::input_shape() const { return impl_->body.input_shape(); }
+Index Model::n_outputs() const { return impl_->body.output_shape().size(); }
+std::string Model::architecture() const { return impl_->body.text(); }
 
 std::string Model::description() const {
-  std::string text = std::to_string(impl_->n_inputs) + " -> ";
-  for (std::size_t k = 0; k < impl_->layers.size(); ++k) text += (k == 0 ? "" : ", ") + impl_->layers[k]->text();
-  return text + " -> " + impl_->head->text();
+  return impl_->body.input_shape().text() + " -> " + impl_->body.text() + " -> " + impl_->head->text();
 }
 
-std::vector<ParameterBlock> Model::blocks() const {
-  std::vector<ParameterBlock> out;
-  for (const auto& layer : impl_->layers)
-    for (ParameterBlock& b : layer->blocks()) out.push_back(std::move(b));
-  return out;
-}
+bool Model::couples_samples() const { return impl_->body.couples_samples(); }
+void Model::share_statistics(const Reducer& shards) { impl_->shards = &shards; }
 
-std::vector<ParameterBlock> Model::scale_invariant_blocks() const {
-  const auto& layers = impl_->layers;
-  std::vector<ParameterBlock> out;
-  for (std::size_t k = 0; k < layers.size(); ++k) {
-    for (ParameterBlock& b : layers[k]->scale_invariant_blocks()) out.push_back(std::move(b));
-    if (k + 1 < layers.size() && layers[k + 1]->invariant_to_input_scale())
-      if (auto b = layers[k]->linear_block()) out.push_back(std::move(*b));
-  }
-  return out;
-}
+std::vector<ParameterBlock> Model::blocks() const { return impl_->body.blocks(); }
+std::vector<ParameterBlock> Model::scale_invariant_blocks() const { return impl_->body.scale_invariant_blocks(); }
 
 std::vector<ParameterSum> Model::translation_components() const {
   if (!impl_->head->invariant_to_output_shift()) return {};
-  return impl_->layers.back()->output_shift_components();
+  return impl_->body.last().output_shift_components();
 }
 
 void Model::use_reference_path(bool reference) { impl_->use_reference_path(reference); }
 
 Vector Model::initial_parameters(std::uint64_t seed) const {
   Rng rng(seed, rng_stream::init);
-  Vector theta(impl_->n_params);
-  for (const auto& layer : impl_->layers) layer->initialize(rng, theta);
+  Vector theta(impl_->body.n_params());
+  impl_->body.initialize(rng, theta);
   return theta;
 }
 
 Matrix Model::outputs(const Vector& theta, const Matrix& x) const {
-  impl_->forward({theta, nullptr, 0}, x);
-  return impl_->values.back().c[0];
+  impl_->forward({theta, nullptr, 0, *impl_->shards}, x);
+  return impl_->body.output().c[0];
 }
 
 double Model::loss_value(const Vector& theta, const Dataset& batch, double scale) const {
@@ -168,9 +147,18 @@ void Model::hessian_and_third_order(const Vector& theta, const Vector& u, const 
   impl_->evaluate(theta, directions, 2, batch, scale, &tuu, &hu);
 }
 
-Model make_model(const ModelConfig& config) {
+Model make_model(const ModelConfig& config, const Shape& input) {
+  const std::string loss = to_string(config.loss);
+  if (!config.architecture.empty()) {
+    if (input.channels <= 0) throw Error("model.architecture: expected the input shape of the data");
+    try {
+      return Model(std::make_unique<Model::Impl>(input, parse_architecture(config.architecture), loss));
+    } catch (const Error& e) {
+      throw InputError(std::string("model.architecture: ") + e.what());
+    }
+  }
   const std::vector<LayerSpec> architecture = mlp_architecture(config);
-  Model model(std::make_unique<Model::Impl>(config.layers.front(), architecture, to_string(config.loss)));
+  Model model(std::make_unique<Model::Impl>(config.layers.front(), architecture, loss));
   // A normalized MLP always ran on the jet path, also without a hidden layer to normalize (widths d,k):
   // its results stay those bits.
   if (config.normalize != Normalization::none) model.use_reference_path(true);

@@ -15,6 +15,8 @@
 
 #include "core/config.hpp"
 #include "core/dataset.hpp"
+#include "core/reducer.hpp"
+#include "core/shape.hpp"
 #include "core/types.hpp"
 
 namespace eomlab {
@@ -40,8 +42,17 @@ class Model {
   Model& operator=(Model&&) noexcept;
 
   Index n_params() const;
+  Shape input_shape() const;
+  Index n_outputs() const;  // logits or predictions per sample
+  // The layers as model.architecture writes them, resolved: "dense(32), tanh, dense(4)".
+  std::string architecture() const;
   // What the network is, for provenance and messages, e.g. "16 -> dense(32), tanh, dense(4) -> cross_entropy".
   std::string description() const;
+  // Whether a layer's statistics sum over all samples (batchnorm). Such a model evaluates a data set
+  // sharded over ranks only with `shards` summing over them, and every rank evaluates together (also
+  // on an empty shard). The reducer must outlive the model's evaluations.
+  bool couples_samples() const;
+  void share_statistics(const Reducer& shards);
   // Every parameter tensor (W, b, ...) in layout order; together they tile θ.
   std::vector<ParameterBlock> blocks() const;
   // The blocks on which the loss is scale-invariant (DESIGN.md §1.4); empty if there are none.
@@ -76,8 +87,10 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// The model a configuration describes (the MLP of model.layers, model.activation, model.normalize and
-// model.loss). Throws Error on an impossible configuration.
-Model make_model(const ModelConfig& config);
+// The model a configuration describes: model.architecture for samples of shape `input` (DESIGN.md §3.6),
+// or else the MLP of model.layers, model.activation and model.normalize (whose input is its first width);
+// with model.loss. Throws InputError naming model.architecture and the layer for an impossible
+// architecture, Error for an impossible MLP.
+Model make_model(const ModelConfig& config, const Shape& input = Shape());
 
 }  // namespace eomlab

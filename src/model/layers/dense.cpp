@@ -21,7 +21,7 @@ class Dense final : public Layer {
   std::string text() const override {
     return "dense(" + std::to_string(l_.out) + (weightnorm_ ? ", weightnorm=on)" : ")");
   }
-  Index n_outputs() const override { return l_.out; }
+  Shape output_shape() const override { return l_.out; }
   Index n_params() const override { return l_.in * l_.out + l_.out; }
   void place(Index offset, const std::string& name) override {
     l_.w_offset = offset;
@@ -47,6 +47,13 @@ class Dense final : public Layer {
   std::optional<ParameterBlock> linear_block() const override {
     if (weightnorm_) return std::nullopt;
     return ParameterBlock{name_ + ".Wb", l_.w_offset, n_params(), n_params(), 1};
+  }
+  std::vector<ParameterBlock> channel_blocks() const override {
+    std::vector<ParameterBlock> out;
+    if (!weightnorm_)
+      for (Index r = 0; r < l_.out; ++r)
+        out.push_back({name_ + ".W[" + std::to_string(r) + "]", l_.w_offset + r * l_.in, l_.in, 1, l_.in});
+    return out;
   }
   std::vector<ParameterSum> output_shift_components() const override {
     std::vector<ParameterSum> out;
@@ -121,7 +128,7 @@ class Dense final : public Layer {
 }  // namespace
 
 // dense(OUT) or dense(OUT, weightnorm=on|off).
-std::unique_ptr<Layer> make_dense(const LayerSpec& spec, Index n_inputs) {
+std::unique_ptr<Layer> make_dense(const LayerSpec& spec, const Shape& in) {
   const auto refuse = [&] { spec.refuse("dense(OUT[, weightnorm=on|off]) with a whole OUT > 0"); };
   if (spec.args.empty() || spec.args.size() > 2) refuse();
   std::size_t end = 0;
@@ -134,7 +141,8 @@ std::unique_ptr<Layer> make_dense(const LayerSpec& spec, Index n_inputs) {
   if (end != spec.args[0].size() || out <= 0) refuse();
   const std::string option = spec.args.size() == 2 ? spec.args[1] : "weightnorm=off";
   if (option != "weightnorm=on" && option != "weightnorm=off") refuse();
-  return std::make_unique<Dense>(n_inputs, static_cast<Index>(out), option == "weightnorm=on");
+  if (!in.is_vector()) spec.refuse("a vector input, got " + in.text() + " (flatten first)");
+  return std::make_unique<Dense>(in.size(), static_cast<Index>(out), option == "weightnorm=on");
 }
 
 }  // namespace eomlab

@@ -9,10 +9,10 @@ namespace {
 
 class Elementwise final : public Layer {
  public:
-  Elementwise(Activation kind, Index n) : kind_(kind), n_(n) {}
+  Elementwise(Activation kind, const Shape& shape) : kind_(kind), shape_(shape) {}
 
   std::string text() const override { return to_string(kind_); }
-  Index n_outputs() const override { return n_; }
+  Shape output_shape() const override { return shape_; }
   void plan_dense_path(DensePathPlan& plan) const override { plan.add_activation(kind_); }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
@@ -26,16 +26,16 @@ class Elementwise final : public Layer {
 
  private:
   Activation kind_;
-  Index n_;
+  Shape shape_;
   Jet slope_;
 };
 
 }  // namespace
 
-std::unique_ptr<Layer> make_elementwise(const LayerSpec& spec, Index n_inputs) {
+std::unique_ptr<Layer> make_elementwise(const LayerSpec& spec, const Shape& in) {
   if (!spec.args.empty()) spec.refuse("no arguments");
   for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu, Activation::relu})
-    if (spec.name == to_string(a)) return std::make_unique<Elementwise>(a, n_inputs);
+    if (spec.name == to_string(a)) return std::make_unique<Elementwise>(a, in);
   spec.refuse("an activation");
 }
 

@@ -8,11 +8,11 @@ namespace {
 
 class LayerNorm final : public Layer {
  public:
-  explicit LayerNorm(Index n) : n_(n) {}
+  explicit LayerNorm(const Shape& shape) : shape_(shape), n_(shape.size()) {}
 
   std::string text() const override { return "layernorm"; }
-  Index n_outputs() const override { return n_; }
-  bool invariant_to_input_scale() const override { return true; }
+  Shape output_shape() const override { return shape_; }
+  InputScaleInvariance input_scale_invariance() const override { return InputScaleInvariance::joint; }
 
   // ẑ = c ⊙ s with c = z - mean(z), s = var^{-1/2}, var = mean(c²) over the features.
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
@@ -51,15 +51,16 @@ class LayerNorm final : public Layer {
   }
 
  private:
+  Shape shape_;
   Index n_;
   Jet centred_, variance_, inv_std_;
 };
 
 }  // namespace
 
-std::unique_ptr<Layer> make_layer_norm(const LayerSpec& spec, Index n_inputs) {
+std::unique_ptr<Layer> make_layer_norm(const LayerSpec& spec, const Shape& in) {
   if (!spec.args.empty()) spec.refuse("no arguments");
-  return std::make_unique<LayerNorm>(n_inputs);
+  return std::make_unique<LayerNorm>(in);
 }
 
 }  // namespace eomlab

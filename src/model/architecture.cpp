@@ -1,0 +1,76 @@
+#include "model/architecture.hpp"
+
+#include <cctype>
+
+#include "core/error.hpp"
+
+namespace eomlab {
+namespace {
+
+std::string trimmed(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// The pieces of `text` between the commas at parenthesis depth 0, trimmed; throws on unbalanced ones.
+std::vector<std::string> top_level_pieces(const std::string& text) {
+  std::vector<std::string> out;
+  int depth = 0;
+  std::string piece;
+  for (char ch : text) {
+    if (ch == '(') ++depth;
+    if (ch == ')' && --depth < 0) throw Error("expected balanced parentheses, got '" + text + "'");
+    if (ch == ',' && depth == 0) {
+      out.push_back(trimmed(piece));
+      piece.clear();
+    } else {
+      piece += ch;
+    }
+  }
+  if (depth != 0) throw Error("expected balanced parentheses, got '" + text + "'");
+  out.push_back(trimmed(piece));
+  return out;
+}
+
+bool is_name(const std::string& s) {
+  if (s.empty()) return false;
+  for (char ch : s)
+    if (!(std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'))
+      return false;
+  return true;
+}
+
+}  // namespace
+
+LayerSpec parse_layer(const std::string& raw) {
+  const std::string text = trimmed(raw);
+  const auto refuse = [&] { throw Error("expected NAME or NAME(ARGS), got '" + text + "'"); };
+  const auto open = text.find('(');
+  LayerSpec spec;
+  spec.name = text.substr(0, open);
+  if (!is_name(spec.name)) refuse();
+  if (open == std::string::npos) return spec;
+  if (text.back() != ')') refuse();
+  const std::string inner = text.substr(open + 1, text.size() - open - 2);
+  for (std::string& arg : top_level_pieces(inner)) {
+    if (arg.empty()) refuse();
+    spec.args.push_back(std::move(arg));
+  }
+  return spec;
+}
+
+std::vector<LayerSpec> parse_architecture(const std::string& text) {
+  const std::vector<std::string> pieces = top_level_pieces(text);
+  std::vector<LayerSpec> out;
+  for (std::size_t k = 0; k < pieces.size(); ++k) {
+    try {
+      out.push_back(parse_layer(pieces[k]));
+    } catch (const Error& e) {
+      throw Error("layer " + std::to_string(k + 1) + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace eomlab

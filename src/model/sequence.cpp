@@ -1,0 +1,87 @@
+#include "model/sequence.hpp"
+
+#include <utility>
+
+#include "core/error.hpp"
+
+namespace eomlab {
+
+LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& in) : in_(in) {
+  if (specs.empty()) throw Error("expected at least one layer");
+  Shape shape = in;
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    try {
+      layers_.push_back(make_layer(specs[k], shape));
+    } catch (const Error& e) {
+      throw Error("layer " + std::to_string(k + 1) + " '" + specs[k].text() + "': " + e.what());
+    }
+    shape = layers_.back()->output_shape();
+    n_params_ += layers_.back()->n_params();
+  }
+  values_.resize(layers_.size());
+}
+
+std::string LayerSequence::text() const {
+  std::string out;
+  for (const auto& layer : layers_) out += (out.empty() ? "" : ", ") + layer->text();
+  return out;
+}
+
+bool LayerSequence::couples_samples() const {
+  for (const auto& layer : layers_)
+    if (layer->couples_samples()) return true;
+  return false;
+}
+
+void LayerSequence::place(Index offset, const std::string& prefix) {
+  int parametrized = 0;
+  for (const auto& layer : layers_) {
+    if (layer->n_params() == 0) continue;
+    layer->place(offset, prefix + std::to_string(parametrized++));
+    offset += layer->n_params();
+  }
+}
+
+std::vector<ParameterBlock> LayerSequence::blocks() const {
+  std::vector<ParameterBlock> out;
+  for (const auto& layer : layers_)
+    for (ParameterBlock& b : layer->blocks()) out.push_back(std::move(b));
+  return out;
+}
+
+std::vector<ParameterBlock> LayerSequence::scale_invariant_blocks() const {
+  std::vector<ParameterBlock> out;
+  for (std::size_t k = 0; k < layers_.size(); ++k) {
+    for (ParameterBlock& b : layers_[k]->scale_invariant_blocks()) out.push_back(std::move(b));
+    if (k + 1 == layers_.size()) break;
+    switch (layers_[k + 1]->input_scale_invariance()) {
+      case InputScaleInvariance::joint:
+        if (auto b = layers_[k]->linear_block()) out.push_back(std::move(*b));
+        break;
+      case InputScaleInvariance::per_channel:
+        for (ParameterBlock& b : layers_[k]->channel_blocks()) out.push_back(std::move(b));
+        break;
+      case InputScaleInvariance::none:
+        break;
+    }
+  }
+  return out;
+}
+
+void LayerSequence::initialize(Rng& rng, Vector& theta) const {
+  for (const auto& layer : layers_) layer->initialize(rng, theta);
+}
+
+void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) {
+  for (std::size_t k = 0; k < layers_.size(); ++k) layers_[k]->forward(pass, k == 0 ? in : values_[k - 1], values_[k], s);
+}
+
+void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s) {
+  for (std::size_t k = layers_.size(); k-- > 0;) {
+    const bool wanted = k > 0 || input_delta;
+    layers_[k]->backward(pass, k == 0 ? in : values_[k - 1], delta, wanted ? &spare_ : nullptr, s);
+    if (wanted) std::swap(delta, spare_);
+  }
+}
+
+}  // namespace eomlab

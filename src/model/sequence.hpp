@@ -1,0 +1,48 @@
+// Layers applied one after another, each with its slice of θ in order: the body of a Model and of a
+// residual block. It owns the layers' outputs (jets) between the forward pass and the backward pass.
+// Invariant: layer k's input shape is layer k-1's output shape; the parameters of the layers tile
+// [offset, offset + n_params()) in order.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/layer.hpp"
+
+namespace eomlab {
+
+class LayerSequence {
+ public:
+  // Throws Error naming the failing layer by its position (from 1) and text: "layer 4 'dense(10)': ...".
+  LayerSequence(const std::vector<LayerSpec>& specs, const Shape& in);
+
+  Shape input_shape() const { return in_; }
+  Shape output_shape() const { return layers_.back()->output_shape(); }
+  Index n_params() const { return n_params_; }
+  // "dense(32), tanh, dense(4)".
+  std::string text() const;
+  const Layer& last() const { return *layers_.back(); }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  bool couples_samples() const;
+
+  // Parametrized layers are named prefix + their count among them: "layer0", "layer1", ...
+  void place(Index offset, const std::string& prefix);
+  std::vector<ParameterBlock> blocks() const;
+  // The layers' own invariant blocks, and those of a linear layer followed by a normalization.
+  std::vector<ParameterBlock> scale_invariant_blocks() const;
+  void initialize(Rng& rng, Vector& theta) const;
+
+  void forward(const ForwardPass& pass, const Jet& in, Scratch& s);
+  const Jet& output() const { return values_.back(); }
+  // `delta` (the jet of ∂loss/∂output) is consumed; on return it holds ∂loss/∂input if `input_delta`.
+  void backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s);
+
+ private:
+  Shape in_;
+  Index n_params_ = 0;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Jet> values_;  // each layer's output
+  Jet spare_;
+};
+
+}  // namespace eomlab
