@@ -1,5 +1,6 @@
 #include "model/jet.hpp"
 
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -190,6 +191,55 @@ void jet_axpy(double alpha, const Jet& x, Jet& y) {
     } else {
       y.c[static_cast<std::size_t>(s)] += alpha * xs;
     }
+  }
+}
+
+namespace {
+
+// The samples of a features x samples matrix as pixels x channels matrices (column-major: pixel fastest).
+template <class M>
+auto sample_image(M& x, Index sample, Index pixels) {
+  const Index channels = x.rows() / pixels;
+  return Eigen::Map<std::conditional_t<std::is_const_v<M>, const Matrix, Matrix>>(
+      x.data() + sample * x.rows(), pixels, channels);
+}
+
+}  // namespace
+
+void jet_channel_sums(const Jet& a, Index pixels, Jet& out) {
+  out.reset(a.m);
+  const Index channels = a.rows() / pixels;
+  for (int s = 0; s < a.size(); ++s) {
+    if (!a.nz[static_cast<std::size_t>(s)]) continue;
+    const Buffer& x = a.c[static_cast<std::size_t>(s)];
+    Buffer& o = out.set(s, channels, 1);
+    o.setZero();
+    for (Index n = 0; n < x.cols(); ++n) o += sample_image(x, n, pixels).colwise().sum().transpose();
+  }
+}
+
+void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
+  jet_product(a, c, out, all_components, [pixels](Buffer& o, const Buffer& x, const Buffer& ch, bool first) {
+    for (Index n = 0; n < x.cols(); ++n) {
+      auto on = sample_image(o, n, pixels);
+      const auto xn = sample_image(x, n, pixels);
+      if (first)
+        on.array() = xn.array().rowwise() * ch.col(0).transpose().array();
+      else
+        on.array() += xn.array().rowwise() * ch.col(0).transpose().array();
+    }
+  }, same_shape);
+}
+
+void jet_add_to_channels(Jet& a, double alpha, const Jet& c, Index pixels) {
+  const int m = std::max(a.m, c.m);
+  a.m = m;
+  for (int s = 0; s < (1 << m); ++s) {
+    if (!c.nz[static_cast<std::size_t>(s)]) continue;
+    Buffer& x = a.c[static_cast<std::size_t>(s)];
+    if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
+    const Eigen::RowVectorXd row = alpha * c.c[static_cast<std::size_t>(s)].col(0).transpose();
+    for (Index n = 0; n < x.cols(); ++n) sample_image(x, n, pixels).rowwise() += row;
   }
 }
 

@@ -53,4 +53,12 @@ void jet_add_to_columns(Jet& a, const Jet& column);  // a += column broadcast ov
 void jet_subtract_row(Jet& a, const Jet& row);       // a -= row broadcast over rows
 void jet_axpy(double alpha, const Jet& x, Jet& y);   // y += alpha x
 
+// Per-channel maps of a batch of images (features = channels x pixels per sample, core/shape.hpp):
+// out (channels x 1) = Σ over pixels and samples, componentwise.
+void jet_channel_sums(const Jet& a, Index pixels, Jet& out);
+// out = a ⊙ c with the channel jet c (channels x 1) broadcast over pixels and samples (product rule).
+void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out);
+// a += alpha c, c (channels x 1) broadcast over pixels and samples, componentwise.
+void jet_add_to_channels(Jet& a, double alpha, const Jet& c, Index pixels);
+
 }  // namespace eomlab

@@ -12,7 +12,7 @@ std::string LayerSpec::text() const {
 }
 
 void LayerSpec::refuse(const std::string& what) const {
-  throw Error("layer '" + text() + "': expected " + what);
+  throw LayerError(text(), "expected " + what);
 }
 
 unsigned BackwardPass::wanted() const {

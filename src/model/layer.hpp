@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/dataset.hpp"
+#include "core/error.hpp"
 #include "core/reducer.hpp"
 #include "core/shape.hpp"
 #include "core/rng.hpp"
@@ -32,8 +33,19 @@ struct LayerSpec {
   std::vector<std::string> args;
 
   std::string text() const;
-  // Throws Error "layer '<text>': expected <what>".
+  // Throws LayerError "layer '<text>': expected <what>".
   [[noreturn]] void refuse(const std::string& what) const;
+};
+
+// A layer's refusal of its name, arguments or input shape; what() is "layer '<text>': <reason>".
+class LayerError : public Error {
+ public:
+  LayerError(const std::string& text, std::string reason)
+      : Error("layer '" + text + "': " + reason), reason_(std::move(reason)) {}
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string reason_;
 };
 
 // Temporaries shared by the layers of one model (each layer's own state lives in the layer).
@@ -64,6 +76,7 @@ struct BackwardPass {
   int m;
   Vector& out;
   Vector* first;
+  const Reducer& shards;  // as in ForwardPass
 
   // The components written, as a jet_matmul `wanted` mask.
   unsigned wanted() const;

@@ -17,7 +17,9 @@ using LossHeadFactory = std::unique_ptr<LossHead>();
   X("tanh", make_elementwise)     \
   X("softplus", make_elementwise) \
   X("gelu", make_elementwise)     \
-  X("relu", make_elementwise)
+  X("relu", make_elementwise)     \
+  X("batchnorm", make_batch_norm) \
+  X("residual", make_residual)
 #define EOMLAB_LOSS_HEADS(X)             \
   X("cross_entropy", make_cross_entropy) \
   X("mse", make_squared_error)
@@ -39,21 +41,29 @@ const Entry<LayerFactory> layers[] = {EOMLAB_LAYERS(EOMLAB_ENTRY)};
 const Entry<LossHeadFactory> loss_heads[] = {EOMLAB_LOSS_HEADS(EOMLAB_ENTRY)};
 
 template <class Factory, std::size_t n>
-Factory* find(const Entry<Factory> (&table)[n], const std::string& name, const char* what) {
+std::string known_names(const Entry<Factory> (&table)[n]) {
   std::string known;
-  for (const Entry<Factory>& e : table) {
+  for (const Entry<Factory>& e : table) known += (known.empty() ? "" : " | ") + std::string(e.name);
+  return known;
+}
+
+template <class Factory, std::size_t n>
+Factory* find(const Entry<Factory> (&table)[n], const std::string& name) {
+  for (const Entry<Factory>& e : table)
     if (e.name == name) return e.make;
-    known += (known.empty() ? "" : " | ") + std::string(e.name);
-  }
-  throw Error(std::string(what) + " '" + name + "': expected one of " + known);
+  return nullptr;
 }
 
 }  // namespace
 
 std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in) {
-  return find(layers, spec.name, "layer")(spec, in);
+  if (LayerFactory* make = find(layers, spec.name)) return make(spec, in);
+  spec.refuse("one of " + known_names(layers));
 }
 
-std::unique_ptr<LossHead> make_loss_head(const std::string& name) { return find(loss_heads, name, "loss")(); }
+std::unique_ptr<LossHead> make_loss_head(const std::string& name) {
+  if (LossHeadFactory* make = find(loss_heads, name)) return make();
+  throw Error("loss '" + name + "': expected one of " + known_names(loss_heads));
+}
 
 }  // namespace eomlab

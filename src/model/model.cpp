@@ -68,7 +68,7 @@ double Model::Impl::head_loss(const Dataset& batch, double scale) {
 void Model::Impl::backward(Vector& out, Vector* first) {
   out.resize(body.n_params());
   if (first) first->resize(body.n_params());
-  body.backward({m, out, first}, input, delta, false, scratch);
+  body.backward({m, out, first, *shards}, input, delta, false, scratch);
 }
 
 double Model::Impl::evaluate(const Vector& theta, const Vector* const* directions, int n_directions,

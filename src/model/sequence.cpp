@@ -10,10 +10,13 @@ LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& i
   if (specs.empty()) throw Error("expected at least one layer");
   Shape shape = in;
   for (std::size_t k = 0; k < specs.size(); ++k) {
+    const std::string where = "layer " + std::to_string(k + 1) + " '" + specs[k].text() + "': ";
     try {
       layers_.push_back(make_layer(specs[k], shape));
-    } catch (const Error& e) {
-      throw Error("layer " + std::to_string(k + 1) + " '" + specs[k].text() + "': " + e.what());
+    } catch (const LayerError& e) {
+      throw Error(where + e.reason());
+    } catch (const Error& e) {  // from a layer inside this one
+      throw Error(where + e.what());
     }
     shape = layers_.back()->output_shape();
     n_params_ += layers_.back()->n_params();

@@ -1,5 +1,7 @@
-// The MLP configuration of Model (tests): widths, activation, loss and normalization, as the config gives them.
+// Models for tests: the MLP configuration (widths, activation, loss and normalization, as the config
+// gives them) and an architecture text.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "model/model.hpp"
@@ -14,6 +16,14 @@ inline Model mlp_model(const std::vector<Index>& widths, Activation activation, 
   config.loss = loss;
   config.normalize = normalization;
   return make_model(config);
+}
+
+// A model of model.architecture's grammar for samples of shape `input`.
+inline Model architecture_model(const std::string& architecture, const Shape& input, LossKind loss) {
+  ModelConfig config;
+  config.architecture = architecture;
+  config.loss = loss;
+  return make_model(config, input);
 }
 
 }  // namespace eomlab::test

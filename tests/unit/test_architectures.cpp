@@ -1,0 +1,154 @@
+// Networks of model.architecture's grammar (DESIGN.md §3.6) beyond the MLP: batchnorm and residual
+// blocks. Exact g, Hv and T[u, v] against central finite differences and symmetry; per-channel scale
+// invariance before batchnorm; the parser's and the shape checks' messages.
+#include <gtest/gtest.h>
+
+#include "core/error.hpp"
+#include "diff/objective.hpp"
+#include "model/architecture.hpp"
+#include "support/finite_difference.hpp"
+#include "support/mixture.hpp"
+#include "support/model.hpp"
+#include "support/random_vector.hpp"
+
+using namespace eomlab;
+using test::random_vector;
+
+namespace {
+
+struct Problem {
+  std::unique_ptr<WholeVector> whole;
+  std::unique_ptr<ModelObjective> objective;
+  Vector theta;
+  std::vector<ParameterBlock> invariant;
+};
+
+// A Gaussian mixture of `samples` vectors of `features` features, labels or one-hot targets.
+std::unique_ptr<Problem> make_problem(const std::string& architecture, Index features, LossKind loss,
+                                      Index samples = 24) {
+  auto p = std::make_unique<Problem>();
+  Model model = test::architecture_model(architecture, features, loss);
+  Dataset d = test::mixture(samples, {features, model.n_outputs()}, 3);
+  if (loss == LossKind::mse) {
+    d.targets = one_hot(d.labels, model.n_outputs());
+    d.labels.clear();
+  }
+  Vector theta = model.initial_parameters(7);
+  theta += 0.3 * random_vector(theta.size(), 99);  // γ, β away from 1 and 0
+  p->theta = theta;
+  p->invariant = model.scale_invariant_blocks();
+  p->whole = std::make_unique<WholeVector>(model.n_params());
+  p->objective = std::make_unique<ModelObjective>(std::move(model), std::move(d), samples, 0.0, *p->whole);
+  return p;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+const char* const networks[] = {
+    "dense(6), batchnorm, tanh, dense(3)",
+    "dense(5), batchnorm(affine=off), softplus, residual(dense(5), batchnorm, gelu, dense(5)), dense(3)",
+    "batchnorm(eps=0.1), dense(4), tanh, residual(dense(4), tanh), batchnorm, dense(3)",
+};
+
+class Architectures : public ::testing::TestWithParam<std::tuple<const char*, LossKind>> {};
+
+}  // namespace
+
+TEST_P(Architectures, DerivativesMatchCentralDifferences) {
+  const auto [architecture, loss] = GetParam();
+  auto p = make_problem(architecture, 4, loss);
+  Objective& f = *p->objective;
+  Vector g;
+  f.value_and_gradient(p->theta, g);
+  EXPECT_LT(test::relative_error(g, test::fd_gradient(f, p->theta)), 1e-6);
+  const Vector u = random_vector(p->theta.size(), 1), v = random_vector(p->theta.size(), 2);
+  Vector hv, tuv, tvu, hu, tuu, tuu_alone;
+  f.hessian_vector(p->theta, v, hv);
+  EXPECT_LT(test::relative_error(hv, test::fd_hessian_vector(f, p->theta, v)), 1e-6);
+  f.third_order(p->theta, u, v, tuv);
+  f.third_order(p->theta, v, u, tvu);
+  EXPECT_LT(test::relative_error(tuv, test::fd_third_order(f, p->theta, u, v)), 1e-6);
+  EXPECT_LT(test::relative_error(tvu, tuv), 1e-12);
+  f.hessian_and_third_order(p->theta, u, hu, tuu);
+  f.third_order(p->theta, u, u, tuu_alone);
+  f.hessian_vector(p->theta, u, hv);
+  EXPECT_LT(test::relative_error(hu, hv), 1e-13);
+  EXPECT_LT(test::relative_error(tuu, tuu_alone), 1e-13);
+}
+
+INSTANTIATE_TEST_SUITE_P(Networks, Architectures,
+                         ::testing::Combine(::testing::ValuesIn(networks),
+                                            ::testing::Values(LossKind::cross_entropy, LossKind::mse)));
+
+// Before batchnorm (eps 0) each row of W is scale-invariant: scaling it leaves L, the gradient is
+// orthogonal to it, and the row's bias gets no gradient.
+TEST(Architectures, RowsBeforeBatchnormAreScaleInvariant) {
+  auto p = make_problem("dense(6), batchnorm, tanh, dense(3)", 4, LossKind::cross_entropy);
+  ASSERT_EQ(p->invariant.size(), 6u);
+  EXPECT_EQ(p->invariant[2].name, "layer0.W[2]");
+  Vector g;
+  const double loss = p->objective->value_and_gradient(p->theta, g);
+  EXPECT_LT(g.segment(24, 6).norm(), 1e-15 * g.norm() + 1e-16);  // b of the first layer
+  for (const ParameterBlock& b : p->invariant) {
+    EXPECT_LT(std::abs(g.segment(b.offset, b.size).dot(p->theta.segment(b.offset, b.size))), 1e-14);
+    Vector scaled = p->theta;
+    scaled.segment(b.offset, b.size) *= 3.7;
+    EXPECT_NEAR(p->objective->value(scaled), loss, 1e-13 * loss);
+  }
+  // With eps > 0 the invariance is gone, and no block is claimed.
+  EXPECT_TRUE(make_problem("dense(6), batchnorm(eps=1e-5), tanh, dense(3)", 4, LossKind::mse)->invariant.empty());
+}
+
+TEST(Architectures, ParserSplitsLayersAndArguments) {
+  const auto specs = parse_architecture(" conv(32, 3,pad=1), tanh ,residual(dense(4), batchnorm(affine=off)) ");
+  ASSERT_EQ(specs.size(), 3u);
+  EXPECT_EQ(specs[0].text(), "conv(32, 3, pad=1)");
+  EXPECT_EQ(specs[1].text(), "tanh");
+  EXPECT_EQ(specs[2].args, (std::vector<std::string>{"dense(4)", "batchnorm(affine=off)"}));
+  EXPECT_EQ(error_of([] { parse_architecture("dense(4), tanh("); }), "expected balanced parentheses, got 'dense(4), tanh('");
+  EXPECT_EQ(error_of([] { parse_architecture("dense(4),, tanh"); }), "layer 2: expected NAME or NAME(ARGS), got ''");
+  EXPECT_EQ(error_of([] { parse_architecture("dense()"); }), "layer 1: expected NAME or NAME(ARGS), got 'dense()'");
+  EXPECT_EQ(error_of([] { parse_architecture("dense(4)x"); }), "layer 1: expected NAME or NAME(ARGS), got 'dense(4)x'");
+}
+
+TEST(Architectures, BadArchitecturesNameTheLayer) {
+  const auto error = [](const std::string& architecture) {
+    return error_of([&] { test::architecture_model(architecture, 4, LossKind::mse); });
+  };
+  const std::string unknown = error("dense(4), softmax, dense(2)");
+  EXPECT_EQ(unknown.rfind("model.architecture: layer 2 'softmax': expected one of dense | layernorm | ", 0), 0u) << unknown;
+  EXPECT_NE(unknown.find(" | batchnorm | residual"), std::string::npos) << unknown;
+  EXPECT_EQ(error("dense(4), residual(dense(3)), dense(2)"),
+            "model.architecture: layer 2 'residual(dense(3))': expected inner layers that keep the shape 4, got 3");
+  EXPECT_EQ(error("dense(4), residual(tanh, dense(0))"),
+            "model.architecture: layer 2 'residual(tanh, dense(0))': layer 2 'dense(0)': expected dense(OUT[, "
+            "weightnorm=on|off]) with a whole OUT > 0");
+  EXPECT_EQ(error("batchnorm(eps=-1)"),
+            "model.architecture: layer 1 'batchnorm(eps=-1)': expected batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
+  EXPECT_EQ(error("dense(4), batchnorm(momentum=0.1)").substr(0, 60),
+            "model.architecture: layer 2 'batchnorm(momentum=0.1)': expec");
+}
+
+TEST(Architectures, ResolvedTextAndBlocks) {
+  const Model m = test::architecture_model("dense(5), batchnorm(eps=1e-05), residual(dense(5), batchnorm(affine=off)), dense(2)",
+                                           3, LossKind::cross_entropy);
+  EXPECT_EQ(m.architecture(), "dense(5), batchnorm(eps=1e-05), residual(dense(5), batchnorm(affine=off)), dense(2)");
+  EXPECT_EQ(m.description(), "3 -> " + m.architecture() + " -> cross_entropy");
+  std::vector<std::string> names;
+  for (const ParameterBlock& b : m.blocks()) names.push_back(b.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"layer0.W", "layer0.b", "layer1.gamma", "layer1.beta", "layer2.0.W",
+                                             "layer2.0.b", "layer3.W", "layer3.b"}));
+  EXPECT_EQ(m.n_params(), 3 * 5 + 5 + 10 + 30 + 12);
+  EXPECT_TRUE(m.couples_samples());
+  // The residual's inner dense is followed by a scale-invariant batchnorm: its rows are invariant.
+  EXPECT_EQ(m.scale_invariant_blocks().size(), 5u);
+  EXPECT_EQ(m.scale_invariant_blocks()[0].name, "layer2.0.W[0]");
+}
