@@ -17,6 +17,7 @@
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 #include "flow/observable.hpp"
+#include "model/architecture.hpp"
 
 namespace po = boost::program_options;
 
@@ -42,6 +43,7 @@ const std::vector<KeySpec>& config_keys() {
       {"data.n_classes", "", "classes or outputs (default: last width of model.layers)"},
       {"data.noise", "0.5", "noise level (synthetic sources)"},
       {"data.seed", "0", "seed of the synthetic data (fixed across the sweep)"},
+      {"model.architecture", "", "layers, e.g. conv(32,3,pad=1), tanh, avgpool(2), flatten, dense(10) (instead of model.layers)"},
       {"model.layers", "16,32,32,4", "widths, input first"},
       {"model.activation", "tanh", "tanh | softplus | gelu | relu"},
       {"model.normalize", "none", "none | layer | weight (hidden layers)"},
@@ -266,6 +268,7 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"data.n_classes", given("data.n_classes", c.data.n_classes)},
       {"data.noise", format_number(c.data.noise)},
       {"data.seed", std::to_string(c.data.seed)},
+      {"model.architecture", c.model.architecture},
       {"model.layers", joined(c.model.layers, integer_text)},
       {"model.activation", choice_name(c.model.activation, activations)},
       {"model.normalize", choice_name(c.model.normalize, normalizations)},
@@ -339,12 +342,26 @@ void build_study(StudyConfig& c, const KeyValues& kv) {
   c.ranks_per_run = static_cast<int>(parse_integer("study.ranks_per_run", kv.get("study.ranks_per_run"), 1, max_size));
 }
 
+// The layers of model.architecture respelled ("conv(32, 3, pad=1), tanh"); "" for none. Their arguments
+// and shapes are checked when the model is made for the data.
+std::string canonical_architecture(const std::string& text) {
+  if (text.empty()) return "";
+  try {
+    std::string out;
+    for (const LayerSpec& layer : parse_architecture(text)) out += (out.empty() ? "" : ", ") + layer.text();
+    return out;
+  } catch (const Error& e) {
+    throw InputError(std::string("model.architecture: ") + e.what());
+  }
+}
+
 void build_model(StudyConfig& c, const KeyValues& kv) {
   c.model.layers.clear();
   for (const auto& s : split_list("model.layers", kv.get("model.layers")))
     c.model.layers.push_back(parse_size("model.layers", s));
   if (c.model.layers.size() < 2)
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
+  c.model.architecture = canonical_architecture(kv.get("model.architecture"));
   c.model.activation = parse_choice("model.activation", kv.get("model.activation"), activations);
   c.model.normalize = parse_choice("model.normalize", kv.get("model.normalize"), normalizations);
   c.model.loss = parse_choice("model.loss", kv.get("model.loss"), losses);
@@ -370,8 +387,9 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
   c.data.n_samples = parse_size("data.n_samples", kv.get("data.n_samples"));
   const std::string nf = kv.get("data.n_features"), nc = kv.get("data.n_classes");
   c.data.n_features = nf.empty() ? c.model.layers.front() : parse_size("data.n_features", nf);
-  c.data.n_classes = nc.empty() ? c.model.layers.back() : parse_size("data.n_classes", nc);
-  if (c.data.source != "hdf5") {
+  const bool mlp = c.model.architecture.empty();
+  c.data.n_classes = !nc.empty() ? parse_size("data.n_classes", nc) : mlp ? c.model.layers.back() : 0;
+  if (c.data.source != "hdf5" && mlp) {
     if (c.data.n_features != c.model.layers.front())
       throw InputError("model.layers: expected input width " + std::to_string(c.data.n_features) +
                        " (data.n_features), got " + std::to_string(c.model.layers.front()));

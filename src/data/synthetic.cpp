@@ -39,7 +39,7 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
     network.layers.back() = k;
     network.normalize = Normalization::none;
     network.loss = LossKind::mse;
-    const Model teacher = make_model(network);
+    const Model teacher = make_model(network, Shape(d));
     const Matrix z = teacher.outputs(teacher.initial_parameters(data.seed ^ 0x7EAC4E5ULL), out.x);
     if (model.loss == LossKind::cross_entropy) {
       out.labels.resize(static_cast<std::size_t>(n));

@@ -13,7 +13,10 @@ ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double
       slices_(slices) {
   if (n_total <= 0) throw Error("ModelObjective: expected a non-empty data set");
   if (slices.global_size() != model_.n_params()) throw Error("ModelObjective: slices do not match the model");
+  model_.share_statistics(slices);
 }
+
+bool ModelObjective::evaluates_here() const { return local_.n_samples() > 0 || model_.couples_samples(); }
 
 const Vector& ModelObjective::gathered_theta(const Vector& slice) {
   // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
@@ -37,7 +40,7 @@ void ModelObjective::add_weight_decay(const Vector& x, Vector& out) const {
 
 double ModelObjective::local_loss(const Vector& theta) {
   forward_pass_at_theta_ = false;  // a loss-only pass keeps no backward pass
-  return local_.n_samples() > 0 ? model_.loss_value(theta, local_, scale_) : 0.0;
+  return evaluates_here() ? model_.loss_value(theta, local_, scale_) : 0.0;
 }
 
 double ModelObjective::value(const Vector& theta_slice) {
@@ -48,7 +51,7 @@ double ModelObjective::value(const Vector& theta_slice) {
 double ModelObjective::value_and_gradient(const Vector& theta_slice, Vector& grad) {
   const Vector& theta = gathered_theta(theta_slice);
   double loss = 0.0;
-  if (local_.n_samples() > 0) {
+  if (evaluates_here()) {
     loss = model_.loss_and_gradient(theta, local_, scale_, whole_out_);
     forward_pass_at_theta_ = true;
   } else {
@@ -62,7 +65,7 @@ double ModelObjective::value_and_gradient(const Vector& theta_slice, Vector& gra
 void ModelObjective::hessian_vector(const Vector& theta_slice, const Vector& v, Vector& hv) {
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(v, v_);
-  if (local_.n_samples() > 0) {
+  if (evaluates_here()) {
     model_.hessian_vector(theta, v_, local_, scale_, whole_out_, forward_pass_at_theta_);
     forward_pass_at_theta_ = true;
   } else {
@@ -76,7 +79,7 @@ void ModelObjective::third_order(const Vector& theta_slice, const Vector& u, con
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(u, u_);
   slices_.all_gather(v, v_);
-  if (local_.n_samples() > 0) {
+  if (evaluates_here()) {
     model_.third_order(theta, u_, v_, local_, scale_, whole_out_);
   } else {
     whole_out_.setZero(model_.n_params());
@@ -87,7 +90,7 @@ void ModelObjective::third_order(const Vector& theta_slice, const Vector& u, con
 void ModelObjective::hessian_and_third_order(const Vector& theta_slice, const Vector& u, Vector& hu, Vector& tuu) {
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(u, u_);
-  if (local_.n_samples() > 0) {
+  if (evaluates_here()) {
     model_.hessian_and_third_order(theta, u_, local_, scale_, whole_first_, whole_out_);
   } else {
     whole_first_.setZero(model_.n_params());

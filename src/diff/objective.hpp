@@ -32,7 +32,8 @@ class Objective {
 
 // The loss of a Model over a data set sharded across the ranks of a run: each rank holds one shard
 // and one slice of every vector. An evaluation all-gathers the input slices (θ only when it changed),
-// sums over the local shard, and reduce-scatters the result.
+// sums over the local shard, and reduce-scatters the result. A model whose statistics couple the
+// samples (batchnorm) sums them over the same ranks.
 class ModelObjective final : public Objective {
  public:
   // `local` is this rank's shard of a data set of `n_total` samples.
@@ -58,6 +59,8 @@ class ModelObjective final : public Objective {
   Vector u_, v_, whole_out_, whole_first_;
 
   const Vector& gathered_theta(const Vector& slice);
+  // Whether this rank runs the model: it has samples, or the model's statistics need every rank.
+  bool evaluates_here() const;
   double local_loss(const Vector& theta);
   double weight_decay_term(const Vector& theta) const;
   // out += λ x, the weight decay's part of g (x = θ) or of Hx.

@@ -245,6 +245,8 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
 
   {
     Handle model = create_group(root, "/model");
+    h5::write_string_attribute(model, "architecture", header.architecture);
+    h5::write_string_attribute(model, "input_shape", header.input_shape);
     const std::vector<std::string> block_fields{"offset", "size", "rows", "cols"};
     std::vector<TableRow> rows;
     for (const ParameterBlock& b : header.observables.blocks) rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});

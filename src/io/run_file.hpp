@@ -24,6 +24,7 @@ struct RunFileHeader {
   double weight_decay = 0;
   int ranks_per_run = 1;
   std::string config_text;
+  std::string architecture, input_shape;  // the model's resolved layers and its sample shape ("1x28x28")
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
   std::vector<std::pair<std::string, std::string>> provenance;
   ObservableLayout observables;

@@ -90,6 +90,9 @@ class Layer {
   virtual std::string text() const = 0;
   virtual Shape output_shape() const = 0;
   Index n_outputs() const { return output_shape().size(); }  // features per sample
+  // Features per sample the layer keeps between its forward and backward pass (its output, and those of
+  // the layers inside it).
+  virtual Index activation_size() const { return n_outputs(); }
   virtual Index n_params() const { return 0; }
   // Puts the parameters at θ[offset, offset + n_params()); their blocks are named "<name>.W", ...
   virtual void place(Index /*offset*/, const std::string& /*name*/) {}

@@ -87,6 +87,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 Index Model::n_params() const { return impl_->body.n_params(); }
 Shape Model::input_shape() const { return impl_->body.input_shape(); }
 Index Model::n_outputs() const { return impl_->body.output_shape().size(); }
+Index Model::activation_size() const { return impl_->body.activation_size(); }
 std::string Model::architecture() const { return impl_->body.text(); }
 
 std::string Model::description() const {

@@ -44,6 +44,7 @@ class Model {
   Index n_params() const;
   Shape input_shape() const;
   Index n_outputs() const;  // logits or predictions per sample
+  Index activation_size() const;  // every layer's outputs per sample, summed (for memory estimates)
   // The layers as model.architecture writes them, resolved: "dense(32), tanh, dense(4)".
   std::string architecture() const;
   // What the network is, for provenance and messages, e.g. "16 -> dense(32), tanh, dense(4) -> cross_entropy".

@@ -36,6 +36,12 @@ bool LayerSequence::couples_samples() const {
   return false;
 }
 
+Index LayerSequence::activation_size() const {
+  Index total = 0;
+  for (const auto& layer : layers_) total += layer->activation_size();
+  return total;
+}
+
 void LayerSequence::place(Index offset, const std::string& prefix) {
   int parametrized = 0;
   for (const auto& layer : layers_) {

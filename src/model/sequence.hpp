@@ -24,6 +24,7 @@ class LayerSequence {
   const Layer& last() const { return *layers_.back(); }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   bool couples_samples() const;
+  Index activation_size() const;  // Σ of the layers' activation sizes
 
   // Parametrized layers are named prefix + their count among them: "layer0", "layer1", ...
   void place(Index offset, const std::string& prefix);

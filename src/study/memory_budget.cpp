@@ -38,11 +38,12 @@ std::string bytes_text(double bytes) {
 
 }  // namespace
 
-MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index n_samples) {
+MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index n_samples, const Model* model) {
   // The dense layers' parameter count in double as well: widths near 2^31 give a count beyond Index,
   // which wraps (a negative or small n_params would pass for a study that fits).
+  const bool architecture = model && !c.model.architecture.empty();
   double dense = 0;
-  for (std::size_t i = 0; i + 1 < c.model.layers.size(); ++i)
+  for (std::size_t i = 0; i + 1 < c.model.layers.size() && !architecture; ++i)
     dense += (static_cast<double>(c.model.layers[i]) + 1) * static_cast<double>(c.model.layers[i + 1]);
   const double r = c.ranks_per_run, p = std::max(static_cast<double>(n_params), dense),
                n = static_cast<double>(n_samples);
@@ -52,9 +53,14 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
     sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
     order = std::max(order, std::min(order_of(k), 2));
   }
-  double widths = 0;
-  for (Index w : c.model.layers) widths += static_cast<double>(w);
-  const double per_sample = static_cast<double>(c.model.layers.front() + c.model.layers.back());
+  double widths = 0, per_sample = 0;
+  if (architecture) {
+    widths = static_cast<double>(model->input_shape().size() + model->activation_size());
+    per_sample = static_cast<double>(model->input_shape().size() + model->n_outputs());
+  } else {
+    for (Index w : c.model.layers) widths += static_cast<double>(w);
+    per_sample = static_cast<double>(c.model.layers.front() + c.model.layers.back());
+  }
   static const double jets[] = {3.7, 7, 15};  // activation-sized arrays per sample and width (measured)
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/config.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -19,8 +20,10 @@ struct MemoryEstimate {
   double total() const { return parameter_bytes + sample_bytes + base_bytes; }
 };
 
-// One rank of a run with n_params parameters on n_samples samples.
-MemoryEstimate estimate_rank_memory(const StudyConfig& config, Index n_params, Index n_samples);
+// One rank of a run with n_params parameters on n_samples samples. A model.architecture's layer sizes
+// come from its built `model` (the MLP's from model.layers).
+MemoryEstimate estimate_rank_memory(const StudyConfig& config, Index n_params, Index n_samples,
+                                    const Model* model = nullptr);
 
 // The samples the study will use: data.n_samples, or the rows /X of its data file declares.
 Index study_samples(const StudyConfig& config);

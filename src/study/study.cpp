@@ -70,9 +70,29 @@ std::vector<std::string> trajectory_names(const StudyConfig& c) {
   return names;
 }
 
+// A model.architecture's outputs against the data: a label for every class, or a target per output.
+void require_outputs_fit(const Model& model, const Dataset& data, const StudyConfig& c) {
+  const std::string where = "model.architecture: the last layer gives " + std::to_string(model.n_outputs()) + " outputs";
+  if (data.has_labels()) {
+    if (model.n_outputs() < 2) throw InputError(where + ", expected at least 2 for cross_entropy");
+    for (std::int64_t label : data.labels)
+      if (label >= model.n_outputs())
+        throw InputError(where + ", expected more than the data's label " + std::to_string(label));
+  } else if (data.targets.rows() != model.n_outputs()) {
+    throw InputError(where + ", expected the data's " + std::to_string(data.targets.rows()) + " targets (" +
+                     (c.data.source == "hdf5" ? "data file '" + c.data.path + "'" : "data.n_classes") + ")");
+  }
+}
+
 // Loads the whole data set (every rank of the study reads the same) and checks it against the model.
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
+  if (!c.model.architecture.empty()) {
+    if (c.data.source == "hdf5") return io::read_data_file(c.data.path, c.model.loss, c.data.n_classes, "data.source");
+    DataConfig d = c.data;
+    if (d.n_classes == 0) d.n_classes = make_model(c.model, Shape(d.n_features)).n_outputs();
+    return make_synthetic(d, c.model);
+  }
   if (c.data.source == "hdf5") {
     data = io::read_data_file(c.data.path, c.model.loss, c.model.layers.back(), "data.source");
     const std::string where = "model.layers: data file '" + c.data.path + "'";
@@ -92,6 +112,13 @@ Dataset load_data(const StudyConfig& c) {
     data = make_synthetic(c.data, c.model);
   }
   return data;
+}
+
+// The study's model for the data's samples (throws InputError if they do not fit together).
+Model study_model(const StudyConfig& c, const Dataset& data) {
+  Model model = make_model(c.model, data.shape());
+  if (!c.model.architecture.empty()) require_outputs_fit(model, data, c);
+  return model;
 }
 
 std::string checkpoint_path(const StudyConfig& c, const RunSpec& run) {
@@ -411,8 +438,8 @@ void require_flows_of_method(const StudyConfig& c) {
 
 // Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
 // it has available; the line is that of the lowest such rank.
-void refuse_what_cannot_fit(const StudyConfig& c, Index n_params, const dist::Comm& world) {
-  const MemoryEstimate estimate = estimate_rank_memory(c, n_params, study_samples(c));
+void refuse_what_cannot_fit(const StudyConfig& c, const Model& model, const dist::Comm& world) {
+  const MemoryEstimate estimate = estimate_rank_memory(c, model.n_params(), study_samples(c), &model);
   const std::string problem = memory_problem(c, estimate, world.node().size());
   const long first = world.max(problem.empty() ? 0 : world.size() - world.rank());
   if (first > 0) throw InputError(world.broadcast(problem, static_cast<int>(world.size() - first)));
@@ -431,9 +458,10 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
-  const Model probe = make_model(config.model);
+  const Model probe = study_model(config, load_data(config));
   require_flows_of_method(config);
-  const std::string memory = describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config)));
+  const std::string memory =
+      describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config), &probe));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
@@ -528,7 +556,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   const StudyConfig& config = s.config;
   const dist::Comm& group = s.group;
   const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
-  Model model = make_model(config.model);
+  Model model = study_model(config, s.data);
   const Vector theta0_whole = s.init_from_file.size() == 0 ? model.initial_parameters(run.seed) : s.init_from_file;
   const dist::SlicedVectors slices(group, model.n_params());
   const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
@@ -541,6 +569,8 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.weight_decay = run.weight_decay;
   header.ranks_per_run = config.ranks_per_run;
   header.config_text = config.resolved_text;
+  header.architecture = model.architecture();
+  header.input_shape = model.input_shape().text();
   header.observables = observable_layout(model, config.output_options.sharpness);
   header.n_params = model.n_params();
   header.slice_begin = slices.begin();
@@ -654,10 +684,14 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
 
   // Validate inputs on every rank before anything is allocated or written.
-  const Model probe = make_model(config.model);
-  require_flows_of_method(config);
-  refuse_what_cannot_fit(config, probe.n_params(), world);
+  // An MLP's size is known before the data is read, so a data file far beyond memory is not loaded;
+  // an architecture's depends on the data's sample shape.
+  const bool mlp = config.model.architecture.empty();
+  if (mlp) refuse_what_cannot_fit(config, make_model(config.model), world);
   const Dataset data = load_data(config);
+  const Model probe = study_model(config, data);
+  require_flows_of_method(config);
+  if (!mlp) refuse_what_cannot_fit(config, probe, world);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");

@@ -18,6 +18,7 @@ class Residual final : public Layer {
   void initialize(Rng& rng, Vector& theta) const override { inner_.initialize(rng, theta); }
   std::vector<ParameterBlock> scale_invariant_blocks() const override { return inner_.scale_invariant_blocks(); }
   bool couples_samples() const override { return inner_.couples_samples(); }
+  Index activation_size() const override { return n_outputs() + inner_.activation_size(); }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
     inner_.forward(pass, in, s);
