@@ -17,6 +17,7 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
   Rng rng(data.seed, rng_stream::data);
   Dataset out;
   out.x.resize(d, n);
+  out.sample_shape = data.shape;
   if (data.source == "gaussian_mixture") {
     Matrix centres(d, k);
     for (Index j = 0; j < k; ++j)
