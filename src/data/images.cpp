@@ -90,7 +90,7 @@ std::string idx_file(const std::string& prefix, bool test, const std::string& na
                             (test ? "t10k-" : "train-") + name;
   if (fs::exists(plain)) return plain;
   if (fs::exists(plain + ".gz")) return plain + ".gz";
-  throw_input_error(key, "the IDX file " + quoted(plain) + " or " + quoted(plain + ".gz"), "neither exists");
+  throw_input_error(key, "the IDX file " + quoted(plain) + " or " + quoted(plain + ".gz"), "neither");
 }
 
 std::vector<std::int64_t> labels_of(const Bytes& bytes, std::size_t begin, std::size_t stride, std::size_t count) {
@@ -151,6 +151,14 @@ std::string idx_prefix(const DataConfig& data) { return data.source == "fashion_
 // The key a file of this source is named by: data.path for a Fashion-MNIST folder given there.
 std::string file_key(const DataConfig& data) {
   return data.source == "fashion_mnist" && data.path != fashion_mnist_folder ? "data.path" : "data.source";
+}
+
+// Fashion-MNIST's folder exists, else the message says where it comes from.
+void require_fashion_folder(const DataConfig& data) {
+  if (data.source == "fashion_mnist" && !fs::is_directory(data.path))
+    throw_input_error(file_key(data), "the Fashion-MNIST folder " + quoted(data.path) +
+                                          " (Debian's dataset-fashion-mnist, see scripts/install-deps; or set data.path)",
+                      "no such folder");
 }
 
 std::string split_text(const DataConfig& data) {
@@ -256,6 +264,7 @@ Dataset select_images(const RawImages& raw, const DataConfig& data, const std::s
 }
 
 Dataset load_images(const DataConfig& data) {
+  require_fashion_folder(data);
   const std::string key = file_key(data);
   const RawImages raw = data.source == "cifar10" ? read_cifar10(data.path, data.test_split, key)
                                                  : read_idx(idx_prefix(data), data.test_split, key);
@@ -263,6 +272,7 @@ Dataset load_images(const DataConfig& data) {
 }
 
 Index count_images(const DataConfig& data) {
+  require_fashion_folder(data);
   const std::string key = file_key(data);
   const std::vector<std::int64_t> labels = data.source == "cifar10"
                                                ? read_cifar10_labels(data.path, data.test_split, key)

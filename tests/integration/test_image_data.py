@@ -259,6 +259,7 @@ FASHION_BAD = {
     "input_width": ("n_samples = 10", "780,4,10", "model.layers"),
     "output_width": ("classes = 3, 7, 9", "784,4,2", "expected labels below output width 2"),
     "empty_folder": ("path = {tmp}", "784,4,10", "data.path: expected the IDX file"),
+    "no_folder": ("path = {tmp}/none", "784,4,10", "data.path: expected the Fashion-MNIST folder"),
 }
 
 
