@@ -1,6 +1,7 @@
 #include "cli/options.hpp"
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cctype>
 #include <cmath>
@@ -259,9 +260,17 @@ std::string joined(const std::vector<T>& items, Format format) {
   return s;
 }
 
+// The data sources that name their file or folder in data.source as KIND:PATH.
+const std::vector<std::string> sources_with_path{"hdf5", "idx", "cifar10"};
+
 // data.source as given: the kind, with ":PATH" for a kind that names its file or folder there.
 std::string source_text(const DataConfig& d) {
-  return d.source == "hdf5" || d.source == "idx" || d.source == "cifar10" ? d.source + ":" + d.path : d.source;
+  const auto& kinds = sources_with_path;
+  return std::find(kinds.begin(), kinds.end(), d.source) != kinds.end() ? d.source + ":" + d.path : d.source;
+}
+
+std::string shape_text(const Shape& s) {
+  return s.channels > 0 ? joined(std::vector<Index>{s.channels, s.height, s.width}, integer_text) : "";
 }
 
 // Each key's value spelled from its parsed value (lists joined by ",", numbers by format_number,
@@ -280,7 +289,7 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"data.n_classes", given("data.n_classes", c.data.n_classes)},
       {"data.noise", format_number(c.data.noise)},
       {"data.seed", std::to_string(c.data.seed)},
-      {"data.shape", c.data.shape.channels > 0 ? joined(std::vector<Index>{c.data.shape.channels, c.data.shape.height, c.data.shape.width}, integer_text) : ""},
+      {"data.shape", shape_text(c.data.shape)},
       {"data.path", c.data.source == "fashion_mnist" && c.data.path != fashion_mnist_folder ? c.data.path : ""},
       {"data.split", image ? choice_name(c.data.test_split, split_choices) : ""},
       {"data.classes", joined(c.data.classes, integer_text)},
@@ -384,7 +393,7 @@ const char* const source_choices = "gaussian_mixture | teacher | hdf5:PATH | fas
 void parse_source(DataConfig& d, const std::string& source) {
   d.source = source;
   if (source == "gaussian_mixture" || source == "teacher" || source == "fashion_mnist") return;
-  for (const std::string kind : {"hdf5", "idx", "cifar10"})
+  for (const std::string& kind : sources_with_path)
     if (source.rfind(kind + ":", 0) == 0) {
       d.source = kind;
       d.path = prefixed_path("data.source", source, kind, source_choices);
@@ -400,16 +409,19 @@ void build_shape(DataConfig& d, const KeyValues& kv) {
   const std::string text = kv.get("data.shape");
   if (text.empty()) return;
   if (!is_synthetic(d))
-    throw_input_error("data.shape", "a shape only for a synthetic source (gaussian_mixture, teacher)", "data.source " + quoted(kv.get("data.source")));
+    throw_input_error("data.shape", "a shape only for a synthetic source (gaussian_mixture, teacher)",
+                      "data.source " + quoted(kv.get("data.source")));
   const auto items = split_list("data.shape", text);
   if (items.size() != 3) throw_input_error("data.shape", "C,H,W (three sizes)", quoted(text));
-  d.shape = Shape(parse_size("data.shape", items[0]), parse_size("data.shape", items[1]), parse_size("data.shape", items[2]));
-  const double size = static_cast<double>(d.shape.channels) * static_cast<double>(d.shape.height) * static_cast<double>(d.shape.width);
+  double size = 1;
+  for (const auto& item : items) size *= static_cast<double>(parse_size("data.shape", item));
   if (size > static_cast<double>(max_size))
     throw_input_error("data.shape", "at most " + integer_text(max_size) + " features (C·H·W)", quoted(text));
+  d.shape = Shape(parse_size("data.shape", items[0]), parse_size("data.shape", items[1]), parse_size("data.shape", items[2]));
   const std::string nf = kv.get("data.n_features");
   if (!nf.empty() && parse_size("data.n_features", nf) != d.shape.size())
-    throw_input_error("data.shape", "C·H·W = data.n_features " + nf, quoted(text) + " (" + integer_text(d.shape.size()) + " features)");
+    throw_input_error("data.shape", "C·H·W = data.n_features " + nf,
+                      quoted(text) + " (" + integer_text(d.shape.size()) + " features)");
 }
 
 // The keys of an image source (data.path, data.split, data.classes, data.pixels); refused with other sources.
@@ -417,12 +429,14 @@ void build_image_selection(DataConfig& d, const KeyValues& kv) {
   if (!is_image_source(d.source)) {
     for (const char* key : {"data.path", "data.split", "data.classes", "data.pixels"})
       if (!kv.get(key).empty())
-        throw_input_error(key, "a key of an image source (fashion_mnist, idx:PATH, cifar10:PATH)", "data.source " + quoted(kv.get("data.source")));
+        throw_input_error(key, "a key of an image source (fashion_mnist, idx:PATH, cifar10:PATH)",
+                          "data.source " + quoted(kv.get("data.source")));
     return;
   }
   const std::string path = kv.get("data.path");
   if (d.source == "fashion_mnist") d.path = path.empty() ? fashion_mnist_folder : path;
-  else if (!path.empty()) throw_input_error("data.path", "a folder only for fashion_mnist (idx:PATH and cifar10:PATH name theirs)", quoted(path));
+  else if (!path.empty())
+    throw_input_error("data.path", "a folder only for fashion_mnist (idx:PATH and cifar10:PATH name theirs)", quoted(path));
   const std::string split = kv.get("data.split"), pixels = kv.get("data.pixels");
   d.test_split = parse_choice("data.split", split.empty() ? "train" : split, split_choices);
   d.pixels = parse_choice("data.pixels", pixels.empty() ? "standard" : pixels, pixel_choices);
