@@ -1,6 +1,7 @@
 #include "cli/options.hpp"
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cctype>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "data/images.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 #include "flow/observable.hpp"
@@ -37,12 +39,17 @@ const std::vector<KeySpec>& config_keys() {
       {"study.output", "results", "output directory"},
       {"study.seed", "0", "initialisation seeds (list: sweep)"},
       {"study.ranks_per_run", "1", "MPI ranks that share one run"},
-      {"data.source", "gaussian_mixture", "gaussian_mixture | teacher | hdf5:PATH"},
-      {"data.n_samples", "256", "samples (synthetic sources)"},
+      {"data.source", "gaussian_mixture", "gaussian_mixture | teacher | hdf5:PATH | fashion_mnist | idx:PATH | cifar10:PATH"},
+      {"data.n_samples", "", "samples (default 256 of a synthetic source; of an image source the first N of its selection, default all)"},
       {"data.n_features", "", "features (default: first width of model.layers)"},
       {"data.n_classes", "", "classes or outputs (default: last width of model.layers)"},
       {"data.noise", "0.5", "noise level (synthetic sources)"},
       {"data.seed", "0", "seed of the synthetic data (fixed across the sweep)"},
+      {"data.shape", "", "C,H,W: shape of a synthetic source's samples (default a vector of data.n_features)"},
+      {"data.path", "", "folder of the fashion_mnist files (default /usr/share/datasets/fashion-mnist)"},
+      {"data.split", "", "train | test: split of an image source (default train)"},
+      {"data.classes", "", "labels an image source keeps, relabelled 0..k-1 in this order (default all, unchanged)"},
+      {"data.pixels", "", "standard | unit: an image source's pixels standardised per channel or x/255 (default standard)"},
       {"model.architecture", "", "layers, e.g. conv(32,3,pad=1), tanh, avgpool(2), flatten, dense(10) (instead of model.layers)"},
       {"model.layers", "16,32,32,4", "widths, input first"},
       {"model.activation", "tanh", "tanh | softplus | gelu | relu"},
@@ -165,6 +172,8 @@ const Choices<Normalization> normalizations{
 const Choices<LossKind> losses{{"cross_entropy", LossKind::cross_entropy}, {"mse", LossKind::mse}};
 const Choices<bool> theta_choices{{"all", true}, {"none", false}};
 const Choices<bool> switch_choices{{"on", true}, {"off", false}};
+const Choices<bool> split_choices{{"train", false}, {"test", true}};
+const Choices<Pixels> pixel_choices{{"standard", Pixels::standard}, {"unit", Pixels::unit}};
 
 template <class Enum>
 Enum parse_choice(const std::string& key, const std::string& text, const Choices<Enum>& choices) {
@@ -253,21 +262,40 @@ std::string joined(const std::vector<T>& items, Format format) {
   return s;
 }
 
+// The data sources that name their file or folder in data.source as KIND:PATH.
+const std::vector<std::string> sources_with_path{"hdf5", "idx", "cifar10"};
+
+// data.source as given: the kind, with ":PATH" for a kind that names its file or folder there.
+std::string source_text(const DataConfig& d) {
+  const auto& kinds = sources_with_path;
+  return std::find(kinds.begin(), kinds.end(), d.source) != kinds.end() ? d.source + ":" + d.path : d.source;
+}
+
+std::string shape_text(const Shape& s) {
+  return s.channels > 0 ? joined(std::vector<Index>{s.channels, s.height, s.width}, integer_text) : "";
+}
+
 // Each key's value spelled from its parsed value (lists joined by ",", numbers by format_number,
 // choices by name), so equal configs have equal text whatever their spelling; "" leaves a key out.
 Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
   const auto given = [&](const std::string& key, long long value) { return kv.get(key).empty() ? "" : integer_text(value); };
+  const bool image = is_image_source(c.data.source);
   return {
       {"study.name", c.name},
       {"study.output", c.output},
       {"study.seed", joined(c.seeds, [](std::uint64_t s) { return std::to_string(s); })},
       {"study.ranks_per_run", integer_text(c.ranks_per_run)},
-      {"data.source", c.data.source == "hdf5" ? "hdf5:" + c.data.path : c.data.source},
-      {"data.n_samples", integer_text(c.data.n_samples)},
+      {"data.source", source_text(c.data)},
+      {"data.n_samples", c.data.n_samples > 0 ? integer_text(c.data.n_samples) : ""},
       {"data.n_features", given("data.n_features", c.data.n_features)},
       {"data.n_classes", given("data.n_classes", c.data.n_classes)},
       {"data.noise", format_number(c.data.noise)},
       {"data.seed", std::to_string(c.data.seed)},
+      {"data.shape", shape_text(c.data.shape)},
+      {"data.path", c.data.source == "fashion_mnist" && c.data.path != fashion_mnist_folder ? c.data.path : ""},
+      {"data.split", image ? choice_name(c.data.test_split, split_choices) : ""},
+      {"data.classes", joined(c.data.classes, integer_text)},
+      {"data.pixels", image ? choice_name(c.data.pixels, pixel_choices) : ""},
       {"model.architecture", c.model.architecture},
       {"model.layers", joined(c.model.layers, integer_text)},
       {"model.activation", choice_name(c.model.activation, activations)},
@@ -323,11 +351,12 @@ std::uint64_t parse_seed(const std::string& key, const std::string& text) {
   return static_cast<std::uint64_t>(parse_integer(key, text, 0, std::numeric_limits<long long>::max()));
 }
 
-// "hdf5:PATH" -> PATH; anything else is refused as not `expected`.
-std::string hdf5_path(const std::string& key, const std::string& text, const std::string& expected) {
-  if (text.rfind("hdf5:", 0) != 0) throw_input_error(key, expected, quoted(text));
-  const std::string path = text.substr(5);
-  if (path.empty()) throw_input_error(key, "hdf5:PATH with a path", quoted(text));
+// "KIND:PATH" -> PATH; anything else is refused as not `expected`.
+std::string prefixed_path(const std::string& key, const std::string& text, const std::string& kind,
+                          const std::string& expected) {
+  if (text.rfind(kind + ":", 0) != 0) throw_input_error(key, expected, quoted(text));
+  const std::string path = text.substr(kind.size() + 1);
+  if (path.empty()) throw_input_error(key, kind + ":PATH with a path", quoted(text));
   return path;
 }
 
@@ -373,26 +402,84 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   }
   require_distinct("model.weight_decay", c.model.weight_decay, format_number);
   const std::string init = kv.get("model.init");
-  c.model.init_path = init == "default" ? "" : hdf5_path("model.init", init, "default | hdf5:PATH");
+  c.model.init_path = init == "default" ? "" : prefixed_path("model.init", init, "hdf5", "default | hdf5:PATH");
+}
+
+const char* const source_choices = "gaussian_mixture | teacher | hdf5:PATH | fashion_mnist | idx:PATH | cifar10:PATH";
+
+void parse_source(DataConfig& d, const std::string& source) {
+  d.source = source;
+  if (source == "gaussian_mixture" || source == "teacher" || source == "fashion_mnist") return;
+  for (const std::string& kind : sources_with_path)
+    if (source.rfind(kind + ":", 0) == 0) {
+      d.source = kind;
+      d.path = prefixed_path("data.source", source, kind, source_choices);
+      return;
+    }
+  throw_input_error("data.source", source_choices, quoted(source));
+}
+
+bool is_synthetic(const DataConfig& d) { return d.source == "gaussian_mixture" || d.source == "teacher"; }
+
+// data.shape = C,H,W (synthetic sources only); it fixes data.n_features unless that is given too and agrees.
+void build_shape(DataConfig& d, const KeyValues& kv) {
+  const std::string text = kv.get("data.shape");
+  if (text.empty()) return;
+  if (!is_synthetic(d))
+    throw_input_error("data.shape", "a shape only for a synthetic source (gaussian_mixture, teacher)",
+                      "data.source " + quoted(kv.get("data.source")));
+  const auto items = split_list("data.shape", text);
+  if (items.size() != 3) throw_input_error("data.shape", "C,H,W (three sizes)", quoted(text));
+  double size = 1;
+  for (const auto& item : items) size *= static_cast<double>(parse_size("data.shape", item));
+  if (size > static_cast<double>(max_size))
+    throw_input_error("data.shape", "at most " + integer_text(max_size) + " features (C·H·W)", quoted(text));
+  d.shape = Shape(parse_size("data.shape", items[0]), parse_size("data.shape", items[1]), parse_size("data.shape", items[2]));
+  const std::string nf = kv.get("data.n_features");
+  if (!nf.empty() && parse_size("data.n_features", nf) != d.shape.size())
+    throw_input_error("data.shape", "C·H·W = data.n_features " + nf,
+                      quoted(text) + " (" + integer_text(d.shape.size()) + " features)");
+}
+
+// The keys of an image source (data.path, data.split, data.classes, data.pixels); refused with other sources.
+void build_image_selection(DataConfig& d, const KeyValues& kv) {
+  if (!is_image_source(d.source)) {
+    for (const char* key : {"data.path", "data.split", "data.classes", "data.pixels"})
+      if (!kv.get(key).empty())
+        throw_input_error(key, "a key of an image source (fashion_mnist, idx:PATH, cifar10:PATH)",
+                          "data.source " + quoted(kv.get("data.source")));
+    return;
+  }
+  const std::string path = kv.get("data.path");
+  if (d.source == "fashion_mnist") d.path = path.empty() ? fashion_mnist_folder : path;
+  else if (!path.empty())
+    throw_input_error("data.path", "a folder only for fashion_mnist (idx:PATH and cifar10:PATH name theirs)", quoted(path));
+  const std::string split = kv.get("data.split"), pixels = kv.get("data.pixels");
+  d.test_split = parse_choice("data.split", split.empty() ? "train" : split, split_choices);
+  d.pixels = parse_choice("data.pixels", pixels.empty() ? "standard" : pixels, pixel_choices);
+  if (!kv.get("data.classes").empty())
+    for (const auto& s : split_list("data.classes", kv.get("data.classes")))
+      d.classes.push_back(parse_integer("data.classes", s, 0, max_size));
+  require_distinct("data.classes", d.classes, [](std::int64_t k) { return integer_text(k); });
 }
 
 void build_data(StudyConfig& c, const KeyValues& kv) {
-  const std::string source = kv.get("data.source");
-  if (source == "gaussian_mixture" || source == "teacher") {
-    c.data.source = source;
-  } else {
-    c.data.source = "hdf5";
-    c.data.path = hdf5_path("data.source", source, "gaussian_mixture | teacher | hdf5:PATH");
-  }
-  c.data.n_samples = parse_size("data.n_samples", kv.get("data.n_samples"));
+  parse_source(c.data, kv.get("data.source"));
+  const std::string n = kv.get("data.n_samples");
+  c.data.n_samples = !n.empty() ? parse_size("data.n_samples", n) : is_image_source(c.data.source) ? 0 : 256;
+  build_shape(c.data, kv);
+  build_image_selection(c.data, kv);
   const std::string nf = kv.get("data.n_features"), nc = kv.get("data.n_classes");
-  c.data.n_features = nf.empty() ? c.model.layers.front() : parse_size("data.n_features", nf);
+  c.data.n_features = !nf.empty()                  ? parse_size("data.n_features", nf)
+                      : c.data.shape.channels > 0 ? c.data.shape.size()
+                                                  : c.model.layers.front();
   const bool mlp = c.model.architecture.empty();
   c.data.n_classes = !nc.empty() ? parse_size("data.n_classes", nc) : mlp ? c.model.layers.back() : 0;
-  if (c.data.source != "hdf5" && mlp) {
+  if (is_synthetic(c.data) && mlp) {
     if (c.data.n_features != c.model.layers.front())
       throw InputError("model.layers: expected input width " + std::to_string(c.data.n_features) +
-                       " (data.n_features), got " + std::to_string(c.model.layers.front()));
+                       (c.data.shape.channels > 0 ? " (data.shape " + c.data.shape.text() + ")" : " (data.n_features)") +
+                       ", got " + std::to_string(c.model.layers.front()));
     if (c.data.n_classes != c.model.layers.back())
       throw InputError("model.layers: expected output width " + std::to_string(c.data.n_classes) +
                        " (data.n_classes), got " + std::to_string(c.model.layers.back()));

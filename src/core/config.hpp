@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/shape.hpp"
 #include "core/types.hpp"
 
 namespace eomlab {
@@ -13,15 +14,21 @@ namespace eomlab {
 enum class Activation { tanh, softplus, gelu, relu };
 enum class LossKind { cross_entropy, mse };
 enum class Normalization { none, layer, weight };
+enum class Pixels { standard, unit };  // image sources: per-channel standardised | x / 255
 
 struct DataConfig {
-  std::string source = "gaussian_mixture";  // gaussian_mixture | teacher | hdf5
-  std::string path;                         // for hdf5
-  Index n_samples = 256;
+  std::string source = "gaussian_mixture";  // gaussian_mixture | teacher | hdf5 | fashion_mnist | idx | cifar10
+  std::string path;  // the hdf5 file, the IDX prefix or folder, the CIFAR-10 folder, the Fashion-MNIST folder
+  Index n_samples = 256;  // image sources: 0 takes the whole selection
   Index n_features = 0;  // 0: taken from model.layers
   Index n_classes = 0;   // 0: taken from model.layers
   double noise = 0.5;
   std::uint64_t seed = 0;
+  Shape shape;  // synthetic sources: the samples' shape (channels 0: a vector of n_features)
+  // Image sources (data/images.hpp):
+  bool test_split = false;
+  std::vector<std::int64_t> classes;  // labels kept, relabelled 0..k-1 in this order; empty: all, unchanged
+  Pixels pixels = Pixels::standard;
 };
 
 struct ModelConfig {

@@ -12,11 +12,16 @@ Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes) {
   return t;
 }
 
+Shape synthetic_shape(const DataConfig& data) {
+  return data.shape.channels > 0 ? data.shape : Shape(data.n_features);
+}
+
 Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
   const Index d = data.n_features, k = data.n_classes, n = data.n_samples;
   Rng rng(data.seed, rng_stream::data);
   Dataset out;
   out.x.resize(d, n);
+  out.sample_shape = data.shape;
   if (data.source == "gaussian_mixture") {
     Matrix centres(d, k);
     for (Index j = 0; j < k; ++j)
@@ -39,7 +44,7 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
     network.layers.back() = k;
     network.normalize = Normalization::none;
     network.loss = LossKind::mse;
-    const Model teacher = make_model(network, Shape(d));
+    const Model teacher = make_model(network, synthetic_shape(data));
     const Matrix z = teacher.outputs(teacher.initial_parameters(data.seed ^ 0x7EAC4E5ULL), out.x);
     if (model.loss == LossKind::cross_entropy) {
       out.labels.resize(static_cast<std::size_t>(n));

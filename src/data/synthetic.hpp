@@ -9,8 +9,12 @@ namespace eomlab {
 //   x = c_class + noise * N(0, I_d).
 // teacher: x ~ N(0, I_d); a teacher network with the model's widths and activation, drawn from
 //   data.seed, gives outputs z; labels are argmax z (cross-entropy), targets z + noise * N(0, I) (mse).
-// Both depend only on data.seed and their sizes. For mse, mixture targets are one-hot.
+// Both depend only on data.seed and their sizes. For mse, mixture targets are one-hot. The samples have
+// data.shape (unset: a vector of d features).
 Dataset make_synthetic(const DataConfig& data, const ModelConfig& model);
+
+// The samples' shape of a synthetic source: data.shape, or a vector of data.n_features.
+Shape synthetic_shape(const DataConfig& data);
 
 // One-hot targets (n_classes x samples) from labels; used when mse is trained on class labels.
 Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes);

@@ -1,5 +1,6 @@
 #include "io/input.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 
@@ -89,16 +90,20 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   const std::string where = key + ": " + path;
   h5::Handle x = require_dataset(file, "/X", path, key);
   const auto xdims = h5::dataset_shape(x, path + ":/X");
-  if (xdims.size() != 2 || xdims[0] == 0 || xdims[1] == 0 || type_class(x, path) != H5T_FLOAT)
-    throw InputError(where + ":/X: expected float64 [N, d], got " + contents_text(x, xdims, path));
-  constexpr hsize_t max_extent = std::numeric_limits<int>::max();  // BLAS and MPI count in int
-  if (xdims[0] > max_extent || xdims[1] > max_extent)
-    throw InputError(where + ":/X: expected at most " + std::to_string(max_extent) + " samples and features, got " +
-                     contents_text(x, xdims, path));
+  const bool image = xdims.size() == 4;
+  if ((xdims.size() != 2 && !image) || std::count(xdims.begin(), xdims.end(), hsize_t{0}) > 0 ||
+      type_class(x, path) != H5T_FLOAT)
+    throw InputError(where + ":/X: expected float64 [N, d] or [N, C, H, W], got " + contents_text(x, xdims, path));
+  constexpr double max_extent = std::numeric_limits<int>::max();  // BLAS and MPI count in int
+  const double features = image ? double(xdims[1]) * double(xdims[2]) * double(xdims[3]) : double(xdims[1]);
+  if (static_cast<double>(xdims[0]) > max_extent || features > max_extent)
+    throw InputError(where + ":/X: expected at most " + std::to_string(static_cast<long long>(max_extent)) +
+                     " samples and features, got " + contents_text(x, xdims, path));
   require_stored(x, xdims, where + ":/X");
-  const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(xdims[1]);
+  const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(features);
   Dataset out;
-  out.x.resize(d, n);  // row-major [N, d] is column-major d x N
+  if (image) out.sample_shape = Shape(static_cast<Index>(xdims[1]), static_cast<Index>(xdims[2]), static_cast<Index>(xdims[3]));
+  out.x.resize(d, n);  // row-major [N, d] or [N, C, H, W] is column-major d x N, d = C·H·W
   read_all(x, H5T_NATIVE_DOUBLE, out.x.data(), where + ":/X");
   require_finite(out.x, where + ":/X");
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/memory.hpp"
+#include "data/images.hpp"
 #include "io/input.hpp"
 
 namespace eomlab {
@@ -70,7 +71,8 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
 }
 
 Index study_samples(const StudyConfig& c) {
-  return c.data.source == "hdf5" ? io::declared_samples(c.data.path, "data.source") : c.data.n_samples;
+  if (c.data.source == "hdf5") return io::declared_samples(c.data.path, "data.source");
+  return is_image_source(c.data.source) ? count_images(c.data) : c.data.n_samples;
 }
 
 std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node) {

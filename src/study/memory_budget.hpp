@@ -25,7 +25,8 @@ struct MemoryEstimate {
 MemoryEstimate estimate_rank_memory(const StudyConfig& config, Index n_params, Index n_samples,
                                     const Model* model = nullptr);
 
-// The samples the study will use: data.n_samples, or the rows /X of its data file declares.
+// The samples the study will use: data.n_samples, the rows /X of its data file declares, or the samples
+// an image source's selection gives (read from its labels).
 Index study_samples(const StudyConfig& config);
 
 // "" when `ranks_on_node` ranks of the estimate fit in what this node has available, else the line

@@ -24,6 +24,7 @@
 
 #include "core/error.hpp"
 #include "core/memory.hpp"
+#include "data/images.hpp"
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "eomlab/version.hpp"
@@ -84,29 +85,54 @@ void require_outputs_fit(const Model& model, const Dataset& data, const StudyCon
   }
 }
 
+// Refuses data that does not fit model.layers: the input width is the samples' features, the output
+// width covers the labels or is the targets' count. `what` names the data in messages.
+void check_data_against_model(const Dataset& data, const StudyConfig& c, const std::string& what) {
+  const std::string where = "model.layers: " + what;
+  const Index inputs = c.model.layers.front(), outputs = c.model.layers.back();
+  if (data.n_features() != inputs)
+    throw InputError(where + " has " + std::to_string(data.n_features()) + " features" +
+                     (data.shape().is_vector() ? "" : " (" + data.shape().text() + ")") + ", expected input width " +
+                     std::to_string(inputs));
+  if (data.has_labels()) {
+    for (std::int64_t label : data.labels)
+      if (label >= outputs)
+        throw InputError(where + " has label " + std::to_string(label) + ", expected labels below output width " +
+                         std::to_string(outputs));
+  } else if (data.targets.rows() != outputs) {
+    throw InputError(where + " has " + std::to_string(data.targets.rows()) + " target columns, expected output width " +
+                     std::to_string(outputs));
+  }
+}
+
 // Loads the whole data set (every rank of the study reads the same) and checks it against the model.
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
   if (!c.model.architecture.empty()) {
     if (c.data.source == "hdf5") return io::read_data_file(c.data.path, c.model.loss, c.data.n_classes, "data.source");
+    if (is_image_source(c.data.source)) {
+      data = load_images(c.data);
+      if (c.model.loss == LossKind::mse) {
+        Index k = c.data.n_classes;
+        for (std::int64_t label : data.labels) k = std::max<Index>(k, static_cast<Index>(label) + 1);
+        data.targets = one_hot(data.labels, k);
+        data.labels.clear();
+      }
+      return data;
+    }
     DataConfig d = c.data;
-    if (d.n_classes == 0) d.n_classes = make_model(c.model, Shape(d.n_features)).n_outputs();
+    if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
     return make_synthetic(d, c.model);
   }
   if (c.data.source == "hdf5") {
     data = io::read_data_file(c.data.path, c.model.loss, c.model.layers.back(), "data.source");
-    const std::string where = "model.layers: data file '" + c.data.path + "'";
-    if (data.n_features() != c.model.layers.front())
-      throw InputError(where + " has " + std::to_string(data.n_features()) + " features, expected input width " +
-                       std::to_string(c.model.layers.front()));
-    if (data.has_labels()) {
-      for (std::int64_t label : data.labels)
-        if (label >= c.model.layers.back())
-          throw InputError(where + " has label " + std::to_string(label) + ", expected labels below output width " +
-                           std::to_string(c.model.layers.back()));
-    } else if (data.targets.rows() != c.model.layers.back()) {
-      throw InputError(where + " has " + std::to_string(data.targets.rows()) + " target columns, expected output width " +
-                       std::to_string(c.model.layers.back()));
+    check_data_against_model(data, c, "data file '" + c.data.path + "'");
+  } else if (is_image_source(c.data.source)) {
+    data = load_images(c.data);
+    check_data_against_model(data, c, "data.source " + c.data.source + " ('" + c.data.path + "')");
+    if (c.model.loss == LossKind::mse) {
+      data.targets = one_hot(data.labels, c.model.layers.back());
+      data.labels.clear();
     }
   } else {
     data = make_synthetic(c.data, c.model);

@@ -234,7 +234,7 @@ def test_an_input_file_that_is_a_fifo_is_refused(tmp_path, key, np_):
 
 @pytest.mark.parametrize("name,make,expected", [
     ("X", lambda f: (f.create_dataset("X", data=np.zeros((10, 5), np.int32)), f.create_dataset("y", data=np.zeros(10, np.int64))),
-     ":/X: expected float64 [N, d], got int32 [10, 5]"),
+     ":/X: expected float64 [N, d] or [N, C, H, W], got int32 [10, 5]"),
     ("y", lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_dataset("y", data=np.zeros((10, 2), np.uint8))),
      ":/y: expected int64 [N] labels or float64 [N, k] targets, got uint8 [10, 2]"),
 ])

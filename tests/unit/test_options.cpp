@@ -191,3 +191,52 @@ TEST(Options, ValuesAreNeverSilentlyAltered) {
   // Windows line ends are fine.
   EXPECT_EQ(parse("[optimizer]\r\nsteps = 10\r\n").config.optimizer.steps, 10);
 }
+
+TEST(Options, ImageSourcesAndTheirSelectionKeys) {
+  const cli::Command f = parse(minimal + "[data]\nsource = fashion_mnist\nclasses = 3, 7\nsplit = test\npixels = unit\n");
+  EXPECT_EQ(f.config.data.source, "fashion_mnist");
+  EXPECT_EQ(f.config.data.path, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(f.config.data.classes, (std::vector<std::int64_t>{3, 7}));
+  EXPECT_TRUE(f.config.data.test_split);
+  EXPECT_EQ(f.config.data.pixels, Pixels::unit);
+  EXPECT_EQ(f.config.data.n_samples, 0);  // all of the selection
+  EXPECT_EQ(parse(f.config.resolved_text).config.resolved_text, f.config.resolved_text);
+  EXPECT_EQ(f.config.resolved_text.find("n_samples"), std::string::npos);
+
+  const cli::Command c = parse(minimal + "[data]\nsource = cifar10:/data/cifar\nn_samples = 100\n");
+  EXPECT_EQ(c.config.data.source, "cifar10");
+  EXPECT_EQ(c.config.data.path, "/data/cifar");
+  EXPECT_EQ(c.config.data.n_samples, 100);
+  EXPECT_FALSE(c.config.data.test_split);
+  EXPECT_EQ(c.config.data.pixels, Pixels::standard);
+  EXPECT_NE(c.config.resolved_text.find("source = cifar10:/data/cifar\n"), std::string::npos);
+  EXPECT_EQ(parse(minimal + "[data]\nsource = idx:/data/emnist-\n").config.data.path, "/data/emnist-");
+  EXPECT_EQ(parse(minimal + "[data]\nsource = fashion_mnist\npath = /here\n").config.data.path, "/here");
+  EXPECT_EQ(parse(minimal).config.data.n_samples, 256);
+}
+
+TEST(Options, BadImageKeysNameTheKey) {
+  const auto starts = [](const std::string& e, const std::string& key) { return e.rfind(key + ": ", 0) == 0; };
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nclasses = 1,2\n"), "data.classes"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsplit = train\n"), "data.split"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = idx:/x\npath = /y\n"), "data.path"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nsplit = validation\n"), "data.split"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\npixels = raw\n"), "data.pixels"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nclasses = 3,3\n"), "data.classes"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nclasses = -1\n"), "data.classes"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = idx:\n"), "data.source"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = mnist\n"), "data.source"));
+}
+
+TEST(Options, ShapeOfSyntheticSamples) {
+  const cli::Command c = parse(minimal + "[data]\nshape = 2,3,4\n[model]\nlayers = 24,5,3\n");
+  EXPECT_EQ(c.config.data.shape, Shape(2, 3, 4));
+  EXPECT_EQ(c.config.data.n_features, 24);
+  EXPECT_EQ(parse(c.config.resolved_text).config.data.shape, Shape(2, 3, 4));
+  EXPECT_EQ(parse(minimal).config.data.shape.channels, 0);
+  const auto starts = [](const std::string& e, const std::string& key) { return e.rfind(key + ": ", 0) == 0; };
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nshape = 2,3,4\nn_features = 23\n[model]\nlayers = 24,5,3\n"), "data.shape"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nshape = 2,3\n[model]\nlayers = 6,5,3\n"), "data.shape"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nshape = 2,3,4\n[model]\nlayers = 16,5,3\n"), "model.layers"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nshape = 1,28,28\n"), "data.shape"));
+}

@@ -1,0 +1,283 @@
+#include "data/images.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "core/error.hpp"
+#include "core/files.hpp"
+
+namespace fs = std::filesystem;
+
+namespace eomlab {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+constexpr Index cifar_side = 32, cifar_channels = 3, cifar_classes = 10;
+constexpr Index cifar_record = 1 + cifar_channels * cifar_side * cifar_side;
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+std::string hex(std::uint32_t x) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", x);
+  return buf;
+}
+
+// The bytes of `path`, gunzipped if it is gzip (zlib reads any other file as it is).
+Bytes read_file_bytes(const std::string& path, const std::string& key) {
+  require_regular_file(key, path);
+  const std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
+  if (!file) throw InputError(key + ": cannot open file " + quoted(path));
+  Bytes bytes;
+  constexpr unsigned chunk = 1u << 20;
+  for (;;) {
+    const std::size_t at = bytes.size();
+    bytes.resize(at + chunk);
+    const int got = gzread(file.get(), bytes.data() + at, chunk);
+    if (got < 0) throw InputError(key + ": " + quoted(path) + ": cannot read it (corrupt or truncated gzip?)");
+    bytes.resize(at + static_cast<std::size_t>(got));
+    if (got == 0) return bytes;
+  }
+}
+
+std::uint32_t big_endian(const Bytes& b, std::size_t at) {
+  return std::uint32_t{b[at]} << 24 | std::uint32_t{b[at + 1]} << 16 | std::uint32_t{b[at + 2]} << 8 | b[at + 3];
+}
+
+std::string dims_text(const std::vector<Index>& dims) {
+  std::string s;
+  for (Index d : dims) s += (s.empty() ? "" : " x ") + std::to_string(d);
+  return s;
+}
+
+// The dimensions of an IDX file of unsigned bytes with `rank` dimensions, its size checked against them;
+// the data starts at byte 4 + 4·rank.
+std::vector<Index> idx_dims(const Bytes& bytes, int rank, const std::string& where) {
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
+  if (bytes.size() < 4) throw_input_error(where, "an IDX file", std::to_string(bytes.size()) + " bytes");
+  const std::uint32_t magic = big_endian(bytes, 0), expected = 0x0800u + static_cast<std::uint32_t>(rank);
+  if (magic != expected)
+    throw_input_error(where, "the IDX magic number " + hex(expected) + " (unsigned bytes, " + std::to_string(rank) +
+                                 " dimension" + (rank > 1 ? "s" : "") + ")",
+                      hex(magic));
+  if (bytes.size() < header)
+    throw_input_error(where, "an IDX header of " + std::to_string(header) + " bytes", std::to_string(bytes.size()) + " bytes");
+  std::vector<Index> dims;
+  double declared = 1;
+  for (int i = 0; i < rank; ++i) {
+    dims.push_back(static_cast<Index>(big_endian(bytes, 4 + 4 * static_cast<std::size_t>(i))));
+    declared *= static_cast<double>(dims.back());
+  }
+  if (declared == 0) throw_input_error(where, "non-empty dimensions", dims_text(dims));
+  declared += static_cast<double>(header);
+  const double size = static_cast<double>(bytes.size());
+  if (size != declared)
+    throw_input_error(where, std::to_string(static_cast<long long>(declared)) + " bytes (its dimensions " + dims_text(dims) + ")",
+                      std::to_string(bytes.size()) + " bytes" + (size < declared ? " (truncated)" : ""));
+  return dims;
+}
+
+// PREFIX + NAME, or with ".gz" if only that exists.
+std::string idx_file(const std::string& prefix, bool test, const std::string& name, const std::string& key) {
+  const std::string plain = (fs::is_directory(prefix) ? (fs::path(prefix) / "").string() : prefix) +
+                            (test ? "t10k-" : "train-") + name;
+  if (fs::exists(plain)) return plain;
+  if (fs::exists(plain + ".gz")) return plain + ".gz";
+  throw_input_error(key, "the IDX file " + quoted(plain) + " or " + quoted(plain + ".gz"), "neither");
+}
+
+std::vector<std::int64_t> labels_of(const Bytes& bytes, std::size_t begin, std::size_t stride, std::size_t count) {
+  std::vector<std::int64_t> labels(count);
+  for (std::size_t i = 0; i < count; ++i) labels[i] = bytes[begin + i * stride];
+  return labels;
+}
+
+std::vector<std::int64_t> idx_labels(const std::string& path, const std::string& key) {
+  const Bytes bytes = read_file_bytes(path, key);
+  const std::vector<Index> dims = idx_dims(bytes, 1, key + ": " + path);
+  return labels_of(bytes, 8, 1, static_cast<std::size_t>(dims[0]));
+}
+
+std::vector<std::string> cifar10_files(const std::string& folder, bool test) {
+  if (test) return {(fs::path(folder) / "test_batch.bin").string()};
+  std::vector<std::string> files;
+  for (int i = 1; i <= 5; ++i) files.push_back((fs::path(folder) / ("data_batch_" + std::to_string(i) + ".bin")).string());
+  return files;
+}
+
+void require_cifar10_size(std::uintmax_t size, const std::string& where) {
+  if (size == 0 || size % cifar_record != 0)
+    throw_input_error(where, "CIFAR-10 records of " + std::to_string(cifar_record) + " bytes (1 label, 3 x 32 x 32 pixels)",
+                      std::to_string(size) + " bytes, not a positive multiple of " + std::to_string(cifar_record) +
+                          " (truncated?)");
+}
+
+void require_cifar10_labels(const std::vector<std::int64_t>& labels, const std::string& where) {
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] >= cifar_classes)
+      throw_input_error(where, "labels 0..9", std::to_string(labels[i]) + " in record " + std::to_string(i));
+}
+
+void append(std::vector<std::int64_t>& to, const std::vector<std::int64_t>& more) { to.insert(to.end(), more.begin(), more.end()); }
+
+// The index of `label` in `classes`, or -1.
+std::int64_t position(const std::vector<std::int64_t>& classes, std::int64_t label) {
+  const auto it = std::find(classes.begin(), classes.end(), label);
+  return it == classes.end() ? -1 : it - classes.begin();
+}
+
+void standardise(Matrix& x, const Shape& shape) {
+  const Index pixels = shape.pixels();
+  for (Index c = 0; c < shape.channels; ++c) {
+    auto plane = x.middleRows(c * pixels, pixels).array();
+    const double mean = plane.mean();
+    const double std = std::sqrt((plane - mean).square().mean());
+    if (!(std > 0))
+      throw_input_error("data.pixels", "standard pixels of channels that vary over the selected samples (else unit)",
+                        "channel " + std::to_string(c) + " constant");
+    plane = (plane - mean) / std;
+  }
+}
+
+std::string idx_prefix(const DataConfig& data) { return data.source == "fashion_mnist" ? data.path + "/" : data.path; }
+
+// The key a file of this source is named by: data.path for a Fashion-MNIST folder given there.
+std::string file_key(const DataConfig& data) {
+  return data.source == "fashion_mnist" && data.path != fashion_mnist_folder ? "data.path" : "data.source";
+}
+
+// Fashion-MNIST's folder exists, else the message says where it comes from.
+void require_fashion_folder(const DataConfig& data) {
+  if (data.source == "fashion_mnist" && !fs::is_directory(data.path))
+    throw_input_error(file_key(data), "the Fashion-MNIST folder " + quoted(data.path) +
+                                          " (Debian's dataset-fashion-mnist, see scripts/install-deps; or set data.path)",
+                      "no such folder");
+}
+
+std::string split_text(const DataConfig& data) {
+  return std::string("the ") + (data.test_split ? "test" : "train") + " split of " + quoted(data.path);
+}
+
+}  // namespace
+
+bool is_image_source(const std::string& source) {
+  return source == "fashion_mnist" || source == "idx" || source == "cifar10";
+}
+
+RawImages read_idx(const std::string& prefix, bool test, const std::string& key) {
+  const std::string images_path = idx_file(prefix, test, "images-idx3-ubyte", key);
+  const std::string labels_path = idx_file(prefix, test, "labels-idx1-ubyte", key);
+  RawImages out;
+  out.labels = idx_labels(labels_path, key);
+  out.pixels = read_file_bytes(images_path, key);
+  const std::vector<Index> dims = idx_dims(out.pixels, 3, key + ": " + images_path);
+  if (static_cast<std::size_t>(dims[0]) != out.labels.size())
+    throw_input_error(key + ": " + labels_path, std::to_string(dims[0]) + " labels, one per image of " + quoted(images_path),
+                      std::to_string(out.labels.size()));
+  out.pixels.erase(out.pixels.begin(), out.pixels.begin() + 16);
+  out.shape = Shape(1, dims[1], dims[2]);
+  return out;
+}
+
+std::vector<std::int64_t> read_idx_labels(const std::string& prefix, bool test, const std::string& key) {
+  return idx_labels(idx_file(prefix, test, "labels-idx1-ubyte", key), key);
+}
+
+RawImages read_cifar10(const std::string& folder, bool test, const std::string& key) {
+  RawImages out;
+  out.shape = Shape(cifar_channels, cifar_side, cifar_side);
+  const std::size_t size = static_cast<std::size_t>(out.shape.size());
+  for (const std::string& path : cifar10_files(folder, test)) {
+    const Bytes bytes = read_file_bytes(path, key);
+    require_cifar10_size(bytes.size(), key + ": " + path);
+    const std::size_t records = bytes.size() / cifar_record;
+    const std::vector<std::int64_t> labels = labels_of(bytes, 0, cifar_record, records);
+    require_cifar10_labels(labels, key + ": " + path);
+    append(out.labels, labels);
+    for (std::size_t r = 0; r < records; ++r) {
+      const auto record = bytes.begin() + static_cast<std::ptrdiff_t>(r * cifar_record + 1);
+      out.pixels.insert(out.pixels.end(), record, record + static_cast<std::ptrdiff_t>(size));
+    }
+  }
+  return out;
+}
+
+std::vector<std::int64_t> read_cifar10_labels(const std::string& folder, bool test, const std::string& key) {
+  std::vector<std::int64_t> out;
+  for (const std::string& path : cifar10_files(folder, test)) {
+    require_regular_file(key, path);
+    require_cifar10_size(fs::file_size(path), key + ": " + path);
+    std::ifstream file(path, std::ios::binary);
+    std::vector<std::int64_t> labels(fs::file_size(path) / cifar_record);
+    for (std::size_t r = 0; r < labels.size(); ++r) {
+      file.seekg(static_cast<std::streamoff>(r * cifar_record));
+      labels[r] = file.get();
+    }
+    if (!file) throw InputError(key + ": cannot read file " + quoted(path));
+    require_cifar10_labels(labels, key + ": " + path);
+    append(out, labels);
+  }
+  return out;
+}
+
+std::vector<Index> selected_samples(const std::vector<std::int64_t>& labels, const DataConfig& data,
+                                    const std::string& what) {
+  for (std::int64_t c : data.classes)
+    if (std::find(labels.begin(), labels.end(), c) == labels.end())
+      throw_input_error("data.classes", "labels that occur in " + what, std::to_string(c));
+  std::vector<Index> kept;
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (data.classes.empty() || position(data.classes, labels[i]) >= 0) kept.push_back(static_cast<Index>(i));
+  if (data.n_samples > static_cast<Index>(kept.size()))
+    throw_input_error("data.n_samples",
+                      "at most the " + std::to_string(kept.size()) + " samples of " + what +
+                          (data.classes.empty() ? "" : " in data.classes"),
+                      std::to_string(data.n_samples));
+  if (data.n_samples > 0) kept.resize(static_cast<std::size_t>(data.n_samples));
+  return kept;
+}
+
+Dataset select_images(const RawImages& raw, const DataConfig& data, const std::string& what) {
+  const std::vector<Index> kept = selected_samples(raw.labels, data, what);
+  const Index size = raw.shape.size();
+  Dataset out;
+  out.sample_shape = raw.shape;
+  out.x.resize(size, static_cast<Index>(kept.size()));
+  for (std::size_t j = 0; j < kept.size(); ++j) {
+    const std::uint8_t* pixels = raw.pixels.data() + kept[j] * size;
+    for (Index f = 0; f < size; ++f) out.x(f, static_cast<Index>(j)) = pixels[f];
+    const std::int64_t label = raw.labels[static_cast<std::size_t>(kept[j])];
+    out.labels.push_back(data.classes.empty() ? label : position(data.classes, label));
+  }
+  if (data.pixels == Pixels::standard)
+    standardise(out.x, out.sample_shape);
+  else
+    out.x /= 255.0;
+  return out;
+}
+
+Dataset load_images(const DataConfig& data) {
+  require_fashion_folder(data);
+  const std::string key = file_key(data);
+  const RawImages raw = data.source == "cifar10" ? read_cifar10(data.path, data.test_split, key)
+                                                 : read_idx(idx_prefix(data), data.test_split, key);
+  return select_images(raw, data, split_text(data));
+}
+
+Index count_images(const DataConfig& data) {
+  require_fashion_folder(data);
+  const std::string key = file_key(data);
+  const std::vector<std::int64_t> labels = data.source == "cifar10"
+                                               ? read_cifar10_labels(data.path, data.test_split, key)
+                                               : read_idx_labels(idx_prefix(data), data.test_split, key);
+  return static_cast<Index>(selected_samples(labels, data, split_text(data)).size());
+}
+
+}  // namespace eomlab
