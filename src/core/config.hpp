@@ -10,7 +10,7 @@
 
 namespace eomlab {
 
-enum class Activation { tanh, softplus, gelu, relu };
+enum class Activation { tanh, softplus, gelu, relu, silu };  // silu: in architectures only (not model.activation)
 enum class LossKind { cross_entropy, mse };
 enum class Normalization { none, layer, weight };
 

@@ -42,7 +42,10 @@ TEST(Layers, RegisteredNamesMakeLayersAndHeads) {
 
 TEST(Layers, UnknownNamesAndBadArgumentsAreRefused) {
   EXPECT_EQ(error_of([] { make_layer({"conv", {"3"}}, 5); }),
-            "layer 'conv': expected one of dense | layernorm | tanh | softplus | gelu | relu");
+            "layer 'conv(3)': expected conv(OUT, K[, stride=S][, pad=P]) with whole OUT, K, S > 0 and P >= 0");
+  EXPECT_EQ(error_of([] { make_layer({"pool", {"3"}}, 5); }),
+            "layer 'pool': expected one of dense | conv | avgpool | maxpool | globalavgpool | flatten | layernorm | tanh | "
+            "softplus | gelu | relu | silu");
   EXPECT_EQ(error_of([] { make_loss_head("hinge"); }), "loss 'hinge': expected one of cross_entropy | mse");
   const std::string dense = "expected dense(OUT[, weightnorm=on|off]) with a whole OUT > 0";
   EXPECT_EQ(error_of([] { make_layer({"dense", {}}, 5); }), "layer 'dense': " + dense);
