@@ -40,6 +40,7 @@ const char* to_string(Activation a) {
     case Activation::softplus: return "softplus";
     case Activation::gelu: return "gelu";
     case Activation::relu: return "relu";
+    case Activation::silu: return "silu";
   }
   return "?";
 }

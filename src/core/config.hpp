@@ -11,7 +11,7 @@
 
 namespace eomlab {
 
-enum class Activation { tanh, softplus, gelu, relu };
+enum class Activation { tanh, softplus, gelu, relu, silu };  // silu: in architectures only (not model.activation)
 enum class LossKind { cross_entropy, mse };
 enum class Normalization { none, layer, weight };
 enum class Pixels { standard, unit };  // image sources: per-channel standardised | x / 255

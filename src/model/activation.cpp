@@ -40,6 +40,21 @@ void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* ou
   }
 }
 
+// silu(z) = z·s, s = 1/(1 + e^{-z}): silu^(k) = k·s^(k-1) + z·s^(k), with the logistic's derivatives
+// s' = s(1-s), s'' = s'(1-2s), s''' = s'(1-6s+6s²), s'''' = s'(1-2s)(1-12s+12s²). The logistic lives in
+// out[0] until the end (Buffers must not allocate).
+template <class Out, class Z>
+void silu_with_derivatives(const Z& z, int order, Out* out) {
+  out[0].array() = 1.0 / (1.0 + (-z).exp());
+  const auto s = out[0].array();
+  const auto ds = s * (1.0 - s);
+  if (order >= 4) out[4].array() = 4.0 * ds * (1.0 - 6.0 * s + 6.0 * s * s) + z * ds * (1.0 - 2.0 * s) * (1.0 - 12.0 * s + 12.0 * s * s);
+  if (order >= 3) out[3].array() = 3.0 * ds * (1.0 - 2.0 * s) + z * ds * (1.0 - 6.0 * s + 6.0 * s * s);
+  if (order >= 2) out[2].array() = 2.0 * ds + z * ds * (1.0 - 2.0 * s);
+  if (order >= 1) out[1].array() = s + z * ds;
+  out[0].array() *= z;
+}
+
 }  // namespace
 
 void tanh_into(const Matrix& z, Matrix& out) {
@@ -76,6 +91,9 @@ void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order
       out[0].array() *= zz;
       break;
     }
+    case Activation::silu:
+      silu_with_derivatives(zz, order, out);
+      break;
     case Activation::relu: {
       out[0].array() = zz.max(0.0);
       if (order >= 1) out[1].array() = (zz > 0.0).cast<double>();

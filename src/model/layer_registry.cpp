@@ -11,14 +11,20 @@ using LayerFactory = std::unique_ptr<Layer>(const LayerSpec& spec, const Shape& 
 using LossHeadFactory = std::unique_ptr<LossHead>();
 
 // One line per kind: the name that selects it (in an architecture, or model.loss) and its factory.
-#define EOMLAB_LAYERS(X)          \
-  X("dense", make_dense)          \
-  X("layernorm", make_layer_norm) \
-  X("tanh", make_elementwise)     \
-  X("softplus", make_elementwise) \
-  X("gelu", make_elementwise)     \
-  X("relu", make_elementwise)     \
-  X("batchnorm", make_batch_norm) \
+#define EOMLAB_LAYERS(X)                  \
+  X("dense", make_dense)                  \
+  X("conv", make_conv)                    \
+  X("avgpool", make_avgpool)              \
+  X("maxpool", make_maxpool)              \
+  X("globalavgpool", make_globalavgpool)  \
+  X("flatten", make_flatten)              \
+  X("layernorm", make_layer_norm)         \
+  X("tanh", make_elementwise)             \
+  X("softplus", make_elementwise)         \
+  X("gelu", make_elementwise)             \
+  X("relu", make_elementwise)             \
+  X("silu", make_elementwise)             \
+  X("batchnorm", make_batch_norm)         \
   X("residual", make_residual)
 #define EOMLAB_LOSS_HEADS(X)             \
   X("cross_entropy", make_cross_entropy) \

@@ -38,14 +38,15 @@ TEST(Activation, VectorizedTanhIsWithinTwoUlpOfStdTanh) {
 TEST(Activation, DerivativesMatchCentralDifferences) {
   Matrix z(1, 9);
   z << -3.0, -1.2, -0.6, -0.1, 0.05, 0.3, 0.7, 1.5, 4.0;
-  for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu}) {
-    Matrix d[4], up[4], down[4];
-    apply_activation(a, z, 3, d);
+  for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu, Activation::silu}) {
+    Matrix d[5], up[5], down[5];
+    const int order = a == Activation::silu ? 4 : 3;
+    apply_activation(a, z, order, d);
     const double h = 1e-6;
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < order; ++k) {
       const Matrix zp = z.array() + h, zm = z.array() - h;
-      apply_activation(a, zp, 3, up);
-      apply_activation(a, zm, 3, down);
+      apply_activation(a, zp, order, up);
+      apply_activation(a, zm, order, down);
       const Matrix fd = (up[k] - down[k]) / (2 * h);
       EXPECT_LT((fd - d[k + 1]).cwiseAbs().maxCoeff(), 1e-8) << to_string(a) << " derivative " << k + 1;
     }

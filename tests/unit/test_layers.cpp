@@ -41,8 +41,11 @@ TEST(Layers, RegisteredNamesMakeLayersAndHeads) {
 }
 
 TEST(Layers, UnknownNamesAndBadArgumentsAreRefused) {
-  EXPECT_EQ(error_of([] { make_layer({"softmax", {"3"}}, 5); }),
-            "layer 'softmax(3)': expected one of dense | layernorm | tanh | softplus | gelu | relu | batchnorm | residual");
+  EXPECT_EQ(error_of([] { make_layer({"conv", {"3"}}, 5); }),
+            "layer 'conv(3)': expected conv(OUT, K[, stride=S][, pad=P]) with whole OUT, K, S > 0 and P >= 0");
+  EXPECT_EQ(error_of([] { make_layer({"pool", {"3"}}, 5); }),
+            "layer 'pool(3)': expected one of dense | conv | avgpool | maxpool | globalavgpool | flatten | layernorm | tanh | "
+            "softplus | gelu | relu | silu | batchnorm | residual");
   EXPECT_EQ(error_of([] { make_loss_head("hinge"); }), "loss 'hinge': expected one of cross_entropy | mse");
   const std::string dense = "expected dense(OUT[, weightnorm=on|off]) with a whole OUT > 0";
   EXPECT_EQ(error_of([] { make_layer({"dense", {}}, 5); }), "layer 'dense': " + dense);

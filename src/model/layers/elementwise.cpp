@@ -1,4 +1,4 @@
-// tanh | softplus | gelu | relu: the activation applied to every entry (model/activation.hpp); no
+// tanh | softplus | gelu | relu | silu: the activation applied to every entry (model/activation.hpp); no
 // parameters. The forward pass keeps σ'(input) as a jet for the backward pass.
 #include "model/activation.hpp"
 #include "model/dense_path.hpp"
@@ -34,7 +34,7 @@ class Elementwise final : public Layer {
 
 std::unique_ptr<Layer> make_elementwise(const LayerSpec& spec, const Shape& in) {
   if (!spec.args.empty()) spec.refuse("no arguments");
-  for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu, Activation::relu})
+  for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu, Activation::relu, Activation::silu})
     if (spec.name == to_string(a)) return std::make_unique<Elementwise>(a, in);
   spec.refuse("an activation");
 }

@@ -1,0 +1,36 @@
+// The data movement that lowers a 2-D convolution (model/layers/conv.cpp) to GEMMs, on a chunk of
+// samples at a time. Batches are feature columns (features x samples, a sample's features in torch's
+// C x H x W order); the GEMMs work on stacked matrices with one row per (sample, output pixel):
+//   patches  (count·Ho·Wo) x (C·K·K): row s·Ho·Wo + p holds sample s's input window at output pixel p
+//            (im2col; zero where the window covers padding), column (c·K + ki)·K + kj;
+//   stacked  (count·Ho·Wo) x OUT: the same rows, one column per output channel.
+#pragma once
+#include "core/shape.hpp"
+#include "core/types.hpp"
+#include "model/buffer.hpp"
+
+namespace eomlab {
+
+struct ConvGeometry {
+  Index c = 0, h = 0, w = 0;            // input
+  Index out = 0, k = 0, stride = 1, pad = 0;
+  Index ho = 0, wo = 0;                 // output: (h + 2 pad - k) / stride + 1, floor
+
+  void set_input(const Shape& in);      // needs k, stride, pad; k must fit the padded input
+  Index patch() const { return c * k * k; }
+  Index pixels() const { return ho * wo; }
+};
+
+// Samples per chunk: patches of a few MB, big enough for the BLAS, small enough to stay in cache.
+Index conv_chunk_samples(const ConvGeometry& g);
+
+// patches <- im2col of columns [first, first + count) of x (C·H·W x n).
+void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, Buffer& patches);
+// Columns [first, first + count) of dx <- the adjoint of gather_patches applied to `patches`.
+void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx);
+// stacked (count·Ho·Wo x OUT) <- columns [first, first + count) of y (OUT·Ho·Wo x n).
+void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, Buffer& stacked);
+// Columns [first, first + count) of y <- stacked, plus bias[o] on channel o if given.
+void unstack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& stacked, const Buffer* bias, Index first, Buffer& y);
+
+}  // namespace eomlab

@@ -1,0 +1,223 @@
+// conv(OUT, K[, stride=S][, pad=P]): 2-D cross-correlation as torch.nn.Conv2d, W (OUT x C x K x K,
+// row-major) then b (OUT) in θ, zero padding, output OUT x Ho x Wo with Ho = (H + 2P - K)/S + 1.
+// Default initialisation W ~ N(0, 1/(C·K·K)), b ~ N(0, 0.1²).
+//
+// Lowered to GEMMs on chunks of samples (model/conv_lowering.hpp): a chunk's patches A (one row per
+// sample and output pixel, one column per (c, ki, kj)) times Wᵀ (C·K·K x OUT, which is θ's W as it
+// lies) gives the chunk's outputs, one column per channel. The patches are rebuilt in the backward pass
+// from the input jet rather than kept, so memory stays a few chunks whatever the batch.
+#include <cmath>
+
+#include "model/conv_lowering.hpp"
+#include "model/layer.hpp"
+
+namespace eomlab {
+namespace {
+
+using ConstColumns = Eigen::Map<const Matrix>;
+
+// Calls f(t) for every t ⊆ s with a[t] and b[s ∖ t] non-zero: the terms of the product rule.
+template <class F>
+void for_each_term(const Jet& a, const Jet& b, int s, F f) {
+  for (int t = s;; t = (t - 1) & s) {
+    const int u = s ^ t;
+    if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) f(t, u);
+    if (t == 0) break;
+  }
+}
+
+bool has_term(const Jet& a, const Jet& b, int s) {
+  bool any = false;
+  for_each_term(a, b, s, [&](int, int) { any = true; });
+  return any;
+}
+
+class Conv final : public Layer {
+ public:
+  explicit Conv(const ConvGeometry& g) : g_(g) {}
+
+  std::string text() const override {
+    return "conv(" + std::to_string(g_.out) + ", " + std::to_string(g_.k) +
+           (g_.stride != 1 ? ", stride=" + std::to_string(g_.stride) : "") +
+           (g_.pad != 0 ? ", pad=" + std::to_string(g_.pad) : "") + ")";
+  }
+  Shape output_shape() const override { return {g_.out, g_.ho, g_.wo}; }
+  Index n_params() const override { return g_.out * g_.patch() + g_.out; }
+  void place(Index offset, const std::string& name) override {
+    w_offset_ = offset;
+    b_offset_ = offset + g_.out * g_.patch();
+    name_ = name;
+  }
+  std::vector<ParameterBlock> blocks() const override {
+    return {{name_ + ".W", w_offset_, g_.out * g_.patch(), g_.out, g_.patch()}, {name_ + ".b", b_offset_, g_.out, g_.out, 1}};
+  }
+  void initialize(Rng& rng, Vector& theta) const override {
+    const double w_std = 1.0 / std::sqrt(static_cast<double>(g_.patch()));
+    for (Index k = 0; k < g_.out * g_.patch(); ++k) theta[w_offset_ + k] = w_std * rng.normal();
+    for (Index k = 0; k < g_.out; ++k) theta[b_offset_ + k] = 0.1 * rng.normal();
+  }
+  std::optional<ParameterBlock> linear_block() const override {
+    return ParameterBlock{name_ + ".Wb", w_offset_, n_params(), n_params(), 1};
+  }
+  std::vector<ParameterBlock> channel_blocks() const override {
+    std::vector<ParameterBlock> out;
+    for (Index r = 0; r < g_.out; ++r)
+      out.push_back({name_ + ".W[" + std::to_string(r) + "]", w_offset_ + r * g_.patch(), g_.patch(), 1, g_.patch()});
+    return out;
+  }
+
+  void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch&) override {
+    load_parameters(pass);
+    const Index n = in.cols();
+    out.reset(pass.m);
+    for (int s = 0; s < out.size(); ++s)
+      if (has_term(in, w_, s)) out.set(s, g_.out * g_.pixels(), n);
+    for (Index first = 0; first < n; first += chunk_) {
+      const Index count = std::min(chunk_, n - first);
+      gather_components(in, first, count);
+      for (int s = 0; s < out.size(); ++s) {
+        if (!out.nz[static_cast<std::size_t>(s)]) continue;
+        stacked_out_.resize(count * g_.pixels(), g_.out);
+        double beta = 0.0;
+        for_each_term(in, w_, s, [&](int t, int u) {
+          gemm(1.0, patches_[t], Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, stacked_out_);
+          beta = 1.0;
+        });
+        const Buffer* bias = b_.nz[static_cast<std::size_t>(s)] ? &b_.c[static_cast<std::size_t>(s)] : nullptr;
+        unstack_columns(g_, stacked_out_, bias, first, out.c[static_cast<std::size_t>(s)]);
+      }
+    }
+  }
+
+  void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) override {
+    const Index n = delta.cols();
+    start_gradients(pass, in, delta, s);
+    if (delta_in) start_input_delta(*delta_in, delta, in.rows(), n);
+    for (Index first = 0; first < n; first += chunk_) {
+      const Index count = std::min(chunk_, n - first);
+      stack_deltas(delta, first, count);
+      gather_components(in, first, count);
+      accumulate_gradients(pass, in, delta, s);
+      if (delta_in) scatter_input_delta(delta, *delta_in, first, count);
+    }
+    pass.write(s.grad_w, w_offset_, g_.out, g_.patch());
+    pass.write(s.grad_b, b_offset_, g_.out, 1);
+  }
+
+ private:
+  ConvGeometry g_;
+  Index chunk_ = conv_chunk_samples(g_);
+  Index w_offset_ = 0, b_offset_ = 0;
+  std::string name_;
+  Jet w_, b_;  // Wᵀ (C·K·K x OUT) and b with their directional parts
+  Buffer patches_[1 << max_jet_directions], deltas_[1 << max_jet_directions];  // one chunk, per jet component
+  Buffer stacked_out_, patch_delta_;
+
+  void load_parameters(const ForwardPass& pass) {
+    w_.reset(pass.m);
+    b_.reset(pass.m);
+    const auto load = [&](int s, const Vector& v) {
+      w_.set(s, g_.patch(), g_.out) = ConstColumns(v.data() + w_offset_, g_.patch(), g_.out);
+      b_.set(s, g_.out, 1) = v.segment(b_offset_, g_.out);
+    };
+    load(0, pass.theta);
+    for (int d = 0; d < pass.m; ++d) load(1 << d, *pass.directions[d]);
+  }
+
+  void gather_components(const Jet& in, Index first, Index count) {
+    for (int t = 0; t < in.size(); ++t)
+      if (in.nz[static_cast<std::size_t>(t)]) gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, patches_[t]);
+  }
+
+  void stack_deltas(const Jet& delta, Index first, Index count) {
+    for (int u = 0; u < delta.size(); ++u)
+      if (delta.nz[static_cast<std::size_t>(u)]) stack_columns(g_, delta.c[static_cast<std::size_t>(u)], first, count, deltas_[u]);
+  }
+
+  // The gradient jets (in s.grad_w as W's transpose-free OUT x C·K·K, s.grad_b) start at zero.
+  void start_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s) const {
+    s.grad_w.reset(pass.m);
+    s.grad_b.reset(pass.m);
+    for (int c = 0; c < (1 << pass.m); ++c) {
+      if (!(pass.wanted() & (1u << c))) continue;
+      if (has_term(delta, in, c)) s.grad_w.set(c, g_.out, g_.patch()).setZero();
+      if (delta.nz[static_cast<std::size_t>(c)]) s.grad_b.set(c, g_.out, 1).setZero();
+    }
+  }
+
+  void start_input_delta(Jet& delta_in, const Jet& delta, Index rows, Index n) const {
+    delta_in.reset(delta.m);
+    for (int c = 0; c < delta_in.size(); ++c)
+      if (has_term(delta, w_, c)) delta_in.set(c, rows, n);
+  }
+
+  // ∂/∂W_S += Σ D_{S∖T}ᵀ A_T and ∂/∂b_S += the column sums of D_S, for the chunk.
+  void accumulate_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s) {
+    for (int c = 0; c < (1 << pass.m); ++c) {
+      if (s.grad_w.nz[static_cast<std::size_t>(c)])
+        for_each_term(delta, in, c, [&](int u, int t) {
+          gemm(1.0, deltas_[u], Op::transpose, patches_[t], Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
+        });
+      if (s.grad_b.nz[static_cast<std::size_t>(c)])
+        s.grad_b.c[static_cast<std::size_t>(c)] += deltas_[c].colwise().sum().transpose();
+    }
+  }
+
+  // ∂/∂A_S = Σ D_U W_{S∖U}ᵀ, scattered back onto the chunk's input columns.
+  void scatter_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
+    for (int c = 0; c < delta_in.size(); ++c) {
+      if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
+      patch_delta_.resize(count * g_.pixels(), g_.patch());
+      double beta = 0.0;
+      for_each_term(delta, w_, c, [&](int u, int v) {
+        gemm(1.0, deltas_[u], Op::none, w_.c[static_cast<std::size_t>(v)], Op::transpose, beta, patch_delta_);
+        beta = 1.0;
+      });
+      scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);
+    }
+  }
+};
+
+long whole_argument(const LayerSpec& spec, const std::string& text, const std::string& usage) {
+  std::size_t end = 0;
+  long value = 0;
+  try {
+    value = std::stol(text, &end);
+  } catch (const std::exception&) {
+    spec.refuse(usage);
+  }
+  if (end != text.size() || value <= 0) spec.refuse(usage);
+  return value;
+}
+
+}  // namespace
+
+// conv(OUT, K), then stride=S and pad=P in any order.
+std::unique_ptr<Layer> make_conv(const LayerSpec& spec, const Shape& in) {
+  const std::string usage = "conv(OUT, K[, stride=S][, pad=P]) with whole OUT, K, S > 0 and P >= 0";
+  if (spec.args.size() < 2 || spec.args.size() > 4) spec.refuse(usage);
+  ConvGeometry g;
+  g.out = whole_argument(spec, spec.args[0], usage);
+  g.k = whole_argument(spec, spec.args[1], usage);
+  bool stride_seen = false, pad_seen = false;
+  for (std::size_t i = 2; i < spec.args.size(); ++i) {
+    const std::string& a = spec.args[i];
+    if (a.rfind("stride=", 0) == 0 && !stride_seen) {
+      g.stride = whole_argument(spec, a.substr(7), usage);
+      stride_seen = true;
+    } else if (a.rfind("pad=", 0) == 0 && !pad_seen) {
+      g.pad = a.substr(4) == "0" ? 0 : whole_argument(spec, a.substr(4), usage);
+      pad_seen = true;
+    } else {
+      spec.refuse(usage);
+    }
+  }
+  if (in.is_vector()) spec.refuse("an image input C x H x W, got a vector of " + in.text());
+  g.set_input(in);
+  if (g.k > in.height + 2 * g.pad || g.k > in.width + 2 * g.pad)
+    spec.refuse("a kernel no larger than the padded input, got K = " + std::to_string(g.k) + " on " + in.text() +
+                " with pad " + std::to_string(g.pad));
+  return std::make_unique<Conv>(g);
+}
+
+}  // namespace eomlab

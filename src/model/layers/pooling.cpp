@@ -1,0 +1,178 @@
+// avgpool(K) | maxpool(K): K x K windows with stride K and no padding (floor: trailing rows and columns
+// that fill no window are dropped, as torch's defaults do); globalavgpool: the mean over H x W per
+// channel, giving a vector of C. No parameters. Average pooling is linear, so every jet component is
+// pooled alike; max pooling picks each window's first maximum (torch's tie rule) from the value and
+// carries every jet component at that arg-max (it is piecewise linear).
+#include <cmath>
+#include <vector>
+
+#include "model/layer.hpp"
+
+namespace eomlab {
+namespace {
+
+// out_s = f(in_s) for every non-zero component s of a linear map f into `rows` features per sample.
+template <class F>
+void map_components(const Jet& in, Jet& out, Index rows, F f) {
+  out.reset(in.m);
+  for (int s = 0; s < in.size(); ++s)
+    if (in.nz[static_cast<std::size_t>(s)]) f(in.c[static_cast<std::size_t>(s)], out.set(s, rows, in.cols()));
+}
+
+// The K x K windows of stride K of one input shape: window (c, i, j) covers rows iK..iK+K-1 and
+// columns jK..jK+K-1 of channel c.
+struct Windows {
+  Shape in, out;
+  Index k;
+
+  Windows(const Shape& input, Index size) : in(input), out(input.channels, input.height / size, input.width / size), k(size) {}
+  // The input feature of window `o`'s entry (a, b), o = (c·Ho + i)·Wo + j.
+  Index feature(Index o, Index a, Index b) const {
+    const Index c = o / out.pixels(), i = o / out.width % out.height, j = o % out.width;
+    return (c * in.height + i * k + a) * in.width + j * k + b;
+  }
+};
+
+class AveragePool final : public Layer {
+ public:
+  explicit AveragePool(const Windows& w) : w_(w) {}
+
+  std::string text() const override { return "avgpool(" + std::to_string(w_.k) + ")"; }
+  Shape output_shape() const override { return w_.out; }
+
+  void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {
+    const double scale = 1.0 / static_cast<double>(w_.k * w_.k);
+    map_components(in, out, w_.out.size(), [&](const Buffer& x, Buffer& y) {
+      for (Index s = 0; s < x.cols(); ++s)
+        for (Index o = 0; o < y.rows(); ++o) {
+          double sum = 0.0;
+          for (Index a = 0; a < w_.k; ++a)
+            for (Index b = 0; b < w_.k; ++b) sum += x(w_.feature(o, a, b), s);
+          y(o, s) = scale * sum;
+        }
+    });
+  }
+  void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
+    if (!delta_in) return;
+    const double scale = 1.0 / static_cast<double>(w_.k * w_.k);
+    map_components(delta, *delta_in, w_.in.size(), [&](const Buffer& d, Buffer& dx) {
+      dx.setZero();
+      for (Index s = 0; s < d.cols(); ++s)
+        for (Index o = 0; o < d.rows(); ++o)
+          for (Index a = 0; a < w_.k; ++a)
+            for (Index b = 0; b < w_.k; ++b) dx(w_.feature(o, a, b), s) = scale * d(o, s);
+    });
+  }
+
+ private:
+  Windows w_;
+};
+
+class MaxPool final : public Layer {
+ public:
+  explicit MaxPool(const Windows& w) : w_(w) {}
+
+  std::string text() const override { return "maxpool(" + std::to_string(w_.k) + ")"; }
+  Shape output_shape() const override { return w_.out; }
+
+  void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {
+    find_maxima(in.c[0]);
+    map_components(in, out, w_.out.size(), [&](const Buffer& x, Buffer& y) {
+      for (Index s = 0; s < x.cols(); ++s)
+        for (Index o = 0; o < y.rows(); ++o) y(o, s) = x(at(o, s), s);
+    });
+  }
+  void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
+    if (!delta_in) return;
+    map_components(delta, *delta_in, w_.in.size(), [&](const Buffer& d, Buffer& dx) {
+      dx.setZero();
+      for (Index s = 0; s < d.cols(); ++s)
+        for (Index o = 0; o < d.rows(); ++o) dx(at(o, s), s) = d(o, s);
+    });
+  }
+
+ private:
+  Windows w_;
+  std::vector<Index> arg_max_;  // input feature of each output (o, s), at o + s·outputs
+
+  Index at(Index o, Index s) const { return arg_max_[static_cast<std::size_t>(o + s * w_.out.size())]; }
+
+  // The first maximum of each window in row-major order; a NaN wins (it propagates, as in torch).
+  void find_maxima(const Buffer& x) {
+    arg_max_.resize(static_cast<std::size_t>(w_.out.size() * x.cols()));
+    for (Index s = 0; s < x.cols(); ++s)
+      for (Index o = 0; o < w_.out.size(); ++o) {
+        Index best = w_.feature(o, 0, 0);
+        for (Index a = 0; a < w_.k; ++a)
+          for (Index b = 0; b < w_.k; ++b) {
+            const Index f = w_.feature(o, a, b);
+            if (x(f, s) > x(best, s) || (std::isnan(x(f, s)) && !std::isnan(x(best, s)))) best = f;
+          }
+        arg_max_[static_cast<std::size_t>(o + s * w_.out.size())] = best;
+      }
+  }
+};
+
+class GlobalAveragePool final : public Layer {
+ public:
+  explicit GlobalAveragePool(const Shape& in) : in_(in) {}
+
+  std::string text() const override { return "globalavgpool"; }
+  Shape output_shape() const override { return in_.channels; }
+
+  // Sample s's features as a (H·W) x C matrix: one column per channel.
+  void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {
+    map_components(in, out, in_.channels, [&](const Buffer& x, Buffer& y) {
+      for (Index s = 0; s < x.cols(); ++s) y.col(s) = channels(x, s).colwise().mean().transpose();
+    });
+  }
+  void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
+    if (!delta_in) return;
+    const double scale = 1.0 / static_cast<double>(in_.pixels());
+    map_components(delta, *delta_in, in_.size(), [&](const Buffer& d, Buffer& dx) {
+      for (Index s = 0; s < d.cols(); ++s)
+        Eigen::Map<Matrix>(dx.col(s).data(), in_.pixels(), in_.channels).rowwise() = scale * d.col(s).transpose();
+    });
+  }
+
+ private:
+  Shape in_;
+
+  Eigen::Map<const Matrix> channels(const Buffer& x, Index s) const {
+    return {x.col(s).data(), in_.pixels(), in_.channels};
+  }
+};
+
+Windows windows_for(const LayerSpec& spec, const Shape& in) {
+  const std::string usage = spec.name + "(K) with a whole K > 0";
+  if (spec.args.size() != 1) spec.refuse(usage);
+  std::size_t end = 0;
+  long k = 0;
+  try {
+    k = std::stol(spec.args[0], &end);
+  } catch (const std::exception&) {
+    spec.refuse(usage);
+  }
+  if (end != spec.args[0].size() || k <= 0) spec.refuse(usage);
+  if (in.is_vector()) spec.refuse("an image input C x H x W, got a vector of " + in.text());
+  if (k > in.height || k > in.width) spec.refuse("a window no larger than the input, got K = " + std::to_string(k) + " on " + in.text());
+  return {in, static_cast<Index>(k)};
+}
+
+}  // namespace
+
+std::unique_ptr<Layer> make_avgpool(const LayerSpec& spec, const Shape& in) {
+  return std::make_unique<AveragePool>(windows_for(spec, in));
+}
+
+std::unique_ptr<Layer> make_maxpool(const LayerSpec& spec, const Shape& in) {
+  return std::make_unique<MaxPool>(windows_for(spec, in));
+}
+
+std::unique_ptr<Layer> make_globalavgpool(const LayerSpec& spec, const Shape& in) {
+  if (!spec.args.empty()) spec.refuse("no arguments");
+  if (in.is_vector()) spec.refuse("an image input C x H x W, got a vector of " + in.text());
+  return std::make_unique<GlobalAveragePool>(in);
+}
+
+}  // namespace eomlab

@@ -1,0 +1,286 @@
+// The image layers of DESIGN.md §3.6 (conv, avgpool, maxpool, globalavgpool, flatten) and silu: values
+// against direct loops over torch's definitions and layout, exact derivatives of small networks against
+// central finite differences (gradient, HVP, T[u, v]) and their symmetries, and refusal of bad
+// arguments and input shapes naming the layer.
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "diff/objective.hpp"
+#include "model/layer.hpp"
+#include "support/finite_difference.hpp"
+#include "support/random_vector.hpp"
+
+using namespace eomlab;
+using test::random_vector;
+
+namespace {
+
+Model image_model(const std::string& architecture, const Shape& in, LossKind loss = LossKind::mse) {
+  ModelConfig config;
+  config.architecture = architecture;
+  config.loss = loss;
+  return make_model(config, in);
+}
+
+// n samples of standard normal pixels; labels in [0, classes) or standard normal targets.
+Dataset random_images(const Shape& shape, Index n, LossKind loss, Index outputs, std::uint64_t seed) {
+  Rng r(seed, rng_stream::test);
+  Dataset d;
+  d.sample_shape = shape;
+  d.x.resize(shape.size(), n);
+  for (Index i = 0; i < d.x.size(); ++i) d.x.data()[i] = r.normal();
+  if (loss == LossKind::cross_entropy) {
+    for (Index s = 0; s < n; ++s) d.labels.push_back(static_cast<std::int64_t>(r.below(static_cast<std::uint64_t>(outputs))));
+  } else {
+    d.targets.resize(outputs, n);
+    for (Index i = 0; i < d.targets.size(); ++i) d.targets.data()[i] = r.normal();
+  }
+  return d;
+}
+
+// out[o, i, j] = b[o] + Σ_{c, a, b} W[o, c, a, b] x[c, i·S - P + a, j·S - P + b] (zero outside): torch's
+// Conv2d with W (OUT x C x K x K) then b in θ, row-major.
+Vector reference_conv(const Vector& theta, const Vector& x, const Shape& in, Index out, Index k, Index stride,
+                      Index pad) {
+  const Index ho = (in.height + 2 * pad - k) / stride + 1, wo = (in.width + 2 * pad - k) / stride + 1;
+  Vector y(out * ho * wo);
+  for (Index o = 0; o < out; ++o)
+    for (Index i = 0; i < ho; ++i)
+      for (Index j = 0; j < wo; ++j) {
+        double sum = theta[out * in.channels * k * k + o];
+        for (Index c = 0; c < in.channels; ++c)
+          for (Index a = 0; a < k; ++a)
+            for (Index b = 0; b < k; ++b) {
+              const Index r = i * stride - pad + a, q = j * stride - pad + b;
+              if (r < 0 || r >= in.height || q < 0 || q >= in.width) continue;
+              sum += theta[((o * in.channels + c) * k + a) * k + b] * x[(c * in.height + r) * in.width + q];
+            }
+        y[(o * ho + i) * wo + j] = sum;
+      }
+  return y;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
+  struct Case {
+    Shape in;
+    Index out, k, stride, pad, samples;
+  };
+  // The last case needs several chunks of samples.
+  for (const Case& c : {Case{{1, 5, 5}, 2, 3, 1, 0, 3}, Case{{2, 7, 6}, 3, 3, 2, 1, 4}, Case{{3, 4, 9}, 2, 2, 3, 2, 2},
+                        Case{{2, 6, 6}, 4, 1, 1, 0, 2}, Case{{1, 3, 3}, 2, 5, 1, 1, 2}, Case{{4, 30, 30}, 3, 5, 1, 2, 25}}) {
+    const std::string text = "conv(" + std::to_string(c.out) + ", " + std::to_string(c.k) + ", stride=" +
+                             std::to_string(c.stride) + ", pad=" + std::to_string(c.pad) + ")";
+    const Model model = image_model(text, c.in);
+    ASSERT_EQ(model.n_params(), c.out * c.in.channels * c.k * c.k + c.out) << text;
+    const Vector theta = random_vector(model.n_params(), 3);
+    const Dataset d = random_images(c.in, c.samples, LossKind::mse, 1, 4);
+    const Matrix y = model.outputs(theta, d.x);
+    for (Index s = 0; s < c.samples; ++s) {
+      const Vector expected = reference_conv(theta, d.x.col(s), c.in, c.out, c.k, c.stride, c.pad);
+      ASSERT_EQ(y.rows(), expected.size()) << text;
+      EXPECT_LT((y.col(s) - expected).norm(), 1e-12 * expected.norm()) << text << " sample " << s;
+    }
+  }
+}
+
+TEST(ConvLayer, BlocksFollowTorchsLayout) {
+  const Model model = image_model("conv(4, 3, pad=1), tanh, conv(2, 2), flatten, dense(3)", {2, 5, 5});
+  EXPECT_EQ(model.architecture(), "conv(4, 3, pad=1), tanh, conv(2, 2), flatten, dense(3)");
+  const auto blocks = model.blocks();
+  ASSERT_EQ(blocks.size(), 6u);
+  EXPECT_EQ(blocks[0].name, "layer0.W");
+  EXPECT_EQ(blocks[0].rows, 4);
+  EXPECT_EQ(blocks[0].cols, 2 * 3 * 3);
+  EXPECT_EQ(blocks[1].name, "layer0.b");
+  EXPECT_EQ(blocks[1].offset, 4 * 18);
+  EXPECT_EQ(blocks[2].offset, 4 * 18 + 4);
+  EXPECT_EQ(blocks[2].cols, 4 * 2 * 2);
+  EXPECT_EQ(model.n_outputs(), 3);
+}
+
+TEST(ConvLayer, ChannelAndLinearBlocks) {
+  const auto conv = make_layer({"conv", {"3", "2", "stride=2"}}, Shape(2, 4, 4));
+  conv->place(10, "layer0");
+  const auto channels = conv->channel_blocks();
+  ASSERT_EQ(channels.size(), 3u);
+  EXPECT_EQ(channels[1].name, "layer0.W[1]");
+  EXPECT_EQ(channels[1].offset, 10 + 8);
+  EXPECT_EQ(channels[1].size, 8);
+  ASSERT_TRUE(conv->linear_block().has_value());
+  EXPECT_EQ(conv->linear_block()->size, 3 * 8 + 3);
+  EXPECT_EQ(conv->output_shape(), Shape(3, 2, 2));
+}
+
+TEST(PoolingLayers, ValuesFollowTorchsDefinitions) {
+  const Shape in{2, 5, 4};
+  Matrix x(in.size(), 2);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = std::sin(1.7 * static_cast<double>(i));
+  x(0, 1) = x(1, 1) = 5.0;  // a tie: the first maximum is taken
+  const auto at = [&](Index c, Index i, Index j, Index s) { return x((c * in.height + i) * in.width + j, s); };
+  const Matrix avg = image_model("avgpool(2), flatten", in).outputs(Vector(0), x);
+  const Matrix max = image_model("maxpool(2), flatten", in).outputs(Vector(0), x);
+  const Matrix global = image_model("globalavgpool", in).outputs(Vector(0), x);
+  ASSERT_EQ(avg.rows(), 2 * 2 * 2);  // floor: the last row is dropped
+  for (Index s = 0; s < 2; ++s)
+    for (Index c = 0; c < 2; ++c) {
+      for (Index i = 0; i < 2; ++i)
+        for (Index j = 0; j < 2; ++j) {
+          const double a = at(c, 2 * i, 2 * j, s), b = at(c, 2 * i, 2 * j + 1, s), d = at(c, 2 * i + 1, 2 * j, s),
+                       e = at(c, 2 * i + 1, 2 * j + 1, s);
+          EXPECT_DOUBLE_EQ(avg((c * 2 + i) * 2 + j, s), (a + b + d + e) / 4);
+          EXPECT_EQ(max((c * 2 + i) * 2 + j, s), std::max({a, b, d, e}));
+        }
+      EXPECT_NEAR(global(c, s), x.col(s).segment(c * in.pixels(), in.pixels()).mean(), 1e-15);
+    }
+  EXPECT_EQ(image_model("flatten", in).outputs(Vector(0), x), x);
+}
+
+TEST(PoolingLayers, MaxPoolCarriesTheFirstMaximumsDerivatives) {
+  // z = x0 + x1 ties at pixels 1 and 2, whose derivatives in W differ: on the tie the gradient is the
+  // one of the first maximum (torch's rule), as if the second were a little smaller.
+  const Shape in{2, 2, 2};
+  const auto gradient = [&](double second) {
+    Dataset d = random_images(in, 1, LossKind::mse, 1, 1);
+    d.x.col(0) << 1.0, 3.0, 1.0, 2.0, 0.0, 0.0, second, 0.0;
+    WholeVector whole(3);
+    ModelObjective f(image_model("conv(1, 1), maxpool(2), flatten", in), std::move(d), 1, 0.0, whole);
+    Vector g;
+    f.value_and_gradient((Vector(3) << 1.0, 1.0, 0.0).finished(), g);
+    return g;
+  };
+  const Vector tie = gradient(2.0), below = gradient(2.0 - 1e-9), above = gradient(2.0 + 1e-9);
+  EXPECT_LT((tie - below).norm(), 1e-6 * tie.norm());
+  EXPECT_GT((tie - above).norm(), 0.1 * tie.norm());
+}
+
+namespace {
+
+struct Network {
+  const char* name;
+  const char* architecture;
+  Shape input;
+};
+
+const Network networks[] = {
+    {"conv_stride_pad_maxpool", "conv(3, 3, stride=2, pad=1), tanh, maxpool(2), flatten, dense(3)", {2, 7, 7}},
+    {"conv_conv_avgpool", "conv(3, 3, pad=1), softplus, conv(2, 2), silu, avgpool(2), flatten, dense(3)", {2, 6, 5}},
+    {"conv_strided_globalavgpool", "conv(4, 2), gelu, conv(3, 3, stride=2, pad=2), tanh, globalavgpool, dense(3)", {1, 7, 8}},
+    {"silu_flatten", "conv(2, 1), silu, flatten, dense(4), silu, dense(3)", {3, 3, 3}},
+    // The second conv's 10 samples span two chunks of the lowering.
+    {"chunked", "conv(8, 3, pad=1), tanh, conv(2, 3, pad=1), avgpool(6), flatten, dense(3)", {1, 30, 30}},
+};
+
+using DerivativeCase = std::tuple<int, LossKind>;
+
+class ImageDerivatives : public ::testing::TestWithParam<DerivativeCase> {
+ protected:
+  std::unique_ptr<WholeVector> whole_;
+  std::unique_ptr<ModelObjective> f_;
+  Vector theta_;
+
+  void SetUp() override {
+    const auto [k, loss] = GetParam();
+    const Network& net = networks[k];
+    Model model = image_model(net.architecture, net.input, loss);
+    theta_ = model.initial_parameters(7);
+    Dataset d = random_images(net.input, 10, loss, model.n_outputs(), 8);
+    whole_ = std::make_unique<WholeVector>(model.n_params());
+    f_ = std::make_unique<ModelObjective>(std::move(model), std::move(d), 10, 0.0, *whole_);
+  }
+};
+
+}  // namespace
+
+TEST_P(ImageDerivatives, GradientMatchesCentralDifferences) {
+  Vector g;
+  f_->value_and_gradient(theta_, g);
+  EXPECT_LT(test::relative_error(g, test::fd_gradient(*f_, theta_)), 1e-6);
+}
+
+TEST_P(ImageDerivatives, HessianVectorMatchesCentralDifferencesAndIsSymmetric) {
+  const Vector u = random_vector(theta_.size(), 1), v = random_vector(theta_.size(), 2);
+  Vector hu, hv;
+  f_->hessian_vector(theta_, u, hu);
+  f_->hessian_vector(theta_, v, hv);
+  EXPECT_LT(test::relative_error(hv, test::fd_hessian_vector(*f_, theta_, v)), 1e-6);
+  EXPECT_NEAR(u.dot(hv), v.dot(hu), 1e-12 * std::abs(u.dot(hv)));
+}
+
+TEST_P(ImageDerivatives, ThirdOrderMatchesDifferencesOfHvpsAndIsSymmetric) {
+  const Vector u = random_vector(theta_.size(), 5), v = random_vector(theta_.size(), 6);
+  Vector tuv, tvu;
+  f_->third_order(theta_, u, v, tuv);
+  f_->third_order(theta_, v, u, tvu);
+  EXPECT_LT(test::relative_error(tuv, test::fd_third_order(*f_, theta_, u, v)), 1e-6);
+  EXPECT_LT(test::relative_error(tvu, tuv), 1e-12);
+  const Vector w = random_vector(theta_.size(), 7);
+  Vector twv;
+  f_->third_order(theta_, w, v, twv);
+  EXPECT_NEAR(w.dot(tuv), u.dot(twv), 1e-11 * std::abs(w.dot(tuv)));
+}
+
+TEST_P(ImageDerivatives, OnePassGivesHessianAndThirdOrder) {
+  const Vector u = random_vector(theta_.size(), 9);
+  Vector hu, tuu, hu_alone, tuu_alone;
+  f_->hessian_and_third_order(theta_, u, hu, tuu);
+  f_->hessian_vector(theta_, u, hu_alone);
+  f_->third_order(theta_, u, u, tuu_alone);
+  EXPECT_LT(test::relative_error(hu, hu_alone), 1e-13);
+  EXPECT_LT(test::relative_error(tuu, tuu_alone), 1e-13);
+}
+
+INSTANTIATE_TEST_SUITE_P(Networks, ImageDerivatives,
+                         ::testing::Combine(::testing::Range(0, static_cast<int>(std::size(networks))),
+                                            ::testing::Values(LossKind::cross_entropy, LossKind::mse)),
+                         [](const ::testing::TestParamInfo<DerivativeCase>& param_info) {
+                           return std::string(networks[std::get<0>(param_info.param)].name) + "_" +
+                                  to_string(std::get<1>(param_info.param));
+                         });
+
+TEST(ImageLayers, BadArgumentsAndShapesAreRefused) {
+  const Shape image{2, 5, 5};
+  const std::string conv = "expected conv(OUT, K[, stride=S][, pad=P]) with whole OUT, K, S > 0 and P >= 0";
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"3"}, {"0", "3"}, {"3", "-1"}, {"3", "2x"}, {"3", "2", "stride=0"}, {"3", "2", "pad=-1"},
+           {"3", "2", "dilation=2"}, {"3", "2", "stride=1", "stride=2"}, {"3", "2", "pad=1", "stride=1", "x"}}) {
+    const LayerSpec spec{"conv", args};
+    EXPECT_EQ(error_of([&] { make_layer(spec, image); }), "layer '" + spec.text() + "': " + conv);
+  }
+  EXPECT_EQ(error_of([] { make_layer({"conv", {"3", "2"}}, Shape(10)); }),
+            "layer 'conv(3, 2)': expected an image input C x H x W, got a vector of 10");
+  EXPECT_EQ(error_of([] { make_layer({"conv", {"3", "8", "pad=1"}}, Shape(2, 5, 5)); }),
+            "layer 'conv(3, 8, pad=1)': expected a kernel no larger than the padded input, got K = 8 on 2x5x5 with pad 1");
+  EXPECT_NO_THROW(make_layer({"conv", {"3", "7", "pad=1"}}, Shape(2, 5, 5)));
+  EXPECT_EQ(error_of([] { make_layer({"maxpool", {"2"}}, Shape(10)); }),
+            "layer 'maxpool(2)': expected an image input C x H x W, got a vector of 10");
+  EXPECT_EQ(error_of([] { make_layer({"avgpool", {"6"}}, Shape(2, 5, 7)); }),
+            "layer 'avgpool(6)': expected a window no larger than the input, got K = 6 on 2x5x7");
+  EXPECT_EQ(error_of([] { make_layer({"avgpool", {"0"}}, Shape(2, 5, 7)); }),
+            "layer 'avgpool(0)': expected avgpool(K) with a whole K > 0");
+  EXPECT_EQ(error_of([] { make_layer({"maxpool", {}}, Shape(2, 5, 7)); }),
+            "layer 'maxpool': expected maxpool(K) with a whole K > 0");
+  EXPECT_EQ(error_of([] { make_layer({"globalavgpool", {}}, Shape(4)); }),
+            "layer 'globalavgpool': expected an image input C x H x W, got a vector of 4");
+  EXPECT_EQ(error_of([] { make_layer({"flatten", {"1"}}, Shape(2, 3, 3)); }), "layer 'flatten(1)': expected no arguments");
+  EXPECT_EQ(error_of([] { make_layer({"silu", {"1"}}, Shape(4)); }), "layer 'silu(1)': expected no arguments");
+  // Through the architecture: the layer's position and text, and the shape it got.
+  EXPECT_EQ(error_of([] { image_model("conv(4, 3), flatten, maxpool(2)", {1, 6, 6}); }),
+            "model.architecture: layer 3 'maxpool(2)': expected an image input C x H x W, got a vector of 64");
+  EXPECT_EQ(error_of([] { image_model("conv(4, 3), dense(2)", {1, 6, 6}); }),
+            "model.architecture: layer 2 'dense(2)': expected a vector input, got 4x4x4 (flatten first)");
+}
