@@ -21,7 +21,7 @@ struct ConvGeometry {
   Index pixels() const { return ho * wo; }
 };
 
-// Samples per chunk: patches of a few MB, big enough for the BLAS, small enough to stay in cache.
+// Samples per chunk: patches and stacked outputs of a few MB, big enough for the BLAS.
 Index conv_chunk_samples(const ConvGeometry& g);
 
 // patches <- im2col of columns [first, first + count) of x (C·H·W x n).
