@@ -1,7 +1,6 @@
 #include "model/conv_lowering.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 namespace eomlab {
@@ -47,9 +46,8 @@ void ConvGeometry::set_input(const Shape& in) {
 }
 
 Index conv_chunk_samples(const ConvGeometry& g) {
-  Index target = Index(1) << 19;  // doubles: 4 MB of patches
-  if (const char* env = std::getenv("EOMLAB_CONV_CHUNK")) target = std::atol(env);
-  return std::max<Index>(1, target / std::max<Index>(1, g.pixels() * g.patch()));
+  constexpr Index target = Index(1) << 19;  // doubles: 4 MB
+  return std::max<Index>(1, target / std::max<Index>(1, g.pixels() * std::max(g.patch(), g.out)));
 }
 
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, Buffer& patches) {

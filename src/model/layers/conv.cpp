@@ -6,7 +6,9 @@
 // sample and output pixel, one column per (c, ki, kj)) times Wᵀ (C·K·K x OUT, which is θ's W as it
 // lies) gives the chunk's outputs, one column per channel. The patches are rebuilt in the backward pass
 // from the input jet rather than kept, so memory stays a few chunks whatever the batch.
+#include <array>
 #include <cmath>
+#include <new>
 
 #include "model/conv_lowering.hpp"
 #include "model/layer.hpp"
@@ -75,16 +77,26 @@ class Conv final : public Layer {
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       gather_components(in, first, count);
+      if (count > 1) stacked_storage_.resize(count * g_.pixels(), g_.out);
       for (int s = 0; s < out.size(); ++s) {
         if (!out.nz[static_cast<std::size_t>(s)]) continue;
-        stacked_out_.resize(count * g_.pixels(), g_.out);
+        Buffer& y = out.c[static_cast<std::size_t>(s)];
+        // One sample's stacked outputs are its column: the GEMM writes there directly.
+        if (count == 1)
+          new (&stacked_out_) Columns(y.col(first).data(), g_.pixels(), g_.out);
+        else
+          new (&stacked_out_) Columns(stacked_storage_.data(), count * g_.pixels(), g_.out);
         double beta = 0.0;
         for_each_term(in, w_, s, [&](int t, int u) {
           gemm(1.0, patches_[t], Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, stacked_out_);
           beta = 1.0;
         });
+        if (beta == 0.0) stacked_out_.setZero();
         const Buffer* bias = b_.nz[static_cast<std::size_t>(s)] ? &b_.c[static_cast<std::size_t>(s)] : nullptr;
-        unstack_columns(g_, stacked_out_, bias, first, out.c[static_cast<std::size_t>(s)]);
+        if (count > 1)
+          unstack_columns(g_, stacked_out_, bias, first, y);
+        else if (bias)
+          stacked_out_.rowwise() += bias->col(0).transpose();
       }
     }
   }
@@ -110,8 +122,17 @@ class Conv final : public Layer {
   Index w_offset_ = 0, b_offset_ = 0;
   std::string name_;
   Jet w_, b_;  // Wᵀ (C·K·K x OUT) and b with their directional parts
-  Buffer patches_[1 << max_jet_directions], deltas_[1 << max_jet_directions];  // one chunk, per jet component
-  Buffer stacked_out_, patch_delta_;
+  using Columns = Eigen::Map<Matrix>;
+  // One chunk, per jet component: its patches, and δ stacked (a view of δ's column for one sample).
+  Buffer patches_[1 << max_jet_directions], delta_storage_[1 << max_jet_directions];
+  std::array<ConstColumns, 1 << max_jet_directions> deltas_{make_views()};
+  Buffer stacked_storage_, patch_delta_;
+  Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
+
+  static std::array<ConstColumns, 1 << max_jet_directions> make_views() {
+    return {ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0},
+            ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}};
+  }
 
   void load_parameters(const ForwardPass& pass) {
     w_.reset(pass.m);
@@ -131,7 +152,15 @@ class Conv final : public Layer {
 
   void stack_deltas(const Jet& delta, Index first, Index count) {
     for (int u = 0; u < delta.size(); ++u)
-      if (delta.nz[static_cast<std::size_t>(u)]) stack_columns(g_, delta.c[static_cast<std::size_t>(u)], first, count, deltas_[u]);
+      if (delta.nz[static_cast<std::size_t>(u)]) {
+        const Buffer& d = delta.c[static_cast<std::size_t>(u)];
+        const double* data = d.col(first).data();
+        if (count > 1) {
+          stack_columns(g_, d, first, count, delta_storage_[u]);
+          data = delta_storage_[u].data();
+        }
+        new (&deltas_[static_cast<std::size_t>(u)]) ConstColumns(data, count * g_.pixels(), g_.out);
+      }
   }
 
   // The gradient jets (in s.grad_w as W's transpose-free OUT x C·K·K, s.grad_b) start at zero.
@@ -156,10 +185,10 @@ class Conv final : public Layer {
     for (int c = 0; c < (1 << pass.m); ++c) {
       if (s.grad_w.nz[static_cast<std::size_t>(c)])
         for_each_term(delta, in, c, [&](int u, int t) {
-          gemm(1.0, deltas_[u], Op::transpose, patches_[t], Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
+          gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patches_[t], Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
         });
       if (s.grad_b.nz[static_cast<std::size_t>(c)])
-        s.grad_b.c[static_cast<std::size_t>(c)] += deltas_[c].colwise().sum().transpose();
+        s.grad_b.c[static_cast<std::size_t>(c)] += deltas_[static_cast<std::size_t>(c)].colwise().sum().transpose();
     }
   }
 
@@ -170,7 +199,7 @@ class Conv final : public Layer {
       patch_delta_.resize(count * g_.pixels(), g_.patch());
       double beta = 0.0;
       for_each_term(delta, w_, c, [&](int u, int v) {
-        gemm(1.0, deltas_[u], Op::none, w_.c[static_cast<std::size_t>(v)], Op::transpose, beta, patch_delta_);
+        gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::none, w_.c[static_cast<std::size_t>(v)], Op::transpose, beta, patch_delta_);
         beta = 1.0;
       });
       scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);

@@ -19,17 +19,22 @@ void map_components(const Jet& in, Jet& out, Index rows, F f) {
     if (in.nz[static_cast<std::size_t>(s)]) f(in.c[static_cast<std::size_t>(s)], out.set(s, rows, in.cols()));
 }
 
-// The K x K windows of stride K of one input shape: window (c, i, j) covers rows iK..iK+K-1 and
-// columns jK..jK+K-1 of channel c.
+// The K x K windows of stride K of one input shape: window o = (c·Ho + i)·Wo + j covers rows
+// iK..iK+K-1 and columns jK..jK+K-1 of channel c.
 struct Windows {
   Shape in, out;
   Index k;
 
   Windows(const Shape& input, Index size) : in(input), out(input.channels, input.height / size, input.width / size), k(size) {}
-  // The input feature of window `o`'s entry (a, b), o = (c·Ho + i)·Wo + j.
-  Index feature(Index o, Index a, Index b) const {
-    const Index c = o / out.pixels(), i = o / out.width % out.height, j = o % out.width;
-    return (c * in.height + i * k + a) * in.width + j * k + b;
+  bool cover_input() const { return in.height == out.height * k && in.width == out.width * k; }
+  // Calls f(o, corner) for every window, corner being the input feature of its entry (0, 0); entry
+  // (a, b) is corner + a·W + b.
+  template <class F>
+  void for_each(F f) const {
+    Index o = 0;
+    for (Index c = 0; c < out.channels; ++c)
+      for (Index i = 0; i < out.height; ++i)
+        for (Index j = 0; j < out.width; ++j) f(o++, (c * in.height + i * k) * in.width + j * k);
   }
 };
 
@@ -43,24 +48,30 @@ class AveragePool final : public Layer {
   void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {
     const double scale = 1.0 / static_cast<double>(w_.k * w_.k);
     map_components(in, out, w_.out.size(), [&](const Buffer& x, Buffer& y) {
-      for (Index s = 0; s < x.cols(); ++s)
-        for (Index o = 0; o < y.rows(); ++o) {
+      for (Index s = 0; s < x.cols(); ++s) {
+        const double* column = x.col(s).data();
+        w_.for_each([&](Index o, Index corner) {
           double sum = 0.0;
           for (Index a = 0; a < w_.k; ++a)
-            for (Index b = 0; b < w_.k; ++b) sum += x(w_.feature(o, a, b), s);
+            for (Index b = 0; b < w_.k; ++b) sum += column[corner + a * w_.in.width + b];
           y(o, s) = scale * sum;
-        }
+        });
+      }
     });
   }
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (!delta_in) return;
     const double scale = 1.0 / static_cast<double>(w_.k * w_.k);
     map_components(delta, *delta_in, w_.in.size(), [&](const Buffer& d, Buffer& dx) {
-      dx.setZero();
-      for (Index s = 0; s < d.cols(); ++s)
-        for (Index o = 0; o < d.rows(); ++o)
+      if (!w_.cover_input()) dx.setZero();
+      for (Index s = 0; s < d.cols(); ++s) {
+        double* column = dx.col(s).data();
+        w_.for_each([&](Index o, Index corner) {
+          const double v = scale * d(o, s);
           for (Index a = 0; a < w_.k; ++a)
-            for (Index b = 0; b < w_.k; ++b) dx(w_.feature(o, a, b), s) = scale * d(o, s);
+            for (Index b = 0; b < w_.k; ++b) column[corner + a * w_.in.width + b] = v;
+        });
+      }
     });
   }
 
@@ -100,16 +111,18 @@ class MaxPool final : public Layer {
   // The first maximum of each window in row-major order; a NaN wins (it propagates, as in torch).
   void find_maxima(const Buffer& x) {
     arg_max_.resize(static_cast<std::size_t>(w_.out.size() * x.cols()));
-    for (Index s = 0; s < x.cols(); ++s)
-      for (Index o = 0; o < w_.out.size(); ++o) {
-        Index best = w_.feature(o, 0, 0);
+    for (Index s = 0; s < x.cols(); ++s) {
+      const double* column = x.col(s).data();
+      w_.for_each([&](Index o, Index corner) {
+        Index best = corner;
         for (Index a = 0; a < w_.k; ++a)
           for (Index b = 0; b < w_.k; ++b) {
-            const Index f = w_.feature(o, a, b);
-            if (x(f, s) > x(best, s) || (std::isnan(x(f, s)) && !std::isnan(x(best, s)))) best = f;
+            const Index f = corner + a * w_.in.width + b;
+            if (column[f] > column[best] || (std::isnan(column[f]) && !std::isnan(column[best]))) best = f;
           }
         arg_max_[static_cast<std::size_t>(o + s * w_.out.size())] = best;
-      }
+      });
+    }
   }
 };
 

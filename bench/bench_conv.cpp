@@ -1,0 +1,173 @@
+// Time per gradient, HVP and T[u, v] of the example CNN (examples target: 1000 images 1x28x28,
+// conv(32,3,pad=1), tanh, avgpool(2), conv(32,3,pad=1), tanh, avgpool(2), flatten, dense(10), cross
+// entropy), beside the plain GEMMs of the same shapes as one gradient (the conv lowering's chunks,
+// model/conv_lowering.hpp): the speed the gradient can hope for. Counters as in bench_derivatives:
+// GFLOPs (gemm()'s operations per second) and in_gradients (time as a multiple of one gradient).
+//   build/bench/bench_conv [--benchmark_filter=small]
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <map>
+
+#include "core/rng.hpp"
+#include "diff/objective.hpp"
+#include "model/blas.hpp"
+#include "model/conv_lowering.hpp"
+#include "model/gemm.hpp"
+#include "bench_support.hpp"
+
+using namespace eomlab;
+
+namespace {
+
+struct Network {
+  std::string architecture;
+  Shape input;
+  Index samples, classes;
+  std::vector<ConvGeometry> convs;  // for the plain GEMMs
+  Index dense_in;
+};
+
+ConvGeometry conv(Index c, Index h, Index out, Index k, Index pad) {
+  ConvGeometry g;
+  g.out = out;
+  g.k = k;
+  g.pad = pad;
+  g.set_input({c, h, h});
+  return g;
+}
+
+const Network example{"conv(32, 3, pad=1), tanh, avgpool(2), conv(32, 3, pad=1), tanh, avgpool(2), flatten, dense(10)",
+                      {1, 28, 28}, 1000, 10, {conv(1, 28, 32, 3, 1), conv(32, 14, 32, 3, 1)}, 32 * 7 * 7};
+const Network small{"conv(4, 3, pad=1), tanh, avgpool(2), conv(4, 3, pad=1), tanh, avgpool(2), flatten, dense(3)",
+                    {1, 8, 8}, 32, 3, {conv(1, 8, 4, 3, 1), conv(4, 4, 4, 3, 1)}, 4 * 2 * 2};
+
+struct Fixture {
+  std::unique_ptr<WholeVector> local;
+  std::unique_ptr<ModelObjective> objective;
+  Vector theta, u, v, out;
+
+  explicit Fixture(const Network& net) {
+    ModelConfig config;
+    config.architecture = net.architecture;
+    Model model = make_model(config, net.input);
+    Rng r(2, rng_stream::test);
+    Dataset d;
+    d.sample_shape = net.input;
+    d.x.resize(net.input.size(), net.samples);
+    for (Index i = 0; i < d.x.size(); ++i) d.x.data()[i] = r.normal();
+    for (Index s = 0; s < net.samples; ++s) d.labels.push_back(static_cast<std::int64_t>(r.below(net.classes)));
+    theta = model.initial_parameters(1);
+    u.resize(theta.size());
+    v.resize(theta.size());
+    for (Index i = 0; i < v.size(); ++i) u[i] = r.normal(), v[i] = r.normal();
+    local = std::make_unique<WholeVector>(model.n_params());
+    objective = std::make_unique<ModelObjective>(std::move(model), std::move(d), net.samples, 0.0, *local);
+  }
+};
+
+double gradient_seconds(const Network& net) {
+  static std::map<const Network*, double> measured;
+  auto [it, inserted] = measured.try_emplace(&net, 0.0);
+  if (inserted) {
+    Fixture f(net);
+    f.objective->value_and_gradient(f.theta, f.out);
+    double best = 1e300;
+    for (int r = 0; r < 5; ++r) {
+      bench::move_to_fresh_point(f.theta);
+      const auto t0 = std::chrono::steady_clock::now();
+      f.objective->value_and_gradient(f.theta, f.out);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    it->second = best;
+  }
+  return it->second;
+}
+
+template <class F>
+void measure(benchmark::State& state, const Network& net, F&& evaluate) {
+  const double gradient = gradient_seconds(net);
+  evaluate();
+  const std::uint64_t flops0 = gemm_flops_so_far();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) evaluate();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["GFLOPs"] = benchmark::Counter(1e-9 * static_cast<double>(gemm_flops_so_far() - flops0) / seconds);
+  state.counters["in_gradients"] = seconds / static_cast<double>(state.iterations()) / gradient;
+}
+
+void gradient(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
+  });
+}
+
+void hvp(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    f.objective->hessian_vector(f.theta, f.v, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
+void third_order(benchmark::State& state, const Network* net) {
+  Fixture f(*net);
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    f.objective->third_order(f.theta, f.u, f.v, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
+// One gradient's products on plain matrices of the same shapes: per conv layer and chunk of samples,
+// patches·Wᵀ (forward), δᵀ·patches (∂/∂W) and, but for the first layer, δ·W (∂/∂patches); then the dense
+// layer's three.
+void gemms_of_gradient(benchmark::State& state, const Network* net) {
+  use_one_blas_thread();
+  struct Conv {
+    Matrix patches, wt, stacked, grad, patch_delta;
+    Index chunks, last;
+  };
+  std::vector<Conv> convs;
+  for (const ConvGeometry& g : net->convs) {
+    const Index chunk = std::min(net->samples, conv_chunk_samples(g));
+    convs.push_back({Matrix::Random(chunk * g.pixels(), g.patch()), Matrix::Random(g.patch(), g.out),
+                     Matrix::Random(chunk * g.pixels(), g.out), Matrix(g.out, g.patch()),
+                     Matrix(chunk * g.pixels(), g.patch()), (net->samples + chunk - 1) / chunk,
+                     net->samples - (net->samples - 1) / chunk * chunk});
+  }
+  const Matrix a = Matrix::Random(net->dense_in, net->samples), wt = Matrix::Random(net->dense_in, net->classes),
+               d = Matrix::Random(net->classes, net->samples);
+  Matrix z(net->classes, net->samples), g(net->dense_in, net->classes), e(net->dense_in, net->samples);
+  measure(state, *net, [&] {
+    for (std::size_t l = 0; l < convs.size(); ++l) {
+      Conv& c = convs[l];
+      for (Index k = 0; k < c.chunks; ++k) {
+        const Index used = k + 1 == c.chunks ? c.last * net->convs[l].pixels() : c.patches.rows();
+        gemm(1.0, c.patches.topRows(used), Op::none, c.wt, Op::none, 0.0, c.stacked.topRows(used));
+        gemm(1.0, c.stacked.topRows(used), Op::transpose, c.patches.topRows(used), Op::none, 1.0, c.grad);
+        if (l > 0) gemm(1.0, c.stacked.topRows(used), Op::none, c.wt, Op::transpose, 0.0, c.patch_delta.topRows(used));
+      }
+    }
+    gemm(1.0, wt, Op::transpose, a, Op::none, 0.0, z);
+    gemm(1.0, a, Op::none, d, Op::transpose, 0.0, g);
+    gemm(1.0, wt, Op::none, d, Op::none, 0.0, e);
+    benchmark::DoNotOptimize(z.data());
+  });
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(gemms_of_gradient, example, &example)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(gradient, example, &example)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(hvp, example, &example)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(third_order, example, &example)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(third_order, small, &small)->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();
