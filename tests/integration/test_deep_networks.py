@@ -1,0 +1,116 @@
+"""Networks of model.architecture (DESIGN.md §3.6) end to end, under mpirun: batchnorm's full-batch
+statistics give the same trajectories with 1, 2 and 3 ranks per run (1e-11) and the same bits when rerun;
+before batchnorm (eps 0) each channel's weights are scale-invariant, so a GD step adds exactly
+η²‖g_c‖² = ‖Δθ_c‖² to ‖θ_c‖² and gf conserves ‖θ_c‖²; bad architectures exit 2 naming the layer by
+position and text, writing nothing."""
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_eomlab, write_config
+from test_bad_input import check_refused
+
+STUDY = """
+[study]
+name = deep
+output = {output}
+seed = 4
+ranks_per_run = {ranks}
+[data]
+source = gaussian_mixture
+n_samples = 31
+shape = 2,6,6
+n_classes = 3
+[model]
+architecture = {architecture}
+[optimizer]
+lr = 0.1
+steps = {steps}
+record_every = {record_every}
+[flows]
+kinds = gf, eom1
+[output]
+sharpness = {sharpness}
+"""
+
+RESIDUAL_BN = ("conv(3, 3, pad=1), batchnorm, tanh, residual(conv(3, 3, pad=1), batchnorm(affine=off), gelu), "
+               "avgpool(2), flatten, batchnorm, dense(3)")
+
+
+def run(tmp_path, name, architecture, ranks=1, steps=6, record_every=3, sharpness="on"):
+    out = tmp_path / name
+    config = write_config(tmp_path, STUDY.format(output=out, ranks=ranks, architecture=architecture, steps=steps,
+                                                 record_every=record_every, sharpness=sharpness), f"{name}.ini")
+    proc = run_eomlab(["--config", config], np=ranks)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = (out / "runs").glob("*.h5")
+    return path
+
+
+def datasets(path):
+    with h5py.File(path, "r") as f:
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return {name: f[name][()] for name in names}
+
+
+def test_batchnorm_runs_agree_across_rank_counts_and_reruns_are_bitwise(tmp_path):
+    one = datasets(run(tmp_path, "r1", RESIDUAL_BN, ranks=1))
+    for ranks in (2, 3):
+        other = datasets(run(tmp_path, f"r{ranks}", RESIDUAL_BN, ranks=ranks))
+        for traj in ("gd", "gf", "eom1"):
+            a, b = one[f"trajectories/{traj}/theta"], other[f"trajectories/{traj}/theta"]
+            assert np.abs(a - b).max() <= 1e-11 * np.abs(a).max(), (traj, ranks, np.abs(a - b).max())
+        for name in ("observables/gd/loss", "observables/gf/distance_to_gd", "observables/gd/sharpness"):
+            assert np.allclose(one[name], other[name], rtol=1e-10, atol=1e-13), name
+    again = datasets(run(tmp_path, "r2_again", RESIDUAL_BN, ranks=2))
+    first = datasets(tmp_path / "r2" / "runs" / next((tmp_path / "r2" / "runs").glob("*.h5")).name)
+    for name, value in first.items():
+        if value.dtype.kind == "f":
+            assert np.array_equal(value, again[name], equal_nan=True), name
+
+
+def test_channels_before_batchnorm_are_scale_invariant(tmp_path):
+    path = run(tmp_path, "inv", "conv(4, 3, pad=1), batchnorm, tanh, flatten, dense(3)", steps=8, record_every=1,
+               sharpness="off")
+    with h5py.File(path, "r") as f:
+        blocks = f["model/scale_invariant_blocks"][()]
+        layout = {row["name"].decode(): row for row in f["model/layout"][()]}
+        gd, gf = f["trajectories/gd/theta"][()], f["trajectories/gf/theta"][()]
+        gd_norms, gf_norms = f["observables/gd/scale_invariant_norms"][()], f["observables/gf/scale_invariant_norms"][()]
+        lr = f.attrs["lr"]
+    assert [b["name"].decode() for b in blocks] == [f"layer0.W[{c}]" for c in range(4)]
+    for c, b in enumerate(blocks):
+        cut = slice(b["offset"], b["offset"] + b["size"])
+        norm2 = (gd[:, cut] ** 2).sum(axis=1)
+        assert np.allclose(gd_norms[:, c], norm2, rtol=1e-13)
+        step2 = ((gd[1:, cut] - gd[:-1, cut]) ** 2).sum(axis=1)  # η²‖g_c‖²
+        assert np.all(step2 > 1e-12 * norm2[:-1])  # the weights do move
+        assert np.allclose(np.diff(norm2), step2, rtol=1e-9, atol=0), (np.diff(norm2), step2)
+        assert abs(gf_norms[-1, c] - gf_norms[0, c]) <= 1e-9 * gf_norms[0, c]
+    # The channels' biases get no gradient: (W_c, b_c) gains exactly what W_c gains.
+    bias = layout["layer0.b"]
+    b_gd = gd[:, bias["offset"]:bias["offset"] + bias["size"]]
+    assert np.abs(b_gd - b_gd[0]).max() <= 1e-15 * lr * 100
+
+
+BAD = {
+    "unknown_layer": ("conv(4, 3), softmax, flatten, dense(3)", "model.architecture: layer 2 'softmax': expected one of"),
+    "dense_on_image": ("conv(4, 3), dense(3)", "model.architecture: layer 2 'dense(3)': expected a vector input, got 4x4x4"),
+    "residual_changes_shape": ("residual(conv(4, 3, pad=1)), flatten, dense(3)",
+                               "model.architecture: layer 1 'residual(conv(4, 3, pad=1))': expected inner layers that keep "
+                               "the shape 2x6x6, got 4x6x6"),
+    "conv_larger_than_input": ("conv(4, 7), flatten, dense(3)", "model.architecture: layer 1 'conv(4, 7)'"),
+    "unbalanced": ("conv(4, 3, flatten, dense(3)", "model.architecture: expected balanced parentheses"),
+    "too_few_outputs": ("flatten, dense(2)", "model.architecture: the last layer gives 2 outputs"),
+}
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_architectures_are_refused_naming_the_layer(tmp_path, case, np_):
+    architecture, expected = BAD[case]
+    out = tmp_path / "out"
+    config = write_config(tmp_path, STUDY.format(output=out, ranks=1, architecture=architecture, steps=2,
+                                                 record_every=1, sharpness="off"))
+    check_refused(run_eomlab(["--config", config], np=np_), expected, out, np_)
