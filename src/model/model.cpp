@@ -1,5 +1,8 @@
 #include "model/model.hpp"
 
+#include <algorithm>
+#include <limits>
+
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "model/blas.hpp"
@@ -30,7 +33,29 @@ struct Model::Impl {
   void backward(Vector& out, Vector* first);
   double evaluate(const Vector& theta, const Vector* const* directions, int n_directions, const Dataset& batch,
                   double scale, Vector* out, Vector* first = nullptr);
+  double evaluate_whole(const Vector& theta, const Vector* const* directions, int n_directions, const Dataset& batch,
+                        double scale, Vector* out, Vector* first);
+  Index chunk_samples(int n_directions) const;
+
+  Dataset part;                 // a chunk of the batch
+  Vector part_out, part_first;  // its gradient jet's components
 };
+
+namespace {
+// What the jets of one pass may hold: a chunk's every layer output in every component, about four times
+// (values, kept derivatives, scratch).
+constexpr double chunk_budget_bytes = 1024.0 * 1024.0 * 1024.0;
+
+// Samples [begin, begin + count) of `batch` into `part` (storage reused).
+void copy_samples(const Dataset& batch, Index begin, Index count, Dataset& part) {
+  part.x = batch.x.middleCols(begin, count);
+  part.sample_shape = batch.sample_shape;
+  if (batch.has_labels())
+    part.labels.assign(batch.labels.begin() + begin, batch.labels.begin() + begin + count);
+  else
+    part.targets = batch.targets.middleCols(begin, count);
+}
+}  // namespace
 
 namespace {
 const LocalReducer one_shard;
@@ -71,8 +96,33 @@ void Model::Impl::backward(Vector& out, Vector* first) {
   body.backward({m, out, first, *shards}, input, delta, false, scratch);
 }
 
+Index Model::Impl::chunk_samples(int n_directions) const {
+  if (body.couples_samples()) return std::numeric_limits<Index>::max();  // batchnorm needs the whole shard
+  const double per_sample = 4.0 * 8.0 * static_cast<double>((1 << (n_directions + 1)) * body.activation_size());
+  return std::max<Index>(1, static_cast<Index>(chunk_budget_bytes / per_sample));
+}
+
+// The batch in chunks of samples when its jets would be larger than the budget (the loss and the
+// gradient's components are sums over samples), else in one pass.
 double Model::Impl::evaluate(const Vector& theta, const Vector* const* directions, int n_directions,
                              const Dataset& batch, double scale, Vector* out, Vector* first) {
+  const Index n = batch.n_samples(), chunk = chunk_samples(n_directions);
+  if (chunk >= n) return evaluate_whole(theta, directions, n_directions, batch, scale, out, first);
+  double loss = 0.0;
+  if (out) out->setZero(body.n_params());
+  if (first) first->setZero(body.n_params());
+  for (Index begin = 0; begin < n; begin += chunk) {
+    copy_samples(batch, begin, std::min(chunk, n - begin), part);
+    loss += evaluate_whole(theta, directions, n_directions, part, scale, out ? &part_out : nullptr,
+                           first ? &part_first : nullptr);
+    if (out) *out += part_out;
+    if (first) *first += part_first;
+  }
+  return loss;
+}
+
+double Model::Impl::evaluate_whole(const Vector& theta, const Vector* const* directions, int n_directions,
+                                   const Dataset& batch, double scale, Vector* out, Vector* first) {
   forward({theta, directions, n_directions, *shards}, batch.x);
   const double loss = head_loss(batch, scale);
   if (out) backward(*out, first);
@@ -88,6 +138,7 @@ Index Model::n_params() const { return impl_->body.n_params(); }
 Shape Model::input_shape() const { return impl_->body.input_shape(); }
 Index Model::n_outputs() const { return impl_->body.output_shape().size(); }
 Index Model::activation_size() const { return impl_->body.activation_size(); }
+Index Model::samples_per_pass(int directions) const { return impl_->chunk_samples(directions); }
 std::string Model::architecture() const { return impl_->body.text(); }
 
 std::string Model::description() const {

@@ -45,6 +45,10 @@ class Model {
   Shape input_shape() const;
   Index n_outputs() const;  // logits or predictions per sample
   Index activation_size() const;  // every layer's outputs per sample, summed (for memory estimates)
+  // The samples one pass of an evaluation in m directions takes at most: the jet path goes through a
+  // batch in chunks so its jets stay within a fixed budget (about 1 GiB), except when the model's
+  // statistics couple the samples. Results depend only on the model, m and the batch.
+  Index samples_per_pass(int directions) const;
   // The layers as model.architecture writes them, resolved: "dense(32), tanh, dense(4)".
   std::string architecture() const;
   // What the network is, for provenance and messages, e.g. "16 -> dense(32), tanh, dense(4) -> cross_entropy".

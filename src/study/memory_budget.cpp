@@ -65,7 +65,9 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   static const double jets[] = {3.7, 7, 15};  // activation-sized arrays per sample and width (measured)
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
-  e.sample_bytes = 8 * (n * per_sample + std::ceil(n / r) * (per_sample + widths * jets[order]));
+  double per_pass = std::ceil(n / r);
+  if (architecture) per_pass = std::min(per_pass, static_cast<double>(model->samples_per_pass(order + 1)));
+  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + widths * jets[order]));
   e.base_bytes = 30 * mib;
   return e;
 }

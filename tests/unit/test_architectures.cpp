@@ -124,7 +124,7 @@ TEST(Architectures, BadArchitecturesNameTheLayer) {
     return error_of([&] { test::architecture_model(architecture, 4, LossKind::mse); });
   };
   const std::string unknown = error("dense(4), softmax, dense(2)");
-  EXPECT_EQ(unknown.rfind("model.architecture: layer 2 'softmax': expected one of dense | layernorm | ", 0), 0u) << unknown;
+  EXPECT_EQ(unknown.rfind("model.architecture: layer 2 'softmax': expected one of dense | conv | ", 0), 0u) << unknown;
   EXPECT_NE(unknown.find(" | batchnorm | residual"), std::string::npos) << unknown;
   EXPECT_EQ(error("dense(4), residual(dense(3)), dense(2)"),
             "model.architecture: layer 2 'residual(dense(3))': expected inner layers that keep the shape 4, got 3");
@@ -151,4 +151,40 @@ TEST(Architectures, ResolvedTextAndBlocks) {
   // The residual's inner dense is followed by a scale-invariant batchnorm: its rows are invariant.
   EXPECT_EQ(m.scale_invariant_blocks().size(), 5u);
   EXPECT_EQ(m.scale_invariant_blocks()[0].name, "layer2.0.W[0]");
+}
+
+// A batch whose jets exceed the budget is evaluated in chunks of samples: the loss and every derivative
+// equal the sums over separately evaluated thirds of the batch (1e-13).
+TEST(Architectures, LargeBatchesAreEvaluatedInChunks) {
+  const Model model = test::architecture_model("conv(32, 3, pad=1), tanh, flatten, dense(3)", Shape(1, 28, 28),
+                                               LossKind::cross_entropy);
+  const Index n = 3 * 150;
+  ASSERT_LT(model.samples_per_pass(0), n);
+  ASSERT_LT(model.samples_per_pass(2), model.samples_per_pass(0));
+  DataConfig data;
+  data.n_samples = n;
+  data.n_features = 784;
+  data.n_classes = 3;
+  data.shape = Shape(1, 28, 28);
+  const Dataset d = make_synthetic(data, ModelConfig{});
+  const Vector theta = model.initial_parameters(1), u = random_vector(theta.size(), 3), v = random_vector(theta.size(), 4);
+  const double scale = 1.0 / static_cast<double>(n);
+  Vector g, hv, tuv, part, sum_g = Vector::Zero(theta.size()), sum_hv = sum_g, sum_t = sum_g;
+  const double loss = model.loss_and_gradient(theta, d, scale, g);
+  model.hessian_vector(theta, v, d, scale, hv);
+  model.third_order(theta, u, v, d, scale, tuv);
+  double sum_loss = 0;
+  for (int third = 0; third < 3; ++third) {
+    const Dataset p = shard(d, third, 3);
+    sum_loss += model.loss_and_gradient(theta, p, scale, part);
+    sum_g += part;
+    model.hessian_vector(theta, v, p, scale, part);
+    sum_hv += part;
+    model.third_order(theta, u, v, p, scale, part);
+    sum_t += part;
+  }
+  EXPECT_NEAR(loss, sum_loss, 1e-13 * loss);
+  EXPECT_LT(test::relative_error(g, sum_g), 1e-13);
+  EXPECT_LT(test::relative_error(hv, sum_hv), 1e-13);
+  EXPECT_LT(test::relative_error(tuv, sum_t), 1e-13);
 }
