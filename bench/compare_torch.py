@@ -18,6 +18,7 @@ import math
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -362,6 +363,7 @@ def main():
         results, vectors_by_ranks = {}, {}
 
         def keep_best(who, times):
+            print(f"{who}: " + ", ".join(f"{k} {t:.3g} ms" for k, t in times.items()), file=sys.stderr, flush=True)
             best = results.setdefault(who, dict(times))
             for k, t in times.items():
                 best[k] = min(best[k], t)
