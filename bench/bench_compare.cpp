@@ -4,14 +4,19 @@
 // ("name milliseconds"), and writes ∇L, Hv and T[v, v] as raw float64 to OUT_PREFIX.{grad,hvp,t}.bin so
 // the two frameworks' numbers can be compared.
 //   mpirun -np R bench_compare DATA.h5 THETA.h5 V.h5 OUT_PREFIX [repeats]
+// The network: $EOMLAB_ARCHITECTURE (DESIGN.md §3.6, input shape from the data) under $EOMLAB_LOSS
+// (cross_entropy, the default, or mse); without an architecture, the tanh MLP of $EOMLAB_WIDTHS or of
+// the data's widths with hidden layers 256, 256 under cross-entropy.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "diff/objective.hpp"
 #include "data/synthetic.hpp"
 #include "dist/comm.hpp"
@@ -21,6 +26,31 @@
 
 using namespace eomlab;
 
+namespace {
+
+std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+LossKind loss_from_environment() {
+  const std::string loss = environment("EOMLAB_LOSS");
+  if (loss.empty() || loss == "cross_entropy") return LossKind::cross_entropy;
+  if (loss == "mse") return LossKind::mse;
+  throw Error("EOMLAB_LOSS: expected cross_entropy or mse, got '" + loss + "'");
+}
+
+Model model_for(const Dataset& data, LossKind loss) {
+  const std::string architecture = environment("EOMLAB_ARCHITECTURE");
+  if (architecture.empty()) return bench::tanh_mlp(bench::widths_for(data, {256, 256}));
+  ModelConfig config;
+  config.architecture = architecture;
+  config.loss = loss;
+  return make_model(config, data.shape());
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   dist::Environment env(argc, argv);
   const dist::Comm world = dist::Comm::world();
@@ -29,14 +59,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
-  const Dataset full = io::read_data_file(argv[1], LossKind::cross_entropy, 0, "data");
-  const std::vector<Index> widths = bench::widths_for(full, {256, 256});
-  Model mlp = bench::tanh_mlp(widths);
-  const Index p = mlp.n_params();
+  const LossKind loss = environment("EOMLAB_ARCHITECTURE").empty() ? LossKind::cross_entropy : loss_from_environment();
+  const Dataset full = io::read_data_file(argv[1], loss, 0, "data");
+  Model model = model_for(full, loss);
+  const Index p = model.n_params();
   const Vector theta = io::read_parameters_file(argv[2], p, "theta");
   const Vector v = io::read_parameters_file(argv[3], p, "v");
   const dist::SlicedVectors slices(world, p);
-  ModelObjective objective(std::move(mlp), shard(full, world.rank(), world.size()), full.n_samples(), 0.0, slices);
+  ModelObjective objective(std::move(model), shard(full, world.rank(), world.size()), full.n_samples(), 0.0, slices);
   const Vector ts = theta.segment(slices.begin(), slices.local_size()), vs = v.segment(slices.begin(), slices.local_size());
 
   auto time = [&](const char* name, auto&& evaluate) {
@@ -64,7 +94,7 @@ int main(int argc, char** argv) {
   save(".t.bin", out);
   for (int order = 0; order <= counter_term_table().max_order(); ++order) {
     const auto field_owner = make_flow("eom" + std::to_string(order), objective, "gd", 0.01);
-  Flow& field = *field_owner;
+    Flow& field = *field_owner;
     time(("field_" + ("eom" + std::to_string(order))).c_str(), [&] { fresh_point(); field(perturbed, out); });
   }
   return 0;
