@@ -113,9 +113,11 @@ void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
   }, same_shape);
 }
 
-void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
-  out.reset(a.m);
-  out.set(0, a.rows(), a.cols()) = d[0];
+namespace {
+
+// The components s >= 1 of f(a) (Faà di Bruno), derivative k being d(k).
+template <class Derivative>
+void apply_components(const Jet& a, Derivative d, Jet& out) {
   const auto& table = partitions();
   for (int s = 1; s < a.size(); ++s) {
     bool first = true;
@@ -126,7 +128,7 @@ void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
       if (first) out.set(s, a.rows(), a.cols()).setZero();
       first = false;
       Buffer& o = out.c[static_cast<std::size_t>(s)];
-      const auto fk = d[p.size()].array();
+      const auto fk = d(p.size()).array();
       const auto comp = [&](std::size_t i) { return a.c[static_cast<std::size_t>(p[i])].array(); };
       switch (p.size()) {
         case 1: o.array() += fk * comp(0); break;
@@ -136,6 +138,18 @@ void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
       }
     }
   }
+}
+
+}  // namespace
+
+void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
+  out.reset(a.m);
+  out.set(0, a.rows(), a.cols()) = d[0];
+  apply_components(a, [d](std::size_t k) -> const Buffer& { return d[k]; }, out);
+}
+
+void jet_apply_in_place(const Jet& a, const Buffer* const* d, Jet& out) {
+  apply_components(a, [d](std::size_t k) -> const Buffer& { return *d[k]; }, out);
 }
 
 void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d) {
