@@ -11,7 +11,7 @@ namespace {
 // pass over L1-sized blocks: Eigen's vectorized exp fills a block, then branch-free loops the compiler
 // vectorizes finish it (one Eigen expression with nested select()s runs scalar).
 template <class Out>
-void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* out) {
+void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out out) {
   constexpr Index block = 64;
   alignas(64) double e[block];
   const Index n = z.size();
@@ -44,7 +44,7 @@ void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out* ou
 // s' = s(1-s), s'' = s'(1-2s), s''' = s'(1-6s+6s²), s'''' = s'(1-2s)(1-12s+12s²). The logistic lives in
 // out[0] until the end (Buffers must not allocate).
 template <class Out, class Z>
-void silu_with_derivatives(const Z& z, int order, Out* out) {
+void silu_with_derivatives(const Z& z, int order, Out out) {
   out[0].array() = 1.0 / (1.0 + (-z).exp());
   const auto s = out[0].array();
   const auto ds = s * (1.0 - s);
@@ -63,7 +63,7 @@ void tanh_into(const Matrix& z, Matrix& out) {
 }
 
 template <class Out>
-void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out* out) {
+void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out out) {
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   const auto zz = z.array();
   switch (a) {
@@ -105,5 +105,6 @@ void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order
 
 template void apply_activation(Activation, const Eigen::Ref<const Matrix>&, int, Matrix*);
 template void apply_activation(Activation, const Eigen::Ref<const Matrix>&, int, Buffer*);
+template void apply_activation(Activation, const Eigen::Ref<const Matrix>&, int, BufferRefs);
 
 }  // namespace eomlab

@@ -12,8 +12,14 @@ namespace eomlab {
 void tanh_into(const Matrix& z, Matrix& out);
 
 // Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3; silu: <= 4). out must hold order+1 matrices
-// (Matrix or Buffer); each is resized to z's shape.
+// (Matrix* or Buffer* to an array, or BufferRefs); each is resized to z's shape.
 template <class Out>
-void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out* out);
+void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out out);
+
+// Buffers that need not lie in one array (e.g. components of different jets), indexed like one.
+struct BufferRefs {
+  Buffer* p[5];
+  Buffer& operator[](int j) const { return *p[j]; }
+};
 
 }  // namespace eomlab

@@ -51,12 +51,16 @@ Index conv_chunk_samples(const ConvGeometry& g) {
 }
 
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, Buffer& patches) {
+  patches.resize(count * g.pixels(), g.patch());
+  gather_patches(g, x, first, count, patches.data());
+}
+
+void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches) {
   const Index rows = count * g.pixels(), st = g.stride;
-  patches.resize(rows, g.patch());
   for (Index c = 0; c < g.c; ++c)
     for (Index ki = 0; ki < g.k; ++ki)
       for (Index kj = 0; kj < g.k; ++kj) {
-        double* column = patches.col((c * g.k + ki) * g.k + kj).data();
+        double* column = patches + ((c * g.k + ki) * g.k + kj) * rows;
         for_each_patch_row(g, count, c, ki, kj, [&](Index s, Index at, bool inside, Index from, ValidRange r) {
           double* dst = column + at;
           if (!inside) {
@@ -90,11 +94,15 @@ void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patc
 }
 
 void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, Buffer& stacked) {
+  stacked.resize(count * g.pixels(), g.out);
+  stack_columns(g, y, first, count, stacked.data());
+}
+
+void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, double* stacked) {
   const Index p = g.pixels();
-  stacked.resize(count * p, g.out);
   for (Index o = 0; o < g.out; ++o)
     for (Index s = 0; s < count; ++s)
-      std::memcpy(stacked.col(o).data() + s * p, y.col(first + s).data() + o * p, sizeof(double) * static_cast<std::size_t>(p));
+      std::memcpy(stacked + (o * count + s) * p, y.col(first + s).data() + o * p, sizeof(double) * static_cast<std::size_t>(p));
 }
 
 void unstack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& stacked, const Buffer* bias, Index first, Buffer& y) {

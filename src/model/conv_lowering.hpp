@@ -28,10 +28,14 @@ Index conv_chunk_samples(const ConvGeometry& g);
 
 // patches <- im2col of columns [first, first + count) of x (C·H·W x n).
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, Buffer& patches);
+// The same into count·Ho·Wo x C·K·K column-major storage at `patches` (e.g. a column block of a larger matrix).
+void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches);
 // Columns [first, first + count) of dx <- the adjoint of gather_patches applied to `patches`.
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx);
 // stacked (count·Ho·Wo x OUT) <- columns [first, first + count) of y (OUT·Ho·Wo x n).
 void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, Buffer& stacked);
+// The same into count·Ho·Wo x OUT column-major storage at `stacked`.
+void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, double* stacked);
 // Columns [first, first + count) of y <- stacked, plus bias[o] on channel o if given.
 void unstack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& stacked, const Buffer* bias, Index first, Buffer& y);
 

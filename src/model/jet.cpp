@@ -1,5 +1,6 @@
 #include "model/jet.hpp"
 
+#include <cmath>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -95,10 +96,38 @@ void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned
   jet_product(a, b, out, wanted, product, shape);
 }
 
+// Each component in one pass: o = x_1 y_1, then o = fma(x_k, y_k, o) for the further terms in the order of
+// jet_product, as its compiled `o += x y` (contracted to an FMA) did in one pass per term: the same bits.
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
-  jet_product(a, b, out, all_components, [](Buffer& o, const Buffer& x, const Buffer& y, bool first) {
-    if (first) o.array() = x.array() * y.array(); else o.array() += x.array() * y.array();
-  }, same_shape);
+  const int m = std::max(a.m, b.m);
+  out.reset(m);
+  for (int s = 0; s < (1 << m); ++s) {
+    const double* x[1 << max_jet_directions];
+    const double* y[1 << max_jet_directions];
+    int terms = 0;
+    for (int t = s;; t = (t - 1) & s) {
+      const int u = s ^ t;
+      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
+        x[terms] = a.c[static_cast<std::size_t>(t)].data();
+        y[terms] = b.c[static_cast<std::size_t>(u)].data();
+        if (terms == 0) out.set(s, a.c[static_cast<std::size_t>(t)].rows(), a.c[static_cast<std::size_t>(t)].cols());
+        ++terms;
+      }
+      if (t == 0) break;
+    }
+    if (terms == 0) continue;
+    double* o = out.c[static_cast<std::size_t>(s)].data();
+    const Index n = out.c[static_cast<std::size_t>(s)].size();
+    if (terms == 1) {
+      for (Index i = 0; i < n; ++i) o[i] = x[0][i] * y[0][i];
+    } else if (terms == 2) {
+      for (Index i = 0; i < n; ++i) o[i] = std::fma(x[1][i], y[1][i], x[0][i] * y[0][i]);
+    } else {
+      for (Index i = 0; i < n; ++i) o[i] = std::fma(x[2][i], y[2][i], std::fma(x[1][i], y[1][i], x[0][i] * y[0][i]));
+      for (int k = 3; k < terms; ++k)
+        for (Index i = 0; i < n; ++i) o[i] = std::fma(x[k][i], y[k][i], o[i]);
+    }
+  }
 }
 
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {
@@ -113,9 +142,11 @@ void jet_scale_rows(const Jet& a, const Jet& column, Jet& out) {
   }, same_shape);
 }
 
-void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
-  out.reset(a.m);
-  out.set(0, a.rows(), a.cols()) = d[0];
+namespace {
+
+// The components s >= 1 of f(a) (Faà di Bruno), derivative k being d(k).
+template <class Derivative>
+void apply_components(const Jet& a, Derivative d, Jet& out) {
   const auto& table = partitions();
   for (int s = 1; s < a.size(); ++s) {
     bool first = true;
@@ -123,19 +154,33 @@ void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
       bool zero = false;
       for (int block : p) zero = zero || !a.nz[static_cast<std::size_t>(block)];
       if (zero) continue;
-      if (first) out.set(s, a.rows(), a.cols()).setZero();
-      first = false;
+      if (first) out.set(s, a.rows(), a.cols());
       Buffer& o = out.c[static_cast<std::size_t>(s)];
-      const auto fk = d[p.size()].array();
+      const auto fk = d(p.size()).array();
       const auto comp = [&](std::size_t i) { return a.c[static_cast<std::size_t>(p[i])].array(); };
+      // The first term is added to 0.0 rather than to a zeroed o: the same bits (x + 0 = x but for -0,
+      // which both turn into +0), one pass fewer.
       switch (p.size()) {
-        case 1: o.array() += fk * comp(0); break;
-        case 2: o.array() += fk * comp(0) * comp(1); break;
-        case 3: o.array() += fk * comp(0) * comp(1) * comp(2); break;
+        case 1: if (first) o.array() = fk * comp(0) + 0.0; else o.array() += fk * comp(0); break;
+        case 2: if (first) o.array() = fk * comp(0) * comp(1) + 0.0; else o.array() += fk * comp(0) * comp(1); break;
+        case 3: if (first) o.array() = fk * comp(0) * comp(1) * comp(2) + 0.0; else o.array() += fk * comp(0) * comp(1) * comp(2); break;
         default: throw Error("jet_apply: partition too large");
       }
+      first = false;
     }
   }
+}
+
+}  // namespace
+
+void jet_apply(const Jet& a, const Buffer* d, Jet& out) {
+  out.reset(a.m);
+  out.set(0, a.rows(), a.cols()) = d[0];
+  apply_components(a, [d](std::size_t k) -> const Buffer& { return d[k]; }, out);
+}
+
+void jet_apply_in_place(const Jet& a, const Buffer* const* d, Jet& out) {
+  apply_components(a, [d](std::size_t k) -> const Buffer& { return *d[k]; }, out);
 }
 
 void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d) {

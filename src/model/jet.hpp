@@ -44,6 +44,9 @@ void jet_scale_columns(const Jet& a, const Jet& row, Jet& out);
 void jet_scale_rows(const Jet& a, const Jet& column, Jet& out);
 // out = f(a) elementwise, given derivatives[k] = f^(k)(a.c[0]) for k = 0..a.m (Faà di Bruno).
 void jet_apply(const Jet& a, const Buffer* derivatives, Jet& out);
+// The same with derivative k at *derivatives[k], for an `out` that already holds the value: out.m = a.m
+// and out.c[0] = f(a.c[0]), marked non-zero, the other components marked zero (no copy of the value).
+void jet_apply_in_place(const Jet& a, const Buffer* const* derivatives, Jet& out);
 // d[k] = d^k/dx^k x^p for k = 0..order, elementwise: jet_apply's derivatives for x^p.
 void power_derivatives(const Eigen::Ref<const Matrix>& x, double p, int order, Buffer* d);
 // Linear maps, componentwise.

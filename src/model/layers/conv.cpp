@@ -34,6 +34,31 @@ bool has_term(const Jet& a, const Jet& b, int s) {
   return any;
 }
 
+// Terms t = top, top - 1, .., top - length + 1 of a's side of the product rule for component s: they
+// share the GEMM's output, and the jet components of a chunk lie side by side in decreasing order
+// (column block B - 1 - t of B), so the run is one GEMM against the matching parts of b stacked.
+struct Run {
+  int top = -1, length = 0;
+  bool contains(int t) const { return length > 0 && t <= top && t > top - length; }
+};
+
+// The longest run of two or more terms (length 0 if there is none).
+Run longest_run(const Jet& a, const Jet& b, int s) {
+  Run best, current;
+  int previous = -2;
+  for_each_term(a, b, s, [&](int t, int) {
+    if (t == previous - 1) {
+      ++current.length;
+    } else {
+      current = {t, 1};
+    }
+    previous = t;
+    if (current.length > best.length) best = current;
+  });
+  if (best.length < 2) best = {};
+  return best;
+}
+
 class Conv final : public Layer {
  public:
   explicit Conv(const ConvGeometry& g) : g_(g) {}
@@ -72,8 +97,18 @@ class Conv final : public Layer {
     load_parameters(pass);
     const Index n = in.cols();
     out.reset(pass.m);
-    for (int s = 0; s < out.size(); ++s)
+    blocks_ = out.size();
+    for (int s = 0; s < out.size(); ++s) {
       if (has_term(in, w_, s)) out.set(s, g_.out * g_.pixels(), n);
+      // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
+      runs_[s] = longest_run(in, w_, s);
+      const Run r = runs_[s];
+      if (r.length > 0) {
+        stacked_w_[s].resize(r.length * g_.patch(), g_.out);
+        for (int i = 0; i < r.length; ++i)
+          stacked_w_[s].middleRows(i * g_.patch(), g_.patch()) = w_.c[static_cast<std::size_t>(s ^ (r.top - i))];
+      }
+    }
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       gather_components(in, first, count);
@@ -87,8 +122,14 @@ class Conv final : public Layer {
         else
           new (&stacked_out_) Columns(stacked_storage_.data(), count * g_.pixels(), g_.out);
         double beta = 0.0;
+        const Run r = runs_[s];
+        if (r.length > 0) {
+          gemm(1.0, patch_blocks(r.top, r.length), Op::none, stacked_w_[s], Op::none, beta, stacked_out_);
+          beta = 1.0;
+        }
         for_each_term(in, w_, s, [&](int t, int u) {
-          gemm(1.0, patches_[t], Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, stacked_out_);
+          if (r.contains(t)) return;
+          gemm(1.0, patch_blocks(t, 1), Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, stacked_out_);
           beta = 1.0;
         });
         if (beta == 0.0) stacked_out_.setZero();
@@ -105,6 +146,7 @@ class Conv final : public Layer {
     const Index n = delta.cols();
     start_gradients(pass, in, delta, s);
     if (delta_in) start_input_delta(*delta_in, delta, in.rows(), n);
+    blocks_ = 1 << pass.m;
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       stack_deltas(delta, first, count);
@@ -123,9 +165,15 @@ class Conv final : public Layer {
   std::string name_;
   Jet w_, b_;  // Wᵀ (C·K·K x OUT) and b with their directional parts
   using Columns = Eigen::Map<Matrix>;
-  // One chunk, per jet component: its patches, and δ stacked (a view of δ's column for one sample).
-  Buffer patches_[1 << max_jet_directions], delta_storage_[1 << max_jet_directions];
+  // One chunk: the patches of every jet component side by side (component t in column block
+  // blocks_ - 1 - t), likewise δ stacked (for one sample of a plain gradient, a view of δ's column).
+  int blocks_ = 1;
+  Buffer patches_, delta_storage_;
   std::array<ConstColumns, 1 << max_jet_directions> deltas_{make_views()};
+  // Per component: the merged run of terms and the parameter parts stacked to match it (forward: W_u
+  // stacked vertically; backward: W_v side by side, used transposed).
+  std::array<Run, 1 << max_jet_directions> runs_{}, input_delta_runs_{};
+  Buffer stacked_w_[1 << max_jet_directions], side_w_[1 << max_jet_directions];
   Buffer stacked_storage_, patch_delta_;
   Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
 
@@ -145,19 +193,31 @@ class Conv final : public Layer {
     for (int d = 0; d < pass.m; ++d) load(1 << d, *pass.directions[d]);
   }
 
+  // Columns of the patches of components t, t - 1, .., t - length + 1 (the chunk's).
+  ConstColumns patch_blocks(int t, int length) const {
+    return {patches_.data() + (blocks_ - 1 - t) * patches_.rows() * g_.patch(), patches_.rows(), length * g_.patch()};
+  }
+  ConstColumns delta_blocks(int u, int length) const {
+    return {delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out, delta_storage_.rows(), length * g_.out};
+  }
+
   void gather_components(const Jet& in, Index first, Index count) {
+    patches_.resize(count * g_.pixels(), blocks_ * g_.patch());
     for (int t = 0; t < in.size(); ++t)
-      if (in.nz[static_cast<std::size_t>(t)]) gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, patches_[t]);
+      if (in.nz[static_cast<std::size_t>(t)])
+        gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, patches_.data() + (blocks_ - 1 - t) * patches_.rows() * g_.patch());
   }
 
   void stack_deltas(const Jet& delta, Index first, Index count) {
+    delta_storage_.resize(count * g_.pixels(), blocks_ * g_.out);
     for (int u = 0; u < delta.size(); ++u)
       if (delta.nz[static_cast<std::size_t>(u)]) {
         const Buffer& d = delta.c[static_cast<std::size_t>(u)];
         const double* data = d.col(first).data();
-        if (count > 1) {
-          stack_columns(g_, d, first, count, delta_storage_[u]);
-          data = delta_storage_[u].data();
+        if (count > 1 || blocks_ > 1) {
+          double* block = delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out;
+          stack_columns(g_, d, first, count, block);
+          data = block;
         }
         new (&deltas_[static_cast<std::size_t>(u)]) ConstColumns(data, count * g_.pixels(), g_.out);
       }
@@ -174,10 +234,19 @@ class Conv final : public Layer {
     }
   }
 
-  void start_input_delta(Jet& delta_in, const Jet& delta, Index rows, Index n) const {
+  void start_input_delta(Jet& delta_in, const Jet& delta, Index rows, Index n) {
     delta_in.reset(delta.m);
-    for (int c = 0; c < delta_in.size(); ++c)
+    for (int c = 0; c < delta_in.size(); ++c) {
       if (has_term(delta, w_, c)) delta_in.set(c, rows, n);
+      // Merged terms: Σ D_u W_{c∖u}ᵀ over the run = [D_top D_top-1 ..] · [W_{c∖top} W_{c∖(top-1)} ..]ᵀ.
+      input_delta_runs_[c] = longest_run(delta, w_, c);
+      const Run r = input_delta_runs_[c];
+      if (r.length > 0) {
+        side_w_[c].resize(g_.patch(), r.length * g_.out);
+        for (int i = 0; i < r.length; ++i)
+          side_w_[c].middleCols(i * g_.out, g_.out) = w_.c[static_cast<std::size_t>(c ^ (r.top - i))];
+      }
+    }
   }
 
   // ∂/∂W_S += Σ D_{S∖T}ᵀ A_T and ∂/∂b_S += the column sums of D_S, for the chunk.
@@ -185,7 +254,7 @@ class Conv final : public Layer {
     for (int c = 0; c < (1 << pass.m); ++c) {
       if (s.grad_w.nz[static_cast<std::size_t>(c)])
         for_each_term(delta, in, c, [&](int u, int t) {
-          gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patches_[t], Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
+          gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patch_blocks(t, 1), Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
         });
       if (s.grad_b.nz[static_cast<std::size_t>(c)])
         s.grad_b.c[static_cast<std::size_t>(c)] += deltas_[static_cast<std::size_t>(c)].colwise().sum().transpose();
@@ -198,7 +267,13 @@ class Conv final : public Layer {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
       double beta = 0.0;
+      const Run r = input_delta_runs_[c];
+      if (r.length > 0) {
+        gemm(1.0, delta_blocks(r.top, r.length), Op::none, side_w_[c], Op::transpose, beta, patch_delta_);
+        beta = 1.0;
+      }
       for_each_term(delta, w_, c, [&](int u, int v) {
+        if (r.contains(u)) return;
         gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::none, w_.c[static_cast<std::size_t>(v)], Op::transpose, beta, patch_delta_);
         beta = 1.0;
       });

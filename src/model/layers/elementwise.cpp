@@ -16,9 +16,14 @@ class Elementwise final : public Layer {
   void plan_dense_path(DensePathPlan& plan) const override { plan.add_activation(kind_); }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
-    apply_activation(kind_, in.c[0], pass.m + 1, s.derivs);  // σ' is needed as a jet of m directions
-    jet_apply(in, s.derivs, out);
-    jet_apply(in, s.derivs + 1, slope_);
+    // σ and σ' go straight into the values of out and slope_; σ' is needed as a jet of m directions, so
+    // σ'' .. σ^(m+1) go to scratch.
+    out.reset(in.m);
+    slope_.reset(in.m);
+    BufferRefs d{{&out.set(0, in.rows(), in.cols()), &slope_.set(0, in.rows(), in.cols()), &s.derivs[2], &s.derivs[3], &s.derivs[4]}};
+    apply_activation(kind_, in.c[0], pass.m + 1, d);
+    jet_apply_in_place(in, d.p, out);
+    jet_apply_in_place(in, d.p + 1, slope_);
   }
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (delta_in) jet_hadamard(slope_, delta, *delta_in);
