@@ -6,12 +6,14 @@
 #include "core/error.hpp"
 #include "diff/objective.hpp"
 #include "model/architecture.hpp"
+#include "support/error_of.hpp"
 #include "support/finite_difference.hpp"
 #include "support/mixture.hpp"
 #include "support/model.hpp"
 #include "support/random_vector.hpp"
 
 using namespace eomlab;
+using test::error_of;
 using test::random_vector;
 
 namespace {
@@ -40,16 +42,6 @@ std::unique_ptr<Problem> make_problem(const std::string& architecture, Index fea
   p->whole = std::make_unique<WholeVector>(model.n_params());
   p->objective = std::make_unique<ModelObjective>(std::move(model), std::move(d), samples, 0.0, *p->whole);
   return p;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 const char* const networks[] = {

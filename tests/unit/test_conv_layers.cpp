@@ -10,10 +10,12 @@
 #include "core/rng.hpp"
 #include "diff/objective.hpp"
 #include "model/layer.hpp"
+#include "support/error_of.hpp"
 #include "support/finite_difference.hpp"
 #include "support/random_vector.hpp"
 
 using namespace eomlab;
+using test::error_of;
 using test::random_vector;
 
 namespace {
@@ -61,16 +63,6 @@ Vector reference_conv(const Vector& theta, const Vector& x, const Shape& in, Ind
         y[(o * ho + i) * wo + j] = sum;
       }
   return y;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace

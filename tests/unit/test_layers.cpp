@@ -5,21 +5,13 @@
 
 #include "core/error.hpp"
 #include "model/layer.hpp"
+#include "support/error_of.hpp"
 #include "support/model.hpp"
 
 using namespace eomlab;
+using test::error_of;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 std::vector<std::string> names(const std::vector<ParameterBlock>& blocks) {
   std::vector<std::string> out;
