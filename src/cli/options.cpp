@@ -57,7 +57,13 @@ const std::vector<KeySpec>& config_keys() {
       {"model.loss", "cross_entropy", "cross_entropy | mse"},
       {"model.weight_decay", "0", "weight decay lambda (list: sweep)"},
       {"model.init", "default", "default | hdf5:PATH"},
-      {"optimizer.method", "gd", "the discrete method the flows describe: gd"},
+      {"optimizer.method", "gd", "the discrete method the flows describe: gd | heavy_ball | nesterov | sgd | rmsprop | adam"},
+      {"optimizer.momentum", "", "heavy_ball, nesterov: momentum beta (default 0.9)"},
+      {"optimizer.beta1", "", "adam: beta1 (default 0.9)"},
+      {"optimizer.beta2", "", "adam: beta2 (default 0.999); rmsprop: its alpha (default 0.99)"},
+      {"optimizer.eps", "", "adam, rmsprop: eps added to the root of the second moment (default 1e-8)"},
+      {"optimizer.batch_size", "", "sgd: samples per minibatch, a divisor of the number of samples"},
+      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the batches from the seed, or a new one every epoch (default fixed)"},
       {"optimizer.lr", "0.05", "learning rates (list: sweep)"},
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
@@ -67,6 +73,7 @@ const std::vector<KeySpec>& config_keys() {
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
       {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
+      {"flows.start_correction", "on", "on | off: a method with memory starts its eomP from the corrected point theta0* (off: from theta0)"},
       {"output.theta", "all", "all | none: store full parameter trajectories"},
       {"output.sharpness", "on", "on | off: sharpness λ_max(H) of GD at every record (Lanczos on HVPs)"},
       {"output.rates", "off", "on | off: predicted and measured rates of each block's squared norm at the method's iterates"},
@@ -174,6 +181,12 @@ const Choices<bool> theta_choices{{"all", true}, {"none", false}};
 const Choices<bool> switch_choices{{"on", true}, {"off", false}};
 const Choices<bool> split_choices{{"train", false}, {"test", true}};
 const Choices<Pixels> pixel_choices{{"standard", Pixels::standard}, {"unit", Pixels::unit}};
+const Choices<BatchOrder> order_choices{{"fixed", BatchOrder::fixed}, {"reshuffle", BatchOrder::reshuffle}};
+
+// Whether the study's method reads this [optimizer] key ("optimizer.momentum").
+bool uses(const StudyConfig& c, const std::string& key) {
+  return method_reads(c.optimizer.method, key.substr(key.find('.') + 1));
+}
 
 template <class Enum>
 Enum parse_choice(const std::string& key, const std::string& text, const Choices<Enum>& choices) {
@@ -304,6 +317,12 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"model.weight_decay", joined(c.model.weight_decay, format_number)},
       {"model.init", c.model.init_path.empty() ? "default" : "hdf5:" + c.model.init_path},
       {"optimizer.method", c.optimizer.method},
+      {"optimizer.momentum", uses(c, "optimizer.momentum") ? format_number(c.optimizer.settings.momentum) : ""},
+      {"optimizer.beta1", uses(c, "optimizer.beta1") ? format_number(c.optimizer.settings.beta1) : ""},
+      {"optimizer.beta2", uses(c, "optimizer.beta2") ? format_number(c.optimizer.settings.beta2) : ""},
+      {"optimizer.eps", uses(c, "optimizer.eps") ? format_number(c.optimizer.settings.eps) : ""},
+      {"optimizer.batch_size", uses(c, "optimizer.batch_size") ? integer_text(c.optimizer.settings.batch_size) : ""},
+      {"optimizer.order", uses(c, "optimizer.order") ? choice_name(c.optimizer.settings.order, order_choices) : ""},
       {"optimizer.lr", joined(c.optimizer.lr, format_number)},
       {"optimizer.steps", c.optimizer.steps > 0 ? integer_text(c.optimizer.steps) : ""},
       {"optimizer.horizon", c.optimizer.steps > 0 ? "" : format_number(c.optimizer.horizon)},
@@ -313,6 +332,7 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"flows.rtol", format_number(c.flows.rtol)},
       {"flows.atol", format_number(c.flows.atol)},
       {"flows.max_steps", integer_text(c.flows.max_steps)},
+      {"flows.start_correction", choice_name(c.flows.start_correction, switch_choices)},
       {"output.theta", choice_name(c.output_options.store_theta, theta_choices)},
       {"output.sharpness", choice_name(c.output_options.sharpness, switch_choices)},
       {"output.rates", choice_name(c.output_options.rates, switch_choices)},
@@ -491,8 +511,43 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
   c.data.seed = parse_seed("data.seed", kv.get("data.seed"));
 }
 
+// A hyperparameter in [0, 1) (momentum, betas).
+double parse_unit_interval(const std::string& key, const std::string& text) {
+  const double x = parse_double(key, text);
+  if (!(x >= 0 && x < 1)) throw_input_error(key, "a number in [0, 1)", quoted(text));
+  return x;
+}
+
+// The hyperparameters of the chosen method (DESIGN.md §3.7); a key of another method is refused.
+void build_method_settings(StudyConfig& c, const KeyValues& kv) {
+  for (const auto& [name, methods] : method_keys())
+    if (const std::string key = "optimizer." + name; !kv.get(key).empty() && !uses(c, key))
+      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }) + " only",
+                        "optimizer.method " + quoted(c.optimizer.method));
+  MethodSettings& m = c.optimizer.settings;
+  const auto given = [&](const char* key, const char* fallback) {
+    const std::string v = kv.get(key);
+    return v.empty() ? std::string(fallback) : v;
+  };
+  if (uses(c, "optimizer.momentum")) m.momentum = parse_unit_interval("optimizer.momentum", given("optimizer.momentum", "0.9"));
+  if (uses(c, "optimizer.beta1")) m.beta1 = parse_unit_interval("optimizer.beta1", given("optimizer.beta1", "0.9"));
+  if (uses(c, "optimizer.beta2"))
+    m.beta2 = parse_unit_interval("optimizer.beta2", given("optimizer.beta2", c.optimizer.method == "rmsprop" ? "0.99" : "0.999"));
+  if (uses(c, "optimizer.eps")) {
+    m.eps = parse_double("optimizer.eps", given("optimizer.eps", "1e-8"));
+    if (!(m.eps > 0)) throw_input_error("optimizer.eps", "a number > 0", quoted(kv.get("optimizer.eps")));
+  }
+  if (uses(c, "optimizer.batch_size")) {
+    if (kv.get("optimizer.batch_size").empty())
+      throw_input_error("optimizer.batch_size", "a batch size for method sgd", "nothing");
+    m.batch_size = parse_size("optimizer.batch_size", kv.get("optimizer.batch_size"));
+  }
+  if (uses(c, "optimizer.order")) m.order = parse_choice("optimizer.order", given("optimizer.order", "fixed"), order_choices);
+}
+
 void build_optimizer(StudyConfig& c, const KeyValues& kv) {
   c.optimizer.method = parse_registered("optimizer.method", kv.get("optimizer.method"), method_registry());
+  build_method_settings(c, kv);
   c.optimizer.lr.clear();
   for (const auto& s : split_list("optimizer.lr", kv.get("optimizer.lr"))) {
     const double lr = parse_double("optimizer.lr", s);
@@ -535,6 +590,7 @@ void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
   c.flows.atol = parse_double("flows.atol", kv.get("flows.atol"));
   if (!(c.flows.atol >= 0)) throw_input_error("flows.atol", "a number >= 0", quoted(kv.get("flows.atol")));
   c.flows.max_steps = parse_step_count("flows.max_steps", kv.get("flows.max_steps"));
+  c.flows.start_correction = parse_choice("flows.start_correction", kv.get("flows.start_correction"), switch_choices);
 
   c.output_options.store_theta = parse_choice("output.theta", kv.get("output.theta"), theta_choices);
   c.output_options.sharpness = parse_choice("output.sharpness", kv.get("output.sharpness"), switch_choices);

@@ -1,5 +1,6 @@
 #include "core/config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +13,19 @@ std::string format_number(double x) {
     std::snprintf(buf, sizeof buf, "%.*g", digits, x);
     if (digits == 17 || std::strtod(buf, nullptr) == x) return buf;
   }
+}
+
+const std::vector<std::pair<std::string, std::vector<std::string>>>& method_keys() {
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> keys{
+      {"momentum", {"heavy_ball", "nesterov"}}, {"beta1", {"adam"}},     {"beta2", {"adam", "rmsprop"}},
+      {"eps", {"adam", "rmsprop"}},             {"batch_size", {"sgd"}}, {"order", {"sgd"}}};
+  return keys;
+}
+
+bool method_reads(const std::string& method, const std::string& key) {
+  for (const auto& [k, methods] : method_keys())
+    if (k == key) return std::find(methods.begin(), methods.end(), method) != methods.end();
+  return false;
 }
 
 std::vector<RunSpec> expand_grid(const StudyConfig& config) {

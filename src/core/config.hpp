@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/shape.hpp"
@@ -41,8 +42,25 @@ struct ModelConfig {
   std::string init_path;  // empty: default initialisation from the seed
 };
 
+enum class BatchOrder { fixed, reshuffle };  // sgd: one permutation from the seed, or a new one every epoch
+
+// The hyperparameters of the methods beyond GD (DESIGN.md §1.5, §3.7); each method reads its own.
+struct MethodSettings {
+  double momentum = 0.9;                     // β of heavy_ball and nesterov
+  double beta1 = 0.9, beta2 = 0.999;         // adam; rmsprop's alpha is beta2 (its default there is 0.99)
+  double eps = 1e-8;                         // adam, rmsprop
+  long batch_size = 0;                       // sgd: samples per minibatch (divides the data set)
+  BatchOrder order = BatchOrder::fixed;      // sgd
+};
+
+// The hyperparameter keys that belong to some methods only, [optimizer] names without the section
+// ("momentum", "beta1", "beta2", "eps", "batch_size", "order"), each with the methods that read it.
+const std::vector<std::pair<std::string, std::vector<std::string>>>& method_keys();
+bool method_reads(const std::string& method, const std::string& key);
+
 struct OptimizerConfig {
   std::string method = "gd";  // a name of the method registry (flow/method.hpp); DESIGN.md §3.7's default
+  MethodSettings settings;
   std::vector<double> lr{0.05};
   long steps = 0;       // exactly one of steps and horizon is set (> 0)
   double horizon = 0.0;
@@ -55,6 +73,7 @@ struct FlowsConfig {
   double rtol = 1e-10;
   double atol = 1e-12;
   long max_steps = 100000;  // per flow and run; a flow that needs more is recorded as failed
+  bool start_correction = true;  // eomP of a method with memory starts from θ0* (DESIGN.md §1.5), or from θ0
 };
 
 struct OutputConfig {

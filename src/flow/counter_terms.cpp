@@ -29,15 +29,16 @@ const CounterTermTable& counter_term_table() {
   return table;
 }
 
-CounterTermEvaluator::CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr)
-    : objective_(objective), table_(table), order_(order), lr_(lr) {
-  if (order < 0 || order > table.max_order())
+CounterTermEvaluator::CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr,
+                                           Part part)
+    : objective_(objective), table_(table), terms_(part == Part::field ? table.terms : table.start), order_(order), lr_(lr) {
+  if (order < 0 || order > table.max_order() || static_cast<std::size_t>(order) >= terms_.size())
     throw Error("CounterTermEvaluator: order " + std::to_string(order) + " is beyond the table (max " +
                 std::to_string(table.max_order()) + ")");
   const std::size_t n = table.differentials.size();
   needed_.assign(n, false);
   for (int j = 0; j <= order; ++j)
-    for (const CounterTermEntry& e : table.terms[static_cast<std::size_t>(j)]) needed_[static_cast<std::size_t>(e.differential)] = true;
+    for (const CounterTermEntry& e : terms_[static_cast<std::size_t>(j)]) needed_[static_cast<std::size_t>(e.differential)] = true;
   for (std::size_t i = n; i-- > 0;) {
     if (!needed_[i]) continue;
     const ElementaryDifferential& d = table.differentials[i];
@@ -86,9 +87,9 @@ void CounterTermEvaluator::operator()(const Vector& theta, Vector& out) {
     }
   }
   out.setZero(theta.size());
-  double power = 1.0;  // η^{j-1}
+  double power = 1.0;  // η^j
   for (int j = 0; j <= order_; ++j, power *= lr_)
-    for (const CounterTermEntry& e : table.terms[static_cast<std::size_t>(j)])
+    for (const CounterTermEntry& e : terms_[static_cast<std::size_t>(j)])
       out.noalias() += (power * e.coefficient) * values_[static_cast<std::size_t>(e.differential)];
 }
 

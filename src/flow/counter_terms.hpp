@@ -6,6 +6,7 @@
 // terms share it (Hg feeds H²g and T[Hg, g]). A higher order is a new row of the table, plus a new
 // derivative kind if it needs ∇⁴L.
 #pragma once
+#include <algorithm>
 #include <vector>
 
 #include "diff/objective.hpp"
@@ -22,25 +23,34 @@ struct CounterTermEntry {
   int differential;
 };
 
+// A method with memory also has start terms: its eomP starts from θ0* = θ0 + Σ_{j=1..P} η^j s_j(θ0).
 struct CounterTermTable {
   std::vector<ElementaryDifferential> differentials;  // each operand precedes its user
   std::vector<std::vector<CounterTermEntry>> terms;    // terms[j - 1] = f_j
-  int max_order() const { return static_cast<int>(terms.size()) - 1; }
+  bool memory = false;                                 // θ0* ≠ θ0
+  std::vector<std::vector<CounterTermEntry>> start;    // start[j] = s_j (start[0] empty); with memory only
+  int max_order() const {
+    const int field = static_cast<int>(terms.size()) - 1;
+    return memory ? std::min(field, static_cast<int>(start.size()) - 1) : field;
+  }
 };
 
 // GD's f_1 .. f_4: enough for gf and eom1..eom3.
 const CounterTermTable& counter_term_table();
 
-// Evaluates F_p(θ) = Σ_{j=1..p+1} η^{j-1} f_j(θ) of `table` (which must outlive it) into out. Keeps its
-// scratch vectors between calls.
+// Evaluates F_p(θ) = Σ_{j=0..p} η^j terms[j](θ) into out, with terms the table's f_{j+1} (the field of
+// eomp) or its s_j (the start shift θ0* − θ0). The table must outlive it. Keeps its scratch vectors.
 class CounterTermEvaluator {
  public:
-  CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr);
+  enum class Part { field, start };
+  CounterTermEvaluator(Objective& objective, const CounterTermTable& table, int order, double lr,
+                       Part part = Part::field);
   void operator()(const Vector& theta, Vector& out);
 
  private:
   Objective& objective_;
   const CounterTermTable& table_;
+  const std::vector<std::vector<CounterTermEntry>>& terms_;
   int order_;
   double lr_;
   std::vector<bool> needed_, done_;

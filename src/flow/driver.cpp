@@ -95,16 +95,16 @@ class SynchronizedRun {
   SynchronizedRun(Objective& objective, const DriverSettings& s, const ObservableLayout& layout,
                   const SliceExchange& slices, RunControl* control)
       : objective_(objective), s_(s), layout_(layout), slices_(slices), control_(control),
-        method_(make_method(s.method, {objective, s.lr})),
+        method_(make_method(s.method, {objective, s.lr, s.method_settings, s.seed})),
         observation_(observable_setup(s, layout, slices), s) {
     if (!(s.lr > 0) || s.steps <= 0 || s.record_every <= 0 || !(s.divergence_factor > 1))
       throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0, divergence_factor > 1");
     outcome_.trajectories.push_back({s.method});
     for (const std::string& name : s.flows) {
-      flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr}), s, slices));
+      flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr, s.start_correction}), s, slices));
       flows_.back()->integrator.set_end_time(static_cast<double>(s.steps) * s.lr);
       outcome_.trajectories.push_back({name});
-      if (s.rates) rate_fields_.push_back(make_flow(name, {objective, *method_, s.lr}));
+      if (s.rates) rate_fields_.push_back(make_flow(name, {objective, *method_, s.lr, s.start_correction}));
     }
     record_.layout = &observation_.layout();
     record_.trajectories.resize(1 + flows_.size());

@@ -110,6 +110,9 @@ class RunControl {
 
 struct DriverSettings {
   std::string method = OptimizerConfig{}.method;  // a method registry name
+  MethodSettings method_settings;                 // its hyperparameters
+  std::uint64_t seed = 0;                         // the run's seed (sgd's batch orders)
+  bool start_correction = true;                   // flows start from the method's θ0* (DESIGN.md §1.5)
   double lr = 0;
   long steps = 0;
   long record_every = 1;

@@ -35,12 +35,14 @@ struct FlowContext {
   Objective& objective;
   const Method& method;
   double lr;
+  bool start_correction = true;  // start eomP from the method's θ0* (off: from θ0; DESIGN.md §1.5)
 };
 
 using FlowFactory = std::function<std::unique_ptr<Flow>(const FlowContext&)>;
 Registry<FlowFactory>& flow_registry();
 std::unique_ptr<Flow> make_flow(const std::string& name, const FlowContext& context);
 // The same for method `method` made here (a method's counter-term table outlives the method).
-std::unique_ptr<Flow> make_flow(const std::string& name, Objective& objective, const std::string& method, double lr);
+std::unique_ptr<Flow> make_flow(const std::string& name, Objective& objective, const std::string& method, double lr,
+                               const MethodSettings& settings = {});
 
 }  // namespace eomlab

@@ -12,6 +12,11 @@ std::unique_ptr<Method> make_method(const std::string& name, const MethodContext
   return method_registry().at(name)(context);
 }
 
+const CounterTermTable& Method::counter_terms() const {
+  static const CounterTermTable none;
+  return none;
+}
+
 std::string state_signature(const MethodState& state) {
   std::string out = "vectors:";
   for (const auto& v : state.vectors) out += " " + v.first;

@@ -10,11 +10,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/config.hpp"
 #include "diff/objective.hpp"
 #include "flow/counter_terms.hpp"
 #include "flow/registry.hpp"
 
 namespace eomlab {
+
+class Flow;
+struct FlowContext;
 
 struct MethodState {
   std::vector<std::pair<std::string, Vector>> vectors;
@@ -38,9 +42,13 @@ class Method {
   virtual long evaluations() const = 0;       // gradient evaluations so far
   // The method is stable on a quadratic while lr·λ_max stays below this (2 for GD).
   virtual double stable_lr_sharpness() const = 0;
-  // The counter terms of its eomP: F_P = f_1 + η f_2 + … + η^P f_{P+1} (a table that lives as long as
-  // the program: flows keep a reference).
-  virtual const CounterTermTable& counter_terms() const = 0;
+  // The counter terms of its eomP: F_P = f_1 + η f_2 + … + η^P f_{P+1}, and its start terms if it has
+  // memory (a table that lives as long as the method: flows keep a reference). Default: none.
+  virtual const CounterTermTable& counter_terms() const;
+  // Its continuous models eom0 .. eom<max_model_order()> (DESIGN.md §1.5). By default the flows of the
+  // counter-term table; a method whose models are not such a table overrides both.
+  virtual int max_model_order() const { return counter_terms().max_order(); }
+  virtual std::unique_ptr<Flow> make_model(int order, const FlowContext& context) const;
   virtual MethodState save() const = 0;
   virtual void restore(const MethodState& state) = 0;
 };
@@ -48,6 +56,8 @@ class Method {
 struct MethodContext {
   Objective& objective;
   double lr;
+  MethodSettings settings = {};  // its hyperparameters (each method reads its own)
+  std::uint64_t seed = 0;        // the run's seed (sgd draws its batch orders from it)
 };
 
 using MethodFactory = std::function<std::unique_ptr<Method>(const MethodContext&)>;

@@ -458,7 +458,7 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
 void require_flows_of_method(const StudyConfig& c) {
   QuadraticObjective stand_in(Matrix::Identity(1, 1));
   const double lr = c.optimizer.lr.front();
-  const std::unique_ptr<Method> method = make_method(c.optimizer.method, {stand_in, lr});
+  const std::unique_ptr<Method> method = make_method(c.optimizer.method, {stand_in, lr, c.optimizer.settings});
   for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
 }
 
@@ -538,6 +538,9 @@ RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run
 DriverSettings driver_settings(const StudyConfig& c, const RunSpec& run) {
   DriverSettings s;
   s.method = c.optimizer.method;
+  s.method_settings = c.optimizer.settings;
+  s.seed = run.seed;
+  s.start_correction = c.flows.start_correction;
   s.lr = run.lr;
   s.steps = run.steps;
   s.record_every = c.optimizer.record_every;
@@ -564,6 +567,17 @@ std::vector<std::pair<std::string, std::string>> provenance(const StudyConfig& c
   for (const char* var : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"})
     if (const char* v = std::getenv(var)) p.emplace_back(var, v);
   return p;
+}
+
+// The hyperparameters the study's method reads, as the run file's root attributes (DESIGN.md §3.7).
+void set_method_attributes(const StudyConfig& c, io::RunFileHeader& header) {
+  const MethodSettings& m = c.optimizer.settings;
+  const std::pair<std::string, double> numbers[] = {{"momentum", m.momentum}, {"beta1", m.beta1}, {"beta2", m.beta2},
+                                                   {"eps", m.eps}, {"batch_size", static_cast<double>(m.batch_size)}};
+  for (const auto& [key, value] : numbers)
+    if (method_reads(c.optimizer.method, key)) header.method_numbers.emplace_back(key, value);
+  if (method_reads(c.optimizer.method, "order"))
+    header.method_texts.emplace_back("order", m.order == BatchOrder::fixed ? "fixed" : "reshuffle");
 }
 
 // What the study shares with each of its runs.
@@ -605,12 +619,13 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.store_theta = config.output_options.store_theta;
   header.rates = settings.rates;
   header.provenance = s.provenance;
+  set_method_attributes(config, header);
 
   ModelObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
                          run.weight_decay, slices);
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
-    const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr})->save());
+    const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
     from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label);
   }
   std::unique_ptr<io::RunFile> file =
