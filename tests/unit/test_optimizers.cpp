@@ -136,3 +136,91 @@ TEST(ModifiedEquation, HeavyBallSeriesApproachesTheSlowRootOfAQuadratic) {
     EXPECT_NEAR(slope, order + 1, 0.1) << "order " << order << ": errors " << errors[0] << ", " << errors[1];
   }
 }
+
+namespace {
+
+// Least-squares slope of log y against log x.
+double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = static_cast<double>(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double lx = std::log(x[i]), ly = std::log(y[i]);
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+struct SlopeRun {
+  std::string method;
+  MethodSettings settings;
+  std::vector<std::string> flows;
+  std::vector<double> lrs;
+  double horizon = 0.4;
+  bool start_correction = true;
+};
+
+// The method and its flows on a small tanh network to a fixed final time at each lr; the log-log slope
+// of each flow's final distance to the discrete trajectory.
+std::vector<double> slopes(const SlopeRun& r) {
+  const std::vector<Index> widths{5, 8, 3};
+  const Dataset d = test::mixture(48, widths, 4);
+  std::vector<std::vector<double>> distance(r.flows.size());
+  for (double lr : r.lrs) {
+    Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy);
+    const Vector theta0 = mlp.initial_parameters(3);
+    const ObservableLayout layout = observable_layout(mlp, false);
+    const WholeVector local(mlp.n_params());
+    ModelObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
+    DriverSettings s;
+    s.method = r.method;
+    s.method_settings = r.settings;
+    s.start_correction = r.start_correction;
+    s.lr = lr;
+    s.steps = std::lround(r.horizon / lr);
+    s.record_every = s.steps;
+    s.flows = r.flows;
+    s.integrator = {1e-13, 1e-15};
+    test::RecordingSink sink;
+    run_synchronized(objective, theta0, s, layout, local, sink);
+    for (std::size_t f = 0; f < r.flows.size(); ++f) distance[f].push_back(sink.records.back().trajectories[f + 1].distance_to_gd);
+  }
+  std::vector<double> out;
+  for (std::size_t f = 0; f < r.flows.size(); ++f) {
+    out.push_back(loglog_slope(r.lrs, distance[f]));
+    std::printf("%s %s%s: distances", r.method.c_str(), r.flows[f].c_str(), r.start_correction ? "" : " (start θ0)");
+    for (double x : distance[f]) std::printf(" %.3e", x);
+    std::printf(", slope %.3f\n", out.back());
+  }
+  return out;
+}
+
+}  // namespace
+
+// DESIGN.md §1.5: eomP of heavy ball and Nesterov, started from θ0*, is within lr^(P+1) of the discrete
+// trajectory at a fixed final time (slopes P+1 ± 0.25), for β = 0.5 and 0.8.
+TEST(OptimizerOrders, MomentumMethodsEom0ToEom2HaveSlopesOneToThree) {
+  for (const char* method : {"heavy_ball", "nesterov"})
+    for (double beta : {0.5, 0.8}) {
+      SlopeRun r;
+      r.method = method;
+      r.settings.momentum = beta;
+      r.flows = {"eom0", "eom1", "eom2"};
+      r.lrs = beta < 0.6 ? std::vector<double>{0.02, 0.01, 0.005} : std::vector<double>{0.005, 0.0025, 0.00125};
+      const std::vector<double> s = slopes(r);
+      for (std::size_t p = 0; p < s.size(); ++p) EXPECT_NEAR(s[p], p + 1.0, 0.25) << method << ", beta " << beta << ", eom" << p;
+    }
+}
+
+// Without θ0* the error stalls at O(lr): heavy ball's eom1 from θ0 has slope about 1, not 2.
+TEST(OptimizerOrders, HeavyBallEom1WithoutTheStartCorrectionFallsToSlopeOne) {
+  SlopeRun r;
+  r.method = "heavy_ball";
+  r.settings.momentum = 0.5;
+  r.flows = {"eom1"};
+  r.lrs = {0.02, 0.01, 0.005};
+  r.start_correction = false;
+  EXPECT_NEAR(slopes(r)[0], 1.0, 0.25);
+}
