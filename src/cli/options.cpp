@@ -269,9 +269,9 @@ void add_defaults(Values& values) {
 }
 
 template <class T, class Format>
-std::string joined(const std::vector<T>& items, Format format) {
+std::string joined(const std::vector<T>& items, Format format, const std::string& separator = ",") {
   std::string s;
-  for (const T& x : items) s += (s.empty() ? "" : ",") + format(x);
+  for (const T& x : items) s += (s.empty() ? "" : separator) + format(x);
   return s;
 }
 
@@ -522,7 +522,7 @@ double parse_unit_interval(const std::string& key, const std::string& text) {
 void build_method_settings(StudyConfig& c, const KeyValues& kv) {
   for (const auto& [name, methods] : method_keys())
     if (const std::string key = "optimizer." + name; !kv.get(key).empty() && !uses(c, key))
-      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }) + " only",
+      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }, ", ") + " only",
                         "optimizer.method " + quoted(c.optimizer.method));
   MethodSettings& m = c.optimizer.settings;
   const auto given = [&](const char* key, const char* fallback) {
