@@ -432,8 +432,9 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   for (const std::string& name : names) name_width = std::max(name_width, name.size() + 1);
   const int run_w = static_cast<int>(id_width), status_w = 13, traj_w = static_cast<int>(name_width);
   const std::string distance = c.optimizer.method == OptimizerConfig{}.method ? "dist. to GD" : "dist. to " + c.optimizer.method;
+  const int distance_w = std::max(18, static_cast<int>(distance.size()) + 2);
   out << std::left << std::setw(run_w) << "run" << std::setw(status_w) << "status" << std::setw(traj_w) << "traj" << std::right
-      << std::setw(14) << "final loss" << std::setw(18) << distance << std::setw(12) << "evals" << "\n";
+      << std::setw(14) << "final loss" << std::setw(distance_w) << distance << std::setw(12) << "evals" << "\n";
   for (const RunSpec& run : runs) {
     io::RunResult r;
     try {
@@ -446,7 +447,7 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
       const io::TrajectoryResult& t = r.trajectories[i];
       out << std::left << std::setw(run_w) << (i == 0 ? r.run_id : "") << std::setw(status_w) << (i == 0 ? r.status : "")
           << std::setw(traj_w) << t.name << std::right << std::setw(14) << std::setprecision(6) << std::defaultfloat
-          << t.final_loss << std::setw(18);
+          << t.final_loss << std::setw(distance_w);
       if (i == 0)
         out << "-";
       else
