@@ -82,10 +82,10 @@ class AdaptiveFlow final : public Flow {
   Vector grad_, denominator_, direction_, hw_;
 };
 
-class AdaptiveMethod final : public Method {
+class AdaptiveMethod final : public GradientMethod {
  public:
   AdaptiveMethod(const MethodContext& c, Adaptive kind)
-      : objective_(c.objective), lr_(c.lr),
+      : GradientMethod(c.objective), lr_(c.lr),
         s_{kind, kind == Adaptive::adam ? c.settings.beta1 : 0.0, c.settings.beta2, c.settings.eps} {}
   std::string name() const override { return s_.kind == Adaptive::adam ? "adam" : "rmsprop"; }
   void start(const Vector& theta0) override {
@@ -105,26 +105,18 @@ class AdaptiveMethod final : public Method {
     out = theta_;
     update(out, m, s, k);
   }
-  const Vector& theta() const override { return theta_; }
-  const Vector& gradient() const override { return grad_; }
-  double loss() const override { return loss_; }
-  long evaluations() const override { return evaluations_; }
   double stable_lr_sharpness() const override { return std::numeric_limits<double>::infinity(); }
   int max_model_order() const override { return 1; }
   std::unique_ptr<Flow> make_model(int order, const FlowContext& c) const override {
     return std::make_unique<AdaptiveFlow>(c.objective, s_, order, c.lr, c.start_correction);
   }
   MethodState save() const override {
-    return {{{"theta", theta_}, {"exp_avg", first_}, {"exp_avg_sq", second_}, {"grad", grad_}},
-            {{"loss", loss_}, {"evaluations", static_cast<double>(evaluations_)}, {"step", static_cast<double>(steps_)}}};
+    return state({{"exp_avg", first_}, {"exp_avg_sq", second_}}, {{"step", static_cast<double>(steps_)}});
   }
   void restore(const MethodState& s) override {
-    theta_ = s.vectors.at(0).second;
-    first_ = s.vectors.at(1).second;
-    second_ = s.vectors.at(2).second;
-    grad_ = s.vectors.at(3).second;
-    loss_ = s.scalars.at(0).second;
-    evaluations_ = static_cast<long>(s.scalars.at(1).second);
+    restore_iterate(s);
+    first_ = s.vectors.at(2).second;
+    second_ = s.vectors.at(3).second;
     steps_ = static_cast<long>(s.scalars.at(2).second);
   }
 
@@ -143,17 +135,10 @@ class AdaptiveMethod final : public Method {
     const double root_correction = std::sqrt(1 - std::pow(s_.beta2, kd));
     theta.array() -= step_size * m.array() / (s.array().sqrt() / root_correction + s_.eps);
   }
-  void evaluate() {
-    loss_ = objective_.value_and_gradient(theta_, grad_);
-    ++evaluations_;
-  }
-  Objective& objective_;
   double lr_;
   AdaptiveSettings s_;
-  Vector theta_, first_, second_, grad_;
+  Vector first_, second_;
   long steps_ = 0;
-  double loss_ = 0;
-  long evaluations_ = 0;
 };
 
 }  // namespace

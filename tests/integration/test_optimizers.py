@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
 SETTINGS = {
     "heavy_ball": "momentum = 0.8",
@@ -50,15 +50,6 @@ def study(tmp_path, method, ranks=1, steps=40, samples=48, checkpoint_every=0, n
 def run_file(out):
     (path,) = (out / "runs").glob("*.h5")
     return path
-
-
-def datasets(out):
-    data = {}
-    for path in sorted((out / "runs").glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: data.__setitem__((path.name, name), obj[()].tobytes())
-                         if isinstance(obj, h5py.Dataset) else None)
-    return data
 
 
 @pytest.mark.parametrize("method", SETTINGS)

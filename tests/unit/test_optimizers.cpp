@@ -15,6 +15,7 @@
 #include "support/mixture.hpp"
 #include "support/model.hpp"
 #include "support/recording_sink.hpp"
+#include "support/slopes.hpp"
 
 using namespace eomlab;
 
@@ -139,20 +140,6 @@ TEST(ModifiedEquation, HeavyBallSeriesApproachesTheSlowRootOfAQuadratic) {
 
 namespace {
 
-// Least-squares slope of log y against log x.
-double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  const double n = static_cast<double>(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double lx = std::log(x[i]), ly = std::log(y[i]);
-    sx += lx;
-    sy += ly;
-    sxx += lx * lx;
-    sxy += lx * ly;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
-
 struct SlopeRun {
   std::string method;
   MethodSettings settings;
@@ -189,7 +176,7 @@ std::vector<double> slopes(const SlopeRun& r) {
   }
   std::vector<double> out;
   for (std::size_t f = 0; f < r.flows.size(); ++f) {
-    out.push_back(loglog_slope(r.lrs, distance[f]));
+    out.push_back(test::loglog_slope(r.lrs, distance[f]));
     std::printf("%s %s%s: distances", r.method.c_str(), r.flows[f].c_str(), r.start_correction ? "" : " (start θ0)");
     for (double x : distance[f]) std::printf(" %.3e", x);
     std::printf(", slope %.3f\n", out.back());
@@ -210,7 +197,7 @@ TEST(OptimizerOrders, MomentumMethodsEom0ToEom2HaveSlopesOneToThree) {
       r.flows = {"eom0", "eom1", "eom2"};
       r.lrs = beta < 0.6 ? std::vector<double>{0.02, 0.01, 0.005} : std::vector<double>{0.005, 0.0025, 0.00125};
       const std::vector<double> s = slopes(r);
-      for (std::size_t p = 0; p < s.size(); ++p) EXPECT_NEAR(s[p], p + 1.0, 0.25) << method << ", beta " << beta << ", eom" << p;
+      for (std::size_t p = 0; p < s.size(); ++p) EXPECT_NEAR(s[p], static_cast<double>(p) + 1.0, 0.25) << method << ", beta " << beta << ", eom" << p;
     }
 }
 
@@ -245,7 +232,7 @@ TEST(OptimizerOrders, AdamAndRmspropEom0AndEom1HaveSlopesOneAndTwo) {
     r.horizon = 0.2;
     const std::vector<double> s = slopes(r);
     for (std::size_t p = 0; p < s.size(); ++p)
-      EXPECT_NEAR(s[p], p + 1.0, 0.25) << c.method << " beta1 " << c.beta1 << " beta2 " << c.beta2 << " eps " << c.eps << ", eom" << p;
+      EXPECT_NEAR(s[p], static_cast<double>(p) + 1.0, 0.25) << c.method << " beta1 " << c.beta1 << " beta2 " << c.beta2 << " eps " << c.eps << ", eom" << p;
   }
 }
 
