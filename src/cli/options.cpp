@@ -649,6 +649,12 @@ void parse_shard(const std::string& text, Command& cmd) {
 
 }  // namespace
 
+StudyConfig parse_config_text(const std::string& ini, const std::string& where) {
+  Values values = read_ini(ini, where);
+  add_defaults(values);
+  return build_config(values);
+}
+
 std::string canonical_config_text(const std::string& ini) {
   try {
     Values values = read_ini(ini, "study.ini");

@@ -22,6 +22,10 @@ struct Command {
 
 Command parse_command_line(int argc, const char* const argv[]);
 
+// The config an INI text holds (defaults for the keys it does not give); `where` names the text in
+// messages. Throws InputError as the command line would.
+StudyConfig parse_config_text(const std::string& ini, const std::string& where);
+
 // The resolved text of the config an INI text holds (a study.ini, also one written by an older eomlab
 // in the spelling it was given): equal configs give equal text. A text that is not a valid config is
 // returned as it is.

@@ -1,0 +1,321 @@
+// The Python module `eomlab` (DESIGN.md §3.9): a Model, an Objective with exact g, Hv, T[u, v] and the
+// vector field of any method's flow, and run() of a whole study in this process. numpy float64 in and
+// out; evaluations release the GIL; bad arguments raise ValueError with the command line's message.
+// Every argument is checked here and the numerics are eomlab's own (the same code as the binary).
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "cli/options.hpp"
+#include "core/error.hpp"
+#include "diff/objective.hpp"
+#include "dist/comm.hpp"
+#include "flow/flow.hpp"
+#include "study/study.hpp"
+
+namespace py = pybind11;
+using namespace eomlab;
+
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+[[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
+
+// "a,b,c" of a Python list or tuple (or the text of one value).
+std::string list_text(const py::handle& value) {
+  if (py::isinstance<py::str>(value) || !py::isinstance<py::iterable>(value)) return py::str(value).cast<std::string>();
+  std::string out;
+  for (const py::handle& item : value) out += (out.empty() ? "" : ",") + py::str(item).cast<std::string>();
+  return out;
+}
+
+// The config of an INI text, InputError as ValueError with the same one line.
+StudyConfig parse(const std::string& ini, const std::string& where) {
+  try {
+    return cli::parse_config_text(ini, where);
+  } catch (const InputError& e) {
+    bad(e.what());
+  }
+}
+
+// A network: Model(architecture=..., input_shape=(C, H, W) or (d,), loss=...) or
+// Model(layers=[...], activation=..., normalize=..., loss=...), checked as the config would be.
+struct PyModel {
+  ModelConfig config;
+  Shape input;
+  std::shared_ptr<Model> model;
+
+  static PyModel make(const py::kwargs& kw) {
+    std::ostringstream model, data;
+    model << "[model]\n";
+    data << "[data]\n";
+    Shape input;
+    for (const auto& [k, v] : kw) {
+      const std::string key = py::str(k);
+      if (key == "input_shape") {
+        const std::vector<Index> dims = v.cast<std::vector<Index>>();
+        if (dims.size() == 1) input = Shape(dims[0]);
+        else if (dims.size() == 3) input = Shape{dims[0], dims[1], dims[2]};
+        else bad("input_shape: expected (d,) or (C, H, W), got " + list_text(v));
+        data << "n_features = " << input.size() << "\n";
+        if (dims.size() == 3) data << "shape = " << dims[0] << "," << dims[1] << "," << dims[2] << "\n";
+      } else if (key == "architecture" || key == "layers" || key == "activation" || key == "normalize" ||
+                 key == "loss") {
+        model << key << " = " << list_text(v) << "\n";
+      } else {
+        bad("Model: unknown argument '" + key +
+            "' (expected architecture, input_shape, layers, activation, normalize, loss)");
+      }
+    }
+    const bool architecture = kw.contains("architecture");
+    if (architecture && !kw.contains("input_shape")) bad("input_shape: expected the samples' shape with architecture");
+    if (!architecture && kw.contains("input_shape")) bad("input_shape: only with architecture (layers start with the input width)");
+    // n_classes from the model itself: the data section only fixes the input.
+    const StudyConfig c = parse(model.str() + data.str() + "[optimizer]\nsteps = 1\n", "eomlab.Model");
+    PyModel m;
+    m.config = c.model;
+    m.input = architecture ? input : Shape();
+    try {
+      m.model = std::make_shared<Model>(make_model(m.config, m.input));
+    } catch (const InputError& e) {
+      bad(e.what());
+    }
+    return m;
+  }
+};
+
+Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
+  const Array xs = Array::ensure(x);
+  if (!xs || xs.ndim() < 2) bad("X: expected a float64 array [N, ...] of samples");
+  const Index n = static_cast<Index>(xs.shape(0)), features = static_cast<Index>(xs.size()) / std::max<Index>(n, 1);
+  if (n == 0) bad("X: expected at least one sample");
+  if (features != m.model->input_shape().size())
+    bad("X: expected samples of " + m.model->input_shape().text() + " (" + std::to_string(m.model->input_shape().size()) +
+        " values), got " + std::to_string(features));
+  Dataset d;
+  d.x = Eigen::Map<const Matrix>(xs.data(), features, n);  // row-major [N, features] is column-major features x N
+  d.sample_shape = m.model->input_shape();
+  const Index outputs = m.model->n_outputs();
+  if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
+    const auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
+    if (!labels || labels.ndim() != 1 || labels.shape(0) != n) bad("y: expected N int64 labels");
+    d.labels.assign(labels.data(), labels.data() + n);
+    for (std::int64_t label : d.labels)
+      if (label < 0 || label >= outputs)
+        bad("y: expected labels in 0.." + std::to_string(outputs - 1) + " (the model's outputs), got " + std::to_string(label));
+    if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study does
+      d.targets = Matrix::Zero(outputs, n);
+      for (Index i = 0; i < n; ++i) d.targets(d.labels[static_cast<std::size_t>(i)], i) = 1.0;
+    }
+  } else {
+    const Array targets = Array::ensure(y);
+    if (!targets || targets.ndim() != 2 || targets.shape(0) != n || targets.shape(1) != outputs)
+      bad("y: expected float64 targets [N, " + std::to_string(outputs) + "] for mse");
+    d.targets = Eigen::Map<const Matrix>(targets.data(), outputs, n);
+  }
+  return d;
+}
+
+// The loss of a model on data, single process: value, gradient, hvp, third_order and flow fields.
+class PyObjective {
+ public:
+  PyObjective(const PyModel& m, const py::array& x, const py::array& y, double weight_decay)
+      : model_(m), whole_(m.model->n_params()) {
+    if (!(weight_decay >= 0)) bad("weight_decay: expected a number >= 0");
+    Dataset d = dataset_of(m, x, y);
+    const Index n = d.n_samples();
+    objective_ = std::make_unique<ModelObjective>(make_model(m.config, m.input), std::move(d), n, weight_decay, whole_);
+  }
+  Index n_params() const { return whole_.global_size(); }
+
+  double value(const Array& theta) {
+    const Vector t = vector("theta", theta);
+    py::gil_scoped_release free;
+    return objective_->value(t);
+  }
+  Vector gradient(const Array& theta) {
+    const Vector t = vector("theta", theta);
+    Vector g;
+    py::gil_scoped_release free;
+    objective_->value_and_gradient(t, g);
+    return g;
+  }
+  Vector hvp(const Array& theta, const Array& v) {
+    const Vector t = vector("theta", theta), d = vector("v", v);
+    Vector out;
+    py::gil_scoped_release free;
+    objective_->hessian_vector(t, d, out);
+    return out;
+  }
+  Vector third_order(const Array& theta, const Array& u, const Array& v) {
+    const Vector t = vector("theta", theta), a = vector("u", u), b = vector("v", v);
+    Vector out;
+    py::gil_scoped_release free;
+    objective_->third_order(t, a, b, out);
+    return out;
+  }
+  // dθ/dt of flow `kind` (gf, eom0..eom3) for `method` at lr, with its hyperparameters.
+  Vector field(const std::string& kind, double lr, const Array& theta, const std::string& method, const py::kwargs& kw) {
+    const Vector t = vector("theta", theta);
+    Flow& flow = flow_of(kind, lr, method, kw);
+    Vector out;
+    py::gil_scoped_release free;
+    flow(t, out);
+    return out;
+  }
+  // Where the flow starts from θ0 (θ0* for a method with memory).
+  Vector start_point(const std::string& kind, double lr, const Array& theta0, const std::string& method,
+                     const py::kwargs& kw) {
+    const Vector t = vector("theta0", theta0);
+    Flow& flow = flow_of(kind, lr, method, kw);
+    py::gil_scoped_release free;
+    return flow.start_point(t);
+  }
+
+ private:
+  Vector vector(const char* name, const Array& a) const {
+    if (a.ndim() != 1 || a.shape(0) != n_params())
+      bad(std::string(name) + ": expected " + std::to_string(n_params()) + " float64 values (the model's n_params), got shape " +
+          std::to_string(a.ndim() == 1 ? a.shape(0) : a.size()) + (a.ndim() == 1 ? "" : " values in " + std::to_string(a.ndim()) + " dims"));
+    return Eigen::Map<const Vector>(a.data(), n_params());
+  }
+
+  // The flow, made once per (kind, lr, method, hyperparameters) and kept: its method's table lives with it.
+  Flow& flow_of(const std::string& kind, double lr, const std::string& method, const py::kwargs& kw) {
+    if (!(lr > 0)) bad("lr: expected a learning rate > 0");
+    std::ostringstream ini;
+    ini << "[optimizer]\nmethod = " << method << "\nlr = " << format_number(lr) << "\nsteps = 1\n";
+    for (const auto& [k, v] : kw) ini << py::str(k).cast<std::string>() << " = " << py::str(v).cast<std::string>() << "\n";
+    ini << "[flows]\nkinds = " << kind << "\n";
+    ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here
+    const StudyConfig c = parse(ini.str(), "field");
+    std::ostringstream key;
+    key << kind << '|' << format_number(lr) << '|' << method << '|' << ini.str();
+    auto it = flows_.find(key.str());
+    if (it == flows_.end()) {
+      try {
+        methods_.push_back(make_method(method, {*objective_, lr, c.optimizer.settings}));
+        it = flows_.emplace(key.str(), make_flow(kind, {*objective_, *methods_.back(), lr})).first;
+      } catch (const InputError& e) {
+        bad(e.what());
+      }
+    }
+    return *it->second;
+  }
+
+  PyModel model_;
+  WholeVector whole_;
+  std::unique_ptr<ModelObjective> objective_;
+  std::vector<std::unique_ptr<Method>> methods_;
+  std::map<std::string, std::unique_ptr<Flow>> flows_;
+};
+
+// MPI, once per process (a study may run many times; MPI cannot be initialised twice).
+dist::Environment& mpi() {
+  static std::unique_ptr<dist::Environment> environment = [] {
+    int argc = 1;
+    static char name[] = "eomlab";
+    static char* args[] = {name, nullptr};
+    char** argv = args;
+    return std::make_unique<dist::Environment>(argc, argv);
+  }();
+  return *environment;
+}
+
+// INI text of a dict of sections {section: {key: value}} (lists become comma-separated).
+std::string ini_of(const py::dict& config) {
+  std::ostringstream ini;
+  for (const auto& [section, keys] : config) {
+    if (!py::isinstance<py::dict>(keys)) bad("config: expected a dict of sections, each a dict of keys");
+    ini << "[" << py::str(section).cast<std::string>() << "]\n";
+    for (const auto& [key, value] : keys.cast<py::dict>())
+      ini << py::str(key).cast<std::string>() << " = " << list_text(value) << "\n";
+  }
+  return ini.str();
+}
+
+// A whole study in this process; returns its output directory.
+std::string run(const py::object& config, bool overwrite, bool resume) {
+  const std::string ini = py::isinstance<py::dict>(config) ? ini_of(config.cast<py::dict>()) : std::string();
+  std::string path = py::isinstance<py::dict>(config) ? std::string() : py::str(config).cast<std::string>();
+  std::optional<std::filesystem::path> temporary;
+  if (!ini.empty() || py::isinstance<py::dict>(config)) {
+    temporary = std::filesystem::temp_directory_path() / ("eomlab_" + std::to_string(std::hash<std::string>{}(ini)) + ".ini");
+    std::ofstream(*temporary) << ini;
+    path = temporary->string();
+  }
+  std::vector<std::string> args{"eomlab", "--config", path};
+  if (overwrite) args.push_back("--overwrite");
+  if (resume) args.push_back("--resume");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  mpi();
+  cli::Command cmd;
+  try {
+    cmd = cli::parse_command_line(static_cast<int>(argv.size()), argv.data());
+  } catch (const InputError& e) {
+    if (temporary) std::filesystem::remove(*temporary);
+    std::string message = e.what();  // a dict's messages name it "config", not the temporary file
+    if (temporary && message.rfind(path, 0) == 0) message = "config" + message.substr(path.size());
+    bad(message);
+  }
+  if (temporary) std::filesystem::remove(*temporary);
+  int code = 0;
+  {
+    py::gil_scoped_release free;
+    try {
+      code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
+    } catch (const InputError& e) {
+      code = -2;
+      py::gil_scoped_acquire hold;
+      bad(e.what());
+    }
+  }
+  if (code != 0) throw std::runtime_error("eomlab.run: the study ended with exit code " + std::to_string(code));
+  return cmd.config.output;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(eomlab, m) {
+  m.doc() = "eomlab: exact derivatives, the EoM flows of optimizers, and studies (DESIGN.md §3.9)";
+  py::class_<PyModel>(m, "Model")
+      .def(py::init([](const py::kwargs& kw) { return PyModel::make(kw); }))
+      .def_property_readonly("n_params", [](const PyModel& p) { return p.model->n_params(); })
+      .def_property_readonly("architecture", [](const PyModel& p) { return p.model->architecture(); })
+      .def_property_readonly("input_shape", [](const PyModel& p) { return p.model->input_shape().text(); })
+      .def_property_readonly("layout",
+                             [](const PyModel& p) {
+                               py::list out;
+                               for (const ParameterBlock& b : p.model->blocks())
+                                 out.append(py::dict(py::arg("name") = b.name, py::arg("offset") = b.offset,
+                                                     py::arg("size") = b.size, py::arg("rows") = b.rows,
+                                                     py::arg("cols") = b.cols));
+                               return out;
+                             })
+      .def("initial_parameters", [](const PyModel& p, std::uint64_t seed) { return p.model->initial_parameters(seed); },
+           py::arg("seed") = 0)
+      .def("__repr__", [](const PyModel& p) { return "eomlab.Model(" + p.model->description() + ")"; });
+  py::class_<PyObjective>(m, "Objective")
+      .def(py::init<const PyModel&, const py::array&, const py::array&, double>(), py::arg("model"), py::arg("X"),
+           py::arg("y"), py::arg("weight_decay") = 0.0)
+      .def_property_readonly("n_params", &PyObjective::n_params)
+      .def("value", &PyObjective::value, py::arg("theta"))
+      .def("gradient", &PyObjective::gradient, py::arg("theta"))
+      .def("hvp", &PyObjective::hvp, py::arg("theta"), py::arg("v"))
+      .def("third_order", &PyObjective::third_order, py::arg("theta"), py::arg("u"), py::arg("v"))
+      .def("field", &PyObjective::field, py::arg("kind"), py::arg("lr"), py::arg("theta"), py::arg("method") = "gd")
+      .def("start_point", &PyObjective::start_point, py::arg("kind"), py::arg("lr"), py::arg("theta0"),
+           py::arg("method") = "gd");
+  m.def("run", &run, py::arg("config"), py::arg("overwrite") = false, py::arg("resume") = false,
+        "Runs a study (an INI path or a dict of sections) in this process; returns its output directory.");
+}

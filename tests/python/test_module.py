@@ -1,0 +1,162 @@
+"""The Python module (issue 15, DESIGN.md §3.9) in a fresh interpreter: g, Hv, T and the flow fields of gd
+and heavy ball against PyTorch float64 autograd (where torch is installed) and against central finite
+differences of the module's own value and gradient (always); bad arguments raise ValueError with the
+command line's message; run() of a study given as a dict writes the run files."""
+import os
+import pathlib
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("EOMLAB_PYTHON_DIR") or REPO / "build" / "python")
+sys.path.insert(0, str(BUILD))
+sys.path.insert(0, str(REPO / "bench"))
+eomlab = pytest.importorskip("eomlab", reason=f"the module is not built in {BUILD}")
+import compare_torch  # noqa: E402
+
+NETWORKS = {
+    "mlp": ("dense(7), tanh, dense(6), softplus, dense(3)", (5,)),
+    "cnn": ("conv(3,3,pad=1), tanh, avgpool(2), flatten, dense(3)", (2, 6, 6)),
+}
+LR = 0.05
+
+
+def problem(name, loss="cross_entropy", samples=20, seed=1):
+    architecture, shape = NETWORKS[name]
+    net = compare_torch.Network(architecture, shape)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples,) + shape)
+    y = np.arange(samples) % 3
+    theta = net.initial_parameters(rng)
+    model = eomlab.Model(architecture=architecture, input_shape=shape, loss=loss)
+    return net, x, y, theta, model, eomlab.Objective(model, x, y)
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def test_model_describes_the_network():
+    net, x, y, theta, model, f = problem("cnn")
+    assert model.n_params == net.n_params == f.n_params == theta.size
+    assert [b["name"] for b in model.layout][:2] == ["layer0.W", "layer0.b"] or len(model.layout) >= 4
+    assert sum(b["size"] for b in model.layout) == model.n_params
+    mlp = eomlab.Model(layers=[4, 8, 3], activation="tanh")
+    assert mlp.n_params == 4 * 8 + 8 + 8 * 3 + 3
+    assert mlp.initial_parameters(1).shape == (mlp.n_params,)
+    assert np.array_equal(mlp.initial_parameters(1), mlp.initial_parameters(1))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_derivatives_against_finite_differences(name):
+    net, x, y, theta, model, f = problem(name)
+    rng = np.random.default_rng(5)
+    u, v = rng.normal(size=theta.size), rng.normal(size=theta.size)
+    h = 1e-5
+    g = f.gradient(theta)
+    fd_g = np.array([(f.value(theta + h * e) - f.value(theta - h * e)) / (2 * h) for e in np.eye(theta.size)])
+    assert rel(g, fd_g) < 1e-7
+    assert rel(f.hvp(theta, v), (f.gradient(theta + h * v) - f.gradient(theta - h * v)) / (2 * h)) < 1e-7
+    fd_t = (f.hvp(theta + h * u, v) - f.hvp(theta - h * u, v)) / (2 * h)
+    assert rel(f.third_order(theta, u, v), fd_t) < 1e-6
+    assert rel(f.third_order(theta, u, v), f.third_order(theta, v, u)) < 1e-12
+    assert np.array_equal(f.field("gf", LR, theta), -g)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_against_pytorch_float64(name):
+    torch = pytest.importorskip("torch")
+    net, x, y, theta, model, f = problem(name)
+    loss = net.loss(x, y, "cross_entropy")
+    th = torch.tensor(theta, requires_grad=True)
+
+    def grad(t):
+        return torch.autograd.grad(loss(t), t, create_graph=True)[0]
+
+    g_t = grad(th)
+
+    def hvp(v):
+        return torch.autograd.grad(g_t @ torch.tensor(v), th, create_graph=True, retain_graph=True)[0]
+
+    def third(u, v):
+        hv = torch.autograd.grad(g_t @ torch.tensor(v), th, create_graph=True)[0]
+        return torch.autograd.grad(hv @ torch.tensor(u), th, retain_graph=True)[0].detach().numpy()
+
+    g = g_t.detach().numpy()
+    H = lambda v: hvp(v).detach().numpy()  # noqa: E731
+    assert abs(f.value(theta) - float(loss(th))) <= 1e-12 * abs(float(loss(th)))
+    assert rel(f.gradient(theta), g) < 1e-12
+    v = np.random.default_rng(2).normal(size=theta.size)
+    assert rel(f.hvp(theta, v), H(v)) < 1e-12
+    assert rel(f.third_order(theta, g, v), third(g, v)) < 1e-12
+    hg, tgg = H(g), third(g, g)
+    expected = {
+        "gf": -g,
+        "eom1": -g - LR / 2 * hg,
+        "eom2": -g - LR / 2 * hg - LR**2 * (H(hg) / 3 + tgg / 12),
+        "eom3": -g - LR / 2 * hg - LR**2 * (H(hg) / 3 + tgg / 12)
+                - LR**3 * (H(H(hg)) / 4 + third(hg, g) / 12 + H(tgg) / 12),
+    }
+    for kind, field in expected.items():
+        assert rel(f.field(kind, LR, theta), field) < 1e-12, kind
+    b = 0.6
+    c = 1 / (1 - b)
+    heavy = {
+        "eom0": -c * g,
+        "eom1": -c * g - LR * (1 + b) * c**3 / 2 * hg,
+        "eom2": -c * g - LR * (1 + b) * c**3 / 2 * hg
+                - LR**2 * ((1 + 4 * b + b * b) * c**5 / 3 * H(hg) + (1 + 10 * b + b * b) * c**5 / 12 * tgg),
+    }
+    for kind, field in heavy.items():
+        assert rel(f.field(kind, LR, theta, method="heavy_ball", momentum=b), field) < 1e-12, kind
+    start = theta + LR * b * c**2 * g + LR**2 * b * (2 + b) * c**4 * hg
+    assert rel(f.start_point("eom2", LR, theta, method="heavy_ball", momentum=b) - theta, start - theta) < 1e-12
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: eomlab.Model(architecture="dense(3), wobble", input_shape=(4,)), "model.architecture"),
+    (lambda: eomlab.Model(architecture="dense(3)"), "input_shape"),
+    (lambda: eomlab.Model(layers=[4, 3], activation="sigmoid"), "model.activation"),
+    (lambda: eomlab.Model(layers=[4, 3], colour="red"), "colour"),
+])
+def test_bad_models_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_bad_objective_arguments_raise_value_error():
+    net, x, y, theta, model, f = problem("mlp")
+    with pytest.raises(ValueError, match="theta: expected"):
+        f.gradient(theta[:-1])
+    with pytest.raises(ValueError, match="X: expected samples"):
+        eomlab.Objective(model, x[:, :4], y)
+    with pytest.raises(ValueError, match="y: expected labels"):
+        eomlab.Objective(model, x, y + 5)
+    with pytest.raises(ValueError, match="flows.kinds"):
+        f.field("eom3", LR, theta, method="adam")
+    with pytest.raises(ValueError, match="optimizer.momentum"):
+        f.field("eom1", LR, theta, method="heavy_ball", momentum=1.5)
+    with pytest.raises(ValueError, match="optimizer.method"):
+        f.field("eom1", LR, theta, method="newton")
+
+
+def test_run_a_study_from_a_dict(tmp_path):
+    config = {"study": {"name": "py", "output": str(tmp_path / "out"), "seed": [1, 2]},
+              "data": {"n_samples": 32},
+              "model": {"layers": [4, 8, 3]},
+              "optimizer": {"lr": 0.1, "steps": 10, "record_every": 5},
+              "flows": {"kinds": ["gf", "eom1"]}}
+    out = eomlab.run(config)
+    assert pathlib.Path(out) == tmp_path / "out"
+    runs = sorted((tmp_path / "out" / "runs").glob("*.h5"))
+    assert [r.name for r in runs] == ["lr0.1_seed1_wd0.h5", "lr0.1_seed2_wd0.h5"]
+    with h5py.File(runs[0], "r") as h:
+        assert h.attrs["status"] == "complete"
+        assert h["observables/eom1/distance_to_gd"].shape == (3,)
+    again = eomlab.run(config, overwrite=True)  # a second study in the same process
+    assert again == out
+    with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
+        eomlab.run({"optimizer": {"speed": 1}})
