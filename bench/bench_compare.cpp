@@ -37,7 +37,7 @@ LossKind loss_from_environment() {
   const std::string loss = environment("EOMLAB_LOSS");
   if (loss.empty() || loss == "cross_entropy") return LossKind::cross_entropy;
   if (loss == "mse") return LossKind::mse;
-  throw Error("EOMLAB_LOSS: expected cross_entropy or mse, got '" + loss + "'");
+  throw InputError("EOMLAB_LOSS: expected cross_entropy or mse, got '" + loss + "'");
 }
 
 Model model_for(const Dataset& data, LossKind loss) {
@@ -49,15 +49,7 @@ Model model_for(const Dataset& data, LossKind loss) {
   return make_model(config, data.shape());
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  dist::Environment env(argc, argv);
-  const dist::Comm world = dist::Comm::world();
-  if (argc < 5) {
-    if (world.rank() == 0) std::fprintf(stderr, "usage: bench_compare DATA.h5 THETA.h5 V.h5 OUT_PREFIX [repeats]\n");
-    return 2;
-  }
+int compare(const dist::Comm& world, int argc, char** argv) {
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
   const LossKind loss = environment("EOMLAB_ARCHITECTURE").empty() ? LossKind::cross_entropy : loss_from_environment();
   const Dataset full = io::read_data_file(argv[1], loss, 0, "data");
@@ -98,4 +90,28 @@ int main(int argc, char** argv) {
     time(("field_" + ("eom" + std::to_string(order))).c_str(), [&] { fresh_point(); field(perturbed, out); });
   }
   return 0;
+}
+
+}  // namespace
+
+// Bad input (an unknown EOMLAB_ARCHITECTURE, a missing file) is the same on every rank: each stops, rank 0
+// prints one line and the exit code is 2, as eomlab's. Any other error exits 1 (the job is aborted when
+// only some ranks may have hit it).
+int main(int argc, char** argv) {
+  dist::Environment env(argc, argv);
+  const dist::Comm world = dist::Comm::world();
+  if (argc < 5) {
+    if (world.rank() == 0) std::fprintf(stderr, "usage: bench_compare DATA.h5 THETA.h5 V.h5 OUT_PREFIX [repeats]\n");
+    return 2;
+  }
+  try {
+    return compare(world, argc, argv);
+  } catch (const InputError& e) {
+    if (world.rank() == 0) std::fprintf(stderr, "bench_compare: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_compare: error on rank %d: %s\n", world.rank(), e.what());
+    if (world.size() > 1) dist::Environment::abort(1);
+    return 1;
+  }
 }
