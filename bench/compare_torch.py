@@ -3,7 +3,7 @@
 
     bench/compare_torch.py [--build build] [--widths 784,256,256,10] [--samples 1024] [--repeats 10] [--rounds 3]
     bench/compare_torch.py --architecture "conv(4,3,pad=1), tanh, avgpool(2), flatten, dense(3)" --shape 1,8,8
-                           [--loss cross_entropy|mse] [--agreement-only] ...
+                           [--loss cross_entropy|mse] [--agreement-only] [--inputs-only DIR] ...
 
 Writes the data, θ and a direction v in eomlab's input format, runs build/bench/bench_compare under
 mpirun with 1 and 2 ranks, then PyTorch with 1 and 2 threads: gradient by autograd, HVP by double
@@ -321,6 +321,8 @@ def parse_arguments():
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each setting keeps its fastest")
     p.add_argument("--agreement-only", action="store_true", help="print the agreement on 1 and 2 ranks, no timing")
+    p.add_argument("--inputs-only", metavar="DIR", default="",
+                   help="write the data, θ and v into DIR, print the bench_compare command and stop (no PyTorch)")
     args = p.parse_args()
     if not args.architecture:
         args.loss, widths = "cross_entropy", args.widths.split(",")
@@ -354,6 +356,14 @@ def main():
     args = parse_arguments()
     net = Network(args.architecture_for_torch, [int(n) for n in args.shape.split(",")])
     binary = pathlib.Path(args.build) / "bench" / "bench_compare"
+    if args.inputs_only:
+        d = pathlib.Path(args.inputs_only)
+        d.mkdir(parents=True, exist_ok=True)
+        theta = write_inputs(d, net, args.samples)[2]
+        variables = " ".join(f"{k}='{v}'" for k, v in model_environment(args).items())
+        print(f"P = {theta.size}; time eomlab's side on R ranks with\n  {variables} mpirun -np R {binary} "
+              f"{d / 'data.h5'} {d / 'theta.h5'} {d / 'v.h5'} {d / 'eomlab'} {args.repeats}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         d = pathlib.Path(tmp)
         x, y, theta, v = write_inputs(d, net, args.samples)

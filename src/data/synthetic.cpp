@@ -12,6 +12,11 @@ Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes) {
   return t;
 }
 
+void labels_to_targets(Dataset& data, Index k) {
+  data.targets = one_hot(data.labels, k);
+  data.labels.clear();
+}
+
 Shape synthetic_shape(const DataConfig& data) {
   return data.shape.channels > 0 ? data.shape : Shape(data.n_features);
 }
@@ -32,10 +37,7 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
       out.labels[static_cast<std::size_t>(i)] = c;
       for (Index f = 0; f < d; ++f) out.x(f, i) = centres(f, c) + data.noise * rng.normal();
     }
-    if (model.loss == LossKind::mse) {
-      out.targets = one_hot(out.labels, k);
-      out.labels.clear();
-    }
+    if (model.loss == LossKind::mse) labels_to_targets(out, k);
   } else if (data.source == "teacher") {
     for (Index i = 0; i < n; ++i)
       for (Index f = 0; f < d; ++f) out.x(f, i) = rng.normal();

@@ -19,6 +19,10 @@ Shape synthetic_shape(const DataConfig& data);
 // One-hot targets (n_classes x samples) from labels; used when mse is trained on class labels.
 Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes);
 
+// A labelled data set made mse's: its targets become the one-hot k x samples matrix of its labels, which
+// it drops. Every label must be below k (the callers check it).
+void labels_to_targets(Dataset& data, Index k);
+
 // Samples [begin, end) of rank `rank` among `ranks`: contiguous, sizes differ by at most one.
 Dataset shard(const Dataset& full, int rank, int ranks);
 

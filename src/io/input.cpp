@@ -125,8 +125,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
       for (std::int64_t label : out.labels)
         if (label >= k)
           throw InputError(where + ":/y: expected labels below " + std::to_string(k) + ", got " + std::to_string(label));
-      out.targets = one_hot(out.labels, k);
-      out.labels.clear();
+      labels_to_targets(out, k);
     }
   } else if (yclass == H5T_FLOAT && ydims.size() == 2) {
     if (loss == LossKind::cross_entropy)

@@ -71,26 +71,20 @@ std::vector<std::string> trajectory_names(const StudyConfig& c) {
   return names;
 }
 
-// A model.architecture's outputs against the data: a label for every class, or a target per output.
-void require_outputs_fit(const Model& model, const Dataset& data, const StudyConfig& c) {
-  const std::string where = "model.architecture: the last layer gives " + std::to_string(model.n_outputs()) + " outputs";
-  if (data.has_labels()) {
-    if (model.n_outputs() < 2) throw InputError(where + ", expected at least 2 for cross_entropy");
-    for (std::int64_t label : data.labels)
-      if (label >= model.n_outputs())
-        throw InputError(where + ", expected more than the data's label " + std::to_string(label));
-  } else if (data.targets.rows() != model.n_outputs()) {
-    throw InputError(where + ", expected the data's " + std::to_string(data.targets.rows()) + " targets (" +
-                     (c.data.source == "hdf5" ? "data file '" + c.data.path + "'" : "data.n_classes") + ")");
-  }
+// How messages name the study's data: its file, its image source, or a synthetic source and its classes.
+std::string data_text(const StudyConfig& c) {
+  if (c.data.source == "hdf5") return "data file '" + c.data.path + "'";
+  if (is_image_source(c.data.source)) return "data.source " + c.data.source + " ('" + c.data.path + "')";
+  return "data.source " + c.data.source +
+         (c.data.n_classes > 0 ? " (data.n_classes " + std::to_string(c.data.n_classes) + ")" : "");
 }
 
-// Refuses data that does not fit model.layers: the input width is the samples' features, the output
-// width covers the labels or is the targets' count. `what` names the data in messages.
-void check_data_against_model(const Dataset& data, const StudyConfig& c, const std::string& what) {
-  const std::string where = "model.layers: " + what;
-  const Index inputs = c.model.layers.front(), outputs = c.model.layers.back();
-  if (data.n_features() != inputs)
+// Refuses data that does not fit the network named by `key` (model.layers or model.architecture): every
+// label below the output width (cross_entropy) or as many target columns as outputs (mse), and, when
+// `inputs` > 0 (model.layers' first width), that many features per sample.
+void require_data_fits(const Dataset& data, Index inputs, Index outputs, const std::string& key, const StudyConfig& c) {
+  const std::string where = key + ": " + data_text(c);
+  if (inputs > 0 && data.n_features() != inputs)
     throw InputError(where + " has " + std::to_string(data.n_features()) + " features" +
                      (data.shape().is_vector() ? "" : " (" + data.shape().text() + ")") + ", expected input width " +
                      std::to_string(inputs));
@@ -115,8 +109,7 @@ Dataset load_data(const StudyConfig& c) {
       if (c.model.loss == LossKind::mse) {
         Index k = c.data.n_classes;
         for (std::int64_t label : data.labels) k = std::max<Index>(k, static_cast<Index>(label) + 1);
-        data.targets = one_hot(data.labels, k);
-        data.labels.clear();
+        labels_to_targets(data, k);
       }
       return data;
     }
@@ -124,16 +117,14 @@ Dataset load_data(const StudyConfig& c) {
     if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
     return make_synthetic(d, c.model);
   }
+  const Index inputs = c.model.layers.front(), outputs = c.model.layers.back();
   if (c.data.source == "hdf5") {
-    data = io::read_data_file(c.data.path, c.model.loss, c.model.layers.back(), "data.source");
-    check_data_against_model(data, c, "data file '" + c.data.path + "'");
+    data = io::read_data_file(c.data.path, c.model.loss, outputs, "data.source");
+    require_data_fits(data, inputs, outputs, "model.layers", c);
   } else if (is_image_source(c.data.source)) {
     data = load_images(c.data);
-    check_data_against_model(data, c, "data.source " + c.data.source + " ('" + c.data.path + "')");
-    if (c.model.loss == LossKind::mse) {
-      data.targets = one_hot(data.labels, c.model.layers.back());
-      data.labels.clear();
-    }
+    require_data_fits(data, inputs, outputs, "model.layers", c);
+    if (c.model.loss == LossKind::mse) labels_to_targets(data, outputs);
   } else {
     data = make_synthetic(c.data, c.model);
   }
@@ -143,7 +134,12 @@ Dataset load_data(const StudyConfig& c) {
 // The study's model for the data's samples (throws InputError if they do not fit together).
 Model study_model(const StudyConfig& c, const Dataset& data) {
   Model model = make_model(c.model, data.shape());
-  if (!c.model.architecture.empty()) require_outputs_fit(model, data, c);
+  if (!c.model.architecture.empty()) {
+    if (data.has_labels() && model.n_outputs() < 2)
+      throw InputError("model.architecture: the last layer gives " + std::to_string(model.n_outputs()) +
+                       " outputs, expected at least 2 for cross_entropy");
+    require_data_fits(data, 0, model.n_outputs(), "model.architecture", c);
+  }
   return model;
 }
 

@@ -102,7 +102,8 @@ BAD = {
                                "the shape 2x6x6, got 4x6x6"),
     "conv_larger_than_input": ("conv(4, 7), flatten, dense(3)", "model.architecture: layer 1 'conv(4, 7)'"),
     "unbalanced": ("conv(4, 3, flatten, dense(3)", "model.architecture: expected balanced parentheses"),
-    "too_few_outputs": ("flatten, dense(2)", "model.architecture: the last layer gives 2 outputs"),
+    "too_few_outputs": ("flatten, dense(2)", "model.architecture: data.source gaussian_mixture (data.n_classes 3) has label 2, "
+                        "expected labels below output width 2"),
 }
 
 
