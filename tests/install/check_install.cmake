@@ -34,6 +34,17 @@ if(NOT out MATCHES "^eomlab ${VERSION} ")
   message(FATAL_ERROR "installed eomlab --version printed '${out}', expected 'eomlab ${VERSION} ...'")
 endif()
 
+# The Python module from the prefix alone, in a fresh interpreter (when the build has it).
+if(PYTHON_MODULE_DIR)
+  step("installed Python module"
+       ${CMAKE_COMMAND} -E env PYTHONPATH=${prefix}/${PYTHON_MODULE_DIR} ${PYTHON} -I -c
+       "import sys; sys.path.insert(0, '${prefix}/${PYTHON_MODULE_DIR}'); import eomlab, numpy as np; \
+assert eomlab.__file__.startswith('${prefix}'), eomlab.__file__; \
+m = eomlab.Model(layers=[3, 4, 2]); f = eomlab.Objective(m, np.ones((5, 3)), np.array([0, 1, 0, 1, 0])); \
+print(eomlab.__file__, f.gradient(m.initial_parameters(1)).shape)")
+  message("${out}")
+endif()
+
 # A fresh project: nothing of the eomlab build is visible, only the prefix (no package registry).
 set(configure ${CMAKE_COMMAND} -S ${prefix}/share/eomlab/examples/consumer -B ${consumer_build}
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
