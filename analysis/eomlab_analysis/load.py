@@ -150,17 +150,27 @@ def grid(config):
 
 
 class Run:
+    """One run file, opened once (read-only) on first use and kept open until close(); what it reads is
+    cut to the records complete when it was opened."""
+
     def __init__(self, path):
         self.path = pathlib.Path(path)
-        with h5py.File(self.path, "r") as f:
-            self.attrs = {k: attribute(f.attrs, k) for k in f.attrs}
-            self.discrete, flows = trajectory_names(f)
-            self.trajectories = [t for t in [self.discrete, *flows] if t in f.get("observables", {})]
-            lengths = [f["step"].shape[0], f["time"].shape[0]]
-            for t in self.trajectories:
-                lengths += record_lengths(f[f"observables/{t}"])
-            self.records = min(lengths)
-            self.tables = {name: f[f"model/{name}"][:] for name in f.get("model", {})}
+        self._file = None
+        try:
+            self._read_header(self.file)
+        except Exception:
+            self.close()
+            raise
+
+    def _read_header(self, f):
+        self.attrs = {k: attribute(f.attrs, k) for k in f.attrs}
+        self.discrete, flows = trajectory_names(f)
+        self.trajectories = [t for t in [self.discrete, *flows] if t in f.get("observables", {})]
+        lengths = [f["step"].shape[0], f["time"].shape[0]]
+        for t in self.trajectories:
+            lengths += record_lengths(f[f"observables/{t}"])
+        self.records = min(lengths)
+        self.tables = {name: f[f"model/{name}"][:] for name in f.get("model", {})}
 
     @property
     def run_id(self):
@@ -226,10 +236,26 @@ class Run:
         """The `name` column of a /model table (layout, scale_invariant_blocks, translation_components)."""
         return [plain(n) for n in self.tables[table]["name"]]
 
+    @property
+    def file(self):
+        if self._file is None or not self._file.id.valid:
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def read(self, name):
         """A dataset along the record axis, cut to the complete records."""
-        with h5py.File(self.path, "r") as f:
-            return f[name][: self.records]
+        return self.file[name][: self.records]
 
     @property
     def step(self):
@@ -247,12 +273,10 @@ class Run:
         return self.series(flow, "distance_to_discrete" if self.has(flow, "distance_to_discrete") else "distance_to_gd")
 
     def has(self, trajectory, observable):
-        with h5py.File(self.path, "r") as f:
-            return f"observables/{trajectory}/{observable}" in f
+        return f"observables/{trajectory}/{observable}" in self.file
 
     def flow_status(self, trajectory):
-        with h5py.File(self.path, "r") as f:
-            return attribute(f[f"observables/{trajectory}"].attrs, "status", "ok")
+        return attribute(self.file[f"observables/{trajectory}"].attrs, "status", "ok")
 
 
 class Study:
@@ -293,10 +317,23 @@ class Study:
                 run, reason = None, f"unreadable: {e}"
             if reason:
                 self._stale.append((path.name, run.run_id if run else "", reason))
+                if run:
+                    run.close()
             else:
                 runs.append(run)
         runs = self._drop_duplicates(runs)
         self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
+
+    def close(self):
+        """Closes every run file read so far (each stays readable: it reopens on use)."""
+        for run in self._runs or []:
+            run.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def not_a_run_of_this_study(self, run):
         """Why `run` is not one of the study in study.ini, or None when it is."""

@@ -38,11 +38,9 @@ import unicodedata
 import numpy as np
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .load import Study, fit_slope, flow_order, text  # noqa: E402
+from .load import Study, fit_slope, flow_order, text
 
 ORDER_TOLERANCE = 0.25
 STYLE = {"gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
@@ -333,11 +331,17 @@ def scale_table(study):
     return header, rows
 
 
+def subplots(*args, figsize=None, **kw):
+    """A figure of its own and its axes, outside pyplot: importing or running the report selects no
+    backend and leaves no global state (a notebook's plots are untouched)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kw)
+
+
 def save(fig, out, name, title):
     """Writes a finished figure; returns its (title, file name) for the report."""
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
-    plt.close(fig)
     return title, name
 
 
@@ -347,12 +351,12 @@ def plots(study, out):
     if not first:
         return made
     lrs = sorted({r.lr for r in first}, reverse=True)
-    colors = {lr: plt.cm.viridis(i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
+    colors = {lr: matplotlib.colormaps["viridis"](i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
     flows, d = flows_of(first), discrete_name(first)
     label = f"seed {first[0].seed}, weight decay {first[0].weight_decay:g}"
 
     if flows:
-        fig, axes = plt.subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
+        fig, axes = subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
         for ax, flow in zip(axes[0], flows):
             for r in first:
                 ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
@@ -366,7 +370,7 @@ def plots(study, out):
 
         fitted = [r for r in first if not left_out_of_fits(r)]
         if len({r.lr for r in fitted}) >= 2 and ordered(flows):
-            fig, ax = plt.subplots(figsize=(5.2, 4.2))
+            fig, ax = subplots(figsize=(5.2, 4.2))
             for flow in ordered(flows):
                 x, y, t_end = common_final_distance(fitted, flow)
                 slope = fit_slope(x, y)
@@ -384,7 +388,7 @@ def plots(study, out):
             ax.legend(fontsize=8)
             made.append(save(fig, out, "orders.png", f"Final distance to {d} against lr"))
 
-    fig, axes = plt.subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
+    fig, axes = subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
@@ -398,7 +402,7 @@ def plots(study, out):
     made.append(save(fig, out, "loss.png", "Loss curves"))
 
     if all(r.has(r.discrete, "sharpness") for r in first):
-        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        fig, ax = subplots(figsize=(5.2, 3.8))
         for r in first:
             ax.semilogy(r.time, r.series(r.discrete, "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
             ax.axhline(2 / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8, label=f"2/lr = {2 / r.lr:g}")
@@ -412,7 +416,7 @@ def plots(study, out):
     with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
     if with_wd:
         r = with_wd[0]
-        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        fig, ax = subplots(figsize=(5.2, 3.8))
         s0 = r.series(r.discrete, "translation_components")[:, -1]
         for t in r.flows:
             s = r.series(t, "translation_components")[:, -1]
@@ -491,7 +495,11 @@ def fenced(body):
 
 
 def build(output_dir, out_dir):
-    study = Study(output_dir)
+    with Study(output_dir) as study:
+        return write(study, out_dir)
+
+
+def write(study, out_dir):
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# eomlab report: study '{md(study.name)}'\n",

@@ -1,0 +1,82 @@
+"""The analysis package as a package (issue 15): installable offline with pip (no index, no build
+isolation: Debian's setuptools), importable without side effects (no matplotlib backend chosen, pyplot
+not imported, not even by writing a report), its eomlab-report script working from the install, and
+a run file opened once however many series are read."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import SMALL_STUDY, run_eomlab, write_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    config = write_config(tmp, SMALL_STUDY.format(output=tmp / "out").replace("lr = 0.1", "lr = 0.1, 0.05"))
+    proc = run_eomlab(["--config", config])
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("install")
+    source = tmp / "analysis"
+    shutil.copytree(REPO / "analysis", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = tmp / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--target", str(target), str(source)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return target
+
+
+def fresh(code, site, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(site), MPLBACKEND="", **env))
+
+
+def test_import_and_report_have_no_global_side_effects(installed, study, tmp_path):
+    code = f"""
+import sys, matplotlib
+before = matplotlib.rcParams["backend"]
+import eomlab_analysis.report as r
+assert r.__file__.startswith({str(installed)!r}), r.__file__
+r.build({str(study)!r}, {str(tmp_path / 'report')!r})
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+assert matplotlib.rcParams["backend"] == before, (before, matplotlib.rcParams["backend"])
+print("ok")
+"""
+    proc = fresh(code, installed)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+    assert (tmp_path / "report" / "orders.csv").exists()
+
+
+def test_installed_script_writes_the_report(installed, study, tmp_path):
+    proc = subprocess.run([sys.executable, str(installed / "bin" / "eomlab-report"), str(study), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(installed)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "r" / "report.md").exists()
+
+
+def test_a_run_file_is_opened_once(study, monkeypatch):
+    sys.path.insert(0, str(REPO / "analysis"))
+    import h5py
+    from eomlab_analysis import load
+    opened = []
+    real = h5py.File
+    monkeypatch.setattr(load.h5py, "File", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    with load.Study(study) as s:
+        run = s.runs[0]
+        for _ in range(3):
+            for t in run.trajectories:
+                run.series(t, "loss")
+                run.has(t, "grad_norm")
+            run.step, run.time
+        assert opened.count(run.path) == 1, opened
+    assert run._file is None  # the study closed it
