@@ -316,6 +316,12 @@ PYBIND11_MODULE(eomlab, m) {
       .def("field", &PyObjective::field, py::arg("kind"), py::arg("lr"), py::arg("theta"), py::arg("method") = "gd")
       .def("start_point", &PyObjective::start_point, py::arg("kind"), py::arg("lr"), py::arg("theta0"),
            py::arg("method") = "gd");
+  // eomlab.Study is the analysis package's reader (eomlab_analysis, beside the module in the build tree
+  // and in an install), imported on first use.
+  m.def("__getattr__", [](const std::string& name) -> py::object {
+    if (name == "Study") return py::module_::import("eomlab_analysis.load").attr("Study");
+    throw py::attribute_error("module 'eomlab' has no attribute '" + name + "'");
+  });
   m.def("run", &run, py::arg("config"), py::arg("overwrite") = false, py::arg("resume") = false,
         "Runs a study (an INI path or a dict of sections) in this process; returns its output directory.");
 }

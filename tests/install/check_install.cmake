@@ -41,6 +41,7 @@ if(PYTHON_MODULE_DIR)
        "import sys; sys.path.insert(0, '${prefix}/${PYTHON_MODULE_DIR}'); import eomlab, numpy as np; \
 assert eomlab.__file__.startswith('${prefix}'), eomlab.__file__; \
 m = eomlab.Model(layers=[3, 4, 2]); f = eomlab.Objective(m, np.ones((5, 3)), np.array([0, 1, 0, 1, 0])); \
+assert eomlab.Study.__module__ == 'eomlab_analysis.load'; \
 print(eomlab.__file__, f.gradient(m.initial_parameters(1)).shape)")
   message("${out}")
 endif()

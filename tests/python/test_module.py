@@ -158,5 +158,10 @@ def test_run_a_study_from_a_dict(tmp_path):
         assert h["observables/eom1/distance_to_gd"].shape == (3,)
     again = eomlab.run(config, overwrite=True)  # a second study in the same process
     assert again == out
+    with eomlab.Study(out) as study:  # the analysis package's reader
+        assert [r.run_id for r in study.runs] == ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0"]
+        run = study.runs[0]
+        with h5py.File(runs[0], "r") as h:
+            assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
