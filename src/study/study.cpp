@@ -486,10 +486,10 @@ void require_whole_periods(const StudyConfig& c, const std::vector<RunSpec>& gri
       make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings});
   const long period = method->period();
   if (period <= 1) return;
-  const std::string epoch = c.optimizer.method + "'s epoch of " + std::to_string(period) + " steps";
+  const std::string epoch = "epochs of " + std::to_string(period) + " steps (" + c.optimizer.method + ")";
   if (c.optimizer.record_every % period != 0)
-    throw InputError("optimizer.record_every: expected a multiple of " + epoch + " (records fall on whole epochs), got " +
-                     std::to_string(c.optimizer.record_every));
+    throw InputError("optimizer.record_every: expected a multiple of " + std::to_string(period) +
+                     " (records fall on whole " + epoch + "), got " + std::to_string(c.optimizer.record_every));
   for (const RunSpec& run : grid)
     if (run.steps % period != 0)
       throw InputError(std::string(c.optimizer.steps > 0 ? "optimizer.steps" : "optimizer.horizon") +
