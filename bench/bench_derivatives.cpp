@@ -14,6 +14,7 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "flow/flow.hpp"
+#include "flow/method.hpp"
 #include "model/blas.hpp"
 #include "model/gemm.hpp"
 #include "bench_support.hpp"
@@ -125,6 +126,21 @@ void field(benchmark::State& state, const Network* net, int order) {
   });
 }
 
+// sgd's eom1 (DESIGN.md §1.5) with batches of `batch` samples: m batch gradients and m batch HVPs.
+void sgd_eom1(benchmark::State& state, const Network* net, long batch) {
+  Fixture f(*net);
+  MethodSettings settings;
+  settings.batch_size = batch;
+  const auto method = make_method("sgd", {*f.objective, 0.01, settings, 1});
+  const auto field_owner = make_flow("eom1", {*f.objective, *method, 0.01});
+  Flow& field = *field_owner;
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    field(f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
 // The same GEMMs as one gradient (shapes, transposes, the one gemm() of model/gemm.hpp), on plain
 // matrices: the speed the gradient can hope for. W is read as the column-major Wᵀ, as the gradient does.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
@@ -161,6 +177,11 @@ BENCHMARK_CAPTURE(field, reference_gf, &reference, 0)->Unit(benchmark::kMillisec
 BENCHMARK_CAPTURE(field, reference_eom1, &reference, 1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_eom2, &reference, 2)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_eom3, &reference, 3)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b32, &reference, 32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b64, &reference, 64)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b128, &reference, 128)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b256, &reference, 256)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b1024, &reference, 1024)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
@@ -169,5 +190,6 @@ BENCHMARK_CAPTURE(field, small_gf, &small, 0)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom1, &small, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom2, &small, 2)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom3, &small, 3)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(sgd_eom1, small_b32, &small, 32)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();
