@@ -15,6 +15,7 @@
 #include "diff/objective.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
+#include "flow/sgd.hpp"
 #include "model/blas.hpp"
 #include "model/gemm.hpp"
 #include "bench_support.hpp"
@@ -141,6 +142,25 @@ void sgd_eom1(benchmark::State& state, const Network* net, long batch) {
   });
 }
 
+// Its two passes apart: the m batch gradients, and the m batch HVPs at a point whose forward pass the
+// model does not hold (as for all but the last batch in the field).
+void sgd_batch_passes(benchmark::State& state, const Network* net, long batch, bool hvps) {
+  Fixture f(*net);
+  std::vector<std::unique_ptr<Objective>> batches;
+  const std::vector<Index> p = sgd_permutation(1, 0, net->samples);
+  for (Index j = 0; j < net->samples / batch; ++j)
+    batches.push_back(f.objective->restricted(std::vector<Index>(p.begin() + j * batch, p.begin() + (j + 1) * batch)));
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    for (auto& b : batches)
+      if (hvps)
+        b->hessian_vector(f.theta, f.v, f.out);
+      else
+        b->value_and_gradient(f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
 // The same GEMMs as one gradient (shapes, transposes, the one gemm() of model/gemm.hpp), on plain
 // matrices: the speed the gradient can hope for. W is read as the column-major Wᵀ, as the gradient does.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
@@ -182,6 +202,10 @@ BENCHMARK_CAPTURE(sgd_eom1, reference_b64, &reference, 64)->Unit(benchmark::kMil
 BENCHMARK_CAPTURE(sgd_eom1, reference_b128, &reference, 128)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(sgd_eom1, reference_b256, &reference, 256)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(sgd_eom1, reference_b1024, &reference, 1024)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b32_gradients, &reference, 32, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b32_hvps, &reference, 32, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b128_gradients, &reference, 128, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b128_hvps, &reference, 128, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
