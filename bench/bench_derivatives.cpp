@@ -116,9 +116,10 @@ void third_order(benchmark::State& state, const Network* net) {
   });
 }
 
-void field(benchmark::State& state, const Network* net, int order) {
+// One field evaluation of `method`'s eom<order> (default hyperparameters: β = 0.9, β1 = 0.9, β2 = 0.999).
+void method_field(benchmark::State& state, const Network* net, const char* method, int order) {
   Fixture f(*net);
-  const auto field_owner = make_flow("eom" + std::to_string(order), *f.objective, "gd", 0.01);
+  const auto field_owner = make_flow("eom" + std::to_string(order), *f.objective, method, 0.01);
   Flow& field = *field_owner;
   measure(state, *net, [&] {
     bench::move_to_fresh_point(f.theta);
@@ -126,6 +127,8 @@ void field(benchmark::State& state, const Network* net, int order) {
     benchmark::DoNotOptimize(f.out.data());
   });
 }
+
+void field(benchmark::State& state, const Network* net, int order) { method_field(state, net, "gd", order); }
 
 // sgd's eom1 (DESIGN.md §1.5) with batches of `batch` samples: m batch gradients and m batch HVPs.
 void sgd_eom1(benchmark::State& state, const Network* net, long batch) {
@@ -197,6 +200,11 @@ BENCHMARK_CAPTURE(field, reference_gf, &reference, 0)->Unit(benchmark::kMillisec
 BENCHMARK_CAPTURE(field, reference_eom1, &reference, 1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_eom2, &reference, 2)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(field, reference_eom3, &reference, 3)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(method_field, reference_heavy_ball_eom1, &reference, "heavy_ball", 1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(method_field, reference_heavy_ball_eom2, &reference, "heavy_ball", 2)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(method_field, reference_nesterov_eom2, &reference, "nesterov", 2)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(method_field, reference_rmsprop_eom1, &reference, "rmsprop", 1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(method_field, reference_adam_eom1, &reference, "adam", 1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(sgd_eom1, reference_b32, &reference, 32)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(sgd_eom1, reference_b64, &reference, 64)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(sgd_eom1, reference_b128, &reference, 128)->Unit(benchmark::kMillisecond);
@@ -214,6 +222,8 @@ BENCHMARK_CAPTURE(field, small_gf, &small, 0)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom1, &small, 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom2, &small, 2)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom3, &small, 3)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(method_field, small_heavy_ball_eom2, &small, "heavy_ball", 2)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(method_field, small_adam_eom1, &small, "adam", 1)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(sgd_eom1, small_b32, &small, 32)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

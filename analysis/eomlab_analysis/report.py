@@ -184,19 +184,29 @@ def ordered(flows):
     return [t for t in flows if flow_order(t) is not None]
 
 
+def expected_order(flow, method):
+    """The slope a flow's distance to the method should have against lr (DESIGN.md §1.3, §1.5): P + 1 for
+    the method's eomP; gf is GD's eom0 only and models no other method (None: nothing expected)."""
+    order = flow_order(flow)
+    if order is None or (flow == "gf" and method != "gd"):
+        return None
+    return order + 1
+
+
 def orders_table(fits):
     header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
-              "left_out"]
+              "left_out", "method"]
     rows = []
     for seed, wd, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
+        method = runs[0].method if runs else ""
         for flow in ordered(flows_of(runs)):
             lrs, dist, t_end = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
-            expected = flow_order(flow) + 1
-            rows.append([seed, wd, flow, t_end, len(lrs), slope, expected,
-                         "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no",
-                         " ".join(repr(lr) for lr in lrs), excluded])
+            expected = expected_order(flow, method)
+            within = "n/a" if expected is None else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no"
+            rows.append([seed, wd, flow, t_end, len(lrs), slope, "" if expected is None else expected, within,
+                         " ".join(repr(lr) for lr in lrs), excluded, method])
     return header, rows
 
 
@@ -360,7 +370,9 @@ def plots(study, out):
             for flow in ordered(flows):
                 x, y, t_end = common_final_distance(fitted, flow)
                 slope = fit_slope(x, y)
-                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f} (expected {flow_order(flow) + 1})")
+                expected = expected_order(flow, fitted[0].method)
+                line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f}" +
+                                  (f" (expected {expected})" if expected is not None else " (not a model of it)"))
                 xs = np.array([min(x), max(x)])
                 if math.isfinite(slope):
                     c = np.exp(np.mean(np.log(y)) - slope * np.mean(np.log(x)))

@@ -63,7 +63,7 @@ const std::vector<KeySpec>& config_keys() {
       {"optimizer.beta2", "", "adam: beta2 (default 0.999); rmsprop: its alpha (default 0.99)"},
       {"optimizer.eps", "", "adam, rmsprop: eps added to the root of the second moment (default 1e-8)"},
       {"optimizer.batch_size", "", "sgd: samples per minibatch, a divisor of the number of samples"},
-      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the batches from the seed, or a new one every epoch (default fixed)"},
+      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the samples from the seed (cut into consecutive batches), or a new one every epoch (default fixed)"},
       {"optimizer.lr", "0.05", "learning rates (list: sweep)"},
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
@@ -269,9 +269,9 @@ void add_defaults(Values& values) {
 }
 
 template <class T, class Format>
-std::string joined(const std::vector<T>& items, Format format) {
+std::string joined(const std::vector<T>& items, Format format, const std::string& separator = ",") {
   std::string s;
-  for (const T& x : items) s += (s.empty() ? "" : ",") + format(x);
+  for (const T& x : items) s += (s.empty() ? "" : separator) + format(x);
   return s;
 }
 
@@ -522,7 +522,7 @@ double parse_unit_interval(const std::string& key, const std::string& text) {
 void build_method_settings(StudyConfig& c, const KeyValues& kv) {
   for (const auto& [name, methods] : method_keys())
     if (const std::string key = "optimizer." + name; !kv.get(key).empty() && !uses(c, key))
-      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }) + " only",
+      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }, ", ") + " only",
                         "optimizer.method " + quoted(c.optimizer.method));
   MethodSettings& m = c.optimizer.settings;
   const auto given = [&](const char* key, const char* fallback) {

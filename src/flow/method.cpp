@@ -17,6 +17,26 @@ const CounterTermTable& Method::counter_terms() const {
   return none;
 }
 
+void GradientMethod::evaluate() {
+  loss_ = objective_.value_and_gradient(theta_, grad_);
+  ++evaluations_;
+}
+
+MethodState GradientMethod::state(std::vector<std::pair<std::string, Vector>> own_vectors,
+                                  std::vector<std::pair<std::string, double>> own_scalars) const {
+  MethodState s{{{"theta", theta_}, {"grad", grad_}}, {{"loss", loss_}, {"evaluations", static_cast<double>(evaluations_)}}};
+  for (auto& v : own_vectors) s.vectors.push_back(std::move(v));
+  for (auto& x : own_scalars) s.scalars.push_back(std::move(x));
+  return s;
+}
+
+void GradientMethod::restore_iterate(const MethodState& s) {
+  theta_ = s.vectors.at(0).second;
+  grad_ = s.vectors.at(1).second;
+  loss_ = s.scalars.at(0).second;
+  evaluations_ = static_cast<long>(s.scalars.at(1).second);
+}
+
 std::string state_signature(const MethodState& state) {
   std::string out = "vectors:";
   for (const auto& v : state.vectors) out += " " + v.first;

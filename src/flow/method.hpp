@@ -63,6 +63,31 @@ class Method {
   virtual double step_loss() const { return loss(); }
 };
 
+// What every method that steps on exact gradients keeps: θ_k, g(θ_k), L(θ_k) and the evaluations so
+// far, saved as vectors "theta", "grad" and scalars "loss", "evaluations", followed by the method's own
+// state (velocity, moments, step counters).
+class GradientMethod : public Method {
+ public:
+  const Vector& theta() const override { return theta_; }
+  const Vector& gradient() const override { return grad_; }
+  double loss() const override { return loss_; }
+  long evaluations() const override { return evaluations_; }
+
+ protected:
+  explicit GradientMethod(Objective& objective) : objective_(objective) {}
+  // L and g at theta_ (one evaluation).
+  void evaluate();
+  MethodState state(std::vector<std::pair<std::string, Vector>> own_vectors = {},
+                    std::vector<std::pair<std::string, double>> own_scalars = {}) const;
+  // Restores θ, g, L and the count; the method's own state follows at vectors[2], scalars[2].
+  void restore_iterate(const MethodState& s);
+
+  Objective& objective_;
+  Vector theta_, grad_;
+  double loss_ = 0;
+  long evaluations_ = 0;
+};
+
 struct MethodContext {
   Objective& objective;
   double lr;

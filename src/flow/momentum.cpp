@@ -11,10 +11,10 @@ namespace {
 
 enum class Momentum { heavy_ball, nesterov };
 
-class MomentumMethod final : public Method {
+class MomentumMethod final : public GradientMethod {
  public:
   MomentumMethod(const MethodContext& c, Momentum kind)
-      : objective_(c.objective), lr_(c.lr), beta_(c.settings.momentum), kind_(kind),
+      : GradientMethod(c.objective), lr_(c.lr), beta_(c.settings.momentum), kind_(kind),
         table_(cached_counter_terms(kind == Momentum::heavy_ball ? heavy_ball_recurrence(beta_)
                                                                  : nesterov_recurrence(beta_))) {}
   std::string name() const override { return kind_ == Momentum::heavy_ball ? "heavy_ball" : "nesterov"; }
@@ -35,38 +35,21 @@ class MomentumMethod final : public Method {
     const Vector v = beta_ * velocity_ + grad_;
     out = kind_ == Momentum::heavy_ball ? Vector(theta_ - lr_ * v) : Vector(theta_ - lr_ * (grad_ + beta_ * v));
   }
-  const Vector& theta() const override { return theta_; }
-  const Vector& gradient() const override { return grad_; }
-  double loss() const override { return loss_; }
-  long evaluations() const override { return evaluations_; }
   double stable_lr_sharpness() const override {
     return kind_ == Momentum::heavy_ball ? 2 * (1 + beta_) : 2 * (1 + beta_) / (1 + 2 * beta_);
   }
   const CounterTermTable& counter_terms() const override { return table_; }
-  MethodState save() const override {
-    return {{{"theta", theta_}, {"velocity", velocity_}, {"grad", grad_}},
-            {{"loss", loss_}, {"evaluations", static_cast<double>(evaluations_)}}};
-  }
+  MethodState save() const override { return state({{"velocity", velocity_}}); }
   void restore(const MethodState& s) override {
-    theta_ = s.vectors.at(0).second;
-    velocity_ = s.vectors.at(1).second;
-    grad_ = s.vectors.at(2).second;
-    loss_ = s.scalars.at(0).second;
-    evaluations_ = static_cast<long>(s.scalars.at(1).second);
+    restore_iterate(s);
+    velocity_ = s.vectors.at(2).second;
   }
 
  private:
-  void evaluate() {
-    loss_ = objective_.value_and_gradient(theta_, grad_);
-    ++evaluations_;
-  }
-  Objective& objective_;
   double lr_, beta_;
   Momentum kind_;
   const CounterTermTable& table_;
-  Vector theta_, velocity_, grad_;
-  double loss_ = 0;
-  long evaluations_ = 0;
+  Vector velocity_;
 };
 
 }  // namespace

@@ -428,9 +428,13 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   // Wide enough for the longest run id and status ("interrupted"), so columns never run together.
   std::size_t id_width = 28;
   for (const RunSpec& run : runs) id_width = std::max(id_width, run.run_id.size() + 2);
-  const int run_w = static_cast<int>(id_width), status_w = 13;
-  out << std::left << std::setw(run_w) << "run" << std::setw(status_w) << "status" << std::setw(7) << "traj" << std::right
-      << std::setw(14) << "final loss" << std::setw(18) << "dist. to GD" << std::setw(12) << "evals" << "\n";
+  std::size_t name_width = 7;
+  for (const std::string& name : names) name_width = std::max(name_width, name.size() + 1);
+  const int run_w = static_cast<int>(id_width), status_w = 13, traj_w = static_cast<int>(name_width);
+  const std::string distance = c.optimizer.method == OptimizerConfig{}.method ? "dist. to GD" : "dist. to " + c.optimizer.method;
+  const int distance_w = std::max(18, static_cast<int>(distance.size()) + 2);
+  out << std::left << std::setw(run_w) << "run" << std::setw(status_w) << "status" << std::setw(traj_w) << "traj" << std::right
+      << std::setw(14) << "final loss" << std::setw(distance_w) << distance << std::setw(12) << "evals" << "\n";
   for (const RunSpec& run : runs) {
     io::RunResult r;
     try {
@@ -442,8 +446,8 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
     for (std::size_t i = 0; i < r.trajectories.size(); ++i) {
       const io::TrajectoryResult& t = r.trajectories[i];
       out << std::left << std::setw(run_w) << (i == 0 ? r.run_id : "") << std::setw(status_w) << (i == 0 ? r.status : "")
-          << std::setw(7) << t.name << std::right << std::setw(14) << std::setprecision(6) << std::defaultfloat
-          << t.final_loss << std::setw(18);
+          << std::setw(traj_w) << t.name << std::right << std::setw(14) << std::setprecision(6) << std::defaultfloat
+          << t.final_loss << std::setw(distance_w);
       if (i == 0)
         out << "-";
       else

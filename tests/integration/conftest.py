@@ -39,6 +39,18 @@ def wait_for_first_checkpoint(out, proc):
         time.sleep(0.02)
 
 
+def datasets(out):
+    """Every dataset of every run file of the study writing to `out`, as bytes, by (file, path)."""
+    import h5py
+
+    data = {}
+    for path in sorted((out / "runs").glob("*.h5")):
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: data.__setitem__((path.name, name), obj[()].tobytes())
+                         if isinstance(obj, h5py.Dataset) else None)
+    return data
+
+
 def write_config(directory, text, name="study.ini"):
     path = pathlib.Path(directory) / name
     path.write_text(text)

@@ -12,7 +12,7 @@ import time
 import h5py
 import pytest
 
-from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
 STUDY = """
 [study]
@@ -33,16 +33,6 @@ kinds = gf, eom1, eom2
 [output]
 checkpoint_every = 10
 """
-
-
-def datasets(out):
-    """Every dataset of every run file, by (file, path)."""
-    data = {}
-    for path in sorted((out / "runs").glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: data.__setitem__((path.name, name), obj[()].tobytes())
-                         if isinstance(obj, h5py.Dataset) else None)
-    return data
 
 
 def statuses(out):

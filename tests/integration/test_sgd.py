@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
 STUDY = """
 [study]
@@ -48,15 +48,6 @@ def series(out):
             "step": f["step"][()], "loss": f["observables/sgd/loss"][()],
             "eom1_distance": f["observables/eom1/distance_to_discrete"][()],
             "gf_distance": f["observables/gf/distance_to_discrete"][()]}
-
-
-def datasets(out):
-    data = {}
-    for path in sorted((out / "runs").glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: data.__setitem__((path.name, name), obj[()].tobytes())
-                         if isinstance(obj, h5py.Dataset) else None)
-    return data
 
 
 def study(tmp_path, name, ranks, order, **replace):

@@ -15,6 +15,7 @@
 #include "support/mixture.hpp"
 #include "support/model.hpp"
 #include "support/recording_sink.hpp"
+#include "support/slopes.hpp"
 
 using namespace eomlab;
 
@@ -134,5 +135,235 @@ TEST(ModifiedEquation, HeavyBallSeriesApproachesTheSlowRootOfAQuadratic) {
     }
     const double slope = std::log2(errors[0] / errors[1]);
     EXPECT_NEAR(slope, order + 1, 0.1) << "order " << order << ": errors " << errors[0] << ", " << errors[1];
+  }
+}
+
+namespace {
+
+struct SlopeRun {
+  std::string method;
+  MethodSettings settings;
+  std::vector<std::string> flows;
+  std::vector<double> lrs;
+  double horizon = 0.4;
+  bool start_correction = true;
+};
+
+// The method and its flows on a small tanh network to a fixed final time at each lr; the log-log slope
+// of each flow's final distance to the discrete trajectory.
+std::vector<double> slopes(const SlopeRun& r) {
+  const std::vector<Index> widths{5, 8, 3};
+  const Dataset d = test::mixture(48, widths, 4);
+  std::vector<std::vector<double>> distance(r.flows.size());
+  for (double lr : r.lrs) {
+    Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy);
+    const Vector theta0 = mlp.initial_parameters(3);
+    const ObservableLayout layout = observable_layout(mlp, false);
+    const WholeVector local(mlp.n_params());
+    ModelObjective objective(std::move(mlp), d, d.n_samples(), 0.0, local);
+    DriverSettings s;
+    s.method = r.method;
+    s.method_settings = r.settings;
+    s.start_correction = r.start_correction;
+    s.lr = lr;
+    s.steps = std::lround(r.horizon / lr);
+    s.record_every = s.steps;
+    s.flows = r.flows;
+    s.integrator = {1e-13, 1e-15};
+    test::RecordingSink sink;
+    run_synchronized(objective, theta0, s, layout, local, sink);
+    for (std::size_t f = 0; f < r.flows.size(); ++f) distance[f].push_back(sink.records.back().trajectories[f + 1].distance_to_gd);
+  }
+  std::vector<double> out;
+  for (std::size_t f = 0; f < r.flows.size(); ++f) {
+    out.push_back(test::loglog_slope(r.lrs, distance[f]));
+    std::printf("%s %s%s: distances", r.method.c_str(), r.flows[f].c_str(), r.start_correction ? "" : " (start θ0)");
+    for (double x : distance[f]) std::printf(" %.3e", x);
+    std::printf(", slope %.3f\n", out.back());
+  }
+  return out;
+}
+
+}  // namespace
+
+// DESIGN.md §1.5: eomP of heavy ball and Nesterov, started from θ0*, is within lr^(P+1) of the discrete
+// trajectory at a fixed final time (slopes P+1 ± 0.25), for β = 0.5 and 0.8.
+TEST(OptimizerOrders, MomentumMethodsEom0ToEom2HaveSlopesOneToThree) {
+  for (const char* method : {"heavy_ball", "nesterov"})
+    for (double beta : {0.5, 0.8}) {
+      SlopeRun r;
+      r.method = method;
+      r.settings.momentum = beta;
+      r.flows = {"eom0", "eom1", "eom2"};
+      r.lrs = beta < 0.6 ? std::vector<double>{0.02, 0.01, 0.005} : std::vector<double>{0.005, 0.0025, 0.00125};
+      const std::vector<double> s = slopes(r);
+      for (std::size_t p = 0; p < s.size(); ++p) EXPECT_NEAR(s[p], static_cast<double>(p) + 1.0, 0.25) << method << ", beta " << beta << ", eom" << p;
+    }
+}
+
+// Without θ0* the error stalls at O(lr): heavy ball's eom1 from θ0 has slope about 1, not 2.
+TEST(OptimizerOrders, HeavyBallEom1WithoutTheStartCorrectionFallsToSlopeOne) {
+  SlopeRun r;
+  r.method = "heavy_ball";
+  r.settings.momentum = 0.5;
+  r.flows = {"eom1"};
+  r.lrs = {0.02, 0.01, 0.005};
+  r.start_correction = false;
+  EXPECT_NEAR(slopes(r)[0], 1.0, 0.25);
+}
+
+// DESIGN.md §1.5: eom0 and eom1 of Adam (no start shift) and RMSProp (with θ0*) are within lr and lr²
+// of the discrete trajectory at a fixed final time, with ε = 0.1 and 0.01 and β1 ≷ β2.
+TEST(OptimizerOrders, AdamAndRmspropEom0AndEom1HaveSlopesOneAndTwo) {
+  struct Case {
+    const char* method;
+    double beta1, beta2, eps;
+  };
+  // The expansion parameter grows like lr/(1 − β): β2 = 0.999 would need far smaller lrs and longer runs.
+  for (const Case& c : {Case{"adam", 0.5, 0.9, 0.1}, Case{"adam", 0.9, 0.5, 0.01}, Case{"rmsprop", 0, 0.9, 0.1},
+                        Case{"rmsprop", 0, 0.5, 0.01}}) {
+    SlopeRun r;
+    r.method = c.method;
+    r.settings.beta1 = c.beta1;
+    r.settings.beta2 = c.beta2;
+    r.settings.eps = c.eps;
+    r.flows = {"eom0", "eom1"};
+    r.lrs = {0.002, 0.001, 0.0005};
+    r.horizon = 0.2;
+    const std::vector<double> s = slopes(r);
+    for (std::size_t p = 0; p < s.size(); ++p)
+      EXPECT_NEAR(s[p], static_cast<double>(p) + 1.0, 0.25) << c.method << " beta1 " << c.beta1 << " beta2 " << c.beta2 << " eps " << c.eps << ", eom" << p;
+  }
+}
+
+namespace {
+
+struct SmallNet {
+  std::vector<Index> widths{4, 6, 3};
+  Dataset data = test::mixture(24, widths, 5);
+  Vector theta0 = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy).initial_parameters(1);
+  WholeVector local{theta0.size()};
+  ModelObjective objective{test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy), data, data.n_samples(),
+                           0.01, local};
+};
+
+// The method's iterates after `steps` steps.
+std::vector<Vector> iterates(Objective& objective, const std::string& method, const MethodSettings& settings, double lr,
+                             const Vector& theta0, int steps) {
+  const std::unique_ptr<Method> m = make_method(method, {objective, lr, settings});
+  m->start(theta0);
+  std::vector<Vector> out{m->theta()};
+  for (int k = 0; k < steps; ++k) {
+    m->step();
+    out.push_back(m->theta());
+  }
+  return out;
+}
+
+}  // namespace
+
+// Each method against its update written out by hand (DESIGN.md §1.5, torch.optim's formulas).
+TEST(Methods, EachMethodFollowsItsHandWrittenRecurrence) {
+  SmallNet net;
+  const double lr = 0.05;
+  const int steps = 25;
+  const Index n = net.theta0.size();
+  MethodSettings s;
+  s.momentum = 0.7;
+  s.beta1 = 0.8;
+  s.beta2 = 0.95;
+  s.eps = 1e-3;
+  const auto gradient = [&](const Vector& theta) {
+    Vector g;
+    net.objective.value_and_gradient(theta, g);
+    return g;
+  };
+  for (const char* method : {"heavy_ball", "nesterov", "rmsprop", "adam"}) {
+    Vector theta = net.theta0, v = Vector::Zero(n), m = Vector::Zero(n), sq = Vector::Zero(n);
+    std::vector<Vector> expected{theta};
+    for (int k = 1; k <= steps; ++k) {
+      const Vector g = gradient(theta);
+      for (Index i = 0; i < n; ++i) {
+        const std::string name = method;
+        if (name == "heavy_ball" || name == "nesterov") {
+          v[i] = s.momentum * v[i] + g[i];
+          theta[i] -= lr * (name == "heavy_ball" ? v[i] : g[i] + s.momentum * v[i]);
+        } else if (name == "rmsprop") {
+          sq[i] = s.beta2 * sq[i] + (1 - s.beta2) * g[i] * g[i];
+          theta[i] -= lr * g[i] / (std::sqrt(sq[i]) + s.eps);
+        } else {
+          m[i] = s.beta1 * m[i] + (1 - s.beta1) * g[i];
+          sq[i] = s.beta2 * sq[i] + (1 - s.beta2) * g[i] * g[i];
+          const double mhat = m[i] / (1 - std::pow(s.beta1, k)), shat = sq[i] / (1 - std::pow(s.beta2, k));
+          theta[i] -= lr * mhat / (std::sqrt(shat) + s.eps);
+        }
+      }
+      expected.push_back(theta);
+    }
+    const std::vector<Vector> got = iterates(net.objective, method, s, lr, net.theta0, steps);
+    for (int k = 0; k <= steps; ++k)
+      EXPECT_LT((got[static_cast<std::size_t>(k)] - expected[static_cast<std::size_t>(k)]).norm(),
+                1e-13 * expected[static_cast<std::size_t>(k)].norm())
+          << method << ", step " << k;
+  }
+}
+
+// save() then restore() into a fresh method continues with the same bits, for every method.
+TEST(Methods, SaveAndRestoreContinueWithTheSameBits) {
+  SmallNet net;
+  MethodSettings s;
+  for (const char* method : {"gd", "heavy_ball", "nesterov", "rmsprop", "adam"}) {
+    const std::vector<Vector> straight = iterates(net.objective, method, s, 0.05, net.theta0, 10);
+    const std::unique_ptr<Method> first = make_method(method, {net.objective, 0.05, s});
+    first->start(net.theta0);
+    for (int k = 0; k < 4; ++k) first->step();
+    const std::unique_ptr<Method> second = make_method(method, {net.objective, 0.05, s});
+    second->restore(first->save());
+    for (int k = 4; k < 10; ++k) second->step();
+    EXPECT_EQ(second->theta(), straight.back()) << method;
+    Vector next;
+    first->next_iterate(next);
+    first->step();
+    EXPECT_EQ(next, first->theta()) << method << ": next_iterate is the next step";
+  }
+}
+
+// RMSProp's start shift θ0* − θ0 = −η g0 ⊙ Σ_{k≥1} [1/(√(1−β2^k)|g0| + ε) − 1/(|g0| + ε)] against the
+// sum taken term by term until the terms vanish; eom0 and Adam's models start from θ0.
+TEST(Methods, RmspropStartShiftIsTheSummedTransient) {
+  SmallNet net;
+  const double lr = 0.01;
+  for (double beta2 : {0.9, 0.99}) {
+    MethodSettings s;
+    s.beta2 = beta2;
+    s.eps = 1e-3;
+    Vector g;
+    net.objective.value_and_gradient(net.theta0, g);
+    Vector expected = net.theta0;
+    for (Index i = 0; i < g.size(); ++i) {
+      const double a = std::abs(g[i]);
+      double sum = 0, x = beta2;
+      for (int k = 1; k < 200000 && x > 1e-300; ++k, x *= beta2) sum += 1 / (std::sqrt(1 - x) * a + s.eps) - 1 / (a + s.eps);
+      expected[i] -= lr * g[i] * sum;
+    }
+    const Vector start = make_flow("eom1", net.objective, "rmsprop", lr, s)->start_point(net.theta0);
+    EXPECT_LT((start - expected).norm(), 1e-12 * (expected - net.theta0).norm()) << "beta2 " << beta2;
+    EXPECT_GT((start - net.theta0).norm(), 1e-4);
+    EXPECT_EQ(make_flow("eom0", net.objective, "rmsprop", lr, s)->start_point(net.theta0), net.theta0);
+    EXPECT_EQ(make_flow("eom1", net.objective, "adam", lr, s)->start_point(net.theta0), net.theta0);
+  }
+}
+
+// An order a method does not provide is bad input naming the method and the order.
+TEST(Methods, AnOrderBeyondTheMethodsModelsIsRefused) {
+  SmallNet net;
+  for (const auto& [method, order] : {std::pair<std::string, std::string>{"heavy_ball", "eom3"}, {"adam", "eom2"}, {"rmsprop", "eom3"}}) {
+    try {
+      make_flow(order, net.objective, method, 0.01);
+      ADD_FAILURE() << method << " " << order << " was made";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(method), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(order), std::string::npos) << e.what();
+    }
   }
 }

@@ -19,6 +19,7 @@
 #include "support/mixture.hpp"
 #include "support/model.hpp"
 #include "support/recording_sink.hpp"
+#include "support/slopes.hpp"
 
 using namespace eomlab;
 
@@ -95,19 +96,6 @@ DriverSettings sgd_settings(double lr, long b, BatchOrder order, std::uint64_t s
   s.flows = std::move(flows);
   s.integrator = {1e-13, 1e-15};
   return s;
-}
-
-double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  const double n = static_cast<double>(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double lx = std::log(x[i]), ly = std::log(y[i]);
-    sx += lx;
-    sy += ly;
-    sxx += lx * lx;
-    sxy += lx * ly;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
 }
 
 }  // namespace
@@ -363,7 +351,7 @@ TEST(Sgd, ErrorOrdersAtEpochBoundaries) {
     }
     const char* flows[] = {"gf", "eom0", "eom1"};
     for (std::size_t f = 0; f < 3; ++f) {
-      const double slope = loglog_slope(lrs, distance[f]);
+      const double slope = test::loglog_slope(lrs, distance[f]);
       std::printf("%s, %s: distances %.3e %.3e %.3e %.3e, slope %.3f\n", name, flows[f], distance[f][0], distance[f][1],
                   distance[f][2], distance[f][3], slope);
       RecordProperty(std::string("slope_") + name + "_" + flows[f], std::to_string(slope));

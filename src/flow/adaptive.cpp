@@ -1,0 +1,149 @@
+// RMSProp and Adam exactly as torch.optim runs them in float64 (DESIGN.md §1.5; rmsprop: alpha = β2, no
+// centering, no momentum; adam: no amsgrad, weight decay inside L), and their continuous models:
+//   eom0: θ' = −g/D,  D = |g| + ε (elementwise);
+//   eom1: adds −η w ⊙ [(1+β1)/(2(1−β1)) / D − (1+β2)/(2(1−β2)) |g|/D²],  w = H(g/D)
+// (rmsprop: β1 = 0). Adam's bias correction makes its start transient O(η²): no start shift. RMSProp
+// starts from θ0* = θ0 − η g0 ⊙ Σ_{k≥1} [1/(√(1−β2^k)|g0| + ε) − 1/(|g0| + ε)].
+// The preconditioned sharpness their stability depends on is not measured: no edge-of-stability limit.
+#include <cmath>
+#include <limits>
+
+#include "flow/flow.hpp"
+#include "flow/method.hpp"
+
+namespace eomlab {
+namespace {
+
+enum class Adaptive { rmsprop, adam };
+
+struct AdaptiveSettings {
+  Adaptive kind;
+  double beta1, beta2, eps;  // beta1 = 0 for rmsprop
+};
+
+// Σ_{k≥1} [1/(√(1−β^k) a + ε) − 1/(a + ε)]: summed exactly while β^k > 1e-3, then the tail from the
+// terms' expansion in x = β^k to x⁵ (the neglected part is below 1e-18 of the first term), each power of
+// x summed as a geometric series.
+double rmsprop_start_sum(double a, double beta, double eps) {
+  const double steady = 1 / (a + eps);
+  double sum = 0, x = beta;
+  long k = 1;
+  for (; x > 1e-3; ++k, x *= beta) sum += 1 / (std::sqrt(1 - x) * a + eps) - steady;
+  // 1/(A − a(x/2 + x²/8 + x³/16 + 5x⁴/128 + 7x⁵/256)) − 1/A = (1/A) Σ_{n≥1} δⁿ, δ = a(…)/A, A = a + ε.
+  const double root[6] = {0, 0.5, 0.125, 0.0625, 5.0 / 128, 7.0 / 256};
+  double delta[6], power[6] = {1, 0, 0, 0, 0, 0}, term[6] = {0, 0, 0, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) delta[i] = a * root[i] * steady;
+  for (int n = 1; n <= 5; ++n) {
+    double next[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 6; ++i)
+      for (int j = 1; i + j < 6; ++j) next[i + j] += power[i] * delta[j];
+    for (int i = 0; i < 6; ++i) {
+      power[i] = next[i];
+      term[i] += next[i];
+    }
+  }
+  for (int m = 1; m <= 5; ++m) sum += steady * term[m] * std::pow(x, m) / (1 - std::pow(beta, m));  // Σ_{j≥k} (β^j)^m
+  return sum;
+}
+
+// eom0 and eom1 of rmsprop and adam.
+class AdaptiveFlow final : public Flow {
+ public:
+  AdaptiveFlow(Objective& objective, const AdaptiveSettings& s, int order, double lr, bool corrected_start)
+      : objective_(objective), s_(s), order_(order), lr_(lr), corrected_start_(corrected_start) {}
+
+  Vector start_point(const Vector& theta0) override {
+    if (!corrected_start_ || s_.kind != Adaptive::rmsprop || order_ < 1) return theta0;
+    objective_.value_and_gradient(theta0, grad_);
+    Vector out = theta0;
+    for (Index i = 0; i < out.size(); ++i) out[i] -= lr_ * grad_[i] * rmsprop_start_sum(std::abs(grad_[i]), s_.beta2, s_.eps);
+    return out;
+  }
+
+ protected:
+  void field(const Vector& theta, Vector& out) override {
+    objective_.value_and_gradient(theta, grad_);
+    denominator_ = grad_.array().abs() + s_.eps;
+    direction_ = grad_.array() / denominator_.array();
+    out = -direction_;
+    if (order_ < 1) return;
+    objective_.hessian_vector(theta, direction_, hw_);
+    const double a1 = (1 + s_.beta1) / (2 * (1 - s_.beta1)), a2 = (1 + s_.beta2) / (2 * (1 - s_.beta2));
+    out.array() -= lr_ * hw_.array() *
+                   (a1 / denominator_.array() - a2 * grad_.array().abs() / denominator_.array().square());
+  }
+
+ private:
+  Objective& objective_;
+  AdaptiveSettings s_;
+  int order_;
+  double lr_;
+  bool corrected_start_;
+  Vector grad_, denominator_, direction_, hw_;
+};
+
+class AdaptiveMethod final : public GradientMethod {
+ public:
+  AdaptiveMethod(const MethodContext& c, Adaptive kind)
+      : GradientMethod(c.objective), lr_(c.lr),
+        s_{kind, kind == Adaptive::adam ? c.settings.beta1 : 0.0, c.settings.beta2, c.settings.eps} {}
+  std::string name() const override { return s_.kind == Adaptive::adam ? "adam" : "rmsprop"; }
+  void start(const Vector& theta0) override {
+    theta_ = theta0;
+    first_.setZero(theta0.size());
+    second_.setZero(theta0.size());
+    steps_ = 0;
+    evaluate();
+  }
+  void step() override {
+    update(theta_, first_, second_, steps_);
+    evaluate();
+  }
+  void next_iterate(Vector& out) const override {
+    Vector m = first_, s = second_;
+    long k = steps_;
+    out = theta_;
+    update(out, m, s, k);
+  }
+  double stable_lr_sharpness() const override { return std::numeric_limits<double>::infinity(); }
+  int max_model_order() const override { return 1; }
+  std::unique_ptr<Flow> make_model(int order, const FlowContext& c) const override {
+    return std::make_unique<AdaptiveFlow>(c.objective, s_, order, c.lr, c.start_correction);
+  }
+  MethodState save() const override {
+    return state({{"exp_avg", first_}, {"exp_avg_sq", second_}}, {{"step", static_cast<double>(steps_)}});
+  }
+  void restore(const MethodState& s) override {
+    restore_iterate(s);
+    first_ = s.vectors.at(2).second;
+    second_ = s.vectors.at(3).second;
+    steps_ = static_cast<long>(s.scalars.at(2).second);
+  }
+
+ private:
+  // One step from θ with the state (m, s, k) at the current gradient, in torch's order of operations.
+  void update(Vector& theta, Vector& m, Vector& s, long& k) const {
+    ++k;
+    s = s_.beta2 * s + ((1 - s_.beta2) * grad_.array().square()).matrix();
+    if (s_.kind == Adaptive::rmsprop) {
+      theta.array() -= lr_ * grad_.array() / (s.array().sqrt() + s_.eps);
+      return;
+    }
+    m += (1 - s_.beta1) * (grad_ - m);  // torch: exp_avg.lerp_(grad, 1 − β1)
+    const double kd = static_cast<double>(k);
+    const double step_size = lr_ / (1 - std::pow(s_.beta1, kd));
+    const double root_correction = std::sqrt(1 - std::pow(s_.beta2, kd));
+    theta.array() -= step_size * m.array() / (s.array().sqrt() / root_correction + s_.eps);
+  }
+  double lr_;
+  AdaptiveSettings s_;
+  Vector first_, second_;
+  long steps_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Method> make_rmsprop(const MethodContext& c) { return std::make_unique<AdaptiveMethod>(c, Adaptive::rmsprop); }
+std::unique_ptr<Method> make_adam(const MethodContext& c) { return std::make_unique<AdaptiveMethod>(c, Adaptive::adam); }
+
+}  // namespace eomlab
