@@ -14,6 +14,8 @@
 #include "data/synthetic.hpp"
 #include "diff/objective.hpp"
 #include "flow/flow.hpp"
+#include "flow/method.hpp"
+#include "flow/sgd.hpp"
 #include "model/blas.hpp"
 #include "model/gemm.hpp"
 #include "bench_support.hpp"
@@ -128,6 +130,40 @@ void method_field(benchmark::State& state, const Network* net, const char* metho
 
 void field(benchmark::State& state, const Network* net, int order) { method_field(state, net, "gd", order); }
 
+// sgd's eom1 (DESIGN.md §1.5) with batches of `batch` samples: m batch gradients and m batch HVPs.
+void sgd_eom1(benchmark::State& state, const Network* net, long batch) {
+  Fixture f(*net);
+  MethodSettings settings;
+  settings.batch_size = batch;
+  const auto method = make_method("sgd", {*f.objective, 0.01, settings, 1});
+  const auto field_owner = make_flow("eom1", {*f.objective, *method, 0.01});
+  Flow& field = *field_owner;
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    field(f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
+// Its two passes apart: the m batch gradients, and the m batch HVPs at a point whose forward pass the
+// model does not hold (as for all but the last batch in the field).
+void sgd_batch_passes(benchmark::State& state, const Network* net, long batch, bool hvps) {
+  Fixture f(*net);
+  std::vector<std::unique_ptr<Objective>> batches;
+  const std::vector<Index> p = sgd_permutation(1, 0, net->samples);
+  for (Index j = 0; j < net->samples / batch; ++j)
+    batches.push_back(f.objective->restricted(std::vector<Index>(p.begin() + j * batch, p.begin() + (j + 1) * batch)));
+  measure(state, *net, [&] {
+    bench::move_to_fresh_point(f.theta);
+    for (auto& b : batches)
+      if (hvps)
+        b->hessian_vector(f.theta, f.v, f.out);
+      else
+        b->value_and_gradient(f.theta, f.out);
+    benchmark::DoNotOptimize(f.out.data());
+  });
+}
+
 // The same GEMMs as one gradient (shapes, transposes, the one gemm() of model/gemm.hpp), on plain
 // matrices: the speed the gradient can hope for. W is read as the column-major Wᵀ, as the gradient does.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
@@ -169,6 +205,15 @@ BENCHMARK_CAPTURE(method_field, reference_heavy_ball_eom2, &reference, "heavy_ba
 BENCHMARK_CAPTURE(method_field, reference_nesterov_eom2, &reference, "nesterov", 2)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(method_field, reference_rmsprop_eom1, &reference, "rmsprop", 1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(method_field, reference_adam_eom1, &reference, "adam", 1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b32, &reference, 32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b64, &reference, 64)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b128, &reference, 128)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b256, &reference, 256)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_eom1, reference_b1024, &reference, 1024)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b32_gradients, &reference, 32, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b32_hvps, &reference, 32, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b128_gradients, &reference, 128, false)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(sgd_batch_passes, reference_b128_hvps, &reference, 128, true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);
@@ -179,5 +224,6 @@ BENCHMARK_CAPTURE(field, small_eom2, &small, 2)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(field, small_eom3, &small, 3)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(method_field, small_heavy_ball_eom2, &small, "heavy_ball", 2)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(method_field, small_adam_eom1, &small, "adam", 1)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(sgd_eom1, small_b32, &small, 32)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

@@ -63,7 +63,7 @@ const std::vector<KeySpec>& config_keys() {
       {"optimizer.beta2", "", "adam: beta2 (default 0.999); rmsprop: its alpha (default 0.99)"},
       {"optimizer.eps", "", "adam, rmsprop: eps added to the root of the second moment (default 1e-8)"},
       {"optimizer.batch_size", "", "sgd: samples per minibatch, a divisor of the number of samples"},
-      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the batches from the seed, or a new one every epoch (default fixed)"},
+      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the samples from the seed (cut into consecutive batches), or a new one every epoch (default fixed)"},
       {"optimizer.lr", "0.05", "learning rates (list: sweep)"},
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},

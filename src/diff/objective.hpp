@@ -5,6 +5,9 @@
 // owns whole vectors.
 // Invariant: the numbers do not depend on how the data is sharded or θ sliced beyond rounding.
 #pragma once
+#include <memory>
+#include <vector>
+
 #include "core/dataset.hpp"
 #include "core/slices.hpp"
 #include "core/types.hpp"
@@ -28,6 +31,14 @@ class Objective {
     hessian_vector(theta, u, hu);
     third_order(theta, u, u, tuu);
   }
+  // Minibatches (sgd, DESIGN.md §1.5). The number N of samples the data term averages over (0: the loss
+  // is not a mean over samples, and has no minibatches).
+  virtual Index samples() const { return 0; }
+  // The same loss over the samples `batch` of the data set (indices in [0, samples()), each once): its
+  // data term is their mean, its weight decay this loss's, so the batch losses of a partition into equal
+  // batches average to this loss. Every rank of a run passes the same list and evaluates the part it
+  // holds. The result shares this objective's buffers and must not outlive it. Throws if samples() is 0.
+  virtual std::unique_ptr<Objective> restricted(const std::vector<Index>& batch);
 };
 
 // The loss of a Model over a data set sharded across the ranks of a run: each rank holds one shard
@@ -36,32 +47,52 @@ class Objective {
 // samples (batchnorm) sums them over the same ranks.
 class ModelObjective final : public Objective {
  public:
-  // `local` is this rank's shard of a data set of `n_total` samples.
-  ModelObjective(Model model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices);
+  // `local` is this rank's shard of a data set of `n_total` samples: samples first_sample, first_sample + 1, …
+  ModelObjective(Model model, Dataset local, Index n_total, double weight_decay, const SliceExchange& slices,
+                 Index first_sample = 0);
   Index dimension() const override { return slices_.local_size(); }
   double value(const Vector& theta) override;
   double value_and_gradient(const Vector& theta, Vector& grad) override;
   void hessian_vector(const Vector& theta, const Vector& v, Vector& hv) override;
   void third_order(const Vector& theta, const Vector& u, const Vector& v, Vector& out) override;
   void hessian_and_third_order(const Vector& theta, const Vector& u, Vector& hu, Vector& tuu) override;
+  Index samples() const override { return n_total_; }
+  // A batch keeps the samples of this rank's shard that it names, in the batch's order.
+  std::unique_ptr<Objective> restricted(const std::vector<Index>& batch) override;
   const Model& model() const { return model_; }
 
  private:
+  class Batch;
+  // The samples an evaluation runs over: the local shard (id 0) or a batch's part of it.
+  struct Part {
+    const Dataset& data;
+    double scale;
+    long id;
+  };
   Model model_;
   Dataset local_;
+  Index n_total_, first_sample_;
   double scale_;
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
-  // The model's last gradient or HVP (whose forward pass the fast path keeps) was at the current θ.
-  // Other evaluations leave it alone: third-order ones do not touch that forward pass.
+  // The model's last gradient or HVP (whose forward pass the fast path keeps) was at the current θ, on
+  // the samples of part forward_part_. Other evaluations leave it alone: third-order ones do not touch
+  // that forward pass.
   bool forward_pass_at_theta_ = false;
+  long forward_part_ = 0, parts_made_ = 0;
   Vector u_, v_, whole_out_, whole_first_;
 
+  Part whole_shard() const { return {local_, scale_, 0}; }
+  double value(const Part& part, const Vector& theta);
+  double value_and_gradient(const Part& part, const Vector& theta, Vector& grad);
+  void hessian_vector(const Part& part, const Vector& theta, const Vector& v, Vector& hv);
+  void third_order(const Part& part, const Vector& theta, const Vector& u, const Vector& v, Vector& out);
+  void hessian_and_third_order(const Part& part, const Vector& theta, const Vector& u, Vector& hu, Vector& tuu);
   const Vector& gathered_theta(const Vector& slice);
   // Whether this rank runs the model: it has samples, or the model's statistics need every rank.
-  bool evaluates_here() const;
-  double local_loss(const Vector& theta);
+  bool evaluates_here(const Part& part) const;
+  double local_loss(const Part& part, const Vector& theta);
   double weight_decay_term(const Vector& theta) const;
   // out += λ x, the weight decay's part of g (x = θ) or of Hx.
   void add_weight_decay(const Vector& x, Vector& out) const;

@@ -368,6 +368,15 @@ void Dop853::import_state(const State& s) {
   for (Vector& d : dense_) d = s.vectors[i++];
 }
 
+void Dop853::field_changed() {
+  if (status_ != Status::ok) return;
+  t_old_ = t_;
+  y_old_ = y_;
+  field_(y_, k_[0]);
+  dense_ready_ = false;
+  last_rejected_ = false;
+}
+
 Dop853::Status Dop853::advance_to(double t, Vector& y, const std::function<bool()>& interrupt) {
   if (status_ != Status::ok) return status_;
   while (t_ < t) {

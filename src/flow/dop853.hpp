@@ -41,6 +41,10 @@ class Dop853 {
   // `interrupt`, asked before every step, may end the call early with Status::interrupted: y is left
   // unchanged and the integrator is at the end of an accepted step, ready to continue (or be exported).
   Status advance_to(double t, Vector& y, const std::function<bool()>& interrupt = {});
+  // The field changed at the current time (a piecewise field's next piece): evaluates the first stage
+  // again at the current state and forgets the last step's dense output (the step size is kept as the
+  // first guess). Later requests must lie at or after the current time.
+  void field_changed();
 
   // Everything that determines the integrator's future: scalars (times, step sizes, counters, flags)
   // and vectors (state, stages, dense output), each of the length of y. Importing what was exported

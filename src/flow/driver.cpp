@@ -99,6 +99,8 @@ class SynchronizedRun {
         observation_(observable_setup(s, layout, slices), s) {
     if (!(s.lr > 0) || s.steps <= 0 || s.record_every <= 0 || !(s.divergence_factor > 1))
       throw Error("run_synchronized: expected lr > 0, steps > 0, record_every > 0, divergence_factor > 1");
+    if (s.record_every % method_->period() != 0 || s.steps % method_->period() != 0)
+      throw Error("run_synchronized: expected record_every and steps multiples of the method's period");
     outcome_.trajectories.push_back({s.method});
     for (const std::string& name : s.flows) {
       flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr, s.start_correction}), s, slices));
@@ -114,6 +116,7 @@ class SynchronizedRun {
   void start(const Vector& theta0) {
     for (std::size_t f = 0; f < flows_.size(); ++f) {
       const auto t0 = Clock::now();
+      if (flows_[f]->flow->segment_steps() > 0) flows_[f]->flow->begin_segment(0);
       flows_[f]->theta = flows_[f]->flow->start_point(theta0);
       flows_[f]->integrator.start(0.0, flows_[f]->theta);
       outcome_.trajectories[f + 1].wall_seconds += seconds_since(t0);
@@ -139,6 +142,9 @@ class SynchronizedRun {
       track.failed = c.flows[f].failed;
       track.flow->set_evaluations(c.flows[f].evaluations);
       track.integrator.import_state(c.flows[f].integrator);
+      // A piecewise field is in the piece of the integrator's time (at a boundary the next piece's: the
+      // integrator was restarted there before anything could interrupt it).
+      if (track.flow->segment_steps() > 0) track.flow->begin_segment(segment_at(*track.flow, track.integrator.time()));
       outcome_.trajectories[f + 1].status = c.flows[f].status;
     }
     for (std::size_t t = 0; t < c.wall_seconds.size(); ++t) outcome_.trajectories[t].wall_seconds = c.wall_seconds[t];
@@ -150,9 +156,14 @@ class SynchronizedRun {
   RunOutcome run(RecordSink& sink, const ProgressFn& progress) {
     for (long k = first_step_;; ++k) {
       if (control_ && k > first_step_ && stop_or_checkpoint(k)) break;
-      const bool finite = std::isfinite(method_->loss()) && method_->theta().allFinite() && method_->gradient().allFinite();
-      const bool diverged = !finite || method_->loss() > loss_limit_;
-      if (k % s_.record_every == 0 || k == s_.steps || diverged) {
+      const bool record_due = k % s_.record_every == 0 || k == s_.steps;
+      // A method whose loss() costs a full evaluation is checked with its step's own loss between records.
+      const bool full_check = record_due || method_->loss_with_step();
+      const double loss = full_check ? method_->loss() : method_->step_loss();
+      const bool finite =
+          std::isfinite(loss) && (!full_check || (method_->theta().allFinite() && method_->gradient().allFinite()));
+      const bool diverged = !finite || loss > loss_limit_;
+      if (record_due || diverged) {
         if (!record(k, finite, sink)) break;
         if (progress) progress(k, s_.steps);
       }
@@ -213,7 +224,7 @@ class SynchronizedRun {
       TrajectorySummary& summary = outcome_.trajectories[f + 1];
       if (track.failed) continue;
       const auto t0 = Clock::now();
-      const Dop853::Status status = track.integrator.advance_to(time, track.theta, stop_now);
+      const Dop853::Status status = advance_flow(track, time, stop_now);
       summary.wall_seconds += seconds_since(t0);
       if (status == Dop853::Status::interrupted) return false;
       if (status != Dop853::Status::ok) {
@@ -223,6 +234,40 @@ class SynchronizedRun {
       }
     }
     return true;
+  }
+
+  // The time at which piece p of a piecewise flow begins (the time of step p·segment_steps, as records compute it).
+  double segment_time(const Flow& flow, long p) const {
+    return static_cast<double>(p * flow.segment_steps()) * s_.lr;
+  }
+  long segment_at(const Flow& flow, double t) const {
+    long p = static_cast<long>(t / segment_time(flow, 1));
+    while (p > 0 && segment_time(flow, p) > t) --p;
+    while (segment_time(flow, p + 1) <= t) ++p;
+    return p;
+  }
+
+  // Integrates a flow to `time`; a piecewise one piece by piece, restarting the integrator with the next
+  // piece's field as soon as it reaches a boundary before the run's end (so no interruption comes between).
+  Dop853::Status advance_flow(FlowTrack& track, double time, const std::function<bool()>& stop_now) {
+    const Flow& flow = *track.flow;
+    if (flow.segment_steps() <= 0) return track.integrator.advance_to(time, track.theta, stop_now);
+    const double end = static_cast<double>(s_.steps) * s_.lr;
+    for (;;) {
+      const long p = segment_at(flow, track.integrator.time());
+      const double boundary = std::min(segment_time(flow, p + 1), end);
+      track.integrator.set_end_time(boundary);
+      const Dop853::Status status = track.integrator.advance_to(std::min(time, boundary), track.theta, stop_now);
+      if (status != Dop853::Status::ok || time <= boundary) {
+        if (status == Dop853::Status::ok && time == boundary && boundary < end) next_segment(track, p + 1);
+        return status;
+      }
+      next_segment(track, p + 1);
+    }
+  }
+  void next_segment(FlowTrack& track, long p) {
+    track.flow->begin_segment(p);
+    track.integrator.field_changed();
   }
 
   bool measure_sharpness(long k, bool finite, const std::function<bool()>& stop_now) {
@@ -249,7 +294,11 @@ class SynchronizedRun {
     const Method& m = *method_;
     if (s_.rates) {
       m.next_iterate(next_);
-      for (std::size_t f = 0; f < rate_fields_.size(); ++f) (*rate_fields_[f])(m.theta(), fields_[f]);
+      for (std::size_t f = 0; f < rate_fields_.size(); ++f) {
+        Flow& field = *rate_fields_[f];
+        if (field.segment_steps() > 0) field.begin_segment(record_.step / field.segment_steps());
+        field(m.theta(), fields_[f]);
+      }
     }
     const ObservationPoint discrete{m.theta(), m.gradient(), m.loss(), nullptr, s_.rates ? &next_ : nullptr,
                                     s_.rates ? &fields_ : nullptr, sharpness_value_};

@@ -22,6 +22,13 @@ class Flow {
   virtual Vector start_point(const Vector& theta0) { return theta0; }
   long evaluations() const { return evaluations_; }
   void set_evaluations(long n) { evaluations_ = n; }
+  // A field that changes at known times (sgd's eom1 under reshuffling: each epoch has its own batch
+  // order) is piecewise: piece p holds for t in [p·s·η, (p+1)·s·η] with s = segment_steps(). The driver
+  // integrates each piece separately (its steps end on the piece's boundaries), calls begin_segment(p)
+  // before the first evaluation in piece p (without evaluating anything) and restarts the integrator
+  // there. 0: one field for all times.
+  virtual long segment_steps() const { return 0; }
+  virtual void begin_segment(long /*piece*/) {}
 
  protected:
   virtual void field(const Vector& theta, Vector& out) = 0;

@@ -51,6 +51,16 @@ class Method {
   virtual std::unique_ptr<Flow> make_model(int order, const FlowContext& context) const;
   virtual MethodState save() const = 0;
   virtual void restore(const MethodState& state) = 0;
+  // The number of steps its models describe as one (1; sgd: an epoch of m minibatch steps): its flows
+  // match it at multiples of the period, and records must fall on them (the study refuses other
+  // optimizer.record_every and optimizer.steps).
+  virtual long period() const { return 1; }
+  // Whether loss() and gradient() come with each step (true), or cost a full-data evaluation that the
+  // step does not need (sgd: its steps evaluate one batch each, and L and ∇L are evaluated when asked).
+  // For the latter the driver checks divergence at records with loss() and between them with
+  // step_loss(), a loss the last step evaluated anyway (sgd: the next batch's loss at θ_k).
+  virtual bool loss_with_step() const { return true; }
+  virtual double step_loss() const { return loss(); }
 };
 
 // What every method that steps on exact gradients keeps: θ_k, g(θ_k), L(θ_k) and the evaluations so

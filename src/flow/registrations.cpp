@@ -11,6 +11,7 @@ std::unique_ptr<Method> make_heavy_ball(const MethodContext&);
 std::unique_ptr<Method> make_nesterov(const MethodContext&);
 std::unique_ptr<Method> make_rmsprop(const MethodContext&);
 std::unique_ptr<Method> make_adam(const MethodContext&);
+std::unique_ptr<Method> make_sgd(const MethodContext&);
 std::unique_ptr<Flow> make_gradient_flow(const FlowContext&);
 FlowFactory eom_flow_of_order(int order);
 Observables make_loss(const ObservableSetup&, TrajectoryRole);
@@ -32,6 +33,7 @@ void register_builtins() {
   method_registry().add("nesterov", make_nesterov, "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)");
   method_registry().add("rmsprop", make_rmsprop, "RMSProp (torch.optim.RMSprop, alpha = beta2)");
   method_registry().add("adam", make_adam, "Adam (torch.optim.Adam)");
+  method_registry().add("sgd", make_sgd, "minibatch SGD (torch.optim.SGD over shuffled batches of optimizer.batch_size)");
 
   flow_registry().add("gf", make_gradient_flow, "gradient flow dθ/dt = −g");
   for (int order = 0; order <= counter_term_table().max_order(); ++order)

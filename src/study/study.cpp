@@ -462,6 +462,41 @@ void require_flows_of_method(const StudyConfig& c) {
   for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
 }
 
+// A method's period (sgd: an epoch of m = N/b steps) must divide optimizer.record_every and every run's
+// steps: bad input before anything is written. The method is made on a stand-in loss over the data's N
+// samples (sgd refuses a batch size that does not divide N there).
+void require_whole_periods(const StudyConfig& c, const std::vector<RunSpec>& grid, Index n_samples) {
+  class StandIn final : public Objective {  // ½θ² over n samples (never evaluated)
+   public:
+    explicit StandIn(Index n) : n_(n) {}
+    Index dimension() const override { return 1; }
+    double value(const Vector& theta) override { return 0.5 * theta.squaredNorm(); }
+    double value_and_gradient(const Vector& theta, Vector& grad) override {
+      grad = theta;
+      return value(theta);
+    }
+    void hessian_vector(const Vector&, const Vector& v, Vector& hv) override { hv = v; }
+    void third_order(const Vector& theta, const Vector&, const Vector&, Vector& out) override { out.setZero(theta.size()); }
+    Index samples() const override { return n_; }
+
+   private:
+    Index n_;
+  } stand_in(n_samples);
+  const std::unique_ptr<Method> method =
+      make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings});
+  const long period = method->period();
+  if (period <= 1) return;
+  const std::string epoch = "epochs of " + std::to_string(period) + " steps (" + c.optimizer.method + ")";
+  if (c.optimizer.record_every % period != 0)
+    throw InputError("optimizer.record_every: expected a multiple of " + std::to_string(period) +
+                     " (records fall on whole " + epoch + "), got " + std::to_string(c.optimizer.record_every));
+  for (const RunSpec& run : grid)
+    if (run.steps % period != 0)
+      throw InputError(std::string(c.optimizer.steps > 0 ? "optimizer.steps" : "optimizer.horizon") +
+                       ": expected a whole number of " + epoch + ", got " + std::to_string(run.steps) +
+                       " steps at lr " + format_number(run.lr));
+}
+
 // Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
 // it has available; the line is that of the lowest such rank.
 void refuse_what_cannot_fit(const StudyConfig& c, const Model& model, const dist::Comm& world) {
@@ -484,8 +519,10 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
-  const Model probe = study_model(config, load_data(config));
+  const Dataset data = load_data(config);
+  const Model probe = study_model(config, data);
   require_flows_of_method(config);
+  require_whole_periods(config, expand_grid(config), data.n_samples());
   const std::string memory =
       describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config), &probe));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
@@ -622,7 +659,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   set_method_attributes(config, header);
 
   ModelObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
-                         run.weight_decay, slices);
+                           run.weight_decay, slices, s.data.n_samples() * group.rank() / group.size());  // shard()'s first sample
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
     const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
@@ -732,6 +769,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const Dataset data = load_data(config);
   const Model probe = study_model(config, data);
   require_flows_of_method(config);
+  require_whole_periods(config, grid, data.n_samples());
   if (!mlp) refuse_what_cannot_fit(config, probe, world);
   Vector init_from_file;
   if (!config.model.init_path.empty())

@@ -1,0 +1,134 @@
+"""Minibatch SGD end to end (issue 14, DESIGN.md §1.5, §3.7), the real binary under real mpirun: the
+shards of a run split each batch, so 1, 2 and 3 ranks per run give the same trajectories; reruns are
+bitwise identical; a batch size that does not divide the data, or records and steps off whole epochs,
+are bad input before anything is written; a study killed at a random moment resumes bit for bit."""
+import random
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+
+STUDY = """
+[study]
+name = sgd
+output = {output}
+seed = 3
+ranks_per_run = {ranks}
+[data]
+source = gaussian_mixture
+n_samples = 48
+[model]
+layers = 5,8,3
+activation = tanh
+weight_decay = 0.01
+[optimizer]
+method = sgd
+batch_size = 12
+order = {order}
+lr = 0.1
+steps = 40
+record_every = 8
+[flows]
+kinds = gf, eom0, eom1
+"""
+
+
+def run_file(out):
+    (path,) = sorted((out / "runs").glob("*.h5"))
+    return path
+
+
+def series(out):
+    with h5py.File(run_file(out), "r") as f:
+        return {name: f[f"trajectories/{name}/theta"][()] for name in ("sgd", "gf", "eom0", "eom1")} | {
+            "step": f["step"][()], "loss": f["observables/sgd/loss"][()],
+            "eom1_distance": f["observables/eom1/distance_to_discrete"][()],
+            "gf_distance": f["observables/gf/distance_to_discrete"][()]}
+
+
+def study(tmp_path, name, ranks, order, **replace):
+    text = STUDY.format(output=tmp_path / name, ranks=ranks, order=order)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    config = write_config(tmp_path, text, f"{name}.ini")
+    proc = run_eomlab(["--config", config], np=ranks)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("order", ["fixed", "reshuffle"])
+def test_one_two_and_three_ranks_per_run_agree_and_reruns_are_bitwise(tmp_path, order):
+    one = series(study(tmp_path, "one", 1, order))
+    assert list(one["step"]) == [0, 8, 16, 24, 32, 40]
+    assert one["eom1_distance"][-1] < one["gf_distance"][-1] / 3
+    for ranks in (2, 3):
+        other = series(study(tmp_path, f"r{ranks}", ranks, order))
+        assert np.max(np.abs(other["sgd"] - one["sgd"])) < 1e-11, ranks
+        assert np.max(np.abs(other["loss"] - one["loss"])) < 1e-12, ranks
+        for flow in ("gf", "eom0", "eom1"):
+            assert np.max(np.abs(other[flow] - one[flow])) < 1e-9, (ranks, flow)
+    again = study(tmp_path, "again", 2, order)
+    assert datasets(again) == datasets(tmp_path / "r2")
+
+
+def test_fixed_and_reshuffled_orders_differ_after_the_first_epoch(tmp_path):
+    fixed = series(study(tmp_path, "fixed", 1, "fixed", **{"record_every = 8": "record_every = 4"}))
+    reshuffled = series(study(tmp_path, "reshuffled", 1, "reshuffle", **{"record_every = 8": "record_every = 4"}))
+    assert np.array_equal(fixed["sgd"][:2], reshuffled["sgd"][:2])  # epoch 0 has the same order
+    assert np.max(np.abs(fixed["sgd"][2] - reshuffled["sgd"][2])) > 1e-6
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--optimizer.batch_size=7", "optimizer.batch_size"),
+    ("--optimizer.record_every=6", "optimizer.record_every"),
+    ("--optimizer.steps=42", "optimizer.steps"),
+    ("--flows.kinds=gf,eom2", "flows.kinds"),
+])
+def test_bad_batch_size_records_and_steps_are_bad_input_before_anything_is_written(tmp_path, override, key):
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", ranks=1, order="fixed"))
+    proc = run_eomlab(["--config", config, override])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"eomlab: {key}:"), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+RESUME_STUDY = STUDY.replace("n_samples = 48", "n_samples = 240").replace("layers = 5,8,3", "layers = 5,32,3") \
+    .replace("steps = 40", "steps = 800").replace("record_every = 8", "record_every = 40") \
+    + "[output]\ncheckpoint_every = 13\n"
+
+
+@pytest.fixture(scope="module")
+def resume_reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sgd_reference")
+    config = write_config(tmp, RESUME_STUDY.format(output=tmp / "out", ranks=2, order="reshuffle"))
+    start = time.time()
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return datasets(tmp / "out"), time.time() - start
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, resume_reference, seed):
+    reference, seconds = resume_reference
+    config = write_config(tmp_path, RESUME_STUDY.format(output=tmp_path / "out", ranks=2, order="reshuffle"))
+    # Checkpoints every 13 steps fall mid-epoch (an epoch is 20 steps); the kill comes some time after the first.
+    moment = random.Random(seed).uniform(0.0, 0.15) * seconds
+    proc = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config)],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    time.sleep(moment)
+    # Every process of the study (Open MPI puts each rank in a process group of its own).
+    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
+    proc.wait(timeout=60)
+    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+        time.sleep(0.1)
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming at step" in resumed.stdout, f"killed after {moment:.2f} s of {seconds:.2f}: " + resumed.stdout
+    assert datasets(tmp_path / "out") == reference, f"killed after {moment:.2f} s: " + resumed.stdout
