@@ -87,14 +87,14 @@ def test_run_file_names_the_method_and_ranks_agree(tmp_path, method):
 
 @pytest.mark.parametrize("method", SETTINGS)
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path, method):
-    ref = study(tmp_path, method, ranks=2, steps=200, samples=128, checkpoint_every=5, name="ref.ini", output="ref")
+    ref = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5, name="ref.ini", output="ref")
     assert run_eomlab(["--config", ref], np=2).returncode == 0
-    config = study(tmp_path, method, ranks=2, steps=200, samples=128, checkpoint_every=5)
+    config = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5)
     proc = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config)],
                             env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     wait_for_first_checkpoint(tmp_path / "out", proc)
-    time.sleep(random.Random(method).uniform(0.0, 0.5))
+    time.sleep(random.Random(method).uniform(0.0, 0.2))
     subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
     proc.wait(timeout=60)
     while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
