@@ -338,22 +338,41 @@ def subplots(*args, figsize=None, **kw):
     return fig, fig.subplots(*args, **kw)
 
 
-def save(fig, out, name, title):
-    """Writes a finished figure; returns its (title, file name) for the report."""
+FIGURE_FORMATS = ("png", "pdf", "svg")  # PNG for the Markdown report, PDF and SVG for papers
+
+
+def save(fig, out, stem, title):
+    """Writes a finished figure in every format; returns its (title, PNG file name) for the report."""
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
-    return title, name
+    for ext in FIGURE_FORMATS:
+        fig.savefig(out / f"{stem}.{ext}", dpi=110)
+    return title, f"{stem}.png"
+
+
+def outside_legend(ax, **kw):
+    """A legend beside the axes, where it cannot cover data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
 
 
 def plots(study, out):
+    """The figures of every (seed, weight decay) group of runs (file names get _seed<S>_wd<W> when
+    there are several groups), then the translation component of each group with weight decay."""
     made = []
-    first = min(groups(plotted(study)).items(), default=(None, []))[1]
-    if not first:
-        return made
+    every = sorted(groups(plotted(study)).items())
+    for (seed, wd), runs in every:
+        suffix = "" if len(every) == 1 else f"_seed{seed}_wd{wd:g}"
+        made += group_plots(runs, out, suffix, f"seed {seed}, weight decay {wd:g}", len(every) > 1)
+    made += translation_plots(every, out)
+    return made
+
+
+def group_plots(first, out, suffix, label, several):
+    """The figures of one group of runs (one seed and weight decay, the lrs of the sweep)."""
+    made = []
+    named = (lambda title: f"{title} ({label})") if several else (lambda title: title)
     lrs = sorted({r.lr for r in first}, reverse=True)
     colors = {lr: matplotlib.colormaps["viridis"](i / max(1, len(lrs) - 1)) for i, lr in enumerate(lrs)}
     flows, d = flows_of(first), discrete_name(first)
-    label = f"seed {first[0].seed}, weight decay {first[0].weight_decay:g}"
 
     if flows:
         fig, axes = subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
@@ -366,7 +385,7 @@ def plots(study, out):
         axes[0][0].set_ylabel(f"‖θ_flow(t) − θ_{d}(k)‖")
         axes[0][-1].legend(fontsize=8)
         fig.suptitle(f"Distance between each flow and {d} ({label})", fontsize=10)
-        made.append(save(fig, out, "distance_vs_time.png", f"Distance to {d} against time"))
+        made.append(save(fig, out, "distance_vs_time" + suffix, named(f"Distance to {d} against time")))
 
         fitted = [r for r in first if not left_out_of_fits(r)]
         if len({r.lr for r in fitted}) >= 2 and ordered(flows):
@@ -385,8 +404,9 @@ def plots(study, out):
             ax.set_ylabel(f"distance to {d} at t = {t_end:g}")
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=8)
-            made.append(save(fig, out, "orders.png", f"Final distance to {d} against lr"))
+            outside_legend(ax)
+            fig.set_size_inches(7.6, 4.2)
+            made.append(save(fig, out, "orders" + suffix, named(f"Final distance to {d} against lr")))
 
     fig, axes = subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
     for ax, lr in zip(axes[0], lrs):
@@ -399,7 +419,7 @@ def plots(study, out):
     axes[0][0].set_ylabel("loss L(θ)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"Loss curves ({label})", fontsize=10)
-    made.append(save(fig, out, "loss.png", "Loss curves"))
+    made.append(save(fig, out, "loss" + suffix, named("Loss curves")))
 
     if all(r.has(r.discrete, "sharpness") for r in first):
         fig, ax = subplots(figsize=(5.2, 3.8))
@@ -410,12 +430,21 @@ def plots(study, out):
         ax.set_ylabel("sharpness λ_max(H)")
         ax.set_title(f"Sharpness along {d} and the limit 2/lr\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        made.append(save(fig, out, "sharpness.png", "Sharpness against 2/lr"))
+        outside_legend(ax)
+        fig.set_size_inches(7.4, 3.8)
+        made.append(save(fig, out, "sharpness" + suffix, named("Sharpness against 2/lr")))
+    return made
 
-    with_wd = [r for r in plotted(study) if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
-    if with_wd:
-        r = with_wd[0]
+
+def translation_plots(every, out):
+    """Each flow's deviation from the discrete trajectory in the output-bias class-sum, for the smallest
+    lr of each group with weight decay."""
+    made = []
+    with_wd = [(key, [r for r in runs if r.has(r.discrete, "translation_components")]) for key, runs in every if key[1] > 0]
+    with_wd = [(key, runs) for key, runs in with_wd if runs]
+    for (seed, wd), runs in with_wd:
+        r = min(runs, key=lambda run: run.lr)
+        suffix = "" if len(with_wd) == 1 else f"_seed{seed}_wd{wd:g}"
         fig, ax = subplots(figsize=(5.2, 3.8))
         s0 = r.series(r.discrete, "translation_components")[:, -1]
         for t in r.flows:
@@ -428,7 +457,8 @@ def plots(study, out):
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        made.append(save(fig, out, "translation.png", "Translation component against time"))
+        title = "Translation component against time" + ("" if len(with_wd) == 1 else f" (seed {seed}, weight decay {wd:g})")
+        made.append(save(fig, out, "translation" + suffix, title))
     return made
 
 

@@ -1,0 +1,75 @@
+"""Publication figures of analysis/report (issue 15): every (seed, weight decay) group of a sweep gets its
+own figures, each in PNG, PDF and SVG, all named in report.md; legends of the crowded plots sit beside
+the axes (no data under them); a diverged run is left out of the figures and listed."""
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import run_eomlab, write_config  # noqa: E402
+
+SWEEP = """
+[study]
+name = groups
+output = {output}
+seed = 1, 2
+[data]
+n_samples = 48
+[model]
+layers = 4,8,3
+weight_decay = 0, 0.01
+[optimizer]
+lr = 0.1, 0.05{extra_lr}
+steps = 8
+record_every = 2
+divergence_factor = 10
+[flows]
+kinds = gf, eom1
+"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("groups")
+    config = write_config(tmp, SWEEP.format(output=tmp / "out", extra_lr=", 40"))  # lr 40 diverges
+    proc = run_eomlab(["--config", config])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    subprocess.run([sys.executable, REPO / "analysis" / "report", tmp / "out"], check=True, capture_output=True)
+    return tmp / "out" / "report"
+
+
+def test_every_group_has_its_figures_in_every_format(report):
+    md = (report / "report.md").read_text()
+    for seed in [1, 2]:
+        for wd in ["0", "0.01"]:
+            for stem in ["distance_vs_time", "orders", "loss", "sharpness"]:
+                name = f"{stem}_seed{seed}_wd{wd}"
+                for ext in ["png", "pdf", "svg"]:
+                    path = report / f"{name}.{ext}"
+                    assert path.exists() and path.stat().st_size > 1000, path
+                assert f"]({name}.png)" in md, name
+            assert f"(seed {seed}, weight decay {wd})" in md
+    for seed in [1, 2]:  # the translation component where there is weight decay
+        assert (report / f"translation_seed{seed}_wd0.01.pdf").exists()
+    assert not any((report / f"translation_seed{seed}_wd0.{ext}").exists() for seed in [1, 2] for ext in ["png", "pdf"])
+    assert (report / "orders_seed1_wd0.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in (report / "orders_seed1_wd0.svg").read_bytes()[:500]
+
+
+def test_legends_sit_beside_the_axes(report):
+    svg = (report / "orders_seed1_wd0.svg").read_text()
+    # The axes end well before the figure's right edge: the legend has its own room.
+    width = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', svg)[1])
+    assert width > 500
+
+
+def test_a_diverged_run_is_left_out_and_listed(report):
+    md = (report / "report.md").read_text()
+    assert "lr40\\_seed1\\_wd0: status **diverged**" in md, md  # listed (Markdown-escaped)
+    with open(report / "orders.csv") as f:
+        rows = f.read()
+    assert "lr 40.0: status diverged" in rows  # left out of the fits, with the reason
