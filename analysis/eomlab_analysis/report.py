@@ -52,7 +52,14 @@ MARKDOWN = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "
             "#": "\\#", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
+class Gap(float):
+    """A difference between two rates (measured minus predicted): written in scientific notation with
+    four digits, so that gaps of 1e-6, 1e-9 and 1e-12 read apart at a glance."""
+
+
 def fmt(x):
+    if isinstance(x, Gap):
+        return f"{x:.3e}"
     return f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
 
 
@@ -292,8 +299,8 @@ def translation_row(run, flows, with_rates):
     for t in flows:
         predicted = predicted_translation_rate(run, t) if t in run.flows else math.nan
         flow_bias, flow_weights = translation_log_rates(run, t, run.time)
-        row += [flow_bias, predicted, bias - predicted]
-        weight_cells += [flow_weights, weights - predicted]
+        row += [flow_bias, predicted, Gap(bias - predicted)]
+        weight_cells += [flow_weights, Gap(weights - predicted)]
     if with_rates:
         weight_cells += (rate_cells(*weight_sum_rates(run), flows, slice(None))
                          if run.has(run.discrete, "measured_translation_rates") else [math.nan] * (1 + 2 * len(flows)))
@@ -327,7 +334,7 @@ def scale_table(study):
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
             rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
-                        + [rate.get(t, float("nan")) - rate[r.discrete] for t in flows])
+                        + [Gap(rate.get(t, float("nan")) - rate[r.discrete]) for t in flows])
     return header, rows
 
 
@@ -433,6 +440,41 @@ def group_plots(first, out, suffix, label, several):
         outside_legend(ax)
         fig.set_size_inches(7.4, 3.8)
         made.append(save(fig, out, "sharpness" + suffix, named("Sharpness against 2/lr")))
+
+    scaled = [r for r in first if r.has(r.discrete, "scale_invariant_norms")]
+    if scaled:
+        r = min(scaled, key=lambda run: run.lr)
+        names = r.names_of("scale_invariant_blocks")[:4]
+        fig, axes = subplots(1, len(names), figsize=(max(6.8, 3.6 * len(names) + 1.6), 3.6), squeeze=False)
+        for ax, (b, block) in zip(axes[0], enumerate(names)):
+            for t in r.trajectories:
+                ax.plot(r.time, r.series(t, "scale_invariant_norms")[:, b], linestyle=style(r, t), label=t)
+            ax.set_title(block, fontsize=9)
+            ax.set_xlabel("time t = k·lr")
+            ax.grid(alpha=0.3)
+            ax.ticklabel_format(axis="y", useOffset=False)
+        axes[0][0].set_ylabel("‖θ_A‖²")
+        outside_legend(axes[0][-1])
+        fig.suptitle(f"‖θ_A‖² of scale-invariant blocks\n(lr {r.lr:g}, {label})", fontsize=9)
+        made.append(save(fig, out, "scale_invariant" + suffix, named("Scale-invariant norms against time")))
+
+    with_wd = [r for r in first if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
+    if len({r.lr for r in with_wd}) >= 2:
+        flows = [t for t in flows_of(with_wd) if math.isfinite(predicted_translation_rate(with_wd[0], t))]
+        if flows:
+            fig, ax = subplots(figsize=(5.2, 4.0))
+            lrs_wd = np.array([r.lr for r in with_wd])
+            measured = np.array([translation_log_rates(r, r.discrete, r.time)[0] for r in with_wd])
+            for t in flows:
+                gaps = np.abs(measured - np.array([predicted_translation_rate(r, t) for r in with_wd]))
+                ax.loglog(lrs_wd, gaps, "o-", label=t)
+            ax.set_xlabel("learning rate lr")
+            ax.set_ylabel("|measured rate − predicted rate|")
+            ax.set_title(f"Output-bias class-sum: {d}'s rate against each flow's prediction\n({label})", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            outside_legend(ax)
+            fig.set_size_inches(7.2, 4.0)
+            made.append(save(fig, out, "translation_rates" + suffix, named("Translation rate: gap to each prediction against lr")))
     return made
 
 

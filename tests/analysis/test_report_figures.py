@@ -21,6 +21,7 @@ seed = 1, 2
 n_samples = 48
 [model]
 layers = 4,8,3
+normalize = layer
 weight_decay = 0, 0.01
 [optimizer]
 lr = 0.1, 0.05{extra_lr}
@@ -55,6 +56,9 @@ def test_every_group_has_its_figures_in_every_format(report):
             assert f"(seed {seed}, weight decay {wd})" in md
     for seed in [1, 2]:  # the translation component where there is weight decay
         assert (report / f"translation_seed{seed}_wd0.01.pdf").exists()
+        assert (report / f"translation_rates_seed{seed}_wd0.01.svg").exists()  # the paper's table as a plot
+        for wd in ["0", "0.01"]:  # layer normalization: scale-invariant blocks
+            assert (report / f"scale_invariant_seed{seed}_wd{wd}.pdf").exists()
     assert not any((report / f"translation_seed{seed}_wd0.{ext}").exists() for seed in [1, 2] for ext in ["png", "pdf"])
     assert (report / "orders_seed1_wd0.pdf").read_bytes().startswith(b"%PDF")
     assert b"<svg" in (report / "orders_seed1_wd0.svg").read_bytes()[:500]
@@ -65,6 +69,16 @@ def test_legends_sit_beside_the_axes(report):
     # The axes end well before the figure's right edge: the legend has its own room.
     width = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', svg)[1])
     assert width > 500
+
+
+def test_gaps_are_in_scientific_notation(report):
+    with open(report / "translation.csv") as f:
+        header, *rows = [line.strip().split(",") for line in f]
+    gaps = [i for i, h in enumerate(header) if "_minus_" in h]
+    assert gaps
+    for row in rows:
+        for i in gaps:
+            assert re.fullmatch(r"-?\d\.\d{3}e[+-]\d\d|nan", row[i]), (header[i], row[i])
 
 
 def test_a_diverged_run_is_left_out_and_listed(report):
