@@ -71,7 +71,7 @@ def test_run_file_names_the_method_and_ranks_agree(tmp_path, method):
             x, y = a[f"trajectories/{traj}/theta"][()], b[f"trajectories/{traj}/theta"][()]
             # The adaptive methods' fields vary like 1/eps: rounding that differs with the rank count can
             # change the integrator's accepted steps, which moves their flows within its tolerance.
-            tolerance = 1e-11 if traj == method or "momentum" in SETTINGS[method] else 1e-7
+            tolerance = 1e-11 if traj == method or "momentum" in SETTINGS[method] else 1e-6
             assert np.abs(x - y).max() <= tolerance * np.abs(x).max(), (traj, np.abs(x - y).max())
         for flow in flows:
             d = a[f"observables/{flow}/distance_to_discrete"][()]
