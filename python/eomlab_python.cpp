@@ -129,7 +129,7 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
 class PyObjective {
  public:
   PyObjective(const PyModel& m, const py::array& x, const py::array& y, double weight_decay)
-      : model_(m), whole_(m.model->n_params()) {
+      : whole_(m.model->n_params()) {
     if (!(weight_decay >= 0)) bad("weight_decay: expected a number >= 0");
     Dataset d = dataset_of(m, x, y);
     const Index n = d.n_samples();
@@ -212,7 +212,6 @@ class PyObjective {
     return *it->second;
   }
 
-  PyModel model_;
   WholeVector whole_;
   std::unique_ptr<ModelObjective> objective_;
   std::vector<std::unique_ptr<Method>> methods_;
@@ -245,10 +244,10 @@ std::string ini_of(const py::dict& config) {
 
 // A whole study in this process; returns its output directory.
 std::string run(const py::object& config, bool overwrite, bool resume) {
-  const std::string ini = py::isinstance<py::dict>(config) ? ini_of(config.cast<py::dict>()) : std::string();
-  std::string path = py::isinstance<py::dict>(config) ? std::string() : py::str(config).cast<std::string>();
-  std::optional<std::filesystem::path> temporary;
-  if (!ini.empty() || py::isinstance<py::dict>(config)) {
+  std::string path = py::str(config).cast<std::string>();
+  std::optional<std::filesystem::path> temporary;  // a dict's INI text, for the command line's parser
+  if (py::isinstance<py::dict>(config)) {
+    const std::string ini = ini_of(config.cast<py::dict>());
     temporary = std::filesystem::temp_directory_path() / ("eomlab_" + std::to_string(std::hash<std::string>{}(ini)) + ".ini");
     std::ofstream(*temporary) << ini;
     path = temporary->string();
@@ -275,7 +274,6 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
     try {
       code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
     } catch (const InputError& e) {
-      code = -2;
       py::gil_scoped_acquire hold;
       bad(e.what());
     }

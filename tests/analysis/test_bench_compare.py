@@ -4,21 +4,15 @@ an uncaught exception (abort)."""
 import os
 import pathlib
 import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def bench_compare():
-    """bench_compare beside the eomlab binary under test (build/src/eomlab -> build/bench/bench_compare)."""
-    binary = pathlib.Path(os.environ.get("EOMLAB_BINARY") or REPO / "build" / "src" / "eomlab")
-    path = pathlib.Path(os.environ.get("EOMLAB_BENCH_COMPARE") or binary.parents[1] / "bench" / "bench_compare")
-    if not path.exists():
-        pytest.skip(f"{path} not built (the benchmarks need Google Benchmark)")
-    return path
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import bench_compare  # noqa: E402
 
 
 @pytest.fixture

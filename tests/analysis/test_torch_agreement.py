@@ -1,7 +1,6 @@
 """The whole network's g, Hv and T[v, v] from eomlab (bench/bench_compare, 1 and 2 MPI ranks) against
 PyTorch float64 autograd on the same data and θ, to 1e-12 relative (issue 13). The PyTorch side is
 bench/compare_torch.py's loss of the flat θ; skipped where torch is not installed (CI)."""
-import os
 import pathlib
 import sys
 
@@ -11,7 +10,9 @@ torch = pytest.importorskip("torch")
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
 import compare_torch  # noqa: E402
+from conftest import bench_compare  # noqa: E402
 
 NETWORKS = {
     "cnn": ("conv(4,3,pad=1), tanh, avgpool(2), conv(4,3,stride=2,pad=1), silu, maxpool(2), flatten, dense(3)",
@@ -22,15 +23,6 @@ NETWORKS = {
 }
 SAMPLES = 30
 TOLERANCE = 1e-12
-
-
-def bench_compare():
-    """bench_compare beside the eomlab binary under test (build/src/eomlab -> build/bench/bench_compare)."""
-    binary = pathlib.Path(os.environ.get("EOMLAB_BINARY") or REPO / "build" / "src" / "eomlab")
-    path = pathlib.Path(os.environ.get("EOMLAB_BENCH_COMPARE") or binary.parents[1] / "bench" / "bench_compare")
-    if not path.exists():
-        pytest.skip(f"{path} not built (the benchmarks need Google Benchmark)")
-    return path
 
 
 @pytest.mark.parametrize("ranks", [1, 2])

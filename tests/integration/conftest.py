@@ -30,6 +30,32 @@ def run_eomlab(args, np=None, cwd=None, timeout=600):
     return subprocess.run(cmd, cwd=cwd, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def start_study(config, np=2):
+    """eomlab on `config` under `mpirun -np N` in a session of its own, running on (for kill_study)."""
+    return subprocess.Popen(["mpirun", "-np", str(np), "--oversubscribe", eomlab_binary(), "--config", str(config)],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def kill_study(proc):
+    """SIGKILL to every process of a study started by start_study, as a node failure or the batch system
+    would (Open MPI puts each rank in a process group of its own, so killing mpirun's group alone would
+    leave ranks running); returns once none is left."""
+    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
+    proc.wait(timeout=60)
+    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+        time.sleep(0.1)
+
+
+def bench_compare():
+    """bench_compare beside the eomlab binary under test (build/src/eomlab -> build/bench/bench_compare)."""
+    binary = pathlib.Path(eomlab_binary())
+    path = pathlib.Path(os.environ.get("EOMLAB_BENCH_COMPARE") or binary.parents[1] / "bench" / "bench_compare")
+    if not path.exists():
+        pytest.skip(f"{path} not built (the benchmarks need Google Benchmark)")
+    return path
+
+
 def wait_for_first_checkpoint(out, proc):
     """Returns once a run of the study writing to `out` is under way (its first checkpoint exists), so a
     signal or a second invocation now meets it running."""

@@ -2,14 +2,13 @@
 its hyperparameters, the same numbers on 1 and 2 ranks per run, bitwise reruns, bitwise resume after
 SIGKILL for every method, and bad optimizer input refused before anything is written."""
 import random
-import subprocess
 import time
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import datasets, kill_study, run_eomlab, start_study, wait_for_first_checkpoint, write_config
 
 SETTINGS = {
     "heavy_ball": "momentum = 0.8",
@@ -90,15 +89,10 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path, method):
     ref = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5, name="ref.ini", output="ref")
     assert run_eomlab(["--config", ref], np=2).returncode == 0
     config = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5)
-    proc = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config)],
-                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     time.sleep(random.Random(method).uniform(0.0, 0.2))
-    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
-    proc.wait(timeout=60)
-    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
-        time.sleep(0.1)
+    kill_study(proc)
     with h5py.File(run_file(tmp_path / "out"), "r") as f:
         assert f.attrs["status"] == "running"  # killed inside the run
     resumed = run_eomlab(["--config", config, "--resume"], np=2)

@@ -1,7 +1,6 @@
 """Checkpoint and resume under real mpirun (issue 5): a study killed at a random moment, or stopped by
 SIGUSR1, and continued with --resume gives run files whose datasets equal an uninterrupted study's,
 bit for bit."""
-import os
 import random
 import re
 import shutil
@@ -12,7 +11,8 @@ import time
 import h5py
 import pytest
 
-from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import (datasets, eomlab_binary, kill_study, mpi_env, run_eomlab, start_study, wait_for_first_checkpoint,
+                      write_config)
 
 STUDY = """
 [study]
@@ -54,24 +54,13 @@ def reference(tmp_path_factory):
     return data
 
 
-def start(config, *extra):
-    return subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config), *extra],
-                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, reference, seed):
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
     moment = random.Random(seed).uniform(0.4, 2.2)
-    proc = start(config)
+    proc = start_study(config)
     time.sleep(moment)
-    # Every process of the study, as a node failure or the batch system would: Open MPI puts each rank
-    # in a process group of its own, so killing mpirun's group alone would leave ranks running.
-    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
-    proc.wait(timeout=60)
-    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
-        time.sleep(0.1)
+    kill_study(proc)
     resumed = run_eomlab(["--config", config, "--resume"], np=2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert set(statuses(tmp_path / "out").values()) == {"complete"}
@@ -85,7 +74,7 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     assert run_eomlab(["--config", ref_config], np=2).returncode == 0
     reference = datasets(tmp_path / "ref")
     config = write_config(tmp_path, text.format(output=tmp_path / "out"))
-    proc = start(config)
+    proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     proc.send_signal(signal.SIGUSR1)  # mpirun forwards it to every rank
     out, err = proc.communicate(timeout=120)

@@ -3,14 +3,13 @@ shards of a run split each batch, so 1, 2 and 3 ranks per run give the same traj
 bitwise identical; a batch size that does not divide the data, or records and steps off whole epochs,
 are bad input before anything is written; a study killed at a random moment resumes bit for bit."""
 import random
-import subprocess
 import time
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import datasets, eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
+from conftest import datasets, kill_study, run_eomlab, start_study, wait_for_first_checkpoint, write_config
 
 STUDY = """
 [study]
@@ -118,16 +117,10 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, r
     config = write_config(tmp_path, RESUME_STUDY.format(output=tmp_path / "out", ranks=2, order="reshuffle"))
     # Checkpoints every 13 steps fall mid-epoch (an epoch is 20 steps); the kill comes some time after the first.
     moment = random.Random(seed).uniform(0.0, 0.15) * seconds
-    proc = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config)],
-                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     time.sleep(moment)
-    # Every process of the study (Open MPI puts each rank in a process group of its own).
-    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)])
-    proc.wait(timeout=60)
-    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
-        time.sleep(0.1)
+    kill_study(proc)
     resumed = run_eomlab(["--config", config, "--resume"], np=2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at step" in resumed.stdout, f"killed after {moment:.2f} s of {seconds:.2f}: " + resumed.stdout
