@@ -54,12 +54,13 @@ MARKDOWN = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "
 
 class Gap(float):
     """A difference between two rates (measured minus predicted): written in scientific notation with
-    four digits, so that gaps of 1e-6, 1e-9 and 1e-12 read apart at a glance."""
+    six significant digits (as every other number of the tables), so that gaps of 1e-6, 1e-9 and 1e-12
+    read apart at a glance."""
 
 
 def fmt(x):
     if isinstance(x, Gap):
-        return f"{x:.3e}"
+        return f"{x:.5e}"
     return f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
 
 

@@ -78,7 +78,7 @@ def test_gaps_are_in_scientific_notation(report):
     assert gaps
     for row in rows:
         for i in gaps:
-            assert re.fullmatch(r"-?\d\.\d{3}e[+-]\d\d|nan", row[i]), (header[i], row[i])
+            assert re.fullmatch(r"-?\d\.\d{5}e[+-]\d\d|nan", row[i]), (header[i], row[i])
 
 
 def test_a_diverged_run_is_left_out_and_listed(report):

@@ -10,7 +10,7 @@ import time
 
 import h5py
 
-from conftest import REPO, eomlab_binary, mpi_env, run_eomlab, write_config, SMALL_STUDY
+from conftest import REPO, SMALL_STUDY, datasets, eomlab_binary, mpi_env, run_eomlab, start_study, write_config
 
 SLOW_STUDY = """
 [study]
@@ -120,12 +120,10 @@ def test_a_stop_inside_a_long_record_checkpoints_the_integrators_and_resumes_ide
     A stop there used to wait for the whole record (here: the run then completed, exit 0); now the
     integrators stop between two of their steps, the checkpoint holds them mid-way, and the resumed run
     is bitwise the uninterrupted one."""
-    from test_resume import datasets, start
-
     assert run_eomlab(["--config", write_config(tmp_path, LONG_RECORD.format(output=tmp_path / "ref"), "ref.ini")],
                       np=2).returncode == 0
     config = write_config(tmp_path, LONG_RECORD.format(output=tmp_path / "out"))
-    proc = start(config)
+    proc = start_study(config)
     for line in proc.stdout:
         if "step 0/20" in line:
             break
