@@ -145,8 +145,8 @@ void sgd_eom1(benchmark::State& state, const Network* net, long batch) {
   });
 }
 
-// Its two passes apart: the m batch gradients, and the m batch HVPs at a point whose forward pass the
-// model does not hold (as for all but the last batch in the field).
+// Its two passes apart: the m batch gradients, and the m batch HVPs at a point whose passes the model
+// does not hold (in the field they are kept from the gradients, so the HVPs cost less than here).
 void sgd_batch_passes(benchmark::State& state, const Network* net, long batch, bool hvps) {
   Fixture f(*net);
   std::vector<std::unique_ptr<Objective>> batches;

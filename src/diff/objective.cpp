@@ -84,7 +84,7 @@ const Vector& ModelObjective::gathered_theta(const Vector& slice) {
   // not), so all of them gather, or skip, together.
   const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
   if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
-    forward_pass_at_theta_ = false;
+    ++point_;
     theta_slice_ = slice;
     slices_.all_gather(slice, theta_);
   }
@@ -100,7 +100,6 @@ void ModelObjective::add_weight_decay(const Vector& x, Vector& out) const {
 }
 
 double ModelObjective::local_loss(const Part& part, const Vector& theta) {
-  forward_pass_at_theta_ = false;  // a loss-only pass keeps no backward pass
   return evaluates_here(part) ? model_.loss_value(theta, part.data, part.scale) : 0.0;
 }
 
@@ -127,9 +126,7 @@ double ModelObjective::value_and_gradient(const Part& part, const Vector& theta_
   const Vector& theta = gathered_theta(theta_slice);
   double loss = 0.0;
   if (evaluates_here(part)) {
-    loss = model_.loss_and_gradient(theta, part.data, part.scale, whole_out_);
-    forward_pass_at_theta_ = true;
-    forward_part_ = part.id;
+    loss = model_.loss_and_gradient(theta, part.data, part.scale, whole_out_, {point_, part.id});
   } else {
     whole_out_.setZero(model_.n_params());
   }
@@ -142,10 +139,7 @@ void ModelObjective::hessian_vector(const Part& part, const Vector& theta_slice,
   const Vector& theta = gathered_theta(theta_slice);
   slices_.all_gather(v, v_);
   if (evaluates_here(part)) {
-    model_.hessian_vector(theta, v_, part.data, part.scale, whole_out_,
-                          forward_pass_at_theta_ && forward_part_ == part.id);
-    forward_pass_at_theta_ = true;
-    forward_part_ = part.id;
+    model_.hessian_vector(theta, v_, part.data, part.scale, whole_out_, {point_, part.id});
   } else {
     whole_out_.setZero(model_.n_params());
   }

@@ -76,11 +76,9 @@ class ModelObjective final : public Objective {
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
-  // The model's last gradient or HVP (whose forward pass the fast path keeps) was at the current θ, on
-  // the samples of part forward_part_. Other evaluations leave it alone: third-order ones do not touch
-  // that forward pass.
-  bool forward_pass_at_theta_ = false;
-  long forward_part_ = 0, parts_made_ = 0;
+  // Counts the points θ gathered: with a part's id it names the model's passes (PassKey), so the fast
+  // path reuses a part's forward and backward passes only at the θ they were made at.
+  long point_ = 0, parts_made_ = 0;
   Vector u_, v_, whole_out_, whole_first_;
 
   Part whole_shard() const { return {local_, scale_, 0}; }

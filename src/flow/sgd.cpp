@@ -11,8 +11,9 @@
 //   eom1  θ' = −ḡ + η F1,  F1 = (1/m) Σ_{i<j} H_j g_i − (m/2) H̄ḡ,
 // g_j, H_j batch j's gradient and Hessian in the epoch's order, ḡ = (1/m)Σ g_j, H̄ = (1/m)Σ H_j. F1 is
 // evaluated as (1/m) Σ_j H_j u_j with u_j = Σ_{i<j} g_i − (m/2) ḡ: m batch gradients (one full gradient
-// of work) and m batch HVPs (one full HVP), never m² products. Under reshuffling each epoch has its own
-// order, so eom1 is piecewise in time: one piece per epoch (Flow::segment_steps).
+// of work) and m batch HVPs (one full HVP, of which only the tangent passes run: the model keeps each
+// batch's passes from its gradient, model/dense_path.hpp), never m² products. Under reshuffling each
+// epoch has its own order, so eom1 is piecewise in time: one piece per epoch (Flow::segment_steps).
 #include "flow/sgd.hpp"
 
 #include <algorithm>

@@ -23,6 +23,10 @@ void sum_columns(const Matrix& m, Eigen::Map<Vector> out) {
   for (Index j = 0; j < m.cols(); ++j) out += m.col(j);
 }
 
+// What the kept primal passes may hold in all (minibatch SGD keeps one per batch: together one pass
+// over the shard).
+constexpr double primal_budget_bytes = 1024.0 * 1024.0 * 1024.0;
+
 }  // namespace
 
 void DensePathPlan::add_dense(const DenseLayer& layer) {
@@ -41,37 +45,68 @@ DensePath::DensePath(const DensePathPlan& plan)
     : layers_(plan.layers),
       activation_kind_(plan.activation.value_or(Activation::tanh)),  // unused without hidden layers
       loss_(plan.loss.value()) {
-  const std::size_t n = layers_.size();
-  activation_.resize(n);
-  for (auto* v : {&z_, &e_, &delta_, &z_dot_, &a_dot_, &e_dot_, &delta_dot_}) v->resize(n);
+  for (auto* v : {&z_dot_, &a_dot_, &e_dot_, &delta_dot_}) v->resize(layers_.size());
+  slot_for({});
 }
 
-double DensePath::forward_and_head(const Vector& theta, const Dataset& batch, double scale) {
+double DensePath::Primal::bytes() const {
+  double n = static_cast<double>(probabilities.size());
+  for (const auto& a : activation) n += static_cast<double>(a[0].size() + a[1].size() + a[2].size());
+  for (const auto* v : {&z, &e, &delta})
+    for (const Matrix& m : *v) n += static_cast<double>(m.size());
+  return 8.0 * n;
+}
+
+const DensePath::Primal* DensePath::kept(PassKey pass, double scale) const {
+  if (!pass.named()) return nullptr;
+  for (const Primal& p : primals_)
+    if (p.valid && p.pass == pass && p.scale == scale) return &p;
+  return nullptr;
+}
+
+DensePath::Primal& DensePath::slot_for(PassKey pass) {
+  for (Primal& p : primals_)
+    if (pass.named() && p.pass == pass) return p;
+  for (Primal& p : primals_)
+    if (!p.valid || !p.pass.named() || p.pass.point != pass.point) return p;
+  double bytes = 0;
+  for (const Primal& p : primals_) bytes += p.bytes();
+  if (primals_.empty() || bytes + primals_.front().bytes() <= primal_budget_bytes) {
+    Primal& p = primals_.emplace_back();
+    const std::size_t n = layers_.size();
+    p.activation.resize(n);
+    for (auto* v : {&p.z, &p.e, &p.delta}) v->resize(n);
+    return p;
+  }
+  return primals_.front();
+}
+
+double DensePath::forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale) {
   const std::size_t n = layers_.size();
   for (std::size_t i = 0; i < n; ++i) {
     const DenseLayer& l = layers_[i];
-    const Matrix& input = i == 0 ? batch.x : activation_[i - 1][0];
-    Matrix& z = z_[i];
+    const Matrix& input = i == 0 ? batch.x : p.activation[i - 1][0];
+    Matrix& z = p.z[i];
     z.resize(l.out, input.cols());
     z.colwise() = bias(theta, l);
     gemm(1.0, transposed_weights(theta, l), Op::transpose, input, Op::none, 1.0, z);
     if (i + 1 == n) break;
-    apply_activation(activation_kind_, z, 2, activation_[i].data());
+    apply_activation(activation_kind_, z, 2, p.activation[i].data());
   }
-  const Matrix& z = z_.back();
-  Matrix& delta = delta_.back();
+  const Matrix& z = p.z.back();
+  Matrix& delta = p.delta.back();
   double loss = 0.0;
   if (loss_ == LossKind::cross_entropy) {
     // Softmax with the column maximum subtracted; ℓ = log Σ exp(z - max) + max - z_label.
     column_max_ = z.colwise().maxCoeff();
-    probabilities_.resize(z.rows(), z.cols());
-    probabilities_.array() = (z.rowwise() - column_max_).array().exp();
-    column_sum_ = probabilities_.colwise().sum();
+    p.probabilities.resize(z.rows(), z.cols());
+    p.probabilities.array() = (z.rowwise() - column_max_).array().exp();
+    column_sum_ = p.probabilities.colwise().sum();
     for (Index j = 0; j < z.cols(); ++j)
       loss += std::log(column_sum_[j]) + column_max_[j] -
               z(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j);
-    probabilities_.array().rowwise() /= column_sum_.array();
-    delta = scale * probabilities_;
+    p.probabilities.array().rowwise() /= column_sum_.array();
+    delta = scale * p.probabilities;
     for (Index j = 0; j < z.cols(); ++j) delta(static_cast<Index>(batch.labels[static_cast<std::size_t>(j)]), j) -= scale;
   } else {
     delta = z - batch.targets;
@@ -81,43 +116,52 @@ double DensePath::forward_and_head(const Vector& theta, const Dataset& batch, do
   return scale * loss;
 }
 
-void DensePath::backward(const Vector& theta, const Matrix& x, Vector* grad) {
+void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Vector* grad) {
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
     if (grad) {
-      const Matrix& input = i == 0 ? x : activation_[i - 1][0];
-      gemm(1.0, input, Op::none, delta_[i], Op::transpose, 0.0, transposed_weights(*grad, l));  // (δ aᵀ)ᵀ in place
-      sum_columns(delta_[i], bias(*grad, l));
+      const Matrix& input = i == 0 ? x : p.activation[i - 1][0];
+      gemm(1.0, input, Op::none, p.delta[i], Op::transpose, 0.0, transposed_weights(*grad, l));  // (δ aᵀ)ᵀ in place
+      sum_columns(p.delta[i], bias(*grad, l));
     }
     if (i == 0) break;
-    e_[i - 1].resize(l.in, x.cols());
-    gemm(1.0, transposed_weights(theta, l), Op::none, delta_[i], Op::none, 0.0, e_[i - 1]);
-    delta_[i - 1].array() = activation_[i - 1][1].array() * e_[i - 1].array();
+    p.e[i - 1].resize(l.in, x.cols());
+    gemm(1.0, transposed_weights(theta, l), Op::none, p.delta[i], Op::none, 0.0, p.e[i - 1]);
+    p.delta[i - 1].array() = p.activation[i - 1][1].array() * p.e[i - 1].array();
   }
 }
 
 double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) {
-  primal_valid_ = false;
-  return forward_and_head(theta, batch, scale);
+  Primal& p = slot_for({});
+  p.valid = false;
+  return forward_and_head(p, theta, batch, scale);
 }
 
-double DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad) {
-  primal_valid_ = false;
-  const double loss = forward_and_head(theta, batch, scale);
-  backward(theta, batch.x, grad);
-  primal_valid_ = true;
-  primal_scale_ = scale;
+const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad,
+                                           PassKey pass, double* loss) {
+  Primal& p = slot_for(pass);
+  p.valid = false;
+  const double l = forward_and_head(p, theta, batch, scale);
+  backward(p, theta, batch.x, grad);
+  p.pass = pass;
+  p.scale = scale;
+  p.valid = true;
+  if (loss) *loss = l;
+  return p;
+}
+
+double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad,
+                                    PassKey pass) {
+  grad.resize(theta.size());
+  double loss = 0;
+  primal(theta, batch, scale, &grad, pass, &loss);
   return loss;
 }
 
-double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) {
-  grad.resize(theta.size());
-  return primal(theta, batch, scale, &grad);
-}
-
 void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
-                               bool same_point) {
-  if (!(same_point && primal_valid_ && primal_scale_ == scale)) primal(theta, batch, scale, nullptr);
+                               PassKey pass) {
+  const Primal* kept_pass = kept(pass, scale);
+  const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, nullptr, pass);
   const std::size_t n = layers_.size();
   // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż.
   for (std::size_t i = 0; i < n; ++i) {
@@ -125,16 +169,16 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
     Matrix& z_dot = z_dot_[i];
     z_dot.resize(l.out, batch.x.cols());
     z_dot.colwise() = bias(v, l);
-    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : activation_[i - 1][0], Op::none, 1.0, z_dot);
+    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : p.activation[i - 1][0], Op::none, 1.0, z_dot);
     if (i > 0) gemm(1.0, transposed_weights(theta, l), Op::transpose, a_dot_[i - 1], Op::none, 1.0, z_dot);
-    if (i + 1 < n) a_dot_[i].array() = activation_[i][1].array() * z_dot.array();
+    if (i + 1 < n) a_dot_[i].array() = p.activation[i][1].array() * z_dot.array();
   }
   // Tangent of the head's δ: scale·ṗ with ṗ = p ⊙ (ż - Σ_c p ż) for softmax, scale·ż for mse.
   const Matrix& z_dot = z_dot_.back();
   Matrix& head = delta_dot_.back();
   if (loss_ == LossKind::cross_entropy) {
-    column_sum_ = (probabilities_.array() * z_dot.array()).colwise().sum();
-    head.array() = scale * probabilities_.array() * (z_dot.rowwise() - column_sum_).array();
+    column_sum_ = (p.probabilities.array() * z_dot.array()).colwise().sum();
+    head.array() = scale * p.probabilities.array() * (z_dot.rowwise() - column_sum_).array();
   } else {
     head = scale * z_dot;
   }
@@ -143,16 +187,16 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
   for (std::size_t i = n; i-- > 0;) {
     const DenseLayer& l = layers_[i];
     const auto h = transposed_weights(hv, l);
-    gemm(1.0, i == 0 ? batch.x : activation_[i - 1][0], Op::none, delta_dot_[i], Op::transpose, 0.0, h);
-    if (i > 0) gemm(1.0, a_dot_[i - 1], Op::none, delta_[i], Op::transpose, 1.0, h);
+    gemm(1.0, i == 0 ? batch.x : p.activation[i - 1][0], Op::none, delta_dot_[i], Op::transpose, 0.0, h);
+    if (i > 0) gemm(1.0, a_dot_[i - 1], Op::none, p.delta[i], Op::transpose, 1.0, h);
     sum_columns(delta_dot_[i], bias(hv, l));
     if (i == 0) break;
     Matrix& e_dot = e_dot_[i - 1];
     e_dot.resize(l.in, batch.x.cols());
     gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot);
-    gemm(1.0, transposed_weights(v, l), Op::none, delta_[i], Op::none, 1.0, e_dot);
-    const auto& [a, d1, d2] = activation_[i - 1];
-    delta_dot_[i - 1].array() = d2.array() * z_dot_[i - 1].array() * e_[i - 1].array() + d1.array() * e_dot.array();
+    gemm(1.0, transposed_weights(v, l), Op::none, p.delta[i], Op::none, 1.0, e_dot);
+    const auto& [a, d1, d2] = p.activation[i - 1];
+    delta_dot_[i - 1].array() = d2.array() * z_dot_[i - 1].array() * p.e[i - 1].array() + d1.array() * e_dot.array();
   }
 }
 

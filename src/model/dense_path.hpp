@@ -6,9 +6,10 @@
 // allocation happens once the shapes are known. The jet path (the Model's layers, model/layer.hpp) is
 // the reference: tests/unit/test_dense_path.cpp holds this one to it.
 //
-// The primal state of the last gradient or HVP (activations, σ', σ'', back-propagated δ) stays valid
-// until the next evaluation; a Hessian-vector product told it is at the same θ and batch reuses it and
-// runs only the tangent passes. The bits do not depend on whether it was reused.
+// The primal state of a gradient or HVP (activations, σ', σ'', back-propagated δ) is kept under the
+// evaluation's PassKey (model/model.hpp): the passes of every batch at the latest θ, within a memory
+// budget. A Hessian-vector product with the key of a kept pass runs only the tangent passes. The bits do
+// not depend on whether it was reused.
 #pragma once
 #include <array>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "core/config.hpp"
 #include "core/dataset.hpp"
 #include "core/types.hpp"
+#include "model/model.hpp"
 
 namespace eomlab {
 
@@ -50,30 +52,42 @@ class DensePath {
 
   // Each returns scale * Σ ℓ over the batch, like Model's methods of the same names.
   double loss(const Vector& theta, const Dataset& batch, double scale);
-  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad);
-  // With same_point, θ and the batch are those of the previous call (the caller guarantees it).
+  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad, PassKey pass);
   void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
-                      bool same_point);
+                      PassKey pass);
 
  private:
+  // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
+  // δ = ∂(scale Σℓ)/∂z; the softmax's probabilities. Valid for `pass` at `scale` when `valid`.
+  struct Primal {
+    PassKey pass;
+    double scale = 0;
+    bool valid = false;
+    std::vector<std::array<Matrix, 3>> activation;  // σ, σ', σ'' of hidden layers
+    std::vector<Matrix> z, e, delta;
+    Matrix probabilities;
+    double bytes() const;
+  };
+
   std::vector<DenseLayer> layers_;
   Activation activation_kind_;
   LossKind loss_;
-  bool primal_valid_ = false;
-  double primal_scale_ = 0;
-  // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
-  // δ = ∂(scale Σℓ)/∂z. The tangent (directional derivative) of each, for the HVP. Every buffer keeps
-  // one shape, so none is reallocated once the batch size is known.
-  std::vector<std::array<Matrix, 3>> activation_;  // σ, σ', σ'' of hidden layers
-  std::vector<Matrix> z_, e_, delta_;
+  std::vector<Primal> primals_;  // at least one; kept while their bytes stay within the budget
+  // The tangent (directional derivative) of each primal matrix, for the HVP. Every buffer keeps one
+  // shape per batch size, so none is reallocated once the batch sizes are known.
   std::vector<Matrix> z_dot_, a_dot_, e_dot_, delta_dot_;
-  Matrix probabilities_;
   Eigen::RowVectorXd column_max_, column_sum_;
 
-  double forward_and_head(const Vector& theta, const Dataset& batch, double scale);
-  void backward(const Vector& theta, const Matrix& x, Vector* grad);
-  // Forward pass, head and backward pass (writing the gradient when grad is given): the primal state.
-  double primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad);
+  // The kept primal of `pass` at `scale`, or null.
+  const Primal* kept(PassKey pass, double scale) const;
+  // Where to compute a new primal for `pass`: a slot of no or another θ's pass, a new slot while the
+  // budget allows, else the first slot.
+  Primal& slot_for(PassKey pass);
+  double forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale);
+  void backward(Primal& p, const Vector& theta, const Matrix& x, Vector* grad);
+  // Forward pass, head and backward pass (writing the gradient when grad is given) into a slot for `pass`.
+  const Primal& primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad, PassKey pass,
+                       double* loss = nullptr);
 };
 
 }  // namespace eomlab

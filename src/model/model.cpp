@@ -175,14 +175,15 @@ double Model::loss_value(const Vector& theta, const Dataset& batch, double scale
   return impl_->evaluate(theta, nullptr, 0, batch, scale, nullptr);
 }
 
-double Model::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const {
-  if (impl_->fast) return impl_->fast->loss_and_gradient(theta, batch, scale, grad);
+double Model::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad,
+                                PassKey pass) const {
+  if (impl_->fast) return impl_->fast->loss_and_gradient(theta, batch, scale, grad, pass);
   return impl_->evaluate(theta, nullptr, 0, batch, scale, &grad);
 }
 
 void Model::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
-                           bool same_point) const {
-  if (impl_->fast) return impl_->fast->hessian_vector(theta, v, batch, scale, hv, same_point);
+                           PassKey pass) const {
+  if (impl_->fast) return impl_->fast->hessian_vector(theta, v, batch, scale, hv, pass);
   const Vector* directions[] = {&v};
   impl_->evaluate(theta, directions, 1, batch, scale, &hv);
 }

@@ -21,6 +21,16 @@
 
 namespace eomlab {
 
+// Names the point and the batch of an evaluation, so that the fast path may keep the primal passes
+// (forward and backward) of several batches at one θ and reuse them: e.g. minibatch SGD's eom1 field, m
+// batch gradients then m batch HVPs at the same θ. The caller guarantees that evaluations with equal keys
+// are at the same θ and batch; the default key names nothing and is never reused.
+struct PassKey {
+  long point = 0, batch = 0;
+  bool named() const { return point != 0; }
+  bool operator==(const PassKey& o) const { return point == o.point && batch == o.batch; }
+};
+
 // A named contiguous piece of the flat parameter vector (one W or one b, or an invariant block).
 struct ParameterBlock {
   std::string name;
@@ -76,11 +86,12 @@ class Model {
   // Returns scale * Σ ℓ without derivatives.
   double loss_value(const Vector& theta, const Dataset& batch, double scale) const;
   // Returns scale * Σ ℓ; writes the gradient of that quantity to grad.
-  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad) const;
-  // Writes (scale * Σ ∇²ℓ) v. With same_point the caller guarantees that θ and the batch are those of
-  // this model's previous evaluation, whose forward pass may then be reused (same bits either way).
+  double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad,
+                           PassKey pass = {}) const;
+  // Writes (scale * Σ ∇²ℓ) v. A gradient or HVP given the same `pass` earlier may have left its forward
+  // and backward passes to reuse (same bits either way).
   void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
-                      bool same_point = false) const;
+                      PassKey pass = {}) const;
   // Writes (scale * Σ ∇³ℓ)[u, v].
   void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                    Vector& out) const;

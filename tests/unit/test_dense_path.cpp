@@ -84,14 +84,52 @@ TEST(DensePath, ReusedForwardPassGivesTheSameBits) {
   const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
   Vector g, fresh, reused, after_loss;
   mlp.hessian_vector(theta, v, d, 0.1, fresh);
-  mlp.loss_and_gradient(theta, d, 0.1, g);
-  mlp.hessian_vector(theta, v, d, 0.1, reused, true);
+  mlp.loss_and_gradient(theta, d, 0.1, g, {1, 0});
+  mlp.hessian_vector(theta, v, d, 0.1, reused, {1, 0});
   EXPECT_EQ(fresh, reused);
-  // A loss-only evaluation keeps no backward pass; same_point must then not reuse a stale one.
-  mlp.loss_and_gradient(theta + v, d, 0.1, g);
+  // A loss-only evaluation may overwrite a kept pass; the key must then not reuse a stale one.
+  mlp.loss_and_gradient(theta + v, d, 0.1, g, {2, 0});
   mlp.loss_value(theta, d, 0.1);
-  mlp.hessian_vector(theta, v, d, 0.1, after_loss, true);
+  mlp.hessian_vector(theta, v, d, 0.1, after_loss, {2, 0});
   EXPECT_EQ(fresh, after_loss);
+}
+
+// Minibatch SGD's eom1 field: every batch's gradient, then every batch's HVP at the same θ. The passes of
+// all batches are kept (the HVPs reuse them) and give the bits of fresh HVPs; a wrong reuse (another
+// batch's or another point's pass) would change them.
+TEST(DensePath, KeepsThePassesOfSeveralBatches) {
+  const Dataset d = data_for(Activation::tanh, LossKind::cross_entropy);
+  Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy);
+  const Vector theta = mlp.initial_parameters(3), v = random_vector(mlp.n_params(), 8);
+  std::vector<Dataset> batches(3);
+  for (int b = 0; b < 3; ++b) {
+    batches[b].sample_shape = d.sample_shape;
+    const Index n = d.n_samples() / 3;
+    batches[b].x = d.x.middleCols(b * n, n);
+    batches[b].labels.assign(d.labels.begin() + b * n, d.labels.begin() + (b + 1) * n);
+  }
+  std::vector<Vector> fresh(3);
+  for (int b = 0; b < 3; ++b) mlp.hessian_vector(theta, v, batches[b], 0.5, fresh[b]);
+  Vector g, hv;
+  for (const long point : {10L, 11L}) {
+    const Vector at = point == 10 ? theta : Vector(theta + v);  // the second round first fills the slots elsewhere
+    for (int b = 0; b < 3; ++b) mlp.loss_and_gradient(at, batches[b], 0.5, g, {point, b});
+    if (point == 11) {
+      for (int b = 0; b < 3; ++b) mlp.loss_and_gradient(theta, batches[b], 0.5, g, {12, b});
+    }
+    const long at_theta = point == 10 ? 10 : 12;
+    for (int b = 3; b-- > 0;) {
+      mlp.hessian_vector(theta, v, batches[b], 0.5, hv, {at_theta, b});
+      EXPECT_EQ(hv, fresh[b]) << "batch " << b << ", round " << point;
+    }
+  }
+  // The passes are reused, not remade: told (falsely) that θ + v is the point of key {12, b}, the HVP
+  // runs its tangent passes on θ's kept primal and differs from a fresh HVP at θ + v.
+  Vector fresh_there, told;
+  mlp.hessian_vector(theta + v, v, batches[1], 0.5, fresh_there);
+  mlp.loss_and_gradient(theta, batches[1], 0.5, g, {13, 1});
+  mlp.hessian_vector(theta + v, v, batches[1], 0.5, told, {13, 1});
+  EXPECT_GT((told - fresh_there).norm(), 1e-6 * fresh_there.norm());
 }
 
 TEST(DensePath, ObjectiveReusesTheForwardPassOnlyAtTheSamePoint) {
