@@ -1,5 +1,6 @@
 #include "model/dense_path.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -46,7 +47,7 @@ DensePath::DensePath(const DensePathPlan& plan)
       activation_kind_(plan.activation.value_or(Activation::tanh)),  // unused without hidden layers
       loss_(plan.loss.value()) {
   for (auto* v : {&z_dot_, &a_dot_, &e_dot_, &delta_dot_}) v->resize(layers_.size());
-  slot_for({});
+  add_slot();
 }
 
 double DensePath::Primal::bytes() const {
@@ -57,28 +58,46 @@ double DensePath::Primal::bytes() const {
   return 8.0 * n;
 }
 
+// The slot of `batch`'s pass at this θ, if one was given out (batch ids index a table).
+const std::size_t* DensePath::slot_of(long batch) const {
+  if (batch < 0 || static_cast<std::size_t>(batch) >= slot_of_batch_.size()) return nullptr;
+  const auto& [point, slot] = slot_of_batch_[static_cast<std::size_t>(batch)];
+  return point == point_ ? &slot : nullptr;
+}
+
 const DensePath::Primal* DensePath::kept(PassKey pass, double scale) const {
-  if (!pass.named()) return nullptr;
-  for (const Primal& p : primals_)
-    if (p.valid && p.pass == pass && p.scale == scale) return &p;
-  return nullptr;
+  if (!pass.named() || pass.point != point_) return nullptr;
+  const std::size_t* slot = slot_of(pass.batch);
+  if (!slot) return nullptr;
+  const Primal& p = primals_[*slot];
+  return p.valid && p.pass == pass && p.scale == scale ? &p : nullptr;
 }
 
 DensePath::Primal& DensePath::slot_for(PassKey pass) {
-  for (Primal& p : primals_)
-    if (pass.named() && p.pass == pass) return p;
-  for (Primal& p : primals_)
-    if (!p.valid || !p.pass.named() || p.pass.point != pass.point) return p;
-  double bytes = 0;
-  for (const Primal& p : primals_) bytes += p.bytes();
-  if (primals_.empty() || bytes + primals_.front().bytes() <= primal_budget_bytes) {
-    Primal& p = primals_.emplace_back();
-    const std::size_t n = layers_.size();
-    p.activation.resize(n);
-    for (auto* v : {&p.z, &p.e, &p.delta}) v->resize(n);
-    return p;
+  constexpr long max_batches = 1L << 24;
+  if (!pass.named() || pass.batch < 0 || pass.batch >= max_batches) return primals_.front();
+  if (pass.point != point_) {  // every kept pass is of an earlier θ: all slots are free
+    point_ = pass.point;
+    used_ = 0;
   }
-  return primals_.front();
+  if (const std::size_t* slot = slot_of(pass.batch)) return primals_[*slot];
+  std::size_t slot = 0;
+  if (used_ < primals_.size()) {
+    slot = used_++;
+  } else if (static_cast<double>(primals_.size() + 1) * slot_bytes_ <= primal_budget_bytes) {
+    add_slot();
+    slot = used_++;
+  }
+  const auto b = static_cast<std::size_t>(pass.batch);
+  if (b >= slot_of_batch_.size()) slot_of_batch_.resize(b + 1, {0, 0});
+  slot_of_batch_[b] = {point_, slot};
+  return primals_[slot];
+}
+
+void DensePath::add_slot() {
+  Primal& p = primals_.emplace_back();
+  p.activation.resize(layers_.size());
+  for (auto* v : {&p.z, &p.e, &p.delta}) v->resize(layers_.size());
 }
 
 double DensePath::forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale) {
@@ -146,6 +165,7 @@ const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& b
   p.pass = pass;
   p.scale = scale;
   p.valid = true;
+  slot_bytes_ = std::max(slot_bytes_, p.bytes());
   if (loss) *loss = l;
   return p;
 }

@@ -13,6 +13,7 @@
 #pragma once
 #include <array>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/config.hpp"
@@ -72,7 +73,15 @@ class DensePath {
   std::vector<DenseLayer> layers_;
   Activation activation_kind_;
   LossKind loss_;
-  std::vector<Primal> primals_;  // at least one; kept while their bytes stay within the budget
+  // The slots: at least one, more while slot_bytes_ (the largest pass seen) times their number stays
+  // within the budget. The passes of θ number point_ fill slots [0, used_); slot_of_batch_[b] is
+  // (point, slot) of batch b's, current when its point is point_ (a table: no allocation once every
+  // batch has been seen).
+  std::vector<Primal> primals_;
+  double slot_bytes_ = 0;
+  long point_ = 0;
+  std::size_t used_ = 0;
+  std::vector<std::pair<long, std::size_t>> slot_of_batch_;
   // The tangent (directional derivative) of each primal matrix, for the HVP. Every buffer keeps one
   // shape per batch size, so none is reallocated once the batch sizes are known.
   std::vector<Matrix> z_dot_, a_dot_, e_dot_, delta_dot_;
@@ -80,9 +89,12 @@ class DensePath {
 
   // The kept primal of `pass` at `scale`, or null.
   const Primal* kept(PassKey pass, double scale) const;
-  // Where to compute a new primal for `pass`: a slot of no or another θ's pass, a new slot while the
-  // budget allows, else the first slot.
+  const std::size_t* slot_of(long batch) const;
+  // Where to compute a new primal for `pass` in O(1): the first slot for an unnamed pass; its batch's
+  // slot at this θ, else a free slot, a new one while the budget allows, else the first (whose kept
+  // pass is then lost: a later reuse finds a pass of another key there and remakes it).
   Primal& slot_for(PassKey pass);
+  void add_slot();
   double forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale);
   void backward(Primal& p, const Vector& theta, const Matrix& x, Vector* grad);
   // Forward pass, head and backward pass (writing the gradient when grad is given) into a slot for `pass`.

@@ -24,7 +24,8 @@ namespace eomlab {
 // Names the point and the batch of an evaluation, so that the fast path may keep the primal passes
 // (forward and backward) of several batches at one θ and reuse them: e.g. minibatch SGD's eom1 field, m
 // batch gradients then m batch HVPs at the same θ. The caller guarantees that evaluations with equal keys
-// are at the same θ and batch; the default key names nothing and is never reused.
+// are at the same θ and batch; the default key names nothing and is never reused. Batches are small
+// indices (0, 1, ...: the fast path keeps a table of them).
 struct PassKey {
   long point = 0, batch = 0;
   bool named() const { return point != 0; }
