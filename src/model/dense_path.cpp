@@ -70,7 +70,7 @@ const DensePath::Primal* DensePath::kept(PassKey pass, double scale) const {
   const std::size_t* slot = slot_of(pass.batch);
   if (!slot) return nullptr;
   const Primal& p = primals_[*slot];
-  return p.valid && p.pass == pass && p.scale == scale ? &p : nullptr;
+  return p.pass == pass && p.scale == scale ? &p : nullptr;
 }
 
 DensePath::Primal& DensePath::slot_for(PassKey pass) {
@@ -152,19 +152,18 @@ void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Vector
 
 double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) {
   Primal& p = slot_for({});
-  p.valid = false;
+  p.pass = {};
   return forward_and_head(p, theta, batch, scale);
 }
 
 const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad,
                                            PassKey pass, double* loss) {
   Primal& p = slot_for(pass);
-  p.valid = false;
+  p.pass = {};  // names nothing until complete
   const double l = forward_and_head(p, theta, batch, scale);
   backward(p, theta, batch.x, grad);
   p.pass = pass;
   p.scale = scale;
-  p.valid = true;
   slot_bytes_ = std::max(slot_bytes_, p.bytes());
   if (loss) *loss = l;
   return p;

@@ -59,11 +59,10 @@ class DensePath {
 
  private:
   // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
-  // δ = ∂(scale Σℓ)/∂z; the softmax's probabilities. Valid for `pass` at `scale` when `valid`.
+  // δ = ∂(scale Σℓ)/∂z; the softmax's probabilities. Those of `pass` at `scale` when `pass` is named.
   struct Primal {
     PassKey pass;
     double scale = 0;
-    bool valid = false;
     std::vector<std::array<Matrix, 3>> activation;  // σ, σ', σ'' of hidden layers
     std::vector<Matrix> z, e, delta;
     Matrix probabilities;

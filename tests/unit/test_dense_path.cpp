@@ -111,19 +111,22 @@ TEST(DensePath, KeepsThePassesOfSeveralBatches) {
   std::vector<Vector> fresh(3);
   for (int b = 0; b < 3; ++b) mlp.hessian_vector(theta, v, batches[b], 0.5, fresh[b]);
   Vector g, hv;
-  for (const long point : {10L, 11L}) {
-    const Vector at = point == 10 ? theta : Vector(theta + v);  // the second round first fills the slots elsewhere
+  const auto gradients = [&](const Vector& at, long point) {
     for (int b = 0; b < 3; ++b) mlp.loss_and_gradient(at, batches[b], 0.5, g, {point, b});
-    if (point == 11) {
-      for (int b = 0; b < 3; ++b) mlp.loss_and_gradient(theta, batches[b], 0.5, g, {12, b});
-    }
-    const long at_theta = point == 10 ? 10 : 12;
+  };
+  const auto hvps_are_fresh = [&](long point) {
     for (int b = 3; b-- > 0;) {
-      mlp.hessian_vector(theta, v, batches[b], 0.5, hv, {at_theta, b});
-      EXPECT_EQ(hv, fresh[b]) << "batch " << b << ", round " << point;
+      mlp.hessian_vector(theta, v, batches[b], 0.5, hv, {point, b});
+      EXPECT_EQ(hv, fresh[b]) << "batch " << b << ", point " << point;
     }
-  }
-  // The passes are reused, not remade: told (falsely) that θ + v is the point of key {12, b}, the HVP
+  };
+  gradients(theta, 10);
+  hvps_are_fresh(10);
+  // The slots first filled at another point, then at θ again under a new point.
+  gradients(theta + v, 11);
+  gradients(theta, 12);
+  hvps_are_fresh(12);
+  // The passes are reused, not remade: told (falsely) that θ + v is the point of key {13, 1}, the HVP
   // runs its tangent passes on θ's kept primal and differs from a fresh HVP at θ + v.
   Vector fresh_there, told;
   mlp.hessian_vector(theta + v, v, batches[1], 0.5, fresh_there);
