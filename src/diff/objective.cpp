@@ -1,11 +1,36 @@
 #include "diff/objective.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/error.hpp"
 
 namespace eomlab {
 
 std::unique_ptr<Objective> Objective::restricted(const std::vector<Index>&) {
   throw Error("Objective::restricted: this loss is not a mean over samples (it has no minibatches)");
+}
+
+std::unique_ptr<BatchPartition> Objective::partitioned(const std::vector<std::vector<Index>>& batches) {
+  return std::make_unique<BatchPartition>(*this, batches);
+}
+
+BatchPartition::BatchPartition(Objective& whole, const std::vector<std::vector<Index>>& batches) {
+  for (const auto& batch : batches) batches_.push_back(whole.restricted(batch));
+}
+
+void BatchPartition::gradients(const Vector& theta, std::vector<Vector>& g) {
+  g.resize(batches_.size());
+  for (std::size_t k = 0; k < batches_.size(); ++k) batches_[k]->value_and_gradient(theta, g[k]);
+}
+
+void BatchPartition::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, Vector& out) {
+  if (v.size() != batches_.size()) throw Error("BatchPartition::hessian_vector_sum: expected one direction per batch");
+  out.setZero(theta.size());
+  for (std::size_t k = batches_.size(); k-- > 0;) {
+    batches_[k]->hessian_vector(theta, *v[k], hv_);
+    out += hv_;
+  }
 }
 
 ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double weight_decay,
@@ -53,11 +78,73 @@ class ModelObjective::Batch final : public Objective {
   long id_;
 };
 
-std::unique_ptr<Objective> ModelObjective::restricted(const std::vector<Index>& batch) {
-  if (batch.empty()) throw Error("ModelObjective::restricted: expected a non-empty batch");
-  std::vector<Index> mine;  // local columns, in the batch's order
-  for (const Index i : batch) {
-    if (i < 0 || i >= n_total_) throw Error("ModelObjective::restricted: sample index out of range");
+// The batches of a partition laid out one after another as blocks of one data set (this rank's samples
+// of each), evaluated by the model in one pass: m batch gradients, then Σ_k H_k v_k, at one θ (the second
+// reuses the first's forward and backward passes, PassKey). Batches of equal size b: each block's scale is 1/b.
+class ModelObjective::Partition final : public BatchPartition {
+ public:
+  Partition(ModelObjective& whole, const std::vector<std::vector<Index>>& batches)
+      : BatchPartition(whole, batches), whole_(whole), scale_(1.0 / static_cast<double>(batches.front().size())),
+        id_(++whole.parts_made_) {
+    std::vector<Index> all;
+    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
+    data_ = whole.local_samples(all);
+    Index end = 0;
+    for (const auto& batch : batches) {
+      for (const Index i : batch) end += i >= whole.first_sample_ && i < whole.first_sample_ + whole.local_.n_samples();
+      ends_.push_back(end);
+    }
+  }
+
+  void gradients(const Vector& theta_slice, std::vector<Vector>& g) override {
+    const Vector& theta = whole_.gathered_theta(theta_slice);
+    const std::size_t m = ends_.size();
+    g.resize(m);
+    wholes_.resize(m);
+    const bool direct = whole_.slices_.local_size() == whole_.slices_.global_size();
+    outputs_.clear();
+    for (std::size_t k = 0; k < m; ++k) outputs_.push_back(direct ? &g[k] : &wholes_[k]);
+    if (whole_.evaluates_here(part()))
+      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {whole_.point_, id_});
+    else
+      for (Vector* o : outputs_) o->setZero(whole_.model_.n_params());
+    for (std::size_t k = 0; k < m; ++k) {
+      if (!direct) whole_.slices_.reduce_scatter(wholes_[k], g[k]);
+      whole_.add_weight_decay(theta_slice, g[k]);
+    }
+  }
+
+  void hessian_vector_sum(const Vector& theta_slice, const std::vector<const Vector*>& v, Vector& out) override {
+    if (v.size() != ends_.size()) throw Error("BatchPartition::hessian_vector_sum: expected one direction per batch");
+    const Vector& theta = whole_.gathered_theta(theta_slice);
+    wholes_.resize(v.size());
+    directions_.clear();
+    for (std::size_t k = 0; k < v.size(); ++k) directions_.push_back(&whole_.gathered(*v[k], wholes_[k]));
+    Vector& sum = whole_.whole_out_;
+    if (whole_.evaluates_here(part()))
+      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {whole_.point_, id_});
+    else
+      sum.setZero(whole_.model_.n_params());
+    whole_.slices_.reduce_scatter(sum, out);
+    for (const Vector* x : v) whole_.add_weight_decay(*x, out);
+  }
+
+ private:
+  Part part() const { return {data_, scale_, id_}; }
+  ModelObjective& whole_;
+  double scale_;
+  long id_;
+  Dataset data_;
+  std::vector<Index> ends_;                 // of each batch's block in data_
+  std::vector<Vector> wholes_;              // whole gradients or directions (several ranks)
+  std::vector<Vector*> outputs_;
+  std::vector<const Vector*> directions_;
+};
+
+Dataset ModelObjective::local_samples(const std::vector<Index>& indices) const {
+  std::vector<Index> mine;  // local columns, in the order of `indices`
+  for (const Index i : indices) {
+    if (i < 0 || i >= n_total_) throw Error("ModelObjective: sample index out of range");
     if (i >= first_sample_ && i < first_sample_ + local_.n_samples()) mine.push_back(i - first_sample_);
   }
   Dataset d;
@@ -72,17 +159,43 @@ std::unique_ptr<Objective> ModelObjective::restricted(const std::vector<Index>& 
     else
       d.targets.col(col) = local_.targets.col(mine[c]);
   }
-  return std::make_unique<Batch>(*this, std::move(d), static_cast<Index>(batch.size()));
+  return d;
+}
+
+std::unique_ptr<Objective> ModelObjective::restricted(const std::vector<Index>& batch) {
+  if (batch.empty()) throw Error("ModelObjective::restricted: expected a non-empty batch");
+  return std::make_unique<Batch>(*this, local_samples(batch), static_cast<Index>(batch.size()));
+}
+
+std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<std::vector<Index>>& batches) {
+  constexpr double budget_bytes = 1024.0 * 1024.0 * 1024.0;
+  const bool equal = !batches.empty() && std::all_of(batches.begin(), batches.end(), [&](const auto& b) {
+    return !b.empty() && b.size() == batches.front().size();
+  });
+  const bool whole = slices_.local_size() == slices_.global_size();
+  const double bytes = 8.0 * static_cast<double>(batches.size()) * static_cast<double>(model_.n_params());
+  if (model_.evaluates_blocks_together() && equal && (whole || bytes <= budget_bytes))
+    return std::make_unique<Partition>(*this, batches);
+  return Objective::partitioned(batches);
 }
 
 bool ModelObjective::evaluates_here(const Part& part) const {
   return part.data.n_samples() > 0 || model_.couples_samples();
 }
 
+const Vector& ModelObjective::gathered(const Vector& slice, Vector& buffer) const {
+  if (slices_.local_size() == slices_.global_size()) return slice;
+  slices_.all_gather(slice, buffer);
+  return buffer;
+}
+
 const Vector& ModelObjective::gathered_theta(const Vector& slice) {
   // The ranks agree whether θ changed anywhere (one rank's slice may be unchanged while another's is
   // not), so all of them gather, or skip, together.
-  const bool changed_here = theta_slice_.size() != slice.size() || theta_slice_ != slice;
+  // Compared as bytes: a pass at memory speed (Eigen's != runs element by element), and a θ whose bits
+  // changed at all (-0 for +0, a NaN's payload) counts as a new point.
+  const bool changed_here = theta_slice_.size() != slice.size() ||
+                            std::memcmp(theta_slice_.data(), slice.data(), sizeof(double) * static_cast<std::size_t>(slice.size())) != 0;
   if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
     ++point_;
     theta_slice_ = slice;
@@ -137,9 +250,9 @@ double ModelObjective::value_and_gradient(const Part& part, const Vector& theta_
 
 void ModelObjective::hessian_vector(const Part& part, const Vector& theta_slice, const Vector& v, Vector& hv) {
   const Vector& theta = gathered_theta(theta_slice);
-  slices_.all_gather(v, v_);
+  const Vector& whole_v = gathered(v, v_);
   if (evaluates_here(part)) {
-    model_.hessian_vector(theta, v_, part.data, part.scale, whole_out_, {point_, part.id});
+    model_.hessian_vector(theta, whole_v, part.data, part.scale, whole_out_, {point_, part.id});
   } else {
     whole_out_.setZero(model_.n_params());
   }
@@ -150,10 +263,10 @@ void ModelObjective::hessian_vector(const Part& part, const Vector& theta_slice,
 void ModelObjective::third_order(const Part& part, const Vector& theta_slice, const Vector& u, const Vector& v,
                                  Vector& out) {
   const Vector& theta = gathered_theta(theta_slice);
-  slices_.all_gather(u, u_);
-  slices_.all_gather(v, v_);
+  const Vector& whole_u = gathered(u, u_);
+  const Vector& whole_v = gathered(v, v_);
   if (evaluates_here(part)) {
-    model_.third_order(theta, u_, v_, part.data, part.scale, whole_out_);
+    model_.third_order(theta, whole_u, whole_v, part.data, part.scale, whole_out_);
   } else {
     whole_out_.setZero(model_.n_params());
   }
@@ -163,9 +276,9 @@ void ModelObjective::third_order(const Part& part, const Vector& theta_slice, co
 void ModelObjective::hessian_and_third_order(const Part& part, const Vector& theta_slice, const Vector& u, Vector& hu,
                                              Vector& tuu) {
   const Vector& theta = gathered_theta(theta_slice);
-  slices_.all_gather(u, u_);
+  const Vector& whole_u = gathered(u, u_);
   if (evaluates_here(part)) {
-    model_.hessian_and_third_order(theta, u_, part.data, part.scale, whole_first_, whole_out_);
+    model_.hessian_and_third_order(theta, whole_u, part.data, part.scale, whole_first_, whole_out_);
   } else {
     whole_first_.setZero(model_.n_params());
     whole_out_.setZero(model_.n_params());

@@ -15,6 +15,8 @@
 
 namespace eomlab {
 
+class BatchPartition;
+
 class Objective {
  public:
   virtual ~Objective() = default;
@@ -39,6 +41,29 @@ class Objective {
   // batches average to this loss. Every rank of a run passes the same list and evaluates the part it
   // holds. The result shares this objective's buffers and must not outlive it. Throws if samples() is 0.
   virtual std::unique_ptr<Objective> restricted(const std::vector<Index>& batch);
+  // A partition of the samples into batches (each a list as restricted() takes), for evaluations of all
+  // of them at one θ. It shares this objective's buffers and must not outlive it. Throws if samples() is 0.
+  virtual std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches);
+};
+
+// The batches of one partition of the samples, batch k being restricted(batches[k]) of the objective, with
+// the evaluations sgd's eom1 field makes of all of them at one θ: every batch's gradient, and
+// Σ_k ∇²L_k(θ) v_k. This base runs the batches one by one (the reference); an objective may run them
+// together, to rounding the same (ModelObjective on the dense fast path: one pass over the samples).
+class BatchPartition {
+ public:
+  BatchPartition(Objective& whole, const std::vector<std::vector<Index>>& batches);
+  virtual ~BatchPartition() = default;
+  long count() const { return static_cast<long>(batches_.size()); }
+  Objective& batch(long k) { return *batches_[static_cast<std::size_t>(k)]; }
+  // g[k] = ∇L_k(θ) for every batch k (g is resized to count()).
+  virtual void gradients(const Vector& theta, std::vector<Vector>& g);
+  // out = Σ_k ∇²L_k(θ) v[k] for count() directions, summed from the last batch to the first.
+  virtual void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, Vector& out);
+
+ private:
+  std::vector<std::unique_ptr<Objective>> batches_;
+  Vector hv_;
 };
 
 // The loss of a Model over a data set sharded across the ranks of a run: each rank holds one shard
@@ -59,10 +84,14 @@ class ModelObjective final : public Objective {
   Index samples() const override { return n_total_; }
   // A batch keeps the samples of this rank's shard that it names, in the batch's order.
   std::unique_ptr<Objective> restricted(const std::vector<Index>& batch) override;
+  // Batches of equal size on the dense fast path run together (Model::block_gradients), unless the
+  // run's ranks would each hold more than 1 GiB of whole gradients for them.
+  std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches) override;
   const Model& model() const { return model_; }
 
  private:
   class Batch;
+  class Partition;
   // The samples an evaluation runs over: the local shard (id 0) or a batch's part of it.
   struct Part {
     const Dataset& data;
@@ -88,6 +117,10 @@ class ModelObjective final : public Objective {
   void third_order(const Part& part, const Vector& theta, const Vector& u, const Vector& v, Vector& out);
   void hessian_and_third_order(const Part& part, const Vector& theta, const Vector& u, Vector& hu, Vector& tuu);
   const Vector& gathered_theta(const Vector& slice);
+  // The whole vector of a slice: the slice itself on a single rank, else gathered into `buffer`.
+  const Vector& gathered(const Vector& slice, Vector& buffer) const;
+  // The local samples among `indices` (each in [0, n_total)), in their order.
+  Dataset local_samples(const std::vector<Index>& indices) const;
   // Whether this rank runs the model: it has samples, or the model's statistics need every rank.
   bool evaluates_here(const Part& part) const;
   double local_loss(const Part& part, const Vector& theta);

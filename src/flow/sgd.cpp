@@ -11,9 +11,10 @@
 //   eom1  θ' = −ḡ + η F1,  F1 = (1/m) Σ_{i<j} H_j g_i − (m/2) H̄ḡ,
 // g_j, H_j batch j's gradient and Hessian in the epoch's order, ḡ = (1/m)Σ g_j, H̄ = (1/m)Σ H_j. F1 is
 // evaluated as (1/m) Σ_j H_j u_j with u_j = Σ_{i<j} g_i − (m/2) ḡ: m batch gradients (one full gradient
-// of work) and m batch HVPs (one full HVP, of which only the tangent passes run: the model keeps each
-// batch's passes from its gradient, model/dense_path.hpp), never m² products. Under reshuffling each
-// epoch has its own order, so eom1 is piecewise in time: one piece per epoch (Flow::segment_steps).
+// of work) and Σ_j H_j u_j (one full HVP's tangent passes: on the dense fast path the batches run as
+// blocks of one pass, whose forward and backward passes the HVPs reuse; BatchPartition), never m²
+// products. Under reshuffling each epoch has its own order, so eom1 is piecewise in time: one piece per
+// epoch (Flow::segment_steps).
 #include "flow/sgd.hpp"
 
 #include <algorithm>
@@ -61,34 +62,50 @@ void SgdBatches::select_epoch(long epoch) {
   const long e = order_ == BatchOrder::fixed ? 0 : epoch;
   if (e == selected_) return;
   permutation_ = sgd_permutation(seed_, e, full_.samples());
-  batches_.clear();
+  partition_.reset();
+  std::vector<std::vector<Index>> batches;
   for (long j = 0; j < m_; ++j)
-    batches_.push_back(full_.restricted(
-        std::vector<Index>(permutation_.begin() + j * b_, permutation_.begin() + (j + 1) * b_)));
+    batches.emplace_back(permutation_.begin() + j * b_, permutation_.begin() + (j + 1) * b_);
+  partition_ = full_.partitioned(batches);
   selected_ = e;
 }
 
-void SgdEom1Field::operator()(const std::vector<Objective*>& batches, double lr, const Vector& theta, Vector& out) {
-  const std::size_t m = batches.size();
-  if (m == 0) throw Error("sgd eom1: expected at least one batch");
-  // prefix_[j] = Σ_{i<=j} g_i, so u_j's sum over the batches before j is prefix_[j−1].
-  prefix_.resize(m);
-  for (std::size_t j = 0; j < m; ++j) {
-    batches[j]->value_and_gradient(theta, prefix_[j]);
-    if (j > 0) prefix_[j] += prefix_[j - 1];
+// The batch gradients become the u_j in place, a cache-sized chunk of entries at a time: ḡ over the
+// chunk, then the running sums Σ_{i<=j} g_i (summed from the first batch, as ḡ's), u_{j+1} in g_j's
+// place and u_0 in g_{m−1}'s (which no u_j reads).
+void SgdEom1Field::directions_in_place() {
+  const std::size_t m = g_.size();
+  const double md = static_cast<double>(m), half = md / 2;
+  const Index n = g_.front().size();
+  // m chunks of g together within about half of a 1 MiB L2 cache
+  const Index chunk = std::clamp<Index>((Index(1) << 16) / static_cast<Index>(m), 64, 4096);
+  mean_.resize(n);
+  running_.resize(chunk);
+  for (Index start = 0; start < n; start += chunk) {
+    const Index len = std::min(chunk, n - start);
+    auto mean = mean_.segment(start, len);
+    auto running = running_.segment(0, len);
+    running = g_[0].segment(start, len);
+    for (std::size_t j = 1; j < m; ++j) running += g_[j].segment(start, len);
+    mean = running / md;  // ḡ
+    running = g_[0].segment(start, len);
+    for (std::size_t j = 0; j + 1 < m; ++j) {
+      if (j > 0) running += g_[j].segment(start, len);
+      g_[j].segment(start, len) = running - half * mean;  // u_{j+1}
+    }
+    g_[m - 1].segment(start, len) = -half * mean;  // u_0
   }
-  const double md = static_cast<double>(m);
-  mean_ = prefix_.back() / md;  // ḡ
-  out.setZero(theta.size());
-  for (std::size_t j = m; j-- > 0;) {
-    if (j > 0)
-      u_ = prefix_[j - 1] - (md / 2) * mean_;
-    else
-      u_ = -(md / 2) * mean_;
-    batches[j]->hessian_vector(theta, u_, hu_);
-    out += hu_;
-  }
-  out *= lr / md;  // η F1
+  u_.assign(m, nullptr);
+  u_[0] = &g_[m - 1];
+  for (std::size_t j = 1; j < m; ++j) u_[j] = &g_[j - 1];
+}
+
+void SgdEom1Field::operator()(BatchPartition& batches, double lr, const Vector& theta, Vector& out) {
+  if (batches.count() == 0) throw Error("sgd eom1: expected at least one batch");
+  batches.gradients(theta, g_);
+  directions_in_place();
+  batches.hessian_vector_sum(theta, u_, out);
+  out *= lr / static_cast<double>(g_.size());  // η F1
   out -= mean_;
 }
 
@@ -110,20 +127,14 @@ class SgdEom1 final : public Flow {
   void field(const Vector& theta, Vector& out) override {
     if (!batches_) throw Error("sgd eom1: expected a loss that is a mean over samples");
     batches_->select_epoch(piece_);
-    if (in_order_.empty() || batches_->selected() != made_for_) {
-      in_order_.clear();
-      for (long j = 0; j < batches_->count(); ++j) in_order_.push_back(&batches_->batch(j));
-      made_for_ = batches_->selected();
-    }
-    field_(in_order_, lr_, theta, out);
+    field_(batches_->partition(), lr_, theta, out);
   }
 
  private:
   MethodSettings settings_;
   double lr_;
   std::optional<SgdBatches> batches_;
-  long piece_ = 0, made_for_ = -1;
-  std::vector<Objective*> in_order_;
+  long piece_ = 0;
   SgdEom1Field field_;
 };
 

@@ -22,8 +22,9 @@ inline constexpr std::uint64_t sgd_epoch_stream = 0x5347440000000000ULL;  // + t
 std::vector<Index> sgd_permutation(std::uint64_t seed, long epoch, Index n);
 
 // The batches of one epoch of a loss over samples: m objectives, batch j the loss over its b samples
-// (each rank keeps the samples of its shard, so the shards of a run split each batch). They are made
-// when an epoch with another permutation is selected and share `full`'s buffers.
+// (each rank keeps the samples of its shard, so the shards of a run split each batch), as one
+// BatchPartition (diff/objective.hpp). They are made when an epoch with another permutation is selected
+// and share `full`'s buffers.
 class SgdBatches {
  public:
   // Throws InputError naming optimizer.batch_size unless b > 0 divides full.samples().
@@ -31,7 +32,8 @@ class SgdBatches {
   long count() const { return m_; }
   // The permutation of epoch `epoch` (fixed: always epoch 0's); makes its batches if they are not made.
   void select_epoch(long epoch);
-  Objective& batch(long j) { return *batches_[static_cast<std::size_t>(j)]; }
+  Objective& batch(long j) { return partition_->batch(j); }
+  BatchPartition& partition() { return *partition_; }
   const std::vector<Index>& permutation() const { return permutation_; }
   long selected() const { return selected_; }  // the permutation's epoch (fixed: 0), −1 before any
 
@@ -42,19 +44,21 @@ class SgdBatches {
   BatchOrder order_;
   long selected_ = -1;
   std::vector<Index> permutation_;
-  std::vector<std::unique_ptr<Objective>> batches_;
+  std::unique_ptr<BatchPartition> partition_;
 };
 
 // sgd's eom1 field −ḡ + η F1 for batches in the order they run (DESIGN.md §1.5), F1 = (1/m) Σ_j H_j u_j
-// with u_j = Σ_{i<j} g_i − (m/2) ḡ: m batch gradients, then m batch HVPs (the last batch first, whose
-// forward pass the model still holds). Keeps m prefix sums of the batch gradients.
+// with u_j = Σ_{i<j} g_i − (m/2) ḡ: the m batch gradients (BatchPartition), which become the u_j in
+// place, then Σ_j H_j u_j.
 class SgdEom1Field {
  public:
-  void operator()(const std::vector<Objective*>& batches, double lr, const Vector& theta, Vector& out);
+  void operator()(BatchPartition& batches, double lr, const Vector& theta, Vector& out);
 
  private:
-  std::vector<Vector> prefix_;
-  Vector mean_, u_, hu_;
+  std::vector<Vector> g_;
+  std::vector<const Vector*> u_;
+  Vector mean_, running_;
+  void directions_in_place();
 };
 
 // A 53-bit fingerprint of a permutation (FNV-1a folded), stored in checkpoints to check that the order

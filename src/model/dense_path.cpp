@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "core/error.hpp"
 #include "model/activation.hpp"
 #include "model/gemm.hpp"
 
@@ -19,7 +20,7 @@ Eigen::Map<const Vector> bias(const Vector& flat, const DenseLayer& l) { return 
 Eigen::Map<Vector> bias(Vector& flat, const DenseLayer& l) { return {flat.data() + l.b_offset, l.out}; }
 
 // out = Σ_j m(:, j), column by column (contiguous; twice as fast as Eigen's rowwise().sum()).
-void sum_columns(const Matrix& m, Eigen::Map<Vector> out) {
+void sum_columns(const Eigen::Ref<const Matrix>& m, Eigen::Map<Vector> out) {
   out.setZero();
   for (Index j = 0; j < m.cols(); ++j) out += m.col(j);
 }
@@ -135,13 +136,16 @@ double DensePath::forward_and_head(Primal& p, const Vector& theta, const Dataset
   return scale * loss;
 }
 
-void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Vector* grad) {
+void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Blocks blocks, Vector* const* grads) {
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
-    if (grad) {
-      const Matrix& input = i == 0 ? x : p.activation[i - 1][0];
-      gemm(1.0, input, Op::none, p.delta[i], Op::transpose, 0.0, transposed_weights(*grad, l));  // (δ aᵀ)ᵀ in place
-      sum_columns(p.delta[i], bias(*grad, l));
+    const Matrix& input = i == 0 ? x : p.activation[i - 1][0];
+    for (std::size_t k = 0; grads && k < blocks.count; ++k) {
+      const Index begin = blocks.begin(k), size = blocks.size(k);
+      // (δ aᵀ)ᵀ in place; a block without samples here has a zero gradient (a BLAS product over none).
+      gemm(1.0, input.middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size), Op::transpose, 0.0,
+           transposed_weights(*grads[k], l));
+      sum_columns(p.delta[i].middleCols(begin, size), bias(*grads[k], l));
     }
     if (i == 0) break;
     p.e[i - 1].resize(l.in, x.cols());
@@ -150,18 +154,24 @@ void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Vector
   }
 }
 
+DensePath::Blocks DensePath::whole(const Dataset& batch) {
+  whole_ends_.assign(1, batch.x.cols());
+  return {whole_ends_.data(), 1};
+}
+
 double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) {
   Primal& p = slot_for({});
   p.pass = {};
   return forward_and_head(p, theta, batch, scale);
 }
 
-const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad,
-                                           PassKey pass, double* loss) {
+const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Blocks blocks,
+                                           Vector* const* grads, PassKey pass, double* loss) {
   Primal& p = slot_for(pass);
   p.pass = {};  // names nothing until complete
   const double l = forward_and_head(p, theta, batch, scale);
-  backward(p, theta, batch.x, grad);
+  for (std::size_t k = 0; grads && k < blocks.count; ++k) grads[k]->resize(theta.size());
+  backward(p, theta, batch.x, blocks, grads);
   p.pass = pass;
   p.scale = scale;
   slot_bytes_ = std::max(slot_bytes_, p.bytes());
@@ -171,24 +181,46 @@ const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& b
 
 double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad,
                                     PassKey pass) {
-  grad.resize(theta.size());
   double loss = 0;
-  primal(theta, batch, scale, &grad, pass, &loss);
+  one_gradient_.assign(1, &grad);
+  primal(theta, batch, scale, whole(batch), one_gradient_.data(), pass, &loss);
   return loss;
+}
+
+void DensePath::block_gradients(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                                const std::vector<Vector*>& grads, PassKey pass) {
+  if (ends.empty() || ends.size() != grads.size() || ends.back() != batch.x.cols())
+    throw Error("DensePath::block_gradients: expected one gradient per block and blocks ending at the batch's end");
+  primal(theta, batch, scale, {ends.data(), ends.size()}, grads.data(), pass);
 }
 
 void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
                                PassKey pass) {
+  one_direction_.assign(1, &v);
+  whole(batch);
+  hessian_vector_sum(theta, one_direction_, batch, whole_ends_, scale, hv, pass);
+}
+
+void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
+                                   const std::vector<Index>& ends, double scale, Vector& hv, PassKey pass) {
+  if (ends.empty() || ends.size() != v.size() || ends.back() != batch.x.cols())
+    throw Error("DensePath::hessian_vector_sum: expected one direction per block and blocks ending at the batch's end");
+  const Blocks blocks{ends.data(), ends.size()};
   const Primal* kept_pass = kept(pass, scale);
-  const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, nullptr, pass);
+  const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, blocks, nullptr, pass);
   const std::size_t n = layers_.size();
-  // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż.
+  // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż (V, c the block's direction).
   for (std::size_t i = 0; i < n; ++i) {
     const DenseLayer& l = layers_[i];
     Matrix& z_dot = z_dot_[i];
     z_dot.resize(l.out, batch.x.cols());
-    z_dot.colwise() = bias(v, l);
-    gemm(1.0, transposed_weights(v, l), Op::transpose, i == 0 ? batch.x : p.activation[i - 1][0], Op::none, 1.0, z_dot);
+    const Matrix& input = i == 0 ? batch.x : p.activation[i - 1][0];
+    for (std::size_t k = 0; k < blocks.count; ++k) {
+      const Index begin = blocks.begin(k), size = blocks.size(k);
+      z_dot.middleCols(begin, size).colwise() = bias(*v[k], l);
+      gemm(1.0, transposed_weights(*v[k], l), Op::transpose, input.middleCols(begin, size), Op::none, 1.0,
+           z_dot.middleCols(begin, size));
+    }
     if (i > 0) gemm(1.0, transposed_weights(theta, l), Op::transpose, a_dot_[i - 1], Op::none, 1.0, z_dot);
     if (i + 1 < n) a_dot_[i].array() = p.activation[i][1].array() * z_dot.array();
   }
@@ -201,7 +233,8 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
   } else {
     head = scale * z_dot;
   }
-  // Tangent backward: Ḡ = ȧ δᵀ + a δ̇ᵀ, ė = Wᵀ δ̇ + Vᵀ δ, δ̇ = σ''(z) ż ⊙ e + σ'(z) ⊙ ė.
+  // Tangent backward: Ḡ = ȧ δᵀ + a δ̇ᵀ summed over every block's samples, ė = Wᵀ δ̇ + Vᵀ δ,
+  // δ̇ = σ''(z) ż ⊙ e + σ'(z) ⊙ ė.
   hv.resize(theta.size());
   for (std::size_t i = n; i-- > 0;) {
     const DenseLayer& l = layers_[i];
@@ -213,7 +246,11 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
     Matrix& e_dot = e_dot_[i - 1];
     e_dot.resize(l.in, batch.x.cols());
     gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot);
-    gemm(1.0, transposed_weights(v, l), Op::none, p.delta[i], Op::none, 1.0, e_dot);
+    for (std::size_t k = 0; k < blocks.count; ++k) {
+      const Index begin = blocks.begin(k), size = blocks.size(k);
+      gemm(1.0, transposed_weights(*v[k], l), Op::none, p.delta[i].middleCols(begin, size), Op::none, 1.0,
+           e_dot.middleCols(begin, size));
+    }
     const auto& [a, d1, d2] = p.activation[i - 1];
     delta_dot_[i - 1].array() = d2.array() * z_dot_[i - 1].array() * p.e[i - 1].array() + d1.array() * e_dot.array();
   }

@@ -56,6 +56,14 @@ class DensePath {
   double loss_and_gradient(const Vector& theta, const Dataset& batch, double scale, Vector& grad, PassKey pass);
   void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
                       PassKey pass);
+  // The batch in consecutive blocks of samples (Model::block_gradients): one forward and backward pass
+  // over all of them, each block's parameter gradient from its own columns.
+  void block_gradients(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                       const std::vector<Vector*>& grads, PassKey pass);
+  // out = Σ_k H_k v[k] (Model::hessian_vector_sum): the products shared by all blocks (with W, and the
+  // weight gradients' sums over samples) over the whole batch; only those with a block's direction per block.
+  void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
+                          const std::vector<Index>& ends, double scale, Vector& out, PassKey pass);
 
  private:
   // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
@@ -94,11 +102,24 @@ class DensePath {
   // pass is then lost: a later reuse finds a pass of another key there and remakes it).
   Primal& slot_for(PassKey pass);
   void add_slot();
+  // Columns [ends[k-1], ends[k]) of a batch are block k (ends[-1] = 0); one block: the whole batch.
+  struct Blocks {
+    const Index* ends;
+    std::size_t count;
+    Index begin(std::size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
+    Index size(std::size_t k) const { return ends[k] - begin(k); }
+  };
+  std::vector<Index> whole_ends_;  // {n}: a batch of n samples as one block
+  std::vector<Vector*> one_gradient_;
+  std::vector<const Vector*> one_direction_;
+
   double forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale);
-  void backward(Primal& p, const Vector& theta, const Matrix& x, Vector* grad);
-  // Forward pass, head and backward pass (writing the gradient when grad is given) into a slot for `pass`.
-  const Primal& primal(const Vector& theta, const Dataset& batch, double scale, Vector* grad, PassKey pass,
-                       double* loss = nullptr);
+  // Back-propagates δ; writes block k's gradient to *grads[k] when grads is given.
+  void backward(Primal& p, const Vector& theta, const Matrix& x, Blocks blocks, Vector* const* grads);
+  // Forward pass, head and backward pass into a slot for `pass`.
+  const Primal& primal(const Vector& theta, const Dataset& batch, double scale, Blocks blocks, Vector* const* grads,
+                       PassKey pass, double* loss = nullptr);
+  Blocks whole(const Dataset& batch);
 };
 
 }  // namespace eomlab

@@ -188,6 +188,20 @@ void Model::hessian_vector(const Vector& theta, const Vector& v, const Dataset& 
   impl_->evaluate(theta, directions, 1, batch, scale, &hv);
 }
 
+bool Model::evaluates_blocks_together() const { return impl_->fast != nullptr; }
+
+void Model::block_gradients(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                            const std::vector<Vector*>& grads, PassKey pass) const {
+  if (!impl_->fast) throw Error("Model::block_gradients: only on the dense fast path");
+  impl_->fast->block_gradients(theta, batch, ends, scale, grads, pass);
+}
+
+void Model::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
+                               const std::vector<Index>& ends, double scale, Vector& out, PassKey pass) const {
+  if (!impl_->fast) throw Error("Model::hessian_vector_sum: only on the dense fast path");
+  impl_->fast->hessian_vector_sum(theta, v, batch, ends, scale, out, pass);
+}
+
 void Model::third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                         Vector& out) const {
   const Vector* directions[] = {&u, &v};

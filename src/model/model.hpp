@@ -93,6 +93,16 @@ class Model {
   // and backward passes to reuse (same bits either way).
   void hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
                       PassKey pass = {}) const;
+  // A batch in consecutive blocks of samples, block k being columns [ends[k-1], ends[k]) (ends[-1] = 0;
+  // e.g. an epoch's minibatches laid out in order), evaluated in one pass where the fast path applies
+  // (evaluates_blocks_together(); elsewhere these throw Error): grads[k] = the gradient of scale * Σ ℓ over
+  // block k, and out = Σ_k (scale * Σ_{block k} ∇²ℓ) v[k]; each agrees with the blocks evaluated one by
+  // one to rounding. A block may be empty (its gradient is zero).
+  bool evaluates_blocks_together() const;
+  void block_gradients(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                       const std::vector<Vector*>& grads, PassKey pass = {}) const;
+  void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
+                          const std::vector<Index>& ends, double scale, Vector& out, PassKey pass = {}) const;
   // Writes (scale * Σ ∇³ℓ)[u, v].
   void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                    Vector& out) const;

@@ -198,6 +198,89 @@ TEST(Sgd, BatchRestrictionSplitsOverShards) {
   EXPECT_EQ(h_after, h_fresh);
 }
 
+// The batches of a partition run together on the dense fast path (one pass over the samples, blocks of
+// it per batch): the model's block gradients equal each block's own gradient, and its Σ_k H_k v_k the sum
+// of the blocks' own HVPs; ModelObjective's partition agrees with the batches run one by one
+// (BatchPartition's base) and with the reference path, on the whole data and on two shards whose
+// blocks are partly empty, with weight decay.
+TEST(Sgd, BatchPartitionRunsTheBatchesTogether) {
+  const Dataset d = test::mixture(24, widths, 6);
+  const double wd = 0.02;
+  const Index n = d.n_samples();
+  const Vector theta = tanh_net().initial_parameters(3);
+  std::vector<Vector> v;
+  for (std::uint64_t k = 0; k < 4; ++k) v.push_back(tanh_net().initial_parameters(20 + k));
+  const std::vector<const Vector*> directions = {&v[0], &v[1], &v[2], &v[3]};
+
+  // The model alone: blocks of 5, 7, 0 and 12 samples.
+  const Model fast = tanh_net();
+  ASSERT_TRUE(fast.evaluates_blocks_together());
+  const std::vector<Index> ends = {5, 12, 12, 24};
+  std::vector<Vector> g(4);
+  std::vector<Vector*> outputs = {&g[0], &g[1], &g[2], &g[3]};
+  fast.block_gradients(theta, d, ends, 0.25, outputs, {7, 1});
+  Vector sum, own, expected = Vector::Zero(theta.size());
+  fast.hessian_vector_sum(theta, directions, d, ends, 0.25, sum, {7, 1});
+  for (std::size_t k = 0; k < 4; ++k) {
+    const Index begin = k == 0 ? 0 : ends[k - 1];
+    std::vector<Index> idx(static_cast<std::size_t>(ends[k] - begin));
+    std::iota(idx.begin(), idx.end(), begin);
+    Vector gk = Vector::Zero(theta.size());
+    if (!idx.empty()) {
+      fast.loss_and_gradient(theta, columns(d, idx), 0.25, gk);
+      fast.hessian_vector(theta, v[k], columns(d, idx), 0.25, own);
+      expected += own;
+    }
+    EXPECT_LE((g[k] - gk).lpNorm<Eigen::Infinity>(), 1e-15) << "block " << k;
+  }
+  EXPECT_LE((sum - expected).lpNorm<Eigen::Infinity>(), 1e-14);
+  Model reference = tanh_net();
+  reference.use_reference_path(true);
+  EXPECT_FALSE(reference.evaluates_blocks_together());
+  EXPECT_THROW(reference.hessian_vector_sum(theta, directions, d, ends, 0.25, sum), Error);
+
+  // Through the objectives: batches of 6 in the order of the samples, so each shard of 12 holds two of
+  // them whole and none of the other two.
+  const WholeVector whole(tanh_net().n_params());
+  const std::vector<std::vector<Index>> batches = {{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9, 10, 11},
+                                                   {12, 13, 14, 15, 16, 17}, {18, 19, 20, 21, 22, 23}};
+  ModelObjective all(tanh_net(), d, n, wd, whole);
+  ModelObjective s0(tanh_net(), shard(d, 0, 2), n, wd, whole, 0);
+  ModelObjective s1(tanh_net(), shard(d, 1, 2), n, wd, whole, n / 2);
+  ModelObjective slow(std::move(reference), d, n, wd, whole);
+  std::vector<Vector> g_all, g_base, g_slow, g0, g1;
+  Vector h_all, h_base, h_slow, h0, h1;
+  const auto together = all.partitioned(batches);
+  together->gradients(theta, g_all);
+  together->hessian_vector_sum(theta, directions, h_all);
+  BatchPartition one_by_one(all, batches);
+  one_by_one.gradients(theta, g_base);
+  one_by_one.hessian_vector_sum(theta, directions, h_base);
+  const auto reference_path = slow.partitioned(batches);
+  reference_path->gradients(theta, g_slow);
+  reference_path->hessian_vector_sum(theta, directions, h_slow);
+  const auto p0 = s0.partitioned(batches), p1 = s1.partitioned(batches);
+  p0->gradients(theta, g0);
+  p1->gradients(theta, g1);
+  p0->hessian_vector_sum(theta, directions, h0);
+  p1->hessian_vector_sum(theta, directions, h1);
+  ASSERT_EQ(g_all.size(), 4u);
+  for (std::size_t k = 0; k < 4; ++k) {
+    EXPECT_LE((g_all[k] - g_base[k]).lpNorm<Eigen::Infinity>(), 1e-15) << "batch " << k;
+    EXPECT_LE((g_all[k] - g_slow[k]).lpNorm<Eigen::Infinity>(), 1e-14) << "batch " << k;
+    EXPECT_LE((g0[k] + g1[k] - wd * theta - g_all[k]).lpNorm<Eigen::Infinity>(), 1e-15) << "batch " << k;
+  }
+  Vector decay = Vector::Zero(theta.size());
+  for (const Vector& x : v) decay += wd * x;
+  EXPECT_LE((h_all - h_base).lpNorm<Eigen::Infinity>(), 1e-14);
+  EXPECT_LE((h_all - h_slow).lpNorm<Eigen::Infinity>(), 1e-14);
+  EXPECT_LE((h0 + h1 - decay - h_all).lpNorm<Eigen::Infinity>(), 1e-14);
+  EXPECT_GT(h_all.norm(), 0.1);
+  std::printf("together vs one by one: g %.1e, Hv sum %.1e; vs the reference path: %.1e, %.1e\n",
+              (g_all[3] - g_base[3]).lpNorm<Eigen::Infinity>(), (h_all - h_base).lpNorm<Eigen::Infinity>(),
+              (g_all[3] - g_slow[3]).lpNorm<Eigen::Infinity>(), (h_all - h_slow).lpNorm<Eigen::Infinity>());
+}
+
 TEST(Sgd, RefusesABatchSizeThatDoesNotDivideTheDataAndOrdersBeyondOne) {
   const Dataset d = test::mixture(24, widths, 5);
   const WholeVector whole(tanh_net().n_params());
@@ -270,8 +353,6 @@ TEST(Sgd, Eom1AveragedOverAllOrdersIsTheRandomReshufflingModifiedLoss) {
   const WholeVector whole(tanh_net().n_params());
   ModelObjective objective(tanh_net(), d, d.n_samples(), wd, whole);
   const std::vector<Index> p = spec_permutation(5, 0, d.n_samples());
-  std::vector<std::unique_ptr<Objective>> batches;
-  for (long j = 0; j < m; ++j) batches.push_back(objective.restricted(slice(p, j, b)));
   const Vector theta = tanh_net().initial_parameters(9);
 
   std::vector<long> order(static_cast<std::size_t>(m));
@@ -281,9 +362,9 @@ TEST(Sgd, Eom1AveragedOverAllOrdersIsTheRandomReshufflingModifiedLoss) {
   objective.value_and_gradient(theta, gbar);
   long count = 0;
   do {
-    std::vector<Objective*> in_order;
-    for (long j : order) in_order.push_back(batches[static_cast<std::size_t>(j)].get());
-    field(in_order, 1.0, theta, out);  // −ḡ + F1
+    std::vector<std::vector<Index>> in_order;
+    for (long j : order) in_order.push_back(slice(p, j, b));
+    field(*objective.partitioned(in_order), 1.0, theta, out);  // −ḡ + F1
     mean += out + gbar;
     ++count;
   } while (std::next_permutation(order.begin(), order.end()));
