@@ -12,23 +12,29 @@ std::unique_ptr<Objective> Objective::restricted(const std::vector<Index>&) {
 }
 
 std::unique_ptr<BatchPartition> Objective::partitioned(const std::vector<std::vector<Index>>& batches) {
+  if (samples() == 0) restricted({});  // throws: no minibatches
   return std::make_unique<BatchPartition>(*this, batches);
 }
 
-BatchPartition::BatchPartition(Objective& whole, const std::vector<std::vector<Index>>& batches) {
-  for (const auto& batch : batches) batches_.push_back(whole.restricted(batch));
+BatchPartition::BatchPartition(Objective& whole, std::vector<std::vector<Index>> batches)
+    : whole_(whole), lists_(std::move(batches)) {}
+
+Objective& BatchPartition::batch(long k) {
+  if (batches_.empty())
+    for (const auto& list : lists_) batches_.push_back(whole_.restricted(list));
+  return *batches_.at(static_cast<std::size_t>(k));
 }
 
 void BatchPartition::gradients(const Vector& theta, std::vector<Vector>& g) {
-  g.resize(batches_.size());
-  for (std::size_t k = 0; k < batches_.size(); ++k) batches_[k]->value_and_gradient(theta, g[k]);
+  g.resize(lists_.size());
+  for (std::size_t k = 0; k < lists_.size(); ++k) batch(static_cast<long>(k)).value_and_gradient(theta, g[k]);
 }
 
 void BatchPartition::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, Vector& out) {
-  if (v.size() != batches_.size()) throw Error("BatchPartition::hessian_vector_sum: expected one direction per batch");
+  if (v.size() != lists_.size()) throw Error("BatchPartition::hessian_vector_sum: expected one direction per batch");
   out.setZero(theta.size());
-  for (std::size_t k = batches_.size(); k-- > 0;) {
-    batches_[k]->hessian_vector(theta, *v[k], hv_);
+  for (std::size_t k = lists_.size(); k-- > 0;) {
+    batch(static_cast<long>(k)).hessian_vector(theta, *v[k], hv_);
     out += hv_;
   }
 }
@@ -85,18 +91,10 @@ class ModelObjective::Partition final : public BatchPartition {
  public:
   Partition(ModelObjective& whole, const std::vector<std::vector<Index>>& batches)
       : BatchPartition(whole, batches), whole_(whole), scale_(1.0 / static_cast<double>(batches.front().size())),
-        id_(++whole.parts_made_) {
-    std::vector<Index> all;
-    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
-    data_ = whole.local_samples(all);
-    Index end = 0;
-    for (const auto& batch : batches) {
-      for (const Index i : batch) end += i >= whole.first_sample_ && i < whole.first_sample_ + whole.local_.n_samples();
-      ends_.push_back(end);
-    }
-  }
+        id_(++whole.parts_made_) {}
 
   void gradients(const Vector& theta_slice, std::vector<Vector>& g) override {
+    lay_out();
     const Vector& theta = whole_.gathered_theta(theta_slice);
     const std::size_t m = ends_.size();
     g.resize(m);
@@ -115,6 +113,7 @@ class ModelObjective::Partition final : public BatchPartition {
   }
 
   void hessian_vector_sum(const Vector& theta_slice, const std::vector<const Vector*>& v, Vector& out) override {
+    lay_out();
     if (v.size() != ends_.size()) throw Error("BatchPartition::hessian_vector_sum: expected one direction per batch");
     const Vector& theta = whole_.gathered_theta(theta_slice);
     wholes_.resize(v.size());
@@ -131,11 +130,24 @@ class ModelObjective::Partition final : public BatchPartition {
 
  private:
   Part part() const { return {data_, scale_, id_}; }
+  // The local samples in batch order, made at the first evaluation.
+  void lay_out() {
+    if (!ends_.empty()) return;
+    std::vector<Index> all;
+    for (const auto& batch : lists()) all.insert(all.end(), batch.begin(), batch.end());
+    data_ = whole_.local_samples(all);
+    const Index first = whole_.first_sample_, last = first + whole_.local_.n_samples();
+    Index end = 0;
+    for (const auto& batch : lists()) {
+      for (const Index i : batch) end += i >= first && i < last;
+      ends_.push_back(end);
+    }
+  }
   ModelObjective& whole_;
   double scale_;
   long id_;
   Dataset data_;
-  std::vector<Index> ends_;                 // of each batch's block in data_
+  std::vector<Index> ends_;                 // of each batch's block in data_ (empty until laid out)
   std::vector<Vector> wholes_;              // whole gradients or directions (several ranks)
   std::vector<Vector*> outputs_;
   std::vector<const Vector*> directions_;
@@ -194,8 +206,10 @@ const Vector& ModelObjective::gathered_theta(const Vector& slice) {
   // not), so all of them gather, or skip, together.
   // Compared as bytes: a pass at memory speed (Eigen's != runs element by element), and a θ whose bits
   // changed at all (-0 for +0, a NaN's payload) counts as a new point.
-  const bool changed_here = theta_slice_.size() != slice.size() ||
-                            std::memcmp(theta_slice_.data(), slice.data(), sizeof(double) * static_cast<std::size_t>(slice.size())) != 0;
+  const bool changed_here =
+      theta_slice_.size() != slice.size() ||
+      (slice.size() > 0 &&
+       std::memcmp(theta_slice_.data(), slice.data(), sizeof(double) * static_cast<std::size_t>(slice.size())) != 0);
   if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
     ++point_;
     theta_slice_ = slice;

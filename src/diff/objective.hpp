@@ -50,18 +50,22 @@ class Objective {
 // the evaluations sgd's eom1 field makes of all of them at one θ: every batch's gradient, and
 // Σ_k ∇²L_k(θ) v_k. This base runs the batches one by one (the reference); an objective may run them
 // together, to rounding the same (ModelObjective on the dense fast path: one pass over the samples).
+// The batch objectives are made when first asked for (discrete sgd needs them, eom1 on the fast path not).
 class BatchPartition {
  public:
-  BatchPartition(Objective& whole, const std::vector<std::vector<Index>>& batches);
+  BatchPartition(Objective& whole, std::vector<std::vector<Index>> batches);
   virtual ~BatchPartition() = default;
-  long count() const { return static_cast<long>(batches_.size()); }
-  Objective& batch(long k) { return *batches_[static_cast<std::size_t>(k)]; }
+  long count() const { return static_cast<long>(lists_.size()); }
+  const std::vector<std::vector<Index>>& lists() const { return lists_; }
+  Objective& batch(long k);
   // g[k] = ∇L_k(θ) for every batch k (g is resized to count()).
   virtual void gradients(const Vector& theta, std::vector<Vector>& g);
-  // out = Σ_k ∇²L_k(θ) v[k] for count() directions, summed from the last batch to the first.
+  // out = Σ_k ∇²L_k(θ) v[k] for count() directions (the base adds the batches' HVPs from the last to the first).
   virtual void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, Vector& out);
 
  private:
+  Objective& whole_;
+  std::vector<std::vector<Index>> lists_;
   std::vector<std::unique_ptr<Objective>> batches_;
   Vector hv_;
 };

@@ -61,12 +61,12 @@ SgdBatches::SgdBatches(Objective& full, long batch_size, std::uint64_t seed, Bat
 void SgdBatches::select_epoch(long epoch) {
   const long e = order_ == BatchOrder::fixed ? 0 : epoch;
   if (e == selected_) return;
-  permutation_ = sgd_permutation(seed_, e, full_.samples());
-  partition_.reset();
+  std::vector<Index> permutation = sgd_permutation(seed_, e, full_.samples());
   std::vector<std::vector<Index>> batches;
   for (long j = 0; j < m_; ++j)
-    batches.emplace_back(permutation_.begin() + j * b_, permutation_.begin() + (j + 1) * b_);
-  partition_ = full_.partitioned(batches);
+    batches.emplace_back(permutation.begin() + j * b_, permutation.begin() + (j + 1) * b_);
+  partition_ = full_.partitioned(batches);  // on a throw, the epoch selected before stays whole
+  permutation_ = std::move(permutation);
   selected_ = e;
 }
 

@@ -25,8 +25,8 @@ void sum_columns(const Eigen::Ref<const Matrix>& m, Eigen::Map<Vector> out) {
   for (Index j = 0; j < m.cols(); ++j) out += m.col(j);
 }
 
-// What the kept primal passes may hold in all (minibatch SGD keeps one per batch: together one pass
-// over the shard).
+// What the kept primal passes may hold in all (e.g. the passes of minibatch SGD's batches evaluated one
+// by one at the same θ: together one pass over the shard).
 constexpr double primal_budget_bytes = 1024.0 * 1024.0 * 1024.0;
 
 }  // namespace
@@ -187,9 +187,19 @@ double DensePath::loss_and_gradient(const Vector& theta, const Dataset& batch, d
   return loss;
 }
 
+namespace {
+
+// Whether `ends` cut a batch of n samples into consecutive blocks (possibly empty), one per `count`.
+bool valid_blocks(const std::vector<Index>& ends, std::size_t count, Index n) {
+  return !ends.empty() && ends.size() == count && ends.back() == n && ends.front() >= 0 &&
+         std::is_sorted(ends.begin(), ends.end());
+}
+
+}  // namespace
+
 void DensePath::block_gradients(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
                                 const std::vector<Vector*>& grads, PassKey pass) {
-  if (ends.empty() || ends.size() != grads.size() || ends.back() != batch.x.cols())
+  if (!valid_blocks(ends, grads.size(), batch.x.cols()))
     throw Error("DensePath::block_gradients: expected one gradient per block and blocks ending at the batch's end");
   primal(theta, batch, scale, {ends.data(), ends.size()}, grads.data(), pass);
 }
@@ -203,7 +213,7 @@ void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Datas
 
 void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
                                    const std::vector<Index>& ends, double scale, Vector& hv, PassKey pass) {
-  if (ends.empty() || ends.size() != v.size() || ends.back() != batch.x.cols())
+  if (!valid_blocks(ends, v.size(), batch.x.cols()))
     throw Error("DensePath::hessian_vector_sum: expected one direction per block and blocks ending at the batch's end");
   const Blocks blocks{ends.data(), ends.size()};
   const Primal* kept_pass = kept(pass, scale);
