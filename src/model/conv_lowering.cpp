@@ -70,7 +70,10 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
           std::fill(dst, dst + r.lo, 0.0);
           if (r.hi > r.lo) {
             const double* src = x.col(first + s).data() + from + r.lo * st;
-            for (Index j = r.lo; j < r.hi; ++j) dst[j] = src[(j - r.lo) * st];
+            if (st == 1)  // contiguous: vectorized in place (rows are short; a memmove call costs more)
+              for (Index j = r.lo; j < r.hi; ++j) dst[j] = src[j - r.lo];
+            else
+              for (Index j = r.lo; j < r.hi; ++j) dst[j] = src[(j - r.lo) * st];
           }
           std::fill(dst + r.hi, dst + g.wo, 0.0);
         });
@@ -86,9 +89,13 @@ void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patc
         const double* column = patches.col((c * g.k + ki) * g.k + kj).data();
         for_each_patch_row(g, count, c, ki, kj, [&](Index s, Index at, bool inside, Index from, ValidRange r) {
           if (!inside || r.hi == r.lo) return;
-          const double* src = column + at;
+          const double* src = column + at + r.lo;
           double* dst = dx.col(first + s).data() + from + r.lo * st;
-          for (Index j = r.lo; j < r.hi; ++j) dst[(j - r.lo) * st] += src[j];
+          const Index len = r.hi - r.lo;
+          if (st == 1)
+            for (Index j = 0; j < len; ++j) dst[j] += src[j];  // contiguous: vectorized
+          else
+            for (Index j = 0; j < len; ++j) dst[j * st] += src[j];
         });
       }
 }
