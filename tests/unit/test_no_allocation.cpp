@@ -102,6 +102,32 @@ INSTANTIATE_TEST_SUITE_P(All, NoAllocation,
                                            Case{Normalization::weight, 2}, Case{Normalization::none, 2, Activation::gelu},
                                            Case{Normalization::none, 2, Activation::softplus}));
 
+// Minibatch SGD's eom1 on the fast path: the epoch's batches as blocks of one pass (BatchPartition), the
+// batch gradients turned into the directions in place, at new points θ.
+TEST(NoAllocationSgd, Eom1FieldEvaluations) {
+  const std::vector<Index> widths{5, 12, 9, 3};
+  const Dataset d = test::mixture(48, widths, 2);
+  Model mlp = test::mlp_model(widths, Activation::tanh, LossKind::cross_entropy);
+  Vector y = mlp.initial_parameters(1);
+  const WholeVector whole(mlp.n_params());
+  ModelObjective objective(std::move(mlp), d, d.n_samples(), 1e-3, whole);
+  MethodSettings settings;
+  settings.batch_size = 8;
+  const auto field = make_flow("eom1", objective, "sgd", 0.05, settings);
+  Vector out;
+  (*field)(y, out);  // warm-up: every buffer takes its shape
+  y[0] += 1e-3;
+  (*field)(y, out);
+  EXPECT_EQ(allocations_during([&] {
+              for (int k = 0; k < 5; ++k) {
+                y[1] += 1e-3;
+                (*field)(y, out);
+              }
+            }),
+            0);
+  EXPECT_GT(out.norm(), 0.0);
+}
+
 TEST(Buffer, ReusesItsStorageAndBehavesLikeAMatrix) {
   Buffer b;
   b = Matrix::Constant(6, 5, 2.0);
