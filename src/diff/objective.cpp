@@ -99,7 +99,7 @@ class ModelObjective::Partition final : public BatchPartition {
     const std::size_t m = ends_.size();
     g.resize(m);
     wholes_.resize(m);
-    const bool direct = whole_.slices_.local_size() == whole_.slices_.global_size();
+    const bool direct = whole_.slice_is_whole();
     outputs_.clear();
     for (std::size_t k = 0; k < m; ++k) outputs_.push_back(direct ? &g[k] : &wholes_[k]);
     if (whole_.evaluates_here(part()))
@@ -136,10 +136,9 @@ class ModelObjective::Partition final : public BatchPartition {
     std::vector<Index> all;
     for (const auto& batch : lists()) all.insert(all.end(), batch.begin(), batch.end());
     data_ = whole_.local_samples(all);
-    const Index first = whole_.first_sample_, last = first + whole_.local_.n_samples();
     Index end = 0;
     for (const auto& batch : lists()) {
-      for (const Index i : batch) end += i >= first && i < last;
+      end += std::count_if(batch.begin(), batch.end(), [&](Index i) { return whole_.holds(i); });
       ends_.push_back(end);
     }
   }
@@ -157,7 +156,7 @@ Dataset ModelObjective::local_samples(const std::vector<Index>& indices) const {
   std::vector<Index> mine;  // local columns, in the order of `indices`
   for (const Index i : indices) {
     if (i < 0 || i >= n_total_) throw Error("ModelObjective: sample index out of range");
-    if (i >= first_sample_ && i < first_sample_ + local_.n_samples()) mine.push_back(i - first_sample_);
+    if (holds(i)) mine.push_back(i - first_sample_);
   }
   Dataset d;
   d.sample_shape = local_.sample_shape;
@@ -184,9 +183,8 @@ std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<st
   const bool equal = !batches.empty() && std::all_of(batches.begin(), batches.end(), [&](const auto& b) {
     return !b.empty() && b.size() == batches.front().size();
   });
-  const bool whole = slices_.local_size() == slices_.global_size();
   const double bytes = 8.0 * static_cast<double>(batches.size()) * static_cast<double>(model_.n_params());
-  if (model_.evaluates_blocks_together() && equal && (whole || bytes <= budget_bytes))
+  if (model_.evaluates_blocks_together() && equal && (slice_is_whole() || bytes <= budget_bytes))
     return std::make_unique<Partition>(*this, batches);
   return Objective::partitioned(batches);
 }
@@ -196,7 +194,7 @@ bool ModelObjective::evaluates_here(const Part& part) const {
 }
 
 const Vector& ModelObjective::gathered(const Vector& slice, Vector& buffer) const {
-  if (slices_.local_size() == slices_.global_size()) return slice;
+  if (slice_is_whole()) return slice;
   slices_.all_gather(slice, buffer);
   return buffer;
 }

@@ -121,8 +121,12 @@ class ModelObjective final : public Objective {
   void third_order(const Part& part, const Vector& theta, const Vector& u, const Vector& v, Vector& out);
   void hessian_and_third_order(const Part& part, const Vector& theta, const Vector& u, Vector& hu, Vector& tuu);
   const Vector& gathered_theta(const Vector& slice);
+  // Whether this rank's slice is the whole vector (a single rank slices nothing).
+  bool slice_is_whole() const { return slices_.local_size() == slices_.global_size(); }
   // The whole vector of a slice: the slice itself on a single rank, else gathered into `buffer`.
   const Vector& gathered(const Vector& slice, Vector& buffer) const;
+  // Whether sample i of the data set is in this rank's shard.
+  bool holds(Index i) const { return i >= first_sample_ && i < first_sample_ + local_.n_samples(); }
   // The local samples among `indices` (each in [0, n_total)), in their order.
   Dataset local_samples(const std::vector<Index>& indices) const;
   // Whether this rank runs the model: it has samples, or the model's statistics need every rank.

@@ -25,6 +25,10 @@ void sum_columns(const Eigen::Ref<const Matrix>& m, Eigen::Map<Vector> out) {
   for (Index j = 0; j < m.cols(); ++j) out += m.col(j);
 }
 
+// Block k of a batch cut at `ends` (DensePath::whole_ends_): its first column and its number of columns.
+Index block_begin(const std::vector<Index>& ends, std::size_t k) { return k == 0 ? 0 : ends[k - 1]; }
+Index block_size(const std::vector<Index>& ends, std::size_t k) { return ends[k] - block_begin(ends, k); }
+
 // What the kept primal passes may hold in all (e.g. the passes of minibatch SGD's batches evaluated one
 // by one at the same θ: together one pass over the shard).
 constexpr double primal_budget_bytes = 1024.0 * 1024.0 * 1024.0;
@@ -136,12 +140,13 @@ double DensePath::forward_and_head(Primal& p, const Vector& theta, const Dataset
   return scale * loss;
 }
 
-void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Blocks blocks, Vector* const* grads) {
+void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, const std::vector<Index>& ends,
+                         Vector* const* grads) {
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
     const Matrix& input = i == 0 ? x : p.activation[i - 1][0];
-    for (std::size_t k = 0; grads && k < blocks.count; ++k) {
-      const Index begin = blocks.begin(k), size = blocks.size(k);
+    for (std::size_t k = 0; grads && k < ends.size(); ++k) {
+      const Index begin = block_begin(ends, k), size = block_size(ends, k);
       // (δ aᵀ)ᵀ in place; a block without samples here has a zero gradient (a BLAS product over none).
       gemm(1.0, input.middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size), Op::transpose, 0.0,
            transposed_weights(*grads[k], l));
@@ -154,9 +159,9 @@ void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, Blocks
   }
 }
 
-DensePath::Blocks DensePath::whole(const Dataset& batch) {
+const std::vector<Index>& DensePath::whole(const Dataset& batch) {
   whole_ends_.assign(1, batch.x.cols());
-  return {whole_ends_.data(), 1};
+  return whole_ends_;
 }
 
 double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) {
@@ -165,13 +170,14 @@ double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) 
   return forward_and_head(p, theta, batch, scale);
 }
 
-const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale, Blocks blocks,
-                                           Vector* const* grads, PassKey pass, double* loss) {
+const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale,
+                                           const std::vector<Index>& ends, Vector* const* grads, PassKey pass,
+                                           double* loss) {
   Primal& p = slot_for(pass);
   p.pass = {};  // names nothing until complete
   const double l = forward_and_head(p, theta, batch, scale);
-  for (std::size_t k = 0; grads && k < blocks.count; ++k) grads[k]->resize(theta.size());
-  backward(p, theta, batch.x, blocks, grads);
+  for (std::size_t k = 0; grads && k < ends.size(); ++k) grads[k]->resize(theta.size());
+  backward(p, theta, batch.x, ends, grads);
   p.pass = pass;
   p.scale = scale;
   slot_bytes_ = std::max(slot_bytes_, p.bytes());
@@ -201,23 +207,21 @@ void DensePath::block_gradients(const Vector& theta, const Dataset& batch, const
                                 const std::vector<Vector*>& grads, PassKey pass) {
   if (!valid_blocks(ends, grads.size(), batch.x.cols()))
     throw Error("DensePath::block_gradients: expected one gradient per block and blocks ending at the batch's end");
-  primal(theta, batch, scale, {ends.data(), ends.size()}, grads.data(), pass);
+  primal(theta, batch, scale, ends, grads.data(), pass);
 }
 
 void DensePath::hessian_vector(const Vector& theta, const Vector& v, const Dataset& batch, double scale, Vector& hv,
                                PassKey pass) {
   one_direction_.assign(1, &v);
-  whole(batch);
-  hessian_vector_sum(theta, one_direction_, batch, whole_ends_, scale, hv, pass);
+  hessian_vector_sum(theta, one_direction_, batch, whole(batch), scale, hv, pass);
 }
 
 void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
                                    const std::vector<Index>& ends, double scale, Vector& hv, PassKey pass) {
   if (!valid_blocks(ends, v.size(), batch.x.cols()))
     throw Error("DensePath::hessian_vector_sum: expected one direction per block and blocks ending at the batch's end");
-  const Blocks blocks{ends.data(), ends.size()};
   const Primal* kept_pass = kept(pass, scale);
-  const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, blocks, nullptr, pass);
+  const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, ends, nullptr, pass);
   const std::size_t n = layers_.size();
   // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż (V, c the block's direction).
   for (std::size_t i = 0; i < n; ++i) {
@@ -225,8 +229,8 @@ void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const 
     Matrix& z_dot = z_dot_[i];
     z_dot.resize(l.out, batch.x.cols());
     const Matrix& input = i == 0 ? batch.x : p.activation[i - 1][0];
-    for (std::size_t k = 0; k < blocks.count; ++k) {
-      const Index begin = blocks.begin(k), size = blocks.size(k);
+    for (std::size_t k = 0; k < ends.size(); ++k) {
+      const Index begin = block_begin(ends, k), size = block_size(ends, k);
       z_dot.middleCols(begin, size).colwise() = bias(*v[k], l);
       gemm(1.0, transposed_weights(*v[k], l), Op::transpose, input.middleCols(begin, size), Op::none, 1.0,
            z_dot.middleCols(begin, size));
@@ -256,8 +260,8 @@ void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const 
     Matrix& e_dot = e_dot_[i - 1];
     e_dot.resize(l.in, batch.x.cols());
     gemm(1.0, transposed_weights(theta, l), Op::none, delta_dot_[i], Op::none, 0.0, e_dot);
-    for (std::size_t k = 0; k < blocks.count; ++k) {
-      const Index begin = blocks.begin(k), size = blocks.size(k);
+    for (std::size_t k = 0; k < ends.size(); ++k) {
+      const Index begin = block_begin(ends, k), size = block_size(ends, k);
       gemm(1.0, transposed_weights(*v[k], l), Op::none, p.delta[i].middleCols(begin, size), Op::none, 1.0,
            e_dot.middleCols(begin, size));
     }

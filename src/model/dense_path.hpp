@@ -102,24 +102,20 @@ class DensePath {
   // pass is then lost: a later reuse finds a pass of another key there and remakes it).
   Primal& slot_for(PassKey pass);
   void add_slot();
-  // Columns [ends[k-1], ends[k]) of a batch are block k (ends[-1] = 0); one block: the whole batch.
-  struct Blocks {
-    const Index* ends;
-    std::size_t count;
-    Index begin(std::size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
-    Index size(std::size_t k) const { return ends[k] - begin(k); }
-  };
+  // A batch in blocks is cut at `ends`: block k is columns [ends[k-1], ends[k]) (ends[-1] = 0).
   std::vector<Index> whole_ends_;  // {n}: a batch of n samples as one block
   std::vector<Vector*> one_gradient_;
   std::vector<const Vector*> one_direction_;
 
   double forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale);
   // Back-propagates δ; writes block k's gradient to *grads[k] when grads is given.
-  void backward(Primal& p, const Vector& theta, const Matrix& x, Blocks blocks, Vector* const* grads);
+  void backward(Primal& p, const Vector& theta, const Matrix& x, const std::vector<Index>& ends,
+                Vector* const* grads);
   // Forward pass, head and backward pass into a slot for `pass`.
-  const Primal& primal(const Vector& theta, const Dataset& batch, double scale, Blocks blocks, Vector* const* grads,
-                       PassKey pass, double* loss = nullptr);
-  Blocks whole(const Dataset& batch);
+  const Primal& primal(const Vector& theta, const Dataset& batch, double scale, const std::vector<Index>& ends,
+                       Vector* const* grads, PassKey pass, double* loss = nullptr);
+  // The batch as one block (whole_ends_).
+  const std::vector<Index>& whole(const Dataset& batch);
 };
 
 }  // namespace eomlab
