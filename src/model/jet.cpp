@@ -102,21 +102,14 @@ void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
   const int m = std::max(a.m, b.m);
   out.reset(m);
   for (int s = 0; s < (1 << m); ++s) {
+    const Buffer* xs[1 << max_jet_directions];
+    const Buffer* ys[1 << max_jet_directions];
+    const int terms = product_terms(a, b, s, xs, ys);
+    if (terms == 0) continue;
     const double* x[1 << max_jet_directions];
     const double* y[1 << max_jet_directions];
-    int terms = 0;
-    for (int t = s;; t = (t - 1) & s) {
-      const int u = s ^ t;
-      if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
-        x[terms] = a.c[static_cast<std::size_t>(t)].data();
-        y[terms] = b.c[static_cast<std::size_t>(u)].data();
-        if (terms == 0) out.set(s, a.c[static_cast<std::size_t>(t)].rows(), a.c[static_cast<std::size_t>(t)].cols());
-        ++terms;
-      }
-      if (t == 0) break;
-    }
-    if (terms == 0) continue;
-    double* o = out.c[static_cast<std::size_t>(s)].data();
+    for (int k = 0; k < terms; ++k) x[k] = xs[k]->data(), y[k] = ys[k]->data();
+    double* o = out.set(s, xs[0]->rows(), xs[0]->cols()).data();
     const Index n = out.c[static_cast<std::size_t>(s)].size();
     if (terms == 1) {
       for (Index i = 0; i < n; ++i) o[i] = x[0][i] * y[0][i];
@@ -128,6 +121,20 @@ void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
         for (Index i = 0; i < n; ++i) o[i] = std::fma(x[k][i], y[k][i], o[i]);
     }
   }
+}
+
+int product_terms(const Jet& a, const Jet& b, int s, const Buffer** x, const Buffer** y) {
+  int terms = 0;
+  for (int t = s;; t = (t - 1) & s) {
+    const int u = s ^ t;
+    if (t < a.size() && u < b.size() && a.nz[static_cast<std::size_t>(t)] && b.nz[static_cast<std::size_t>(u)]) {
+      x[terms] = &a.c[static_cast<std::size_t>(t)];
+      y[terms] = &b.c[static_cast<std::size_t>(u)];
+      ++terms;
+    }
+    if (t == 0) break;
+  }
+  return terms;
 }
 
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out) {

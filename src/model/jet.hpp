@@ -38,6 +38,10 @@ inline constexpr unsigned all_components = ~0u;
 void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned wanted = all_components);
 // out = a ⊙ b (elementwise).
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out);
+// The terms of component s of a ⊙ b by the product rule, in jet_hadamard's order: x[k] ⊙ y[k] for k <
+// the count returned (x from a, y from b). jet_hadamard sums an entry's terms as x_0 y_0, then
+// fma(x_k, y_k, ·) for each further one; a fused pass that forms one side on the fly sums alike (same bits).
+int product_terms(const Jet& a, const Jet& b, int s, const Buffer** x, const Buffer** y);
 // out = a ⊙ b where b is a row vector (1 x cols) jet broadcast over rows.
 void jet_scale_columns(const Jet& a, const Jet& row, Jet& out);
 // out = a ⊙ b where b is a column vector (rows x 1) jet broadcast over columns.

@@ -77,6 +77,7 @@ struct BackwardPass {
   Vector& out;
   Vector* first;
   const Reducer& shards;  // as in ForwardPass
+  bool fuse = true;       // whether LayerSequence may fuse an activation's backward pass into the next layer's
 
   // The components written, as a jet_matmul `wanted` mask.
   unsigned wanted() const;
@@ -119,6 +120,16 @@ class Layer {
   virtual void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) = 0;
   // `in` is the input of the last forward pass; delta_in is null for the first layer (not needed).
   virtual void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) = 0;
+
+  // Fusing a layer's backward pass with the activation before it (LayerSequence does it): an activation
+  // whose backward pass is δ_in = factor ⊙ δ and nothing else names its factor (a jet of its last forward
+  // pass); a layer after it may then write factor ⊙ (its own δ_in) in the same pass over memory, with
+  // the bits of the two steps. backward_with_factor returns false, having done nothing, if it cannot.
+  virtual const Jet* input_delta_factor() const { return nullptr; }
+  virtual bool backward_with_factor(const BackwardPass& /*pass*/, const Jet& /*in*/, const Jet& /*delta*/,
+                                    const Jet& /*factor*/, Jet& /*delta_in*/, Scratch& /*s*/) {
+    return false;
+  }
 };
 
 // The loss ℓ of the last layer's outputs z, summed over the batch's samples, and δ = ∂Σℓ/∂z as a jet.

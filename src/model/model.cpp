@@ -20,13 +20,14 @@ struct Model::Impl {
   LayerSequence body;
   std::unique_ptr<LossHead> head;
   std::unique_ptr<DensePath> fast;  // null where the fast path does not apply, or when told to use the reference
+  bool reference = false;           // told to: no fast path, no fused layers
   const Reducer* shards;
   int m = 0;
   Jet input, delta;
   Scratch scratch;
 
   Impl(const Shape& in, const std::vector<LayerSpec>& architecture, const std::string& loss);
-  void use_reference_path(bool reference);
+  void use_reference_path(bool use_reference);
   void forward(const ForwardPass& pass, const Matrix& x);
   double head_loss(const Dataset& batch, double scale);
   // Writes the top component of the gradient jet to out, and its component {direction 1} to first.
@@ -68,7 +69,8 @@ Model::Impl::Impl(const Shape& in, const std::vector<LayerSpec>& architecture, c
   use_reference_path(false);
 }
 
-void Model::Impl::use_reference_path(bool reference) {
+void Model::Impl::use_reference_path(bool use_reference) {
+  reference = use_reference;
   fast.reset();
   if (reference) return;
   DensePathPlan plan;
@@ -93,7 +95,7 @@ double Model::Impl::head_loss(const Dataset& batch, double scale) {
 void Model::Impl::backward(Vector& out, Vector* first) {
   out.resize(body.n_params());
   if (first) first->resize(body.n_params());
-  body.backward({m, out, first, *shards}, input, delta, false, scratch);
+  body.backward({m, out, first, *shards, !reference}, input, delta, false, scratch);
 }
 
 Index Model::Impl::chunk_samples(int n_directions) const {

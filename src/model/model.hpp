@@ -76,7 +76,8 @@ class Model {
   // Directions along which the loss is translation-invariant (the output layer under softmax
   // cross-entropy), as linear functionals of θ; empty if there are none.
   std::vector<ParameterSum> translation_components() const;
-  // Evaluate everything on the jet path, even where the fast path applies (to test one against the other).
+  // Evaluate everything on the jet path, even where the fast path applies, and each layer on its own (no
+  // fused passes): the reference that the fast paths are tested against.
   void use_reference_path(bool reference);
 
   // Default initialisation from a portable RNG stream of `seed`.

@@ -87,8 +87,17 @@ void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) 
 
 void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s) {
   for (std::size_t k = layers_.size(); k-- > 0;) {
+    const Jet& layer_in = k == 0 ? in : values_[k - 1];
+    // Layer k - 1's backward pass, an activation's, done inside layer k's where it can be.
+    const bool below_wanted = k > 1 || (k == 1 && input_delta);
+    const Jet* factor = pass.fuse && below_wanted ? layers_[k - 1]->input_delta_factor() : nullptr;
+    if (factor && layers_[k]->backward_with_factor(pass, layer_in, delta, *factor, spare_, s)) {
+      std::swap(delta, spare_);
+      --k;
+      continue;
+    }
     const bool wanted = k > 0 || input_delta;
-    layers_[k]->backward(pass, k == 0 ? in : values_[k - 1], delta, wanted ? &spare_ : nullptr, s);
+    layers_[k]->backward(pass, layer_in, delta, wanted ? &spare_ : nullptr, s);
     if (wanted) std::swap(delta, spare_);
   }
 }

@@ -4,6 +4,7 @@
 // arguments and input shapes naming the layer.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <tuple>
 
 #include "core/error.hpp"
@@ -175,6 +176,9 @@ const Network networks[] = {
     {"silu_flatten", "conv(2, 1), silu, flatten, dense(4), silu, dense(3)", {3, 3, 3}},
     // The second conv's 10 samples span two chunks of the lowering.
     {"chunked", "conv(8, 3, pad=1), tanh, conv(2, 3, pad=1), avgpool(6), flatten, dense(3)", {1, 30, 30}},
+    // Each activation's backward pass runs inside the avgpool(2)'s after it (LayerSequence fuses them).
+    {"fused_activation_avgpool", "conv(3, 3, pad=1), tanh, avgpool(2), conv(2, 3, pad=1), gelu, avgpool(2), flatten, dense(3)",
+     {2, 8, 8}},
 };
 
 using DerivativeCase = std::tuple<int, LossKind>;
@@ -234,6 +238,43 @@ TEST_P(ImageDerivatives, OnePassGivesHessianAndThirdOrder) {
   f_->third_order(theta_, u, u, tuu_alone);
   EXPECT_LT(test::relative_error(hu, hu_alone), 1e-13);
   EXPECT_LT(test::relative_error(tuu, tuu_alone), 1e-13);
+}
+
+// The fused passes (an activation's backward pass inside the avgpool(2)'s after it) give the bits of the
+// layers run one by one (the reference path), in every evaluation and jet order; also where the pooling
+// cannot fuse (odd sizes) and where the activation is the first layer (no input delta wanted).
+TEST(ImageLayers, FusedPassesGiveTheReferenceBits) {
+  const Network cases[] = {
+      networks[std::size(networks) - 1],
+      {"odd", "conv(3, 3), silu, avgpool(2), flatten, dense(3)", {1, 7, 7}},
+      {"first", "tanh, avgpool(2), conv(2, 3, pad=1), relu, avgpool(2), flatten, dense(3)", {1, 8, 8}},
+  };
+  const auto same_bits = [](const Vector& a, const Vector& b) {
+    return a.size() == b.size() && a.size() > 0 && std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+  };
+  for (const Network& net : cases) {
+    SCOPED_TRACE(net.name);
+    Model fused = image_model(net.architecture, net.input, LossKind::cross_entropy);
+    Model reference = image_model(net.architecture, net.input, LossKind::cross_entropy);
+    reference.use_reference_path(true);
+    const Dataset d = random_images(net.input, 6, LossKind::cross_entropy, fused.n_outputs(), 3);
+    const Vector theta = fused.initial_parameters(4), u = random_vector(theta.size(), 5), v = random_vector(theta.size(), 6);
+    const double scale = 1.0 / 6;
+    Vector a, b, c, e;
+    EXPECT_EQ(fused.loss_and_gradient(theta, d, scale, a), reference.loss_and_gradient(theta, d, scale, b));
+    EXPECT_TRUE(same_bits(a, b));
+    EXPECT_GT(a.norm(), 0.0);
+    fused.hessian_vector(theta, v, d, scale, a);
+    reference.hessian_vector(theta, v, d, scale, b);
+    EXPECT_TRUE(same_bits(a, b));
+    fused.third_order(theta, u, v, d, scale, a);
+    reference.third_order(theta, u, v, d, scale, b);
+    EXPECT_TRUE(same_bits(a, b));
+    fused.hessian_and_third_order(theta, u, d, scale, a, c);
+    reference.hessian_and_third_order(theta, u, d, scale, b, e);
+    EXPECT_TRUE(same_bits(a, b));
+    EXPECT_TRUE(same_bits(c, e));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Networks, ImageDerivatives,

@@ -28,6 +28,7 @@ class Elementwise final : public Layer {
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (delta_in) jet_hadamard(slope_, delta, *delta_in);
   }
+  const Jet* input_delta_factor() const override { return &slope_; }
 
  private:
   Activation kind_;

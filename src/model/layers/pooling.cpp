@@ -3,6 +3,7 @@
 // channel, giving a vector of C. No parameters. Average pooling is linear, so every jet component is
 // pooled alike; max pooling picks each window's first maximum (torch's tie rule) from the value and
 // carries every jet component at that arg-max (it is piecewise linear).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -106,6 +107,42 @@ class AveragePool final : public Layer {
         });
       }
     });
+  }
+
+  // K = 2 windows covering the input: each entry of factor ⊙ δ_in formed from δ's window value at once.
+  bool backward_with_factor(const BackwardPass&, const Jet&, const Jet& delta, const Jet& factor, Jet& delta_in,
+                            Scratch&) override {
+    if (w_.k != 2 || !w_.cover_input()) return false;
+    const double scale = 0.25;
+    delta_in.reset(std::max(factor.m, delta.m));
+    for (int c = 0; c < delta_in.size(); ++c) {
+      const Buffer* x[1 << max_jet_directions];
+      const Buffer* y[1 << max_jet_directions];
+      const int terms = product_terms(factor, delta, c, x, y);
+      if (terms == 0) continue;
+      Buffer& out = delta_in.set(c, w_.in.size(), delta.cols());
+      for (Index s = 0; s < delta.cols(); ++s)
+        w_.for_each_row([&](Index o, Index corner) {
+          for (Index row = corner; row < corner + 2 * w_.in.width; row += w_.in.width) {
+            double* target = out.col(s).data() + row;
+            const double* f[1 << max_jet_directions];
+            const double* source[1 << max_jet_directions];
+            for (int k = 0; k < terms; ++k) f[k] = x[k]->col(s).data() + row, source[k] = y[k]->col(s).data() + o;
+            for (Index j = 0; j < w_.out.width; ++j) {
+              double v = scale * source[0][j];
+              double left = f[0][2 * j] * v, right = f[0][2 * j + 1] * v;
+              for (int k = 1; k < terms; ++k) {
+                v = scale * source[k][j];
+                left = std::fma(f[k][2 * j], v, left);
+                right = std::fma(f[k][2 * j + 1], v, right);
+              }
+              target[2 * j] = left;
+              target[2 * j + 1] = right;
+            }
+          }
+        });
+    }
+    return true;
   }
 
  private:
