@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "flow/flow.hpp"
+#include "flow/sgd.hpp"
 #include "study/study.hpp"
 
 namespace py = pybind11;
@@ -242,6 +244,16 @@ std::string ini_of(const py::dict& config) {
   return ini.str();
 }
 
+// sgd's order of n samples in an epoch (flow/sgd.hpp), the one the binary's runs use.
+py::array_t<std::int64_t> permutation(std::uint64_t seed, long epoch, Index n) {
+  if (epoch < 0) bad("sgd_permutation: epoch: expected an epoch >= 0, got " + std::to_string(epoch));
+  if (n < 0) bad("sgd_permutation: n: expected a number of samples >= 0, got " + std::to_string(n));
+  const std::vector<Index> p = sgd_permutation(seed, epoch, n);
+  py::array_t<std::int64_t> out(static_cast<py::ssize_t>(p.size()));
+  std::copy(p.begin(), p.end(), out.mutable_data());
+  return out;
+}
+
 // A whole study in this process; returns its output directory.
 std::string run(const py::object& config, bool overwrite, bool resume) {
   std::string path = py::str(config).cast<std::string>();
@@ -320,6 +332,9 @@ PYBIND11_MODULE(eomlab, m) {
     if (name == "Study") return py::module_::import("eomlab_analysis.load").attr("Study");
     throw py::attribute_error("module 'eomlab' has no attribute '" + name + "'");
   });
+  m.def("sgd_permutation", &permutation, py::arg("seed"), py::arg("epoch"), py::arg("n"),
+        "sgd's order of the n samples in `epoch` for a run's `seed` (the run file's seed attribute; order = fixed "
+        "uses epoch 0 throughout): batch j of the epoch is samples p[j*b:(j+1)*b].");
   m.def("run", &run, py::arg("config"), py::arg("overwrite") = false, py::arg("resume") = false,
         "Runs a study (an INI path or a dict of sections) in this process; returns its output directory.");
 }

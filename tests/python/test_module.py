@@ -14,8 +14,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("EOMLAB_PYTHON_DIR") or REPO / "build" / "python")
 sys.path.insert(0, str(BUILD))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "analysis"))
 eomlab = pytest.importorskip("eomlab", reason=f"the module is not built in {BUILD}")
 import compare_torch  # noqa: E402
+import sgd_orders  # noqa: E402
 
 NETWORKS = {
     "mlp": ("dense(7), tanh, dense(6), softplus, dense(3)", (5,)),
@@ -165,3 +167,46 @@ def test_run_a_study_from_a_dict(tmp_path):
             assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
+
+
+def test_sgd_permutation_is_the_documented_order():
+    assert sgd_orders.permutation(1, 0, 8) == [7, 5, 3, 2, 1, 6, 4, 0]  # pinned by tests/unit/test_sgd.cpp
+    for seed, epoch, n in [(1, 0, 8), (1, 3, 100), (12345678901, 7, 37), (2**64 - 1, 2, 5), (3, 0, 1), (3, 0, 0)]:
+        p = eomlab.sgd_permutation(seed, epoch, n)
+        assert p.dtype == np.int64
+        assert p.tolist() == sgd_orders.permutation(seed, epoch, n)
+    with pytest.raises(ValueError, match="sgd_permutation: epoch: expected an epoch >= 0, got -1"):
+        eomlab.sgd_permutation(1, -1, 5)
+    with pytest.raises(ValueError, match="sgd_permutation: n: expected a number of samples >= 0, got -2"):
+        eomlab.sgd_permutation(1, 0, -2)
+
+
+def test_a_runs_sgd_batches_are_its_seeds_permutations(tmp_path):
+    """A reshuffled sgd study run by the module: its trajectory is the steps over the batches that
+    sgd_permutation gives for the run file's seed (each step's gradient from an Objective on the batch)."""
+    n, d, b, lr, wd, epochs = 24, 4, 6, 0.3, 0.01, 2
+    m = n // b
+    rs = np.random.RandomState(5)
+    x, y = rs.normal(size=(n, d)), (np.arange(n) % 3).astype(np.int64)
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, y
+    architecture = "dense(6), tanh, dense(3)"
+    out = eomlab.run({"study": {"name": "order", "output": str(tmp_path / "out"), "seed": 11},
+                      "data": {"source": f"hdf5:{tmp_path / 'data.h5'}"},
+                      "model": {"architecture": architecture, "weight_decay": wd},
+                      "optimizer": {"method": "sgd", "batch_size": b, "order": "reshuffle", "lr": lr,
+                                    "steps": epochs * m, "record_every": m},
+                      "flows": {"kinds": ["gf"]}})
+    (run,) = (pathlib.Path(out) / "runs").glob("*.h5")
+    with h5py.File(run, "r") as f:
+        seed = int(f.attrs["seed"])
+        recorded = f["trajectories/sgd/theta"][()]
+    model = eomlab.Model(architecture=architecture, input_shape=(d,), loss="cross_entropy")
+    theta = recorded[0].copy()
+    for e in range(epochs):
+        p = eomlab.sgd_permutation(seed, e, n)
+        for j in range(m):
+            batch = p[j * b:(j + 1) * b]
+            theta = theta - lr * eomlab.Objective(model, x[batch], y[batch], weight_decay=wd).gradient(theta)
+        assert np.max(np.abs(theta - recorded[e + 1])) < 1e-13
+    assert np.max(np.abs(recorded[-1] - recorded[0])) > 1e-2  # it moved
