@@ -60,7 +60,10 @@ ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double
 class ModelObjective::Batch final : public Objective {
  public:
   Batch(ModelObjective& whole, Dataset data, Index size)
-      : whole_(whole), data_(std::move(data)), scale_(1.0 / static_cast<double>(size)), id_(++whole.parts_made_) {}
+      : whole_(whole), data_(std::move(data)), scale_(1.0 / static_cast<double>(size)), id_(whole.take_id()) {}
+  ~Batch() override { whole_.give_back_id(id_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
   Index dimension() const override { return whole_.dimension(); }
   double value(const Vector& theta) override { return whole_.value(part(), theta); }
   double value_and_gradient(const Vector& theta, Vector& grad) override {
@@ -91,7 +94,10 @@ class ModelObjective::Partition final : public BatchPartition {
  public:
   Partition(ModelObjective& whole, const std::vector<std::vector<Index>>& batches)
       : BatchPartition(whole, batches), whole_(whole), scale_(1.0 / static_cast<double>(batches.front().size())),
-        id_(++whole.parts_made_) {}
+        id_(whole.take_id()) {}
+  ~Partition() override { whole_.give_back_id(id_); }
+  Partition(const Partition&) = delete;
+  Partition& operator=(const Partition&) = delete;
 
   void gradients(const Vector& theta_slice, std::vector<Vector>& g) override {
     lay_out();
@@ -187,6 +193,18 @@ std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<st
   if (model_.evaluates_blocks_together() && equal && (slice_is_whole() || bytes <= budget_bytes))
     return std::make_unique<Partition>(*this, batches);
   return Objective::partitioned(batches);
+}
+
+long ModelObjective::take_id() {
+  if (free_ids_.empty()) return ++ids_made_;
+  const long id = free_ids_.back();
+  free_ids_.pop_back();
+  return id;
+}
+
+void ModelObjective::give_back_id(long id) {
+  ++point_;  // forgets every kept pass: the id may name another part at this θ next
+  free_ids_.push_back(id);
 }
 
 bool ModelObjective::evaluates_here(const Part& part) const {

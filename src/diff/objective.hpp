@@ -92,6 +92,8 @@ class ModelObjective final : public Objective {
   // run's ranks would each hold more than 1 GiB of whole gradients for them.
   std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches) override;
   const Model& model() const { return model_; }
+  // The largest part id handed out so far (for tests: it must not grow with the parts made in turn).
+  long largest_part_id() const { return ids_made_; }
 
  private:
   class Batch;
@@ -111,7 +113,15 @@ class ModelObjective final : public Objective {
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
   // Counts the points θ gathered: with a part's id it names the model's passes (PassKey), so the fast
   // path reuses a part's forward and backward passes only at the θ they were made at.
-  long point_ = 0, parts_made_ = 0;
+  long point_ = 0;
+  // Ids of the parts alive (batches and partitions: an sgd run makes new ones every reshuffled epoch). A
+  // part's id is handed out again once it is gone, after its passes are forgotten (point_ moves on, as
+  // for a new θ), so no pass is ever reused for another part and ids stay below the most parts alive at
+  // once, plus one.
+  long ids_made_ = 0;
+  std::vector<long> free_ids_;
+  long take_id();
+  void give_back_id(long id);
   Vector u_, v_, whole_out_, whole_first_;
 
   Part whole_shard() const { return {local_, scale_, 0}; }

@@ -281,6 +281,48 @@ TEST(Sgd, BatchPartitionRunsTheBatchesTogether) {
               (g_all[3] - g_slow[3]).lpNorm<Eigen::Infinity>(), (h_all - h_slow).lpNorm<Eigen::Infinity>());
 }
 
+// Reshuffled sgd makes a new partition (and its batch objectives) every epoch: their ids are handed out
+// again, so the model's table of kept passes stays small, and a recycled id at the same θ never brings
+// back another partition's passes.
+TEST(Sgd, PartIdsAreReusedWithoutRecallingAnotherPartsPasses) {
+  const Dataset d = test::mixture(24, widths, 6);
+  const Index n = d.n_samples();
+  const Vector theta = tanh_net().initial_parameters(3);
+  std::vector<Vector> v;
+  for (std::uint64_t k = 0; k < 4; ++k) v.push_back(tanh_net().initial_parameters(20 + k));
+  const std::vector<const Vector*> directions = {&v[0], &v[1], &v[2], &v[3]};
+  const std::vector<std::vector<Index>> orders[2] = {
+      {{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9, 10, 11}, {12, 13, 14, 15, 16, 17}, {18, 19, 20, 21, 22, 23}},
+      {{0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21}, {2, 6, 10, 14, 18, 22}, {3, 7, 11, 15, 19, 23}}};
+  const WholeVector whole(tanh_net().n_params());
+  std::vector<Vector> expected_g[2];
+  Vector expected_h[2], expected_batch[2];
+  for (int o = 0; o < 2; ++o) {  // each order alone, on an objective of its own
+    ModelObjective fresh(tanh_net(), d, n, 0.01, whole);
+    const auto p = fresh.partitioned(orders[o]);
+    p->hessian_vector_sum(theta, directions, expected_h[o]);
+    p->gradients(theta, expected_g[o]);
+    p->batch(2).value_and_gradient(theta, expected_batch[o]);
+  }
+  ModelObjective all(tanh_net(), d, n, 0.01, whole);
+  std::vector<Vector> g;
+  Vector h, batch_g;
+  for (int epoch = 0; epoch < 40; ++epoch) {  // the same θ throughout, the order alternating
+    const int o = epoch % 2;
+    const auto p = all.partitioned(orders[o]);
+    // The HVP first: a pass kept under a recycled id at this θ would be the other order's.
+    p->hessian_vector_sum(theta, directions, h);
+    p->gradients(theta, g);
+    if (epoch % 4 >= 2) p->batch(2).value_and_gradient(theta, batch_g);
+    for (std::size_t k = 0; k < 4; ++k) ASSERT_EQ(g[k], expected_g[o][k]) << "epoch " << epoch << ", batch " << k;
+    ASSERT_EQ(h, expected_h[o]) << "epoch " << epoch;
+    if (epoch % 4 >= 2) ASSERT_EQ(batch_g, expected_batch[o]) << "epoch " << epoch;
+  }
+  EXPECT_NE(expected_g[0][0], expected_g[1][0]);
+  // Alive at once: the partition and its 4 batch objectives (made together); 200 ids without reuse.
+  EXPECT_LE(all.largest_part_id(), 5);
+}
+
 TEST(Sgd, RefusesABatchSizeThatDoesNotDivideTheDataAndOrdersBeyondOne) {
   const Dataset d = test::mixture(24, widths, 5);
   const WholeVector whole(tanh_net().n_params());
