@@ -60,8 +60,12 @@ ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double
 class ModelObjective::Batch final : public Objective {
  public:
   Batch(ModelObjective& whole, Dataset data, Index size)
-      : whole_(whole), data_(std::move(data)), scale_(1.0 / static_cast<double>(size)), id_(whole.take_id()) {}
-  ~Batch() override { whole_.give_back_id(id_); }
+      : whole_(whole),
+        data_(std::move(data)),
+        scale_(1.0 / static_cast<double>(size)),
+        names_(whole.names_),
+        id_(names_->take_id()) {}
+  ~Batch() override { names_->give_back_id(id_); }
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   Index dimension() const override { return whole_.dimension(); }
@@ -84,6 +88,7 @@ class ModelObjective::Batch final : public Objective {
   ModelObjective& whole_;
   Dataset data_;
   double scale_;
+  std::shared_ptr<PassNames> names_;
   long id_;
 };
 
@@ -94,8 +99,8 @@ class ModelObjective::Partition final : public BatchPartition {
  public:
   Partition(ModelObjective& whole, const std::vector<std::vector<Index>>& batches)
       : BatchPartition(whole, batches), whole_(whole), scale_(1.0 / static_cast<double>(batches.front().size())),
-        id_(whole.take_id()) {}
-  ~Partition() override { whole_.give_back_id(id_); }
+        names_(whole.names_), id_(names_->take_id()) {}
+  ~Partition() override { names_->give_back_id(id_); }
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
 
@@ -109,7 +114,7 @@ class ModelObjective::Partition final : public BatchPartition {
     outputs_.clear();
     for (std::size_t k = 0; k < m; ++k) outputs_.push_back(direct ? &g[k] : &wholes_[k]);
     if (whole_.evaluates_here(part()))
-      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {whole_.point_, id_});
+      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {whole_.names_->point, id_});
     else
       for (Vector* o : outputs_) o->setZero(whole_.model_.n_params());
     for (std::size_t k = 0; k < m; ++k) {
@@ -127,7 +132,7 @@ class ModelObjective::Partition final : public BatchPartition {
     for (std::size_t k = 0; k < v.size(); ++k) directions_.push_back(&whole_.gathered(*v[k], wholes_[k]));
     Vector& sum = whole_.whole_out_;
     if (whole_.evaluates_here(part()))
-      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {whole_.point_, id_});
+      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {whole_.names_->point, id_});
     else
       sum.setZero(whole_.model_.n_params());
     whole_.slices_.reduce_scatter(sum, out);
@@ -150,6 +155,7 @@ class ModelObjective::Partition final : public BatchPartition {
   }
   ModelObjective& whole_;
   double scale_;
+  std::shared_ptr<PassNames> names_;
   long id_;
   Dataset data_;
   std::vector<Index> ends_;                 // of each batch's block in data_ (empty until laid out)
@@ -195,16 +201,16 @@ std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<st
   return Objective::partitioned(batches);
 }
 
-long ModelObjective::take_id() {
-  if (free_ids_.empty()) return ++ids_made_;
-  const long id = free_ids_.back();
-  free_ids_.pop_back();
+long ModelObjective::PassNames::take_id() {
+  if (free_ids.empty()) return ++ids_made;
+  const long id = free_ids.back();
+  free_ids.pop_back();
   return id;
 }
 
-void ModelObjective::give_back_id(long id) {
-  ++point_;  // forgets every kept pass: the id may name another part at this θ next
-  free_ids_.push_back(id);
+void ModelObjective::PassNames::give_back_id(long id) {
+  ++point;  // forgets every kept pass: the id may name another part at this θ next
+  free_ids.push_back(id);
 }
 
 bool ModelObjective::evaluates_here(const Part& part) const {
@@ -227,7 +233,7 @@ const Vector& ModelObjective::gathered_theta(const Vector& slice) {
       (slice.size() > 0 &&
        std::memcmp(theta_slice_.data(), slice.data(), sizeof(double) * static_cast<std::size_t>(slice.size())) != 0);
   if (slices_.sum(changed_here ? 1.0 : 0.0) > 0.0) {
-    ++point_;
+    ++names_->point;
     theta_slice_ = slice;
     slices_.all_gather(slice, theta_);
   }
@@ -269,7 +275,7 @@ double ModelObjective::value_and_gradient(const Part& part, const Vector& theta_
   const Vector& theta = gathered_theta(theta_slice);
   double loss = 0.0;
   if (evaluates_here(part)) {
-    loss = model_.loss_and_gradient(theta, part.data, part.scale, whole_out_, {point_, part.id});
+    loss = model_.loss_and_gradient(theta, part.data, part.scale, whole_out_, {names_->point, part.id});
   } else {
     whole_out_.setZero(model_.n_params());
   }
@@ -282,7 +288,7 @@ void ModelObjective::hessian_vector(const Part& part, const Vector& theta_slice,
   const Vector& theta = gathered_theta(theta_slice);
   const Vector& whole_v = gathered(v, v_);
   if (evaluates_here(part)) {
-    model_.hessian_vector(theta, whole_v, part.data, part.scale, whole_out_, {point_, part.id});
+    model_.hessian_vector(theta, whole_v, part.data, part.scale, whole_out_, {names_->point, part.id});
   } else {
     whole_out_.setZero(model_.n_params());
   }

@@ -93,7 +93,7 @@ class ModelObjective final : public Objective {
   std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches) override;
   const Model& model() const { return model_; }
   // The largest part id handed out so far (for tests: it must not grow with the parts made in turn).
-  long largest_part_id() const { return ids_made_; }
+  long largest_part_id() const { return names_->ids_made; }
 
  private:
   class Batch;
@@ -111,17 +111,19 @@ class ModelObjective final : public Objective {
   double weight_decay_;
   const SliceExchange& slices_;
   Vector theta_slice_, theta_;  // the last θ gathered, as slice and whole
-  // Counts the points θ gathered: with a part's id it names the model's passes (PassKey), so the fast
-  // path reuses a part's forward and backward passes only at the θ they were made at.
-  long point_ = 0;
-  // Ids of the parts alive (batches and partitions: an sgd run makes new ones every reshuffled epoch). A
-  // part's id is handed out again once it is gone, after its passes are forgotten (point_ moves on, as
-  // for a new θ), so no pass is ever reused for another part and ids stay below the most parts alive at
-  // once, plus one.
-  long ids_made_ = 0;
-  std::vector<long> free_ids_;
-  long take_id();
-  void give_back_id(long id);
+  // The names of the model's passes (PassKey): a point and a part's id. The point counts the θ gathered,
+  // so the fast path reuses a part's forward and backward passes only at the θ they were made at. Ids
+  // name the parts alive (batches and partitions: an sgd run makes new ones every reshuffled epoch); a
+  // part's id is handed out again once it is gone, after every kept pass is forgotten (the point moves
+  // on, as for a new θ), so no pass is reused for another part and ids stay below the most parts alive
+  // at once, plus one. Shared with the parts, which may then be destroyed after their objective.
+  struct PassNames {
+    long point = 0, ids_made = 0;
+    std::vector<long> free_ids;
+    long take_id();
+    void give_back_id(long id);
+  };
+  std::shared_ptr<PassNames> names_ = std::make_shared<PassNames>();
   Vector u_, v_, whole_out_, whole_first_;
 
   Part whole_shard() const { return {local_, scale_, 0}; }

@@ -323,6 +323,21 @@ TEST(Sgd, PartIdsAreReusedWithoutRecallingAnotherPartsPasses) {
   EXPECT_LE(all.largest_part_id(), 5);
 }
 
+// A batch or partition destroyed after its objective touches nothing of it (the ids' pool is shared).
+TEST(Sgd, APartMayBeDestroyedAfterItsObjective) {
+  const Dataset d = test::mixture(24, widths, 6);
+  const WholeVector whole(tanh_net().n_params());
+  auto objective = std::make_unique<ModelObjective>(tanh_net(), d, d.n_samples(), 0.0, whole);
+  objective->restricted({0, 1, 2}).reset();  // its id is free again
+  auto batch = objective->restricted({3, 4});  // takes it
+  auto partition = objective->partitioned({{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9, 10, 11}, {12, 13, 14, 15, 16, 17}, {18, 19, 20, 21, 22, 23}});
+  objective->restricted({5}).reset();  // the free list is full: the next id given back grows it
+  objective.reset();
+  batch.reset();  // had grown a freed list: "double free detected" (before the pool was shared)
+  partition.reset();
+  SUCCEED();
+}
+
 TEST(Sgd, RefusesABatchSizeThatDoesNotDivideTheDataAndOrdersBeyondOne) {
   const Dataset d = test::mixture(24, widths, 5);
   const WholeVector whole(tanh_net().n_params());
