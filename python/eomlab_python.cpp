@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -244,10 +245,27 @@ std::string ini_of(const py::dict& config) {
   return ini.str();
 }
 
+// An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
+// naming it.
+std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what) {
+  const std::string bad_value = "sgd_permutation: " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
+  PyObject* index = PyNumber_Index(x.ptr());
+  if (!index) {
+    PyErr_Clear();
+    bad(bad_value);
+  }
+  const auto i = py::reinterpret_steal<py::int_>(index);
+  if (i < py::int_(0) || i > limit) bad(bad_value);
+  return i.cast<std::uint64_t>();
+}
+
 // sgd's order of n samples in an epoch (flow/sgd.hpp), the one the binary's runs use.
-py::array_t<std::int64_t> permutation(std::uint64_t seed, long epoch, Index n) {
-  if (epoch < 0) bad("sgd_permutation: epoch: expected an epoch >= 0, got " + std::to_string(epoch));
-  if (n < 0) bad("sgd_permutation: n: expected a number of samples >= 0, got " + std::to_string(n));
+py::array_t<std::int64_t> permutation(const py::object& seed_arg, const py::object& epoch_arg, const py::object& n_arg) {
+  const py::int_ longest(std::numeric_limits<long>::max());
+  const std::uint64_t seed =
+      whole_number(seed_arg, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)");
+  const auto epoch = static_cast<long>(whole_number(epoch_arg, "epoch", longest, "an integer epoch >= 0"));
+  const auto n = static_cast<Index>(whole_number(n_arg, "n", longest, "an integer number of samples >= 0"));
   const std::vector<Index> p = sgd_permutation(seed, epoch, n);
   py::array_t<std::int64_t> out(static_cast<py::ssize_t>(p.size()));
   std::copy(p.begin(), p.end(), out.mutable_data());

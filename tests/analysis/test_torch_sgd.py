@@ -1,8 +1,8 @@
 """Minibatch sgd (issue 14, DESIGN.md §1.5) against torch.optim.SGD(lr, momentum=0, weight_decay=λ) in
 float64 over the same batches in the same order, to 1e-12: the real binary runs a study on data and an
-initial θ from HDF5 files; the batch orders are reproduced here from the documented recipe (Fisher–Yates
-with eomlab's portable xoshiro256** seeded by splitmix64, src/flow/sgd.hpp), written out independently
-of the C++ code. Skipped where torch is not installed (CI)."""
+initial θ from HDF5 files; the batch orders come from the documented recipe written out in Python,
+independently of the C++ code (sgd_orders.py: Fisher–Yates with eomlab's portable xoshiro256** seeded by
+splitmix64, src/flow/sgd.hpp). Skipped where torch is not installed (CI)."""
 import os
 import pathlib
 import subprocess

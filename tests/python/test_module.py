@@ -170,15 +170,20 @@ def test_run_a_study_from_a_dict(tmp_path):
 
 
 def test_sgd_permutation_is_the_documented_order():
-    assert sgd_orders.permutation(1, 0, 8) == [7, 5, 3, 2, 1, 6, 4, 0]  # pinned by tests/unit/test_sgd.cpp
     for seed, epoch, n in [(1, 0, 8), (1, 3, 100), (12345678901, 7, 37), (2**64 - 1, 2, 5), (3, 0, 1), (3, 0, 0)]:
         p = eomlab.sgd_permutation(seed, epoch, n)
         assert p.dtype == np.int64
         assert p.tolist() == sgd_orders.permutation(seed, epoch, n)
-    with pytest.raises(ValueError, match="sgd_permutation: epoch: expected an epoch >= 0, got -1"):
-        eomlab.sgd_permutation(1, -1, 5)
-    with pytest.raises(ValueError, match="sgd_permutation: n: expected a number of samples >= 0, got -2"):
-        eomlab.sgd_permutation(1, 0, -2)
+    assert eomlab.sgd_permutation(np.int64(1), np.uint8(0), np.int32(8)).tolist() == [7, 5, 3, 2, 1, 6, 4, 0]
+    for args, message in [((1, -1, 5), r"epoch: expected an integer epoch >= 0, got -1"),
+                          ((1, 2**63, 5), r"epoch: expected an integer epoch >= 0, got 9223372036854775808"),
+                          ((1, 0, -2), r"n: expected an integer number of samples >= 0, got -2"),
+                          ((-1, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
+                          ((2**64, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 18446744073709551616"),
+                          ((1.5, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 1.5"),
+                          ((1, 0, "8"), r"n: expected an integer number of samples >= 0, got '8'")]:
+        with pytest.raises(ValueError, match="sgd_permutation: " + message):
+            eomlab.sgd_permutation(*args)
 
 
 def test_a_runs_sgd_batches_are_its_seeds_permutations(tmp_path):
