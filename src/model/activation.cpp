@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "core/error.hpp"
 
 namespace eomlab {
 
@@ -64,6 +67,9 @@ void tanh_into(const Matrix& z, Matrix& out) {
 
 template <class Out>
 void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out out) {
+  const int available = a == Activation::silu || a == Activation::relu ? 4 : 3;
+  if (order < 0 || order > available)
+    throw Error("apply_activation: derivative " + std::to_string(order) + " of " + to_string(a) + " is not available");
   for (int j = 0; j <= order; ++j) out[j].resize(z.rows(), z.cols());
   const auto zz = z.array();
   switch (a) {

@@ -11,7 +11,7 @@ namespace eomlab {
 // tanh). Within 2 ulp of std::tanh (tests/unit/test_activation.cpp).
 void tanh_into(const Matrix& z, Matrix& out);
 
-// Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3; silu: <= 4). out must hold order+1 matrices
+// Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3; silu, relu: <= 4; Error beyond). out must hold order+1 matrices
 // (Matrix* or Buffer* to an array, or BufferRefs); each is resized to z's shape.
 template <class Out>
 void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out out);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/error.hpp"
 #include "core/rng.hpp"
 #include "model/activation.hpp"
 
@@ -50,5 +51,18 @@ TEST(Activation, DerivativesMatchCentralDifferences) {
       const Matrix fd = (up[k] - down[k]) / (2 * h);
       EXPECT_LT((fd - d[k + 1]).cwiseAbs().maxCoeff(), 1e-8) << to_string(a) << " derivative " << k + 1;
     }
+  }
+}
+
+// A derivative beyond those an activation computes is an error, not an uninitialised matrix (a jet in 3
+// directions asks σ'''' of the activation).
+TEST(Activation, DerivativesBeyondTheAvailableAreRefused) {
+  const Matrix z = Matrix::Constant(2, 3, 0.4);
+  Matrix d[6];
+  for (Activation a : {Activation::tanh, Activation::softplus, Activation::gelu})
+    EXPECT_THROW(apply_activation(a, z, 4, d), Error) << to_string(a);
+  for (Activation a : {Activation::silu, Activation::relu}) {
+    EXPECT_NO_THROW(apply_activation(a, z, 4, d)) << to_string(a);
+    EXPECT_THROW(apply_activation(a, z, 5, d), Error) << to_string(a);
   }
 }
