@@ -13,24 +13,31 @@ namespace {
 // tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
 // pass over L1-sized blocks: Eigen's vectorized exp fills a block, then branch-free loops the compiler
 // vectorizes finish it (one Eigen expression with nested select()s runs scalar).
+constexpr Index tanh_block = 64;
+
+// t = tanh(x) for len <= tanh_block entries.
+inline void tanh_of_block(const double* x, Index len, double* t) {
+  alignas(64) double e[tanh_block];
+  Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
+  for (Index i = 0; i < len; ++i) {
+    const double s = x[i] * x[i];
+    const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
+    const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
+    const double small = x[i] + x[i] * s * p / q;
+    const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
+    t[i] = std::fabs(x[i]) > 0.625 ? big : small;
+  }
+}
+
 template <class Out>
 void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out out) {
-  constexpr Index block = 64;
-  alignas(64) double e[block];
+  constexpr Index block = tanh_block;
   const Index n = z.size();
   for (Index start = 0; start < n; start += block) {
     const Index len = std::min(block, n - start);
     const double* x = z.data() + start;
     double* t = out[0].data() + start;
-    Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
-    for (Index i = 0; i < len; ++i) {
-      const double s = x[i] * x[i];
-      const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
-      const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
-      const double small = x[i] + x[i] * s * p / q;
-      const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
-      t[i] = std::fabs(x[i]) > 0.625 ? big : small;
-    }
+    tanh_of_block(x, len, t);
     if (order < 1) continue;
     double* d1 = out[1].data() + start;
     for (Index i = 0; i < len; ++i) d1[i] = 1.0 - t[i] * t[i];
@@ -59,6 +66,27 @@ void silu_with_derivatives(const Z& z, int order, Out out) {
 }
 
 }  // namespace
+
+void tanh_first_order_jet(const Eigen::Ref<const Matrix>& z, const Eigen::Ref<const Matrix>& dz, Buffer& t, Buffer& slope,
+                          Buffer& dt, Buffer& dslope) {
+  for (Buffer* b : {&t, &slope, &dt, &dslope}) b->resize(z.rows(), z.cols());
+  alignas(64) double d2[tanh_block];
+  const Index n = z.size();
+  for (Index start = 0; start < n; start += tanh_block) {
+    const Index len = std::min(tanh_block, n - start);
+    double* value = t.data() + start;
+    double* d1 = slope.data() + start;
+    const double* x1 = dz.data() + start;
+    double* y1 = dt.data() + start;
+    double* s1 = dslope.data() + start;
+    tanh_of_block(z.data() + start, len, value);
+    // As tanh_with_derivatives, then jet_apply_in_place's single term (f^(k)·dz + 0.0).
+    for (Index i = 0; i < len; ++i) d1[i] = 1.0 - value[i] * value[i];
+    for (Index i = 0; i < len; ++i) d2[i] = -2.0 * value[i] * d1[i];
+    for (Index i = 0; i < len; ++i) y1[i] = d1[i] * x1[i] + 0.0;
+    for (Index i = 0; i < len; ++i) s1[i] = d2[i] * x1[i] + 0.0;
+  }
+}
 
 void tanh_into(const Matrix& z, Matrix& out) {
   out.resize(z.rows(), z.cols());

@@ -11,10 +11,17 @@ namespace eomlab {
 // tanh). Within 2 ulp of std::tanh (tests/unit/test_activation.cpp).
 void tanh_into(const Matrix& z, Matrix& out);
 
-// Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3; silu, relu: <= 4; Error beyond). out must hold order+1 matrices
-// (Matrix* or Buffer* to an array, or BufferRefs); each is resized to z's shape.
+// Fills out[0] = σ(z), out[j] = σ^(j)(z) for j = 1..order (order <= 3; silu, relu: <= 4; Error beyond).
+// out must hold order+1 matrices (Matrix* or Buffer* to an array, or BufferRefs); each is resized to z's
+// shape.
 template <class Out>
 void apply_activation(Activation a, const Eigen::Ref<const Matrix>& z, int order, Out out);
+
+// tanh's first-order jet in one pass: t = tanh(z), slope = tanh'(z), and their directional derivatives
+// dt = tanh'(z)·dz, dslope = tanh''(z)·dz, with the bits of apply_activation (order 2) followed by
+// jet_apply_in_place (model/jet.hpp) on each. Each output is resized to z's shape.
+void tanh_first_order_jet(const Eigen::Ref<const Matrix>& z, const Eigen::Ref<const Matrix>& dz, Buffer& t, Buffer& slope,
+                          Buffer& dt, Buffer& dslope);
 
 // Buffers that need not lie in one array (e.g. components of different jets), indexed like one.
 struct BufferRefs {

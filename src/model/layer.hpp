@@ -63,6 +63,7 @@ struct ForwardPass {
   const Vector* const* directions;  // m of them
   int m;
   const Reducer& shards;
+  bool fuse = true;  // whether a layer may take its fast one-pass forms (false on the model's reference path)
 };
 
 // Which scalings of a layer's input leave its output unchanged: none, one factor for the whole input

@@ -125,7 +125,7 @@ double Model::Impl::evaluate(const Vector& theta, const Vector* const* direction
 
 double Model::Impl::evaluate_whole(const Vector& theta, const Vector* const* directions, int n_directions,
                                    const Dataset& batch, double scale, Vector* out, Vector* first) {
-  forward({theta, directions, n_directions, *shards}, batch.x);
+  forward({theta, directions, n_directions, *shards, !reference}, batch.x);
   const double loss = head_loss(batch, scale);
   if (out) backward(*out, first);
   return loss;

@@ -20,6 +20,11 @@ class Elementwise final : public Layer {
     // σ'' .. σ^(m+1) go to scratch.
     out.reset(in.m);
     slope_.reset(in.m);
+    if (pass.fuse && kind_ == Activation::tanh && in.m == 1 && in.nz[0] && in.nz[1]) {  // an HVP's: one pass
+      tanh_first_order_jet(in.c[0], in.c[1], out.set(0, in.rows(), in.cols()), slope_.set(0, in.rows(), in.cols()),
+                           out.set(1, in.rows(), in.cols()), slope_.set(1, in.rows(), in.cols()));
+      return;
+    }
     BufferRefs d{{&out.set(0, in.rows(), in.cols()), &slope_.set(0, in.rows(), in.cols()), &s.derivs[2], &s.derivs[3], &s.derivs[4]}};
     apply_activation(kind_, in.c[0], pass.m + 1, d);
     jet_apply_in_place(in, d.p, out);
