@@ -240,9 +240,10 @@ TEST_P(ImageDerivatives, OnePassGivesHessianAndThirdOrder) {
   EXPECT_LT(test::relative_error(tuu, tuu_alone), 1e-13);
 }
 
-// The fused passes (an activation's backward pass inside the avgpool(2)'s after it) give the bits of the
-// layers run one by one (the reference path), in every evaluation and jet order; also where the pooling
-// cannot fuse (odd sizes) and where the activation is the first layer (no input delta wanted).
+// The fused passes (an activation's backward pass inside the avgpool(2)'s after it; tanh's first-order
+// jet in one pass) give the bits of the layers run one by one (the reference path), in every evaluation
+// and jet order; also where the pooling cannot fuse (odd sizes) and where the activation is the first
+// layer (no input delta wanted, no tangent in its input).
 TEST(ImageLayers, FusedPassesGiveTheReferenceBits) {
   const Network cases[] = {
       networks[std::size(networks) - 1],
