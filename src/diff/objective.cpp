@@ -114,7 +114,7 @@ class ModelObjective::Partition final : public BatchPartition {
     outputs_.clear();
     for (std::size_t k = 0; k < m; ++k) outputs_.push_back(direct ? &g[k] : &wholes_[k]);
     if (whole_.evaluates_here(part()))
-      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {whole_.names_->point, id_});
+      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {names_->point, id_});
     else
       for (Vector* o : outputs_) o->setZero(whole_.model_.n_params());
     for (std::size_t k = 0; k < m; ++k) {
@@ -132,7 +132,7 @@ class ModelObjective::Partition final : public BatchPartition {
     for (std::size_t k = 0; k < v.size(); ++k) directions_.push_back(&whole_.gathered(*v[k], wholes_[k]));
     Vector& sum = whole_.whole_out_;
     if (whole_.evaluates_here(part()))
-      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {whole_.names_->point, id_});
+      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {names_->point, id_});
     else
       sum.setZero(whole_.model_.n_params());
     whole_.slices_.reduce_scatter(sum, out);

@@ -10,9 +10,6 @@ namespace eomlab {
 
 namespace {
 
-// tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
-// pass over L1-sized blocks: Eigen's vectorized exp fills a block, then branch-free loops the compiler
-// vectorizes finish it (one Eigen expression with nested select()s runs scalar).
 constexpr Index tanh_block = 64;
 
 // t = tanh(x) for len <= tanh_block entries.
@@ -29,6 +26,9 @@ inline void tanh_of_block(const double* x, Index len, double* t) {
   }
 }
 
+// tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
+// pass over L1-sized blocks: Eigen's vectorized exp fills a block, then branch-free loops the compiler
+// vectorizes finish it (one Eigen expression with nested select()s runs scalar).
 template <class Out>
 void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out out) {
   constexpr Index block = tanh_block;
