@@ -35,6 +35,35 @@ void for_each_patch_row(const ConvGeometry& g, Index count, Index c, Index ki, I
     }
 }
 
+// Stride 1 with an output of the input's size (2·pad = K - 1): a patch column of one sample is the input
+// plane shifted by (ki - pad, kj - pad), zero outside. Its entries [a, b) of the plane, from the first
+// valid entry of the first valid row to the last of the last, read input entry p + shift each, but for
+// the entries of invalid columns inside the run, which wrap across a row edge (`wrapped`).
+struct Shift {
+  Index a = 0, b = 0, shift = 0;  // b <= a: the column is all padding
+  Index i0 = 0, i1 = 0, j0 = 0, j1 = 0, w = 0;  // valid rows [i0, i1) and columns [j0, j1)
+
+  Shift(const ConvGeometry& g, Index ki, Index kj) : w(g.w) {
+    const Index dy = ki - g.pad, dx = kj - g.pad;
+    i0 = std::max<Index>(0, -dy);
+    i1 = std::min(g.h, g.h - dy);
+    j0 = std::max<Index>(0, -dx);
+    j1 = std::min(g.w, g.w - dx);
+    shift = dy * g.w + dx;
+    if (i1 > i0 && j1 > j0) a = i0 * w + j0, b = (i1 - 1) * w + j1;
+  }
+  // Calls f(p) for every entry p in [lo, hi) ⊆ [a, b) that lies in an invalid column.
+  template <class F>
+  void wrapped(Index lo, Index hi, F f) const {
+    for (Index i = lo / w; i * w < hi; ++i) {
+      for (Index p = std::max(lo, i * w); p < std::min(hi, i * w + j0); ++p) f(p);
+      for (Index p = std::max(lo, i * w + j1); p < std::min(hi, (i + 1) * w); ++p) f(p);
+    }
+  }
+};
+
+bool same_size(const ConvGeometry& g) { return g.stride == 1 && g.ho == g.h && g.wo == g.w; }
+
 }  // namespace
 
 void ConvGeometry::set_input(const Shape& in) {
@@ -57,6 +86,24 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
 
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches) {
   const Index rows = count * g.pixels(), st = g.stride;
+  if (same_size(g)) {
+    for (Index c = 0; c < g.c; ++c)
+      for (Index ki = 0; ki < g.k; ++ki)
+        for (Index kj = 0; kj < g.k; ++kj) {
+          const Shift sh(g, ki, kj);
+          double* column = patches + ((c * g.k + ki) * g.k + kj) * rows;
+          for (Index s = 0; s < count; ++s) {
+            double* dst = column + s * g.pixels();
+            const double* plane = x.col(first + s).data() + c * g.pixels();
+            const Index a = sh.a, b = std::max(sh.a, sh.b);
+            std::fill(dst, dst + a, 0.0);
+            for (Index p = a; p < b; ++p) dst[p] = plane[p + sh.shift];  // contiguous: vectorized
+            std::fill(dst + b, dst + g.pixels(), 0.0);
+            sh.wrapped(a, b, [&](Index p) { dst[p] = 0.0; });
+          }
+        }
+    return;
+  }
   for (Index c = 0; c < g.c; ++c)
     for (Index ki = 0; ki < g.k; ++ki)
       for (Index kj = 0; kj < g.k; ++kj) {
@@ -83,6 +130,36 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx) {
   dx.middleCols(first, count).setZero();
   const Index st = g.stride;
+  if (same_size(g)) {
+    // Each run is added at once, in strips of rows whose wrapped targets are kept aside and put back:
+    // they are entries a valid column of this patch column never reaches, so the sums are the row by
+    // row ones.
+    constexpr Index kept_max = 256;
+    double kept[kept_max];
+    for (Index c = 0; c < g.c; ++c)
+      for (Index ki = 0; ki < g.k; ++ki)
+        for (Index kj = 0; kj < g.k; ++kj) {
+          const Shift sh(g, ki, kj);
+          if (sh.b <= sh.a) continue;
+          const Index strip = std::max<Index>(1, kept_max / std::max<Index>(1, g.w - (sh.j1 - sh.j0))) * g.w;
+          const double* column = patches.col((c * g.k + ki) * g.k + kj).data();
+          for (Index s = 0; s < count; ++s) {
+            const double* src = column + s * g.pixels();
+            double* plane = dx.col(first + s).data() + c * g.pixels();
+            const Index shift = sh.shift;
+            for (Index lo = sh.a; lo < sh.b;) {
+              const Index hi = std::min(sh.b, (lo / g.w) * g.w + strip);
+              Index n = 0;
+              sh.wrapped(lo, hi, [&](Index p) { kept[n++] = plane[p + shift]; });
+              for (Index p = lo; p < hi; ++p) plane[p + shift] += src[p];  // contiguous: vectorized
+              n = 0;
+              sh.wrapped(lo, hi, [&](Index p) { plane[p + shift] = kept[n++]; });
+              lo = hi;
+            }
+          }
+        }
+    return;
+  }
   for (Index c = 0; c < g.c; ++c)
     for (Index ki = 0; ki < g.k; ++ki)
       for (Index kj = 0; kj < g.k; ++kj) {

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "diff/objective.hpp"
+#include "model/conv_lowering.hpp"
 #include "model/layer.hpp"
 #include "support/error_of.hpp"
 #include "support/finite_difference.hpp"
@@ -66,7 +67,79 @@ Vector reference_conv(const Vector& theta, const Vector& x, const Shape& in, Ind
   return y;
 }
 
+// im2col and its adjoint by direct loops (model/conv_lowering.hpp's layout): the adjoint adds patch
+// column by patch column, (c, ki, kj) in order, as the lowering does, so the sums round alike.
+Matrix reference_patches(const ConvGeometry& g, const Matrix& x, Index first, Index count) {
+  Matrix patches = Matrix::Zero(count * g.pixels(), g.patch());
+  for (Index c = 0; c < g.c; ++c)
+    for (Index a = 0; a < g.k; ++a)
+      for (Index b = 0; b < g.k; ++b)
+        for (Index s = 0; s < count; ++s)
+          for (Index i = 0; i < g.ho; ++i)
+            for (Index j = 0; j < g.wo; ++j) {
+              const Index r = i * g.stride - g.pad + a, q = j * g.stride - g.pad + b;
+              if (r >= 0 && r < g.h && q >= 0 && q < g.w)
+                patches(s * g.pixels() + i * g.wo + j, (c * g.k + a) * g.k + b) = x((c * g.h + r) * g.w + q, first + s);
+            }
+  return patches;
+}
+
+Matrix reference_scatter(const ConvGeometry& g, const Matrix& patches, Index n, Index first, Index count) {
+  Matrix dx = Matrix::Constant(g.c * g.h * g.w, n, 7.0);
+  dx.middleCols(first, count).setZero();
+  for (Index c = 0; c < g.c; ++c)
+    for (Index a = 0; a < g.k; ++a)
+      for (Index b = 0; b < g.k; ++b)
+        for (Index s = 0; s < count; ++s)
+          for (Index i = 0; i < g.ho; ++i)
+            for (Index j = 0; j < g.wo; ++j) {
+              const Index r = i * g.stride - g.pad + a, q = j * g.stride - g.pad + b;
+              if (r >= 0 && r < g.h && q >= 0 && q < g.w)
+                dx((c * g.h + r) * g.w + q, first + s) += patches(s * g.pixels() + i * g.wo + j, (c * g.k + a) * g.k + b);
+            }
+  return dx;
+}
+
 }  // namespace
+
+// Both the "same"-size fast path (stride 1, 2·pad = K - 1: shifted planes copied or added in runs) and
+// the general one, on shapes whose shifts reach past a whole row or column and on planes tall enough
+// to need several strips; bit for bit, including on a chunk of columns inside the batch.
+TEST(ConvLowering, PatchesAndTheirAdjointAreTheDirectLoopsBits) {
+  struct Case {
+    Index c, h, w, k, stride, pad;
+  };
+  for (const Case& t : {Case{2, 5, 6, 3, 1, 1}, Case{1, 4, 4, 1, 1, 0}, Case{3, 7, 5, 5, 1, 2}, Case{1, 1, 1, 3, 1, 1},
+                        Case{2, 1, 3, 3, 1, 1}, Case{1, 2, 1, 5, 1, 2}, Case{1, 3, 2, 7, 1, 3}, Case{1, 300, 3, 5, 1, 2},
+                        Case{2, 6, 700, 3, 1, 1}, Case{2, 7, 7, 3, 2, 1}, Case{1, 6, 5, 3, 1, 0}, Case{2, 5, 5, 2, 1, 1}}) {
+    ConvGeometry g;
+    g.out = 2, g.k = t.k, g.stride = t.stride, g.pad = t.pad;
+    g.set_input({t.c, t.h, t.w});
+    SCOPED_TRACE(testing::Message() << "C " << t.c << ", " << t.h << " x " << t.w << ", K " << t.k << ", stride "
+                                    << t.stride << ", pad " << t.pad);
+    const Index n = 4, first = 1, count = 2;
+    Rng r(5, rng_stream::test);
+    Matrix x(g.c * g.h * g.w, n);
+    for (Index i = 0; i < x.size(); ++i) x.data()[i] = r.normal();
+    Buffer patches;
+    patches.resize(3, 3);
+    patches.setConstant(7.0);  // stale contents must not survive
+    gather_patches(g, x, first, count, patches);
+    const Matrix expected = reference_patches(g, x, first, count);
+    ASSERT_EQ(patches.rows(), expected.rows());
+    ASSERT_EQ(patches.cols(), expected.cols());
+    EXPECT_EQ(std::memcmp(patches.data(), expected.data(), sizeof(double) * static_cast<std::size_t>(expected.size())), 0);
+
+    Matrix delta(expected.rows(), expected.cols());
+    for (Index i = 0; i < delta.size(); ++i) delta.data()[i] = r.normal();
+    Buffer dx;
+    dx.resize(x.rows(), n);
+    dx.setConstant(7.0);
+    scatter_patches(g, delta, first, count, dx);
+    const Matrix want = reference_scatter(g, delta, n, first, count);
+    EXPECT_EQ(std::memcmp(dx.data(), want.data(), sizeof(double) * static_cast<std::size_t>(want.size())), 0);
+  }
+}
 
 TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
   struct Case {
