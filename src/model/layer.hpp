@@ -86,6 +86,22 @@ struct BackwardPass {
   void write(const Jet& gradient, Index offset, Index rows, Index cols) const;
 };
 
+// The δ an activation hands to the layer below it, factor ⊙ δ_in of the layer above it, formed on demand
+// one (component, sample, channel) plane at a time, with the bits of the whole arrays. A layer that
+// copies δ into a layout of its own anyway (conv's stacked chunks) takes the planes straight there, so
+// the full-size δ is never written and read back.
+class DeltaPlanes {
+ public:
+  virtual int m() const = 0;
+  virtual bool nz(int c) const = 0;  // whether component c is non-zero
+  virtual Index cols() const = 0;    // samples
+  // Component c of sample s's channel `channel`: the pixels of one channel, written at `plane`.
+  virtual void write(int c, Index s, Index channel, double* plane) const = 0;
+
+ protected:
+  ~DeltaPlanes() = default;
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -129,6 +145,14 @@ class Layer {
   virtual const Jet* input_delta_factor() const { return nullptr; }
   virtual bool backward_with_factor(const BackwardPass& /*pass*/, const Jet& /*in*/, const Jet& /*delta*/,
                                     const Jet& /*factor*/, Jet& /*delta_in*/, Scratch& /*s*/) {
+    return false;
+  }
+  // Fusing further, across the activation: the layer above it offers factor ⊙ δ_in as planes (null if
+  // it cannot; valid until its next call), and the layer below it runs its backward pass from them
+  // (false, having done nothing, if it cannot).
+  virtual const DeltaPlanes* delta_planes(const Jet& /*delta*/, const Jet& /*factor*/) { return nullptr; }
+  virtual bool backward_from_planes(const BackwardPass& /*pass*/, const Jet& /*in*/, const DeltaPlanes& /*planes*/,
+                                    Jet* /*delta_in*/, Scratch& /*s*/) {
     return false;
   }
 };

@@ -91,6 +91,16 @@ void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta
     // Layer k - 1's backward pass, an activation's, done inside layer k's where it can be.
     const bool below_wanted = k > 1 || (k == 1 && input_delta);
     const Jet* factor = pass.fuse && below_wanted ? layers_[k - 1]->input_delta_factor() : nullptr;
+    // And layer k - 2's below it as well, reading δ as layer k forms it (a conv under avgpool(2)).
+    if (factor && k >= 2)
+      if (const DeltaPlanes* planes = layers_[k]->delta_planes(delta, *factor)) {
+        const bool wanted = k > 2 || input_delta;
+        if (layers_[k - 2]->backward_from_planes(pass, k == 2 ? in : values_[k - 3], *planes, wanted ? &spare_ : nullptr, s)) {
+          if (wanted) std::swap(delta, spare_);
+          k -= 2;
+          continue;
+        }
+      }
     if (factor && layers_[k]->backward_with_factor(pass, layer_in, delta, *factor, spare_, s)) {
       std::swap(delta, spare_);
       --k;

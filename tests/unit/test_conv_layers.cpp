@@ -322,6 +322,8 @@ TEST(ImageLayers, FusedPassesGiveTheReferenceBits) {
       networks[std::size(networks) - 1],
       {"odd", "conv(3, 3), silu, avgpool(2), flatten, dense(3)", {1, 7, 7}},
       {"first", "tanh, avgpool(2), conv(2, 3, pad=1), relu, avgpool(2), flatten, dense(3)", {1, 8, 8}},
+      // Both convs read δ from avgpool's planes over several chunks (the second one sample at a time).
+      {"chunked", "conv(32, 3, pad=1), tanh, avgpool(2), conv(8, 3, pad=1), tanh, avgpool(2), flatten, dense(3)", {1, 64, 64}},
   };
   const auto same_bits = [](const Vector& a, const Vector& b) {
     return a.size() == b.size() && a.size() > 0 && std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;

@@ -143,13 +143,27 @@ class Conv final : public Layer {
   }
 
   void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) override {
-    const Index n = delta.cols();
+    run_backward(pass, in, delta, nullptr, delta.cols(), delta_in, s);
+  }
+  // δ's planes go straight into the stacked chunks; `pattern_` carries which of its components are non-zero.
+  bool backward_from_planes(const BackwardPass& pass, const Jet& in, const DeltaPlanes& planes, Jet* delta_in,
+                            Scratch& s) override {
+    pattern_.reset(planes.m());
+    for (int c = 0; c < pattern_.size(); ++c) pattern_.nz[static_cast<std::size_t>(c)] = planes.nz(c);
+    run_backward(pass, in, pattern_, &planes, planes.cols(), delta_in, s);
+    return true;
+  }
+
+ private:
+  // δ's components are read from `delta` or, if given, from `planes` (then `delta` only says which are non-zero).
+  void run_backward(const BackwardPass& pass, const Jet& in, const Jet& delta, const DeltaPlanes* planes, Index n,
+                    Jet* delta_in, Scratch& s) {
     start_gradients(pass, in, delta, s);
     if (delta_in) start_input_delta(*delta_in, delta, in.rows(), n);
     blocks_ = 1 << pass.m;
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
-      stack_deltas(delta, first, count);
+      stack_deltas(delta, planes, first, count);
       gather_components(in, first, count);
       accumulate_gradients(pass, in, delta, s);
       if (delta_in) scatter_input_delta(delta, *delta_in, first, count);
@@ -158,12 +172,12 @@ class Conv final : public Layer {
     pass.write(s.grad_b, b_offset_, g_.out, 1);
   }
 
- private:
   ConvGeometry g_;
   Index chunk_ = conv_chunk_samples(g_);
   Index w_offset_ = 0, b_offset_ = 0;
   std::string name_;
   Jet w_, b_;  // Wᵀ (C·K·K x OUT) and b with their directional parts
+  Jet pattern_;  // no storage: the non-zero components of δ given as planes
   using Columns = Eigen::Map<Matrix>;
   // One chunk: the patches of every jet component side by side (component t in column block
   // blocks_ - 1 - t), likewise δ stacked (for one sample of a plain gradient, a view of δ's column).
@@ -208,16 +222,19 @@ class Conv final : public Layer {
         gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, patches_.data() + (blocks_ - 1 - t) * patches_.rows() * g_.patch());
   }
 
-  void stack_deltas(const Jet& delta, Index first, Index count) {
+  void stack_deltas(const Jet& delta, const DeltaPlanes* planes, Index first, Index count) {
     delta_storage_.resize(count * g_.pixels(), blocks_ * g_.out);
     for (int u = 0; u < delta.size(); ++u)
       if (delta.nz[static_cast<std::size_t>(u)]) {
-        const Buffer& d = delta.c[static_cast<std::size_t>(u)];
-        const double* data = d.col(first).data();
-        if (count > 1 || blocks_ > 1) {
-          double* block = delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out;
-          stack_columns(g_, d, first, count, block);
-          data = block;
+        double* block = delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out;
+        const double* data = block;
+        if (planes) {
+          for (Index s = 0; s < count; ++s)
+            for (Index o = 0; o < g_.out; ++o) planes->write(u, first + s, o, block + (o * count + s) * g_.pixels());
+        } else if (count > 1 || blocks_ > 1) {
+          stack_columns(g_, delta.c[static_cast<std::size_t>(u)], first, count, block);
+        } else {
+          data = delta.c[static_cast<std::size_t>(u)].col(first).data();
         }
         new (&deltas_[static_cast<std::size_t>(u)]) ConstColumns(data, count * g_.pixels(), g_.out);
       }

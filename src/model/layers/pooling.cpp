@@ -112,41 +112,74 @@ class AveragePool final : public Layer {
   // K = 2 windows covering the input: each entry of factor ⊙ δ_in formed from δ's window value at once.
   bool backward_with_factor(const BackwardPass&, const Jet&, const Jet& delta, const Jet& factor, Jet& delta_in,
                             Scratch&) override {
-    if (w_.k != 2 || !w_.cover_input()) return false;
-    const double scale = 0.25;
-    delta_in.reset(std::max(factor.m, delta.m));
+    const DeltaPlanes* planes = delta_planes(delta, factor);
+    if (!planes) return false;
+    const Index plane = w_.in.height * w_.in.width;
+    delta_in.reset(planes->m());
     for (int c = 0; c < delta_in.size(); ++c) {
-      const Buffer* x[1 << max_jet_directions];
-      const Buffer* y[1 << max_jet_directions];
-      const int terms = product_terms(factor, delta, c, x, y);
-      if (terms == 0) continue;
+      if (!planes->nz(c)) continue;
       Buffer& out = delta_in.set(c, w_.in.size(), delta.cols());
       for (Index s = 0; s < delta.cols(); ++s)
-        w_.for_each_row([&](Index o, Index corner) {
-          for (Index row = corner; row < corner + 2 * w_.in.width; row += w_.in.width) {
-            double* target = out.col(s).data() + row;
-            const double* f[1 << max_jet_directions];
-            const double* source[1 << max_jet_directions];
-            for (int k = 0; k < terms; ++k) f[k] = x[k]->col(s).data() + row, source[k] = y[k]->col(s).data() + o;
-            for (Index j = 0; j < w_.out.width; ++j) {
-              double v = scale * source[0][j];
-              double left = f[0][2 * j] * v, right = f[0][2 * j + 1] * v;
-              for (int k = 1; k < terms; ++k) {
-                v = scale * source[k][j];
-                left = std::fma(f[k][2 * j], v, left);
-                right = std::fma(f[k][2 * j + 1], v, right);
-              }
-              target[2 * j] = left;
-              target[2 * j + 1] = right;
-            }
-          }
-        });
+        for (Index ch = 0; ch < w_.in.channels; ++ch) planes->write(c, s, ch, out.col(s).data() + ch * plane);
     }
     return true;
   }
+  const DeltaPlanes* delta_planes(const Jet& delta, const Jet& factor) override {
+    if (w_.k != 2 || !w_.cover_input()) return nullptr;
+    planes_.point(delta, factor);
+    return &planes_;
+  }
 
  private:
+  // factor ⊙ spread(δ) for windows of 2 x 2 covering the input: component c's entry sums the product
+  // rule's terms as product_terms orders them (the bits of jet_hadamard after the plain spread).
+  class FactorPlanes final : public DeltaPlanes {
+   public:
+    explicit FactorPlanes(const Windows& w) : w_(w) {}
+    void point(const Jet& delta, const Jet& factor) {
+      m_ = std::max(factor.m, delta.m);
+      cols_ = delta.cols();
+      for (int c = 0; c < (1 << m_); ++c) terms_[c] = product_terms(factor, delta, c, x_[c], y_[c]);
+    }
+    int m() const override { return m_; }
+    bool nz(int c) const override { return terms_[c] > 0; }
+    Index cols() const override { return cols_; }
+    void write(int c, Index s, Index channel, double* plane) const override {
+      constexpr double scale = 0.25;
+      const int terms = terms_[c];
+      const double* f[1 << max_jet_directions];
+      const double* source[1 << max_jet_directions];
+      for (Index i = 0; i < w_.out.height; ++i)
+        for (Index r = 0; r < 2; ++r) {
+          const Index at = (2 * i + r) * w_.in.width;  // in the plane
+          const Index row = channel * w_.in.height * w_.in.width + at, o = (channel * w_.out.height + i) * w_.out.width;
+          for (int k = 0; k < terms; ++k) f[k] = x_[c][k]->col(s).data() + row, source[k] = y_[c][k]->col(s).data() + o;
+          double* target = plane + at;
+          for (Index j = 0; j < w_.out.width; ++j) {
+            double v = scale * source[0][j];
+            double left = f[0][2 * j] * v, right = f[0][2 * j + 1] * v;
+            for (int k = 1; k < terms; ++k) {
+              v = scale * source[k][j];
+              left = std::fma(f[k][2 * j], v, left);
+              right = std::fma(f[k][2 * j + 1], v, right);
+            }
+            target[2 * j] = left;
+            target[2 * j + 1] = right;
+          }
+        }
+    }
+
+   private:
+    const Windows& w_;
+    int m_ = 0;
+    Index cols_ = 0;
+    int terms_[1 << max_jet_directions] = {};
+    const Buffer* x_[1 << max_jet_directions][1 << max_jet_directions] = {};
+    const Buffer* y_[1 << max_jet_directions][1 << max_jet_directions] = {};
+  };
+
   Windows w_;
+  FactorPlanes planes_{w_};
 };
 
 class MaxPool final : public Layer {
