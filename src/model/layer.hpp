@@ -102,6 +102,21 @@ class DeltaPlanes {
   ~DeltaPlanes() = default;
 };
 
+// Forward passes fuse alike: a conv hands its output, while its chunk is in cache, one plane at a time
+// (one sample's channel: every jet component as a pixels x 1 column of `plane`; planes in the order of
+// the samples, then of the channels, from (0, 0); never for an empty batch) to an activation that maps
+// it and to an avgpool(2) that pools the result into its output; neither the conv's nor the
+// activation's full-size output is written. The bits are those of the three layers' own forward passes.
+enum class PlaneRole { none, map, pool };
+
+class PlaneSink {
+ public:
+  virtual void plane(Index s, Index channel, const Jet& plane) = 0;
+
+ protected:
+  ~PlaneSink() = default;
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -151,6 +166,18 @@ class Layer {
   // it cannot; valid until its next call), and the layer below it runs its backward pass from them
   // (false, having done nothing, if it cannot).
   virtual const DeltaPlanes* delta_planes(const Jet& /*delta*/, const Jet& /*factor*/) { return nullptr; }
+  // The forward pass by planes (PlaneSink): how the layer takes its input's planes, if it does (an
+  // activation: map_plane, whose `out` is the plane's output, keeping what its backward pass needs for a
+  // batch of `cols` samples; a pooling layer: pool_plane, writing into its output `out` for `cols`
+  // samples); and a conv's forward pass handing its output to `sink` instead of writing it (false if it
+  // cannot).
+  virtual PlaneRole plane_role() const { return PlaneRole::none; }
+  virtual void map_plane(const ForwardPass& /*pass*/, const Jet& /*in*/, Jet& /*out*/, Index /*s*/, Index /*channel*/,
+                         Index /*cols*/, Scratch& /*scratch*/) {}
+  virtual void pool_plane(const Jet& /*in*/, Jet& /*out*/, Index /*s*/, Index /*channel*/, Index /*cols*/) {}
+  virtual bool forward_to_planes(const ForwardPass& /*pass*/, const Jet& /*in*/, PlaneSink& /*sink*/, Scratch& /*scratch*/) {
+    return false;
+  }
   virtual bool backward_from_planes(const BackwardPass& /*pass*/, const Jet& /*in*/, const DeltaPlanes& /*planes*/,
                                     Jet* /*delta_in*/, Scratch& /*s*/) {
     return false;

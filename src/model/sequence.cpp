@@ -22,6 +22,7 @@ LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& i
     n_params_ += layers_.back()->n_params();
   }
   values_.resize(layers_.size());
+  by_planes_.assign(layers_.size(), 0);
 }
 
 std::string LayerSequence::text() const {
@@ -81,8 +82,45 @@ void LayerSequence::initialize(Rng& rng, Vector& theta) const {
   for (const auto& layer : layers_) layer->initialize(rng, theta);
 }
 
+namespace {
+
+// An activation then a pooling layer taking a conv's output plane by plane.
+class PlaneChain final : public PlaneSink {
+ public:
+  PlaneChain(const ForwardPass& pass, Layer& activation, Layer& pool, Jet& mapped, Jet& out, Index cols, Scratch& s)
+      : pass_(pass), activation_(activation), pool_(pool), mapped_(mapped), out_(out), cols_(cols), scratch_(s) {}
+  void plane(Index s, Index channel, const Jet& plane) override {
+    activation_.map_plane(pass_, plane, mapped_, s, channel, cols_, scratch_);
+    pool_.pool_plane(mapped_, out_, s, channel, cols_);
+  }
+
+ private:
+  const ForwardPass& pass_;
+  Layer &activation_, &pool_;
+  Jet &mapped_, &out_;
+  Index cols_;
+  Scratch& scratch_;
+};
+
+}  // namespace
+
 void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) {
-  for (std::size_t k = 0; k < layers_.size(); ++k) layers_[k]->forward(pass, k == 0 ? in : values_[k - 1], values_[k], s);
+  for (std::size_t k = 0; k < layers_.size(); ++k) {
+    const Jet& x = k == 0 ? in : values_[k - 1];
+    by_planes_[k] = 0;
+    if (pass.fuse && k + 2 < layers_.size() && layers_[k + 1]->plane_role() == PlaneRole::map &&
+        layers_[k + 2]->plane_role() == PlaneRole::pool) {
+      PlaneChain chain(pass, *layers_[k + 1], *layers_[k + 2], plane_, values_[k + 2], x.cols(), s);
+      if (layers_[k]->forward_to_planes(pass, x, chain, s)) {
+        values_[k].reset(pass.m);
+        values_[k + 1].reset(pass.m);
+        by_planes_[k] = 1;
+        k += 2;
+        continue;
+      }
+    }
+    layers_[k]->forward(pass, x, values_[k], s);
+  }
 }
 
 void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s) {
@@ -101,6 +139,7 @@ void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta
           continue;
         }
       }
+    if (k >= 2 && by_planes_[k - 2]) throw Error("layer " + std::to_string(k - 1) + ": its forward pass by planes needs the fused backward pass");
     if (factor && layers_[k]->backward_with_factor(pass, layer_in, delta, *factor, spare_, s)) {
       std::swap(delta, spare_);
       --k;

@@ -43,7 +43,10 @@ class LayerSequence {
   Index n_params_ = 0;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Jet> values_;  // each layer's output
-  Jet spare_;
+  // Whether the last forward pass ran layer k and the two after it by planes (layer.hpp's PlaneSink):
+  // then values_[k] and values_[k + 1] are not kept, and the backward pass must fuse the three.
+  std::vector<char> by_planes_;
+  Jet spare_, plane_;
 };
 
 }  // namespace eomlab

@@ -94,21 +94,11 @@ class Conv final : public Layer {
   }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch&) override {
-    load_parameters(pass);
     const Index n = in.cols();
     out.reset(pass.m);
-    blocks_ = out.size();
-    for (int s = 0; s < out.size(); ++s) {
-      if (has_term(in, w_, s)) out.set(s, g_.out * g_.pixels(), n);
-      // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
-      runs_[s] = longest_run(in, w_, s);
-      const Run r = runs_[s];
-      if (r.length > 0) {
-        stacked_w_[s].resize(r.length * g_.patch(), g_.out);
-        for (int i = 0; i < r.length; ++i)
-          stacked_w_[s].middleRows(i * g_.patch(), g_.patch()) = w_.c[static_cast<std::size_t>(s ^ (r.top - i))];
-      }
-    }
+    start_forward(pass, in, out.nz);
+    for (int s = 0; s < out.size(); ++s)
+      if (out.nz[static_cast<std::size_t>(s)]) out.set(s, g_.out * g_.pixels(), n);
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       gather_components(in, first, count);
@@ -121,18 +111,7 @@ class Conv final : public Layer {
           new (&stacked_out_) Columns(y.col(first).data(), g_.pixels(), g_.out);
         else
           new (&stacked_out_) Columns(stacked_storage_.data(), count * g_.pixels(), g_.out);
-        double beta = 0.0;
-        const Run r = runs_[s];
-        if (r.length > 0) {
-          gemm(1.0, patch_blocks(r.top, r.length), Op::none, stacked_w_[s], Op::none, beta, stacked_out_);
-          beta = 1.0;
-        }
-        for_each_term(in, w_, s, [&](int t, int u) {
-          if (r.contains(t)) return;
-          gemm(1.0, patch_blocks(t, 1), Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, stacked_out_);
-          beta = 1.0;
-        });
-        if (beta == 0.0) stacked_out_.setZero();
+        products(in, s, stacked_out_);
         const Buffer* bias = b_.nz[static_cast<std::size_t>(s)] ? &b_.c[static_cast<std::size_t>(s)] : nullptr;
         if (count > 1)
           unstack_columns(g_, stacked_out_, bias, first, y);
@@ -140,6 +119,37 @@ class Conv final : public Layer {
           stacked_out_.rowwise() += bias->col(0).transpose();
       }
     }
+  }
+
+  // Every component of a chunk's outputs stacked (with the bias added there, as unstack_columns adds
+  // it), then handed on plane by plane.
+  bool forward_to_planes(const ForwardPass& pass, const Jet& in, PlaneSink& sink, Scratch&) override {
+    const Index n = in.cols(), pixels = g_.pixels();
+    if (n == 0) return false;  // no plane would size the layers' outputs
+    plane_.reset(pass.m);
+    start_forward(pass, in, plane_.nz);
+    for (int s = 0; s < plane_.size(); ++s)
+      if (plane_.nz[static_cast<std::size_t>(s)]) plane_.set(s, pixels, 1);
+    for (Index first = 0; first < n; first += chunk_) {
+      const Index count = std::min(chunk_, n - first);
+      gather_components(in, first, count);
+      stacked_storage_.resize(count * pixels, plane_.size() * g_.out);
+      const auto stacked = [&](int s) { return Columns(stacked_storage_.data() + s * count * pixels * g_.out, count * pixels, g_.out); };
+      for (int s = 0; s < plane_.size(); ++s) {
+        if (!plane_.nz[static_cast<std::size_t>(s)]) continue;
+        Columns y = stacked(s);
+        products(in, s, y);
+        if (b_.nz[static_cast<std::size_t>(s)])
+          for (Index o = 0; o < g_.out; ++o) y.col(o).array() += b_.c[static_cast<std::size_t>(s)](o, 0);
+      }
+      for (Index i = 0; i < count; ++i)
+        for (Index o = 0; o < g_.out; ++o) {
+          for (int s = 0; s < plane_.size(); ++s)
+            if (plane_.nz[static_cast<std::size_t>(s)]) plane_.c[static_cast<std::size_t>(s)].col(0) = stacked(s).col(o).segment(i * pixels, pixels);
+          sink.plane(first + i, o, plane_);
+        }
+    }
+    return true;
   }
 
   void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) override {
@@ -178,6 +188,7 @@ class Conv final : public Layer {
   std::string name_;
   Jet w_, b_;  // Wᵀ (C·K·K x OUT) and b with their directional parts
   Jet pattern_;  // no storage: the non-zero components of δ given as planes
+  Jet plane_;    // one output plane (forward_to_planes)
   using Columns = Eigen::Map<Matrix>;
   // One chunk: the patches of every jet component side by side (component t in column block
   // blocks_ - 1 - t), likewise δ stacked (for one sample of a plain gradient, a view of δ's column).
@@ -194,6 +205,39 @@ class Conv final : public Layer {
   static std::array<ConstColumns, 1 << max_jet_directions> make_views() {
     return {ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0},
             ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}, ConstColumns{nullptr, 0, 0}};
+  }
+
+  // Loads θ's parts; nz[s] says whether output component s is non-zero; the merged runs of terms.
+  void start_forward(const ForwardPass& pass, const Jet& in, std::array<bool, 1 << max_jet_directions>& nz) {
+    load_parameters(pass);
+    blocks_ = 1 << pass.m;
+    for (int s = 0; s < blocks_; ++s) {
+      nz[static_cast<std::size_t>(s)] = has_term(in, w_, s);
+      // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
+      runs_[s] = longest_run(in, w_, s);
+      const Run r = runs_[s];
+      if (r.length > 0) {
+        stacked_w_[s].resize(r.length * g_.patch(), g_.out);
+        for (int i = 0; i < r.length; ++i)
+          stacked_w_[s].middleRows(i * g_.patch(), g_.patch()) = w_.c[static_cast<std::size_t>(s ^ (r.top - i))];
+      }
+    }
+  }
+
+  // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
+  void products(const Jet& in, int s, Columns& y) const {
+    double beta = 0.0;
+    const Run r = runs_[s];
+    if (r.length > 0) {
+      gemm(1.0, patch_blocks(r.top, r.length), Op::none, stacked_w_[s], Op::none, beta, y);
+      beta = 1.0;
+    }
+    for_each_term(in, w_, s, [&](int t, int u) {
+      if (r.contains(t)) return;
+      gemm(1.0, patch_blocks(t, 1), Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, y);
+      beta = 1.0;
+    });
+    if (beta == 0.0) y.setZero();
   }
 
   void load_parameters(const ForwardPass& pass) {

@@ -15,20 +15,24 @@ class Elementwise final : public Layer {
   Shape output_shape() const override { return shape_; }
   void plan_dense_path(DensePathPlan& plan) const override { plan.add_activation(kind_); }
 
-  void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
-    // σ and σ' go straight into the values of out and slope_; σ' is needed as a jet of m directions, so
-    // σ'' .. σ^(m+1) go to scratch.
-    out.reset(in.m);
-    slope_.reset(in.m);
-    if (pass.fuse && kind_ == Activation::tanh && in.m == 1 && in.nz[0] && in.nz[1]) {  // an HVP's: one pass
-      tanh_first_order_jet(in.c[0], in.c[1], out.set(0, in.rows(), in.cols()), slope_.set(0, in.rows(), in.cols()),
-                           out.set(1, in.rows(), in.cols()), slope_.set(1, in.rows(), in.cols()));
-      return;
+  void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override { apply(pass, in, out, slope_, s); }
+
+  // Planes of 8k pixels: the vectorized passes over a plane take the same paths as over the whole batch
+  // (no scalar remainders), so the bits agree.
+  PlaneRole plane_role() const override {
+    return !shape_.is_vector() && shape_.height * shape_.width % 8 == 0 ? PlaneRole::map : PlaneRole::none;
+  }
+  void map_plane(const ForwardPass& pass, const Jet& in, Jet& out, Index s, Index channel, Index cols, Scratch& scratch) override {
+    apply(pass, in, out, plane_slope_, scratch);
+    const Index pixels = in.rows();
+    if (s == 0 && channel == 0) {
+      slope_.reset(plane_slope_.m);
+      for (int c = 0; c < slope_.size(); ++c)
+        if (plane_slope_.nz[static_cast<std::size_t>(c)]) slope_.set(c, shape_.size(), cols);
     }
-    BufferRefs d{{&out.set(0, in.rows(), in.cols()), &slope_.set(0, in.rows(), in.cols()), &s.derivs[2], &s.derivs[3], &s.derivs[4]}};
-    apply_activation(kind_, in.c[0], pass.m + 1, d);
-    jet_apply_in_place(in, d.p, out);
-    jet_apply_in_place(in, d.p + 1, slope_);
+    for (int c = 0; c < slope_.size(); ++c)
+      if (slope_.nz[static_cast<std::size_t>(c)])
+        slope_.c[static_cast<std::size_t>(c)].col(s).segment(channel * pixels, pixels) = plane_slope_.c[static_cast<std::size_t>(c)].col(0);
   }
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (delta_in) jet_hadamard(slope_, delta, *delta_in);
@@ -38,7 +42,23 @@ class Elementwise final : public Layer {
  private:
   Activation kind_;
   Shape shape_;
-  Jet slope_;
+  Jet slope_, plane_slope_;
+
+  // σ and σ' go straight into the values of out and slope; σ' is needed as a jet of m directions, so
+  // σ'' .. σ^(m+1) go to scratch.
+  void apply(const ForwardPass& pass, const Jet& in, Jet& out, Jet& slope, Scratch& s) const {
+    out.reset(in.m);
+    slope.reset(in.m);
+    if (pass.fuse && kind_ == Activation::tanh && in.m == 1 && in.nz[0] && in.nz[1]) {  // an HVP's: one pass
+      tanh_first_order_jet(in.c[0], in.c[1], out.set(0, in.rows(), in.cols()), slope.set(0, in.rows(), in.cols()),
+                           out.set(1, in.rows(), in.cols()), slope.set(1, in.rows(), in.cols()));
+      return;
+    }
+    BufferRefs d{{&out.set(0, in.rows(), in.cols()), &slope.set(0, in.rows(), in.cols()), &s.derivs[2], &s.derivs[3], &s.derivs[4]}};
+    apply_activation(kind_, in.c[0], pass.m + 1, d);
+    jet_apply_in_place(in, d.p, out);
+    jet_apply_in_place(in, d.p + 1, slope);
+  }
 };
 
 }  // namespace

@@ -60,13 +60,7 @@ class AveragePool final : public Layer {
       for (Index s = 0; s < x.cols(); ++s) {
         const double* column = x.col(s).data();
         if (w_.k == 2) {
-          w_.for_each_row([&](Index o, Index corner) {
-            const double* r0 = column + corner;
-            const double* r1 = r0 + w_.in.width;
-            double* target = y.col(s).data() + o;
-            for (Index j = 0; j < w_.out.width; ++j)
-              target[j] = scale * ((((0.0 + r0[2 * j]) + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]);
-          });
+          w_.for_each_row([&](Index o, Index corner) { pool_row(column + corner, y.col(s).data() + o); });
           continue;
         }
         w_.for_each([&](Index o, Index corner) {
@@ -124,6 +118,21 @@ class AveragePool final : public Layer {
     }
     return true;
   }
+  PlaneRole plane_role() const override { return w_.k == 2 && w_.cover_input() ? PlaneRole::pool : PlaneRole::none; }
+  void pool_plane(const Jet& in, Jet& out, Index s, Index channel, Index cols) override {
+    if (s == 0 && channel == 0) {
+      out.reset(in.m);
+      for (int c = 0; c < in.size(); ++c)
+        if (in.nz[static_cast<std::size_t>(c)]) out.set(c, w_.out.size(), cols);
+    }
+    const Index out_plane = w_.out.height * w_.out.width;
+    for (int c = 0; c < out.size(); ++c) {
+      if (!out.nz[static_cast<std::size_t>(c)]) continue;
+      double* target = out.c[static_cast<std::size_t>(c)].col(s).data() + channel * out_plane;
+      for (Index i = 0; i < w_.out.height; ++i)
+        pool_row(in.c[static_cast<std::size_t>(c)].data() + 2 * i * w_.in.width, target + i * w_.out.width);
+    }
+  }
   const DeltaPlanes* delta_planes(const Jet& delta, const Jet& factor) override {
     if (w_.k != 2 || !w_.cover_input()) return nullptr;
     planes_.point(delta, factor);
@@ -131,6 +140,13 @@ class AveragePool final : public Layer {
   }
 
  private:
+  // One row of 2 x 2 windows whose first window's entry (0, 0) is at r0: each window's entries summed
+  // row by row from 0.0, then scaled (written out so the compiler vectorizes it).
+  void pool_row(const double* r0, double* target) const {
+    const double* r1 = r0 + w_.in.width;
+    for (Index j = 0; j < w_.out.width; ++j) target[j] = 0.25 * ((((0.0 + r0[2 * j]) + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]);
+  }
+
   // factor ⊙ spread(δ) for windows of 2 x 2 covering the input: component c's entry sums the product
   // rule's terms as product_terms orders them (the bits of jet_hadamard after the plain spread).
   class FactorPlanes final : public DeltaPlanes {
