@@ -121,8 +121,8 @@ class Conv final : public Layer {
     }
   }
 
-  // Every component of a chunk's outputs stacked (with the bias added there, as unstack_columns adds
-  // it), then handed on plane by plane.
+  // Every component of a chunk's outputs stacked, then handed on plane by plane, the bias added on the
+  // way as unstack_columns adds it.
   bool forward_to_planes(const ForwardPass& pass, const Jet& in, PlaneSink& sink, Scratch&) override {
     const Index n = in.cols(), pixels = g_.pixels();
     if (n == 0) return false;  // no plane would size the layers' outputs
@@ -136,16 +136,20 @@ class Conv final : public Layer {
       stacked_storage_.resize(count * pixels, plane_.size() * g_.out);
       const auto stacked = [&](int s) { return Columns(stacked_storage_.data() + s * count * pixels * g_.out, count * pixels, g_.out); };
       for (int s = 0; s < plane_.size(); ++s) {
-        if (!plane_.nz[static_cast<std::size_t>(s)]) continue;
         Columns y = stacked(s);
-        products(in, s, y);
-        if (b_.nz[static_cast<std::size_t>(s)])
-          for (Index o = 0; o < g_.out; ++o) y.col(o).array() += b_.c[static_cast<std::size_t>(s)](o, 0);
+        if (plane_.nz[static_cast<std::size_t>(s)]) products(in, s, y);
       }
       for (Index i = 0; i < count; ++i)
         for (Index o = 0; o < g_.out; ++o) {
-          for (int s = 0; s < plane_.size(); ++s)
-            if (plane_.nz[static_cast<std::size_t>(s)]) plane_.c[static_cast<std::size_t>(s)].col(0) = stacked(s).col(o).segment(i * pixels, pixels);
+          for (int s = 0; s < plane_.size(); ++s) {
+            const auto k = static_cast<std::size_t>(s);
+            if (!plane_.nz[k]) continue;
+            const auto source = stacked(s).col(o).segment(i * pixels, pixels);
+            if (b_.nz[k])
+              plane_.c[k].col(0).array() = source.array() + b_.c[k](o, 0);
+            else
+              plane_.c[k].col(0) = source;
+          }
           sink.plane(first + i, o, plane_);
         }
     }
