@@ -130,11 +130,11 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx) {
   dx.middleCols(first, count).setZero();
   const Index st = g.stride;
-  if (same_size(g)) {
+  constexpr Index kept_max = 256;
+  if (same_size(g) && g.pad < kept_max) {  // a row wraps at most pad entries
     // Each run is added at once, in strips of rows whose wrapped targets are kept aside and put back:
     // they are entries a valid column of this patch column never reaches, so the sums are the row by
     // row ones.
-    constexpr Index kept_max = 256;
     double kept[kept_max];
     for (Index c = 0; c < g.c; ++c)
       for (Index ki = 0; ki < g.k; ++ki)

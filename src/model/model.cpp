@@ -168,7 +168,7 @@ Vector Model::initial_parameters(std::uint64_t seed) const {
 }
 
 Matrix Model::outputs(const Vector& theta, const Matrix& x) const {
-  impl_->forward({theta, nullptr, 0, *impl_->shards}, x);
+  impl_->forward({theta, nullptr, 0, *impl_->shards, !impl_->reference}, x);
   return impl_->body.output().c[0];
 }
 

@@ -1,5 +1,6 @@
 #include "model/sequence.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/error.hpp"
@@ -105,9 +106,9 @@ class PlaneChain final : public PlaneSink {
 }  // namespace
 
 void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) {
+  std::fill(by_planes_.begin(), by_planes_.end(), 0);
   for (std::size_t k = 0; k < layers_.size(); ++k) {
     const Jet& x = k == 0 ? in : values_[k - 1];
-    by_planes_[k] = 0;
     if (pass.fuse && k + 2 < layers_.size() && layers_[k + 1]->plane_role() == PlaneRole::map &&
         layers_[k + 2]->plane_role() == PlaneRole::pool) {
       PlaneChain chain(pass, *layers_[k + 1], *layers_[k + 2], plane_, values_[k + 2], x.cols(), s);

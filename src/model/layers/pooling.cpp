@@ -48,6 +48,8 @@ struct Windows {
 class AveragePool final : public Layer {
  public:
   explicit AveragePool(const Windows& w) : w_(w) {}
+  AveragePool(const AveragePool&) = delete;  // planes_ refers to w_
+  AveragePool& operator=(const AveragePool&) = delete;
 
   std::string text() const override { return "avgpool(" + std::to_string(w_.k) + ")"; }
   Shape output_shape() const override { return w_.out; }
