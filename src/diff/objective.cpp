@@ -63,9 +63,7 @@ class ModelObjective::Batch final : public Objective {
       : whole_(whole),
         data_(std::move(data)),
         scale_(1.0 / static_cast<double>(size)),
-        names_(whole.names_),
-        id_(names_->take_id()) {}
-  ~Batch() override { names_->give_back_id(id_); }
+        name_(whole.names_) {}
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   Index dimension() const override { return whole_.dimension(); }
@@ -84,12 +82,11 @@ class ModelObjective::Batch final : public Objective {
   }
 
  private:
-  Part part() const { return {data_, scale_, id_}; }
+  Part part() const { return {data_, scale_, name_.id}; }
   ModelObjective& whole_;
   Dataset data_;
   double scale_;
-  std::shared_ptr<PassNames> names_;
-  long id_;
+  PartName name_;
 };
 
 // The batches of a partition laid out one after another as blocks of one data set (this rank's samples
@@ -99,8 +96,7 @@ class ModelObjective::Partition final : public BatchPartition {
  public:
   Partition(ModelObjective& whole, const std::vector<std::vector<Index>>& batches)
       : BatchPartition(whole, batches), whole_(whole), scale_(1.0 / static_cast<double>(batches.front().size())),
-        names_(whole.names_), id_(names_->take_id()) {}
-  ~Partition() override { names_->give_back_id(id_); }
+        name_(whole.names_) {}
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
 
@@ -114,7 +110,7 @@ class ModelObjective::Partition final : public BatchPartition {
     outputs_.clear();
     for (std::size_t k = 0; k < m; ++k) outputs_.push_back(direct ? &g[k] : &wholes_[k]);
     if (whole_.evaluates_here(part()))
-      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {names_->point, id_});
+      whole_.model_.block_gradients(theta, data_, ends_, scale_, outputs_, {name_.names->point, name_.id});
     else
       for (Vector* o : outputs_) o->setZero(whole_.model_.n_params());
     for (std::size_t k = 0; k < m; ++k) {
@@ -132,7 +128,7 @@ class ModelObjective::Partition final : public BatchPartition {
     for (std::size_t k = 0; k < v.size(); ++k) directions_.push_back(&whole_.gathered(*v[k], wholes_[k]));
     Vector& sum = whole_.whole_out_;
     if (whole_.evaluates_here(part()))
-      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {names_->point, id_});
+      whole_.model_.hessian_vector_sum(theta, directions_, data_, ends_, scale_, sum, {name_.names->point, name_.id});
     else
       sum.setZero(whole_.model_.n_params());
     whole_.slices_.reduce_scatter(sum, out);
@@ -140,7 +136,7 @@ class ModelObjective::Partition final : public BatchPartition {
   }
 
  private:
-  Part part() const { return {data_, scale_, id_}; }
+  Part part() const { return {data_, scale_, name_.id}; }
   // The local samples in batch order, made at the first evaluation.
   void lay_out() {
     if (!ends_.empty()) return;
@@ -155,8 +151,7 @@ class ModelObjective::Partition final : public BatchPartition {
   }
   ModelObjective& whole_;
   double scale_;
-  std::shared_ptr<PassNames> names_;
-  long id_;
+  PartName name_;
   Dataset data_;
   std::vector<Index> ends_;                 // of each batch's block in data_ (empty until laid out)
   std::vector<Vector> wholes_;              // whole gradients or directions (several ranks)

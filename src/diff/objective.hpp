@@ -124,6 +124,15 @@ class ModelObjective final : public Objective {
     void give_back_id(long id);
   };
   std::shared_ptr<PassNames> names_ = std::make_shared<PassNames>();
+  // A part's id, taken from the pool when the part is made and handed back when it goes.
+  struct PartName {
+    explicit PartName(std::shared_ptr<PassNames> pool) : names(std::move(pool)), id(names->take_id()) {}
+    ~PartName() { names->give_back_id(id); }
+    PartName(const PartName&) = delete;
+    PartName& operator=(const PartName&) = delete;
+    std::shared_ptr<PassNames> names;
+    long id;
+  };
   Vector u_, v_, whole_out_, whole_first_;
 
   Part whole_shard() const { return {local_, scale_, 0}; }
