@@ -67,10 +67,11 @@ Vector reference_conv(const Vector& theta, const Vector& x, const Shape& in, Ind
   return y;
 }
 
-// im2col and its adjoint by direct loops (model/conv_lowering.hpp's layout): the adjoint adds patch
-// column by patch column, (c, ki, kj) in order, as the lowering does, so the sums round alike.
-Matrix reference_patches(const ConvGeometry& g, const Matrix& x, Index first, Index count) {
-  Matrix patches = Matrix::Zero(count * g.pixels(), g.patch());
+// im2col and its adjoint by direct loops (model/conv_lowering.hpp's layout): f(patch row, patch column,
+// input feature, sample) for every patch entry inside the input, patch column by patch column, (c, ki,
+// kj) in order, as the lowering goes, so the adjoint's sums round alike.
+template <class F>
+void for_each_patch_entry(const ConvGeometry& g, Index count, F f) {
   for (Index c = 0; c < g.c; ++c)
     for (Index a = 0; a < g.k; ++a)
       for (Index b = 0; b < g.k; ++b)
@@ -79,24 +80,20 @@ Matrix reference_patches(const ConvGeometry& g, const Matrix& x, Index first, In
             for (Index j = 0; j < g.wo; ++j) {
               const Index r = i * g.stride - g.pad + a, q = j * g.stride - g.pad + b;
               if (r >= 0 && r < g.h && q >= 0 && q < g.w)
-                patches(s * g.pixels() + i * g.wo + j, (c * g.k + a) * g.k + b) = x((c * g.h + r) * g.w + q, first + s);
+                f(s * g.pixels() + i * g.wo + j, (c * g.k + a) * g.k + b, (c * g.h + r) * g.w + q, s);
             }
+}
+
+Matrix reference_patches(const ConvGeometry& g, const Matrix& x, Index first, Index count) {
+  Matrix patches = Matrix::Zero(count * g.pixels(), g.patch());
+  for_each_patch_entry(g, count, [&](Index row, Index col, Index feature, Index s) { patches(row, col) = x(feature, first + s); });
   return patches;
 }
 
 Matrix reference_scatter(const ConvGeometry& g, const Matrix& patches, Index n, Index first, Index count) {
   Matrix dx = Matrix::Constant(g.c * g.h * g.w, n, 7.0);
   dx.middleCols(first, count).setZero();
-  for (Index c = 0; c < g.c; ++c)
-    for (Index a = 0; a < g.k; ++a)
-      for (Index b = 0; b < g.k; ++b)
-        for (Index s = 0; s < count; ++s)
-          for (Index i = 0; i < g.ho; ++i)
-            for (Index j = 0; j < g.wo; ++j) {
-              const Index r = i * g.stride - g.pad + a, q = j * g.stride - g.pad + b;
-              if (r >= 0 && r < g.h && q >= 0 && q < g.w)
-                dx((c * g.h + r) * g.w + q, first + s) += patches(s * g.pixels() + i * g.wo + j, (c * g.k + a) * g.k + b);
-            }
+  for_each_patch_entry(g, count, [&](Index row, Index col, Index feature, Index s) { dx(feature, first + s) += patches(row, col); });
   return dx;
 }
 
