@@ -135,10 +135,11 @@ class Conv final : public Layer {
       gather_components(in, first, count);
       stacked_storage_.resize(count * pixels, plane_.size() * g_.out);
       const auto stacked = [&](int s) { return Columns(stacked_storage_.data() + s * count * pixels * g_.out, count * pixels, g_.out); };
-      for (int s = 0; s < plane_.size(); ++s) {
-        Columns y = stacked(s);
-        if (plane_.nz[static_cast<std::size_t>(s)]) products(in, s, y);
-      }
+      for (int s = 0; s < plane_.size(); ++s)
+        if (plane_.nz[static_cast<std::size_t>(s)]) {
+          Columns y = stacked(s);
+          products(in, s, y);
+        }
       for (Index i = 0; i < count; ++i)
         for (Index o = 0; o < g_.out; ++o) {
           for (int s = 0; s < plane_.size(); ++s) {
