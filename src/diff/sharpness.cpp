@@ -36,7 +36,7 @@ Vector SharpnessEstimator::start_vector(const SliceExchange& slices) {
 }
 
 SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vector& theta, const SliceExchange& slices,
-                                               const std::function<bool()>& interrupt) {
+                                               const std::function<bool()>& interrupt, const Vector* scale) {
   const Index n = theta.size();
   const Vector start = start_vector(slices);
   const int k_max = static_cast<int>(std::min<Index>(max_iterations_, std::max<Index>(slices.global_size(), 1)));
@@ -51,7 +51,13 @@ SharpnessResult SharpnessEstimator::operator()(Objective& objective, const Vecto
       result.value = std::numeric_limits<double>::quiet_NaN();
       return result;
     }
-    objective.hessian_vector(theta, basis_[static_cast<std::size_t>(j)], w_);
+    if (scale) {
+      scaled_ = scale->cwiseProduct(basis_[static_cast<std::size_t>(j)]);
+      objective.hessian_vector(theta, scaled_, w_);
+      w_.array() *= scale->array();
+    } else {
+      objective.hessian_vector(theta, basis_[static_cast<std::size_t>(j)], w_);
+    }
     ++result.iterations;
     // Full reorthogonalization (twice is enough) keeps the Ritz values clean.
     for (int pass = 0; pass < 2; ++pass)

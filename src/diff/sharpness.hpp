@@ -24,9 +24,11 @@ class SharpnessEstimator {
  public:
   // Stops when the residual of the top Ritz pair is below rtol·|λ| or after max_iterations HVPs.
   SharpnessEstimator(int max_iterations = 30, double rtol = 1e-8);
-  // `interrupt`, asked before every HVP, may end the estimate early (result.interrupted).
+  // `interrupt`, asked before every HVP, may end the estimate early (result.interrupted). With `scale`
+  // (this rank's slice of a positive s), the top eigenvalue of S H S, S = diag(s) instead: for
+  // s = P^(-1/2), the preconditioned sharpness λ_max(P⁻¹H) (the same spectrum).
   SharpnessResult operator()(Objective& objective, const Vector& theta, const SliceExchange& slices,
-                             const std::function<bool()>& interrupt = {});
+                             const std::function<bool()>& interrupt = {}, const Vector* scale = nullptr);
   // The warm start carried from call to call (part of a run's checkpoint).
   const Vector& warm_start() const { return start_; }
   void set_warm_start(const Vector& v) { start_ = v; }
@@ -38,7 +40,7 @@ class SharpnessEstimator {
   double rtol_;
   Vector start_;  // top Ritz vector of the last call
   std::vector<Vector> basis_;
-  Vector w_;
+  Vector w_, scaled_;
 };
 
 // This rank's slice [begin, begin + size) of a pseudo-random vector with entries uniform in [-1, 1),

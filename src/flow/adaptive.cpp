@@ -4,9 +4,12 @@
 //   eom1: adds −η w ⊙ [(1+β1)/(2(1−β1)) / D − (1+β2)/(2(1−β2)) |g|/D²],  w = H(g/D)
 // (rmsprop: β1 = 0). Adam's bias correction makes its start transient O(η²): no start shift. RMSProp
 // starts from θ0* = θ0 − η g0 ⊙ Σ_{k≥1} [1/(√(1−β2^k)|g0| + ε) − 1/(|g0| + ε)].
-// The preconditioned sharpness their stability depends on is not measured: no edge-of-stability limit.
+// Their stability depends on the preconditioned sharpness λ_max(P⁻¹H) of the next step's P (the step is
+// θ − η P⁻¹ m̃, m̃ = g for rmsprop and the EMA m for adam): P = √s + ε for rmsprop, stable while
+// η λ_max(P⁻¹H) < 2; P = (1 − β1^k)(√(s/(1 − β2^k)) + ε) for adam, whose frozen-P step on a quadratic is
+// heavy ball with lr η(1 − β1) and momentum β1, stable while η λ_max(P⁻¹H) < 2(1 + β1)/(1 − β1) (38 at
+// β1 = 0.9; Cohen et al. 2022).
 #include <cmath>
-#include <limits>
 
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
@@ -105,7 +108,18 @@ class AdaptiveMethod final : public GradientMethod {
     out = theta_;
     update(out, m, s, k);
   }
-  double stable_lr_sharpness() const override { return std::numeric_limits<double>::infinity(); }
+  double stable_lr_sharpness() const override { return 2 * (1 + s_.beta1) / (1 - s_.beta1); }
+  bool preconditioned() const override { return true; }
+  void preconditioner(Vector& p) const override {
+    p = s_.beta2 * second_ + ((1 - s_.beta2) * grad_.array().square()).matrix();  // the next step's s
+    if (s_.kind == Adaptive::rmsprop) {
+      p = (p.array().sqrt() + s_.eps).matrix();
+      return;
+    }
+    const double kd = static_cast<double>(steps_ + 1);
+    const double root_correction = std::sqrt(1 - std::pow(s_.beta2, kd));
+    p = ((1 - std::pow(s_.beta1, kd)) * (p.array().sqrt() / root_correction + s_.eps)).matrix();
+  }
   int max_model_order() const override { return 1; }
   std::unique_ptr<Flow> make_model(int order, const FlowContext& c) const override {
     return std::make_unique<AdaptiveFlow>(c.objective, s_, order, c.lr, c.start_correction);

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iomanip>
 #include <limits>
 #include <memory>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "diff/sharpness.hpp"
@@ -102,6 +104,9 @@ class SynchronizedRun {
     if (s.record_every % method_->period() != 0 || s.steps % method_->period() != 0)
       throw Error("run_synchronized: expected record_every and steps multiples of the method's period");
     outcome_.trajectories.push_back({s.method});
+    outcome_.stability = {s.method, layout.preconditioned_sharpness, method_->stable_lr_sharpness()};
+    if (layout.preconditioned_sharpness && !method_->preconditioned())
+      throw Error("run_synchronized: the layout has a preconditioned sharpness, the method " + s.method + " none");
     for (const std::string& name : s.flows) {
       flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr, s.start_correction}), s, slices));
       flows_.back()->integrator.set_end_time(static_cast<double>(s.steps) * s.lr);
@@ -134,8 +139,10 @@ class SynchronizedRun {
     records_ = c.records;
     method_->restore(c.method);
     outcome_.max_lr_sharpness = c.max_lr_sharpness;
+    outcome_.max_lr_preconditioned_sharpness = c.max_lr_preconditioned_sharpness;
     outcome_.first_unstable_step = c.first_unstable_step;
     if (c.sharpness_start.size() > 0) sharpness_.set_warm_start(c.sharpness_start);
+    preconditioned_start_ = c.preconditioned_sharpness_start;
     for (std::size_t f = 0; f < flows_.size(); ++f) {
       FlowTrack& track = *flows_[f];
       track.theta = c.flows[f].theta;
@@ -271,21 +278,46 @@ class SynchronizedRun {
   }
 
   bool measure_sharpness(long k, bool finite, const std::function<bool()>& stop_now) {
-    sharpness_value_ = nan;
+    sharpness_value_ = preconditioned_value_ = nan;
     if (!layout_.sharpness) return true;
-    if (finite) {
+    if (finite && !measure_both(stop_now)) return false;
+    const double lr_s = s_.lr * sharpness_value_, lr_p = s_.lr * preconditioned_value_;
+    if (std::isfinite(lr_s)) outcome_.max_lr_sharpness = std::max(outcome_.max_lr_sharpness, lr_s);
+    if (std::isfinite(lr_p))
+      outcome_.max_lr_preconditioned_sharpness = std::max(outcome_.max_lr_preconditioned_sharpness, lr_p);
+    const double judged = layout_.preconditioned_sharpness ? lr_p : lr_s;
+    if (std::isfinite(judged) && judged > outcome_.stability.limit && outcome_.first_unstable_step < 0) {
+      outcome_.first_unstable_step = k;
+      if (control_) control_->edge_of_stability(k, judged, outcome_.stability);
+    }
+    return true;
+  }
+
+  // λ_max(H), then for a preconditioned method λ_max(P⁻¹H) as λ_max(S H S), S = P^(-1/2), by the same
+  // estimator (one Lanczos basis) from its own warm start. False if a stop signal came first: then
+  // neither warm start has changed.
+  bool measure_both(const std::function<bool()>& stop_now) {
+    if (!layout_.preconditioned_sharpness) {
       const SharpnessResult r = sharpness_(objective_, method_->theta(), slices_, stop_now);
-      if (r.interrupted) return false;
       sharpness_value_ = r.value;
+      return !r.interrupted;
     }
-    const double lr_s = s_.lr * sharpness_value_;
-    if (std::isfinite(sharpness_value_)) {
-      outcome_.max_lr_sharpness = std::max(outcome_.max_lr_sharpness, lr_s);
-      if (lr_s > method_->stable_lr_sharpness() && outcome_.first_unstable_step < 0) {
-        outcome_.first_unstable_step = k;
-        if (control_) control_->edge_of_stability(k, lr_s);
-      }
+    const Vector before = sharpness_.warm_start();
+    const SharpnessResult r = sharpness_(objective_, method_->theta(), slices_, stop_now);
+    if (r.interrupted) return false;
+    const Vector after = sharpness_.warm_start();
+    method_->preconditioner(scale_);
+    scale_ = 1.0 / scale_.array().sqrt();
+    sharpness_.set_warm_start(preconditioned_start_);
+    const SharpnessResult p = sharpness_(objective_, method_->theta(), slices_, stop_now, &scale_);
+    if (p.interrupted) {
+      sharpness_.set_warm_start(before);
+      return false;
     }
+    preconditioned_start_ = sharpness_.warm_start();
+    sharpness_.set_warm_start(after);
+    sharpness_value_ = r.value;
+    preconditioned_value_ = p.value;
     return true;
   }
 
@@ -301,7 +333,7 @@ class SynchronizedRun {
       }
     }
     const ObservationPoint discrete{m.theta(), m.gradient(), m.loss(), nullptr, s_.rates ? &next_ : nullptr,
-                                    s_.rates ? &fields_ : nullptr, sharpness_value_};
+                                    s_.rates ? &fields_ : nullptr, sharpness_value_, preconditioned_value_};
     observation_.clear();
     observation_.add_local_sums(0, &discrete);
     std::vector<double> flow_losses(flows_.size(), nan);
@@ -333,8 +365,10 @@ class SynchronizedRun {
     c.records = records_;
     c.method = method_->save();
     c.max_lr_sharpness = outcome_.max_lr_sharpness;
+    c.max_lr_preconditioned_sharpness = outcome_.max_lr_preconditioned_sharpness;
     c.first_unstable_step = outcome_.first_unstable_step;
     c.sharpness_start = sharpness_.warm_start();
+    c.preconditioned_sharpness_start = preconditioned_start_;
     for (std::size_t f = 0; f < flows_.size(); ++f)
       c.flows.push_back({flows_[f]->theta, flows_[f]->failed, outcome_.trajectories[f + 1].status,
                          flows_[f]->flow->evaluations(), flows_[f]->integrator.export_state()});
@@ -369,7 +403,8 @@ class SynchronizedRun {
   std::vector<Vector> fields_;
   Vector next_, flow_grad_;
   SharpnessEstimator sharpness_;
-  double sharpness_value_ = nan;
+  double sharpness_value_ = nan, preconditioned_value_ = nan;
+  Vector preconditioned_start_, scale_;
   double loss_limit_ = std::numeric_limits<double>::infinity();
   long first_step_ = 0, records_ = 0;
   Record record_;
@@ -395,6 +430,13 @@ const char* to_string(RunStatus s) {
     case RunStatus::interrupted: return "interrupted";
   }
   return "?";
+}
+
+std::string StabilityLimit::crossing(long step) const {
+  std::ostringstream text;
+  text << measure() << " > " << std::setprecision(6) << limit << " from step " << step
+       << ": the EoM cannot describe " << method << " there";
+  return text.str();
 }
 
 RecordLayout record_layout(const DriverSettings& settings, const ObservableLayout& observables,

@@ -67,11 +67,25 @@ struct TrajectorySummary {
   double final_loss = 0, final_distance = 0;
 };
 
+// What a method's edge of stability is judged by (Method::stable_lr_sharpness): lr·λ_max(H), or for a
+// preconditioned method lr·λ_max(P⁻¹H), against its limit.
+struct StabilityLimit {
+  std::string method;
+  bool preconditioned = false;
+  double limit = 2;
+  // "lr*sharpness" or "lr*preconditioned_sharpness"
+  std::string measure() const { return preconditioned ? "lr*preconditioned_sharpness" : "lr*sharpness"; }
+  // "<measure> > <limit> from step <step>: the EoM cannot describe <method> there" (limit to 6 digits)
+  std::string crossing(long step) const;
+};
+
 struct RunOutcome {
   RunStatus status = RunStatus::complete;
   long last_step = 0;
   double max_lr_sharpness = 0;    // max over the method's records of lr·λ_max (when measured)
-  long first_unstable_step = -1;  // first record past the method's stable lr·λ_max, or -1
+  double max_lr_preconditioned_sharpness = 0;  // of lr·λ_max(P⁻¹H) (a preconditioned method's, when measured)
+  StabilityLimit stability;
+  long first_unstable_step = -1;  // first record past the method's stability limit, or -1
   std::vector<TrajectorySummary> trajectories;
   std::int64_t peak_rank_memory_bytes = 0;  // peak resident memory of the run's ranks (max); set by the caller
 };
@@ -84,8 +98,10 @@ struct DriverCheckpoint {
   long records = 0;
   MethodState method;
   double max_lr_sharpness = 0;
+  double max_lr_preconditioned_sharpness = 0;
   long first_unstable_step = -1;
   Vector sharpness_start;
+  Vector preconditioned_sharpness_start;  // empty unless the method is preconditioned
   struct Flow {
     Vector theta;
     bool failed = false;
@@ -104,8 +120,9 @@ class RunControl {
   virtual bool stop_requested(long step) = 0;  // checkpoint, then end the run as `interrupted`
   virtual bool checkpoint_due(long step) = 0;
   virtual void save(const DriverCheckpoint& checkpoint) = 0;
-  // Called once, at the first record past the method's stable lr·λ_max (the run goes on).
-  virtual void edge_of_stability(long /*step*/, double /*lr_sharpness*/) {}
+  // Called once, at the first record past the method's stability limit, with the value measured there
+  // (the run goes on).
+  virtual void edge_of_stability(long /*step*/, double /*value*/, const StabilityLimit& /*limit*/) {}
 };
 
 struct DriverSettings {

@@ -40,8 +40,15 @@ class Method {
   virtual const Vector& gradient() const = 0;  // ∇L(θ_k)
   virtual double loss() const = 0;            // L(θ_k)
   virtual long evaluations() const = 0;       // gradient evaluations so far
-  // The method is stable on a quadratic while lr·λ_max stays below this (2 for GD).
+  // The method is stable on a quadratic while lr·λ_max stays below this (2 for GD); for a preconditioned
+  // method, while lr·λ_max(P⁻¹H) does.
   virtual double stable_lr_sharpness() const = 0;
+  // Whether its step is θ − η P⁻¹(…) with a diagonal P > 0 that its state sets (RMSProp, Adam), so that
+  // its stability depends on the preconditioned sharpness λ_max(P⁻¹H) (Cohen et al., "Adaptive gradient
+  // methods at the edge of stability", 2022); then preconditioner() writes this rank's slice of the
+  // diagonal of the P that the next step θ_k → θ_{k+1} divides by.
+  virtual bool preconditioned() const { return false; }
+  virtual void preconditioner(Vector& /*p*/) const {}
   // The counter terms of its eomP: F_P = f_1 + η f_2 + … + η^P f_{P+1}, and its start terms if it has
   // memory (a table that lives as long as the method: flows keep a reference). Default: none.
   virtual const CounterTermTable& counter_terms() const;

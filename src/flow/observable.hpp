@@ -27,6 +27,7 @@ struct ObservationPoint {
   const Vector* next = nullptr;      // the method's θ_{k+1} (discrete trajectory, rates on)
   const std::vector<Vector>* fields = nullptr;  // each flow's F(θ_k), in flow order (discrete, rates on)
   double sharpness = 0;              // λ_max(H) at θ_k (discrete trajectory, when measured)
+  double preconditioned_sharpness = 0;  // λ_max(P⁻¹H) with the method's next P (when measured)
 };
 
 // What the observables of a run may depend on.

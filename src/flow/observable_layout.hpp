@@ -13,11 +13,14 @@ struct ObservableLayout {
   std::vector<ParameterBlock> scale_invariant;  // scale_invariant_norms: ‖θ_A‖² of each invariant block
   std::vector<ParameterSum> translation;        // translation_components: ⟨v, θ⟩ of each direction
   bool sharpness = false;                       // λ_max(H) along the discrete trajectory
+  bool preconditioned_sharpness = false;        // and λ_max(P⁻¹H), for a preconditioned method
 };
 
-// The layout of a model: every parameter block, its invariant blocks, and the sharpness if asked for.
-inline ObservableLayout observable_layout(const Model& model, bool sharpness) {
-  return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness};
+// The layout of a model: every parameter block, its invariant blocks, and the sharpness if asked for
+// (with the preconditioned sharpness if the method is preconditioned).
+inline ObservableLayout observable_layout(const Model& model, bool sharpness, bool preconditioned = false) {
+  return {model.blocks(), model.scale_invariant_blocks(), model.translation_components(), sharpness,
+          sharpness && preconditioned};
 }
 
 }  // namespace eomlab

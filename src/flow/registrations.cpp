@@ -21,6 +21,7 @@ Observables make_block_norms(const ObservableSetup&, TrajectoryRole);
 Observables make_scale_invariant_norms(const ObservableSetup&, TrajectoryRole);
 Observables make_translation_components(const ObservableSetup&, TrajectoryRole);
 Observables make_sharpness(const ObservableSetup&, TrajectoryRole);
+Observables make_preconditioned_sharpness(const ObservableSetup&, TrajectoryRole);
 Observables make_block_grad_norms(const ObservableSetup&, TrajectoryRole);
 Observables make_rates(const ObservableSetup&, TrajectoryRole);
 
@@ -46,6 +47,7 @@ void register_builtins() {
   observable_registry().add("scale_invariant_norms", {make_scale_invariant_norms});
   observable_registry().add("translation_components", {make_translation_components});
   observable_registry().add("sharpness", {make_sharpness});
+  observable_registry().add("preconditioned_sharpness", {make_preconditioned_sharpness});
   observable_registry().add("block_grad_norms", {make_block_grad_norms});
   observable_registry().add("rates", {make_rates});
 }

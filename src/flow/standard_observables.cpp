@@ -1,6 +1,6 @@
 // The observables every run records (DESIGN.md §3.4, §3.8): loss, grad_norm, distance to the discrete
 // trajectory (flows), block_norms ‖θ_A‖², scale_invariant_norms, translation_components, sharpness
-// (discrete trajectory) and block_grad_norms ‖g_A‖².
+// and preconditioned_sharpness (discrete trajectory) and block_grad_norms ‖g_A‖².
 #include <cmath>
 
 #include "flow/observable.hpp"
@@ -72,12 +72,18 @@ class TranslationComponents final : public Observable {
   const SliceExchange& slices_;
 };
 
+// A number the driver measured for the whole run (no sums): λ_max(H) or λ_max(P⁻¹H).
 class Sharpness final : public Observable {
  public:
-  std::string name() const override { return "sharpness"; }
+  Sharpness(std::string name, double ObservationPoint::*value) : name_(std::move(name)), value_(value) {}
+  std::string name() const override { return name_; }
   Index sum_count() const override { return 0; }
   void local_sums(const ObservationPoint&, double*) const override {}
-  void values(const ObservationPoint& p, const double*, double* out) const override { out[0] = p.sharpness; }
+  void values(const ObservationPoint& p, const double*, double* out) const override { out[0] = p.*value_; }
+
+ private:
+  std::string name_;
+  double ObservationPoint::*value_;
 };
 
 template <class T, class... Args>
@@ -117,7 +123,12 @@ Observables make_translation_components(const ObservableSetup& s, TrajectoryRole
 
 Observables make_sharpness(const ObservableSetup& s, TrajectoryRole role) {
   if (role != TrajectoryRole::discrete || !s.layout.sharpness) return {};
-  return one<Sharpness>();
+  return one<Sharpness>("sharpness", &ObservationPoint::sharpness);
+}
+
+Observables make_preconditioned_sharpness(const ObservableSetup& s, TrajectoryRole role) {
+  if (role != TrajectoryRole::discrete || !s.layout.preconditioned_sharpness) return {};
+  return one<Sharpness>("preconditioned_sharpness", &ObservationPoint::preconditioned_sharpness);
 }
 
 Observables make_block_grad_norms(const ObservableSetup& s, TrajectoryRole) {

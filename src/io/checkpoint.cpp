@@ -82,11 +82,15 @@ std::vector<double> read_scalars(hid_t loc, const std::string& name, const std::
   return values;
 }
 
-// The scalars of a checkpoint and of one of its flows, as stored.
+// The scalars of a checkpoint and of one of its flows, as stored. The preconditioned sharpness's two
+// follow the first 6 only once it was measured, so every other checkpoint is as it was before them.
 std::vector<double> scalars_of(const DriverCheckpoint& c) {
-  return {static_cast<double>(c.step), static_cast<double>(c.records), c.max_lr_sharpness,
-          static_cast<double>(c.first_unstable_step), static_cast<double>(c.flows.size()),
-          c.sharpness_start.size() > 0 ? 1.0 : 0.0};
+  std::vector<double> s = {static_cast<double>(c.step), static_cast<double>(c.records), c.max_lr_sharpness,
+                           static_cast<double>(c.first_unstable_step), static_cast<double>(c.flows.size()),
+                           c.sharpness_start.size() > 0 ? 1.0 : 0.0};
+  if (c.preconditioned_sharpness_start.size() > 0 || c.max_lr_preconditioned_sharpness != 0.0)
+    s.insert(s.end(), {c.max_lr_preconditioned_sharpness, c.preconditioned_sharpness_start.size() > 0 ? 1.0 : 0.0});
+  return s;
 }
 
 std::vector<double> method_scalars(const MethodState& m) {
@@ -175,6 +179,7 @@ std::uint64_t checksum(const DriverCheckpoint& c, const dist::Comm& group, const
   }
   for (const auto& [name, v] : c.method.vectors) sliced("method/" + name, v, 0);
   sliced("sharpness_start", c.sharpness_start, 0);
+  sliced("preconditioned_sharpness_start", c.preconditioned_sharpness_start, 0);
   for (std::size_t f = 0; f < c.flows.size(); ++f) {
     const DriverCheckpoint::Flow& flow = c.flows[f];
     const std::string g = "flow" + std::to_string(f) + "/";
@@ -230,6 +235,8 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
       for (const auto& [name, v] : c.method.vectors) write_sliced(method, name, {&v}, slices, dxpl);
     }
     if (c.sharpness_start.size() > 0) write_sliced(file, "sharpness_start", {&c.sharpness_start}, slices, dxpl);
+    if (c.preconditioned_sharpness_start.size() > 0)
+      write_sliced(file, "preconditioned_sharpness_start", {&c.preconditioned_sharpness_start}, slices, dxpl);
     for (std::size_t f = 0; f < c.flows.size(); ++f) {
       const DriverCheckpoint::Flow& flow = c.flows[f];
       const std::string g = "flow" + std::to_string(f);
@@ -273,7 +280,7 @@ DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExch
   recorded = static_cast<std::uint64_t>(h5::read_int_attribute(file, "checksum", path));
   DriverCheckpoint c;
   const std::vector<double> s = read_scalars(file, "scalars", path);
-  if (s.size() != 6) throw Error("malformed scalars");
+  if (s.size() != 6 && s.size() != 8) throw Error("malformed scalars");
   c.step = static_cast<long>(s[0]);
   c.records = static_cast<long>(s[1]);
   c.max_lr_sharpness = s[2];
@@ -281,6 +288,11 @@ DriverCheckpoint read_parts(hid_t file, const std::string& path, const SliceExch
   c.wall_seconds = read_scalars(file, "wall_seconds", path);
   c.method = read_method(file, path, slices);
   if (s[5] != 0.0) c.sharpness_start = read_sliced(file, "sharpness_start", slices, path)[0];
+  if (s.size() == 8) {
+    c.max_lr_preconditioned_sharpness = s[6];
+    if (s[7] != 0.0)
+      c.preconditioned_sharpness_start = read_sliced(file, "preconditioned_sharpness_start", slices, path)[0];
+  }
   if (!(s[4] >= 0 && s[4] <= 64)) throw Error("malformed flow count");
   for (long f = 0; f < static_cast<long>(s[4]); ++f) {
     const std::string g = "flow" + std::to_string(f);

@@ -320,11 +320,11 @@ void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
     h5::write_int_attribute(root, "peak_rank_memory_bytes", outcome.peak_rank_memory_bytes);
   if (m.header.observables.sharpness) {
     h5::write_double_attribute(root, "max_lr_sharpness", outcome.max_lr_sharpness);
-    h5::write_string_attribute(root, "edge_of_stability",
-                               outcome.first_unstable_step < 0
-                                   ? "no"
-                                   : "lr*sharpness > 2 from step " + std::to_string(outcome.first_unstable_step) +
-                                         ": the EoM cannot describe GD there");
+    if (m.header.observables.preconditioned_sharpness)
+      h5::write_double_attribute(root, "max_lr_preconditioned_sharpness", outcome.max_lr_preconditioned_sharpness);
+    h5::write_string_attribute(root, "edge_of_stability", outcome.first_unstable_step < 0
+                                                              ? "no"
+                                                              : outcome.stability.crossing(outcome.first_unstable_step));
   }
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
   m.close();

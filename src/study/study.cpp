@@ -354,7 +354,7 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, co
 }
 
 // Checkpoints every `every` steps and on a stop signal; the run's ranks agree on both. Warns on
-// stderr (group rank 0) the moment GD crosses the edge of stability.
+// stderr (group rank 0) the moment the method crosses its edge of stability.
 class StudyControl final : public RunControl {
  public:
   StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path, std::string label)
@@ -362,10 +362,10 @@ class StudyControl final : public RunControl {
   bool stop_requested(long) override { return group_.max(stop_signal_received() ? 1 : 0) > 0; }
   bool checkpoint_due(long step) override { return every_ > 0 && step % every_ == 0; }
   void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c); }
-  void edge_of_stability(long step, double lr_sharpness) override {
+  void edge_of_stability(long step, double value, const StabilityLimit& s) override {
     if (group_.rank() == 0)
-      std::cerr << label_ << "warning: lr*sharpness = " << lr_sharpness << " > 2 at step " << step
-                << ": GD is past the edge of stability and the EoM cannot describe it" << std::endl;
+      std::cerr << label_ << "warning: " << s.measure() << " = " << value << " > " << s.limit << " at step " << step
+                << ": " << s.method << " is past the edge of stability and the EoM cannot describe it" << std::endl;
   }
 
  private:
@@ -460,6 +460,13 @@ void require_flows_of_method(const StudyConfig& c) {
   const double lr = c.optimizer.lr.front();
   const std::unique_ptr<Method> method = make_method(c.optimizer.method, {stand_in, lr, c.optimizer.settings});
   for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
+}
+
+// Whether the study's method is preconditioned (its stability judged by λ_max(P⁻¹H)); asked of the
+// method made on a stand-in objective.
+bool method_is_preconditioned(const StudyConfig& c) {
+  QuadraticObjective stand_in(Matrix::Identity(1, 1));
+  return make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings})->preconditioned();
 }
 
 // A method's period (sgd: an epoch of m = N/b steps) must divide optimizer.record_every and every run's
@@ -648,7 +655,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.config_text = config.resolved_text;
   header.architecture = model.architecture();
   header.input_shape = model.input_shape().text();
-  header.observables = observable_layout(model, config.output_options.sharpness);
+  header.observables = observable_layout(model, config.output_options.sharpness, method_is_preconditioned(config));
   header.n_params = model.n_params();
   header.slice_begin = slices.begin();
   header.slice_size = slices.local_size();

@@ -124,3 +124,126 @@ def test_an_order_adam_does_not_provide_names_method_and_order(tmp_path):
     assert proc.returncode == 2
     assert "adam" in proc.stderr and "eom2" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# A linear model under mse on data of our own: g, H and the preconditioner P of RMSProp and Adam in
+# closed form (numpy), against the sharpness and preconditioned sharpness the binary records.
+LINEAR = """
+[study]
+name = {method}
+output = {output}
+[data]
+source = hdf5:{data}
+[model]
+layers = 3,2
+loss = mse
+[optimizer]
+method = {method}
+{settings}
+lr = {lr}
+steps = 20
+record_every = 5
+[flows]
+kinds = eom0
+"""
+ADAPTIVE = {"rmsprop": "beta2 = 0.9\neps = 0.01", "adam": "beta1 = 0.8\nbeta2 = 0.9\neps = 0.01"}
+
+
+def linear_problem(tmp_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    path = tmp_path / "linear.h5"
+    with h5py.File(path, "w") as f:
+        f["X"], f["y"] = x, y
+    return path, x, y
+
+
+def linear_gradient_and_hessian(theta, x, y):
+    """L = (1/N) Σ ½‖W x + b − y‖², θ = (W row-major, b): g and H (block diagonal over the outputs)."""
+    n, d = x.shape
+    k = y.shape[1]
+    w, b = theta[: k * d].reshape(k, d), theta[k * d:]
+    r = x @ w.T + b - y
+    g = np.concatenate([(r.T @ x).ravel() / n, r.sum(axis=0) / n])
+    xa = np.hstack([x, np.ones((n, 1))])
+    gram = xa.T @ xa / n
+    h = np.zeros((k * (d + 1), k * (d + 1)))
+    for j in range(k):
+        rows = [j * d + i for i in range(d)] + [k * d + j]
+        h[np.ix_(rows, rows)] = gram
+    return g, h
+
+
+def adaptive_run(method, theta0, x, y, lr, steps, settings):
+    """torch.optim's RMSprop/Adam in numpy; at each iterate the P its next step divides by."""
+    beta1, beta2, eps = settings.get("beta1", 0.0), settings["beta2"], settings["eps"]
+    theta, m, s = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
+    out = []
+    for k in range(1, steps + 2):
+        g, h = linear_gradient_and_hessian(theta, x, y)
+        s_next = beta2 * s + (1 - beta2) * g * g
+        if method == "rmsprop":
+            p = np.sqrt(s_next) + eps
+            m_next = g
+        else:
+            p = (1 - beta1**k) * (np.sqrt(s_next / (1 - beta2**k)) + eps)
+            m_next = beta1 * m + (1 - beta1) * g
+        out.append((theta.copy(), h, p))
+        theta, m, s = theta - lr * m_next / p, m_next, s_next
+    return out
+
+
+def top_eigenvalue(a):
+    return np.linalg.eigvalsh(0.5 * (a + a.T))[-1]
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_preconditioned_sharpness_is_the_closed_form_of_the_next_steps_preconditioner(tmp_path, method):
+    data, x, y = linear_problem(tmp_path)
+    settings = {k.strip(): float(v) for k, v in (line.split("=") for line in ADAPTIVE[method].splitlines())}
+    lr = 0.01
+    config = write_config(tmp_path, LINEAR.format(method=method, settings=ADAPTIVE[method], lr=lr, data=data,
+                                                  output=tmp_path / "out"))
+    proc = run_eomlab(["--config", config], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(run_file(tmp_path / "out"), "r") as f:
+        thetas = f[f"trajectories/{method}/theta"][()]
+        steps = f["step"][()]
+        sharpness = f[f"observables/{method}/sharpness"][()]
+        preconditioned = f[f"observables/{method}/preconditioned_sharpness"][()]
+        assert f.attrs["max_lr_preconditioned_sharpness"] == pytest.approx(lr * preconditioned.max(), rel=1e-14)
+        assert f.attrs["edge_of_stability"] == "no"
+    expected = adaptive_run(method, thetas[0], x, y, lr, 20, settings)
+    for r, k in enumerate(steps):
+        theta, h, p = expected[k]
+        assert np.abs(thetas[r] - theta).max() <= 1e-12 * np.abs(theta).max(), k
+        scaled = h / np.sqrt(np.outer(p, p))  # P^(-1/2) H P^(-1/2): the spectrum of P⁻¹H
+        assert sharpness[r] == pytest.approx(top_eigenvalue(h), rel=1e-9), k
+        assert preconditioned[r] == pytest.approx(top_eigenvalue(scaled), rel=1e-9), k
+    assert preconditioned.max() > 10 * sharpness.max()  # P < 1 here: the preconditioner matters
+
+
+def test_adam_past_its_edge_of_stability_is_flagged_by_the_preconditioned_sharpness(tmp_path):
+    data, x, y = linear_problem(tmp_path)
+    lr = 0.5  # lr·λ_max(P⁻¹H) passes 2(1 + β1)/(1 − β1) = 18 while lr·λ_max(H) stays below 2
+    config = write_config(tmp_path, LINEAR.format(method="adam", settings=ADAPTIVE["adam"], lr=lr, data=data,
+                                                  output=tmp_path / "out"))
+    proc = run_eomlab(["--config", config], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(run_file(tmp_path / "out"), "r") as f:
+        preconditioned = f["observables/adam/preconditioned_sharpness"][()]
+        assert lr * f["observables/adam/sharpness"][()].max() < 2
+        first = int(np.argmax(lr * preconditioned > 18))
+        assert lr * preconditioned[first] > 18
+        assert f.attrs["edge_of_stability"] == (
+            f"lr*preconditioned_sharpness > 18 from step {5 * first}: the EoM cannot describe adam there")
+    assert "warning: lr*preconditioned_sharpness" in proc.stderr and "> 18" in proc.stderr, proc.stderr
+
+
+def test_methods_without_a_preconditioner_record_no_preconditioned_sharpness(tmp_path):
+    config = study(tmp_path, "heavy_ball", steps=10)
+    assert run_eomlab(["--config", config]).returncode == 0
+    with h5py.File(run_file(tmp_path / "out"), "r") as f:
+        assert "sharpness" in f["observables/heavy_ball"]
+        assert "preconditioned_sharpness" not in f["observables/heavy_ball"]
+        assert "max_lr_preconditioned_sharpness" not in f.attrs

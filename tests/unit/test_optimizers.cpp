@@ -308,6 +308,73 @@ TEST(Methods, EachMethodFollowsItsHandWrittenRecurrence) {
   }
 }
 
+// The preconditioner of RMSProp and Adam is the P their next step divides by: θ_k − θ_{k+1} = η m̃/P
+// with m̃ from the hand-written recurrence (g for rmsprop, the EMA m_{k+1} for adam); the other methods
+// have none.
+TEST(Methods, AdaptivePreconditionerIsWhatTheNextStepDividesBy) {
+  SmallNet net;
+  const double lr = 0.05;
+  MethodSettings s;
+  s.beta1 = 0.8;
+  s.beta2 = 0.95;
+  s.eps = 1e-3;
+  s.batch_size = 8;
+  for (const char* method : {"gd", "heavy_ball", "nesterov", "sgd"})
+    EXPECT_FALSE(make_method(method, {net.objective, lr, s})->preconditioned()) << method;
+  for (const std::string method : {"rmsprop", "adam"}) {
+    const std::unique_ptr<Method> m = make_method(method, {net.objective, lr, s});
+    ASSERT_TRUE(m->preconditioned());
+    m->start(net.theta0);
+    Vector ema = Vector::Zero(net.theta0.size()), p, next;
+    for (int k = 0; k < 12; ++k) {
+      const Vector& g = m->gradient();
+      const Vector step = method == "adam" ? Vector(s.beta1 * ema + (1 - s.beta1) * g) : g;
+      m->preconditioner(p);
+      m->next_iterate(next);
+      const Vector expected = lr * step.array() / p.array();
+      EXPECT_LT((m->theta() - next - expected).norm(), 1e-13 * expected.norm()) << method << ", step " << k;
+      EXPECT_GT(p.minCoeff(), 0.0);
+      ema = step;
+      m->step();
+    }
+  }
+}
+
+// Each method's stable_lr_sharpness is the stability boundary of its step on a quadratic along an
+// eigendirection of P⁻¹H (P = 1 for the non-adaptive methods, frozen for the adaptive ones): with
+// a = lr·λ 0.5% below it the iterate decays, 0.5% above it grows.
+TEST(Methods, StableLrSharpnessIsTheBoundaryOfTheLinearisedStep) {
+  QuadraticObjective stand_in(Matrix::Identity(1, 1));
+  MethodSettings s;
+  s.momentum = 0.7;
+  s.beta1 = 0.9;
+  s.beta2 = 0.99;
+  // |x| after many steps of the method's linear recurrence with lr·λ = a, from x = 1 and no memory.
+  const auto final_size = [&](const std::string& method, double a) {
+    double x = 1, v = 0;
+    for (int k = 0; k < 20000 && std::abs(x) < 1e12; ++k) {
+      if (method == "gd") {
+        x -= a * x;
+      } else if (method == "heavy_ball" || method == "nesterov") {  // torch: v = μv + g, x −= lr(v or g + μv)
+        v = s.momentum * v + x;
+        x -= a * (method == "heavy_ball" ? v : x + s.momentum * v);
+      } else {  // frozen P: m = β1 m + (1 − β1) g, x −= lr m / P (rmsprop: β1 = 0)
+        const double beta1 = method == "adam" ? s.beta1 : 0.0;
+        v = beta1 * v + (1 - beta1) * x;
+        x -= a * v;
+      }
+    }
+    return std::abs(x);
+  };
+  for (const char* method : {"gd", "heavy_ball", "nesterov", "rmsprop", "adam"}) {
+    const double limit = make_method(method, {stand_in, 0.1, s})->stable_lr_sharpness();
+    EXPECT_LT(final_size(method, 0.995 * limit), 1e-6) << method << ", limit " << limit;
+    EXPECT_GT(final_size(method, 1.005 * limit), 1e6) << method << ", limit " << limit;
+  }
+  EXPECT_DOUBLE_EQ(make_method("adam", {stand_in, 0.1, s})->stable_lr_sharpness(), 38.0);
+  EXPECT_DOUBLE_EQ(make_method("rmsprop", {stand_in, 0.1, s})->stable_lr_sharpness(), 2.0);
+}
+
 // save() then restore() into a fresh method continues with the same bits, for every method.
 TEST(Methods, SaveAndRestoreContinueWithTheSameBits) {
   SmallNet net;

@@ -1,9 +1,12 @@
 // Sharpness by Lanczos on HVPs against the largest eigenvalue of the full Hessian built from HVPs.
 #include <gtest/gtest.h>
 
+#include <Eigen/Eigenvalues>
+#include <cmath>
 #include <limits>
 
 #include "data/synthetic.hpp"
+#include "core/rng.hpp"
 #include "diff/sharpness.hpp"
 #include "support/mixture.hpp"
 #include "support/model.hpp"
@@ -105,6 +108,31 @@ TEST(Sharpness, QuadraticIsTheLargestEigenvalueOfA) {
   const WholeVector local(5);
   SharpnessEstimator estimate;
   EXPECT_NEAR(estimate(q, Vector::Ones(5), local).value, 3.0, 1e-10);
+}
+
+// With a scale s: the top eigenvalue of S A S, S = diag(s), which is λ_max(P⁻¹A) for P = S⁻²: the
+// preconditioned sharpness of RMSProp and Adam. A is indefinite and not diagonal.
+TEST(Sharpness, ScaledIsTheLargestEigenvalueOfThePreconditionedMatrix) {
+  Rng rng(7, 0);
+  Matrix a(6, 6);
+  for (Index i = 0; i < 6; ++i)
+    for (Index j = 0; j <= i; ++j) a(i, j) = a(j, i) = rng.normal();
+  Vector s(6);
+  for (Index i = 0; i < 6; ++i) s[i] = 0.2 + std::abs(rng.normal());
+  QuadraticObjective q(a);
+  const WholeVector local(6);
+  const Matrix p_inverse_a = s.array().square().matrix().asDiagonal() * a;
+  const Eigen::VectorXcd spectrum = p_inverse_a.eigenvalues();
+  double exact = -std::numeric_limits<double>::infinity();
+  for (Index i = 0; i < spectrum.size(); ++i) exact = std::max(exact, spectrum[i].real());
+  SharpnessEstimator estimate(30, 1e-12);
+  const SharpnessResult r = estimate(q, Vector::Ones(6), local, {}, &s);
+  EXPECT_TRUE(r.converged);
+  EXPECT_NEAR(r.value, exact, 1e-10 * std::abs(exact));
+  const Eigen::SelfAdjointEigenSolver<Matrix> plain(a);
+  EXPECT_GT(std::abs(exact - plain.eigenvalues()[5]), 0.1) << "the scale must matter";
+  SharpnessEstimator unscaled(30, 1e-12);
+  EXPECT_NEAR(unscaled(q, Vector::Ones(6), local).value, plain.eigenvalues()[5], 1e-10);
 }
 
 namespace {
