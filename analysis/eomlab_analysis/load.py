@@ -220,13 +220,34 @@ class Run:
             return self.lr * float(np.max(self.series(self.discrete, "sharpness")))
         return float("nan")
 
+    @functools.cached_property
+    def max_lr_preconditioned_sharpness(self):
+        """max lr·λ_max(P⁻¹H) along RMSProp or Adam (nan for the other methods): the run's attribute, else
+        from the series read."""
+        if "max_lr_preconditioned_sharpness" in self.attrs:
+            return float(self.attrs["max_lr_preconditioned_sharpness"])
+        if self.records and self.has(self.discrete, "preconditioned_sharpness"):
+            return self.lr * float(np.max(self.series(self.discrete, "preconditioned_sharpness")))
+        return float("nan")
+
+    @property
+    def stability(self):
+        """(what, max value, limit): what the method's edge of stability is judged by, "lr·λ_max" or for
+        RMSProp and Adam "lr·λ_max(P⁻¹H)", its largest value and the method's limit (2 for GD)."""
+        limit = float(self.attrs.get("stable_lr_sharpness", 2.0))
+        if "max_lr_preconditioned_sharpness" in self.attrs or (
+                self.records and self.has(self.discrete, "preconditioned_sharpness")):
+            return "lr·λ_max(P⁻¹H)", self.max_lr_preconditioned_sharpness, limit
+        return "lr·λ_max", self.max_lr_sharpness, limit
+
     @property
     def edge_of_stability(self):
-        """Why GD is past the edge of stability (lr·λ_max > 2), or None."""
+        """Why the method is past its edge of stability (GD: lr·λ_max > 2), or None."""
         note = str(self.attrs.get("edge_of_stability", "no"))
         if note != "no":
             return note
-        return f"lr·λ_max = {self.max_lr_sharpness:.4g} > 2" if self.max_lr_sharpness > 2 else None
+        what, value, limit = self.stability
+        return f"{what} = {value:.4g} > {limit:.4g}" if value > limit else None
 
     @property
     def flows(self):

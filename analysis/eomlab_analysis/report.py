@@ -145,7 +145,10 @@ def left_out_of_fits(run):
     edge of stability where no flow describes it), or None."""
     if run.diverged:
         return f"status {run.status}" if run.status == "diverged" else f"{run.discrete} loss not finite"
-    return f"past the edge of stability (max lr·λ_max = {run.max_lr_sharpness:.4g})" if run.edge_of_stability else None
+    if not run.edge_of_stability:
+        return None
+    what, value, _ = run.stability
+    return f"past the edge of stability (max {what} = {value:.4g})"
 
 
 def common_final_distance(runs, flow):

@@ -104,7 +104,7 @@ class SynchronizedRun {
     if (s.record_every % method_->period() != 0 || s.steps % method_->period() != 0)
       throw Error("run_synchronized: expected record_every and steps multiples of the method's period");
     outcome_.trajectories.push_back({s.method});
-    outcome_.stability = {s.method, layout.preconditioned_sharpness, method_->stable_lr_sharpness()};
+    outcome_.stability = {method_->label(), layout.preconditioned_sharpness, method_->stable_lr_sharpness()};
     if (layout.preconditioned_sharpness && !method_->preconditioned())
       throw Error("run_synchronized: the layout has a preconditioned sharpness, the method " + s.method + " none");
     for (const std::string& name : s.flows) {

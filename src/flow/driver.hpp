@@ -70,7 +70,7 @@ struct TrajectorySummary {
 // What a method's edge of stability is judged by (Method::stable_lr_sharpness): lr·λ_max(H), or for a
 // preconditioned method lr·λ_max(P⁻¹H), against its limit.
 struct StabilityLimit {
-  std::string method;
+  std::string method;  // Method::label()
   bool preconditioned = false;
   double limit = 2;
   // "lr*sharpness" or "lr*preconditioned_sharpness"

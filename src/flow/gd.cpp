@@ -9,6 +9,7 @@ class GradientDescent final : public GradientMethod {
  public:
   explicit GradientDescent(const MethodContext& c) : GradientMethod(c.objective), lr_(c.lr) {}
   std::string name() const override { return "gd"; }
+  std::string label() const override { return "GD"; }
   void start(const Vector& theta0) override {
     theta_ = theta0;
     evaluate();

@@ -30,6 +30,8 @@ class Method {
   virtual ~Method() = default;
   // Its registry name, which is also its trajectory's name in run files.
   virtual std::string name() const = 0;
+  // How messages and run-file notes name it ("GD"; by default its name).
+  virtual std::string label() const { return name(); }
   // Step 0 at θ0: evaluates what the first step needs.
   virtual void start(const Vector& theta0) = 0;
   // θ_k → θ_{k+1}, and the loss and gradient there.

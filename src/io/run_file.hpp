@@ -25,7 +25,8 @@ struct RunFileHeader {
   int ranks_per_run = 1;
   std::string config_text;
   std::string architecture, input_shape;  // the model's resolved layers and its sample shape ("1x28x28")
-  // The method's hyperparameters as root attributes (DESIGN.md §3.7: momentum, beta1, ..., order).
+  // The method's hyperparameters as root attributes (DESIGN.md §3.7: momentum, beta1, ..., order), and
+  // with the sharpness its stable_lr_sharpness.
   std::vector<std::pair<std::string, double>> method_numbers;
   std::vector<std::pair<std::string, std::string>> method_texts;
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).

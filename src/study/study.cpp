@@ -462,11 +462,16 @@ void require_flows_of_method(const StudyConfig& c) {
   for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
 }
 
-// Whether the study's method is preconditioned (its stability judged by λ_max(P⁻¹H)); asked of the
-// method made on a stand-in objective.
-bool method_is_preconditioned(const StudyConfig& c) {
+// What the study's method's edge of stability is judged by, asked of the method made on a stand-in
+// objective (it depends on the settings only): whether by λ_max(P⁻¹H), and the limit of lr times it.
+struct StabilityOfMethod {
+  bool preconditioned;
+  double limit;
+};
+StabilityOfMethod stability_of_method(const StudyConfig& c) {
   QuadraticObjective stand_in(Matrix::Identity(1, 1));
-  return make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings})->preconditioned();
+  const auto m = make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings});
+  return {m->preconditioned(), m->stable_lr_sharpness()};
 }
 
 // A method's period (sgd: an epoch of m = N/b steps) must divide optimizer.record_every and every run's
@@ -655,7 +660,8 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.config_text = config.resolved_text;
   header.architecture = model.architecture();
   header.input_shape = model.input_shape().text();
-  header.observables = observable_layout(model, config.output_options.sharpness, method_is_preconditioned(config));
+  const StabilityOfMethod stability = stability_of_method(config);
+  header.observables = observable_layout(model, config.output_options.sharpness, stability.preconditioned);
   header.n_params = model.n_params();
   header.slice_begin = slices.begin();
   header.slice_size = slices.local_size();
@@ -664,6 +670,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.rates = settings.rates;
   header.provenance = s.provenance;
   set_method_attributes(config, header);
+  if (config.output_options.sharpness) header.method_numbers.emplace_back("stable_lr_sharpness", stability.limit);
 
   ModelObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
                            run.weight_decay, slices, s.data.n_samples() * group.rank() / group.size());  // shard()'s first sample

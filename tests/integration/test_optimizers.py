@@ -2,13 +2,14 @@
 its hyperparameters, the same numbers on 1 and 2 ranks per run, bitwise reruns, bitwise resume after
 SIGKILL for every method, and bad optimizer input refused before anything is written."""
 import random
+import sys
 import time
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import datasets, kill_study, run_eomlab, start_study, wait_for_first_checkpoint, write_config
+from conftest import REPO, datasets, kill_study, run_eomlab, start_study, wait_for_first_checkpoint, write_config
 
 SETTINGS = {
     "heavy_ball": "momentum = 0.8",
@@ -238,6 +239,21 @@ def test_adam_past_its_edge_of_stability_is_flagged_by_the_preconditioned_sharpn
         assert f.attrs["edge_of_stability"] == (
             f"lr*preconditioned_sharpness > 18 from step {5 * first}: the EoM cannot describe adam there")
     assert "warning: lr*preconditioned_sharpness" in proc.stderr and "> 18" in proc.stderr, proc.stderr
+    # The analysis judges the run by the same measure (also from the series alone, as for an unfinished run).
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import Run
+    from eomlab_analysis.report import left_out_of_fits
+
+    with Run(run_file(tmp_path / "out")) as run:
+        what, value, limit = run.stability
+        assert what == "lr·λ_max(P⁻¹H)" and limit == pytest.approx(18, rel=1e-15)
+        assert value == pytest.approx(lr * preconditioned.max(), rel=1e-14)
+        assert left_out_of_fits(run) == f"past the edge of stability (max lr·λ_max(P⁻¹H) = {value:.4g})"
+    with h5py.File(run_file(tmp_path / "out"), "a") as f:
+        for name in ["edge_of_stability", "max_lr_preconditioned_sharpness", "max_lr_sharpness", "status"]:
+            del f.attrs[name]
+    with Run(run_file(tmp_path / "out")) as run:
+        assert run.edge_of_stability == f"lr·λ_max(P⁻¹H) = {value:.4g} > 18"
 
 
 def test_methods_without_a_preconditioner_record_no_preconditioned_sharpness(tmp_path):
