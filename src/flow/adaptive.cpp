@@ -111,7 +111,8 @@ class AdaptiveMethod final : public GradientMethod {
   double stable_lr_sharpness() const override { return 2 * (1 + s_.beta1) / (1 - s_.beta1); }
   bool preconditioned() const override { return true; }
   void preconditioner(Vector& p) const override {
-    p = s_.beta2 * second_ + ((1 - s_.beta2) * grad_.array().square()).matrix();  // the next step's s
+    p = second_;
+    advance_second_moment(p);
     if (s_.kind == Adaptive::rmsprop) {
       p = (p.array().sqrt() + s_.eps).matrix();
       return;
@@ -135,10 +136,12 @@ class AdaptiveMethod final : public GradientMethod {
   }
 
  private:
+  // s ← β2 s + (1 − β2) g² at the current gradient.
+  void advance_second_moment(Vector& s) const { s = s_.beta2 * s + ((1 - s_.beta2) * grad_.array().square()).matrix(); }
   // One step from θ with the state (m, s, k) at the current gradient, in torch's order of operations.
   void update(Vector& theta, Vector& m, Vector& s, long& k) const {
     ++k;
-    s = s_.beta2 * s + ((1 - s_.beta2) * grad_.array().square()).matrix();
+    advance_second_moment(s);
     if (s_.kind == Adaptive::rmsprop) {
       theta.array() -= lr_ * grad_.array() / (s.array().sqrt() + s_.eps);
       return;
