@@ -10,7 +10,7 @@ its name when the runs share one, else `discrete`.
 
 Tables (each also a CSV file):
   runs.csv           one row per run: status, final loss and distance to the discrete trajectory (GD) of
-                     every trajectory, lr·λ_max
+                     every trajectory, lr·λ_max (and lr·λ_max(P⁻¹H) for RMSProp and Adam)
   stale.csv          files in runs/ that are not runs of the study, and why
   orders.csv         per (seed, weight_decay) and flow with an order: slope of the final-time distance to GD
                      against lr on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs
@@ -25,8 +25,9 @@ Tables (each also a CSV file):
   rates.csv          runs with `rates` on (DESIGN.md §3.8): per block, the rate of ‖θ_A‖² measured from the
                      method's next step and predicted by each flow's field at the discrete iterates, at the
                      first, middle and last record and summarized over all records (RATES_TEXT)
-Plots: distance to GD against time, final distance against lr, loss curves, sharpness against 2/lr,
-and the translation component against time."""
+Plots: distance to GD against time, final distance against lr, loss curves, sharpness against the
+method's limit (2/lr for GD; RMSProp and Adam: λ_max(P⁻¹H) against theirs), and the translation
+component against time."""
 import argparse
 import csv
 import math
@@ -129,6 +130,9 @@ def runs_table(study):
     flows, d = flows_of(study.runs), discrete_name(study.runs)
     header = ["run_id", "lr", "seed", "weight_decay", "status", "final_step", f"final_loss_{d}"]
     header += [f"final_loss_{t}" for t in flows] + [f"final_distance_{t}" for t in flows] + ["max_lr_sharpness"]
+    preconditioned = any(r.has(r.discrete, "preconditioned_sharpness") for r in study.runs if r.records)
+    if preconditioned:
+        header.append("max_lr_preconditioned_sharpness")
     rows = []
     for r in study.runs:
         row = [r.run_id, r.lr, r.seed, r.weight_decay, r.status, int(r.step[-1]) if r.records else -1,
@@ -136,6 +140,8 @@ def runs_table(study):
         row += [float(r.series(t, "loss")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row += [float(r.distance(t)[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row.append(r.max_lr_sharpness)
+        if preconditioned:
+            row.append(r.max_lr_preconditioned_sharpness)
         rows.append(row)
     return header, rows
 
@@ -433,17 +439,23 @@ def group_plots(first, out, suffix, label, several):
     made.append(save(fig, out, "loss" + suffix, named("Loss curves")))
 
     if all(r.has(r.discrete, "sharpness") for r in first):
+        # The measure the method's stability is judged by (RMSProp, Adam: λ_max(P⁻¹H)) against its limit.
+        preconditioned = all(r.has(r.discrete, "preconditioned_sharpness") for r in first)
+        series, what = ("preconditioned_sharpness", "λ_max(P⁻¹H)") if preconditioned else ("sharpness", "λ_max")
         fig, ax = subplots(figsize=(5.2, 3.8))
         for r in first:
-            ax.semilogy(r.time, r.series(r.discrete, "sharpness"), color=colors[r.lr], label=f"λ_max, lr = {r.lr:g}")
-            ax.axhline(2 / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8, label=f"2/lr = {2 / r.lr:g}")
+            limit = r.stability[2]
+            ax.semilogy(r.time, r.series(r.discrete, series), color=colors[r.lr], label=f"{what}, lr = {r.lr:g}")
+            ax.axhline(limit / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8,
+                       label=f"{limit:.4g}/lr = {limit / r.lr:.4g}")
         ax.set_xlabel("time t = k·lr")
-        ax.set_ylabel("sharpness λ_max(H)")
-        ax.set_title(f"Sharpness along {d} and the limit 2/lr\n({label})", fontsize=9)
+        ax.set_ylabel("preconditioned sharpness λ_max(P⁻¹H)" if preconditioned else "sharpness λ_max(H)")
+        ax.set_title(f"{'Preconditioned sharpness' if preconditioned else 'Sharpness'} along {d} and its "
+                     f"stability limit\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
         outside_legend(ax)
         fig.set_size_inches(7.4, 3.8)
-        made.append(save(fig, out, "sharpness" + suffix, named("Sharpness against 2/lr")))
+        made.append(save(fig, out, "sharpness" + suffix, named(f"Sharpness against the limit of {d}")))
 
     scaled = [r for r in first if r.has(r.discrete, "scale_invariant_norms")]
     if scaled:

@@ -604,3 +604,48 @@ def test_translation_table_has_the_weight_class_sums_and_their_rates_at_the_iter
     # GD's difference quotient of s is −λs, gf's field exactly; eom1's is (1 + ηλ/2) times it.
     assert float(row["weight_sum_sq_rate_rel_error_gf"]) < 1e-8
     assert float(row["weight_sum_sq_rate_rel_error_eom1"]) == pytest.approx(lr * wd / 2, rel=1e-6)
+
+
+ADAM = """
+[study]
+name = adam
+output = {output}
+[data]
+n_samples = 64
+[model]
+layers = 5,16,3
+[optimizer]
+method = adam
+beta1 = 0.8
+beta2 = 0.9
+eps = 0.01
+lr = 0.4, 0.01
+steps = 20
+record_every = 5
+[flows]
+kinds = eom1
+"""
+
+
+def test_adam_runs_are_judged_by_their_preconditioned_sharpness(tmp_path):
+    """runs.csv carries lr·λ_max(P⁻¹H); a run past Adam's limit 2(1+β1)/(1−β1) = 18 is flagged with it and
+    left out of the fits; sharpness.png is drawn."""
+    proc = run_eomlab(["--config", write_config(tmp_path, ADAM.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rep = report(tmp_path / "out", tmp_path / "report")
+    rows = {row["run_id"]: row for row in table(rep / "runs.csv")}
+    past = []
+    for run_id, row in rows.items():
+        with h5py.File(tmp_path / "out" / "runs" / f"{run_id}.h5", "r") as f:
+            value = f.attrs["max_lr_preconditioned_sharpness"]
+            assert value == pytest.approx(f.attrs["lr"] * f["observables/adam/preconditioned_sharpness"][()].max())
+            assert float(row["max_lr_preconditioned_sharpness"]) == pytest.approx(value, rel=1e-5)
+            assert f.attrs["stable_lr_sharpness"] == pytest.approx(18)
+            if value > 18:
+                past.append(run_id)
+                assert f.attrs["edge_of_stability"].startswith("lr*preconditioned_sharpness > 18 from step")
+    assert past == ["adam_lr0.4_seed0_wd0"], rows  # lr 0.01 stays below the limit
+    md = (rep / "report.md").read_text()
+    assert "adam\\_lr0.4\\_seed0\\_wd0: past the edge of stability: lr\\*preconditioned\\_sharpness &gt; 18 from step" in md
+    assert "past the edge of stability (max lr·λ\\_max(P⁻¹H) = " in md  # the reason it is left out of the fit
+    assert (rep / "sharpness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
