@@ -105,8 +105,9 @@ class SynchronizedRun {
       throw Error("run_synchronized: expected record_every and steps multiples of the method's period");
     outcome_.trajectories.push_back({s.method});
     outcome_.stability = {method_->label(), layout.preconditioned_sharpness, method_->stable_lr_sharpness()};
-    if (layout.preconditioned_sharpness && !method_->preconditioned())
-      throw Error("run_synchronized: the layout has a preconditioned sharpness, the method " + s.method + " none");
+    if (layout.sharpness && layout.preconditioned_sharpness != method_->preconditioned())
+      throw Error("run_synchronized: expected a preconditioned sharpness in the layout exactly when the method " +
+                  s.method + " is preconditioned");
     for (const std::string& name : s.flows) {
       flows_.push_back(std::make_unique<FlowTrack>(make_flow(name, {objective, *method_, s.lr, s.start_correction}), s, slices));
       flows_.back()->integrator.set_end_time(static_cast<double>(s.steps) * s.lr);
@@ -417,8 +418,9 @@ const double* Record::find(std::size_t t, const std::string& name) const {
   if (!layout || t >= layout->size() || t >= trajectories.size()) return nullptr;
   std::size_t at = 0;
   for (const SeriesShape& s : (*layout)[t].series) {
-    if (s.name == name) return trajectories[t].values.data() + at;
-    at += static_cast<std::size_t>(s.width == 0 ? 1 : s.width);
+    const auto width = static_cast<std::size_t>(s.width == 0 ? 1 : s.width);
+    if (s.name == name) return at + width <= trajectories[t].values.size() ? trajectories[t].values.data() + at : nullptr;
+    at += width;
   }
   return nullptr;
 }

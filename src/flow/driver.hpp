@@ -45,7 +45,8 @@ struct Record {
   double time = 0;
   const RecordLayout* layout = nullptr;
   std::vector<TrajectoryRecord> trajectories;
-  // The values of series `name` of trajectory t, or nullptr when it has none.
+  // The values of series `name` of trajectory t, or nullptr when it has none (also before the first
+  // record, when no values are there yet).
   const double* find(std::size_t t, const std::string& name) const;
 };
 
