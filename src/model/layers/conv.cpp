@@ -231,18 +231,28 @@ class Conv final : public Layer {
 
   // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
   void products(const Jet& in, int s, Columns& y) const {
-    double beta = 0.0;
     const Run r = runs_[s];
+    sum_of_terms(in, s, r, [&] { return patch_blocks(r.top, r.length); }, stacked_w_[s],
+                 [&](int t) { return patch_blocks(t, 1); }, Op::none, y);
+  }
+
+  // out = Σ X_t · op(W_u) over the terms (t, u) of component c of x and w_: the terms of the merged run r
+  // as one GEMM of merged() and merged_w, the others one by one with single(t); the first GEMM
+  // overwrites out (β = 0), which is zero if there is no term.
+  template <class Merged, class Single>
+  void sum_of_terms(const Jet& x, int c, const Run& r, Merged merged, const Eigen::Ref<const Matrix>& merged_w,
+                    Single single, Op op, Eigen::Ref<Matrix> out) const {
+    double beta = 0.0;
     if (r.length > 0) {
-      gemm(1.0, patch_blocks(r.top, r.length), Op::none, stacked_w_[s], Op::none, beta, y);
+      gemm(1.0, merged(), Op::none, merged_w, op, beta, out);
       beta = 1.0;
     }
-    for_each_term(in, w_, s, [&](int t, int u) {
+    for_each_term(x, w_, c, [&](int t, int u) {
       if (r.contains(t)) return;
-      gemm(1.0, patch_blocks(t, 1), Op::none, w_.c[static_cast<std::size_t>(u)], Op::none, beta, y);
+      gemm(1.0, single(t), Op::none, w_.c[static_cast<std::size_t>(u)], op, beta, out);
       beta = 1.0;
     });
-    if (beta == 0.0) y.setZero();
+    if (beta == 0.0) out.setZero();
   }
 
   void load_parameters(const ForwardPass& pass) {
@@ -332,17 +342,9 @@ class Conv final : public Layer {
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
-      double beta = 0.0;
       const Run r = input_delta_runs_[c];
-      if (r.length > 0) {
-        gemm(1.0, delta_blocks(r.top, r.length), Op::none, side_w_[c], Op::transpose, beta, patch_delta_);
-        beta = 1.0;
-      }
-      for_each_term(delta, w_, c, [&](int u, int v) {
-        if (r.contains(u)) return;
-        gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::none, w_.c[static_cast<std::size_t>(v)], Op::transpose, beta, patch_delta_);
-        beta = 1.0;
-      });
+      sum_of_terms(delta, c, r, [&] { return delta_blocks(r.top, r.length); }, side_w_[c],
+                   [&](int u) { return deltas_[static_cast<std::size_t>(u)]; }, Op::transpose, patch_delta_);
       scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);
     }
   }
