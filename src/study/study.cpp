@@ -453,49 +453,48 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   }
 }
 
-// A flow the method does not provide (an eomP beyond its models) is bad input before anything is written:
-// the method and every flow are made once on a stand-in objective.
-void require_flows_of_method(const StudyConfig& c) {
-  QuadraticObjective stand_in(Matrix::Identity(1, 1));
-  const double lr = c.optimizer.lr.front();
-  const std::unique_ptr<Method> method = make_method(c.optimizer.method, {stand_in, lr, c.optimizer.settings});
-  for (const std::string& flow : c.flows.kinds) make_flow(flow, {stand_in, *method, lr});
+// ½θ² in one dimension over n samples, never evaluated: the loss the study's method and flows are made on
+// to ask what depends on the settings and N only (its models, period and stability limit).
+class StandInLoss final : public Objective {
+ public:
+  explicit StandInLoss(Index n) : n_(n) {}
+  Index dimension() const override { return 1; }
+  double value(const Vector& theta) override { return 0.5 * theta.squaredNorm(); }
+  double value_and_gradient(const Vector& theta, Vector& grad) override {
+    grad = theta;
+    return value(theta);
+  }
+  void hessian_vector(const Vector&, const Vector& v, Vector& hv) override { hv = v; }
+  void third_order(const Vector& theta, const Vector&, const Vector&, Vector& out) override { out.setZero(theta.size()); }
+  Index samples() const override { return n_; }
+
+ private:
+  Index n_;
+};
+
+std::unique_ptr<Method> method_on(StandInLoss& loss, const StudyConfig& c) {
+  return make_method(c.optimizer.method, {loss, c.optimizer.lr.front(), c.optimizer.settings});
 }
 
-// What the study's method's edge of stability is judged by, asked of the method made on a stand-in
-// objective (it depends on the settings only): whether by λ_max(P⁻¹H), and the limit of lr times it.
+// What the study's method's edge of stability is judged by: whether by λ_max(P⁻¹H), and the limit of lr
+// times it.
 struct StabilityOfMethod {
   bool preconditioned;
   double limit;
 };
 StabilityOfMethod stability_of_method(const StudyConfig& c) {
-  QuadraticObjective stand_in(Matrix::Identity(1, 1));
-  const auto m = make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings});
+  StandInLoss loss(0);
+  const std::unique_ptr<Method> m = method_on(loss, c);
   return {m->preconditioned(), m->stable_lr_sharpness()};
 }
 
-// A method's period (sgd: an epoch of m = N/b steps) must divide optimizer.record_every and every run's
-// steps: bad input before anything is written. The method is made on a stand-in loss over the data's N
-// samples (sgd refuses a batch size that does not divide N there).
-void require_whole_periods(const StudyConfig& c, const std::vector<RunSpec>& grid, Index n_samples) {
-  class StandIn final : public Objective {  // ½θ² over n samples (never evaluated)
-   public:
-    explicit StandIn(Index n) : n_(n) {}
-    Index dimension() const override { return 1; }
-    double value(const Vector& theta) override { return 0.5 * theta.squaredNorm(); }
-    double value_and_gradient(const Vector& theta, Vector& grad) override {
-      grad = theta;
-      return value(theta);
-    }
-    void hessian_vector(const Vector&, const Vector& v, Vector& hv) override { hv = v; }
-    void third_order(const Vector& theta, const Vector&, const Vector&, Vector& out) override { out.setZero(theta.size()); }
-    Index samples() const override { return n_; }
-
-   private:
-    Index n_;
-  } stand_in(n_samples);
-  const std::unique_ptr<Method> method =
-      make_method(c.optimizer.method, {stand_in, c.optimizer.lr.front(), c.optimizer.settings});
+// Bad input before anything is written: a flow the method does not provide (an eomP beyond its models),
+// a batch size that does not divide the data's N samples (sgd), and a method's period (sgd: an epoch of
+// m = N/b steps) that does not divide optimizer.record_every and every run's steps.
+void require_method_fits(const StudyConfig& c, const std::vector<RunSpec>& grid, Index n_samples) {
+  StandInLoss loss(n_samples);
+  const std::unique_ptr<Method> method = method_on(loss, c);
+  for (const std::string& flow : c.flows.kinds) make_flow(flow, {loss, *method, c.optimizer.lr.front()});
   const long period = method->period();
   if (period <= 1) return;
   const std::string epoch = "epochs of " + std::to_string(period) + " steps (" + c.optimizer.method + ")";
@@ -533,8 +532,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // Everything that can refuse the study (an unreadable data file) before anything is printed.
   const Dataset data = load_data(config);
   const Model probe = study_model(config, data);
-  require_flows_of_method(config);
-  require_whole_periods(config, expand_grid(config), data.n_samples());
+  require_method_fits(config, expand_grid(config), data.n_samples());
   const std::string memory =
       describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config), &probe));
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
@@ -782,8 +780,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   if (mlp) refuse_what_cannot_fit(config, make_model(config.model), world);
   const Dataset data = load_data(config);
   const Model probe = study_model(config, data);
-  require_flows_of_method(config);
-  require_whole_periods(config, grid, data.n_samples());
+  require_method_fits(config, grid, data.n_samples());
   if (!mlp) refuse_what_cannot_fit(config, probe, world);
   Vector init_from_file;
   if (!config.model.init_path.empty())
