@@ -13,13 +13,17 @@ std::string trimmed(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
+// Residual blocks nest layers; deeper than this is a mistake (and would exhaust the stack).
+constexpr int max_nesting = 64;
+
 // The pieces of `text` between the commas at parenthesis depth 0, trimmed; throws on unbalanced ones.
 std::vector<std::string> top_level_pieces(const std::string& text) {
   std::vector<std::string> out;
   int depth = 0;
   std::string piece;
   for (char ch : text) {
-    if (ch == '(') ++depth;
+    if (ch == '(' && ++depth > max_nesting)
+      throw Error("expected parentheses nested at most " + std::to_string(max_nesting) + " deep, got more");
     if (ch == ')' && --depth < 0) throw Error("expected balanced parentheses, got '" + text + "'");
     if (ch == ',' && depth == 0) {
       out.push_back(trimmed(piece));
@@ -52,8 +56,13 @@ LayerSpec parse_layer(const std::string& raw) {
   if (!is_name(spec.name)) refuse();
   if (open == std::string::npos) return spec;
   if (text.back() != ')') refuse();
-  const std::string inner = text.substr(open + 1, text.size() - open - 2);
-  for (std::string& arg : top_level_pieces(inner)) {
+  std::vector<std::string> args;
+  try {
+    args = top_level_pieces(text.substr(open + 1, text.size() - open - 2));
+  } catch (const Error&) {
+    refuse();  // "dense(3) dense(3)": the parentheses close before the end
+  }
+  for (std::string& arg : args) {
     if (arg.empty()) refuse();
     spec.args.push_back(std::move(arg));
   }
@@ -61,6 +70,7 @@ LayerSpec parse_layer(const std::string& raw) {
 }
 
 std::vector<LayerSpec> parse_architecture(const std::string& text) {
+  if (trimmed(text).empty()) throw Error("expected layers, got only blanks");
   const std::vector<std::string> pieces = top_level_pieces(text);
   std::vector<LayerSpec> out;
   for (std::size_t k = 0; k < pieces.size(); ++k) {

@@ -1,5 +1,9 @@
 #include "model/layer.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
 #include "core/error.hpp"
 #include "model/dense_path.hpp"
 
@@ -13,6 +17,22 @@ std::string LayerSpec::text() const {
 
 void LayerSpec::refuse(const std::string& what) const {
   throw LayerError(text(), "expected " + what);
+}
+
+long LayerSpec::whole(const std::string& arg, const std::string& usage) const {
+  const bool digits = !arg.empty() && arg.size() <= 18 &&
+                      std::all_of(arg.begin(), arg.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  const long value = digits ? std::stol(arg) : 0;
+  if (value <= 0) refuse(usage);
+  return value;
+}
+
+double LayerSpec::number(const std::string& arg, const std::string& usage) const {
+  const bool decimal = !arg.empty() && arg.find_first_not_of("0123456789+-.eE") == std::string::npos;
+  char* end = nullptr;
+  const double value = decimal ? std::strtod(arg.c_str(), &end) : 0.0;
+  if (!decimal || end != arg.c_str() + arg.size() || !std::isfinite(value)) refuse(usage);
+  return value;
 }
 
 unsigned BackwardPass::wanted() const {

@@ -35,6 +35,10 @@ struct LayerSpec {
   std::string text() const;
   // Throws LayerError "layer '<text>': expected <what>".
   [[noreturn]] void refuse(const std::string& what) const;
+  // `arg` as a whole number > 0 written in decimal digits, or refuse(usage).
+  long whole(const std::string& arg, const std::string& usage) const;
+  // `arg` as a finite number written in decimal (no hexadecimal, inf or nan), or refuse(usage).
+  double number(const std::string& arg, const std::string& usage) const;
 };
 
 // A layer's refusal of its name, arguments or input shape; what() is "layer '<text>': <reason>".

@@ -109,6 +109,18 @@ TEST(Architectures, ParserSplitsLayersAndArguments) {
   EXPECT_EQ(error_of([] { parse_architecture("dense(4),, tanh"); }), "layer 2: expected NAME or NAME(ARGS), got ''");
   EXPECT_EQ(error_of([] { parse_architecture("dense()"); }), "layer 1: expected NAME or NAME(ARGS), got 'dense()'");
   EXPECT_EQ(error_of([] { parse_architecture("dense(4)x"); }), "layer 1: expected NAME or NAME(ARGS), got 'dense(4)x'");
+  // A layer whose parentheses close before its end is quoted whole.
+  EXPECT_EQ(error_of([] { parse_architecture("tanh, dense(3) dense(3)"); }),
+            "layer 2: expected NAME or NAME(ARGS), got 'dense(3) dense(3)'");
+  EXPECT_EQ(error_of([] { parse_architecture("residual(tanh)(x)"); }),
+            "layer 1: expected NAME or NAME(ARGS), got 'residual(tanh)(x)'");
+  EXPECT_EQ(error_of([] { parse_architecture("  "); }), "expected layers, got only blanks");
+  // Nesting is bounded (3000 nested residuals exhausted the stack).
+  std::string nested = "tanh";
+  for (int i = 0; i < 64; ++i) nested = "residual(" + nested + ")";
+  EXPECT_EQ(parse_architecture(nested).size(), 1u);
+  EXPECT_EQ(error_of([&] { parse_architecture("residual(" + nested + ")"); }),
+            "expected parentheses nested at most 64 deep, got more");
 }
 
 TEST(Architectures, BadArchitecturesNameTheLayer) {
@@ -125,6 +137,12 @@ TEST(Architectures, BadArchitecturesNameTheLayer) {
             "weightnorm=on|off]) with a whole OUT > 0");
   EXPECT_EQ(error("batchnorm(eps=-1)"),
             "model.architecture: layer 1 'batchnorm(eps=-1)': expected batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
+  // Numbers are decimal: no hexadecimal, no sign on a size.
+  EXPECT_EQ(error("batchnorm(eps=0x10)"),
+            "model.architecture: layer 1 'batchnorm(eps=0x10)': expected batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
+  EXPECT_EQ(error("dense(+4)"),
+            "model.architecture: layer 1 'dense(+4)': expected dense(OUT[, weightnorm=on|off]) with a whole OUT > 0");
+  EXPECT_EQ(error("dense(0x4)").substr(0, 44), "model.architecture: layer 1 'dense(0x4)': ex");
   EXPECT_EQ(error("dense(4), batchnorm(momentum=0.1)").substr(0, 60),
             "model.architecture: layer 2 'batchnorm(momentum=0.1)': expec");
 }

@@ -170,13 +170,8 @@ std::unique_ptr<Layer> make_batch_norm(const LayerSpec& spec, const Shape& in) {
     if (arg == "affine=on" || arg == "affine=off") {
       affine = arg == "affine=on";
     } else if (arg.rfind("eps=", 0) == 0) {
-      std::size_t end = 0;
-      try {
-        eps = std::stod(arg.substr(4), &end);
-      } catch (const std::exception&) {
-        refuse();
-      }
-      if (end != arg.size() - 4 || !std::isfinite(eps) || eps < 0) refuse();
+      eps = spec.number(arg.substr(4), "batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
+      if (eps < 0) refuse();
     } else {
       refuse();
     }

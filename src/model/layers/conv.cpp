@@ -350,18 +350,6 @@ class Conv final : public Layer {
   }
 };
 
-long whole_argument(const LayerSpec& spec, const std::string& text, const std::string& usage) {
-  std::size_t end = 0;
-  long value = 0;
-  try {
-    value = std::stol(text, &end);
-  } catch (const std::exception&) {
-    spec.refuse(usage);
-  }
-  if (end != text.size() || value <= 0) spec.refuse(usage);
-  return value;
-}
-
 }  // namespace
 
 // conv(OUT, K), then stride=S and pad=P in any order.
@@ -369,16 +357,16 @@ std::unique_ptr<Layer> make_conv(const LayerSpec& spec, const Shape& in) {
   const std::string usage = "conv(OUT, K[, stride=S][, pad=P]) with whole OUT, K, S > 0 and P >= 0";
   if (spec.args.size() < 2 || spec.args.size() > 4) spec.refuse(usage);
   ConvGeometry g;
-  g.out = whole_argument(spec, spec.args[0], usage);
-  g.k = whole_argument(spec, spec.args[1], usage);
+  g.out = spec.whole(spec.args[0], usage);
+  g.k = spec.whole(spec.args[1], usage);
   bool stride_seen = false, pad_seen = false;
   for (std::size_t i = 2; i < spec.args.size(); ++i) {
     const std::string& a = spec.args[i];
     if (a.rfind("stride=", 0) == 0 && !stride_seen) {
-      g.stride = whole_argument(spec, a.substr(7), usage);
+      g.stride = spec.whole(a.substr(7), usage);
       stride_seen = true;
     } else if (a.rfind("pad=", 0) == 0 && !pad_seen) {
-      g.pad = a.substr(4) == "0" ? 0 : whole_argument(spec, a.substr(4), usage);
+      g.pad = a.substr(4) == "0" ? 0 : spec.whole(a.substr(4), usage);
       pad_seen = true;
     } else {
       spec.refuse(usage);

@@ -131,14 +131,7 @@ class Dense final : public Layer {
 std::unique_ptr<Layer> make_dense(const LayerSpec& spec, const Shape& in) {
   const auto refuse = [&] { spec.refuse("dense(OUT[, weightnorm=on|off]) with a whole OUT > 0"); };
   if (spec.args.empty() || spec.args.size() > 2) refuse();
-  std::size_t end = 0;
-  long out = 0;
-  try {
-    out = std::stol(spec.args[0], &end);
-  } catch (const std::exception&) {
-    refuse();
-  }
-  if (end != spec.args[0].size() || out <= 0) refuse();
+  const long out = spec.whole(spec.args[0], "dense(OUT[, weightnorm=on|off]) with a whole OUT > 0");
   const std::string option = spec.args.size() == 2 ? spec.args[1] : "weightnorm=off";
   if (option != "weightnorm=on" && option != "weightnorm=off") refuse();
   if (!in.is_vector()) spec.refuse("a vector input, got " + in.text() + " (flatten first)");

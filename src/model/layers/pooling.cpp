@@ -280,14 +280,7 @@ class GlobalAveragePool final : public Layer {
 Windows windows_for(const LayerSpec& spec, const Shape& in) {
   const std::string usage = spec.name + "(K) with a whole K > 0";
   if (spec.args.size() != 1) spec.refuse(usage);
-  std::size_t end = 0;
-  long k = 0;
-  try {
-    k = std::stol(spec.args[0], &end);
-  } catch (const std::exception&) {
-    spec.refuse(usage);
-  }
-  if (end != spec.args[0].size() || k <= 0) spec.refuse(usage);
+  const long k = spec.whole(spec.args[0], usage);
   if (in.is_vector()) spec.refuse("an image input C x H x W, got a vector of " + in.text());
   if (k > in.height || k > in.width) spec.refuse("a window no larger than the input, got K = " + std::to_string(k) + " on " + in.text());
   return {in, static_cast<Index>(k)};
