@@ -413,6 +413,13 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   c.model.architecture = canonical_architecture(kv.get("model.architecture"));
   c.model.activation = parse_choice("model.activation", kv.get("model.activation"), activations);
   c.model.normalize = parse_choice("model.normalize", kv.get("model.normalize"), normalizations);
+  // The MLP's activation and normalization; an architecture names its own layers. (Their defaults stay
+  // allowed: a resolved config spells every key.)
+  if (!c.model.architecture.empty())
+    for (const auto& [key, plain] : {std::pair{"model.activation", "tanh"}, std::pair{"model.normalize", "none"}})
+      if (kv.get(key) != plain)
+        throw_input_error(key, std::string("a key of model.layers only (model.architecture names its layers), or ") + plain,
+                          quoted(kv.get(key)));
   c.model.loss = parse_choice("model.loss", kv.get("model.loss"), losses);
   c.model.weight_decay.clear();
   for (const auto& s : split_list("model.weight_decay", kv.get("model.weight_decay"))) {
@@ -490,6 +497,11 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
   build_shape(c.data, kv);
   build_image_selection(c.data, kv);
   const std::string nf = kv.get("data.n_features"), nc = kv.get("data.n_classes");
+  if (is_image_source(c.data.source))
+    for (const char* key : {"data.n_features", "data.n_classes"})
+      if (!kv.get(key).empty())
+        throw_input_error(key, "a key of a synthetic or hdf5 source (an image source's files fix it)",
+                          "data.source " + quoted(kv.get("data.source")));
   c.data.n_features = !nf.empty()                  ? parse_size("data.n_features", nf)
                       : c.data.shape.channels > 0 ? c.data.shape.size()
                                                   : c.model.layers.front();

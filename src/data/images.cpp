@@ -241,6 +241,12 @@ std::vector<Index> selected_samples(const std::vector<std::int64_t>& labels, con
                           (data.classes.empty() ? "" : " in data.classes"),
                       std::to_string(data.n_samples));
   if (data.n_samples > 0) kept.resize(static_cast<std::size_t>(data.n_samples));
+  for (std::int64_t c : data.classes)
+    if (std::none_of(kept.begin(), kept.end(), [&](Index i) { return labels[static_cast<std::size_t>(i)] == c; }))
+      throw_input_error("data.n_samples",
+                        "enough samples to keep every class of data.classes (class " + std::to_string(c) +
+                            " has none among the first " + std::to_string(kept.size()) + ")",
+                        std::to_string(data.n_samples));
   return kept;
 }
 

@@ -81,7 +81,8 @@ std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ra
   std::string source;
   const double available = static_cast<double>(available_memory_bytes(&source));
   if (available <= 0 || e.total() * ranks_on_node <= available) return "";
-  const std::string key = e.parameter_bytes >= e.sample_bytes ? "model.layers"
+  const std::string network = c.model.architecture.empty() ? "model.layers" : "model.architecture";
+  const std::string key = e.parameter_bytes >= e.sample_bytes ? network
                           : c.data.source == "hdf5"          ? "data.source: '" + c.data.path + "'"
                                                              : "data.n_samples";
   return key + ": expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank × " +

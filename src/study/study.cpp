@@ -30,6 +30,7 @@
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
 #include "flow/flow.hpp"
+#include "model/architecture.hpp"
 #include "model/blas.hpp"
 #include "io/catalog.hpp"
 #include "io/checkpoint.hpp"
@@ -79,9 +80,9 @@ std::string data_text(const StudyConfig& c) {
          (c.data.n_classes > 0 ? " (data.n_classes " + std::to_string(c.data.n_classes) + ")" : "");
 }
 
-// Refuses data that does not fit the network named by `key` (model.layers or model.architecture): every
-// label below the output width (cross_entropy) or as many target columns as outputs (mse), and, when
-// `inputs` > 0 (model.layers' first width), that many features per sample.
+// Refuses data that does not fit the network named by `key` (model.layers, or model.architecture's last
+// layer): every label below the output width (cross_entropy) or as many target columns as outputs (mse),
+// and, when `inputs` > 0 (model.layers' first width), that many features per sample.
 void require_data_fits(const Dataset& data, Index inputs, Index outputs, const std::string& key, const StudyConfig& c) {
   const std::string where = key + ": " + data_text(c);
   if (inputs > 0 && data.n_features() != inputs)
@@ -99,6 +100,13 @@ void require_data_fits(const Dataset& data, Index inputs, Index outputs, const s
   }
 }
 
+// model.architecture's last layer by position and text, which gives the network's outputs (the layers
+// are known to parse).
+std::string last_layer_key(const StudyConfig& c) {
+  const std::vector<LayerSpec> layers = parse_architecture(c.model.architecture);
+  return "model.architecture: layer " + std::to_string(layers.size()) + " '" + layers.back().text() + "'";
+}
+
 // Loads the whole data set (every rank of the study reads the same) and checks it against the model.
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
@@ -106,10 +114,10 @@ Dataset load_data(const StudyConfig& c) {
     if (c.data.source == "hdf5") return io::read_data_file(c.data.path, c.model.loss, c.data.n_classes, "data.source");
     if (is_image_source(c.data.source)) {
       data = load_images(c.data);
-      if (c.model.loss == LossKind::mse) {
-        Index k = c.data.n_classes;
-        for (std::int64_t label : data.labels) k = std::max<Index>(k, static_cast<Index>(label) + 1);
-        labels_to_targets(data, k);
+      if (c.model.loss == LossKind::mse) {  // one-hot targets as wide as the network's outputs (as model.layers')
+        const Index outputs = make_model(c.model, data.shape()).n_outputs();
+        require_data_fits(data, 0, outputs, last_layer_key(c), c);
+        labels_to_targets(data, outputs);
       }
       return data;
     }
@@ -138,7 +146,7 @@ Model study_model(const StudyConfig& c, const Dataset& data) {
     if (data.has_labels() && model.n_outputs() < 2)
       throw InputError("model.architecture: the last layer gives " + std::to_string(model.n_outputs()) +
                        " outputs, expected at least 2 for cross_entropy");
-    require_data_fits(data, 0, model.n_outputs(), "model.architecture", c);
+    require_data_fits(data, 0, model.n_outputs(), last_layer_key(c), c);
   }
   return model;
 }
@@ -638,13 +646,49 @@ struct StudyContext {
   std::vector<std::pair<std::string, std::string>> provenance;
 };
 
+// A run's θ0 (the whole vector): model.init's, or the model's initialisation from the run's seed.
+Vector initial_parameters(const StudyContext& s, const Model& model, const RunSpec& run) {
+  return s.init_from_file.size() == 0 ? model.initial_parameters(run.seed) : s.init_from_file;
+}
+
+// A run's loss over its group's shards of the data; evaluations are collective over the group.
+ModelObjective run_objective(const StudyContext& s, Model model, const RunSpec& run, const dist::SlicedVectors& slices) {
+  const Index n = s.data.n_samples();
+  const int rank = s.group.rank(), size = s.group.size();
+  return ModelObjective(std::move(model), shard(s.data, rank, size), n, run.weight_decay, slices,
+                        n * rank / size);  // shard()'s first sample
+}
+
+// A loss that is not finite before any step is a setup to refuse, not a result: a batchnorm or layernorm
+// with eps 0 over a channel of zero variance (a constant channel, a single sample) divides 0 by 0. Each
+// group evaluates its first run's start; every rank throws the InputError of the lowest failing one.
+void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
+  std::string problem;
+  if (first_run) {
+    Model model = study_model(s.config, s.data);
+    const dist::SlicedVectors slices(s.group, model.n_params());
+    const Vector theta0 = initial_parameters(s, model, *first_run).segment(slices.begin(), slices.local_size());
+    ModelObjective objective = run_objective(s, std::move(model), *first_run, slices);
+    const double loss = objective.value(theta0);
+    const std::string key = !s.config.model.init_path.empty()       ? "model.init"
+                            : !s.config.model.architecture.empty() ? "model.architecture"
+                                                                   : "model.layers";
+    if (!std::isfinite(loss))
+      problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
+                first_run->run_id + "'s initial parameters (a batchnorm or layernorm with eps 0 over a channel of "
+                "zero variance? give it eps > 0)";
+  }
+  const long first = s.world.max(problem.empty() ? 0 : s.world.size() - s.world.rank());
+  if (first > 0) throw InputError(s.world.broadcast(problem, static_cast<int>(s.world.size() - first)));
+}
+
 // Computes one run (fresh or from its checkpoint) into its run file; returns how it ended.
 RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, const std::string& label) {
   const StudyConfig& config = s.config;
   const dist::Comm& group = s.group;
   const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
   Model model = study_model(config, s.data);
-  const Vector theta0_whole = s.init_from_file.size() == 0 ? model.initial_parameters(run.seed) : s.init_from_file;
+  const Vector theta0_whole = initial_parameters(s, model, run);
   const dist::SlicedVectors slices(group, model.n_params());
   const Vector theta0 = theta0_whole.segment(slices.begin(), slices.local_size());
   const DriverSettings settings = driver_settings(config, run);
@@ -670,8 +714,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   set_method_attributes(config, header);
   if (config.output_options.sharpness) header.method_numbers.emplace_back("stable_lr_sharpness", stability.limit);
 
-  ModelObjective objective(std::move(model), shard(s.data, group.rank(), group.size()), s.data.n_samples(),
-                           run.weight_decay, slices, s.data.n_samples() * group.rank() / group.size());  // shard()'s first sample
+  ModelObjective objective = run_objective(s, std::move(model), run, slices);
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
     const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
@@ -785,14 +828,17 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
-  const OutputLock lock = prepare_output_everywhere(config, options, runs, world);
-
   const int group_index = world.rank() / config.ranks_per_run;
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
   const std::string created = group.broadcast(utc_now());
   const StudyContext context{config, options, data, init_from_file, world, group,
                              provenance(config, world, group.broadcast(host_name()), created)};
+  std::vector<const RunSpec*> group_runs;
+  for (std::size_t i = 0; i < runs.size(); ++i)
+    if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
+  require_finite_start(context, group_runs.empty() ? nullptr : group_runs.front());
+  const OutputLock lock = prepare_output_everywhere(config, options, runs, world);
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"
@@ -801,9 +847,6 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
               << " on " << world.size() << " rank(s) in " << groups << " group(s)" << (options.resume ? ", resuming" : "")
               << std::endl;
 
-  std::vector<const RunSpec*> group_runs;
-  for (std::size_t i = 0; i < runs.size(); ++i)
-    if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
   bool interrupted = false;
   GroupProgress eta;
   for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {

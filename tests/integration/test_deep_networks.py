@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_eomlab, write_config
-from test_bad_input import check_refused
+from test_bad_input import check_refused, with_change
 
 STUDY = """
 [study]
@@ -102,8 +102,14 @@ BAD = {
                                "the shape 2x6x6, got 4x6x6"),
     "conv_larger_than_input": ("conv(4, 7), flatten, dense(3)", "model.architecture: layer 1 'conv(4, 7)'"),
     "unbalanced": ("conv(4, 3, flatten, dense(3)", "model.architecture: expected balanced parentheses"),
-    "too_few_outputs": ("flatten, dense(2)", "model.architecture: data.source gaussian_mixture (data.n_classes 3) has label 2, "
-                        "expected labels below output width 2"),
+    "too_few_outputs": ("flatten, dense(2)", "model.architecture: layer 2 'dense(2)': data.source gaussian_mixture "
+                        "(data.n_classes 3) has label 2, expected labels below output width 2"),
+    "stray_parenthesis": ("conv(4, 3), tanh, flatten, dense(3) dense(3)",
+                          "model.architecture: layer 4: expected NAME or NAME(ARGS), got 'dense(3) dense(3)'"),
+    "hexadecimal_eps": ("batchnorm(eps=0x10), flatten, dense(3)", "model.architecture: layer 1 'batchnorm(eps=0x10)'"),
+    "nested_too_deep": ("residual(" * 65 + "tanh" + ")" * 65 + ", flatten, dense(3)",
+                        "model.architecture: expected parentheses nested at most 64 deep"),
+    "mlp_activation_beside_it": ("flatten, dense(3)\nactivation = relu", "model.activation: expected a key of model.layers only"),
 }
 
 
@@ -115,3 +121,17 @@ def test_bad_architectures_are_refused_naming_the_layer(tmp_path, case, np_):
     config = write_config(tmp_path, STUDY.format(output=out, ranks=1, architecture=architecture, steps=2,
                                                  record_every=1, sharpness="off"))
     check_refused(run_eomlab(["--config", config], np=np_), expected, out, np_)
+
+
+@pytest.mark.parametrize("np_,ranks", [(None, 1), (2, 1), (2, 2)])
+def test_a_start_whose_loss_is_not_finite_is_refused(tmp_path, np_, ranks):
+    """batchnorm with eps 0 over a single sample divides 0 by 0 before any step: bad input (exit 2, nothing
+    written), not a run recorded as diverged; with eps > 0 the same study runs."""
+    out = tmp_path / "out"
+    text = with_change(STUDY.format(output=out, ranks=ranks, architecture="flatten, batchnorm, dense(3)", steps=2,
+                                    record_every=1, sharpness="off"), "n_samples = 31", "n_samples = 1")
+    config = write_config(tmp_path, text)
+    check_refused(run_eomlab(["--config", config], np=np_), "model.architecture: expected a finite loss at the start", out, np_)
+    config = write_config(tmp_path, with_change(text, "batchnorm,", "batchnorm(eps=1e-5),"), "eps.ini")
+    proc = run_eomlab(["--config", config], np=np_)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

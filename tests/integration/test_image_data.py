@@ -104,6 +104,16 @@ def test_fashion_mnist_loss_at_step_0_is_numpy_on_the_gz_files(tmp_path, np_, ra
     check_loss(proc, out, standardise(x), y)
 
 
+@pytest.mark.parametrize("np_, ranks", [(None, 1), (2, 2)])
+def test_an_architectures_mse_targets_are_as_wide_as_its_outputs(tmp_path, np_, ranks):
+    """As with model.layers, mse's one-hot targets have the network's output width (6 here), which only has to
+    exceed every label (0..3)."""
+    images, labels = small_idx(tmp_path / "idx")
+    config, out = study(tmp_path, f"source = idx:{tmp_path}/idx\npixels = unit", "25,4,4\narchitecture = flatten, dense(6)",
+                        "mse", ranks=ranks)
+    check_loss(run_eomlab(["--config", config], np=np_), out, images / 255.0, labels.astype(int), "mse")
+
+
 @needs_fashion
 def test_fashion_mnist_test_split_unit_pixels_mse(tmp_path):
     config, out = study(tmp_path, "source = fashion_mnist\nsplit = test\npixels = unit\nn_samples = 50", "784,6,10", "mse")
@@ -211,10 +221,10 @@ def missing_cifar(tmp_path):
     return f"source = cifar10:{tmp_path}/nothing", str(tmp_path / "nothing" / "data_batch_1.bin")
 
 
-def good_idx_expecting(expected):
+def good_idx_expecting(expected, keys=""):
     def make(tmp_path):
         small_idx(tmp_path / "idx")
-        return f"source = idx:{tmp_path}/idx", expected
+        return f"source = idx:{tmp_path}/idx\n{keys}", expected
     return make
 
 
@@ -241,6 +251,10 @@ BAD = {
     "shape_on_idx": (lambda t: (f"source = idx:{t}\nshape = 1,5,5", "data.shape"), "25,4,4"),
     "path_on_idx": (lambda t: (f"source = idx:{t}\npath = {t}", "data.path"), "25,4,4"),
     "idx_missing": (lambda t: (f"source = idx:{t}/none-", f"{t}/none-train-labels-idx1-ubyte"), "25,4,4"),
+    "class_left_empty": (good_idx_expecting("data.n_samples: expected enough samples to keep every class of data.classes",
+                                            "classes = 0, 1, 2\nn_samples = 2"), "25,4,3"),
+    "n_classes_on_idx": (good_idx_expecting("data.n_classes: expected a key of a synthetic or hdf5 source",
+                                            "n_classes = 4"), "25,4,4"),
 }
 
 

@@ -163,7 +163,6 @@ TEST(Images, FirstNOfTheSelection) {
   const std::string folder = fresh_folder("first");
   write_idx_pair(folder + "/", false);
   DataConfig d = idx_config(folder);
-  d.classes = {0, 1, 2};
   d.n_samples = 2;
   d.pixels = Pixels::unit;
   const Dataset data = load_images(d);
@@ -172,7 +171,7 @@ TEST(Images, FirstNOfTheSelection) {
   EXPECT_EQ(count_images(d), 2);
 }
 
-TEST(Images, MoreSamplesThanTheSelectionOrAnAbsentClassIsBadInput) {
+TEST(Images, MoreSamplesThanTheSelectionOrAnAbsentOrEmptyClassIsBadInput) {
   const std::string folder = fresh_folder("too_many");
   write_idx_pair(folder + "/", false);
   DataConfig d = idx_config(folder);
@@ -180,6 +179,11 @@ TEST(Images, MoreSamplesThanTheSelectionOrAnAbsentClassIsBadInput) {
   d.n_samples = 3;
   EXPECT_NE(error_of([&] { load_images(d); }).find("data.n_samples: expected at most the 2 samples"), std::string::npos);
   EXPECT_NE(error_of([&] { count_images(d); }).find("data.n_samples"), std::string::npos);
+  d.classes = {0, 1, 2};  // the first 2 of the selection have labels 2 and 0: class 1 would have no sample
+  d.n_samples = 2;
+  EXPECT_NE(error_of([&] { load_images(d); }).find("data.n_samples: expected enough samples to keep every class of "
+                                                   "data.classes (class 1 has none among the first 2)"),
+            std::string::npos);
   d.n_samples = 0;
   d.classes = {0, 9};
   EXPECT_NE(error_of([&] { load_images(d); }).find("data.classes: expected labels that occur in the train split"),

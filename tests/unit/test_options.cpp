@@ -226,6 +226,20 @@ TEST(Options, BadImageKeysNameTheKey) {
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nclasses = -1\n"), "data.classes"));
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = idx:\n"), "data.source"));
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = mnist\n"), "data.source"));
+  // An image source's files fix its features and classes: these keys would be silently ignored.
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nn_features = 24\n"), "data.n_features"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = idx:/x\nn_classes = 3\n"), "data.n_classes"));
+}
+
+// An architecture names its layers' activations and normalizations: the MLP's keys are refused beside it
+// unless they keep their defaults (a resolved config spells them), and the resolved text parses again.
+TEST(Options, TheMlpsKeysBesideAnArchitectureAreRefused) {
+  const std::string arch = minimal + "[data]\nshape = 1,6,6\n[model]\narchitecture = conv(2, 3), relu, flatten, dense(3)\n";
+  const auto starts = [](const std::string& e, const std::string& key) { return e.rfind(key + ": ", 0) == 0; };
+  EXPECT_TRUE(starts(error_of(arch + "activation = relu\n"), "model.activation"));
+  EXPECT_TRUE(starts(error_of(arch + "normalize = layer\n"), "model.normalize"));
+  const cli::Command c = parse(arch + "activation = tanh\nnormalize = none\n");
+  EXPECT_EQ(parse(c.config.resolved_text).config.resolved_text, c.config.resolved_text);
 }
 
 TEST(Options, ShapeOfSyntheticSamples) {
