@@ -11,6 +11,8 @@
 // β1 = 0.9; Cohen et al. 2022).
 #include <cmath>
 
+#include "core/config.hpp"
+#include "core/error.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 
@@ -49,11 +51,19 @@ double rmsprop_start_sum(double a, double beta, double eps) {
   return sum;
 }
 
+// rmsprop_start_sum's exact part has about ln(1000)/(1 − β) terms per parameter: at most this β.
+constexpr double max_start_sum_beta = 0.99999;
+
 // eom0 and eom1 of rmsprop and adam.
 class AdaptiveFlow final : public Flow {
  public:
   AdaptiveFlow(Objective& objective, const AdaptiveSettings& s, int order, double lr, bool corrected_start)
-      : objective_(objective), s_(s), order_(order), lr_(lr), corrected_start_(corrected_start) {}
+      : objective_(objective), s_(s), order_(order), lr_(lr), corrected_start_(corrected_start) {
+    if (corrected_start_ && s_.kind == Adaptive::rmsprop && order_ >= 1 && s_.beta2 > max_start_sum_beta)
+      throw InputError("optimizer.beta2: expected at most " + format_number(max_start_sum_beta) +
+                       " for rmsprop's eom1 started from θ0* (its start shift sums ln(1000)/(1 − β2) terms per "
+                       "parameter), got " + format_number(s_.beta2) + "; or set flows.start_correction = off");
+  }
 
   Vector start_point(const Vector& theta0) override {
     if (!corrected_start_ || s_.kind != Adaptive::rmsprop || order_ < 1) return theta0;
