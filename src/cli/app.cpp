@@ -20,8 +20,8 @@ eomlab::StudyOptions study_options(const eomlab::cli::Command& cmd) {
 namespace eomlab {
 
 int run_eomlab(int argc, char** argv) {
+  install_stop_handlers();  // first, before MPI's start-up too: a stop signal must never kill a rank outright
   dist::Environment mpi(argc, argv);
-  install_stop_handlers();  // before any work: a stop signal must never kill a rank outright
   const dist::Comm world = dist::Comm::world();
   const bool root = world.rank() == 0;
   try {

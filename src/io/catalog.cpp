@@ -20,7 +20,7 @@ using h5::check;
 using h5::Handle;
 
 struct Row {
-  char run_id[64];
+  char run_id[128];  // the longest run id (method, lr and weight decay in 17 digits, a 20-digit seed) has 87
   double lr;
   long long seed;
   double weight_decay;
@@ -48,6 +48,7 @@ int write_catalog(const std::string& output_dir, const std::string& study_name, 
     const RunSpec& run = runs[i];
     Row& row = rows[i];
     row = Row{};
+    if (run.run_id.size() >= sizeof row.run_id) throw Error("write_catalog: run id longer than its column: " + run.run_id);
     std::strncpy(row.run_id, run.run_id.c_str(), sizeof row.run_id - 1);
     row.lr = run.lr;
     row.seed = static_cast<long long>(run.seed);

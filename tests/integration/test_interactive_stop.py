@@ -151,3 +151,16 @@ def test_a_stop_while_mpirun_starts_exits_75_saying_nothing_was_computed(tmp_pat
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, out + err
     assert "stopped while mpirun was starting" in err or "Interrupted by a stop signal" in out, out + err
+
+
+def test_sigterm_while_mpi_starts_up_exits_75(tmp_path):
+    """eomlab takes stop signals before MPI's start-up (about 0.3 s as a singleton), not after it: a SIGTERM
+    at 0.15 s ended the process with 143 (killed) instead of the 75 a requeue waits for."""
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
+        "record_every = 5", "record_every = 1000")
+    proc = subprocess.Popen([eomlab_binary(), "--config", str(write_config(tmp_path, text))], env=mpi_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, out + err

@@ -112,3 +112,17 @@ def test_dry_run_shows_groups_of_ranks(tmp_path):
     assert "4 runs on 4 ranks, 2 group(s) of 2" in proc.stdout
     assert "0-1" in proc.stdout and "2-3" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_the_catalog_keeps_the_longest_run_ids_whole(tmp_path):
+    """Run ids of a method with lrs and weight decays in 15–17 digits and a 19-digit seed (73 characters)
+    stay whole and distinct in /summary (its column held 63 characters and merged them)."""
+    text = (STUDY.replace("lr = 0.1", "lr = 0.012345678901234, 0.012345678901235\nmethod = heavy_ball")
+                 .replace("seed = 1", "seed = 9223372036854775807")
+                 .replace("activation = tanh", "activation = tanh\nweight_decay = 0.0123456789012341, 0.0123456789012342")
+                 .replace("steps = 20", "steps = 5"))
+    out = run_study(tmp_path, "long", 2, text)
+    summary, _ = read_catalog(out)
+    ids = {r.decode() for r in summary["run_id"]}
+    assert ids == {p.stem for p in (out / "runs").glob("*.h5")} and len(ids) == 4
+    assert "heavy_ball_lr0.012345678901235_seed9223372036854775807_wd0.0123456789012342" in ids
