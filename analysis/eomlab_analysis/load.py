@@ -372,14 +372,14 @@ class Study:
         return None
 
     def _drop_duplicates(self, runs):
-        """One run per grid point: the most recently written file; older ones are stale."""
+        """One run per method and grid point: the most recently written file; older ones are stale."""
         newest = {}
         for run in sorted(runs, key=lambda r: r.path.stat().st_mtime_ns, reverse=True):
-            if run.grid_point in newest:
-                self._stale.append((run.path.name, run.run_id,
-                                    f"same grid point as the newer {newest[run.grid_point].path.name}"))
+            point = (run.method,) + run.grid_point
+            if point in newest:
+                self._stale.append((run.path.name, run.run_id, f"same grid point as the newer {newest[point].path.name}"))
             else:
-                newest[run.grid_point] = run
+                newest[point] = run
         return list(newest.values())
 
     def catalog(self):

@@ -171,12 +171,35 @@ def common_final_distance(runs, flow):
 
 
 def groups(runs):
-    """Runs with at least two records by (seed, weight_decay)."""
+    """Runs with at least two records by (method, seed, weight_decay): a folder without study.ini may hold
+    runs of several methods, which are never fitted or drawn together."""
     out = {}
     for r in runs:
         if r.records > 1:
-            out.setdefault((r.seed, r.weight_decay), []).append(r)
+            out.setdefault((r.method, r.seed, r.weight_decay), []).append(r)
     return out
+
+
+def number_text(x):
+    """x as %g where that reads back as x, else in full (file names and labels must tell values apart)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
+def group_suffix(key, every):
+    """The file-name suffix of a group's figures: none for a single group, else _seed<S>_wd<W>, preceded
+    by _<method> when the groups have several methods."""
+    method, seed, wd = key
+    if len(every) == 1:
+        return ""
+    several = len({k[0] for k, _ in every}) > 1
+    return (f"_{method}" if several else "") + f"_seed{seed}_wd{number_text(wd)}"
+
+
+def group_label(key, every):
+    method, seed, wd = key
+    several = len({k[0] for k, _ in every}) > 1
+    return (f"{method}, " if several else "") + f"seed {seed}, weight decay {number_text(wd)}"
 
 
 def plotted(study):
@@ -187,7 +210,7 @@ def plotted(study):
 def order_fits(study):
     """Per (seed, weight_decay) sweeping two lrs or more: (seed, wd, fitted runs, [(run, why left out)])."""
     fits = []
-    for (seed, wd), runs in sorted(groups(study.runs).items()):
+    for (_, seed, wd), runs in sorted(groups(study.runs).items()):
         if len({r.lr for r in runs}) >= 2:
             why = {r: left_out_of_fits(r) for r in runs}
             fits.append((seed, wd, [r for r in runs if not why[r]], [(r, why[r]) for r in runs if why[r]]))
@@ -199,11 +222,16 @@ def ordered(flows):
     return [t for t in flows if flow_order(t) is not None]
 
 
+# The methods whose eom0 is gradient flow θ' = −∇L (sgd's: −ḡ at epoch boundaries, DESIGN.md §1.5); gf
+# models no other method (heavy ball's eom0 is −g/(1−β), the adaptive methods' are preconditioned).
+GF_IS_EOM0 = ("gd", "sgd")
+
+
 def expected_order(flow, method):
     """The slope a flow's distance to the method should have against lr (DESIGN.md §1.3, §1.5): P + 1 for
-    the method's eomP; gf is GD's eom0 only and models no other method (None: nothing expected)."""
+    the method's eomP, 1 for gf where it is the method's eom0 (None: nothing expected)."""
     order = flow_order(flow)
-    if order is None or (flow == "gf" and method != "gd"):
+    if order is None or (flow == "gf" and method not in GF_IS_EOM0):
         return None
     return order + 1
 
@@ -376,9 +404,8 @@ def plots(study, out):
     there are several groups), then the translation component of each group with weight decay."""
     made = []
     every = sorted(groups(plotted(study)).items())
-    for (seed, wd), runs in every:
-        suffix = "" if len(every) == 1 else f"_seed{seed}_wd{wd:g}"
-        made += group_plots(runs, out, suffix, f"seed {seed}, weight decay {wd:g}", len(every) > 1)
+    for key, runs in every:
+        made += group_plots(runs, out, group_suffix(key, every), group_label(key, every), len(every) > 1)
     made += translation_plots(every, out)
     return made
 
@@ -498,11 +525,11 @@ def translation_plots(every, out):
     """Each flow's deviation from the discrete trajectory in the output-bias class-sum, for the smallest
     lr of each group with weight decay."""
     made = []
-    with_wd = [(key, [r for r in runs if r.has(r.discrete, "translation_components")]) for key, runs in every if key[1] > 0]
+    with_wd = [(key, [r for r in runs if r.has(r.discrete, "translation_components")]) for key, runs in every if key[2] > 0]
     with_wd = [(key, runs) for key, runs in with_wd if runs]
-    for (seed, wd), runs in with_wd:
+    for key, runs in with_wd:
         r = min(runs, key=lambda run: run.lr)
-        suffix = "" if len(with_wd) == 1 else f"_seed{seed}_wd{wd:g}"
+        suffix = group_suffix(key, with_wd)
         fig, ax = subplots(figsize=(5.2, 3.8))
         s0 = r.series(r.discrete, "translation_components")[:, -1]
         for t in r.flows:
@@ -515,7 +542,7 @@ def translation_plots(every, out):
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        title = "Translation component against time" + ("" if len(with_wd) == 1 else f" (seed {seed}, weight decay {wd:g})")
+        title = "Translation component against time" + ("" if len(with_wd) == 1 else f" ({group_label(key, with_wd)})")
         made.append(save(fig, out, "translation" + suffix, title))
     return made
 

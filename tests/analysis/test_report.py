@@ -649,3 +649,55 @@ def test_adam_runs_are_judged_by_their_preconditioned_sharpness(tmp_path):
     assert "adam\\_lr0.4\\_seed0\\_wd0: past the edge of stability: lr\\*preconditioned\\_sharpness &gt; 18 from step" in md
     assert "past the edge of stability (max lr·λ\\_max(P⁻¹H) = " in md  # the reason it is left out of the fit
     assert (rep / "sharpness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+MIXED = """
+[study]
+name = mixed
+output = {output}
+seed = 2
+[data]
+n_samples = 64
+[model]
+layers = 5,8,3
+[optimizer]
+method = {method}
+lr = 0.04, 0.02
+steps = 8
+record_every = 2
+[flows]
+kinds = gf, eom1
+"""
+
+
+def test_runs_of_two_methods_in_one_folder_are_fitted_apart(tmp_path):
+    """A folder without study.ini holding sgd and heavy-ball runs of the same (seed, lr, weight decay): no run
+    is taken for a duplicate of the other method's, each method gets its own fit and figures, and gf is
+    expected at slope 1 for sgd (its eom0, −ḡ) but models nothing for heavy ball."""
+    folder = tmp_path / "folder" / "runs"
+    folder.mkdir(parents=True)
+    for method in ["sgd\nbatch_size = 32", "heavy_ball"]:
+        out = tmp_path / method[:3]
+        proc = run_eomlab(["--config", write_config(tmp_path, MIXED.format(output=out, method=method), f"{method[:3]}.ini")])
+        assert proc.returncode == 0, proc.stderr
+        for run in (out / "runs").glob("*.h5"):
+            shutil.copy(run, folder / run.name)
+    rep = report(tmp_path / "folder", tmp_path / "report")
+    assert len(table(rep / "runs.csv")) == 4
+    assert "same grid point" not in (rep / "report.md").read_text()
+    rows = {(row["method"], row["flow"]): row for row in table(rep / "orders.csv")}
+    assert sorted(rows) == [("heavy_ball", "eom1"), ("heavy_ball", "gf"), ("sgd", "eom1"), ("sgd", "gf")]
+    assert all(row["lrs"] == "2" for row in rows.values())
+    assert rows[("sgd", "gf")]["expected"] == "1" and rows[("sgd", "gf")]["within_0.25"] != "n/a"
+    assert rows[("heavy_ball", "gf")]["expected"] == "" and rows[("heavy_ball", "gf")]["within_0.25"] == "n/a"
+    for method in ["sgd", "heavy_ball"]:
+        assert (rep / f"orders_{method}_seed2_wd0.png").exists()
+
+
+def test_figure_names_tell_weight_decays_apart():
+    """Weight decays that %g would merge (0.0123457) get their full spelling in file names and labels."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.report import number_text
+    assert [number_text(x) for x in (0.0, 0.01, 1e-5)] == ["0", "0.01", "1e-05"]
+    assert number_text(0.0123456789012341) == "0.0123456789012341"
+    assert number_text(0.0123456789012341) != number_text(0.0123456789012342)
