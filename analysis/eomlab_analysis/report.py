@@ -41,7 +41,7 @@ import numpy as np
 import matplotlib
 from matplotlib.figure import Figure
 
-from .load import Study, fit_slope, flow_order, text
+from .load import Study, fit_slope, flow_order, grid, text
 
 ORDER_TOLERANCE = 0.25
 STYLE = {"gf": "--", "eom1": "-.", "eom2": ":", "eom3": (0, (1, 3))}
@@ -614,11 +614,22 @@ def build(output_dir, out_dir):
         return write(study, out_dir)
 
 
+def runs_line(study):
+    """How many runs the report has, and of the study in study.ini how many have no run file yet (a study
+    stopped before them)."""
+    found = len(study.runs)
+    if study.config_text is None:
+        return f"{found} run file{'' if found == 1 else 's'}"
+    total = len(grid(study.config))
+    missing = f" ({total - found} without a run file yet)" if total > found else ""
+    return f"{found} of the study's {total} run{'' if total == 1 else 's'}{missing}"
+
+
 def write(study, out_dir):
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"# eomlab report: study '{md(study.name)}'\n",
-             f"Output directory: {md(str(study.dir))}, {len(study.runs)} runs of the study"
+             f"Output directory: {md(str(study.dir))}, {runs_line(study)}"
              + (f", {len(study.stale)} stale run files.\n" if study.stale else ".\n")]
     if study.runs:
         a = study.runs[0].attrs

@@ -197,6 +197,11 @@ def test_incomplete_and_diverged_runs_are_read_and_flagged(orders_study, tmp_pat
     assert f"- {run_id.replace('_', chr(92) + '_')}: status **running** (9 records readable)" in md
     rows = {r["run_id"]: r for r in table(rep / "runs.csv")}
     assert rows[run_id]["final_step"] == "16"  # record 9 of a record_every = 2 run
+    assert "4 of the study's 4 runs." in md
+    # A study stopped before its last run: the report says how many have no run file yet.
+    run_files(copy)[0.08].unlink()
+    md = (report(copy, tmp_path / "report2") / "report.md").read_text()
+    assert "3 of the study's 4 runs (1 without a run file yet)." in md
 
 
 def test_digits_are_converted_to_the_data_format(tmp_path):
