@@ -28,6 +28,7 @@ struct RunFileHeader {
   // The method's hyperparameters as root attributes (DESIGN.md §3.7: momentum, beta1, ..., order), and
   // with the sharpness its stable_lr_sharpness.
   std::vector<std::pair<std::string, double>> method_numbers;
+  std::vector<std::pair<std::string, long long>> method_integers;
   std::vector<std::pair<std::string, std::string>> method_texts;
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
   std::vector<std::pair<std::string, std::string>> provenance;

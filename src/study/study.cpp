@@ -627,10 +627,11 @@ std::vector<std::pair<std::string, std::string>> provenance(const StudyConfig& c
 // The hyperparameters the study's method reads, as the run file's root attributes (DESIGN.md §3.7).
 void set_method_attributes(const StudyConfig& c, io::RunFileHeader& header) {
   const MethodSettings& m = c.optimizer.settings;
-  const std::pair<std::string, double> numbers[] = {{"momentum", m.momentum}, {"beta1", m.beta1}, {"beta2", m.beta2},
-                                                   {"eps", m.eps}, {"batch_size", static_cast<double>(m.batch_size)}};
+  const std::pair<std::string, double> numbers[] = {
+      {"momentum", m.momentum}, {"beta1", m.beta1}, {"beta2", m.beta2}, {"eps", m.eps}};
   for (const auto& [key, value] : numbers)
     if (method_reads(c.optimizer.method, key)) header.method_numbers.emplace_back(key, value);
+  if (method_reads(c.optimizer.method, "batch_size")) header.method_integers.emplace_back("batch_size", m.batch_size);
   if (method_reads(c.optimizer.method, "order"))
     header.method_texts.emplace_back("order", m.order == BatchOrder::fixed ? "fixed" : "reshuffle");
 }

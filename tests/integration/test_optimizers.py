@@ -66,6 +66,7 @@ def test_run_file_names_the_method_and_ranks_agree(tmp_path, method):
         for line in SETTINGS[method].splitlines():
             key, value = (s.strip() for s in line.split("="))
             assert a.attrs[key] == float(value), key
+            assert np.issubdtype(type(a.attrs[key]), np.integer) == (key == "batch_size"), key  # a size is an integer
         assert a.attrs["discrete_trajectory"] == method
         for traj in [method, *flows]:
             x, y = a[f"trajectories/{traj}/theta"][()], b[f"trajectories/{traj}/theta"][()]

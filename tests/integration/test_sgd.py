@@ -63,6 +63,9 @@ def study(tmp_path, name, ranks, order, **replace):
 def test_one_two_and_three_ranks_per_run_agree_and_reruns_are_bitwise(tmp_path, order):
     one = series(study(tmp_path, "one", 1, order))
     assert list(one["step"]) == [0, 8, 16, 24, 32, 40]
+    with h5py.File(run_file(tmp_path / "one"), "r") as f:  # the method's settings, a size as an integer
+        assert f.attrs["order"] == order and f.attrs["batch_size"] == 12
+        assert np.issubdtype(type(f.attrs["batch_size"]), np.integer)
     assert one["eom1_distance"][-1] < one["gf_distance"][-1] / 3
     for ranks in (2, 3):
         other = series(study(tmp_path, f"r{ranks}", ranks, order))
