@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <cmath>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -65,7 +67,12 @@ struct PyModel {
     for (const auto& [k, v] : kw) {
       const std::string key = py::str(k);
       if (key == "input_shape") {
-        const std::vector<Index> dims = v.cast<std::vector<Index>>();
+        std::vector<Index> dims;
+        try {
+          dims = v.cast<std::vector<Index>>();
+        } catch (const py::cast_error&) {
+          bad("input_shape: expected a tuple (d,) or (C, H, W) of sizes, got " + py::repr(v).cast<std::string>());
+        }
         if (dims.size() == 1) input = Shape(dims[0]);
         else if (dims.size() == 3) input = Shape{dims[0], dims[1], dims[2]};
         else bad("input_shape: expected (d,) or (C, H, W), got " + list_text(v));
@@ -81,6 +88,7 @@ struct PyModel {
     }
     const bool architecture = kw.contains("architecture");
     if (architecture && !kw.contains("input_shape")) bad("input_shape: expected the samples' shape with architecture");
+    if (architecture && kw.contains("layers")) bad("layers: expected either layers or architecture, got both");
     if (!architecture && kw.contains("input_shape")) bad("input_shape: only with architecture (layers start with the input width)");
     // n_classes from the model itself: the data section only fixes the input.
     const StudyConfig c = parse(model.str() + data.str() + "[optimizer]\nsteps = 1\n", "eomlab.Model");
@@ -89,7 +97,7 @@ struct PyModel {
     m.input = architecture ? input : Shape();
     try {
       m.model = std::make_shared<Model>(make_model(m.config, m.input));
-    } catch (const InputError& e) {
+    } catch (const Error& e) {
       bad(e.what());
     }
     return m;
@@ -101,6 +109,14 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   if (!xs || xs.ndim() < 2) bad("X: expected a float64 array [N, ...] of samples");
   const Index n = static_cast<Index>(xs.shape(0)), features = static_cast<Index>(xs.size()) / std::max<Index>(n, 1);
   if (n == 0) bad("X: expected at least one sample");
+  const Shape& shape = m.model->input_shape();
+  const bool flat = xs.ndim() == 2, image = !shape.is_vector() && xs.ndim() == 4 && xs.shape(1) == shape.channels &&
+                                                xs.shape(2) == shape.height && xs.shape(3) == shape.width;
+  if (!flat && !image)
+    bad("X: expected samples [N, " + std::to_string(shape.size()) + "]" +
+        (shape.is_vector() ? "" : " or [N, " + std::to_string(shape.channels) + ", " + std::to_string(shape.height) + ", " +
+                                      std::to_string(shape.width) + "] (channels first)") +
+        ", got " + std::to_string(xs.ndim()) + " dimensions");
   if (features != m.model->input_shape().size())
     bad("X: expected samples of " + m.model->input_shape().text() + " (" + std::to_string(m.model->input_shape().size()) +
         " values), got " + std::to_string(features));
@@ -109,6 +125,11 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   d.sample_shape = m.model->input_shape();
   const Index outputs = m.model->n_outputs();
   if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
+    const auto as_float = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(y);
+    if (as_float)
+      for (py::ssize_t i = 0; i < as_float.size(); ++i)
+        if (!(std::floor(as_float.data()[i]) == as_float.data()[i]))
+          bad("y: expected whole-number labels, got " + format_number(as_float.data()[i]));
     const auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
     if (!labels || labels.ndim() != 1 || labels.shape(0) != n) bad("y: expected N int64 labels");
     d.labels.assign(labels.data(), labels.data() + n);
@@ -143,12 +164,14 @@ class PyObjective {
   double value(const Array& theta) {
     const Vector t = vector("theta", theta);
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     return objective_->value(t);
   }
   Vector gradient(const Array& theta) {
     const Vector t = vector("theta", theta);
     Vector g;
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     objective_->value_and_gradient(t, g);
     return g;
   }
@@ -156,6 +179,7 @@ class PyObjective {
     const Vector t = vector("theta", theta), d = vector("v", v);
     Vector out;
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     objective_->hessian_vector(t, d, out);
     return out;
   }
@@ -163,6 +187,7 @@ class PyObjective {
     const Vector t = vector("theta", theta), a = vector("u", u), b = vector("v", v);
     Vector out;
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     objective_->third_order(t, a, b, out);
     return out;
   }
@@ -172,6 +197,7 @@ class PyObjective {
     Flow& flow = flow_of(kind, lr, method, kw);
     Vector out;
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     flow(t, out);
     return out;
   }
@@ -181,6 +207,7 @@ class PyObjective {
     const Vector t = vector("theta0", theta0);
     Flow& flow = flow_of(kind, lr, method, kw);
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> one_at_a_time(busy_);
     return flow.start_point(t);
   }
 
@@ -216,6 +243,8 @@ class PyObjective {
   }
 
   WholeVector whole_;
+  // Evaluations run without the GIL and share the objective's buffers: one thread at a time.
+  std::mutex busy_;
   std::unique_ptr<ModelObjective> objective_;
   std::vector<std::unique_ptr<Method>> methods_;
   std::map<std::string, std::unique_ptr<Flow>> flows_;

@@ -20,10 +20,10 @@ void LayerSpec::refuse(const std::string& what) const {
 }
 
 long LayerSpec::whole(const std::string& arg, const std::string& usage) const {
-  const bool digits = !arg.empty() && arg.size() <= 18 &&
+  const bool digits = !arg.empty() && arg.size() <= 10 &&
                       std::all_of(arg.begin(), arg.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
   const long value = digits ? std::stol(arg) : 0;
-  if (value <= 0) refuse(usage);
+  if (value <= 0 || value > 2147483647) refuse(usage);  // sizes are int on the MPI and HDF5 side
   return value;
 }
 

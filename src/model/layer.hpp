@@ -35,7 +35,7 @@ struct LayerSpec {
   std::string text() const;
   // Throws LayerError "layer '<text>': expected <what>".
   [[noreturn]] void refuse(const std::string& what) const;
-  // `arg` as a whole number > 0 written in decimal digits, or refuse(usage).
+  // `arg` as a whole number in [1, 2^31 − 1] written in decimal digits, or refuse(usage).
   long whole(const std::string& arg, const std::string& usage) const;
   // `arg` as a finite number written in decimal (no hexadecimal, inf or nan), or refuse(usage).
   double number(const std::string& arg, const std::string& usage) const;

@@ -227,7 +227,15 @@ Model make_model(const ModelConfig& config, const Shape& input) {
     }
   }
   const std::vector<LayerSpec> architecture = mlp_architecture(config);
-  Model model(std::make_unique<Model::Impl>(config.layers.front(), architecture, loss));
+  std::unique_ptr<Model::Impl> impl;
+  try {
+    impl = std::make_unique<Model::Impl>(config.layers.front(), architecture, loss);
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(std::string("model.layers: ") + e.what());
+  }
+  Model model(std::move(impl));
   // A normalized MLP always ran on the jet path, also without a hidden layer to normalize (widths d,k):
   // its results stay those bits.
   if (config.normalize != Normalization::none) model.use_reference_path(true);

@@ -7,6 +7,10 @@
 
 namespace eomlab {
 
+namespace {
+constexpr double max_params = 4.611686018427387904e18;  // 2^62: sums of two such counts stay within Index
+}  // namespace
+
 LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& in) : in_(in) {
   if (specs.empty()) throw Error("expected at least one layer");
   Shape shape = in;
@@ -20,7 +24,10 @@ LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& i
       throw Error(where + e.what());
     }
     shape = layers_.back()->output_shape();
-    n_params_ += layers_.back()->n_params();
+    const Index added = layers_.back()->n_params();
+    if (added < 0 || static_cast<double>(n_params_) + static_cast<double>(added) > max_params)
+      throw Error(where + "expected a network of at most 2^62 parameters, got more");
+    n_params_ += added;
   }
   values_.resize(layers_.size());
   by_planes_.assign(layers_.size(), 0);

@@ -123,6 +123,10 @@ def test_against_pytorch_float64(name):
     (lambda: eomlab.Model(architecture="dense(3)"), "input_shape"),
     (lambda: eomlab.Model(layers=[4, 3], activation="sigmoid"), "model.activation"),
     (lambda: eomlab.Model(layers=[4, 3], colour="red"), "colour"),
+    # found by a review: the first two were silently accepted, the third crashed the interpreter later
+    (lambda: eomlab.Model(layers=[3, 4, 2], architecture="dense(2)", input_shape=(3,)), "layers: expected either"),
+    (lambda: eomlab.Model(architecture="dense(2)", input_shape=3), "input_shape: expected a tuple"),
+    (lambda: eomlab.Model(layers=[2147483647] * 4), "at most 2\\^62 parameters"),
 ])
 def test_bad_models_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
@@ -137,6 +141,10 @@ def test_bad_objective_arguments_raise_value_error():
         eomlab.Objective(model, x[:, :4], y)
     with pytest.raises(ValueError, match="y: expected labels"):
         eomlab.Objective(model, x, y + 5)
+    with pytest.raises(ValueError, match="y: expected whole-number labels, got 0.5"):  # was truncated to y
+        eomlab.Objective(model, x, y + 0.5)
+    with pytest.raises(ValueError, match="X: expected samples"):  # [N, d, 1] was read as [N, d]
+        eomlab.Objective(model, x[:, :, None], y)
     with pytest.raises(ValueError, match="flows.kinds"):
         f.field("eom3", LR, theta, method="adam")
     with pytest.raises(ValueError, match="optimizer.momentum"):
@@ -215,3 +223,24 @@ def test_a_runs_sgd_batches_are_its_seeds_permutations(tmp_path):
             theta = theta - lr * eomlab.Objective(model, x[batch], y[batch], weight_decay=wd).gradient(theta)
         assert np.max(np.abs(theta - recorded[e + 1])) < 1e-13
     assert np.max(np.abs(recorded[-1] - recorded[0])) > 1e-2  # it moved
+
+
+def test_one_objective_shared_by_two_threads_gives_every_thread_the_single_threaded_bits():
+    """Evaluations release the GIL and share the objective's buffers: they take turns (two threads
+    crashed the interpreter or returned wrong bits)."""
+    import threading
+    net, x, y, theta, model, f = problem("mlp")
+    v = np.random.default_rng(3).normal(size=theta.size)
+    expected = (f.hvp(theta, v), f.gradient(theta), f.field("eom1", LR, theta))
+    results = []
+
+    def work():
+        results.append(all(np.array_equal(f.hvp(theta, v), expected[0]) and np.array_equal(f.gradient(theta), expected[1])
+                           and np.array_equal(f.field("eom1", LR, theta), expected[2]) for _ in range(100)))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True, True, True]
