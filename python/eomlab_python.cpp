@@ -276,8 +276,9 @@ std::string ini_of(const py::dict& config) {
 
 // An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
 // naming it.
-std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what) {
-  const std::string bad_value = "sgd_permutation: " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
+std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
+                           const std::string& function = "sgd_permutation") {
+  const std::string bad_value = function + ": " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
   PyObject* index = PyNumber_Index(x.ptr());
   if (!index) {
     PyErr_Clear();
@@ -334,7 +335,11 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
       code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
     } catch (const InputError& e) {
       py::gil_scoped_acquire hold;
-      bad(e.what());
+      std::string message = e.what();  // the command line's flags are this function's arguments
+      for (const auto& [flag, argument] : {std::pair{"--resume", "resume=True"}, std::pair{"--overwrite", "overwrite=True"}})
+        for (auto at = message.find(flag); at != std::string::npos; at = message.find(flag, at))
+          message.replace(at, std::string(flag).size(), argument);
+      bad(message);
     }
   }
   if (code != 0) throw std::runtime_error("eomlab.run: the study ended with exit code " + std::to_string(code));
@@ -359,7 +364,11 @@ PYBIND11_MODULE(eomlab, m) {
                                                      py::arg("cols") = b.cols));
                                return out;
                              })
-      .def("initial_parameters", [](const PyModel& p, std::uint64_t seed) { return p.model->initial_parameters(seed); },
+      .def("initial_parameters",
+           [](const PyModel& p, const py::object& seed) {
+             return p.model->initial_parameters(whole_number(seed, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()),
+                                                             "an integer seed in [0, 2**64)", "initial_parameters"));
+           },
            py::arg("seed") = 0)
       .def("__repr__", [](const PyModel& p) { return "eomlab.Model(" + p.model->description() + ")"; });
   py::class_<PyObjective>(m, "Objective")

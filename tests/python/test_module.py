@@ -151,6 +151,10 @@ def test_bad_objective_arguments_raise_value_error():
         f.field("eom1", LR, theta, method="heavy_ball", momentum=1.5)
     with pytest.raises(ValueError, match="optimizer.method"):
         f.field("eom1", LR, theta, method="newton")
+    for seed in (-1, 1.5, 2**64):  # was pybind's TypeError dump
+        with pytest.raises(ValueError, match="initial_parameters: seed: expected an integer seed"):
+            model.initial_parameters(seed=seed)
+    assert np.array_equal(model.initial_parameters(seed=np.int64(3)), model.initial_parameters(3))
 
 
 def test_run_a_study_from_a_dict(tmp_path):
@@ -166,6 +170,8 @@ def test_run_a_study_from_a_dict(tmp_path):
     with h5py.File(runs[0], "r") as h:
         assert h.attrs["status"] == "complete"
         assert h["observables/eom1/distance_to_gd"].shape == (3,)
+    with pytest.raises(ValueError, match="pass resume=True to continue the study or overwrite=True"):
+        eomlab.run(config)  # the command line's flags are named as this function's arguments
     again = eomlab.run(config, overwrite=True)  # a second study in the same process
     assert again == out
     with eomlab.Study(out) as study:  # the analysis package's reader
