@@ -274,6 +274,25 @@ std::string ini_of(const py::dict& config) {
   return ini.str();
 }
 
+// An array argument from anything numpy makes an array of (a list too), else ValueError naming it.
+py::array array_argument(const py::object& x, const std::string& name) {
+  try {
+    return py::module_::import("numpy").attr("asarray")(x).cast<py::array>();
+  } catch (const py::error_already_set&) {
+    bad(name + ": expected an array, got " + py::repr(x).cast<std::string>());
+  }
+}
+
+// A float argument (float, int, numpy scalar), else ValueError naming it.
+double number_argument(const py::handle& x, const std::string& name) {
+  PyObject* number = PyNumber_Float(x.ptr());
+  if (!number) {
+    PyErr_Clear();
+    bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
+  }
+  return py::reinterpret_steal<py::float_>(number).cast<double>();
+}
+
 // An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
 // naming it.
 std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
@@ -372,8 +391,14 @@ PYBIND11_MODULE(eomlab, m) {
            py::arg("seed") = 0)
       .def("__repr__", [](const PyModel& p) { return "eomlab.Model(" + p.model->description() + ")"; });
   py::class_<PyObjective>(m, "Objective")
-      .def(py::init<const PyModel&, const py::array&, const py::array&, double>(), py::arg("model"), py::arg("X"),
-           py::arg("y"), py::arg("weight_decay") = 0.0)
+      .def(py::init([](const PyModel& model, const py::object& x, const py::object& y, const py::object& weight_decay,
+                       const py::kwargs& kw) {
+             for (const auto& [k, v] : kw)
+               bad("Objective: unknown argument '" + py::str(k).cast<std::string>() + "' (expected model, X, y, weight_decay)");
+             return std::make_unique<PyObjective>(model, array_argument(x, "X"), array_argument(y, "y"),
+                                                  number_argument(weight_decay, "weight_decay"));
+           }),
+           py::arg("model"), py::arg("X"), py::arg("y"), py::arg("weight_decay") = 0.0)
       .def_property_readonly("n_params", &PyObjective::n_params)
       .def("value", &PyObjective::value, py::arg("theta"))
       .def("gradient", &PyObjective::gradient, py::arg("theta"))

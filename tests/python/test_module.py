@@ -151,6 +151,13 @@ def test_bad_objective_arguments_raise_value_error():
         f.field("eom1", LR, theta, method="heavy_ball", momentum=1.5)
     with pytest.raises(ValueError, match="optimizer.method"):
         f.field("eom1", LR, theta, method="newton")
+    with pytest.raises(ValueError, match="Objective: unknown argument 'weightdecay'"):  # a TypeError dump before
+        eomlab.Objective(model, x, y, weightdecay=0.1)
+    with pytest.raises(ValueError, match="weight_decay: expected a number, got 'a'"):
+        eomlab.Objective(model, x, y, weight_decay="a")
+    # Lists are arrays too (θ was accepted as a list, X and y were not), and weight_decay may be positional.
+    listed = eomlab.Objective(model, x.tolist(), y.tolist(), 0.1)
+    assert listed.value(theta) == eomlab.Objective(model, x, y, weight_decay=0.1).value(theta)
     for seed in (-1, 1.5, 2**64):  # was pybind's TypeError dump
         with pytest.raises(ValueError, match="initial_parameters: seed: expected an integer seed"):
             model.initial_parameters(seed=seed)
