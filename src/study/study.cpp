@@ -440,6 +440,10 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
   out << std::left << std::setw(run_w) << "run" << std::setw(status_w) << "status" << std::setw(traj_w) << "traj" << std::right
       << std::setw(14) << "final loss" << std::setw(distance_w) << distance << std::setw(12) << "evals" << "\n";
   for (const RunSpec& run : runs) {
+    if (!fs::exists(run_path(c, run))) {  // a study stopped before this run began
+      out << std::left << std::setw(run_w) << run.run_id << "missing (not started)\n";
+      continue;
+    }
     io::RunResult r;
     try {
       r = io::read_run_result(run_path(c, run), names);

@@ -80,7 +80,7 @@ def test_two_ctrl_c_50_ms_apart_still_checkpoint(tmp_path):
 
 def test_ctrl_c_to_eomlab_without_mpirun_checkpoints_and_exits_75(tmp_path):
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
-        "record_every = 5", "record_every = 1000")
+        "record_every = 5", "record_every = 1000").replace("lr = 0.1", "lr = 0.1, 0.05")
     proc = subprocess.Popen([eomlab_binary(), "--config", str(write_config(tmp_path, text))], env=mpi_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -92,6 +92,8 @@ def test_ctrl_c_to_eomlab_without_mpirun_checkpoints_and_exits_75(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
     assert "checkpointed at step" in out
+    # The summary names the run the stop came before as not started (it said "unreadable: H5Fopen failed").
+    assert "lr0.05_seed1_wd0            missing (not started)" in out and "unreadable" not in out, out
 
 
 LONG_RECORD = """
