@@ -117,12 +117,12 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
         (shape.is_vector() ? "" : " or [N, " + std::to_string(shape.channels) + ", " + std::to_string(shape.height) + ", " +
                                       std::to_string(shape.width) + "] (channels first)") +
         ", got " + std::to_string(xs.ndim()) + " dimensions");
-  if (features != m.model->input_shape().size())
-    bad("X: expected samples of " + m.model->input_shape().text() + " (" + std::to_string(m.model->input_shape().size()) +
-        " values), got " + std::to_string(features));
+  if (features != shape.size())
+    bad("X: expected samples of " + shape.text() + " (" + std::to_string(shape.size()) + " values), got " +
+        std::to_string(features));
   Dataset d;
   d.x = Eigen::Map<const Matrix>(xs.data(), features, n);  // row-major [N, features] is column-major features x N
-  d.sample_shape = m.model->input_shape();
+  d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
   if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
     const auto as_float = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(y);

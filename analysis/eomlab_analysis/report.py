@@ -186,20 +186,22 @@ def number_text(x):
     return short if float(short) == x else repr(float(x))
 
 
+def several_methods(every):
+    return len({method for (method, _, _), _ in every}) > 1
+
+
 def group_suffix(key, every):
     """The file-name suffix of a group's figures: none for a single group, else _seed<S>_wd<W>, preceded
     by _<method> when the groups have several methods."""
     method, seed, wd = key
     if len(every) == 1:
         return ""
-    several = len({k[0] for k, _ in every}) > 1
-    return (f"_{method}" if several else "") + f"_seed{seed}_wd{number_text(wd)}"
+    return (f"_{method}" if several_methods(every) else "") + f"_seed{seed}_wd{number_text(wd)}"
 
 
 def group_label(key, every):
     method, seed, wd = key
-    several = len({k[0] for k, _ in every}) > 1
-    return (f"{method}, " if several else "") + f"seed {seed}, weight decay {number_text(wd)}"
+    return (f"{method}, " if several_methods(every) else "") + f"seed {seed}, weight decay {number_text(wd)}"
 
 
 def plotted(study):

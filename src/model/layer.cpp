@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "core/error.hpp"
 #include "model/dense_path.hpp"
@@ -23,7 +24,7 @@ long LayerSpec::whole(const std::string& arg, const std::string& usage) const {
   const bool digits = !arg.empty() && arg.size() <= 10 &&
                       std::all_of(arg.begin(), arg.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
   const long value = digits ? std::stol(arg) : 0;
-  if (value <= 0 || value > 2147483647) refuse(usage);  // sizes are int on the MPI and HDF5 side
+  if (value <= 0 || value > std::numeric_limits<int>::max()) refuse(usage);  // sizes are int on the MPI and HDF5 side
   return value;
 }
 
