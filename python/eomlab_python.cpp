@@ -43,6 +43,23 @@ std::string list_text(const py::handle& value) {
   return out;
 }
 
+// An array's shape as numpy prints it: "(3,)", "(1, 26)", "()".
+std::string shape_text(const py::array& a) {
+  std::string out = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) out += (i ? ", " : "") + std::to_string(a.shape(i));
+  return out + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A float argument (float, int, numpy scalar), else ValueError naming it.
+double number_argument(const py::handle& x, const std::string& name) {
+  PyObject* number = PyNumber_Float(x.ptr());
+  if (!number) {
+    PyErr_Clear();
+    bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
+  }
+  return py::reinterpret_steal<py::float_>(number).cast<double>();
+}
+
 // The config of an INI text, InputError as ValueError with the same one line.
 StudyConfig parse(const std::string& ini, const std::string& where) {
   try {
@@ -73,9 +90,13 @@ struct PyModel {
         } catch (const py::cast_error&) {
           bad("input_shape: expected a tuple (d,) or (C, H, W) of sizes, got " + py::repr(v).cast<std::string>());
         }
+        for (const Index d : dims)
+          if (d < 1 || d > std::numeric_limits<int>::max())
+            bad("input_shape: expected sizes in [1, " + std::to_string(std::numeric_limits<int>::max()) + "], got " +
+                py::repr(v).cast<std::string>());
         if (dims.size() == 1) input = Shape(dims[0]);
         else if (dims.size() == 3) input = Shape{dims[0], dims[1], dims[2]};
-        else bad("input_shape: expected (d,) or (C, H, W), got " + list_text(v));
+        else bad("input_shape: expected (d,) or (C, H, W), got " + py::repr(v).cast<std::string>());
         data << "n_features = " << input.size() << "\n";
         if (dims.size() == 3) data << "shape = " << dims[0] << "," << dims[1] << "," << dims[2] << "\n";
       } else if (key == "architecture" || key == "layers" || key == "activation" || key == "normalize" ||
@@ -131,7 +152,9 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
         if (!(std::floor(as_float.data()[i]) == as_float.data()[i]))
           bad("y: expected whole-number labels, got " + format_number(as_float.data()[i]));
     const auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
-    if (!labels || labels.ndim() != 1 || labels.shape(0) != n) bad("y: expected N int64 labels");
+    if (!labels || labels.ndim() != 1 || labels.shape(0) != n)
+      bad("y: expected " + std::to_string(n) + " int64 labels (one per sample of X), got " +
+          (labels ? "an array of shape " + shape_text(labels) : py::repr(y).cast<std::string>()));
     d.labels.assign(labels.data(), labels.data() + n);
     for (std::int64_t label : d.labels)
       if (label < 0 || label >= outputs)
@@ -161,13 +184,13 @@ class PyObjective {
   }
   Index n_params() const { return whole_.global_size(); }
 
-  double value(const Array& theta) {
+  double value(const py::object& theta) {
     const Vector t = vector("theta", theta);
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);
     return objective_->value(t);
   }
-  Vector gradient(const Array& theta) {
+  Vector gradient(const py::object& theta) {
     const Vector t = vector("theta", theta);
     Vector g;
     py::gil_scoped_release free;
@@ -175,7 +198,7 @@ class PyObjective {
     objective_->value_and_gradient(t, g);
     return g;
   }
-  Vector hvp(const Array& theta, const Array& v) {
+  Vector hvp(const py::object& theta, const py::object& v) {
     const Vector t = vector("theta", theta), d = vector("v", v);
     Vector out;
     py::gil_scoped_release free;
@@ -183,7 +206,7 @@ class PyObjective {
     objective_->hessian_vector(t, d, out);
     return out;
   }
-  Vector third_order(const Array& theta, const Array& u, const Array& v) {
+  Vector third_order(const py::object& theta, const py::object& u, const py::object& v) {
     const Vector t = vector("theta", theta), a = vector("u", u), b = vector("v", v);
     Vector out;
     py::gil_scoped_release free;
@@ -192,9 +215,10 @@ class PyObjective {
     return out;
   }
   // dθ/dt of flow `kind` (gf, eom0..eom3) for `method` at lr, with its hyperparameters.
-  Vector field(const std::string& kind, double lr, const Array& theta, const std::string& method, const py::kwargs& kw) {
+  Vector field(const std::string& kind, const py::object& lr, const py::object& theta, const std::string& method,
+               const py::kwargs& kw) {
     const Vector t = vector("theta", theta);
-    Flow& flow = flow_of(kind, lr, method, kw);
+    Flow& flow = flow_of(kind, number_argument(lr, "lr"), method, kw);
     Vector out;
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);
@@ -202,20 +226,24 @@ class PyObjective {
     return out;
   }
   // Where the flow starts from θ0 (θ0* for a method with memory).
-  Vector start_point(const std::string& kind, double lr, const Array& theta0, const std::string& method,
+  Vector start_point(const std::string& kind, const py::object& lr, const py::object& theta0, const std::string& method,
                      const py::kwargs& kw) {
     const Vector t = vector("theta0", theta0);
-    Flow& flow = flow_of(kind, lr, method, kw);
+    Flow& flow = flow_of(kind, number_argument(lr, "lr"), method, kw);
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);
     return flow.start_point(t);
   }
 
  private:
-  Vector vector(const char* name, const Array& a) const {
-    if (a.ndim() != 1 || a.shape(0) != n_params())
-      bad(std::string(name) + ": expected " + std::to_string(n_params()) + " float64 values (the model's n_params), got shape " +
-          std::to_string(a.ndim() == 1 ? a.shape(0) : a.size()) + (a.ndim() == 1 ? "" : " values in " + std::to_string(a.ndim()) + " dims"));
+  // θ-sized float64 values from anything numpy makes a flat array of, else ValueError naming the argument.
+  Vector vector(const char* name, const py::object& o) const {
+    const std::string expected = std::string(name) + ": expected " + std::to_string(n_params()) +
+                                 " float64 values (the model's n_params), got ";
+    if (o.is_none()) bad(expected + "None");
+    const Array a = Array::ensure(o);
+    if (!a) bad(expected + py::repr(o).cast<std::string>());
+    if (a.ndim() != 1 || a.shape(0) != n_params()) bad(expected + "an array of shape " + shape_text(a));
     return Eigen::Map<const Vector>(a.data(), n_params());
   }
 
@@ -276,21 +304,12 @@ std::string ini_of(const py::dict& config) {
 
 // An array argument from anything numpy makes an array of (a list too), else ValueError naming it.
 py::array array_argument(const py::object& x, const std::string& name) {
+  if (x.is_none()) bad(name + ": expected an array, got None");
   try {
     return py::module_::import("numpy").attr("asarray")(x).cast<py::array>();
   } catch (const py::error_already_set&) {
     bad(name + ": expected an array, got " + py::repr(x).cast<std::string>());
   }
-}
-
-// A float argument (float, int, numpy scalar), else ValueError naming it.
-double number_argument(const py::handle& x, const std::string& name) {
-  PyObject* number = PyNumber_Float(x.ptr());
-  if (!number) {
-    PyErr_Clear();
-    bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
-  }
-  return py::reinterpret_steal<py::float_>(number).cast<double>();
 }
 
 // An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
@@ -323,9 +342,16 @@ py::array_t<std::int64_t> permutation(const py::object& seed_arg, const py::obje
 
 // A whole study in this process; returns its output directory.
 std::string run(const py::object& config, bool overwrite, bool resume) {
-  std::string path = py::str(config).cast<std::string>();
   std::optional<std::filesystem::path> temporary;  // a dict's INI text, for the command line's parser
-  if (py::isinstance<py::dict>(config)) {
+  std::string path;
+  if (!py::isinstance<py::dict>(config)) {
+    const py::object fspath = py::module_::import("os").attr("fspath");
+    try {
+      path = fspath(config).cast<std::string>();  // str or os.PathLike
+    } catch (const std::exception&) {
+      bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
+    }
+  } else {
     const std::string ini = ini_of(config.cast<py::dict>());
     temporary = std::filesystem::temp_directory_path() / ("eomlab_" + std::to_string(std::hash<std::string>{}(ini)) + ".ini");
     std::ofstream(*temporary) << ini;
@@ -373,7 +399,12 @@ PYBIND11_MODULE(eomlab, m) {
       .def(py::init([](const py::kwargs& kw) { return PyModel::make(kw); }))
       .def_property_readonly("n_params", [](const PyModel& p) { return p.model->n_params(); })
       .def_property_readonly("architecture", [](const PyModel& p) { return p.model->architecture(); })
-      .def_property_readonly("input_shape", [](const PyModel& p) { return p.model->input_shape().text(); })
+      .def_property_readonly("input_shape",
+                             [](const PyModel& p) {
+                               const Shape& s = p.model->input_shape();
+                               return s.is_vector() ? py::make_tuple(s.size())
+                                                    : py::make_tuple(s.channels, s.height, s.width);
+                             })
       .def_property_readonly("layout",
                              [](const PyModel& p) {
                                py::list out;

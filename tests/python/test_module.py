@@ -46,6 +46,10 @@ def test_model_describes_the_network():
     assert model.n_params == net.n_params == f.n_params == theta.size
     assert [b["name"] for b in model.layout][:2] == ["layer0.W", "layer0.b"] or len(model.layout) >= 4
     assert sum(b["size"] for b in model.layout) == model.n_params
+    # input_shape is the tuple the constructor takes (it was the text "1x6x6"), so a model can be remade
+    assert model.input_shape == NETWORKS["cnn"][1]
+    again = eomlab.Model(architecture=model.architecture, input_shape=model.input_shape)
+    assert np.array_equal(again.initial_parameters(2), model.initial_parameters(2))
     mlp = eomlab.Model(layers=[4, 8, 3], activation="tanh")
     assert mlp.n_params == 4 * 8 + 8 + 8 * 3 + 3
     assert mlp.initial_parameters(1).shape == (mlp.n_params,)
@@ -127,6 +131,9 @@ def test_against_pytorch_float64(name):
     (lambda: eomlab.Model(layers=[3, 4, 2], architecture="dense(2)", input_shape=(3,)), "layers: expected either"),
     (lambda: eomlab.Model(architecture="dense(2)", input_shape=3), "input_shape: expected a tuple"),
     (lambda: eomlab.Model(layers=[2147483647] * 4), "at most 2\\^62 parameters"),
+    # named the config key data.n_features or data.shape, not the argument
+    (lambda: eomlab.Model(architecture="dense(2)", input_shape=(-3,)), r"input_shape: expected sizes in \[1, 2147483647\], got \(-3,\)"),
+    (lambda: eomlab.Model(architecture="dense(2)", input_shape=(1, -28, 28)), r"input_shape: expected sizes .* got \(1, -28, 28\)"),
 ])
 def test_bad_models_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
@@ -158,6 +165,24 @@ def test_bad_objective_arguments_raise_value_error():
     # Lists are arrays too (θ was accepted as a list, X and y were not), and weight_decay may be positional.
     listed = eomlab.Objective(model, x.tolist(), y.tolist(), 0.1)
     assert listed.value(theta) == eomlab.Objective(model, x, y, weight_decay=0.1).value(theta)
+    # None, strings and wrong shapes are named as such (None said "got shape 1 values in 0 dims")
+    n = f.n_params
+    with pytest.raises(ValueError, match=f"theta: expected {n} float64 values \\(the model's n_params\\), got None"):
+        f.value(None)
+    with pytest.raises(ValueError, match=f"theta: expected {n} .* got an array of shape \\(1, {n}\\)"):
+        f.gradient(theta.reshape(1, -1))
+    with pytest.raises(ValueError, match="v: expected .* got None"):
+        f.hvp(theta, None)
+    with pytest.raises(ValueError, match="u: expected .* got 'abc'"):  # a TypeError dump before
+        f.third_order(theta, "abc", theta)
+    with pytest.raises(ValueError, match="lr: expected a number, got 'a'"):  # a TypeError dump before
+        f.field("eom1", "a", theta)
+    with pytest.raises(ValueError, match="X: expected an array, got None"):
+        eomlab.Objective(model, None, y)
+    with pytest.raises(ValueError, match="y: expected an array, got None"):  # said "whole-number labels, got nan"
+        eomlab.Objective(model, x, None)
+    with pytest.raises(ValueError, match=f"y: expected {len(y)} int64 labels \\(one per sample of X\\), got an array of shape \\(2,\\)"):
+        eomlab.Objective(model, x, y[:2])
     for seed in (-1, 1.5, 2**64):  # was pybind's TypeError dump
         with pytest.raises(ValueError, match="initial_parameters: seed: expected an integer seed"):
             model.initial_parameters(seed=seed)
@@ -188,6 +213,13 @@ def test_run_a_study_from_a_dict(tmp_path):
             assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
+    for config in (42, None):  # said "--config: cannot open file '42'"
+        with pytest.raises(ValueError, match=f"config: expected an INI file's path or a dict of sections, got {config}"):
+            eomlab.run(config)
+    ini = tmp_path / "study.ini"  # a pathlib.Path is a path
+    ini.write_text("[study]\nname = py\noutput = " + str(tmp_path / "from_path") + "\n[data]\nn_samples = 32\n"
+                   "[model]\nlayers = 4,8,3\n[optimizer]\nlr = 0.1\nsteps = 2\n")
+    assert pathlib.Path(eomlab.run(ini)) == tmp_path / "from_path"
 
 
 def test_sgd_permutation_is_the_documented_order():
