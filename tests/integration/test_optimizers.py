@@ -1,6 +1,7 @@
 """The optimizers of issue 14 through the real binary under mpirun: run files that name the method and
 its hyperparameters, the same numbers on 1 and 2 ranks per run, bitwise reruns, bitwise resume after
 SIGKILL for every method, and bad optimizer input refused before anything is written."""
+import math
 import random
 import sys
 import time
@@ -223,6 +224,44 @@ def test_preconditioned_sharpness_is_the_closed_form_of_the_next_steps_precondit
         assert sharpness[r] == pytest.approx(top_eigenvalue(h), rel=1e-9), k
         assert preconditioned[r] == pytest.approx(top_eigenvalue(scaled), rel=1e-9), k
     assert preconditioned.max() > 10 * sharpness.max()  # P < 1 here: the preconditioner matters
+
+
+def rmsprop_start_sum(a, beta, eps, head=10**6):
+    """S = Σ_{k≥1} [1/(√(1−β^k) a + ε) − 1/(a + ε)] per entry of a: the first `head` terms one by one (math.fsum),
+    the rest by Euler–Maclaurin, ∫_M^∞ F dk + F(M)/2 − F′(M)/12 with the integral by scipy's quad in
+    s = √(1−β^k) (error ~F‴(M)/720, F varying on the scale M = head)."""
+    from scipy.integrate import quad
+    log_beta = np.log1p(beta - 1)
+    k = np.arange(1, head, dtype=float)
+    out = []
+    for ai in a:
+        x, s = np.exp(k * log_beta), np.sqrt(-np.expm1(k * log_beta))
+        body = math.fsum(ai * x / ((1 + s) * (ai * s + eps) * (ai + eps)))
+        xm, sm = np.exp(head * log_beta), np.sqrt(-np.expm1(head * log_beta))
+        f = 1 / (ai * sm + eps) - 1 / (ai + eps)
+        df = ai / (2 * sm * (ai * sm + eps) ** 2) * xm * log_beta  # dF/dk = f′(x)·x·ln β
+        integral = quad(lambda t: 2 * ai * t / ((1 + t) * (ai * t + eps) * (ai + eps)), sm, 1, epsabs=0, epsrel=1e-13)[0]
+        out.append(body + integral / -log_beta + f / 2 - df / 12)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("beta2", [0.9999, 1 - 1e-9])
+def test_rmsprops_start_point_for_beta2_near_one(tmp_path, beta2):
+    """RMSProp's eom1 starts from θ0* = θ0 − η g0 ⊙ S(|g0|). S has about ln(1000)/(1 − β2) terms: β2 above
+    0.99999 was refused (at 1 − 1e-9 the sum ran for hours); now any β2 < 1 takes a moment."""
+    data, x, y = linear_problem(tmp_path)
+    lr, eps = 0.01, 0.01
+    text = LINEAR.format(method="rmsprop", settings=f"beta2 = {beta2!r}\neps = {eps}", lr=lr, data=data,
+                         output=tmp_path / "out")
+    config = write_config(tmp_path, text.replace("kinds = eom0", "kinds = eom1"))
+    proc = run_eomlab(["--config", config], np=1, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(run_file(tmp_path / "out"), "r") as f:
+        theta0, start = f["trajectories/rmsprop/theta"][0], f["trajectories/eom1/theta"][0]
+    g0, _ = linear_gradient_and_hessian(theta0, x, y)
+    expected = theta0 - lr * g0 * rmsprop_start_sum(np.abs(g0), beta2, eps)
+    assert np.abs(start - expected).max() <= 1e-14 * np.abs(expected - theta0).max()  # 3e-16 measured
+    assert np.abs(expected - theta0).max() > 1e-3  # the shift is large here (lr·|g|/ε · ln(…)/(1 − β2))
 
 
 def test_adam_past_its_edge_of_stability_is_flagged_by_the_preconditioned_sharpness(tmp_path):

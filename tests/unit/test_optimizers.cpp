@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 
+#include "flow/adaptive.hpp"
 #include "flow/driver.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
@@ -418,6 +419,49 @@ TEST(Methods, RmspropStartShiftIsTheSummedTransient) {
     EXPECT_GT((start - net.theta0).norm(), 1e-4);
     EXPECT_EQ(make_flow("eom0", net.objective, "rmsprop", lr, s)->start_point(net.theta0), net.theta0);
     EXPECT_EQ(make_flow("eom1", net.objective, "adam", lr, s)->start_point(net.theta0), net.theta0);
+  }
+}
+
+// The start sum S(a, β, ε) = Σ_{k≥1} [1/(√(1−β^k) a + ε) − 1/(a + ε)] against the terms summed one by one
+// in long double until β^k < 1e-20 (β^k and 1 − β^k by recurrences, recomputed every 4096 terms): on both sides of the
+// switch to Gregory's formula (4096 terms above 1e-3, β ≈ 0.9983) and for ε/a on both sides of 1/2 (the
+// closed-form integral and Gauss–Legendre). Before, β2 > 0.99999 was refused: the sum took hours.
+long double start_sum_term_by_term(double a, double beta, double eps) {
+  const long double one_minus_beta = 1.0L - beta, steady = 1.0L / (static_cast<long double>(a) + eps);
+  const long double log_beta = std::log1p(static_cast<long double>(beta) - 1);
+  long double sum = 0, lost = 0, y = one_minus_beta, x = beta;  // each term as a x / ((1+s)(as+ε)(a+ε)), s = √y
+  for (long k = 1; x > 1e-20L; ++k, y = one_minus_beta + beta * y, x *= beta) {
+    if (k % 4096 == 0) x = std::exp(k * log_beta), y = -std::expm1(k * log_beta);  // no drift over 1e7 steps
+    const long double term = a * x / ((1 + std::sqrt(y)) * (a * std::sqrt(y) + eps)) * steady - lost;
+    const long double next = sum + term;  // Kahan's compensated sum
+    lost = (next - sum) - term;
+    sum = next;
+  }
+  return sum;
+}
+
+TEST(Methods, RmspropStartSumForAnyBeta2) {
+  struct Case {
+    double a, eps;
+  };
+  const std::vector<Case> cases{{1.0, 1e-8}, {1e-3, 1e-8}, {0.02, 0.015}, {0.02, 0.01}, {0.02, 0.0099}, {1e-9, 1e-3}};
+  for (double beta : {0.99, 0.998, 0.9985, 0.9995, 0.99999, 1 - 1e-6}) {
+    for (const Case& c : cases) {
+      if (beta > 0.99999 && c.a != 1e-3) continue;  // 4.6e7 terms: one case
+      const long double expected = start_sum_term_by_term(c.a, beta, c.eps);
+      const double got = rmsprop_start_sum(c.a, beta, c.eps);
+      // The term-by-term path (β up to 0.9983, kept bit for bit) forms each term as a difference: it loses
+      // digits in proportion to ε/a.
+      const double tolerance = beta < 0.9983 ? 1e-13 * std::max(1.0, c.eps / c.a) : 2e-15;
+      EXPECT_LT(std::abs((got - expected) / expected), tolerance) << "beta " << beta << " a " << c.a << " eps " << c.eps;
+    }
+  }
+  EXPECT_EQ(rmsprop_start_sum(0.0, 1 - 1e-9, 1e-8), 0.0);
+  // β → 1: S ≈ (1/c) ∫_0^1 2as/((1+s)(as+ε)(a+ε)) ds, β = e^{−c}, the integral 2(a ln 2 − ε ln((a+ε)/ε))/(a²−ε²).
+  for (const Case& c : {Case{1.0, 1e-8}, Case{0.02, 0.015}}) {
+    const double beta = 1 - 1e-12, rate = -std::log1p(beta - 1);
+    const double limit = 2 * (c.a * std::log(2.0) - c.eps * std::log((c.a + c.eps) / c.eps)) / (c.a * c.a - c.eps * c.eps);
+    EXPECT_NEAR(rmsprop_start_sum(c.a, beta, c.eps) * rate / limit, 1.0, 1e-4) << "a " << c.a << " eps " << c.eps;
   }
 }
 
