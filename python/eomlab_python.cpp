@@ -108,8 +108,8 @@ struct PyModel {
       }
     }
     const bool architecture = kw.contains("architecture");
-    if (architecture && !kw.contains("input_shape")) bad("input_shape: expected the samples' shape with architecture");
     if (architecture && kw.contains("layers")) bad("layers: expected either layers or architecture, got both");
+    if (architecture && !kw.contains("input_shape")) bad("input_shape: expected the samples' shape with architecture");
     if (!architecture && kw.contains("input_shape")) bad("input_shape: only with architecture (layers start with the input width)");
     // n_classes from the model itself: the data section only fixes the input.
     const StudyConfig c = parse(model.str() + data.str() + "[optimizer]\nsteps = 1\n", "eomlab.Model");

@@ -342,6 +342,13 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
   };
 }
 
+// The default text of a key of config_keys().
+std::string default_of(const std::string& key) {
+  for (const KeySpec& k : config_keys())
+    if (k.key == key) return k.default_value;
+  throw Error("default_of: no key " + key);
+}
+
 // The resolved INI text: every key in the order of config_keys(), defaults included.
 std::string resolved_text(const Values& canonical) {
   std::ostringstream ini;
@@ -411,6 +418,11 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   if (c.model.layers.size() < 2)
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
   c.model.architecture = canonical_architecture(kv.get("model.architecture"));
+  const std::string default_layers = default_of("model.layers");
+  if (!c.model.architecture.empty() && joined(c.model.layers, integer_text) != default_layers)
+    throw_input_error("model.layers",
+                      "no model.layers beside model.architecture (it names every layer), or its default " + default_layers,
+                      quoted(kv.get("model.layers")));
   c.model.activation = parse_choice("model.activation", kv.get("model.activation"), activations);
   c.model.normalize = parse_choice("model.normalize", kv.get("model.normalize"), normalizations);
   // The MLP's activation and normalization; an architecture names its own layers. (Their defaults stay

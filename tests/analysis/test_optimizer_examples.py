@@ -30,6 +30,7 @@ def slopes_from_files(out, method):
     ("momentum.ini", [], "heavy_ball"),
     ("momentum.ini", ["--optimizer.method=nesterov"], "nesterov"),
     ("adam.ini", [], "adam"),
+    ("rmsprop.ini", [], "rmsprop"),
 ])
 def test_example_orders(tmp_path, example, overrides, method):
     out = tmp_path / "out"

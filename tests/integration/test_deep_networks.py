@@ -110,6 +110,9 @@ BAD = {
     "nested_too_deep": ("residual(" * 65 + "tanh" + ")" * 65 + ", flatten, dense(3)",
                         "model.architecture: expected parentheses nested at most 64 deep"),
     "mlp_activation_beside_it": ("flatten, dense(3)\nactivation = relu", "model.activation: expected a key of model.layers only"),
+    # found by a README walkthrough: accepted, ignored, and kept in the run files' config as if it had run
+    "mlp_layers_beside_it": ("flatten, dense(3)\nlayers = 3, 3", "model.layers: expected no model.layers beside "
+                             "model.architecture (it names every layer), or its default 16,32,32,4, got '3, 3'"),
 }
 
 

@@ -129,6 +129,7 @@ def test_against_pytorch_float64(name):
     (lambda: eomlab.Model(layers=[4, 3], colour="red"), "colour"),
     # found by a review: the first two were silently accepted, the third crashed the interpreter later
     (lambda: eomlab.Model(layers=[3, 4, 2], architecture="dense(2)", input_shape=(3,)), "layers: expected either"),
+    (lambda: eomlab.Model(layers=[3, 4, 2], architecture="dense(2)"), "layers: expected either"),  # named input_shape
     (lambda: eomlab.Model(architecture="dense(2)", input_shape=3), "input_shape: expected a tuple"),
     (lambda: eomlab.Model(layers=[2147483647] * 4), "at most 2\\^62 parameters"),
     # named the config key data.n_features or data.shape, not the argument
