@@ -444,6 +444,11 @@ PYBIND11_MODULE(eomlab, m) {
     if (name == "Study") return py::module_::import("eomlab_analysis.load").attr("Study");
     throw py::attribute_error("module 'eomlab' has no attribute '" + name + "'");
   });
+  m.def("__dir__", [m]() {
+    py::list names = m.attr("__dict__").attr("keys")();
+    names.append("Study");
+    return names;
+  });
   m.def("sgd_permutation", &permutation, py::arg("seed"), py::arg("epoch"), py::arg("n"),
         "sgd's order of the n samples in `epoch` for a run's `seed` (the run file's seed attribute; order = fixed "
         "uses epoch 0 throughout): batch j of the epoch is samples p[j*b:(j+1)*b].");

@@ -57,7 +57,7 @@ const std::vector<KeySpec>& config_keys() {
       {"model.loss", "cross_entropy", "cross_entropy | mse"},
       {"model.weight_decay", "0", "weight decay lambda (list: sweep)"},
       {"model.init", "default", "default | hdf5:PATH"},
-      {"optimizer.method", "gd", "the discrete method the flows describe: gd | heavy_ball | nesterov | sgd | rmsprop | adam"},
+      {"optimizer.method", "gd", "the discrete method the flows describe"},
       {"optimizer.momentum", "", "heavy_ball, nesterov: momentum beta (default 0.9)"},
       {"optimizer.beta1", "", "adam: beta1 (default 0.9)"},
       {"optimizer.beta2", "", "adam: beta2 (default 0.999); rmsprop: its alpha (default 0.99)"},
@@ -69,7 +69,7 @@ const std::vector<KeySpec>& config_keys() {
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
       {"optimizer.record_every", "1", "record every this many GD steps"},
       {"optimizer.divergence_factor", "1e6", "GD has diverged (the run stops) once its loss exceeds this factor of its loss at the start"},
-      {"flows.kinds", "gf,eom1", "flows integrated beside the method: gf, eom0, eom1, eom2, eom3"},
+      {"flows.kinds", "gf,eom1", "flows integrated beside the method (list)"},
       {"flows.rtol", "1e-10", "relative tolerance of the flow integrator"},
       {"flows.atol", "1e-12", "absolute tolerance of the flow integrator"},
       {"flows.max_steps", "100000", "integrator steps per flow and run before the flow is marked failed"},
@@ -78,7 +78,7 @@ const std::vector<KeySpec>& config_keys() {
       {"output.sharpness", "on", "on | off: sharpness λ_max(H) of GD at every record (Lanczos on HVPs)"},
       {"output.rates", "off", "on | off: predicted and measured rates of each block's squared norm at the method's iterates"},
       {"output.observables", "", "further observables by name (list)"},
-      {"output.checkpoint_every", "0", "checkpoint interval in steps (0: none)"},
+      {"output.checkpoint_every", "0", "checkpoint interval in steps (0: only on a stop signal)"},
       {"output.progress_every", "5", "seconds between a run's progress lines (0: its first and last only)"},
   };
   return keys;
@@ -695,15 +695,20 @@ Command parse_command_line(int argc, const char* const argv[]) {
       ("config", po::value<std::string>(), "study config file (INI)")     //
       ("help", "print this help and exit")                                //
       ("version", "print the version and exit")                           //
-      ("print-config", "print the resolved config (defaults included) and exit")  //
+      ("print-config", "print the resolved config (every key that applies to this study, defaults included) and exit")  //
       ("dry-run", "print the sweep grid and which ranks run what, then exit")      //
       ("overwrite", "replace existing results in the output directory")                   //
       ("resume", "continue an interrupted study in the same output directory")          //
       ("shard", po::value<std::string>(), "i/n: run only runs i, i+n, i+2n, ... (job arrays)")  //
       ("catalog", "(re)build <output>/sweep.h5 from the run files present, then exit");
   po::options_description keys("Config keys (in the file as [section] key = value, or --section.key=value)");
+  // The keys whose values are registered names list what is registered now (extensions included).
+  const std::map<std::string, std::string> registered{{"optimizer.method", method_registry().joined_names()},
+                                                      {"flows.kinds", flow_registry().joined_names()},
+                                                      {"output.observables", observable_registry().joined_names()}};
   for (const KeySpec& k : config_keys()) {
     std::string help = k.help;
+    if (const auto it = registered.find(k.key); it != registered.end()) help += ": " + it->second;
     if (*k.default_value) help += std::string(" (default ") + k.default_value + ")";
     keys.add_options()(k.key, po::value<std::string>(), help.c_str());
   }

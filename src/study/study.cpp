@@ -512,7 +512,8 @@ void require_method_fits(const StudyConfig& c, const std::vector<RunSpec>& grid,
   const std::string epoch = "epochs of " + std::to_string(period) + " steps (" + c.optimizer.method + ")";
   if (c.optimizer.record_every % period != 0)
     throw InputError("optimizer.record_every: expected a multiple of " + std::to_string(period) +
-                     " (records fall on whole " + epoch + "), got " + std::to_string(c.optimizer.record_every));
+                     " (records fall on whole " + epoch + "), got " + std::to_string(c.optimizer.record_every) +
+                     (c.optimizer.record_every == 1 ? "; e.g. record_every = " + std::to_string(period) + " (a record per epoch)" : ""));
   for (const RunSpec& run : grid)
     if (run.steps % period != 0)
       throw InputError(std::string(c.optimizer.steps > 0 ? "optimizer.steps" : "optimizer.horizon") +

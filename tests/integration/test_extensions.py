@@ -84,6 +84,19 @@ def test_toy_method_flow_and_observable_run_end_to_end(tmp_path):
     assert {"final_loss_half_step_gd", "final_loss_half_speed_gf", "final_distance_half_speed_gf"} <= set(header)
 
 
+def test_help_lists_the_registered_names_extensions_included():
+    """--help names what is registered (it listed eomlab's own methods and flows as fixed text, no observables)."""
+    proc = subprocess.run([toys_binary(), "--help"], env=mpi_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # the help wraps its lines
+    for key, names in [("--optimizer.method", ["gd", "heavy_ball", "sgd", "adam", "half_step_gd"]),
+                       ("--flows.kinds", ["gf", "eom3", "half_speed_gf"]),
+                       ("--output.observables", ["loss", "sharpness", "theta_sum"])]:
+        entry = text[text.index(key):].split(" --")[0]
+        for name in names:
+            assert name in entry.replace(",", " ").split(), (key, name, entry)
+
+
 def test_unknown_names_are_bad_input_naming_the_key(tmp_path):
     for key, value in [("optimizer.method", "nope"), ("flows.kinds", "gf, nope"), ("output.observables", "nope")]:
         config = write_config(tmp_path, STUDY.format(output=tmp_path / "x", method="gd", lr="0.1", flows="gf"))

@@ -99,6 +99,15 @@ def test_bad_batch_size_records_and_steps_are_bad_input_before_anything_is_writt
     assert not (tmp_path / "out").exists()
 
 
+def test_the_default_record_every_names_the_value_that_fits(tmp_path):
+    """record_every's default 1 fits sgd only with b = N: the refusal says what to set (48 samples, b = 12)."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", ranks=1, order="fixed").replace("record_every = 8\n", ""))
+    proc = run_eomlab(["--config", config])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == ("eomlab: optimizer.record_every: expected a multiple of 4 (records fall on whole epochs "
+                                   "of 4 steps (sgd)), got 1; e.g. record_every = 4 (a record per epoch)"), proc.stderr
+
+
 RESUME_STUDY = STUDY.replace("n_samples = 48", "n_samples = 240").replace("layers = 5,8,3", "layers = 5,32,3") \
     .replace("steps = 40", "steps = 800").replace("record_every = 8", "record_every = 40") \
     + "[output]\ncheckpoint_every = 13\n"

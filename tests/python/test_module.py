@@ -207,6 +207,7 @@ def test_run_a_study_from_a_dict(tmp_path):
         eomlab.run(config)  # the command line's flags are named as this function's arguments
     again = eomlab.run(config, overwrite=True)  # a second study in the same process
     assert again == out
+    assert {"Model", "Objective", "Study", "run", "sgd_permutation"} <= set(dir(eomlab))  # Study was missing
     with eomlab.Study(out) as study:  # the analysis package's reader
         assert [r.run_id for r in study.runs] == ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0"]
         run = study.runs[0]
