@@ -52,12 +52,30 @@ std::string shape_text(const py::array& a) {
 
 // A float argument (float, int, numpy scalar), else ValueError naming it.
 double number_argument(const py::handle& x, const std::string& name) {
+  if (py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x))  // float() would parse "0.1"
+    bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
   PyObject* number = PyNumber_Float(x.ptr());
   if (!number) {
     PyErr_Clear();
     bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
   }
   return py::reinterpret_steal<py::float_>(number).cast<double>();
+}
+
+// An array of numbers (integer or floating) from anything numpy makes one of (a list too), else ValueError
+// naming the argument: None, strings and arrays of other types (text, objects, complex) are refused.
+py::array array_argument(const py::object& x, const std::string& name) {
+  const std::string got = name + ": expected an array of numbers, got ";
+  if (x.is_none() || py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x)) bad(got + py::repr(x).cast<std::string>());
+  py::array a;
+  try {
+    a = py::module_::import("numpy").attr("asarray")(x).cast<py::array>();
+  } catch (const py::error_already_set&) {
+    bad(got + py::repr(x).cast<std::string>());
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u' && kind != 'f') bad(got + "an array of dtype " + py::str(a.dtype()).cast<std::string>());
+  return a;
 }
 
 // The config of an INI text, InputError as ValueError with the same one line.
@@ -240,8 +258,10 @@ class PyObjective {
   Vector vector(const char* name, const py::object& o) const {
     const std::string expected = std::string(name) + ": expected " + std::to_string(n_params()) +
                                  " float64 values (the model's n_params), got ";
-    if (o.is_none()) bad(expected + "None");
-    const Array a = Array::ensure(o);
+    if (o.is_none() || py::isinstance<py::str>(o) || py::isinstance<py::bytes>(o))
+      bad(expected + py::repr(o).cast<std::string>());
+    const py::array numbers = array_argument(o, name);
+    const Array a = Array::ensure(numbers);
     if (!a) bad(expected + py::repr(o).cast<std::string>());
     if (a.ndim() != 1 || a.shape(0) != n_params()) bad(expected + "an array of shape " + shape_text(a));
     return Eigen::Map<const Vector>(a.data(), n_params());
@@ -302,16 +322,6 @@ std::string ini_of(const py::dict& config) {
   return ini.str();
 }
 
-// An array argument from anything numpy makes an array of (a list too), else ValueError naming it.
-py::array array_argument(const py::object& x, const std::string& name) {
-  if (x.is_none()) bad(name + ": expected an array, got None");
-  try {
-    return py::module_::import("numpy").attr("asarray")(x).cast<py::array>();
-  } catch (const py::error_already_set&) {
-    bad(name + ": expected an array, got " + py::repr(x).cast<std::string>());
-  }
-}
-
 // An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
 // naming it.
 std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
@@ -351,6 +361,7 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
     } catch (const std::exception&) {
       bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
     }
+    if (path.find('\0') != std::string::npos) bad("config: expected a path without NUL characters, got " + py::repr(config).cast<std::string>());
   } else {
     const std::string ini = ini_of(config.cast<py::dict>());
     temporary = std::filesystem::temp_directory_path() / ("eomlab_" + std::to_string(std::hash<std::string>{}(ini)) + ".ini");

@@ -695,7 +695,7 @@ Command parse_command_line(int argc, const char* const argv[]) {
       ("config", po::value<std::string>(), "study config file (INI)")     //
       ("help", "print this help and exit")                                //
       ("version", "print the version and exit")                           //
-      ("print-config", "print the resolved config (every key that applies to this study, defaults included) and exit")  //
+      ("print-config", "print the resolved config (defaults included; the keys of other methods and data sources left out) and exit")  //
       ("dry-run", "print the sweep grid and which ranks run what, then exit")      //
       ("overwrite", "replace existing results in the output directory")                   //
       ("resume", "continue an interrupted study in the same output directory")          //

@@ -178,10 +178,20 @@ def test_bad_objective_arguments_raise_value_error():
         f.third_order(theta, "abc", theta)
     with pytest.raises(ValueError, match="lr: expected a number, got 'a'"):  # a TypeError dump before
         f.field("eom1", "a", theta)
-    with pytest.raises(ValueError, match="X: expected an array, got None"):
+    with pytest.raises(ValueError, match="X: expected an array of numbers, got None"):
         eomlab.Objective(model, None, y)
-    with pytest.raises(ValueError, match="y: expected an array, got None"):  # said "whole-number labels, got nan"
+    with pytest.raises(ValueError, match="y: expected an array of numbers, got None"):  # "whole-number labels, got nan"
         eomlab.Objective(model, x, None)
+    # numpy would convert text and None entries and drop imaginary parts (found by a review): refused
+    for bad_theta, dtype in [([str(t) for t in theta], "<U"), ([None] * n, "object"), (theta + 1j, "complex128")]:
+        with pytest.raises(ValueError, match=f"theta: expected an array of numbers, got an array of dtype {dtype}"):
+            f.value(bad_theta)
+    with pytest.raises(ValueError, match="X: expected an array of numbers, got an array of dtype <U"):
+        eomlab.Objective(model, x.astype(str), y)
+    for text in ("0.1", b"0.1"):  # float() would parse it
+        with pytest.raises(ValueError, match="lr: expected a number, got"):
+            f.field("eom1", text, theta)
+    assert f.value(np.zeros(n, dtype=np.int64)) == f.value(np.zeros(n))  # integers are numbers
     with pytest.raises(ValueError, match=f"y: expected {len(y)} int64 labels \\(one per sample of X\\), got an array of shape \\(2,\\)"):
         eomlab.Objective(model, x, y[:2])
     for seed in (-1, 1.5, 2**64):  # was pybind's TypeError dump
@@ -215,6 +225,8 @@ def test_run_a_study_from_a_dict(tmp_path):
             assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
+    with pytest.raises(ValueError, match="config: expected a path without NUL characters"):  # opened 'a'
+        eomlab.run("a\0b")
     for config in (42, None):  # said "--config: cannot open file '42'"
         with pytest.raises(ValueError, match=f"config: expected an INI file's path or a dict of sections, got {config}"):
             eomlab.run(config)
