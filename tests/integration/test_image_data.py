@@ -109,7 +109,8 @@ def test_an_architectures_mse_targets_are_as_wide_as_its_outputs(tmp_path, np_, 
     """As with model.layers, mse's one-hot targets have the network's output width (6 here), which only has to
     exceed every label (0..3)."""
     images, labels = small_idx(tmp_path / "idx")
-    config, out = study(tmp_path, f"source = idx:{tmp_path}/idx\npixels = unit", "25,4,4\narchitecture = flatten, dense(6)",
+    # model.layers keeps its default: beside an architecture any other value is refused
+    config, out = study(tmp_path, f"source = idx:{tmp_path}/idx\npixels = unit", "16,32,32,4\narchitecture = flatten, dense(6)",
                         "mse", ranks=ranks)
     check_loss(run_eomlab(["--config", config], np=np_), out, images / 255.0, labels.astype(int), "mse")
 
