@@ -62,6 +62,10 @@ class BatchPartition {
   virtual void gradients(const Vector& theta, std::vector<Vector>& g);
   // out = Σ_k ∇²L_k(θ) v[k] for count() directions (the base adds the batches' HVPs from the last to the first).
   virtual void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, Vector& out);
+  // sgd's eom1 sum where an objective has a faster way to it than gradients() then hessian_vector_sum():
+  // mean = ḡ = (1/m) Σ_k g_k and out = Σ_k ∇²L_k(θ) u_k with u_k = Σ_{i<k} g_i − (m/2) ḡ, g_k = ∇L_k(θ).
+  // Returns false, writing nothing, where it has none (the base).
+  virtual bool prefix_direction_sum(const Vector& theta, Vector& mean, Vector& out);
 
  private:
   Objective& whole_;

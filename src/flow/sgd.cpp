@@ -102,6 +102,11 @@ void SgdEom1Field::directions_in_place() {
 
 void SgdEom1Field::operator()(BatchPartition& batches, double lr, const Vector& theta, Vector& out) {
   if (batches.count() == 0) throw Error("sgd eom1: expected at least one batch");
+  if (batches.prefix_direction_sum(theta, mean_, out)) {  // the objective's own way to the same sum
+    out *= lr / static_cast<double>(batches.count());
+    out -= mean_;
+    return;
+  }
   batches.gradients(theta, g_);
   directions_in_place();
   batches.hessian_vector_sum(theta, u_, out);

@@ -222,8 +222,80 @@ void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const 
     throw Error("DensePath::hessian_vector_sum: expected one direction per block and blocks ending at the batch's end");
   const Primal* kept_pass = kept(pass, scale);
   const Primal& p = kept_pass ? *kept_pass : primal(theta, batch, scale, ends, nullptr, pass);
+  tangent_sum(p, theta, v, batch, ends, scale, hv, nullptr);
+}
+
+void DensePath::prefix_direction_sum(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends,
+                                     double scale, const FirstLayerGram& gram, Vector& gradient_sum,
+                                     Vector* weighted_sum, Vector& out, PassKey pass) {
+  const std::size_t m = ends.size();
+  if (!valid_blocks(ends, m, batch.x.cols()) || gram.mask.rows() != batch.x.cols() ||
+      gram.mask.cols() != batch.x.cols() || gram.c.size() != m)
+    throw Error("DensePath::prefix_direction_sum: expected blocks ending at the batch's end, an N x N Gram matrix "
+                "and one coefficient per block");
+  const Primal& p = primal(theta, batch, scale, ends, nullptr, pass);
+  const DenseLayer& first = layers_.front();
+  // Block gradients but the first layer's weights (their products go through the Gram matrix).
+  blocks_.resize(m);
+  for (std::size_t k = 0; k < m; ++k) {
+    blocks_[k].resize(theta.size());
+    const Index begin = block_begin(ends, k), size = block_size(ends, k);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const DenseLayer& l = layers_[i];
+      if (i > 0)
+        gemm(1.0, p.activation[i - 1][0].middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size),
+             Op::transpose, 0.0, transposed_weights(blocks_[k], l));
+      sum_columns(p.delta[i].middleCols(begin, size), bias(blocks_[k], l));
+    }
+  }
+  // The first layer's weight sums over all samples: Σ_i g_i, and Σ_i (m/2 − 1 − i) g_i when asked.
+  const Index w_begin = first.w_offset, w_end = first.w_offset + first.in * first.out, n = theta.size();
+  gradient_sum.resize(n);
+  gemm(1.0, batch.x, Op::none, p.delta[0], Op::transpose, 0.0, transposed_weights(gradient_sum, first));
+  const double half = static_cast<double>(m) / 2;
+  if (weighted_sum) {
+    weighted_delta_ = p.delta[0];
+    for (std::size_t k = 0; k < m; ++k)
+      weighted_delta_.middleCols(block_begin(ends, k), block_size(ends, k)) *= half - 1 - static_cast<double>(k);
+    weighted_sum->resize(n);
+    gemm(1.0, batch.x, Op::none, weighted_delta_, Op::transpose, 0.0, transposed_weights(*weighted_sum, first));
+  }
+  // The other entries, a cache-sized chunk of all m blocks at a time: the sums, then block k's direction
+  // w_k = Σ_{i<k} g_i − ½ Σ_i g_i + c_k θ in its gradient's place (the running sum r beside).
+  constexpr Index chunk = 512;
+  running_.resize(chunk);
+  for (const auto& [from, to] : {std::pair{Index(0), w_begin}, std::pair{w_end, n}})
+    for (Index start = from; start < to; start += chunk) {
+      const Index len = std::min(chunk, to - start);
+      auto total = gradient_sum.segment(start, len);
+      auto r = running_.head(len);
+      total.setZero();
+      for (std::size_t k = 0; k < m; ++k) total += blocks_[k].segment(start, len);
+      if (weighted_sum) {
+        auto weighted = weighted_sum->segment(start, len);
+        weighted.setZero();
+        for (std::size_t k = 0; k < m; ++k) weighted += (half - 1 - static_cast<double>(k)) * blocks_[k].segment(start, len);
+      }
+      r.setZero();
+      for (std::size_t k = 0; k < m; ++k) {
+        auto g = blocks_[k].segment(start, len);
+        g.swap(r);  // r = Σ_{i<=k} g_i after the next line; g = Σ_{i<k} g_i
+        r += g;
+        g = g - total / 2 + gram.c[k] * theta.segment(start, len);
+      }
+    }
+  directions_.resize(m);
+  for (std::size_t k = 0; k < m; ++k) directions_[k] = &blocks_[k];
+  tangent_sum(p, theta, directions_, batch, ends, scale, out, &gram);
+}
+
+void DensePath::tangent_sum(const Primal& p, const Vector& theta, const std::vector<const Vector*>& v,
+                            const Dataset& batch, const std::vector<Index>& ends, double scale, Vector& hv,
+                            const FirstLayerGram* gram) {
   const std::size_t n = layers_.size();
-  // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż (V, c the block's direction).
+  // Tangent forward: ż = V a + W ȧ + c, ȧ = σ'(z) ⊙ ż (V, c the block's direction). With `gram`, the first
+  // layer's V_k x_k come from it: V_k = Σ_{i<k} δ_i x_iᵀ − ½ Σ_i δ_i x_iᵀ + c_k W, so V_k x_k is
+  // (Δ mask)_k + c_k (z_k − b).
   for (std::size_t i = 0; i < n; ++i) {
     const DenseLayer& l = layers_[i];
     Matrix& z_dot = z_dot_[i];
@@ -231,10 +303,17 @@ void DensePath::hessian_vector_sum(const Vector& theta, const std::vector<const 
     const Matrix& input = i == 0 ? batch.x : p.activation[i - 1][0];
     for (std::size_t k = 0; k < ends.size(); ++k) {
       const Index begin = block_begin(ends, k), size = block_size(ends, k);
+      if (i == 0 && gram) {
+        const double c = gram->c[k];
+        z_dot.middleCols(begin, size) = c * p.z[0].middleCols(begin, size);
+        z_dot.middleCols(begin, size).colwise() += bias(*v[k], l) - c * bias(theta, l);
+        continue;
+      }
       z_dot.middleCols(begin, size).colwise() = bias(*v[k], l);
       gemm(1.0, transposed_weights(*v[k], l), Op::transpose, input.middleCols(begin, size), Op::none, 1.0,
            z_dot.middleCols(begin, size));
     }
+    if (i == 0 && gram) gemm(1.0, p.delta[0], Op::none, gram->mask, Op::none, 1.0, z_dot);
     if (i > 0) gemm(1.0, transposed_weights(theta, l), Op::transpose, a_dot_[i - 1], Op::none, 1.0, z_dot);
     if (i + 1 < n) a_dot_[i].array() = p.activation[i][1].array() * z_dot.array();
   }

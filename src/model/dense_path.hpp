@@ -64,6 +64,13 @@ class DensePath {
   // weight gradients' sums over samples) over the whole batch; only those with a block's direction per block.
   void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
                           const std::vector<Index>& ends, double scale, Vector& out, PassKey pass);
+  // For the m blocks' gradients g_k: gradient_sum = Σ_k g_k, *weighted_sum = Σ_k (m/2 − 1 − k) g_k (when
+  // given) and out = Σ_k H_k w_k with w_k = Σ_{i<k} g_i − ½ Σ_i g_i + c_k θ (Model::prefix_direction_sum).
+  // The first layer's weight products with the w_k are one product Δ·mask instead of m rank-b updates
+  // and m products with w_k's block; the other layers' are made block by block as above.
+  void prefix_direction_sum(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                            const FirstLayerGram& gram, Vector& gradient_sum, Vector* weighted_sum, Vector& out,
+                            PassKey pass);
 
  private:
   // Per layer: pre-activations z; for hidden layers σ(z), σ'(z), σ''(z) and e = W_nextᵀ δ_next;
@@ -92,6 +99,11 @@ class DensePath {
   // The tangent (directional derivative) of each primal matrix, for the HVP. Every buffer keeps one
   // shape per batch size, so none is reallocated once the batch sizes are known.
   std::vector<Matrix> z_dot_, a_dot_, e_dot_, delta_dot_;
+  // prefix_direction_sum's block gradients, turned into its directions in place, and the weighted δ.
+  std::vector<Vector> blocks_;
+  std::vector<const Vector*> directions_;
+  Matrix weighted_delta_;
+  Vector running_;
   Eigen::RowVectorXd column_max_, column_sum_;
 
   // The kept primal of `pass` at `scale`, or null.
@@ -114,6 +126,10 @@ class DensePath {
   // Forward pass, head and backward pass into a slot for `pass`.
   const Primal& primal(const Vector& theta, const Dataset& batch, double scale, const std::vector<Index>& ends,
                        Vector* const* grads, PassKey pass, double* loss = nullptr);
+  // hessian_vector_sum's tangent passes on the primal p; with `gram`, the first layer's weight products
+  // as prefix_direction_sum makes them.
+  void tangent_sum(const Primal& p, const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
+                   const std::vector<Index>& ends, double scale, Vector& hv, const FirstLayerGram* gram);
   // The batch as one block (whole_ends_).
   const std::vector<Index>& whole(const Dataset& batch);
 };

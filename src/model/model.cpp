@@ -198,6 +198,13 @@ void Model::block_gradients(const Vector& theta, const Dataset& batch, const std
   impl_->fast->block_gradients(theta, batch, ends, scale, grads, pass);
 }
 
+void Model::prefix_direction_sum(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends,
+                                 double scale, const FirstLayerGram& gram, Vector& gradient_sum, Vector* weighted_sum,
+                                 Vector& out, PassKey pass) const {
+  if (!impl_->fast) throw Error("Model::prefix_direction_sum: only on the dense fast path");
+  impl_->fast->prefix_direction_sum(theta, batch, ends, scale, gram, gradient_sum, weighted_sum, out, pass);
+}
+
 void Model::hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
                                const std::vector<Index>& ends, double scale, Vector& out, PassKey pass) const {
   if (!impl_->fast) throw Error("Model::hessian_vector_sum: only on the dense fast path");

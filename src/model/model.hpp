@@ -33,6 +33,13 @@ struct PassKey {
 };
 
 // A named contiguous piece of the flat parameter vector (one W or one b, or an invariant block).
+// The first layer of sgd's eom1 through the data's Gram matrix (Model::prefix_direction_sum), for N
+// samples in m blocks: mask(i, j) = x_iᵀ x_j (1[block(i) < block(j)] − ½), and one coefficient c_k per block.
+struct FirstLayerGram {
+  Matrix mask;
+  std::vector<double> c;
+};
+
 struct ParameterBlock {
   std::string name;
   Index offset = 0, size = 0, rows = 0, cols = 0;
@@ -104,6 +111,14 @@ class Model {
                        const std::vector<Vector*>& grads, PassKey pass = {}) const;
   void hessian_vector_sum(const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
                           const std::vector<Index>& ends, double scale, Vector& out, PassKey pass = {}) const;
+  // sgd's eom1 sum on the fast path, for one rank's whole data in m blocks with gradients g_k (of
+  // scale * Σ ℓ over block k): gradient_sum = Σ_k g_k, *weighted_sum = Σ_k (m/2 − 1 − k) g_k when given,
+  // and out = Σ_k H_k w_k with w_k = Σ_{i<k} g_i − ½ Σ_i g_i + gram.c[k] θ. The first layer's weight
+  // products run through gram.mask (DensePath::prefix_direction_sum). Agrees with block_gradients and
+  // hessian_vector_sum to rounding.
+  void prefix_direction_sum(const Vector& theta, const Dataset& batch, const std::vector<Index>& ends, double scale,
+                            const FirstLayerGram& gram, Vector& gradient_sum, Vector* weighted_sum, Vector& out,
+                            PassKey pass = {}) const;
   // Writes (scale * Σ ∇³ℓ)[u, v].
   void third_order(const Vector& theta, const Vector& u, const Vector& v, const Dataset& batch, double scale,
                    Vector& out) const;

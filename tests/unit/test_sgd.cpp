@@ -400,6 +400,49 @@ TEST(Sgd, Eom1FieldEqualsTheDoubleSum) {
   std::printf("|F1| = %.3e, |field - oracle| = %.3e\n", f1.norm(), (field - expected).norm());
 }
 
+// On one rank with no more samples than twice the input width, ModelObjective's partition takes sgd's
+// eom1 sum through the data's Gram matrix (the first layer's products as one N × N product). Its field
+// equals the batches' gradients and HVPs evaluated one by one (BatchPartition's base, which
+// Eom1FieldEqualsTheDoubleSum holds to the double sum), for cross-entropy and mse, tanh and softplus, with
+// and without weight decay, m = 2, 4 and 8; across two shards the partition does not take it.
+TEST(Sgd, Eom1FieldThroughTheGramMatrixEqualsTheBatchesOneByOne) {
+  const std::vector<Index> wide = {16, 9, 5, 3};
+  const Index n = 24;
+  const double lr = 0.05;
+  for (const LossKind loss : {LossKind::cross_entropy, LossKind::mse})
+    for (const Activation activation : {Activation::tanh, Activation::softplus})
+      for (const double wd : {0.0, 0.01})
+        for (const long b : {12L, 6L, 3L}) {
+          const Dataset d = test::teacher(n, wide, activation, loss, 5);
+          const WholeVector whole(test::mlp_model(wide, activation, loss).n_params());
+          ModelObjective objective(test::mlp_model(wide, activation, loss), d, n, wd, whole);
+          const Vector theta = test::mlp_model(wide, activation, loss).initial_parameters(9);
+          const std::vector<Index> p = spec_permutation(4, 0, n);
+          std::vector<std::vector<Index>> batches;
+          for (long j = 0; j < n / b; ++j) batches.push_back(slice(p, j, b));
+          const auto together = objective.partitioned(batches);
+          Vector mean, sum;
+          ASSERT_TRUE(together->prefix_direction_sum(theta, mean, sum)) << "b " << b;
+          BatchPartition one_by_one(objective, batches);
+          EXPECT_FALSE(one_by_one.prefix_direction_sum(theta, mean, sum));
+          SgdEom1Field field;
+          Vector fast, reference;
+          field(*together, lr, theta, fast);
+          field(one_by_one, lr, theta, reference);
+          EXPECT_LE((fast - reference).norm(), 1e-13 * reference.norm())
+              << "loss " << static_cast<int>(loss) << " activation " << static_cast<int>(activation) << " wd " << wd << " b " << b;
+          EXPECT_GT((fast + mean).norm(), 1e-3 * mean.norm());  // the η F1 part is not negligible
+        }
+  // Two shards of the samples: the first layer's Gram matrix would span both; the partition declines.
+  const Dataset d = test::mixture(n, wide, 6);
+  const WholeVector whole(test::mlp_model(wide, Activation::tanh, LossKind::cross_entropy).n_params());
+  ModelObjective half(test::mlp_model(wide, Activation::tanh, LossKind::cross_entropy), shard(d, 0, 2), n, 0.0, whole, 0);
+  const auto part = half.partitioned({{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9, 10, 11}, {12, 13, 14, 15, 16, 17}, {18, 19, 20, 21, 22, 23}});
+  Vector mean, sum;
+  EXPECT_FALSE(part->prefix_direction_sum(
+      test::mlp_model(wide, Activation::tanh, LossKind::cross_entropy).initial_parameters(1), mean, sum));
+}
+
 // Averaged over all m! orders of the batches, F1 is −(1/(2m)) Σ_j H_j g_j = −∇[(1/(4m)) Σ_j ‖g_j‖²]: the
 // modified loss of random reshuffling (Smith, Dherin, Barrett & De, ICLR 2021). The right side from
 // each batch's own HVP of its gradient, and by central differences of (1/(4m)) Σ_j ‖g_j‖².
