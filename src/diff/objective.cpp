@@ -138,17 +138,18 @@ class ModelObjective::Partition final : public BatchPartition {
     for (const Vector* x : v) whole_.add_weight_decay(*x, out);
   }
 
-  // On one rank holding all samples, in batches of at most 128, where N ≤ 4096 and N ≤ 2·(input width):
-  // the first layer through the data's Gram matrix (Model::prefix_direction_sum), about 2·out·N²
-  // operations instead of 4·out·in·N in m pieces of b columns, which run below the BLAS's rate when b is
-  // small (BENCHMARKS.md, the reference network: 20% faster at b = 32, 10% at 64, even at 128, slower
-  // at 256). With weight decay λ, g_k = g_k^d + λθ and H_k = H_k^d + λI, so u_k = w_k + c_kθ with
-  // c_k = λ(k − m/2), and Σ_k H_k u_k = Σ_k H_k^d w_k + λ Σ_k u_k^d − λ²(m/2)θ, Σ_k u_k^d = Σ_k (m/2 − 1 − k) g_k^d.
+  // On one rank holding all samples, in batches of at most 128, where N ≤ 2048 (the Gram matrix's N²
+  // entries at most 32 MiB) and N ≤ 2·(input width): the first layer through the data's Gram matrix
+  // (Model::prefix_direction_sum), about 2·out·N² operations instead of 4·out·in·N in m pieces of b
+  // columns, which run below the BLAS's rate when b is small (BENCHMARKS.md, the reference network: 20%
+  // faster at b = 32, 10% at 64, even at 128, slower at 256). With weight decay λ, g_k = g_k^d + λθ and
+  // H_k = H_k^d + λI, so u_k = w_k + c_kθ with c_k = λ(k − m/2), and
+  // Σ_k H_k u_k = Σ_k H_k^d w_k + λ Σ_k u_k^d − λ²(m/2)θ, where Σ_k u_k^d = Σ_k (m/2 − 1 − k) g_k^d.
   bool prefix_direction_sum(const Vector& theta_slice, Vector& mean, Vector& out) override {
     lay_out();
     const Index n = data_.n_samples();
     const std::size_t m = ends_.size();
-    if (!whole_.slice_is_whole() || n != whole_.samples() || m < 2 || n / static_cast<Index>(m) > 128 || n > 4096 ||
+    if (!whole_.slice_is_whole() || n != whole_.samples() || m < 2 || n / static_cast<Index>(m) > 128 || n > 2048 ||
         n > 2 * data_.x.rows())
       return false;
     const Vector& theta = whole_.gathered_theta(theta_slice);
