@@ -428,9 +428,9 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   // The MLP's activation and normalization; an architecture names its own layers. (Their defaults stay
   // allowed: a resolved config spells every key.)
   if (!c.model.architecture.empty())
-    for (const auto& [key, plain] : {std::pair{"model.activation", "tanh"}, std::pair{"model.normalize", "none"}})
-      if (kv.get(key) != plain)
-        throw_input_error(key, std::string("a key of model.layers only (model.architecture names its layers), or ") + plain,
+    for (const char* key : {"model.activation", "model.normalize"})
+      if (const std::string plain = default_of(key); kv.get(key) != plain)
+        throw_input_error(key, "a key of model.layers only (model.architecture names its layers), or " + plain,
                           quoted(kv.get(key)));
   c.model.loss = parse_choice("model.loss", kv.get("model.loss"), losses);
   c.model.weight_decay.clear();

@@ -13,8 +13,6 @@
 #include <tuple>
 #include <utility>
 
-#include "core/config.hpp"
-#include "core/error.hpp"
 #include "flow/adaptive.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
@@ -103,7 +101,8 @@ double long_start_sum(double a, double beta, double eps) {
   constexpr long K = 256;
   const double log_beta = std::log1p(beta - 1), steady = 1 / (a + eps);
   const auto F = [&](long k) {  // = a x / ((1+s)(as+ε)(a+ε)), x = β^k, s = √(1−x): no cancellation for a ≪ ε
-    const double x = std::exp(k * log_beta), s = std::sqrt(-std::expm1(k * log_beta));
+    const double kc = static_cast<double>(k) * log_beta;
+    const double x = std::exp(kc), s = std::sqrt(-std::expm1(kc));
     return a * x / ((1 + s) * (a * s + eps)) * steady;
   };
   double sum = 0;

@@ -48,8 +48,8 @@ class SgdBatches {
 };
 
 // sgd's eom1 field −ḡ + η F1 for batches in the order they run (DESIGN.md §1.5), F1 = (1/m) Σ_j H_j u_j
-// with u_j = Σ_{i<j} g_i − (m/2) ḡ: the m batch gradients (BatchPartition), which become the u_j in
-// place, then Σ_j H_j u_j.
+// with u_j = Σ_{i<j} g_i − (m/2) ḡ: the partition's own prefix_direction_sum where it has one, else the m
+// batch gradients (BatchPartition), which become the u_j in place, then Σ_j H_j u_j.
 class SgdEom1Field {
  public:
   void operator()(BatchPartition& batches, double lr, const Vector& theta, Vector& out);

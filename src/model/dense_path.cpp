@@ -141,15 +141,16 @@ double DensePath::forward_and_head(Primal& p, const Vector& theta, const Dataset
 }
 
 void DensePath::backward(Primal& p, const Vector& theta, const Matrix& x, const std::vector<Index>& ends,
-                         Vector* const* grads) {
+                         Vector* const* grads, bool first_layer_weights) {
   for (std::size_t i = layers_.size(); i-- > 0;) {
     const DenseLayer& l = layers_[i];
     const Matrix& input = i == 0 ? x : p.activation[i - 1][0];
     for (std::size_t k = 0; grads && k < ends.size(); ++k) {
       const Index begin = block_begin(ends, k), size = block_size(ends, k);
       // (δ aᵀ)ᵀ in place; a block without samples here has a zero gradient (a BLAS product over none).
-      gemm(1.0, input.middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size), Op::transpose, 0.0,
-           transposed_weights(*grads[k], l));
+      if (i > 0 || first_layer_weights)
+        gemm(1.0, input.middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size), Op::transpose, 0.0,
+             transposed_weights(*grads[k], l));
       sum_columns(p.delta[i].middleCols(begin, size), bias(*grads[k], l));
     }
     if (i == 0) break;
@@ -172,12 +173,12 @@ double DensePath::loss(const Vector& theta, const Dataset& batch, double scale) 
 
 const DensePath::Primal& DensePath::primal(const Vector& theta, const Dataset& batch, double scale,
                                            const std::vector<Index>& ends, Vector* const* grads, PassKey pass,
-                                           double* loss) {
+                                           double* loss, bool first_layer_weights) {
   Primal& p = slot_for(pass);
   p.pass = {};  // names nothing until complete
   const double l = forward_and_head(p, theta, batch, scale);
   for (std::size_t k = 0; grads && k < ends.size(); ++k) grads[k]->resize(theta.size());
-  backward(p, theta, batch.x, ends, grads);
+  backward(p, theta, batch.x, ends, grads, first_layer_weights);
   p.pass = pass;
   p.scale = scale;
   slot_bytes_ = std::max(slot_bytes_, p.bytes());
@@ -233,21 +234,12 @@ void DensePath::prefix_direction_sum(const Vector& theta, const Dataset& batch, 
       gram.mask.cols() != batch.x.cols() || gram.c.size() != m)
     throw Error("DensePath::prefix_direction_sum: expected blocks ending at the batch's end, an N x N Gram matrix "
                 "and one coefficient per block");
-  const Primal& p = primal(theta, batch, scale, ends, nullptr, pass);
-  const DenseLayer& first = layers_.front();
   // Block gradients but the first layer's weights (their products go through the Gram matrix).
   blocks_.resize(m);
-  for (std::size_t k = 0; k < m; ++k) {
-    blocks_[k].resize(theta.size());
-    const Index begin = block_begin(ends, k), size = block_size(ends, k);
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      const DenseLayer& l = layers_[i];
-      if (i > 0)
-        gemm(1.0, p.activation[i - 1][0].middleCols(begin, size), Op::none, p.delta[i].middleCols(begin, size),
-             Op::transpose, 0.0, transposed_weights(blocks_[k], l));
-      sum_columns(p.delta[i].middleCols(begin, size), bias(blocks_[k], l));
-    }
-  }
+  block_outputs_.resize(m);
+  for (std::size_t k = 0; k < m; ++k) block_outputs_[k] = &blocks_[k];
+  const Primal& p = primal(theta, batch, scale, ends, block_outputs_.data(), pass, nullptr, false);
+  const DenseLayer& first = layers_.front();
   // The first layer's weight sums over all samples: Σ_i g_i, and Σ_i (m/2 − 1 − i) g_i when asked.
   const Index w_begin = first.w_offset, w_end = first.w_offset + first.in * first.out, n = theta.size();
   gradient_sum.resize(n);

@@ -101,6 +101,7 @@ class DensePath {
   std::vector<Matrix> z_dot_, a_dot_, e_dot_, delta_dot_;
   // prefix_direction_sum's block gradients, turned into its directions in place, and the weighted δ.
   std::vector<Vector> blocks_;
+  std::vector<Vector*> block_outputs_;
   std::vector<const Vector*> directions_;
   Matrix weighted_delta_;
   Vector running_;
@@ -120,12 +121,13 @@ class DensePath {
   std::vector<const Vector*> one_direction_;
 
   double forward_and_head(Primal& p, const Vector& theta, const Dataset& batch, double scale);
-  // Back-propagates δ; writes block k's gradient to *grads[k] when grads is given.
+  // Back-propagates δ; writes block k's gradient to *grads[k] when grads is given (without the first
+  // layer's weights, left as they were, when first_layer_weights is false).
   void backward(Primal& p, const Vector& theta, const Matrix& x, const std::vector<Index>& ends,
-                Vector* const* grads);
+                Vector* const* grads, bool first_layer_weights);
   // Forward pass, head and backward pass into a slot for `pass`.
   const Primal& primal(const Vector& theta, const Dataset& batch, double scale, const std::vector<Index>& ends,
-                       Vector* const* grads, PassKey pass, double* loss = nullptr);
+                       Vector* const* grads, PassKey pass, double* loss = nullptr, bool first_layer_weights = true);
   // hessian_vector_sum's tangent passes on the primal p; with `gram`, the first layer's weight products
   // as prefix_direction_sum makes them.
   void tangent_sum(const Primal& p, const Vector& theta, const std::vector<const Vector*>& v, const Dataset& batch,
