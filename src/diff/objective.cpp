@@ -138,8 +138,7 @@ class ModelObjective::Partition final : public BatchPartition {
     for (const Vector* x : v) whole_.add_weight_decay(*x, out);
   }
 
-  // On one rank holding all samples, in batches of at most 128, where N ≤ 2048 (the Gram matrix's N²
-  // entries at most 32 MiB) and N ≤ 2·(input width): the first layer through the data's Gram matrix
+  // On one rank holding all samples, where partition_path says so: the first layer through the data's Gram matrix
   // (Model::prefix_direction_sum), about 2·out·N² operations instead of 4·out·in·N in m pieces of b
   // columns, which run below the BLAS's rate when b is small (BENCHMARKS.md, the reference network: 20%
   // faster at b = 32, 10% at 64, even at 128, slower at 256). With weight decay λ, g_k = g_k^d + λθ and
@@ -149,8 +148,8 @@ class ModelObjective::Partition final : public BatchPartition {
     lay_out();
     const Index n = data_.n_samples();
     const std::size_t m = ends_.size();
-    if (!whole_.slice_is_whole() || n != whole_.samples() || m < 2 || n / static_cast<Index>(m) > 128 || n > 2048 ||
-        n > 2 * data_.x.rows())
+    if (!whole_.slice_is_whole() || n != whole_.samples() ||
+        partition_path(true, 1, n, static_cast<Index>(m), data_.x.rows(), whole_.model_.n_params()) != PartitionPath::gram)
       return false;
     const Vector& theta = whole_.gathered_theta(theta_slice);
     const double lambda = whole_.weight_decay_, half = static_cast<double>(m) / 2;
@@ -228,13 +227,23 @@ std::unique_ptr<Objective> ModelObjective::restricted(const std::vector<Index>& 
   return std::make_unique<Batch>(*this, local_samples(batch), static_cast<Index>(batch.size()));
 }
 
-std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<std::vector<Index>>& batches) {
+PartitionPath partition_path(bool blocks_together, int ranks, Index samples, Index batches, Index input_width,
+                             Index n_params) {
   constexpr double budget_bytes = 1024.0 * 1024.0 * 1024.0;
+  if (!blocks_together) return PartitionPath::one_by_one;
+  if (ranks == 1 && batches >= 2 && samples / batches <= 128 && samples <= 2048 && samples <= 2 * input_width)
+    return PartitionPath::gram;
+  const double bytes = 8.0 * static_cast<double>(batches) * static_cast<double>(n_params);
+  return ranks == 1 || bytes <= budget_bytes ? PartitionPath::blocks : PartitionPath::one_by_one;
+}
+
+std::unique_ptr<BatchPartition> ModelObjective::partitioned(const std::vector<std::vector<Index>>& batches) {
   const bool equal = !batches.empty() && std::all_of(batches.begin(), batches.end(), [&](const auto& b) {
     return !b.empty() && b.size() == batches.front().size();
   });
-  const double bytes = 8.0 * static_cast<double>(batches.size()) * static_cast<double>(model_.n_params());
-  if (model_.evaluates_blocks_together() && equal && (slice_is_whole() || bytes <= budget_bytes))
+  const int ranks = slice_is_whole() ? 1 : 2;  // beyond one, the count does not matter here
+  if (equal && partition_path(model_.evaluates_blocks_together(), ranks, n_total_, static_cast<Index>(batches.size()),
+                              local_.x.rows(), model_.n_params()) != PartitionPath::one_by_one)
     return std::make_unique<Partition>(*this, batches);
   return Objective::partitioned(batches);
 }

@@ -74,6 +74,17 @@ class BatchPartition {
   Vector hv_;
 };
 
+// How ModelObjective evaluates an epoch's m batches of equal size (its partitioned(); flow/sgd.cpp's eom1
+// sum), for a run of `ranks` ranks on `samples` samples of `input_width` features and a model of
+// n_params parameters: through the data's Gram matrix (one rank, m >= 2 batches of at most 128,
+// N <= 2048 so that the N x N mask is at most 32 MiB, N <= 2 x the input width); as blocks of one pass
+// (Model::block_gradients) keeping the m whole gradients on each rank when there are several, within
+// 1 GiB; or batch by batch. The first two need the model's dense fast path (`blocks_together`).
+// The memory estimate (study/memory_budget.hpp) reads it too.
+enum class PartitionPath { gram, blocks, one_by_one };
+PartitionPath partition_path(bool blocks_together, int ranks, Index samples, Index batches, Index input_width,
+                             Index n_params);
+
 // The loss of a Model over a data set sharded across the ranks of a run: each rank holds one shard
 // and one slice of every vector. An evaluation all-gathers the input slices (θ only when it changed),
 // sums over the local shard, and reduce-scatters the result. A model whose statistics couple the

@@ -4,9 +4,11 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "core/memory.hpp"
 #include "data/images.hpp"
+#include "diff/objective.hpp"
 #include "io/input.hpp"
 
 namespace eomlab {
@@ -35,6 +37,33 @@ std::string bytes_text(double bytes) {
   else
     std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / mib);
   return buf;
+}
+
+// sgd (flow/sgd.cpp): the method's batches copy the shard's samples in batch order, and so do an eom1
+// flow's; that flow keeps an epoch's m batch gradients (slices, and whole on each rank where the run has
+// several and they are evaluated together) or, through the data's Gram matrix, its N x N mask.
+void add_sgd_batches(const StudyConfig& c, double p, double n, double per_sample, const Model* model, MemoryEstimate& e) {
+  const long b = c.optimizer.settings.batch_size;
+  if (c.optimizer.method != "sgd" || b <= 0) return;
+  const bool eom1 = std::count(c.flows.kinds.begin(), c.flows.kinds.end(), "eom1") > 0;
+  const double r = c.ranks_per_run, shard = std::ceil(n / r), m = std::floor(n / static_cast<double>(b));
+  e.sample_bytes += 8 * (eom1 ? 2 : 1) * shard * per_sample;
+  if (!eom1) return;
+  const bool together = model ? model->evaluates_blocks_together()
+                              : c.model.architecture.empty() && c.model.normalize == Normalization::none;
+  const Index width = model ? model->input_shape().size() : c.model.layers.front();
+  const Index params = p < 9e18 ? static_cast<Index>(p) : std::numeric_limits<Index>::max();
+  switch (partition_path(together, c.ranks_per_run, static_cast<Index>(n), static_cast<Index>(m), width, params)) {
+    case PartitionPath::gram:
+      e.batch_bytes = 8 * n * n;
+      break;
+    case PartitionPath::blocks:
+      e.batch_bytes = 8 * m * (std::ceil(p / r) + (r > 1 ? p : 0));
+      break;
+    case PartitionPath::one_by_one:
+      e.batch_bytes = 8 * m * std::ceil(p / r);
+      break;
+  }
 }
 
 }  // namespace
@@ -69,6 +98,7 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   if (architecture) per_pass = std::min(per_pass, static_cast<double>(model->samples_per_pass(order + 1)));
   e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + widths * jets[order]));
   e.base_bytes = 30 * mib;
+  add_sgd_batches(c, p, n, per_sample, model, e);
   return e;
 }
 
@@ -82,9 +112,10 @@ std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ra
   const double available = static_cast<double>(available_memory_bytes(&source));
   if (available <= 0 || e.total() * ranks_on_node <= available) return "";
   const std::string network = c.model.architecture.empty() ? "model.layers" : "model.architecture";
-  const std::string key = e.parameter_bytes >= e.sample_bytes ? network
-                          : c.data.source == "hdf5"          ? "data.source: '" + c.data.path + "'"
-                                                             : "data.n_samples";
+  const std::string key = e.batch_bytes > std::max(e.parameter_bytes, e.sample_bytes) ? "optimizer.batch_size"
+                          : e.parameter_bytes >= e.sample_bytes                      ? network
+                          : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"
+                                                    : "data.n_samples";
   return key + ": expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank × " +
          std::to_string(ranks_on_node) + " rank(s) on this node, " + bytes_text(available) + " available (" + source +
          ")";

@@ -3,7 +3,8 @@
 // The model is calibrated on measured peaks (bench/memory.py, README "Memory"): per rank, a base of the
 // process and its libraries; a few whole-length parameter vectors (θ gathered, reduce-scatter buffers);
 // slices of the GD state, each flow's integrator and field vectors and the sharpness's Lanczos basis;
-// the data set (loaded whole on every rank) and its shard's activations and derivative jets.
+// the data set (loaded whole on every rank) and its shard's activations and derivative jets; for sgd,
+// its batches' copies of the shard and what eom1 keeps of an epoch (diff/objective.hpp's PartitionPath).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,8 +17,9 @@ namespace eomlab {
 struct MemoryEstimate {
   double parameter_bytes = 0;  // grows with model.layers
   double sample_bytes = 0;     // grows with the data's size
+  double batch_bytes = 0;      // sgd's eom1: grows with the batches per epoch times the parameters
   double base_bytes = 0;
-  double total() const { return parameter_bytes + sample_bytes + base_bytes; }
+  double total() const { return parameter_bytes + sample_bytes + batch_bytes + base_bytes; }
 };
 
 // One rank of a run with n_params parameters on n_samples samples. A model.architecture's layer sizes

@@ -6,6 +6,7 @@ import re
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import SMALL_STUDY, run_eomlab, write_config
 
@@ -72,14 +73,62 @@ theta = none
 """
 
 
-def test_dry_run_prints_an_estimate_near_the_measured_peak(tmp_path):
-    config = write_config(tmp_path, MEDIUM.format(output=tmp_path / "out"))
+# sgd's eom1 keeps an epoch's 128 batch gradients, as slices and (2 ranks) whole: about 300 MiB of the peak.
+SGD = """
+[study]
+output = {output}
+ranks_per_run = 2
+[data]
+n_samples = 512
+[model]
+layers = 784,256,10
+[optimizer]
+method = sgd
+batch_size = 4
+lr = 0.001
+horizon = 0.128
+record_every = 128
+[flows]
+kinds = eom1
+rtol = 1e-4
+atol = 1e-6
+[output]
+theta = none
+"""
+
+
+def estimate_and_peak(tmp_path, study, run_name):
+    config = write_config(tmp_path, study.format(output=tmp_path / "out"))
     dry = run_eomlab(["--config", config, "--dry-run"], np=2)
     assert dry.returncode == 0, dry.stderr
     estimate = float(re.search(r"memory: about ([\d.]+) MiB per rank \(estimate\); [\d.]+ [MG]iB available", dry.stdout)[1])
     proc = run_eomlab(["--config", config], np=2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    with h5py.File(tmp_path / "out" / "runs" / "lr0.01_seed0_wd0.h5", "r") as f:
+    with h5py.File(tmp_path / "out" / "runs" / f"{run_name}.h5", "r") as f:
         measured = f.attrs["peak_rank_memory_bytes"] / 2**20
     print(f"estimate {estimate:.1f} MiB, measured {measured:.1f} MiB")
+    return estimate, measured
+
+
+def test_dry_run_prints_an_estimate_near_the_measured_peak(tmp_path):
+    estimate, measured = estimate_and_peak(tmp_path, MEDIUM, "lr0.01_seed0_wd0")
     assert 0.7 < estimate / measured < 1.5, (estimate, measured)
+
+
+def test_an_sgd_estimate_counts_the_batch_gradients_eom1_keeps(tmp_path):
+    estimate, measured = estimate_and_peak(tmp_path, SGD, "sgd_lr0.001_seed0_wd0")
+    assert measured > 300, measured  # the batch gradients are most of it
+    assert 0.7 < estimate / measured < 1.5, (estimate, measured)
+
+
+def test_an_sgd_study_whose_batch_gradients_cannot_fit_is_refused_naming_batch_size(tmp_path):
+    available_kib = int(re.search(r"MemAvailable:\s+(\d+) kB", open("/proc/meminfo").read())[1])
+    if available_kib > 200 * 2**20:
+        pytest.skip("this machine has room for the study the test expects refused")
+    # 8192 batches of one sample, each gradient of 4M parameters: 134 GB per rank; the rest about 2 GiB.
+    study = SGD.replace("n_samples = 512", "n_samples = 8192").replace("layers = 784,256,10", "layers = 2000,2000,10")
+    study = study.replace("batch_size = 4", "batch_size = 1").replace("horizon = 0.128", "steps = 8192")
+    config = write_config(tmp_path, study.replace("record_every = 128", "record_every = 8192").format(output=tmp_path / "out"))
+    line = refusal(run_eomlab(["--config", config], np=2))
+    assert line.startswith("eomlab: optimizer.batch_size: expected a study that fits in memory, got an estimated"), line
+    assert not (tmp_path / "out").exists()

@@ -34,6 +34,45 @@ TEST(MemoryBudget, EstimatesTheMeasuredPeaksWithin15Percent) {
   EXPECT_NEAR(estimate_mib(2, false), 706, 0.15 * 706);
 }
 
+namespace {
+
+// sgd on MLP 784-512-10 with eom1 alone (rtol 1e-6), batches of `b`.
+double sgd_estimate_mib(int ranks_per_run, Index n, long b) {
+  StudyConfig c;
+  c.model.layers = {784, 512, 10};
+  c.data.n_samples = n;
+  c.optimizer.method = "sgd";
+  c.optimizer.settings.batch_size = b;
+  c.flows.kinds = {"eom1"};
+  c.ranks_per_run = ranks_per_run;
+  return estimate_rank_memory(c, 784 * 512 + 512 + 512 * 10 + 10, n).total() / (1024.0 * 1024.0);
+}
+
+}  // namespace
+
+// Peaks measured on this build's binary: eom1 keeps an epoch's 128 batch gradients (slices, and whole on
+// 2 ranks: 417 and 625 MB), or through the Gram matrix (1 rank, 1024 samples) a 1024 x 1024 mask.
+TEST(MemoryBudget, EstimatesSgdsBatchGradientsWithin20Percent) {
+  EXPECT_NEAR(sgd_estimate_mib(1, 4096, 32), 993, 0.2 * 993);
+  EXPECT_NEAR(sgd_estimate_mib(2, 4096, 32), 933, 0.2 * 933);
+  EXPECT_NEAR(sgd_estimate_mib(1, 1024, 16), 334, 0.2 * 334);
+}
+
+TEST(MemoryBudget, SgdBatchGradientsBeyondMemoryAreNamedByBatchSize) {
+  StudyConfig c;
+  c.model.layers = {2000, 2000, 10};
+  c.optimizer.method = "sgd";
+  c.optimizer.settings.batch_size = 1;
+  c.flows.kinds = {"gf", "eom1"};
+  c.ranks_per_run = 2;
+  const MemoryEstimate e = estimate_rank_memory(c, 2000 * 2000 + 2000 + 2000 * 10 + 10, 8192);
+  EXPECT_GT(e.batch_bytes, 1e11);
+  const std::string line = memory_problem(c, e, 2);
+  EXPECT_EQ(line.rfind("optimizer.batch_size: expected a study that fits in memory, got an estimated", 0), 0u) << line;
+  c.flows.kinds = {"gf"};  // without eom1 nothing is kept per batch
+  EXPECT_EQ(estimate_rank_memory(c, 2000 * 2000 + 2000 + 2000 * 10 + 10, 8192).batch_bytes, 0);
+}
+
 TEST(MemoryBudget, AModelFarBeyondMemoryIsNamedByItsKey) {
   StudyConfig c;
   c.model.layers = {100000, 100000, 10};

@@ -316,7 +316,9 @@ TEST(Sgd, PartIdsAreReusedWithoutRecallingAnotherPartsPasses) {
     if (epoch % 4 >= 2) p->batch(2).value_and_gradient(theta, batch_g);
     for (std::size_t k = 0; k < 4; ++k) ASSERT_EQ(g[k], expected_g[o][k]) << "epoch " << epoch << ", batch " << k;
     ASSERT_EQ(h, expected_h[o]) << "epoch " << epoch;
-    if (epoch % 4 >= 2) ASSERT_EQ(batch_g, expected_batch[o]) << "epoch " << epoch;
+    if (epoch % 4 >= 2) {
+      ASSERT_EQ(batch_g, expected_batch[o]) << "epoch " << epoch;
+    }
   }
   EXPECT_NE(expected_g[0][0], expected_g[1][0]);
   // Alive at once: the partition and its 4 batch objectives (made together); 200 ids without reuse.
