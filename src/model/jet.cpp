@@ -290,8 +290,11 @@ void jet_add_to_channels(Jet& a, double alpha, const Jet& c, Index pixels) {
     if (!c.nz[static_cast<std::size_t>(s)]) continue;
     Buffer& x = a.c[static_cast<std::size_t>(s)];
     if (!a.nz[static_cast<std::size_t>(s)]) a.set(s, a.rows(), a.cols()).setZero();
-    const Eigen::RowVectorXd row = alpha * c.c[static_cast<std::size_t>(s)].col(0).transpose();
-    for (Index n = 0; n < x.cols(); ++n) sample_image(x, n, pixels).rowwise() += row;
+    const Buffer& channel = c.c[static_cast<std::size_t>(s)];
+    for (Index k = 0; k < channel.rows(); ++k) {
+      const double add = alpha * channel(k, 0);
+      for (Index n = 0; n < x.cols(); ++n) sample_image(x, n, pixels).col(k).array() += add;
+    }
   }
 }
 

@@ -14,10 +14,12 @@
 #include "model/layer.hpp"
 #include "support/error_of.hpp"
 #include "support/finite_difference.hpp"
+#include "support/images.hpp"
 #include "support/random_vector.hpp"
 
 using namespace eomlab;
 using test::error_of;
+using test::random_images;
 using test::random_vector;
 
 namespace {
@@ -27,22 +29,6 @@ Model image_model(const std::string& architecture, const Shape& in, LossKind los
   config.architecture = architecture;
   config.loss = loss;
   return make_model(config, in);
-}
-
-// n samples of standard normal pixels; labels in [0, classes) or standard normal targets.
-Dataset random_images(const Shape& shape, Index n, LossKind loss, Index outputs, std::uint64_t seed) {
-  Rng r(seed, rng_stream::test);
-  Dataset d;
-  d.sample_shape = shape;
-  d.x.resize(shape.size(), n);
-  for (Index i = 0; i < d.x.size(); ++i) d.x.data()[i] = r.normal();
-  if (loss == LossKind::cross_entropy) {
-    for (Index s = 0; s < n; ++s) d.labels.push_back(static_cast<std::int64_t>(r.below(static_cast<std::uint64_t>(outputs))));
-  } else {
-    d.targets.resize(outputs, n);
-    for (Index i = 0; i < d.targets.size(); ++i) d.targets.data()[i] = r.normal();
-  }
-  return d;
 }
 
 // out[o, i, j] = b[o] + Σ_{c, a, b} W[o, c, a, b] x[c, i·S - P + a, j·S - P + b] (zero outside): torch's

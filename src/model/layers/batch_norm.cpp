@@ -133,10 +133,12 @@ class BatchNorm final : public Layer {
     sum_over_shards(pass.shards, {&sum_delta_, &sum_delta_x_}, reduced_);
     if (affine_) {
       jet_scale_channels(delta, gamma_, pixels, work_);
-      jet_hadamard(sum_delta_, gamma_, s.t1);
-      std::swap(s.t1, sum_delta_);
-      jet_hadamard(sum_delta_x_, gamma_, s.t1);
-      std::swap(s.t1, sum_delta_x_);
+      // Through a per-channel temporary of the layer's own: swapped with the shared scratch, the channel
+      // sums' small storage would take the place of a batch-sized buffer, reallocated every evaluation.
+      jet_hadamard(sum_delta_, gamma_, scaled_);
+      std::swap(scaled_, sum_delta_);
+      jet_hadamard(sum_delta_x_, gamma_, scaled_);
+      std::swap(scaled_, sum_delta_x_);
     } else {
       work_.reset(delta.m);
       jet_axpy(1.0, delta, work_);
@@ -156,7 +158,7 @@ class BatchNorm final : public Layer {
   double count_ = 0;  // samples x pixels over all shards
   std::vector<double> reduced_;
   Jet centred_, variance_, inv_std_, normalized_, gamma_, beta_;
-  Jet sum_delta_, sum_delta_x_, work_;
+  Jet sum_delta_, sum_delta_x_, scaled_, work_;
 };
 
 }  // namespace

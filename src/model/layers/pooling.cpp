@@ -265,7 +265,8 @@ class GlobalAveragePool final : public Layer {
     const double scale = 1.0 / static_cast<double>(in_.pixels());
     map_components(delta, *delta_in, in_.size(), [&](const Buffer& d, Buffer& dx) {
       for (Index s = 0; s < d.cols(); ++s)
-        Eigen::Map<Matrix>(dx.col(s).data(), in_.pixels(), in_.channels).rowwise() = scale * d.col(s).transpose();
+        for (Index k = 0; k < in_.channels; ++k)
+          dx.col(s).segment(k * in_.pixels(), in_.pixels()).setConstant(scale * d(k, s));
     });
   }
 
