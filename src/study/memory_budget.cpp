@@ -112,7 +112,9 @@ std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ra
   const double available = static_cast<double>(available_memory_bytes(&source));
   if (available <= 0 || e.total() * ranks_on_node <= available) return "";
   const std::string network = c.model.architecture.empty() ? "model.layers" : "model.architecture";
-  const std::string key = e.batch_bytes > std::max(e.parameter_bytes, e.sample_bytes) ? "optimizer.batch_size"
+  // batch_size is named when the study would fit without what the batches add (a larger batch size helps).
+  const bool batches = e.batch_bytes > 0 && (e.total() - e.batch_bytes) * ranks_on_node <= available;
+  const std::string key = batches                                   ? "optimizer.batch_size"
                           : e.parameter_bytes >= e.sample_bytes                      ? network
                           : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"
                                                     : "data.n_samples";

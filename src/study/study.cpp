@@ -542,12 +542,24 @@ int group_count(const StudyConfig& config, int world_size) {
 void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
-  // Everything that can refuse the study (an unreadable data file) before anything is printed.
-  const Dataset data = load_data(config);
-  const Model probe = study_model(config, data);
-  require_method_fits(config, expand_grid(config), data.n_samples());
-  const std::string memory =
-      describe_memory(estimate_rank_memory(config, probe.n_params(), study_samples(config), &probe));
+  // Everything that can refuse the study (an unreadable data file) before anything is printed. An MLP sized
+  // for a larger node than this one is described without reading its data (a teacher network is as large).
+  std::string memory;
+  Index n_samples = study_samples(config);
+  const bool mlp = config.model.architecture.empty();
+  if (mlp) {
+    const Model model = make_model(config.model);
+    const MemoryEstimate estimate = estimate_rank_memory(config, model.n_params(), n_samples, &model);
+    if (!memory_problem(config, estimate, 1).empty())
+      memory = describe_memory(estimate) + "; too large for this node, the data is not read";
+  }
+  if (memory.empty()) {
+    const Dataset data = load_data(config);
+    const Model probe = study_model(config, data);
+    memory = describe_memory(estimate_rank_memory(config, probe.n_params(), n_samples, &probe));
+    n_samples = data.n_samples();
+  }
+  require_method_fits(config, expand_grid(config), n_samples);
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";

@@ -25,6 +25,17 @@ def test_a_model_far_beyond_memory_is_refused_before_anything_is_written(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_describes_a_study_too_large_for_this_node_without_building_its_teacher(tmp_path, small_study):
+    # The teacher source builds a network of the model's widths: 1.5e10 parameters, as large as the study.
+    proc = run_eomlab(["--config", small_study, "--dry-run", "--data.source=teacher",
+                       "--model.layers=5,2147483647,3"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    memory = [line for line in proc.stdout.splitlines() if line.startswith("memory:")]
+    assert len(memory) == 1 and "GiB per rank (estimate)" in memory[0], proc.stdout
+    assert "too large for this node, the data is not read" in memory[0], memory[0]
+    assert not (tmp_path / "out").exists()
+
+
 def lying_data_file(path, rows):
     """A small file whose /X declares `rows` rows of 4 features and stores none of them."""
     with h5py.File(path, "w") as f:

@@ -73,6 +73,19 @@ TEST(MemoryBudget, SgdBatchGradientsBeyondMemoryAreNamedByBatchSize) {
   EXPECT_EQ(estimate_rank_memory(c, 2000 * 2000 + 2000 + 2000 * 10 + 10, 8192).batch_bytes, 0);
 }
 
+TEST(MemoryBudget, BatchSizeIsNotNamedWhenNoBatchSizeWouldMakeTheStudyFit) {
+  // 9 · 10^8 parameters need some 300 GB per rank without any batch gradient: the model is the key to change.
+  StudyConfig c;
+  c.model.layers = {30000, 30000, 10};
+  c.optimizer.method = "sgd";
+  c.optimizer.settings.batch_size = 1;
+  c.flows.kinds = {"gf", "eom1"};
+  const MemoryEstimate e = estimate_rank_memory(c, 30000LL * 30000 + 30000 + 30000 * 10 + 10, 4096);
+  EXPECT_GT(e.batch_bytes, std::max(e.parameter_bytes, e.sample_bytes));
+  const std::string line = memory_problem(c, e, 1);
+  EXPECT_EQ(line.rfind("model.layers: expected a study that fits in memory, got an estimated", 0), 0u) << line;
+}
+
 TEST(MemoryBudget, AModelFarBeyondMemoryIsNamedByItsKey) {
   StudyConfig c;
   c.model.layers = {100000, 100000, 10};
