@@ -66,6 +66,7 @@ class Layer:
 
     def _dense(self, args, kw):
         (n_in,), n_out = self.shape, int(args[0])
+        self.weightnorm = kw.get("weightnorm", "off") == "on"
         self.params = [("W", n_out * n_in, n_in), ("b", n_out, 0)]
         self.out = (n_out,)
 
@@ -115,6 +116,8 @@ class Layer:
         n = self.name
         if n == "dense":
             W, b = t[:self.params[0][1]].view(self.out[0], -1), t[self.params[0][1]:]
+            if self.weightnorm:  # each row w used as w / ‖w‖
+                W = W / torch.sqrt((W * W).sum(1, keepdim=True))
             return a @ W.T + b
         if n == "conv":
             W = t[:self.params[0][1]].view(self.n_out, self.shape[0], self.k, self.k)
@@ -122,9 +125,9 @@ class Layer:
         if n == "avgpool":
             return F.avg_pool2d(a, self.k)
         if n == "maxpool":
-            c, h, w = self.out
-            windows = a[:, :, :h * self.k, :w * self.k].unfold(2, self.k, self.k).unfold(3, self.k, self.k)
-            return windows.reshape(a.shape[0], c, h, w, -1).amax(-1)
+            # torch's max_pool2d: the derivatives of a tied window go to its first maximum, as in eomlab
+            # (amax would split them among the ties).
+            return F.max_pool2d(a, self.k)
         if n == "globalavgpool":
             return a.mean((2, 3))
         if n == "flatten":

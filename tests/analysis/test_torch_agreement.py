@@ -19,6 +19,9 @@ NETWORKS = {
             (2, 8, 8)),
     "resnet_batchnorm": ("conv(4,3,pad=1), batchnorm, relu, residual(conv(4,3,pad=1), batchnorm, gelu), "
                          "globalavgpool, dense(3)", (2, 6, 6)),
+    # C x 1 x 1 feature maps are images; weight-normalized rows.
+    "one_by_one_weightnorm": ("conv(4,4,stride=2), tanh, conv(3,1), maxpool(1), globalavgpool, "
+                              "dense(4, weightnorm=on), tanh, dense(3)", (2, 4, 4)),
     "mlp_norms": ("dense(6), batchnorm(affine=off), softplus, residual(dense(6), layernorm, tanh), dense(3)", (5,)),
 }
 SAMPLES = 30

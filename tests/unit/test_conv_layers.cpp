@@ -235,6 +235,9 @@ const Network networks[] = {
     // Each activation's backward pass runs inside the avgpool(2)'s after it (LayerSequence fuses them).
     {"fused_activation_avgpool", "conv(3, 3, pad=1), tanh, avgpool(2), conv(2, 3, pad=1), gelu, avgpool(2), flatten, dense(3)",
      {2, 8, 8}},
+    // C x 1 x 1 feature maps are images (as in torch): layers after them, and 1 x 1 inputs.
+    {"one_by_one_maps", "conv(3, 4, stride=2), tanh, conv(2, 1), maxpool(1), globalavgpool, dense(3)", {2, 4, 4}},
+    {"one_by_one_input", "conv(2, 1), softplus, avgpool(1), flatten, dense(3)", {3, 1, 1}},
 };
 
 using DerivativeCase = std::tuple<int, LossKind>;
@@ -383,4 +386,7 @@ TEST(ImageLayers, BadArgumentsAndShapesAreRefused) {
             "model.architecture: layer 3 'maxpool(2)': expected an image input C x H x W, got a vector of 64");
   EXPECT_EQ(error_of([] { image_model("conv(4, 3), dense(2)", {1, 6, 6}); }),
             "model.architecture: layer 2 'dense(2)': expected a vector input, got 4x4x4 (flatten first)");
+  EXPECT_EQ(error_of([] { image_model("conv(4, 6), dense(2)", {1, 6, 6}); }),
+            "model.architecture: layer 2 'dense(2)': expected a vector input, got 4x1x1 (flatten first)");
+  EXPECT_NO_THROW(image_model("conv(4, 6), conv(2, 1), maxpool(1), globalavgpool, dense(2)", {1, 6, 6}));
 }
