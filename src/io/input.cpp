@@ -118,7 +118,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
     read_all(y, H5T_NATIVE_INT64, out.labels.data(), where + ":/y");
     for (std::int64_t label : out.labels)
       if (label < 0) throw InputError(where + ":/y: expected labels >= 0, got " + std::to_string(label));
-    if (loss == LossKind::mse) {
+    if (loss == LossKind::mse && n_classes >= 0) {
       Index k = n_classes;
       if (k == 0)
         for (std::int64_t label : out.labels) k = std::max<Index>(k, static_cast<Index>(label) + 1);

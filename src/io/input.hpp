@@ -10,7 +10,8 @@
 namespace eomlab::io {
 
 // /X float [N, d] or [N, C, H, W] (the samples' shape); /y integer [N] (labels) or float [N, k] (targets).
-// For mse, integer labels become one-hot targets over n_classes (max label + 1 if n_classes is 0).
+// For mse, integer labels become one-hot targets over n_classes (max label + 1 if n_classes is 0; kept as
+// labels if n_classes < 0, for a caller that knows the width).
 Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, const std::string& key);
 
 // The rows N that /X declares (for the memory estimate), without reading the data.

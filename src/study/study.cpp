@@ -111,19 +111,22 @@ std::string last_layer_key(const StudyConfig& c) {
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
   if (!c.model.architecture.empty()) {
-    if (c.data.source == "hdf5") return io::read_data_file(c.data.path, c.model.loss, c.data.n_classes, "data.source");
-    if (is_image_source(c.data.source)) {
-      data = load_images(c.data);
-      if (c.model.loss == LossKind::mse) {  // one-hot targets as wide as the network's outputs (as model.layers')
-        const Index outputs = make_model(c.model, data.shape()).n_outputs();
-        require_data_fits(data, 0, outputs, last_layer_key(c), c);
-        labels_to_targets(data, outputs);
-      }
-      return data;
+    if (c.data.source != "hdf5" && !is_image_source(c.data.source)) {
+      DataConfig d = c.data;
+      if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
+      return make_synthetic(d, c.model);
     }
-    DataConfig d = c.data;
-    if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
-    return make_synthetic(d, c.model);
+    // mse: integer labels become one-hot targets as wide as the network's outputs (as model.layers'),
+    // or as data.n_classes says for a file's.
+    data = c.data.source == "hdf5"
+               ? io::read_data_file(c.data.path, c.model.loss, c.data.n_classes > 0 ? c.data.n_classes : -1, "data.source")
+               : load_images(c.data);
+    if (c.model.loss == LossKind::mse && data.has_labels()) {
+      const Index outputs = make_model(c.model, data.shape()).n_outputs();
+      require_data_fits(data, 0, outputs, last_layer_key(c), c);
+      labels_to_targets(data, outputs);
+    }
+    return data;
   }
   const Index inputs = c.model.layers.front(), outputs = c.model.layers.back();
   if (c.data.source == "hdf5") {

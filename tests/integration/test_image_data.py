@@ -178,6 +178,19 @@ def test_hdf5_images_4d(tmp_path):
     check_loss(run_eomlab(["--config", config]), out, x, y)
 
 
+def test_an_architectures_mse_targets_from_a_files_labels_are_as_wide_as_its_outputs(tmp_path):
+    """A data file's integer labels that miss the last classes (0..2 here, 5 outputs) become targets of
+    the network's width, as for image sources and model.layers (they were as wide as the largest label
+    + 1, and the study was refused)."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(30, 2, 3, 4)), rng.integers(0, 3, size=30)
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, y
+    config, out = study(tmp_path, f"source = hdf5:{tmp_path}/data.h5", "16,32,32,4\narchitecture = flatten, dense(5)",
+                        "mse")
+    check_loss(run_eomlab(["--config", config]), out, x.reshape(30, -1), y, "mse")
+
+
 def test_synthetic_shape_runs(tmp_path):
     config, out = study(tmp_path, "source = gaussian_mixture\nshape = 2,2,3\nn_samples = 32", "12,4,3")
     proc = run_eomlab(["--config", config])
