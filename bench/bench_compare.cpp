@@ -107,8 +107,9 @@ class TimedSlices final : public SliceExchange {
 int compare(const dist::Comm& world, int argc, char** argv) {
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 10;
   const LossKind loss = environment("EOMLAB_ARCHITECTURE").empty() ? LossKind::cross_entropy : loss_from_environment();
-  const Dataset full = io::read_data_file(argv[1], loss, 0, "data");
+  Dataset full = io::read_data_file(argv[1], loss, -1, "data");
   Model model = model_for(full, loss);
+  if (loss == LossKind::mse && full.has_labels()) labels_to_targets(full, model.n_outputs());  // as the study does
   const Index p = model.n_params();
   const Vector theta = io::read_parameters_file(argv[2], p, "theta");
   const Vector v = io::read_parameters_file(argv[3], p, "v");

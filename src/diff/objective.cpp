@@ -55,6 +55,13 @@ ModelObjective::ModelObjective(Model model, Dataset local, Index n_total, double
   if (first_sample < 0 || first_sample + local_.n_samples() > n_total)
     throw Error("ModelObjective: the shard's samples lie outside the data set");
   if (slices.global_size() != model_.n_params()) throw Error("ModelObjective: slices do not match the model");
+  const Index outputs = model_.n_outputs();
+  if (!local_.has_labels() && local_.n_samples() > 0 && local_.targets.rows() != outputs)
+    throw Error("ModelObjective: expected targets as wide as the model's " + std::to_string(outputs) + " outputs, got " +
+                std::to_string(local_.targets.rows()));
+  for (std::int64_t label : local_.labels)
+    if (label < 0 || label >= outputs)
+      throw Error("ModelObjective: expected labels in [0, " + std::to_string(outputs) + "), got " + std::to_string(label));
   model_.share_statistics(slices);
 }
 

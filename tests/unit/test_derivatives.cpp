@@ -4,6 +4,7 @@
 
 #include <tuple>
 
+#include "core/error.hpp"
 #include "diff/objective.hpp"
 #include "support/finite_difference.hpp"
 #include "support/mixture.hpp"
@@ -268,5 +269,28 @@ TEST(Derivatives, FusedHessianAndThirdOrderEqualSeparateCalls) {
     p->objective->hessian_and_third_order(p->theta, u, hu_fused, tuu_fused);
     EXPECT_LT(test::relative_error(hu_fused, hu), 1e-13) << to_string(norm);
     EXPECT_LT(test::relative_error(tuu_fused, tuu), 1e-13) << to_string(norm);
+  }
+}
+
+TEST(Derivatives, AnObjectiveRefusesDataThatDoesNotFitItsModelsOutputs) {
+  // Targets narrower than the outputs were subtracted from them unchecked on the jet path (wrong numbers).
+  const std::vector<Index> widths = {5, 7, 3};
+  for (LossKind loss : {LossKind::mse, LossKind::cross_entropy}) {
+    Dataset d = test::teacher(12, widths, Activation::tanh, loss, 3);
+    if (loss == LossKind::mse)
+      d.targets.conservativeResize(2, d.targets.cols());
+    else
+      d.labels[4] = 3;
+    Model mlp = test::mlp_model(widths, Activation::tanh, loss);
+    WholeVector whole(mlp.n_params());
+    const std::string expected = loss == LossKind::mse
+                                     ? "ModelObjective: expected targets as wide as the model's 3 outputs, got 2"
+                                     : "ModelObjective: expected labels in [0, 3), got 3";
+    try {
+      ModelObjective objective(std::move(mlp), std::move(d), 12, 0.0, whole);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), expected);
+    }
   }
 }
