@@ -215,7 +215,7 @@ std::string scalars_problem(const DriverCheckpoint& c, const CheckpointExpectati
 }  // namespace
 
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
-                      const DriverCheckpoint& c) {
+                      const DriverCheckpoint& c, const std::string& run_id) {
   h5::silence_error_stack();
   const std::string temp = path + ".tmp";
   const bool writer = group.rank() == 0;
@@ -250,6 +250,7 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
       write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
     }
     h5::write_int_attribute(file, "checksum", static_cast<long long>(checksum(c, group, slices)));
+    h5::write_string_attribute(file, "run_id", run_id);
     check(H5Fflush(file, H5F_SCOPE_GLOBAL), "H5Fflush", temp);
   }
   group.barrier();  // every rank has closed the temporary file
@@ -318,6 +319,7 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
   if (!group.all_true(std::filesystem::exists(path))) return {};
   CheckpointRead result;
   std::uint64_t recorded = 0;
+  std::string run_id;
   // Reads are independent: a rank whose reads fail still closes the file with the others (the close is
   // collective), and the ranks agree on the verdict.
   try {
@@ -325,6 +327,8 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
     Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, "H5Fopen", path);
     try {
       result.checkpoint = read_parts(file, path, slices, recorded);
+      if (H5Aexists(file, "run_id") <= 0) throw Error("it names no run: written by an older eomlab");
+      run_id = h5::read_string_attribute(file, "run_id", path);
     } catch (const Error& e) {
       result.problem = std::string("cannot read it (") + e.what() + ")";
     }
@@ -335,6 +339,8 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
     if (result.problem.empty()) result.problem = "another rank of the run cannot read it";
   } else if (checksum(*result.checkpoint, group, slices) != recorded) {
     result.problem = "its data do not match its checksum (corrupted)";
+  } else if (run_id != expected.run_id) {
+    result.problem = "it is the checkpoint of run '" + run_id + "', not of '" + expected.run_id + "'";
   } else {
     result.problem = scalars_problem(*result.checkpoint, expected);
   }

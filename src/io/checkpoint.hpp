@@ -3,7 +3,7 @@
 // collectively by the run's group with each rank's slices as hyperslabs. A checkpoint is complete or
 // absent: it is written to a temporary name and renamed into place by group rank 0 after every rank
 // has closed it, so a crash while writing leaves the previous checkpoint usable. Its root attribute
-// `checksum` covers every value a resume restores.
+// `checksum` covers every value a resume restores; `run_id` names the run it belongs to.
 #pragma once
 #include <optional>
 #include <string>
@@ -14,13 +14,14 @@
 namespace eomlab::io {
 
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
-                      const DriverCheckpoint& checkpoint);
+                      const DriverCheckpoint& checkpoint, const std::string& run_id);
 
 // What a checkpoint of a run must agree with.
 struct CheckpointExpectation {
   std::size_t flows = 0;
   long steps = 0, record_every = 1;
   std::string method_state;  // state_signature() of the run's method
+  std::string run_id;        // the run's: a checkpoint of another run (a file moved by hand) is refused
 };
 
 // A checkpoint as read back: the run's state, or what is wrong with the file (then `checkpoint` is empty).

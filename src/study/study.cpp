@@ -344,9 +344,10 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
 std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, const std::string& path,
                                                      const io::RunFileHeader& header, const DriverSettings& settings,
                                                      const std::string& method_state, const dist::Comm& group,
-                                                     const SliceExchange& slices, const std::string& label) {
-  io::CheckpointRead read = io::read_checkpoint(ckpt, group, slices,
-                                                {settings.flows.size(), settings.steps, settings.record_every, method_state});
+                                                     const SliceExchange& slices, const std::string& label,
+                                                     const std::string& run_id) {
+  io::CheckpointRead read = io::read_checkpoint(
+      ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every, method_state, run_id});
   std::string problem = read.problem;
   if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;
@@ -368,11 +369,17 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, co
 // stderr (group rank 0) the moment the method crosses its edge of stability.
 class StudyControl final : public RunControl {
  public:
-  StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path, std::string label)
-      : group_(group), slices_(slices), every_(every), path_(std::move(path)), label_(std::move(label)) {}
+  StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path, std::string label,
+               std::string run_id)
+      : group_(group),
+        slices_(slices),
+        every_(every),
+        path_(std::move(path)),
+        label_(std::move(label)),
+        run_id_(std::move(run_id)) {}
   bool stop_requested(long) override { return group_.max(stop_signal_received() ? 1 : 0) > 0; }
   bool checkpoint_due(long step) override { return every_ > 0 && step % every_ == 0; }
-  void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c); }
+  void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c, run_id_); }
   void edge_of_stability(long step, double value, const StabilityLimit& s) override {
     if (group_.rank() == 0)
       std::cerr << label_ << "warning: " << s.measure() << " = " << value << " > " << s.limit << " at step " << step
@@ -384,7 +391,7 @@ class StudyControl final : public RunControl {
   const SliceExchange& slices_;
   long every_;
   std::string path_;
-  std::string label_;
+  std::string label_, run_id_;
 };
 
 // Status of an existing run file, or "" when it is missing or unreadable.
@@ -739,13 +746,13 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
     const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
-    from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label);
+    from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label, run.run_id);
   }
   std::unique_ptr<io::RunFile> file =
       from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
            : std::make_unique<io::RunFile>(path, group, header);
   if (group.rank() == 0 && from) std::cout << label << "resuming at step " << from->step << std::endl;
-  StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label);
+  StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label, run.run_id);
   ProgressPrinter progress(group.rank() == 0, label.substr(0, label.size() - 1), config.output_options.progress_every);
   // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
   // main reports it and aborts the job, and the run file stays `running` for --resume.

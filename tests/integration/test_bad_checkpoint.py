@@ -123,3 +123,21 @@ def test_a_bad_checkpoint_restarts_its_run_and_the_others_resume(tmp_path, refer
         assert "lr0.1_seed1_wd0] resuming at step" in resumed.stdout, resumed.stdout
     assert set(statuses(out).values()) == {"complete"}
     assert datasets(out) == references[rpr]
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed_from(tmp_path, references):
+    """A checkpoint moved by hand onto another run's name: it names its run, so it is refused like a bad one
+    (it was resumed from where the target's run file had as many records: θ off by up to 1.1)."""
+    config = interrupted_study(tmp_path, 1)
+    out = tmp_path / "out"
+    ckpts = {run: out / "checkpoints" / f"{run}.h5" for run in (BAD, "lr0.1_seed1_wd0")}
+    records = {run: int(h5py.File(path, "r")["scalars"][1]) for run, path in ckpts.items()}
+    source, target = sorted(ckpts, key=lambda run: records[run])  # the target's run file holds enough records
+    ckpts[target].write_bytes(ckpts[source].read_bytes())
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("eomlab: warning:")]
+    assert len(warnings) == 1 and f"cannot resume from checkpoint '{ckpts[target]}'" in warnings[0] \
+        and f"it is the checkpoint of run '{source}', not of '{target}'" in warnings[0], resumed.stderr
+    assert set(statuses(out).values()) == {"complete"}
+    assert datasets(out) == references[1]
