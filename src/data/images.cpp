@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/memory.hpp"
 
 namespace fs = std::filesystem;
 
@@ -78,8 +79,10 @@ std::vector<Index> idx_dims(const Bytes& bytes, int rank, const std::string& whe
   if (declared == 0) throw_input_error(where, "non-empty dimensions", dims_text(dims));
   declared += static_cast<double>(header);
   const double size = static_cast<double>(bytes.size());
+  char declared_text[32];  // beyond 2^63 no integer type holds it
+  std::snprintf(declared_text, sizeof declared_text, declared < 9e18 ? "%.0f" : "%.3e", declared);
   if (size != declared)
-    throw_input_error(where, std::to_string(static_cast<long long>(declared)) + " bytes (its dimensions " + dims_text(dims) + ")",
+    throw_input_error(where, std::string(declared_text) + " bytes (its dimensions " + dims_text(dims) + ")",
                       std::to_string(bytes.size()) + " bytes" + (size < declared ? " (truncated)" : ""));
   return dims;
 }
@@ -253,6 +256,16 @@ std::vector<Index> selected_samples(const std::vector<std::int64_t>& labels, con
 Dataset select_images(const RawImages& raw, const DataConfig& data, const std::string& what) {
   const std::vector<Index> kept = selected_samples(raw.labels, data, what);
   const Index size = raw.shape.size();
+  // As float64 the images take 8 bytes a pixel: refused here if the node cannot hold them at all (the
+  // study's memory estimate, which counts them, comes after the data's shape is known).
+  const double bytes = 8.0 * static_cast<double>(size) * static_cast<double>(kept.size());
+  const double available = static_cast<double>(available_memory_bytes());
+  if (available > 0 && bytes > available) {
+    char text[160];
+    std::snprintf(text, sizeof text, "%zu images of %s (%.1f GiB as float64), %.1f GiB available", kept.size(),
+                  raw.shape.text().c_str(), bytes / 1073741824.0, available / 1073741824.0);
+    throw InputError("data.source: " + what + ": expected images that fit in memory, got " + text);
+  }
   Dataset out;
   out.sample_shape = raw.shape;
   out.x.resize(size, static_cast<Index>(kept.size()));

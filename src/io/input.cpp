@@ -154,7 +154,7 @@ Vector read_parameters_file(const std::string& path, Index n_params, const std::
   h5::Handle theta = require_dataset(file, "/theta", path, key);
   const auto dims = h5::dataset_shape(theta, path + ":/theta");
   if (dims.size() != 1 || static_cast<Index>(dims[0]) != n_params || type_class(theta, path) != H5T_FLOAT)
-    throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] for model.layers, got " +
+    throw InputError(where + ": expected float64 [" + std::to_string(n_params) + "] (the model's parameter count), got " +
                      contents_text(theta, dims, path));
   require_stored(theta, dims, where);
   Vector out(n_params);

@@ -142,6 +142,14 @@ Dataset load_data(const StudyConfig& c) {
   return data;
 }
 
+// The study's model where its size is known before the data is read (an MLP; an architecture on synthetic
+// data, whose shape the config gives), so that data far beyond memory is never made or loaded.
+std::optional<Model> model_before_data(const StudyConfig& c) {
+  if (c.model.architecture.empty()) return make_model(c.model);
+  if (c.data.source != "hdf5" && !is_image_source(c.data.source)) return make_model(c.model, synthetic_shape(c.data));
+  return std::nullopt;
+}
+
 // The study's model for the data's samples (throws InputError if they do not fit together).
 Model study_model(const StudyConfig& c, const Dataset& data) {
   Model model = make_model(c.model, data.shape());
@@ -552,14 +560,13 @@ int group_count(const StudyConfig& config, int world_size) {
 void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
-  // Everything that can refuse the study (an unreadable data file) before anything is printed. An MLP sized
-  // for a larger node than this one is described without reading its data (a teacher network is as large).
+  // Everything that can refuse the study (an unreadable data file) before anything is printed. A study whose
+  // size is known before its data (model_before_data) and too large for this node is described without
+  // reading or making its data (a teacher network is as large as the model).
   std::string memory;
   Index n_samples = study_samples(config);
-  const bool mlp = config.model.architecture.empty();
-  if (mlp) {
-    const Model model = make_model(config.model);
-    const MemoryEstimate estimate = estimate_rank_memory(config, model.n_params(), n_samples, &model);
+  if (const std::optional<Model> model = model_before_data(config)) {
+    const MemoryEstimate estimate = estimate_rank_memory(config, model->n_params(), n_samples, &*model);
     if (!memory_problem(config, estimate, 1).empty())
       memory = describe_memory(estimate) + "; too large for this node, the data is not read";
   }
@@ -845,14 +852,14 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const std::vector<RunSpec> runs = runs_of_shard(grid, options);
 
   // Validate inputs on every rank before anything is allocated or written.
-  // An MLP's size is known before the data is read, so a data file far beyond memory is not loaded;
-  // an architecture's depends on the data's sample shape.
-  const bool mlp = config.model.architecture.empty();
-  if (mlp) refuse_what_cannot_fit(config, make_model(config.model), world);
+  // Where the model's size is known before the data is read (model_before_data), data far beyond memory
+  // is not made or loaded; otherwise it depends on the data's sample shape.
+  const std::optional<Model> early = model_before_data(config);
+  if (early) refuse_what_cannot_fit(config, *early, world);
   const Dataset data = load_data(config);
   const Model probe = study_model(config, data);
   require_method_fits(config, grid, data.n_samples());
-  if (!mlp) refuse_what_cannot_fit(config, probe, world);
+  if (!early) refuse_what_cannot_fit(config, probe, world);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");

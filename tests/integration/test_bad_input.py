@@ -264,4 +264,4 @@ def test_wrong_dtype_in_an_init_file_is_named(tmp_path):
         f["theta"] = np.zeros(75, np.int64)  # 5·8+8 + 8·3+3 parameters, but integers
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
-    check_refused(proc, ":/theta: expected float64 [75] for model.layers, got int64 [75]", tmp_path / "out", None)
+    check_refused(proc, ":/theta: expected float64 [75] (the model's parameter count), got int64 [75]", tmp_path / "out", None)

@@ -36,6 +36,18 @@ def test_dry_run_describes_a_study_too_large_for_this_node_without_building_its_
     assert not (tmp_path / "out").exists()
 
 
+def test_synthetic_data_far_beyond_memory_for_an_architecture_is_refused_before_it_is_made(tmp_path, small_study):
+    # The architecture's size is known from the config (synthetic data): the data is never generated
+    # (it was, and the run ended in std::bad_alloc, exit 1).
+    args = ["--config", small_study, "--model.layers=16,32,32,4", "--model.architecture=dense(4)", "--data.n_features=5",
+            "--data.n_samples=2000000000"]
+    line = refusal(run_eomlab(args, np=1))
+    assert line.startswith("eomlab: data.n_samples: expected a study that fits in memory"), line
+    assert not (tmp_path / "out").exists()
+    dry = run_eomlab(args + ["--dry-run"], np=1)
+    assert dry.returncode == 0 and "too large for this node, the data is not read" in dry.stdout, dry.stdout + dry.stderr
+
+
 def lying_data_file(path, rows):
     """A small file whose /X declares `rows` rows of 4 features and stores none of them."""
     with h5py.File(path, "w") as f:

@@ -143,6 +143,10 @@ TEST(Architectures, BadArchitecturesNameTheLayer) {
   EXPECT_EQ(error("dense(+4)"),
             "model.architecture: layer 1 'dense(+4)': expected dense(OUT[, weightnorm=on|off]) with a whole OUT > 0");
   EXPECT_EQ(error("dense(0x4)").substr(0, 44), "model.architecture: layer 1 'dense(0x4)': ex");
+  // An option given twice (the last one used to win).
+  for (const char* twice : {"batchnorm(eps=1e-5, eps=0.001)", "batchnorm(affine=off, affine=on)"})
+    EXPECT_EQ(error(twice), std::string("model.architecture: layer 1 '") + twice +
+                                "': expected batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
   EXPECT_EQ(error("dense(4), batchnorm(momentum=0.1)").substr(0, 60),
             "model.architecture: layer 2 'batchnorm(momentum=0.1)': expec");
 }

@@ -243,6 +243,25 @@ TEST(Images, IdxWrongMagicTruncatedAndMismatchedFilesAreBadInput) {
   write_raw(labels, idx_bytes({3, 1, 1}, train_labels));
   e = error_of([&] { read_idx(folder, false, "data.source"); });
   EXPECT_NE(e.find("IDX magic number 0x00000801"), std::string::npos) << e;
+
+  // Dimensions whose product passes 2^63 bytes (the count once overflowed into a negative number).
+  write_idx_pair(folder + "/", false);
+  write_raw(images, idx_bytes({4, 2147483648u, 2147483648u}, {}));
+  e = error_of([&] { read_idx(folder, false, "data.source"); });
+  EXPECT_NE(e.find("expected 1.845e+19 bytes (its dimensions 4 x 2147483648 x 2147483648), got 16 bytes (truncated)"),
+            std::string::npos) << e;
+}
+
+TEST(Images, ImagesBeyondTheNodesMemoryAreRefusedBeforeTheyAreConverted) {
+  // One image of 200000 x 200000 pixels: 320 GB as float64 (its pixels are never read).
+  RawImages raw;
+  raw.shape = Shape(1, 200000, 200000);
+  raw.labels = {0};
+  DataConfig d;
+  d.n_samples = 0;
+  const std::string e = error_of([&] { select_images(raw, d, "test data"); });
+  EXPECT_EQ(e.rfind("data.source: test data: expected images that fit in memory, got 1 images of 1x200000x200000 (298.0 GiB "
+                    "as float64), ", 0), 0u) << e;
 }
 
 TEST(Images, TruncatedGzipIsBadInput) {

@@ -6,6 +6,7 @@
 // channel of the input is scaled: the linear layer before it is scale-invariant per channel.
 #include <cmath>
 #include <sstream>
+#include <utility>
 
 #include "model/layer.hpp"
 
@@ -166,12 +167,14 @@ class BatchNorm final : public Layer {
 // batchnorm, batchnorm(affine=off), batchnorm(eps=1e-5), batchnorm(affine=on, eps=0).
 std::unique_ptr<Layer> make_batch_norm(const LayerSpec& spec, const Shape& in) {
   const auto refuse = [&] { spec.refuse("batchnorm[(affine=on|off, eps=E)] with a finite E >= 0"); };
-  bool affine = true;
+  bool affine = true, affine_given = false, eps_given = false;
   double eps = 0.0;
   for (const std::string& arg : spec.args) {
     if (arg == "affine=on" || arg == "affine=off") {
+      if (std::exchange(affine_given, true)) refuse();  // given twice
       affine = arg == "affine=on";
     } else if (arg.rfind("eps=", 0) == 0) {
+      if (std::exchange(eps_given, true)) refuse();
       eps = spec.number(arg.substr(4), "batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
       if (eps < 0) refuse();
     } else {
