@@ -704,14 +704,20 @@ void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
     const dist::SlicedVectors slices(s.group, model.n_params());
     const Vector theta0 = initial_parameters(s, model, *first_run).segment(slices.begin(), slices.local_size());
     ModelObjective objective = run_objective(s, std::move(model), *first_run, slices);
-    const double loss = objective.value(theta0);
+    double loss = objective.value(theta0);
+    const DriverSettings settings = driver_settings(s.config, *first_run);
+    const auto method = make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed});
+    if (std::isfinite(loss) && !method->loss_with_step()) {  // sgd: the first batch's loss (one sample: 0/0)
+      method->start(theta0);
+      loss = method->step_loss();
+    }
     const std::string key = !s.config.model.init_path.empty()       ? "model.init"
                             : !s.config.model.architecture.empty() ? "model.architecture"
                                                                    : "model.layers";
     if (!std::isfinite(loss))
       problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
-                first_run->run_id + "'s initial parameters (a batchnorm or layernorm with eps 0 over a channel of "
-                "zero variance? give it eps > 0)";
+                first_run->run_id + "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") +
+                " (a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0)";
   }
   const long first = s.world.max(problem.empty() ? 0 : s.world.size() - s.world.rank());
   if (first > 0) throw InputError(s.world.broadcast(problem, static_cast<int>(s.world.size() - first)));

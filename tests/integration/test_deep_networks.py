@@ -138,3 +138,21 @@ def test_a_start_whose_loss_is_not_finite_is_refused(tmp_path, np_, ranks):
     config = write_config(tmp_path, with_change(text, "batchnorm,", "batchnorm(eps=1e-5),"), "eps.ini")
     proc = run_eomlab(["--config", config], np=np_)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("np_,ranks", [(None, 1), (2, 2)])
+def test_an_sgd_start_whose_first_batch_loss_is_not_finite_is_refused(tmp_path, np_, ranks):
+    """sgd with batches of one sample before a batchnorm (eps 0) over features: every batch divides 0 by 0,
+    while the whole data's loss is finite. Refused at start as GD's single sample is (it was recorded as
+    a run diverged at step 1)."""
+    out = tmp_path / "out"
+    text = with_change(STUDY.format(output=out, ranks=ranks, architecture="flatten, batchnorm, dense(3)", steps=32,
+                                    record_every=32, sharpness="off"), "n_samples = 31", "n_samples = 32")
+    text = with_change(text, "lr = 0.1", "lr = 0.1\nmethod = sgd\nbatch_size = 1")
+    config = write_config(tmp_path, text)
+    check_refused(run_eomlab(["--config", config], np=np_),
+                  "model.architecture: expected a finite loss at the start, got -nan at run sgd_lr0.1_seed4_wd0's initial "
+                  "parameters (its first batch)", out, np_)
+    config = write_config(tmp_path, with_change(text, "batch_size = 1", "batch_size = 4"), "b4.ini")
+    proc = run_eomlab(["--config", config], np=np_)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
