@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "data/images.hpp"
+#include "data/synthetic.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 #include "flow/observable.hpp"
@@ -457,8 +458,6 @@ void parse_source(DataConfig& d, const std::string& source) {
     }
   throw_input_error("data.source", source_choices, quoted(source));
 }
-
-bool is_synthetic(const DataConfig& d) { return d.source == "gaussian_mixture" || d.source == "teacher"; }
 
 // data.shape = C,H,W (synthetic sources only); it fixes data.n_features unless that is given too and agrees.
 void build_shape(DataConfig& d, const KeyValues& kv) {

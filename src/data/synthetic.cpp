@@ -17,6 +17,8 @@ void labels_to_targets(Dataset& data, Index k) {
   data.labels.clear();
 }
 
+bool is_synthetic(const DataConfig& data) { return data.source == "gaussian_mixture" || data.source == "teacher"; }
+
 Shape synthetic_shape(const DataConfig& data) {
   return data.shape.channels > 0 ? data.shape : Shape(data.n_features);
 }

@@ -13,6 +13,9 @@ namespace eomlab {
 // data.shape (unset: a vector of d features).
 Dataset make_synthetic(const DataConfig& data, const ModelConfig& model);
 
+// Whether data.source is one of the synthetic sources (gaussian_mixture, teacher), made from the config.
+bool is_synthetic(const DataConfig& data);
+
 // The samples' shape of a synthetic source: data.shape, or a vector of data.n_features.
 Shape synthetic_shape(const DataConfig& data);
 

@@ -111,7 +111,7 @@ std::string last_layer_key(const StudyConfig& c) {
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
   if (!c.model.architecture.empty()) {
-    if (c.data.source != "hdf5" && !is_image_source(c.data.source)) {
+    if (is_synthetic(c.data)) {
       DataConfig d = c.data;
       if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
       return make_synthetic(d, c.model);
@@ -146,7 +146,7 @@ Dataset load_data(const StudyConfig& c) {
 // data, whose shape the config gives), so that data far beyond memory is never made or loaded.
 std::optional<Model> model_before_data(const StudyConfig& c) {
   if (c.model.architecture.empty()) return make_model(c.model);
-  if (c.data.source != "hdf5" && !is_image_source(c.data.source)) return make_model(c.model, synthetic_shape(c.data));
+  if (is_synthetic(c.data)) return make_model(c.model, synthetic_shape(c.data));
   return std::nullopt;
 }
 

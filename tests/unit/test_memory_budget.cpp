@@ -6,6 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/memory.hpp"
 #include "study/memory_budget.hpp"
@@ -36,15 +39,21 @@ TEST(MemoryBudget, EstimatesTheMeasuredPeaksWithin15Percent) {
 
 namespace {
 
-// sgd on MLP 784-512-10 with eom1 alone (rtol 1e-6), batches of `b`.
-double sgd_estimate_mib(int ranks_per_run, Index n, long b) {
+// sgd on the MLP of `layers` with batches of `b` and the given flows.
+StudyConfig sgd_study(std::vector<Index> layers, long b, std::vector<std::string> flows, int ranks_per_run = 1) {
   StudyConfig c;
-  c.model.layers = {784, 512, 10};
-  c.data.n_samples = n;
+  c.model.layers = std::move(layers);
   c.optimizer.method = "sgd";
   c.optimizer.settings.batch_size = b;
-  c.flows.kinds = {"eom1"};
+  c.flows.kinds = std::move(flows);
   c.ranks_per_run = ranks_per_run;
+  return c;
+}
+
+// sgd on MLP 784-512-10 with eom1 alone (rtol 1e-6), batches of `b`.
+double sgd_estimate_mib(int ranks_per_run, Index n, long b) {
+  StudyConfig c = sgd_study({784, 512, 10}, b, {"eom1"}, ranks_per_run);
+  c.data.n_samples = n;
   return estimate_rank_memory(c, 784 * 512 + 512 + 512 * 10 + 10, n).total() / (1024.0 * 1024.0);
 }
 
@@ -59,12 +68,7 @@ TEST(MemoryBudget, EstimatesSgdsBatchGradientsWithin20Percent) {
 }
 
 TEST(MemoryBudget, SgdBatchGradientsBeyondMemoryAreNamedByBatchSize) {
-  StudyConfig c;
-  c.model.layers = {2000, 2000, 10};
-  c.optimizer.method = "sgd";
-  c.optimizer.settings.batch_size = 1;
-  c.flows.kinds = {"gf", "eom1"};
-  c.ranks_per_run = 2;
+  StudyConfig c = sgd_study({2000, 2000, 10}, 1, {"gf", "eom1"}, 2);
   const MemoryEstimate e = estimate_rank_memory(c, 2000 * 2000 + 2000 + 2000 * 10 + 10, 8192);
   EXPECT_GT(e.batch_bytes, 1e11);
   const std::string line = memory_problem(c, e, 2);
@@ -75,11 +79,7 @@ TEST(MemoryBudget, SgdBatchGradientsBeyondMemoryAreNamedByBatchSize) {
 
 TEST(MemoryBudget, BatchSizeIsNotNamedWhenNoBatchSizeWouldMakeTheStudyFit) {
   // 9 · 10^8 parameters need some 300 GB per rank without any batch gradient: the model is the key to change.
-  StudyConfig c;
-  c.model.layers = {30000, 30000, 10};
-  c.optimizer.method = "sgd";
-  c.optimizer.settings.batch_size = 1;
-  c.flows.kinds = {"gf", "eom1"};
+  const StudyConfig c = sgd_study({30000, 30000, 10}, 1, {"gf", "eom1"});
   const MemoryEstimate e = estimate_rank_memory(c, 30000LL * 30000 + 30000 + 30000 * 10 + 10, 4096);
   EXPECT_GT(e.batch_bytes, std::max(e.parameter_bytes, e.sample_bytes));
   const std::string line = memory_problem(c, e, 1);
