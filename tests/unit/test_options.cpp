@@ -229,6 +229,13 @@ TEST(Options, BadImageKeysNameTheKey) {
   // An image source's files fix its features and classes: these keys would be silently ignored.
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nn_features = 24\n"), "data.n_features"));
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = idx:/x\nn_classes = 3\n"), "data.n_classes"));
+  // So would a synthetic source's noise and seed with any file source; their defaults stay allowed.
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nnoise = 0.3\n"), "data.noise"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = cifar10:/x\nseed = 5\n"), "data.seed"));
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = hdf5:/x.h5\nnoise = 0\n"), "data.noise"));
+  const cli::Command kept = parse(minimal + "[data]\nsource = idx:/x\nnoise = 0.50\nseed = 0\n");
+  EXPECT_EQ(parse(kept.config.resolved_text).config.resolved_text, kept.config.resolved_text);
+  EXPECT_EQ(parse(minimal + "[data]\nsource = teacher\nnoise = 0.3\nseed = 5\n").config.data.seed, 5u);
 }
 
 // An architecture names its layers' activations and normalizations: the MLP's keys are refused beside it
