@@ -83,20 +83,28 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
     sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
     order = std::max(order, std::min(order_of(k), 2));
   }
-  double widths = 0, per_sample = 0;
+  // Doubles a pass holds per sample besides its copy of the samples (measured, by jet order: bench/memory.py
+  // and the peaks of the study's own runs). An architecture's jets (chunks of samples) per width of its input
+  // and layers; an MLP's (the whole shard) per width of its hidden and output layers, plus for T a copy of
+  // the input and a fixed amount per sample.
+  double jet_doubles = 0, per_sample = 0;
   if (architecture) {
-    widths = static_cast<double>(model->input_shape().size() + model->activation_size());
+    static const double jets[] = {3.7, 7, 15};
+    jet_doubles = jets[order] * static_cast<double>(model->input_shape().size() + model->activation_size());
     per_sample = static_cast<double>(model->input_shape().size() + model->n_outputs());
   } else {
-    for (Index w : c.model.layers) widths += static_cast<double>(w);
-    per_sample = static_cast<double>(c.model.layers.front() + c.model.layers.back());
+    static const double hidden_jets[] = {6, 9.8, 13}, input_jets[] = {0, 0, 1}, fixed[] = {0, 0, 1150};
+    double hidden = 0;
+    for (std::size_t i = 1; i < c.model.layers.size(); ++i) hidden += static_cast<double>(c.model.layers[i]);
+    const auto input = static_cast<double>(c.model.layers.front());
+    jet_doubles = hidden_jets[order] * hidden + input_jets[order] * input + fixed[order];
+    per_sample = input + static_cast<double>(c.model.layers.back());
   }
-  static const double jets[] = {3.7, 7, 15};  // activation-sized arrays per sample and width (measured)
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
   double per_pass = std::ceil(n / r);
   if (architecture) per_pass = std::min(per_pass, static_cast<double>(model->samples_per_pass(order + 1)));
-  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + widths * jets[order]));
+  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + jet_doubles));
   e.base_bytes = 30 * mib;
   add_sgd_batches(c, p, n, per_sample, model, e);
   return e;

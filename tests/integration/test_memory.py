@@ -138,6 +138,21 @@ def test_dry_run_prints_an_estimate_near_the_measured_peak(tmp_path):
     assert 0.7 < estimate / measured < 1.5, (estimate, measured)
 
 
+# An MLP's passes hold arrays per sample for its hidden and output widths, not for its input (the samples
+# are one array of it): a wide input was counted like a hidden layer, 2.2x the peak (a study a quarter of
+# the node's memory would be refused), and a wide hidden layer at 0.77x.
+WIDE = MEDIUM.replace("layers = 784,512,10", "layers = {layers}").replace("n_samples = 1024", "n_samples = 2048")
+
+
+@pytest.mark.parametrize("layers, flows, sharpness", [("3072,32,10", "gf, eom1", "on"), ("64,2048,10", "gf", "off"),
+                                                       ("64,64,10", "gf, eom2", "on")])
+def test_an_mlps_estimate_follows_its_hidden_widths_not_its_input(tmp_path, layers, flows, sharpness):
+    study = WIDE.replace("kinds = gf, eom2", f"kinds = {flows}") + f"sharpness = {sharpness}\n"
+    estimate, measured = estimate_and_peak(tmp_path, study.replace("{layers}", layers),
+                                           "lr0.01_seed0_wd0")
+    assert 0.85 < estimate / measured < 1.2, (estimate, measured)
+
+
 def test_an_sgd_estimate_counts_the_batch_gradients_eom1_keeps(tmp_path):
     estimate, measured = estimate_and_peak(tmp_path, SGD, "sgd_lr0.001_seed0_wd0")
     assert measured > 300, measured  # the batch gradients are most of it
