@@ -293,6 +293,26 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
       throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
 }
 
+// --resume continues or skips the run files of this invocation's runs: each must have been written with
+// the study's config (study.ini may have been edited or removed since), or it would be continued or counted
+// as a result of another one. A file that cannot be read is left to the run (it starts again).
+void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+  std::error_code ec;
+  for (const RunSpec& r : mine) {
+    const std::string path = run_path(c, r);
+    if (!fs::exists(path, ec)) continue;
+    std::string written;
+    try {
+      written = io::read_run_config(path);
+    } catch (const Error&) {
+      continue;
+    }
+    if (const std::string diff = config_difference(o.canonical_config(written), c.resolved_text); !diff.empty())
+      throw InputError("--resume: run file '" + path + "' was written with another config (" + diff +
+                       "); use another directory, or --overwrite");
+  }
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
@@ -313,6 +333,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
       rewrite_saved = true;
     }
   }
+  if (o.resume) refuse_runs_of_another_config(c, o, mine);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;

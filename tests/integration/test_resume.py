@@ -133,6 +133,25 @@ def test_resume_with_a_changed_config_is_refused_and_touches_nothing(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.parametrize("study_ini", ["edited", "removed"])
+def test_resume_refuses_run_files_of_another_config_when_study_ini_no_longer_shows_it(tmp_path, study_ini):
+    """study.ini edited to the new config, or removed, no longer stands for the run files: each one's own
+    config is compared (before, the runs were continued or skipped as results of the new config)."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("steps = 300", "steps = 20"))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    saved = tmp_path / "out" / "study.ini"
+    if study_ini == "edited":
+        saved.write_text(saved.read_text().replace("rtol = 1e-10", "rtol = 1e-08"))
+    else:
+        saved.unlink()
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    proc = run_eomlab(["--config", config, "--resume", "--flows.rtol=1e-8"], np=2)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
+    assert "--resume: run file '" in line and "was written with another config (flows.rtol was '1e-10', now '1e-08')" in line, line
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+
+
 def test_resume_and_overwrite_together_are_refused(tmp_path):
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
     proc = run_eomlab(["--config", config, "--resume", "--overwrite"])
