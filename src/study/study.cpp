@@ -313,10 +313,24 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
   }
 }
 
+// Open MPI's MPI-IO (its sharedfp lock file) builds a name from each opened file's path in a 256-byte buffer
+// and aborts the process past it (seen at 245 characters: exit 134 at the first checkpoint, which is then
+// lost). Paths are refused at start while they leave room for its suffix.
+void refuse_paths_too_long_for_mpi_io(const StudyConfig& c, const std::vector<RunSpec>& mine) {
+  constexpr std::size_t longest = 230;
+  for (const RunSpec& r : mine)
+    for (const std::string& path : {run_path(c, r), checkpoint_path(c, r) + ".tmp"})
+      if (path.size() > longest)
+        throw InputError("study.output: expected a directory whose files' paths have at most " + std::to_string(longest) +
+                         " characters (MPI-IO aborts on longer ones), got '" + c.output + "' (its '" + path + "' has " +
+                         std::to_string(path.size()) + ")");
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
 OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+  refuse_paths_too_long_for_mpi_io(c, mine);
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
   const SavedConfig before = saved_config(out);

@@ -265,3 +265,20 @@ def test_wrong_dtype_in_an_init_file_is_named(tmp_path):
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     check_refused(proc, ":/theta: expected float64 [75] (the model's parameter count), got int64 [75]", tmp_path / "out", None)
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_an_output_path_too_long_for_mpi_io_is_refused_and_the_longest_allowed_one_checkpoints(tmp_path, small_study, np_):
+    """Open MPI's MPI-IO aborted the process (buffer overflow, exit 134) at the first checkpoint of a file path
+    of 245 characters, losing it; such paths are refused at start. The run's longest file is its checkpoint's
+    temporary copy <output>/checkpoints/lr0.1_seed1_wd0.h5.tmp (35 characters after <output>)."""
+    def output_of(length):
+        return tmp_path / ("o" * (length - 35 - len(str(tmp_path)) - 1))
+    too_long = output_of(231)
+    proc = run_eomlab(["--config", small_study, f"--study.output={too_long}", "--output.checkpoint_every=1"], np=np_)
+    check_refused(proc, "study.output: expected a directory whose files' paths have at most 230 characters", too_long, np_)
+    longest = output_of(230)
+    proc = run_eomlab(["--config", small_study, f"--study.output={longest}", "--output.checkpoint_every=1"], np=np_)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(longest / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] == "complete"
