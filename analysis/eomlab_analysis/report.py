@@ -29,6 +29,7 @@ Plots: distance to GD against time, final distance against lr, loss curves, shar
 method's limit (2/lr for GD; RMSProp and Adam: λ_max(P⁻¹H) against theirs), and the translation
 component against time."""
 import argparse
+import collections
 import csv
 import math
 import pathlib
@@ -82,13 +83,14 @@ def csv_cell(x):
     return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(s) else s
 
 
-def write_table(out, name, header, rows):
+def write_table(out, name, header, rows, shown=None):
+    """Writes every row to <name>.csv; returns the Markdown table of the rows `shown` (default all)."""
     with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow([csv_cell(h) for h in header])
         for r in rows:
             w.writerow([csv_cell(v) for v in r])
-    lines = [header, ["---"] * len(header)] + [[md(v) for v in r] for r in rows]
+    lines = [header, ["---"] * len(header)] + [[md(v) for v in r] for r in (rows if shown is None else shown)]
     return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
 
 
@@ -249,7 +251,8 @@ def orders_table(fits):
             lrs, dist, t_end = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
             expected = expected_order(flow, method)
-            within = "n/a" if expected is None else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no"
+            within = ("n/a" if expected is None or not math.isfinite(slope)  # no slope from fewer than two lrs
+                      else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
             rows.append([seed, wd, flow, t_end, len(lrs), slope, "" if expected is None else expected, within,
                          " ".join(repr(lr) for lr in lrs), excluded, method])
     return header, rows
@@ -360,6 +363,9 @@ def translation_table(study):
     return header, [translation_row(r, flows, with_rates) for r in runs]
 
 
+SCALE_BLOCKS_SHOWN = 8  # per run in report.md
+
+
 def scale_table(study):
     flows, d = flows_of(study.runs), discrete_name(study.runs)
     header = ["run_id", "lr", "weight_decay", "block", f"rate_{d}"] + [f"rate_{t}" for t in flows]
@@ -370,7 +376,7 @@ def scale_table(study):
             continue
         time = r.time
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
-        for b, name in enumerate(r.names_of("scale_invariant_blocks")[:8]):  # the first blocks (weight normalization has one per neuron)
+        for b, name in enumerate(r.names_of("scale_invariant_blocks")):
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
             rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
@@ -667,8 +673,14 @@ def write(study, out_dir):
                      + "\n\n" + write_table(out, "translation", header, rows))
     header, rows = scale_table(study)
     if rows:
+        # Every block in scale.csv; the report shows each run's first (weight normalization has one per neuron).
+        count = collections.Counter()
+        shown = [row for row in rows if count.update([row[0]]) or count[row[0]] <= SCALE_BLOCKS_SHOWN]
+        more = (f" The first {SCALE_BLOCKS_SHOWN} blocks of each run are shown; all {len(rows)} rows are in "
+                "`scale.csv`." if len(shown) < len(rows) else "")
         parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
-                     "on the discrete trajectory and on each flow, and each flow's difference from it.\n\n" + write_table(out, "scale", header, rows))
+                     "on the discrete trajectory and on each flow, and each flow's difference from it." + more +
+                     "\n\n" + write_table(out, "scale", header, rows, shown))
     parts += rates_section(study, out)
     figures = plots(study, out)
     if figures:
@@ -691,3 +703,7 @@ def main(argv=None):
         return 2
     print(f"report: {path}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

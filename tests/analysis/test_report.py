@@ -706,3 +706,48 @@ def test_figure_names_tell_weight_decays_apart():
     assert [number_text(x) for x in (0.0, 0.01, 1e-5)] == ["0", "0.01", "1e-05"]
     assert number_text(0.0123456789012341) == "0.0123456789012341"
     assert number_text(0.0123456789012341) != number_text(0.0123456789012342)
+
+
+# Weight normalization makes each hidden neuron's weight row a scale-invariant block: 24 here.
+MANY_BLOCKS = INVARIANT.replace("normalize = layer", "normalize = weight").replace("horizon = 2", "horizon = 0.4")
+
+
+@pytest.fixture(scope="module")
+def many_blocks_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("many_blocks")
+    proc = run_eomlab(["--config", write_config(tmp, MANY_BLOCKS.format(output=tmp / "out"))], np=1)
+    assert proc.returncode == 0, proc.stderr
+    # The module runs as `python3 -m eomlab_analysis.report` too (it did nothing, exit 0).
+    env = dict(os.environ, PYTHONPATH=str(REPO / "analysis"))
+    proc = subprocess.run([sys.executable, "-m", "eomlab_analysis.report", str(tmp / "out"), "--out", str(tmp / "report")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "report: " in proc.stdout, proc.stdout + proc.stderr
+    return tmp / "out", tmp / "report"
+
+
+def test_scale_csv_holds_every_block_and_the_report_says_which_it_shows(many_blocks_study):
+    out, rep = many_blocks_study
+    rows = table(rep / "scale.csv")
+    with h5py.File(out / "runs" / f"{rows[0]['run_id']}.h5", "r") as f:
+        blocks = [n.decode() for n in f["model/scale_invariant_blocks"]["name"]]
+        t, norms = f["time"][:], f["observables/gd/scale_invariant_norms"][:]
+    assert len(blocks) == 24 and [r["block"] for r in rows] == blocks  # the first 8 only, before
+    for b, row in enumerate(rows):
+        assert float(row["rate_gd"]) == pytest.approx((norms[-1, b] - norms[0, b]) / t[-1], rel=1e-5)  # 6 digits
+    md = (rep / "report.md").read_text()
+    section = md.split("## Invariant layers: scale-invariant blocks")[1].split("\n## ")[0]
+    assert "The first 8 blocks of each run are shown; all 24 rows are in `scale.csv`." in section
+    assert sum(line.startswith("| ") for line in section.splitlines()) == 2 + 8
+
+
+# Of two lrs the second diverges, which leaves one to fit.
+ONE_LR_LEFT = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 40").replace("steps = 20", "steps = 2").replace(
+    "kinds = gf, eom1", "kinds = gf")
+
+
+def test_an_order_fit_of_one_learning_rate_is_not_judged(tmp_path):
+    proc = run_eomlab(["--config", write_config(tmp_path, ONE_LR_LEFT.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rows = table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")
+    assert rows and all(r["lrs"] == "1" and r["slope"] == "nan" and r["within_0.25"] == "n/a" for r in rows), rows
+    assert all("lr 40.0: " in r["left_out"] for r in rows), rows  # "no", before
