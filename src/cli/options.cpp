@@ -751,7 +751,11 @@ Command parse_command_line(int argc, const char* const argv[]) {
   for (const KeySpec& k : config_keys())
     if (vm.count(k.key)) values.emplace(k.key, trim(vm[k.key].as<std::string>()));
   const std::string path = vm["config"].as<std::string>();
-  values.merge(read_ini(read_text_file("--config", path), path));
+  Values file = read_ini(read_text_file("--config", path), path);
+  // Keys of which a study gives one: one given on the command line replaces the file's other.
+  for (const auto& [a, b] : {std::pair{"optimizer.steps", "optimizer.horizon"}, std::pair{"model.layers", "model.architecture"}})
+    if (values.count(a) != values.count(b)) file.erase(values.count(a) ? b : a);
+  values.merge(file);
   add_defaults(values);
   cmd.config = build_config(values);
   cmd.overwrite = vm.count("overwrite") > 0;

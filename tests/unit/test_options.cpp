@@ -42,6 +42,24 @@ const std::string minimal = "[optimizer]\nsteps = 10\n";
 
 }  // namespace
 
+// Of optimizer.steps and optimizer.horizon, and of model.layers and model.architecture, a study gives one:
+// the one given on the command line replaces the file's other (it was refused as "got both").
+TEST(Options, TheCommandLinesChoiceOfAlternativeKeysReplacesTheFiles) {
+  const std::string file = "[data]\nshape = 1,6,6\n[model]\narchitecture = flatten, dense(3)\n[optimizer]\nlr = 0.1\nhorizon = 1\n";
+  const cli::Command steps = parse(file, {"--optimizer.steps=4"});
+  EXPECT_EQ(steps.config.optimizer.steps, 4);
+  const cli::Command horizon = parse(minimal, {"--optimizer.horizon=2"});
+  EXPECT_EQ(horizon.config.optimizer.steps, 0);
+  EXPECT_EQ(horizon.config.optimizer.horizon, 2.0);
+  const cli::Command layers = parse(file, {"--model.layers=36,5,3"});
+  EXPECT_TRUE(layers.config.model.architecture.empty());
+  EXPECT_EQ(layers.config.model.layers, (std::vector<Index>{36, 5, 3}));
+  EXPECT_EQ(parse(minimal + "[data]\nshape = 1,6,6\n", {"--model.architecture=flatten, dense(4)"}).config.model.architecture,
+            "flatten, dense(4)");
+  // Both on the command line are still refused.
+  EXPECT_EQ(error_of(minimal, {"--optimizer.steps=4", "--optimizer.horizon=2"}).rfind("optimizer.steps: ", 0), 0u);
+}
+
 TEST(Options, DefaultsAndLists) {
   const cli::Command c = parse("[optimizer]\nlr = 0.1, 0.05\nsteps = 10\n[study]\nseed = 1,2,3\n");
   EXPECT_EQ(c.action, cli::Action::run);
