@@ -638,21 +638,32 @@ struct RunPlan {
   std::string finished_status;  // for skip: complete or diverged
 };
 
+// A run file that cannot be read (cut short, damaged) or is missing beside its checkpoint: the run starts
+// again, saying so; its checkpoint, if any, is kept aside like a bad one.
+void warn_restart(const RunSpec& run, const std::string& path, const std::string& ckpt) {
+  std::error_code ec;
+  const bool kept = fs::exists(ckpt, ec);
+  if (kept) fs::rename(ckpt, ckpt + ".bad", ec);
+  std::cerr << "eomlab: warning: [" << run.run_id << "] run file '" << path << "' is "
+            << (fs::exists(path, ec) ? "unreadable" : "missing") << "; the run starts again from step 0"
+            << (kept ? " (its checkpoint is kept as '" + ckpt + ".bad')" : "") << std::endl;
+}
+
 // Fresh, resumed from its checkpoint, or skipped because it has finished (--resume only).
 RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run, const dist::Comm& group) {
   std::string plan = "fresh";
   const std::string path = run_path(c, run), ckpt = checkpoint_path(c, run);
+  std::error_code ec;
   if (group.rank() == 0 && o.resume) {
     const std::string status = run_file_status(path, trajectory_names(c));
     if (status == "complete" || status == "diverged")
       plan = status;
-    else if (!status.empty() && fs::exists(ckpt))
+    else if (!status.empty() && fs::exists(ckpt, ec))
       plan = "resume";
+    else if (status.empty() && (fs::exists(path, ec) || fs::exists(ckpt, ec)))
+      warn_restart(run, path, ckpt);
   }
-  if (group.rank() == 0 && plan == "fresh") {
-    std::error_code ec;
-    fs::remove(ckpt, ec);
-  }
+  if (group.rank() == 0 && plan == "fresh") fs::remove(ckpt, ec);
   plan = group.broadcast(plan);
   if (plan == "fresh") return {RunMode::fresh, ""};
   if (plan == "resume") return {RunMode::resume, ""};

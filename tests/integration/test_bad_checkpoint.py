@@ -141,3 +141,25 @@ def test_a_checkpoint_of_another_run_is_not_resumed_from(tmp_path, references):
         and f"it is the checkpoint of run '{source}', not of '{target}'" in warnings[0], resumed.stderr
     assert set(statuses(out).values()) == {"complete"}
     assert datasets(out) == references[1]
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_a_checkpoint_whose_run_file_is_gone_or_unreadable_restarts_its_run_saying_so(tmp_path, references, damage):
+    """The run file deleted, or cut to its first 2 KiB, after the interruption: the run started again from step 0
+    and its checkpoint was deleted, without a word."""
+    config = interrupted_study(tmp_path, 1)
+    out = tmp_path / "out"
+    run, ckpt = out / "runs" / f"{BAD}.h5", out / "checkpoints" / f"{BAD}.h5"
+    if damage == "missing":
+        run.unlink()
+    else:
+        os.truncate(run, 2048)
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("eomlab: warning:")]
+    assert warnings == [f"eomlab: warning: [{BAD}] run file '{run}' is {damage}; the run starts again from step 0 "
+                        f"(its checkpoint is kept as '{ckpt}.bad')"], resumed.stderr
+    assert ckpt.with_suffix(".h5.bad").exists()
+    assert "lr0.1_seed1_wd0] resuming at step" in resumed.stdout, resumed.stdout
+    assert set(statuses(out).values()) == {"complete"}
+    assert datasets(out) == references[1]
