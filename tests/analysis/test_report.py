@@ -751,3 +751,20 @@ def test_an_order_fit_of_one_learning_rate_is_not_judged(tmp_path):
     rows = table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")
     assert rows and all(r["lrs"] == "1" and r["slope"] == "nan" and r["within_0.25"] == "n/a" for r in rows), rows
     assert all("lr 40.0: " in r["left_out"] for r in rows), rows  # "no", before
+
+
+# A conv bias before batchnorm has no gradient: its measured rate is rounding (~1e-20), and an error
+# relative to it read as 35 or 520 (a review's CNN); the other blocks' errors stay.
+BIAS_BEFORE_BATCHNORM = RATES.replace("layers = 5,8,3\nnormalize = layer\n",
+                                      "architecture = conv(2, 3, pad=1), batchnorm, tanh, flatten, dense(3)\n").replace(
+    "n_samples = 64", "n_samples = 64\nshape = 1,4,4").replace("weight_decay = 0.05\n", "")
+
+
+def test_rates_at_rounding_level_get_no_relative_error(tmp_path):
+    proc = run_eomlab(["--config", write_config(tmp_path, BIAS_BEFORE_BATCHNORM.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rows = table(report(tmp_path / "out", tmp_path / "report") / "rates.csv")
+    bias = [r for r in rows if r["block"] == "layer0.b"]
+    assert bias and all(abs(float(r["measured"])) < 1e-15 and r["rel_error_eom1"] == "nan" for r in bias), bias
+    others = [r for r in rows if r["block"] in ("layer0.W", "layer3.W")]
+    assert others and all(math.isfinite(float(r["rel_error_eom1"])) for r in others), others
