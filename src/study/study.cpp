@@ -354,10 +354,13 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   if (existing > 0 && !o.overwrite && !o.resume)
     throw InputError("study.output: '" + c.output + "' already holds results; pass --resume to continue the study or "
                      "--overwrite to replace them");
-  fs::create_directories(runs, ec);
-  fs::create_directories(checkpoints, ec);
-  if (ec || !fs::is_directory(runs) || !fs::is_directory(checkpoints))
-    throw InputError("study.output: cannot create directory '" + runs.string() + "'");
+  for (const fs::path& dir : {runs, checkpoints}) {
+    std::error_code made;
+    fs::create_directories(dir, made);
+    if (made || !fs::is_directory(dir, ec))
+      throw InputError("study.output: cannot create directory '" + dir.string() + "': " +
+                       (made ? made.message() : std::string("a file of that name is in the way")));
+  }
   const fs::path probe = runs / (".eomlab-write-test." + std::to_string(getpid()));
   if (FILE* f = std::fopen(probe.c_str(), "w")) {
     std::fclose(f);

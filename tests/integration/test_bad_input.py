@@ -282,3 +282,15 @@ def test_an_output_path_too_long_for_mpi_io_is_refused_and_the_longest_allowed_o
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with h5py.File(longest / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] == "complete"
+
+
+@pytest.mark.parametrize("in_the_way", ["runs", "checkpoints"])
+def test_a_file_in_the_way_of_the_output_folders_is_named_with_the_reason(tmp_path, small_study, in_the_way):
+    """A file named like one of the output's folders: the message named <output>/runs whichever it was, and
+    gave no reason."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / in_the_way).write_text("")
+    proc = run_eomlab(["--config", small_study])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert eomlab_lines(proc.stderr) == [f"eomlab: study.output: cannot create directory '{out / in_the_way}': Not a directory"]
