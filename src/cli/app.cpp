@@ -1,5 +1,6 @@
 #include "cli/app.hpp"
 
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/options.hpp"
@@ -52,7 +53,10 @@ int run_eomlab(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "eomlab: error on rank " << world.rank() << ": " << e.what() << std::endl;
     if (world.size() > 1) dist::Environment::abort(1);
-    return 1;
+    // Alone, too, end without MPI_Finalize: after a failed write (a full disk) HDF5 may hold MPI-IO files it
+    // can no longer close, and finalizing crashed (exit 139). Every handle of this process is unwound.
+    std::cout.flush();
+    std::_Exit(1);
   }
   return 1;
 }

@@ -224,33 +224,35 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
     Handle fapl = h5::collective_file_access(group, temp);
     Handle file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", temp,
                 Handle::Collective{});
-    Handle dxpl = h5::collective_transfer(temp);
-    write_scalars(file, "scalars", scalars_of(c), writer, dxpl);
-    write_scalars(file, "wall_seconds", c.wall_seconds, writer, dxpl);
-    {
-      Handle method(H5Gcreate2(file, "method", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", "method");
-      h5::write_string_attribute(method, "vectors", names_of(c.method.vectors));
-      h5::write_string_attribute(method, "scalar_names", names_of(c.method.scalars));
-      write_scalars(method, "scalars", method_scalars(c.method), writer, dxpl);
-      for (const auto& [name, v] : c.method.vectors) write_sliced(method, name, {&v}, slices, dxpl);
-    }
-    if (c.sharpness_start.size() > 0) write_sliced(file, "sharpness_start", {&c.sharpness_start}, slices, dxpl);
-    if (c.preconditioned_sharpness_start.size() > 0)
-      write_sliced(file, "preconditioned_sharpness_start", {&c.preconditioned_sharpness_start}, slices, dxpl);
-    for (std::size_t f = 0; f < c.flows.size(); ++f) {
-      const DriverCheckpoint::Flow& flow = c.flows[f];
-      const std::string g = "flow" + std::to_string(f);
-      Handle group_handle(H5Gcreate2(file, g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", g);
-      h5::write_string_attribute(group_handle, "status", flow.status);
-      write_scalars(group_handle, "scalars", scalars_of(flow), writer, dxpl);
-      write_scalars(group_handle, "integrator_scalars", flow.integrator.scalars, writer, dxpl);
-      write_sliced(group_handle, "theta", {&flow.theta}, slices, dxpl);
-      std::vector<const Vector*> rows;
-      for (const Vector& v : flow.integrator.vectors) rows.push_back(&v);
-      write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
-    }
-    h5::write_int_attribute(file, "checksum", static_cast<long long>(checksum(c, group, slices)));
-    h5::write_string_attribute(file, "run_id", run_id);
+    h5::naming_file(temp, [&] {
+      Handle dxpl = h5::collective_transfer(temp);
+      write_scalars(file, "scalars", scalars_of(c), writer, dxpl);
+      write_scalars(file, "wall_seconds", c.wall_seconds, writer, dxpl);
+      {
+        Handle method(H5Gcreate2(file, "method", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", "method");
+        h5::write_string_attribute(method, "vectors", names_of(c.method.vectors));
+        h5::write_string_attribute(method, "scalar_names", names_of(c.method.scalars));
+        write_scalars(method, "scalars", method_scalars(c.method), writer, dxpl);
+        for (const auto& [name, v] : c.method.vectors) write_sliced(method, name, {&v}, slices, dxpl);
+      }
+      if (c.sharpness_start.size() > 0) write_sliced(file, "sharpness_start", {&c.sharpness_start}, slices, dxpl);
+      if (c.preconditioned_sharpness_start.size() > 0)
+        write_sliced(file, "preconditioned_sharpness_start", {&c.preconditioned_sharpness_start}, slices, dxpl);
+      for (std::size_t f = 0; f < c.flows.size(); ++f) {
+        const DriverCheckpoint::Flow& flow = c.flows[f];
+        const std::string g = "flow" + std::to_string(f);
+        Handle group_handle(H5Gcreate2(file, g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate", g);
+        h5::write_string_attribute(group_handle, "status", flow.status);
+        write_scalars(group_handle, "scalars", scalars_of(flow), writer, dxpl);
+        write_scalars(group_handle, "integrator_scalars", flow.integrator.scalars, writer, dxpl);
+        write_sliced(group_handle, "theta", {&flow.theta}, slices, dxpl);
+        std::vector<const Vector*> rows;
+        for (const Vector& v : flow.integrator.vectors) rows.push_back(&v);
+        write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
+      }
+      h5::write_int_attribute(file, "checksum", static_cast<long long>(checksum(c, group, slices)));
+      h5::write_string_attribute(file, "run_id", run_id);
+    });
     check(H5Fflush(file, H5F_SCOPE_GLOBAL), "H5Fflush", temp);
   }
   group.barrier();  // every rank has closed the temporary file

@@ -1,6 +1,11 @@
 #include "io/h5.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <sys/statvfs.h>
 
 #include "dist/native.hpp"
 
@@ -42,12 +47,31 @@ extern "C" herr_t keep_innermost(unsigned, const H5E_error2_t* entry, void* reas
 
 }  // namespace
 
+// HDF5's reason for a failed write does not say why the file system refused it; the system's does, for
+// the errors a write meets on a cluster (a stale errno of another kind is not taken for it).
+std::string system_reason() {
+  const int e = errno;
+  return e == ENOSPC || e == EDQUOT || e == EIO || e == EROFS || e == EFBIG ? std::string("; the system says: ") + std::strerror(e)
+                                                                           : std::string();
+}
+
+std::string full_file_system_note(const std::string& path, const std::string& message) {
+  struct statvfs fs {};
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (message.find(std::strerror(ENOSPC)) != std::string::npos || statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0)
+    return "";
+  const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+  return free_bytes < 1024.0 * 1024.0 ? "; its file system is full (" + std::to_string(static_cast<long long>(free_bytes / 1024)) + " KiB free)"
+                                      : "";
+}
+
 void fail(const char* call, const std::string& object) {
+  const std::string system = system_reason();
   std::string reason;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, keep_innermost, &reason);
   H5Eclear2(H5E_DEFAULT);
   throw Error(std::string(call) + " failed on '" + object + "': " +
-              (reason.empty() ? std::string("HDF5 gave no reason") : "HDF5 says: " + reason));
+              (reason.empty() ? std::string("HDF5 gave no reason") : "HDF5 says: " + reason) + system);
 }
 
 Handle open_file_readonly(const std::string& path) {

@@ -17,6 +17,24 @@ namespace eomlab::io::h5 {
 // stack, which is then cleared) for a failed call.
 [[noreturn]] void fail(const char* call, const std::string& object);
 
+// "; its file system is full" when the file system holding `path` has (almost) no space left and the
+// message does not say so already (a failed write's errno is not always still the system's reason).
+std::string full_file_system_note(const std::string& path, const std::string& message);
+
+// Runs f; an Error from inside the file `path` (its objects are named by their path in it) is rethrown
+// naming the file too. An InputError stays as it is.
+template <class F>
+void naming_file(const std::string& path, F&& f) {
+  try {
+    f();
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(path) != std::string::npos) throw;
+    throw Error("'" + path + "': " + e.what() + full_file_system_note(path, e.what()));
+  }
+}
+
 // Returns rc, or fails as above when an HDF5 call returned a negative value.
 template <class T>
 T check(T rc, const char* call, const std::string& object) {

@@ -231,41 +231,42 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.file = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose, "H5Fcreate", path,
                   Handle::Collective{});
 
-  hid_t root = m.file;
-  for (const auto& [key, value] : header.provenance) h5::write_string_attribute(root, key, value);
-  h5::write_string_attribute(root, "config", header.config_text);
-  h5::write_string_attribute(root, "run_id", header.run_id);
-  h5::write_double_attribute(root, "lr", header.lr);
-  h5::write_int_attribute(root, "seed", static_cast<long long>(header.seed));
-  h5::write_double_attribute(root, "weight_decay", header.weight_decay);
-  h5::write_int_attribute(root, "ranks_per_run", header.ranks_per_run);
-  h5::write_int_attribute(root, "n_params", header.n_params);
-  for (const auto& [key, value] : header.method_numbers) h5::write_double_attribute(root, key, value);
-  for (const auto& [key, value] : header.method_integers) h5::write_int_attribute(root, key, value);
-  for (const auto& [key, value] : header.method_texts) h5::write_string_attribute(root, key, value);
-  h5::write_string_attribute(root, "status", "running");
+  h5::naming_file(path, [&] {
+    hid_t root = m.file;
+    for (const auto& [key, value] : header.provenance) h5::write_string_attribute(root, key, value);
+    h5::write_string_attribute(root, "config", header.config_text);
+    h5::write_string_attribute(root, "run_id", header.run_id);
+    h5::write_double_attribute(root, "lr", header.lr);
+    h5::write_int_attribute(root, "seed", static_cast<long long>(header.seed));
+    h5::write_double_attribute(root, "weight_decay", header.weight_decay);
+    h5::write_int_attribute(root, "ranks_per_run", header.ranks_per_run);
+    h5::write_int_attribute(root, "n_params", header.n_params);
+    for (const auto& [key, value] : header.method_numbers) h5::write_double_attribute(root, key, value);
+    for (const auto& [key, value] : header.method_integers) h5::write_int_attribute(root, key, value);
+    for (const auto& [key, value] : header.method_texts) h5::write_string_attribute(root, key, value);
+    h5::write_string_attribute(root, "status", "running");
 
+    {
+      Handle model = create_group(root, "/model");
+      h5::write_string_attribute(model, "architecture", header.architecture);
+      h5::write_string_attribute(model, "input_shape", header.input_shape);
+      const std::vector<std::string> block_fields{"offset", "size", "rows", "cols"};
+      std::vector<TableRow> rows;
+      for (const ParameterBlock& b : header.observables.blocks) rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
+      write_table(model, "/model/layout", block_fields, rows, m.writer, m.dxpl);
+      rows.clear();
+      for (const ParameterBlock& b : header.observables.scale_invariant)
+        rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
+      if (!rows.empty()) write_table(model, "/model/scale_invariant_blocks", block_fields, rows, m.writer, m.dxpl);
+      rows.clear();
+      for (const ParameterSum& t : header.observables.translation) rows.push_back({t.name, {t.offset, t.stride, t.count, 0}});
+      if (!rows.empty())
+        write_table(model, "/model/translation_components", {"offset", "stride", "count"}, rows, m.writer, m.dxpl);
+    }
 
-  {
-    Handle model = create_group(root, "/model");
-    h5::write_string_attribute(model, "architecture", header.architecture);
-    h5::write_string_attribute(model, "input_shape", header.input_shape);
-    const std::vector<std::string> block_fields{"offset", "size", "rows", "cols"};
-    std::vector<TableRow> rows;
-    for (const ParameterBlock& b : header.observables.blocks) rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
-    write_table(model, "/model/layout", block_fields, rows, m.writer, m.dxpl);
-    rows.clear();
-    for (const ParameterBlock& b : header.observables.scale_invariant)
-      rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});
-    if (!rows.empty()) write_table(model, "/model/scale_invariant_blocks", block_fields, rows, m.writer, m.dxpl);
-    rows.clear();
-    for (const ParameterSum& t : header.observables.translation) rows.push_back({t.name, {t.offset, t.stride, t.count, 0}});
-    if (!rows.empty())
-      write_table(model, "/model/translation_components", {"offset", "stride", "count"}, rows, m.writer, m.dxpl);
-  }
-
-  m.open_series(false);
-  write_names(root, header);
+    m.open_series(false);
+    write_names(root, header);
+  });
   check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
 }
 
@@ -287,48 +288,52 @@ RunFile::~RunFile() = default;
 
 void RunFile::append(const Record& record) {
   Impl& m = *impl_;
-  if (record.trajectories.size() != m.series.size()) throw Error("RunFile::append: trajectory count mismatch");
-  const hsize_t r = m.records;
-  const long long step = record.step;
-  // Every rank writes the small series' rows (the same values: reduced, or the same step): when group rank 0
-  // wrote them alone, the ranks' HDF5 metadata caches drifted apart and a run of some thousand records
-  // failed at its end (MPI_ERR_TRUNCATE in H5C_protect); θ stays one hyperslab per rank.
-  m.step->append(r, &step, true, m.dxpl);
-  m.time->append(r, &record.time, true, m.dxpl);
-  for (std::size_t i = 0; i < m.series.size(); ++i) {
-    const TrajectoryRecord& t = record.trajectories[i];
-    TrajectorySeries& s = m.series[i];
-    if (s.theta)
-      s.theta->append(r, t.theta->data(), static_cast<hsize_t>(m.header.slice_size),
-                      static_cast<hsize_t>(m.header.slice_begin), m.dxpl);
-    const double* values = t.values.data();
-    for (std::size_t k = 0; k < s.values.size(); ++k) {
-      s.values[k]->append(r, values, true, m.dxpl);
-      values += std::max<Index>(m.header.records[i].series[k].width, 1);
+  h5::naming_file(m.path, [&] {
+    if (record.trajectories.size() != m.series.size()) throw Error("RunFile::append: trajectory count mismatch");
+    const hsize_t r = m.records;
+    const long long step = record.step;
+    // Every rank writes the small series' rows (the same values: reduced, or the same step): when group rank 0
+    // wrote them alone, the ranks' HDF5 metadata caches drifted apart and a run of some thousand records
+    // failed at its end (MPI_ERR_TRUNCATE in H5C_protect); θ stays one hyperslab per rank.
+    m.step->append(r, &step, true, m.dxpl);
+    m.time->append(r, &record.time, true, m.dxpl);
+    for (std::size_t i = 0; i < m.series.size(); ++i) {
+      const TrajectoryRecord& t = record.trajectories[i];
+      TrajectorySeries& s = m.series[i];
+      if (s.theta)
+        s.theta->append(r, t.theta->data(), static_cast<hsize_t>(m.header.slice_size),
+                        static_cast<hsize_t>(m.header.slice_begin), m.dxpl);
+      const double* values = t.values.data();
+      for (std::size_t k = 0; k < s.values.size(); ++k) {
+        s.values[k]->append(r, values, true, m.dxpl);
+        values += std::max<Index>(m.header.records[i].series[k].width, 1);
+      }
     }
-  }
-  ++m.records;
-  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
+    ++m.records;
+    check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
+  });
 }
 
 void RunFile::finish(const RunOutcome& outcome, const std::string& finished) {
   Impl& m = *impl_;
-  hid_t root = m.file;
-  for (const TrajectorySummary& t : outcome.trajectories) write_statistics(root, t);
-  h5::write_string_attribute(root, "status", to_string(outcome.status));
-  h5::write_string_attribute(root, "finished", finished);
-  if (outcome.peak_rank_memory_bytes > 0)
-    h5::write_int_attribute(root, "peak_rank_memory_bytes", outcome.peak_rank_memory_bytes);
-  if (m.header.observables.sharpness) {
-    h5::write_double_attribute(root, "max_lr_sharpness", outcome.max_lr_sharpness);
-    if (m.header.observables.preconditioned_sharpness)
-      h5::write_double_attribute(root, "max_lr_preconditioned_sharpness", outcome.max_lr_preconditioned_sharpness);
-    h5::write_string_attribute(root, "edge_of_stability", outcome.first_unstable_step < 0
-                                                              ? "no"
-                                                              : outcome.stability.crossing(outcome.first_unstable_step));
-  }
-  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
-  m.close();
+  h5::naming_file(m.path, [&] {
+    hid_t root = m.file;
+    for (const TrajectorySummary& t : outcome.trajectories) write_statistics(root, t);
+    h5::write_string_attribute(root, "status", to_string(outcome.status));
+    h5::write_string_attribute(root, "finished", finished);
+    if (outcome.peak_rank_memory_bytes > 0)
+      h5::write_int_attribute(root, "peak_rank_memory_bytes", outcome.peak_rank_memory_bytes);
+    if (m.header.observables.sharpness) {
+      h5::write_double_attribute(root, "max_lr_sharpness", outcome.max_lr_sharpness);
+      if (m.header.observables.preconditioned_sharpness)
+        h5::write_double_attribute(root, "max_lr_preconditioned_sharpness", outcome.max_lr_preconditioned_sharpness);
+      h5::write_string_attribute(root, "edge_of_stability", outcome.first_unstable_step < 0
+                                                                ? "no"
+                                                                : outcome.stability.crossing(outcome.first_unstable_step));
+    }
+    check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", m.path);
+    m.close();
+  });
 }
 
 std::string reopen_problem(const std::string& path, const RunFileHeader& header, long records, long long last_step) {

@@ -116,3 +116,28 @@ def test_disk_full_during_a_run_names_hdf5s_own_reason(tmp_path):
         assert "failed on '/trajectories/" in proc.stderr and "HDF5 says: file write failed" in proc.stderr, proc.stderr
     finally:
         subprocess.run(["umount", "-l", str(mount)])
+
+
+@pytest.mark.parametrize("np_", [None, 2])
+def test_a_disk_filling_during_the_run_files_ends_with_exit_1_naming_the_file_and_the_systems_reason(tmp_path, np_):
+    """16 KiB free: study.ini and the lock fit, the run files do not. Alone, eomlab crashed in MPI_Finalize
+    (exit 139), and the message gave HDF5's 'file write failed' without the system's reason (and, for a
+    dataset of the file, without the file)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (needs root)")
+    try:
+        (mount / "filler").write_bytes(b"\0" * (5 * 1024 * 1024 - 16 * 1024))
+        config = write_config(tmp_path, SMALL_STUDY.format(output=mount / "out"))
+        proc = run_eomlab(["--config", config], np=np_)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
+        assert lines and all(f"'{mount / 'out' / 'runs'}/" in line and (
+            line.endswith("; the system says: No space left on device") or "; its file system is full (" in line)
+            for line in lines), proc.stderr
+        (mount / "filler").unlink()
+        resumed = run_eomlab(["--config", config, "--resume"], np=np_)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
