@@ -212,9 +212,10 @@ std::string config_difference(const std::string& before, const std::string& now)
 }
 
 // Writes `text` to `path` whole or not at all: a temporary file in the same directory, every write
-// checked, fsync'd, renamed into place, the directory fsync'd. A failure (a full disk) leaves `path` as
-// it was and throws an InputError naming `key` and the file.
-void write_file_atomically(const fs::path& path, const std::string& text, const std::string& key) {
+// checked, fsync'd, renamed into place (or, with `only_new`, linked there unless `path` exists by then:
+// false), the directory fsync'd. A failure (a full disk) leaves `path` as it was and throws an
+// InputError naming `key` and the file.
+bool write_file_atomically(const fs::path& path, const std::string& text, const std::string& key, bool only_new = false) {
   const fs::path temp = path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
   int err = 0;  // the first failure's errno
   auto step = [&err](bool ok) {
@@ -231,14 +232,23 @@ void write_file_atomically(const fs::path& path, const std::string& text, const 
     step(::fsync(fd) == 0);
     step(::close(fd) == 0);
   }
-  if (step(err == 0) && step(std::rename(temp.c_str(), path.c_str()) == 0)) {
+  std::error_code ec;
+  if (err == 0 && only_new) {
+    const bool linked = ::link(temp.c_str(), path.c_str()) == 0;
+    const int why = errno;
+    fs::remove(temp, ec);
+    if (!linked && why == EEXIST) return false;
+    if (!linked) err = why;
+  } else if (err == 0) {
+    step(std::rename(temp.c_str(), path.c_str()) == 0);
+  }
+  if (err == 0) {
     if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
       ::fsync(dir);
       ::close(dir);
     }
-    return;
+    return true;
   }
-  std::error_code ec;
   fs::remove(temp, ec);
   throw InputError(key + ": cannot write '" + path.string() + "': " + std::strerror(err));
 }
@@ -379,7 +389,15 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
     if (o.shards == 1) fs::remove(out / "sweep.h5", ec);
     rewrite_saved = true;
   }
-  if (rewrite_saved) write_file_atomically(saved, c.resolved_text, "study.output");
+  // A new directory: another invocation (a shard of an array) may write its study.ini at the same moment;
+  // the first one written stands, and a different config is refused as it would be a moment later.
+  const bool only_new = before.text.empty() && before.intact && !o.overwrite;  // no study.ini at all
+  if (rewrite_saved && !write_file_atomically(saved, c.resolved_text, "study.output", only_new)) {
+    const SavedConfig now = saved_config(out);
+    if (const std::string diff = config_difference(o.canonical_config(now.text), c.resolved_text); !diff.empty())
+      throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
+                       "), written at the same moment by another invocation; use another directory");
+  }
   return lock;
 }
 

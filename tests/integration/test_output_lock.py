@@ -80,3 +80,24 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     resumed = run_eomlab(["--config", config, "--resume"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at step" in resumed.stdout
+
+
+def test_two_shards_of_different_configs_started_together_never_share_a_new_directory(tmp_path):
+    """Each shard found no study.ini and wrote its own: both were accepted in 1 of 1 to 1 of 5 tries, a
+    directory holding runs of two configs. The first study.ini written stands; the other shard is refused."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("horizon = 2000", "horizon = 20"))
+    for attempt in range(8):
+        out = tmp_path / "out"
+        subprocess.run(["rm", "-rf", str(out)])
+        shards = [subprocess.Popen([eomlab_binary(), "--config", str(config), "--shard", f"{i}/2", *extra], env=mpi_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for i, extra in enumerate([[], ["--data.noise=0.6"]])]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in shards]
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 2], results
+        refused = next(err for code, err in results if code == 2)
+        assert "study.output: '" in refused and "another config (data.noise was" in refused, refused
+        saved = (out / "study.ini").read_text()
+        for run in (out / "runs").glob("*.h5"):
+            with h5py.File(run, "r") as f:
+                assert f.attrs["config"] == saved, (attempt, run)
