@@ -619,10 +619,12 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // Everything that can refuse the study (an unreadable data file) before anything is printed. A study whose
   // size is known before its data (model_before_data) and too large for this node is described without
   // reading or making its data (a teacher network is as large as the model).
+  refuse_paths_too_long_for_mpi_io(config, runs);
   std::string memory;
-  Index n_samples = study_samples(config);
+  Index n_samples = study_samples(config), n_params = 0;
   if (const std::optional<Model> model = model_before_data(config)) {
     const MemoryEstimate estimate = estimate_rank_memory(config, model->n_params(), n_samples, &*model);
+    n_params = model->n_params();
     if (!memory_problem(config, estimate, 1).empty())
       memory = describe_memory(estimate) + "; too large for this node, the data is not read";
   }
@@ -631,8 +633,10 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
     const Model probe = study_model(config, data);
     memory = describe_memory(estimate_rank_memory(config, probe.n_params(), n_samples, &probe));
     n_samples = data.n_samples();
+    n_params = probe.n_params();
   }
   require_method_fits(config, expand_grid(config), n_samples);
+  if (!config.model.init_path.empty()) io::read_parameters_file(config.model.init_path, n_params, "model.init");
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";

@@ -1,4 +1,8 @@
 """--help, --version, --print-config, --dry-run and overrides of the real binary."""
+import h5py
+import numpy as np
+import pytest
+
 from conftest import run_eomlab, write_config
 
 
@@ -32,6 +36,23 @@ def test_dry_run_prints_the_grid_and_rank_layout_without_computing(tmp_path, sma
     for run_id in ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0", "lr0.05_seed1_wd0", "lr0.05_seed2_wd0"]:
         assert run_id in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", ["init_without_theta", "init_of_wrong_length", "output_path_too_long"])
+def test_dry_run_refuses_what_the_run_refuses_with_the_same_line(tmp_path, small_study, bad):
+    """A model.init file the run refuses (no /theta, a wrong length) and an output path too long for MPI-IO
+    passed --dry-run with exit 0."""
+    init = tmp_path / "init.h5"
+    with h5py.File(init, "w") as f:
+        if bad == "init_of_wrong_length":
+            f["theta"] = np.zeros(7)
+    extra = ([f"--model.init=hdf5:{init}"] if bad.startswith("init") else
+             [f"--study.output={tmp_path / ('o' * (240 - len(str(tmp_path))))}"])
+    dry = run_eomlab(["--config", small_study, "--dry-run", *extra])
+    run = run_eomlab(["--config", small_study, *extra])
+    assert dry.returncode == run.returncode == 2, dry.stdout + dry.stderr + run.stderr
+    assert dry.stdout == "" and dry.stderr == run.stderr and dry.stderr.count("\n") == 1, dry.stderr
+    assert dry.stderr.startswith("eomlab: model.init" if bad.startswith("init") else "eomlab: study.output: "), dry.stderr
 
 
 def test_dry_run_refusing_a_data_file_prints_only_the_one_line(tmp_path, small_study):
