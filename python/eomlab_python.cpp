@@ -161,6 +161,7 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
         std::to_string(features));
   Dataset d;
   d.x = Eigen::Map<const Matrix>(xs.data(), features, n);  // row-major [N, features] is column-major features x N
+  if (!d.x.allFinite()) bad("X: expected finite values, got NaN or Inf");  // as a data file's /X
   d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
   if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
@@ -186,6 +187,7 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
     if (!targets || targets.ndim() != 2 || targets.shape(0) != n || targets.shape(1) != outputs)
       bad("y: expected float64 targets [N, " + std::to_string(outputs) + "] for mse");
     d.targets = Eigen::Map<const Matrix>(targets.data(), outputs, n);
+    if (!d.targets.allFinite()) bad("y: expected finite targets, got NaN or Inf");
   }
   return d;
 }

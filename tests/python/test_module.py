@@ -153,6 +153,10 @@ def test_bad_objective_arguments_raise_value_error():
         eomlab.Objective(model, x, y + 0.5)
     with pytest.raises(ValueError, match="X: expected samples"):  # [N, d, 1] was read as [N, d]
         eomlab.Objective(model, x[:, :, None], y)
+    with pytest.raises(ValueError, match="X: expected finite values, got NaN or Inf"):  # value() was NaN, silently
+        eomlab.Objective(model, np.where(x > 1, np.nan, x), y)
+    with pytest.raises(ValueError, match="y: expected finite targets, got NaN or Inf"):
+        eomlab.Objective(eomlab.Model(layers=[x.shape[1], 3], loss="mse"), x, np.full((len(x), 3), np.inf))
     with pytest.raises(ValueError, match="flows.kinds"):
         f.field("eom3", LR, theta, method="adam")
     with pytest.raises(ValueError, match="optimizer.momentum"):
