@@ -536,6 +536,8 @@ void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::
         out << std::scientific << std::setprecision(3) << t.final_distance;
       out << std::setw(12) << t.evaluations << std::defaultfloat << "\n";
     }
+    if (r.status != "complete" && r.status != "diverged" && r.final_step >= 0)  // an unfinished run's last record
+      out << std::left << std::setw(run_w) << "" << "(the values of its last record, step " << r.final_step << ")\n";
   }
 }
 

@@ -58,6 +58,9 @@ def checkpointed_step(proc, out):
     with h5py.File(out / "runs" / "lr0.01_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] == "interrupted"
     line = next(l for l in rest.splitlines() if "checkpointed at step" in l)
+    # The summary's values are the last record's, which it names (it read as if they were the checkpoint's).
+    with h5py.File(out / "runs" / "lr0.01_seed1_wd0.h5", "r") as f:
+        assert f"(the values of its last record, step {f['step'][-1]})" in rest, rest
     return int(line.rsplit(" ", 1)[1]), err
 
 
