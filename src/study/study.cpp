@@ -233,15 +233,19 @@ bool write_file_atomically(const fs::path& path, const std::string& text, const 
     step(::close(fd) == 0);
   }
   std::error_code ec;
+  bool placed = false;
   if (err == 0 && only_new) {
-    const bool linked = ::link(temp.c_str(), path.c_str()) == 0;
-    const int why = errno;
-    fs::remove(temp, ec);
-    if (!linked && why == EEXIST) return false;
-    if (!linked) err = why;
-  } else if (err == 0) {
-    step(std::rename(temp.c_str(), path.c_str()) == 0);
+    if (::link(temp.c_str(), path.c_str()) == 0) {
+      placed = true;
+      fs::remove(temp, ec);
+    } else if (const int why = errno; why == EEXIST) {
+      fs::remove(temp, ec);
+      return false;
+    } else if (why != EPERM && why != ENOTSUP && why != EOPNOTSUPP && why != ENOSYS) {
+      err = why;
+    }  // else a file system without hard links (vfat, some FUSE mounts): renamed below, as before
   }
+  if (err == 0 && !placed) step(std::rename(temp.c_str(), path.c_str()) == 0);
   if (err == 0) {
     if (const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
       ::fsync(dir);
@@ -391,7 +395,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   }
   // A new directory: another invocation (a shard of an array) may write its study.ini at the same moment;
   // the first one written stands, and a different config is refused as it would be a moment later.
-  const bool only_new = before.text.empty() && before.intact && !o.overwrite;  // no study.ini at all
+  const bool only_new = before.text.empty() && before.intact;  // no study.ini at all (with --overwrite too)
   if (rewrite_saved && !write_file_atomically(saved, c.resolved_text, "study.output", only_new)) {
     const SavedConfig now = saved_config(out);
     if (const std::string diff = config_difference(o.canonical_config(now.text), c.resolved_text); !diff.empty())

@@ -5,6 +5,7 @@ import signal
 import subprocess
 
 import h5py
+import pytest
 
 from conftest import eomlab_binary, mpi_env, run_eomlab, wait_for_first_checkpoint, write_config
 
@@ -82,22 +83,37 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     assert "resuming at step" in resumed.stdout
 
 
-def test_two_shards_of_different_configs_started_together_never_share_a_new_directory(tmp_path):
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_two_shards_of_different_configs_started_together_never_share_a_new_directory(tmp_path, overwrite):
     """Each shard found no study.ini and wrote its own: both were accepted in 1 of 1 to 1 of 5 tries, a
-    directory holding runs of two configs. The first study.ini written stands; the other shard is refused."""
+    directory holding runs of two configs. The first study.ini written stands; the other shard is refused
+    (with --overwrite too, which array jobs pass)."""
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("horizon = 2000", "horizon = 20"))
     for attempt in range(8):
         out = tmp_path / "out"
         subprocess.run(["rm", "-rf", str(out)])
-        shards = [subprocess.Popen([eomlab_binary(), "--config", str(config), "--shard", f"{i}/2", *extra], env=mpi_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        shards = [subprocess.Popen([eomlab_binary(), "--config", str(config), "--shard", f"{i}/2", *overwrite, *extra],
+                                   env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                   for i, extra in enumerate([[], ["--data.noise=0.6"]])]
         results = [(p.wait(timeout=120), p.stderr.read()) for p in shards]
         codes = sorted(code for code, _ in results)
         assert codes == [0, 2], results
         refused = next(err for code, err in results if code == 2)
-        assert "study.output: '" in refused and "another config (data.noise was" in refused, refused
+        assert refused.startswith("eomlab: ") and "another config (data.noise was" in refused, refused
         saved = (out / "study.ini").read_text()
         for run in (out / "runs").glob("*.h5"):
             with h5py.File(run, "r") as f:
                 assert f.attrs["config"] == saved, (attempt, run)
+
+
+def test_a_new_study_on_a_file_system_without_hard_links_is_written(tmp_path):
+    """study.ini of a new directory is linked into place; where link() is not permitted (vfat, some FUSE
+    mounts: here a preloaded link() that fails with EPERM) it is renamed as before, not refused."""
+    shim = tmp_path / "nolink.c"
+    shim.write_text("#include <errno.h>\nint link(const char* a, const char* b) { (void)a; (void)b; errno = EPERM; return -1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "nolink.so"), str(shim)], check=True)
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("horizon = 2000", "horizon = 20"))
+    proc = subprocess.run([eomlab_binary(), "--config", str(config)], capture_output=True, text=True,
+                          env=dict(mpi_env(), LD_PRELOAD=str(tmp_path / "nolink.so")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "out" / "study.ini").read_text().startswith("[study]")
