@@ -689,6 +689,12 @@ StudyConfig parse_config_text(const std::string& ini, const std::string& where) 
 std::string canonical_config_text(const std::string& ini) {
   try {
     Values values = read_ini(ini, "study.ini");
+    // An older eomlab accepted, and ignored, data.noise and data.seed with a file source: what it wrote is
+    // the study of their defaults.
+    DataConfig source;
+    parse_source(source, values.count("data.source") ? values.at("data.source") : default_of("data.source"));
+    if (!is_synthetic(source))
+      for (const char* key : {"data.noise", "data.seed"}) values.erase(key);
     add_defaults(values);
     return build_config(values).resolved_text;
   } catch (const InputError&) {

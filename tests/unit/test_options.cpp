@@ -254,6 +254,11 @@ TEST(Options, BadImageKeysNameTheKey) {
   const cli::Command kept = parse(minimal + "[data]\nsource = idx:/x\nnoise = 0.50\nseed = 0\n");
   EXPECT_EQ(parse(kept.config.resolved_text).config.resolved_text, kept.config.resolved_text);
   EXPECT_EQ(parse(minimal + "[data]\nsource = teacher\nnoise = 0.3\nseed = 5\n").config.data.seed, 5u);
+  // A study.ini or run file of an older eomlab, which accepted and ignored them, reads as their defaults'
+  // study (it could no longer be resumed), and a synthetic source's stay as they were.
+  const std::string file_source = minimal + "[data]\nsource = idx:/x\n";
+  EXPECT_EQ(cli::canonical_config_text(file_source + "noise = 0.3\nseed = 5\n"), cli::canonical_config_text(file_source));
+  EXPECT_NE(cli::canonical_config_text(minimal + "[data]\nnoise = 0.3\n"), cli::canonical_config_text(minimal));
 }
 
 // An architecture names its layers' activations and normalizations: the MLP's keys are refused beside it
