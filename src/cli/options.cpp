@@ -758,9 +758,17 @@ Command parse_command_line(int argc, const char* const argv[]) {
     if (vm.count(k.key)) values.emplace(k.key, trim(vm[k.key].as<std::string>()));
   const std::string path = vm["config"].as<std::string>();
   Values file = read_ini(read_text_file("--config", path), path);
-  // Keys of which a study gives one: one given on the command line replaces the file's other.
-  for (const auto& [a, b] : {std::pair{"optimizer.steps", "optimizer.horizon"}, std::pair{"model.layers", "model.architecture"}})
-    if (values.count(a) != values.count(b)) file.erase(values.count(a) ? b : a);
+  // Keys a study gives instead of others: given on the command line, one replaces the file's others (an
+  // architecture names its layers' activations and normalizations too). Both on the command line stay refused.
+  const std::map<std::string, std::vector<std::string>> instead_of = {
+      {"optimizer.steps", {"optimizer.horizon"}},
+      {"optimizer.horizon", {"optimizer.steps"}},
+      {"model.layers", {"model.architecture"}},
+      {"model.architecture", {"model.layers", "model.activation", "model.normalize"}}};
+  for (const auto& [given, others] : instead_of)
+    if (values.count(given))
+      for (const std::string& other : others)
+        if (!values.count(other)) file.erase(other);
   values.merge(file);
   add_defaults(values);
   cmd.config = build_config(values);

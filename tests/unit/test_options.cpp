@@ -56,6 +56,9 @@ TEST(Options, TheCommandLinesChoiceOfAlternativeKeysReplacesTheFiles) {
   EXPECT_EQ(layers.config.model.layers, (std::vector<Index>{36, 5, 3}));
   EXPECT_EQ(parse(minimal + "[data]\nshape = 1,6,6\n", {"--model.architecture=flatten, dense(4)"}).config.model.architecture,
             "flatten, dense(4)");
+  // The file's MLP activation and normalization go with its layers.
+  const std::string mlp = minimal + "[data]\nshape = 1,6,6\n[model]\nlayers = 36,5,3\nactivation = gelu\nnormalize = layer\n";
+  EXPECT_EQ(parse(mlp, {"--model.architecture=flatten, dense(4)"}).config.model.architecture, "flatten, dense(4)");
   // Both on the command line are still refused.
   EXPECT_EQ(error_of(minimal, {"--optimizer.steps=4", "--optimizer.horizon=2"}).rfind("optimizer.steps: ", 0), 0u);
 }
