@@ -273,15 +273,15 @@ def rate_columns(flows, prefix=""):
     return [f"{prefix}measured"] + [c for t in flows for c in (f"{prefix}predicted_{t}", f"{prefix}rel_error_{t}")]
 
 
-ROUNDING_RATE = 1e-12  # a block's measured rates this far below the run's largest are rounding, not a rate
+ROUNDING_RATE = 1e-12  # a block's measured rate this far below the record's largest is rounding, not a rate
 
 
-def rate_cells(measured, predicted, flows, which, rounding=0.0):
+def rate_cells(measured, predicted, flows, which, rounding=None):
     """Cells of rate_columns over the records `which` of the series [R]: the mean measured rate, then per
     flow the mean predicted rate and relative_error (NaN for a flow without predictions, and where every
-    measured rate is at most `rounding`: an error relative to rounding noise means nothing)."""
+    measured rate is at most its record's `rounding` [R]: an error relative to rounding noise means nothing)."""
     cells = [float(np.mean(measured[which]))]
-    noise = np.max(np.abs(measured[which])) <= rounding
+    noise = rounding is not None and bool(np.all(np.abs(measured[which]) <= rounding[which]))
     for t in flows:
         p = predicted.get(t)
         error = math.nan if noise or p is None else relative_error(p[which], measured[which])
@@ -311,8 +311,8 @@ def rates_table(runs):
         predicted = predicted_rates(r, "predicted_block_rates")
         gap = (r.lr * r.series(r.discrete, "block_grad_norms") if r.has(r.discrete, "block_grad_norms")
                else np.full_like(measured, math.nan))
-        finite = np.abs(measured[np.isfinite(measured)])
-        rounding = ROUNDING_RATE * (float(np.max(finite)) if finite.size else 0.0)
+        # Per record (a diverging run's last rates would set the scale of every earlier record).
+        rounding = ROUNDING_RATE * np.max(np.where(np.isfinite(measured), np.abs(measured), 0.0), axis=1)
         for b, block in enumerate(r.names_of("layout")):
             for record, step, time, which in shown_records(r):
                 rows.append([r.run_id, r.lr, r.weight_decay, block, record, step, time]
@@ -594,7 +594,7 @@ the rate that the flow's vector field F gives at the same iterate θ_k; `rel_err
 measured| / |measured|; `lr_grad_norm_sq` = η‖g_A‖² (for gd exactly measured − predicted_gf). Per run and
 block, the first, middle and last record, then a row `all` over every record: the mean measured and
 predicted rates and rel_error = ‖predicted − measured‖ / ‖measured‖, the norms taken over the records
-(rates.csv). rel_error is left empty (nan) where every measured rate is at most 1e-12 of the run's largest:
+(rates.csv). rel_error is left empty (nan) where every measured rate is at most 1e-12 of its record's largest:
 a block whose rate is 0 up to rounding (a bias before batchnorm has no gradient)."""
 
 

@@ -768,3 +768,15 @@ def test_rates_at_rounding_level_get_no_relative_error(tmp_path):
     assert bias and all(abs(float(r["measured"])) < 1e-15 and r["rel_error_eom1"] == "nan" for r in bias), bias
     others = [r for r in rows if r["block"] in ("layer0.W", "layer3.W")]
     assert others and all(math.isfinite(float(r["rel_error_eom1"])) for r in others), others
+
+
+def test_the_rounding_level_of_a_rate_is_judged_at_its_own_record():
+    """A diverging run's last rates (1e6) made every earlier small rate (1e-9) look like rounding."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.report import ROUNDING_RATE, rate_cells
+    measured = np.array([[1e-3, 1e-9, 1e-19], [1e6, 2e-9, 3e-19]])
+    rounding = ROUNDING_RATE * np.max(np.abs(measured), axis=1)
+    small = rate_cells(measured[:, 1], {"gf": 1.1 * measured[:, 1]}, ["gf"], slice(None), rounding)
+    assert small[2] == pytest.approx(0.1)
+    noise = rate_cells(measured[:, 2], {"gf": 2 * measured[:, 2]}, ["gf"], slice(None), rounding)
+    assert math.isnan(noise[2])
