@@ -340,6 +340,15 @@ void refuse_paths_too_long_for_mpi_io(const StudyConfig& c, const std::vector<Ru
                          std::to_string(path.size()) + ")");
 }
 
+// Whether `output` holds a study: its study.ini or a run file.
+bool holds_a_study(const std::string& output) {
+  std::error_code ec;
+  if (fs::exists(fs::path(output) / "study.ini", ec)) return true;
+  for (const fs::directory_entry& entry : fs::directory_iterator(fs::path(output) / "runs", ec))
+    if (entry.path().extension() == ".h5") return true;
+  return false;
+}
+
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
@@ -956,13 +965,19 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   for (std::size_t i = 0; i < runs.size(); ++i)
     if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
   require_finite_start(context, group_runs.empty() ? nullptr : group_runs.front());
+  // --resume where no study is (a relative study.output read from another working directory) starts one:
+  // said with the absolute path, not "resuming".
+  const bool nothing_to_resume = world.rank() == 0 && options.resume && !holds_a_study(config.output);
   const OutputLock lock = prepare_output_everywhere(config, options, runs, world);
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"
               << (options.shards > 1 ? " of shard " + std::to_string(options.shard) + "/" + std::to_string(options.shards)
                                      : std::string())
-              << " on " << world.size() << " rank(s) in " << groups << " group(s)" << (options.resume ? ", resuming" : "")
+              << " on " << world.size() << " rank(s) in " << groups << " group(s)"
+              << (nothing_to_resume ? ", nothing to resume in '" + fs::absolute(config.output).string() + "': starting it"
+                  : options.resume  ? ", resuming"
+                                    : "")
               << std::endl;
 
   bool interrupted = false;

@@ -92,6 +92,11 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     first = next(line for line in resumed.stdout.splitlines() if " step " in line and "resuming" not in line)
     assert int(re.search(r" step (\d+)/2400 ", first)[1]) >= at and "ETA" not in first, first
     assert datasets(tmp_path / "out") == reference
+    # The resume's own provenance beside the first invocation's (which the root attributes keep).
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        lines = f.attrs["resume_provenance"].splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f.attrs["resumed"] + ":"), lines
+        assert f" git_sha={f.attrs['git_sha']};" in lines[0] and " host=" in lines[0] and " mpi_world_size=2;" in lines[0]
     assert not any((tmp_path / "out" / "checkpoints").glob("*.h5"))  # finished runs leave no checkpoint
     with h5py.File(tmp_path / "out" / "sweep.h5", "r") as f:
         assert {s.decode() for s in f["summary"]["status"]} == {"complete"}
@@ -183,3 +188,16 @@ def test_resume_compares_values_not_spelling_and_follows_a_moved_directory(tmp_p
     line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
     assert "--resume: the config differs" in line and "optimizer.horizon was '1', now '2'" in line, line
     assert "study.output" not in line
+
+
+def test_resume_where_no_study_is_says_so_with_the_absolute_path(tmp_path):
+    """A relative study.output read from another working directory: --resume started a new study there and
+    said 'resuming' (a requeued job's checkpoints elsewhere were never used, and nothing told)."""
+    config = write_config(tmp_path, STUDY.replace("steps = 300", "steps = 20").format(output="relative_out"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", eomlab_binary(), "--config", str(config), "--resume"],
+                          env=mpi_env(), cwd=elsewhere, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert header.endswith(f", nothing to resume in '{elsewhere / 'relative_out'}': starting it"), header
