@@ -1,5 +1,5 @@
 """jobs/eomlab.sbatch on a real one-node SLURM cluster started by the test (issue 5): one allocation,
-a 2-task job array with the catalog built afterwards, and a job that hits its time limit, checkpoints,
+a 2-task job array with the catalog built afterwards, a rerun of some tasks of an array, and a job that hits its time limit, checkpoints,
 requeues itself and resumes."""
 import os
 import pathlib
@@ -97,6 +97,40 @@ def test_job_array_runs_shares_and_catalog_lists_them(cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = catalog(tmp_path / "out")
     assert len(rows) == 4 and set(rows["status"]) == {b"complete"}
+
+
+def test_rerunning_some_tasks_of_an_array_names_the_shard_count(cluster, tmp_path):
+    """sbatch --array=1,3 (rerunning two tasks of four) ran shards 0/2 and 2/2: one skipped finished runs and
+    reported success, one failed, and two runs were never computed. Without the shard count such ids are
+    refused; with EOMLAB_SHARDS=4 task i runs shard i of 4."""
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out"))
+    r = cluster.sbatch(["--array=1,3", "--ntasks=1", "-o", tmp_path / "bad-%A_%a.out", SCRIPT, study], cwd=tmp_path)
+    logs = job_log(tmp_path, "bad-*.out")
+    assert r.returncode != 0 and logs.count("are not contiguous") == 2, r.stderr + logs
+    assert not (tmp_path / "out").exists()
+    r = cluster.sbatch(["--array=1,3", "--ntasks=1", "--export=ALL,EOMLAB_SHARDS=4", "-o", tmp_path / "task-%A_%a.out",
+                        SCRIPT, study], cwd=tmp_path, timeout=300)
+    logs = job_log(tmp_path, "task-*.out")
+    assert r.returncode == 0, r.stderr + logs + cluster.logs()
+    assert "--shard 1/4" in logs and "--shard 3/4" in logs
+    # Runs 1 and 3 of the grid (lr 0.1 and 0.05 of seed 2 come second in each lr: seed varies first).
+    done = {p.stem for p in (tmp_path / "out" / "runs").glob("*.h5")}
+    assert len(done) == 2 and done < RUN_IDS, done
+
+
+def test_a_job_submitted_with_overwrite_resumes_after_its_requeue(cluster, tmp_path):
+    """The restart appended --resume to the user's --overwrite, which eomlab refuses together (exit 2, the
+    job FAILED); resubmitting as typed would have wiped the checkpointed runs."""
+    study = one_run_study(tmp_path, steps=30000)
+    job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "ow-%j.out", SCRIPT, study, "--overwrite"])
+    warn_when_logged(cluster, job, tmp_path, "ow-*.out", "step 0/")
+    state = run_requeueing_job(cluster, job)
+    log = job_log(tmp_path, "ow-*.out")
+    assert state == "COMPLETED", state + log + cluster.logs()
+    restart_line = next(line for line in log.splitlines() if "restart 1:" in line)
+    assert "--resume" in restart_line.split() and "--overwrite" not in restart_line.split(), restart_line
+    assert "checkpointed at step" in log and "resuming at step" in log, log
 
 
 def job_field(cluster, job, field):
