@@ -133,6 +133,26 @@ def test_a_job_submitted_with_overwrite_resumes_after_its_requeue(cluster, tmp_p
     assert "checkpointed at step" in log and "resuming at step" in log, log
 
 
+def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
+    """scancel's SIGTERM may end the launcher before eomlab's "rerun with --resume" reaches the log; the
+    script says it."""
+    study = one_run_study(tmp_path, steps=30000)
+    job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "cancel-%j.out", SCRIPT, study])
+    deadline = time.time() + 120
+    while "step 0/" not in job_log(tmp_path, "cancel-*.out"):
+        assert time.time() < deadline, job_log(tmp_path, "cancel-*.out") + cluster.logs()
+        time.sleep(0.2)
+    subprocess.run(["scancel", job], env=cluster.env, check=True)
+    deadline = time.time() + 120
+    while "stopped by a signal" not in job_log(tmp_path, "cancel-*.out"):
+        assert time.time() < deadline, job_log(tmp_path, "cancel-*.out") + cluster.logs()
+        time.sleep(0.5)
+    log = job_log(tmp_path, "cancel-*.out")
+    assert f"continue with sbatch jobs/eomlab.sbatch {study} --resume" in log, log
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] in ("interrupted", "running")
+
+
 def job_field(cluster, job, field):
     out = subprocess.run(["scontrol", "show", "job", str(job)], env=cluster.env, capture_output=True, text=True).stdout
     for item in out.split():
