@@ -1019,6 +1019,15 @@ void rebuild_catalog(const StudyConfig& config, const dist::Comm& world) {
     const int found = io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
               << " runs, " << found << " with a run file" << std::endl;
+    // 'running' in a file while no eomlab holds the study: the run was killed (OOM killer, node failure).
+    if (lock_holder(config.output).empty()) {
+      long killed = 0;
+      for (const RunSpec& r : runs) killed += run_file_status(run_path(config, r), trajectory_names(config)) == "running";
+      if (killed > 0)
+        std::cout << "Catalog: " << killed << " run(s) marked 'running' but no eomlab works on this study: they were "
+                  << "killed (the OOM killer, a node failure); --resume continues them from their last checkpoint"
+                  << std::endl;
+    }
   }
   world.barrier();
 }

@@ -201,3 +201,17 @@ def test_resume_where_no_study_is_says_so_with_the_absolute_path(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     header = proc.stdout.splitlines()[0]
     assert header.endswith(f", nothing to resume in '{elsewhere / 'relative_out'}': starting it"), header
+
+
+def test_the_catalog_of_a_killed_study_says_its_running_runs_are_not(tmp_path):
+    """A run killed (SIGKILL: the OOM killer, a node failure) stays 'running' in its file; the catalog listed it
+    as such without a word, though no eomlab held the study."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
+    proc = start_study(config)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    kill_study(proc)
+    catalog = run_eomlab(["--config", config, "--catalog"])
+    assert catalog.returncode == 0, catalog.stderr
+    running = sum(status == "running" for status in statuses(tmp_path / "out").values())
+    assert running >= 1 and (f"Catalog: {running} run(s) marked 'running' but no eomlab works on this study" in catalog.stdout
+                             and "--resume continues them" in catalog.stdout), catalog.stdout
