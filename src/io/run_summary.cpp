@@ -49,10 +49,10 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
   return r;
 }
 
-std::string read_run_config(const std::string& path) {
+std::string read_run_string(const std::string& path, const std::string& attribute) {
   h5::silence_error_stack();
   Handle file = h5::open_file_readonly(path);
-  return h5::read_string_attribute(file, "config", path);
+  return h5::read_string_attribute(file, attribute, path);
 }
 
 }  // namespace eomlab::io

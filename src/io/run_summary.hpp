@@ -23,7 +23,9 @@ struct RunResult {
 // Serial read of a run file (not collective).
 RunResult read_run_result(const std::string& path, const std::vector<std::string>& trajectories);
 
-// The resolved config text a run file was computed with (its `config` attribute). Serial.
-std::string read_run_config(const std::string& path);
+// A string attribute of a run file's root (its `config`: the resolved config text it was computed with;
+// its `git_sha`: the build that began it). Serial.
+std::string read_run_string(const std::string& path, const std::string& attribute);
+inline std::string read_run_config(const std::string& path) { return read_run_string(path, "config"); }
 
 }  // namespace eomlab::io

@@ -689,6 +689,15 @@ void warn_restart(const RunSpec& run, const std::string& path, const std::string
             << (kept ? " (its checkpoint is kept as '" + ckpt + ".bad')" : "") << std::endl;
 }
 
+// The build (git_sha) that began a run file, or "" when it cannot be read.
+std::string build_of(const std::string& path) {
+  try {
+    return io::read_run_string(path, "git_sha");
+  } catch (const Error&) {
+    return "";
+  }
+}
+
 // Fresh, resumed from its checkpoint, or skipped because it has finished (--resume only).
 RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run, const dist::Comm& group) {
   std::string plan = "fresh";
@@ -847,10 +856,15 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
     const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
     from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label, run.run_id);
   }
+  const std::string begun_by = group.rank() == 0 && from ? build_of(path) : std::string();
   std::unique_ptr<io::RunFile> file =
       from ? std::make_unique<io::RunFile>(path, group, header, from->records, group.broadcast(utc_now()))
            : std::make_unique<io::RunFile>(path, group, header);
   if (group.rank() == 0 && from) std::cout << label << "resuming at step " << from->step << std::endl;
+  if (!begun_by.empty() && begun_by != build::git_sha)
+    std::cerr << "eomlab: warning: " << label << "continued by eomlab " << build::git_sha << ", begun by " << begun_by
+              << ": its records after step " << from->step << " may differ in the last bits from an uninterrupted run's"
+              << std::endl;
   StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label, run.run_id);
   ProgressPrinter progress(group.rank() == 0, label.substr(0, label.size() - 1), config.output_options.progress_every);
   // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);

@@ -215,3 +215,21 @@ def test_the_catalog_of_a_killed_study_says_its_running_runs_are_not(tmp_path):
     running = sum(status == "running" for status in statuses(tmp_path / "out").values())
     assert running >= 1 and (f"Catalog: {running} run(s) marked 'running' but no eomlab works on this study" in catalog.stdout
                              and "--resume continues them" in catalog.stdout), catalog.stdout
+
+
+def test_a_run_continued_by_another_build_says_so(tmp_path):
+    """Bitwise resume holds for the build that began the run; another one (a rebuilt binary after a requeue)
+    continued silently, and the run file's git_sha still named the first."""
+    config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
+                          .format(output=tmp_path / "out"))
+    proc = start_study(config)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    proc.send_signal(signal.SIGUSR1)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 75
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r+") as f:
+        f.attrs["git_sha"] = "0123abc"
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("eomlab: warning:")]
+    assert len(warnings) == 1 and ", begun by 0123abc: its records after step " in warnings[0], resumed.stderr
