@@ -31,7 +31,7 @@ struct Row {
 
 }  // namespace
 
-int write_catalog(const std::string& output_dir, const std::string& study_name, const std::string& config_text,
+CatalogCounts write_catalog(const std::string& output_dir, const std::string& study_name, const std::string& config_text,
                   const std::vector<RunSpec>& runs, const std::vector<std::string>& trajectories) {
   h5::silence_error_stack();
   const fs::path dir(output_dir);
@@ -43,7 +43,7 @@ int write_catalog(const std::string& output_dir, const std::string& study_name, 
   const double nan = std::numeric_limits<double>::quiet_NaN();
 
   std::vector<Row> rows(runs.size());
-  int found = 0;
+  CatalogCounts counts;
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunSpec& run = runs[i];
     Row& row = rows[i];
@@ -64,7 +64,8 @@ int write_catalog(const std::string& output_dir, const std::string& study_name, 
         row.final_step = r.final_step;
         row.values[0] = r.trajectories[0].final_loss;
         for (std::size_t t = 1; t < r.trajectories.size(); ++t) row.values[t] = r.trajectories[t].final_distance;
-        ++found;
+        ++counts.found;
+        counts.running += status == "running";
       } catch (const Error&) {
         status = "unreadable";
       }
@@ -105,7 +106,7 @@ int write_catalog(const std::string& output_dir, const std::string& study_name, 
   std::error_code ec;
   fs::rename(temp_path, final_path, ec);
   if (ec) throw Error("cannot move the catalog into place at '" + final_path + "': " + ec.message());
-  return found;
+  return counts;
 }
 
 }  // namespace eomlab::io

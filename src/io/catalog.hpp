@@ -11,8 +11,13 @@
 
 namespace eomlab::io {
 
-// Returns the number of runs whose file was found.
-int write_catalog(const std::string& output_dir, const std::string& study_name, const std::string& config_text,
+// What the catalog found: the runs with a readable file, and of them those still marked running.
+struct CatalogCounts {
+  int found = 0;
+  int running = 0;
+};
+
+CatalogCounts write_catalog(const std::string& output_dir, const std::string& study_name, const std::string& config_text,
                   const std::vector<RunSpec>& runs, const std::vector<std::string>& trajectories);
 
 }  // namespace eomlab::io

@@ -1030,18 +1030,15 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 void rebuild_catalog(const StudyConfig& config, const dist::Comm& world) {
   if (world.rank() == 0) {
     const auto runs = expand_grid(config);
-    const int found = io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
+    const io::CatalogCounts counts =
+        io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
-              << " runs, " << found << " with a run file" << std::endl;
+              << " runs, " << counts.found << " with a run file" << std::endl;
     // 'running' in a file while no eomlab holds the study: the run was killed (OOM killer, node failure).
-    if (lock_holder(config.output).empty()) {
-      long killed = 0;
-      for (const RunSpec& r : runs) killed += run_file_status(run_path(config, r), trajectory_names(config)) == "running";
-      if (killed > 0)
-        std::cout << "Catalog: " << killed << " run(s) marked 'running' but no eomlab works on this study: they were "
-                  << "killed (the OOM killer, a node failure); --resume continues them from their last checkpoint"
-                  << std::endl;
-    }
+    if (counts.running > 0 && lock_holder(config.output).empty())
+      std::cout << "Catalog: " << counts.running << " run(s) marked 'running' but no eomlab works on this study: they "
+                << "were killed (the OOM killer, a node failure); --resume continues them from their last checkpoint"
+                << std::endl;
   }
   world.barrier();
 }
