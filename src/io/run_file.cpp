@@ -278,19 +278,21 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
   m.records = static_cast<hsize_t>(records);
   Handle fapl = h5::collective_file_access(group, path);
   m.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), H5Fclose, "H5Fopen", path, Handle::Collective{});
-  m.open_series(true);
-  h5::write_string_attribute(m.file, "status", "running");
-  h5::write_string_attribute(m.file, "resumed", resumed_at);
-  // The root's provenance is the run's first invocation's; each resume adds a line of its own (another job,
-  // host or build may continue the run).
-  std::string line = resumed_at + ":";
-  for (const auto& [key, value] : header.provenance)
-    if (key != "study" && key != "created") line += " " + key + "=" + value + ";";
-  const std::string before = H5Aexists(m.file, "resume_provenance") > 0
-                                 ? h5::read_string_attribute(m.file, "resume_provenance", path) + "\n"
-                                 : std::string();
-  h5::write_string_attribute(m.file, "resume_provenance", before + line);
-  check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
+  h5::naming_file(path, [&] {
+    m.open_series(true);
+    h5::write_string_attribute(m.file, "status", "running");
+    h5::write_string_attribute(m.file, "resumed", resumed_at);
+    // The root's provenance is the run's first invocation's; each resume adds a line of its own (another
+    // job, host or build may continue the run).
+    std::string line = resumed_at + ":";
+    for (const auto& [key, value] : header.provenance)
+      if (key != "study" && key != "created") line += " " + key + "=" + value + ";";
+    const std::string before = check(H5Aexists(m.file, "resume_provenance"), "H5Aexists", "resume_provenance") > 0
+                                   ? h5::read_string_attribute(m.file, "resume_provenance", path) + "\n"
+                                   : std::string();
+    h5::write_string_attribute(m.file, "resume_provenance", before + line);
+    check(H5Fflush(m.file, H5F_SCOPE_GLOBAL), "H5Fflush", path);
+  });
 }
 
 RunFile::~RunFile() = default;
