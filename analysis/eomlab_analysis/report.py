@@ -29,8 +29,8 @@ Plots: distance to GD against time, final distance against lr, loss curves, shar
 method's limit (2/lr for GD; RMSProp and Adam: λ_max(P⁻¹H) against theirs), and the translation
 component against time."""
 import argparse
-import collections
 import csv
+import itertools
 import math
 import pathlib
 import re
@@ -683,8 +683,8 @@ def write(study, out_dir):
     header, rows = scale_table(study)
     if rows:
         # Every block in scale.csv; the report shows each run's first (weight normalization has one per neuron).
-        count = collections.Counter()
-        shown = [row for row in rows if count.update([row[0]]) or count[row[0]] <= SCALE_BLOCKS_SHOWN]
+        shown = [row for _, run_rows in itertools.groupby(rows, key=lambda row: row[0])
+                 for row in list(run_rows)[:SCALE_BLOCKS_SHOWN]]
         more = (f" The first {SCALE_BLOCKS_SHOWN} blocks of each run are shown; all {len(rows)} rows are in "
                 "`scale.csv`." if len(shown) < len(rows) else "")
         parts.append("## Invariant layers: scale-invariant blocks\n\nMean rate of change of ‖θ_A‖² over the run, "
