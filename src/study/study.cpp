@@ -211,6 +211,12 @@ std::string config_difference(const std::string& before, const std::string& now)
   return diff;
 }
 
+// What differs between a config recorded in the study directory (study.ini or a run file's, as an older
+// eomlab may have spelled it) and this invocation's.
+std::string difference_from_recorded(const StudyOptions& o, const std::string& recorded, const StudyConfig& c) {
+  return config_difference(o.canonical_config(recorded), c.resolved_text);
+}
+
 // Writes `text` to `path` whole or not at all: a temporary file in the same directory, every write
 // checked, fsync'd, renamed into place (or, with `only_new`, linked there unless `path` exists by then:
 // false), the directory fsync'd. A failure (a full disk) leaves `path` as it was and throws an
@@ -321,7 +327,7 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
     } catch (const Error&) {
       continue;
     }
-    if (const std::string diff = config_difference(o.canonical_config(written), c.resolved_text); !diff.empty())
+    if (const std::string diff = difference_from_recorded(o, written, c); !diff.empty())
       throw InputError("--resume: run file '" + path + "' was written with another config (" + diff +
                        "); use another directory, or --overwrite");
   }
@@ -359,7 +365,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   const SavedConfig before = saved_config(out);
   bool rewrite_saved = before.text.empty() || !before.intact;
   if (!before.text.empty()) {
-    const std::string diff = config_difference(o.canonical_config(before.text), c.resolved_text);
+    const std::string diff = difference_from_recorded(o, before.text, c);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
@@ -407,7 +413,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   const bool only_new = before.text.empty() && before.intact;  // no study.ini at all (with --overwrite too)
   if (rewrite_saved && !write_file_atomically(saved, c.resolved_text, "study.output", only_new)) {
     const SavedConfig now = saved_config(out);
-    if (const std::string diff = config_difference(o.canonical_config(now.text), c.resolved_text); !diff.empty())
+    if (const std::string diff = difference_from_recorded(o, now.text, c); !diff.empty())
       throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                        "), written at the same moment by another invocation; use another directory");
   }
