@@ -8,10 +8,10 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <limits>
+#include <list>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -24,6 +24,7 @@
 #include "dist/comm.hpp"
 #include "flow/flow.hpp"
 #include "flow/sgd.hpp"
+#include "study/signals.hpp"
 #include "study/study.hpp"
 
 namespace py = pybind11;
@@ -35,11 +36,20 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 [[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
 
-// "a,b,c" of a Python list or tuple (or the text of one value).
-std::string list_text(const py::handle& value) {
-  if (py::isinstance<py::str>(value) || !py::isinstance<py::iterable>(value)) return py::str(value).cast<std::string>();
+// The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it).
+std::string value_text(const py::handle& value, const std::string& key) {
+  if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
+    bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
+  return py::str(value).cast<std::string>();
+}
+
+// "a,b,c" of a Python list or tuple (or the text of one value) for `key`.
+std::string list_text(const py::handle& value, const std::string& key) {
+  if (py::isinstance<py::str>(value) || py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value) ||
+      !py::isinstance<py::iterable>(value))
+    return value_text(value, key);
   std::string out;
-  for (const py::handle& item : value) out += (out.empty() ? "" : ",") + py::str(item).cast<std::string>();
+  for (const py::handle& item : value) out += (out.empty() ? "" : ",") + value_text(item, key);
   return out;
 }
 
@@ -60,6 +70,21 @@ double number_argument(const py::handle& x, const std::string& name) {
     bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
   }
   return py::reinterpret_steal<py::float_>(number).cast<double>();
+}
+
+// An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
+// naming it.
+std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
+                           const std::string& function = "sgd_permutation") {
+  const std::string bad_value = function + ": " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
+  PyObject* index = PyNumber_Index(x.ptr());
+  if (!index) {
+    PyErr_Clear();
+    bad(bad_value);
+  }
+  const auto i = py::reinterpret_steal<py::int_>(index);
+  if (i < py::int_(0) || i > limit) bad(bad_value);
+  return i.cast<std::uint64_t>();
 }
 
 // An array of numbers (integer or floating) from anything numpy makes one of (a list too), else ValueError
@@ -119,7 +144,7 @@ struct PyModel {
         if (dims.size() == 3) data << "shape = " << dims[0] << "," << dims[1] << "," << dims[2] << "\n";
       } else if (key == "architecture" || key == "layers" || key == "activation" || key == "normalize" ||
                  key == "loss") {
-        model << key << " = " << list_text(v) << "\n";
+        model << key << " = " << list_text(v, key) << "\n";
       } else {
         bad("Model: unknown argument '" + key +
             "' (expected architecture, input_shape, layers, activation, normalize, loss)");
@@ -165,19 +190,22 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
   if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
+    const std::string in_range = "y: expected labels in 0.." + std::to_string(outputs - 1) + " (the model's outputs), got ";
     const auto as_float = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(y);
     if (as_float)
-      for (py::ssize_t i = 0; i < as_float.size(); ++i)
-        if (!(std::floor(as_float.data()[i]) == as_float.data()[i]))
-          bad("y: expected whole-number labels, got " + format_number(as_float.data()[i]));
+      for (py::ssize_t i = 0; i < as_float.size(); ++i) {
+        const double label = as_float.data()[i];
+        if (!(std::floor(label) == label)) bad("y: expected whole-number labels, got " + format_number(label));
+        // before the cast to int64, which would wrap 2**64 to a label in range
+        if (!(label >= 0 && label < static_cast<double>(outputs))) bad(in_range + format_number(label));
+      }
     const auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
     if (!labels || labels.ndim() != 1 || labels.shape(0) != n)
       bad("y: expected " + std::to_string(n) + " int64 labels (one per sample of X), got " +
           (labels ? "an array of shape " + shape_text(labels) : py::repr(y).cast<std::string>()));
     d.labels.assign(labels.data(), labels.data() + n);
     for (std::int64_t label : d.labels)
-      if (label < 0 || label >= outputs)
-        bad("y: expected labels in 0.." + std::to_string(outputs - 1) + " (the model's outputs), got " + std::to_string(label));
+      if (label < 0 || label >= outputs) bad(in_range + std::to_string(label));
     if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study does
       d.targets = Matrix::Zero(outputs, n);
       for (Index i = 0; i < n; ++i) d.targets(d.labels[static_cast<std::size_t>(i)], i) = 1.0;
@@ -197,7 +225,8 @@ class PyObjective {
  public:
   PyObjective(const PyModel& m, const py::array& x, const py::array& y, double weight_decay)
       : whole_(m.model->n_params()) {
-    if (!(weight_decay >= 0)) bad("weight_decay: expected a number >= 0");
+    if (!(weight_decay >= 0 && std::isfinite(weight_decay)))
+      bad("weight_decay: expected a finite number >= 0, got " + format_number(weight_decay));
     Dataset d = dataset_of(m, x, y);
     const Index n = d.n_samples();
     objective_ = std::make_unique<ModelObjective>(make_model(m.config, m.input), std::move(d), n, weight_decay, whole_);
@@ -234,25 +263,30 @@ class PyObjective {
     objective_->third_order(t, a, b, out);
     return out;
   }
-  // dθ/dt of flow `kind` (gf, eom0..eom3) for `method` at lr, with its hyperparameters.
+  // dθ/dt of flow `kind` (gf, eom0..eom3) for `method` at lr, with its hyperparameters; a run's seed and
+  // epoch where the field depends on them (sgd's batch order).
   Vector field(const std::string& kind, const py::object& lr, const py::object& theta, const std::string& method,
                const py::kwargs& kw) {
     const Vector t = vector("theta", theta);
-    Flow& flow = flow_of(kind, number_argument(lr, "lr"), method, kw);
+    const FieldRequest r = request("field", kind, number_argument(lr, "lr"), method, kw);
+    const std::shared_ptr<CachedFlow> flow = flow_of(r);
     Vector out;
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);
-    flow(t, out);
+    if (flow->flow->segment_steps() > 0) flow->flow->begin_segment(r.epoch);
+    (*flow->flow)(t, out);
     return out;
   }
   // Where the flow starts from θ0 (θ0* for a method with memory).
   Vector start_point(const std::string& kind, const py::object& lr, const py::object& theta0, const std::string& method,
                      const py::kwargs& kw) {
     const Vector t = vector("theta0", theta0);
-    Flow& flow = flow_of(kind, number_argument(lr, "lr"), method, kw);
+    const FieldRequest r = request("start_point", kind, number_argument(lr, "lr"), method, kw);
+    const std::shared_ptr<CachedFlow> flow = flow_of(r);
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);
-    return flow.start_point(t);
+    if (flow->flow->segment_steps() > 0) flow->flow->begin_segment(r.epoch);
+    return flow->flow->start_point(t);
   }
 
  private:
@@ -269,35 +303,68 @@ class PyObjective {
     return Eigen::Map<const Vector>(a.data(), n_params());
   }
 
-  // The flow, made once per (kind, lr, method, hyperparameters) and kept: its method's table lives with it.
-  Flow& flow_of(const std::string& kind, double lr, const std::string& method, const py::kwargs& kw) {
-    if (!(lr > 0)) bad("lr: expected a learning rate > 0");
+  // A flow as field() and start_point() name it: the config's [optimizer] and [flows] text (method, lr and
+  // hyperparameters; kind), and the run's seed and epoch (keywords beside the hyperparameters).
+  struct FieldRequest {
+    StudyConfig config;
+    std::string text;  // the flow's key: the INI text and the seed
+    std::uint64_t seed = 0;
+    long epoch = 0;
+  };
+  FieldRequest request(const std::string& function, const std::string& kind, double lr, const std::string& method,
+                       const py::kwargs& kw) const {
+    if (!(lr > 0 && std::isfinite(lr))) bad("lr: expected a finite learning rate > 0, got " + format_number(lr));
+    FieldRequest r;
     std::ostringstream ini;
     ini << "[optimizer]\nmethod = " << method << "\nlr = " << format_number(lr) << "\nsteps = 1\n";
-    for (const auto& [k, v] : kw) ini << py::str(k).cast<std::string>() << " = " << py::str(v).cast<std::string>() << "\n";
+    for (const auto& [k, v] : kw) {
+      const std::string key = py::str(k).cast<std::string>();
+      if (key == "seed")
+        r.seed = whole_number(v, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)", function);
+      else if (key == "epoch")
+        r.epoch = static_cast<long>(whole_number(v, "epoch", py::int_(std::numeric_limits<long>::max()), "an integer epoch >= 0", function));
+      else
+        ini << key << " = " << value_text(v, "optimizer." + key) << "\n";
+    }
     ini << "[flows]\nkinds = " << kind << "\n";
     ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here
-    const StudyConfig c = parse(ini.str(), "field");
-    std::ostringstream key;
-    key << kind << '|' << format_number(lr) << '|' << method << '|' << ini.str();
-    auto it = flows_.find(key.str());
-    if (it == flows_.end()) {
-      try {
-        methods_.push_back(make_method(method, {*objective_, lr, c.optimizer.settings}));
-        it = flows_.emplace(key.str(), make_flow(kind, {*objective_, *methods_.back(), lr})).first;
-      } catch (const InputError& e) {
-        bad(e.what());
-      }
-    }
-    return *it->second;
+    r.config = parse(ini.str(), function);
+    if (r.config.flows.kinds.size() != 1) bad("kind: expected one flow kind, got '" + kind + "'");
+    r.text = ini.str() + "seed = " + std::to_string(r.seed);
+    return r;
   }
 
+  struct CachedFlow {
+    std::unique_ptr<Method> method;  // the flow's method (its table of coefficients lives here)
+    std::unique_ptr<Flow> flow;
+  };
+  // The flow of a request, made once and kept among the last few used (an lr scan makes a new one per lr,
+  // and sgd's keep its batches); shared so that an evaluation keeps its flow while another is made.
+  std::shared_ptr<CachedFlow> flow_of(const FieldRequest& r) {
+    for (auto it = flows_.begin(); it != flows_.end(); ++it)
+      if (it->first == r.text) {
+        flows_.splice(flows_.begin(), flows_, it);
+        return flows_.front().second;
+      }
+    auto made = std::make_shared<CachedFlow>();
+    const double lr = r.config.optimizer.lr.front();
+    try {
+      made->method = make_method(r.config.optimizer.method, {*objective_, lr, r.config.optimizer.settings, r.seed});
+      made->flow = make_flow(r.config.flows.kinds.front(), {*objective_, *made->method, lr});
+    } catch (const InputError& e) {
+      bad(e.what());
+    }
+    flows_.emplace_front(r.text, made);
+    if (flows_.size() > kept_flows) flows_.pop_back();
+    return made;
+  }
+
+  static constexpr std::size_t kept_flows = 4;
   WholeVector whole_;
   // Evaluations run without the GIL and share the objective's buffers: one thread at a time.
   std::mutex busy_;
   std::unique_ptr<ModelObjective> objective_;
-  std::vector<std::unique_ptr<Method>> methods_;
-  std::map<std::string, std::unique_ptr<Flow>> flows_;
+  std::list<std::pair<std::string, std::shared_ptr<CachedFlow>>> flows_;  // most recently used first
 };
 
 // MPI, once per process (a study may run many times; MPI cannot be initialised twice).
@@ -318,25 +385,12 @@ std::string ini_of(const py::dict& config) {
   for (const auto& [section, keys] : config) {
     if (!py::isinstance<py::dict>(keys)) bad("config: expected a dict of sections, each a dict of keys");
     ini << "[" << py::str(section).cast<std::string>() << "]\n";
-    for (const auto& [key, value] : keys.cast<py::dict>())
-      ini << py::str(key).cast<std::string>() << " = " << list_text(value) << "\n";
+    for (const auto& [key, value] : keys.cast<py::dict>()) {
+      const std::string name = py::str(key).cast<std::string>();
+      ini << name << " = " << list_text(value, py::str(section).cast<std::string>() + "." + name) << "\n";
+    }
   }
   return ini.str();
-}
-
-// An integer argument (int, numpy integer: anything with __index__) in [0, limit], else ValueError
-// naming it.
-std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
-                           const std::string& function = "sgd_permutation") {
-  const std::string bad_value = function + ": " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
-  PyObject* index = PyNumber_Index(x.ptr());
-  if (!index) {
-    PyErr_Clear();
-    bad(bad_value);
-  }
-  const auto i = py::reinterpret_steal<py::int_>(index);
-  if (i < py::int_(0) || i > limit) bad(bad_value);
-  return i.cast<std::uint64_t>();
 }
 
 // sgd's order of n samples in an epoch (flow/sgd.hpp), the one the binary's runs use.
@@ -352,45 +406,51 @@ py::array_t<std::int64_t> permutation(const py::object& seed_arg, const py::obje
   return out;
 }
 
-// A whole study in this process; returns its output directory.
-std::string run(const py::object& config, bool overwrite, bool resume) {
-  std::optional<std::filesystem::path> temporary;  // a dict's INI text, for the command line's parser
-  std::string path;
-  if (!py::isinstance<py::dict>(config)) {
-    const py::object fspath = py::module_::import("os").attr("fspath");
-    try {
-      path = fspath(config).cast<std::string>();  // str or os.PathLike
-    } catch (const std::exception&) {
-      bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
-    }
-    if (path.find('\0') != std::string::npos) bad("config: expected a path without NUL characters, got " + py::repr(config).cast<std::string>());
-  } else {
-    const std::string ini = ini_of(config.cast<py::dict>());
-    temporary = std::filesystem::temp_directory_path() / ("eomlab_" + std::to_string(std::hash<std::string>{}(ini)) + ".ini");
-    std::ofstream(*temporary) << ini;
-    path = temporary->string();
+// The command of run(): an INI file's path (parsed as the command line parses --config) or a dict of sections.
+cli::Command study_command(const py::object& config, bool overwrite, bool resume) {
+  if (overwrite && resume) bad("run: expected at most one of resume=True and overwrite=True, got both");
+  if (py::isinstance<py::dict>(config)) {
+    cli::Command cmd;
+    cmd.config = parse(ini_of(config.cast<py::dict>()), "config");
+    cmd.overwrite = overwrite;
+    cmd.resume = resume;
+    return cmd;
   }
+  std::string path;
+  const py::object fspath = py::module_::import("os").attr("fspath");
+  try {
+    path = fspath(config).cast<std::string>();  // str or os.PathLike
+  } catch (const std::exception&) {
+    bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
+  }
+  if (path.find('\0') != std::string::npos) bad("config: expected a path without NUL characters, got " + py::repr(config).cast<std::string>());
   std::vector<std::string> args{"eomlab", "--config", path};
   if (overwrite) args.push_back("--overwrite");
   if (resume) args.push_back("--resume");
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
-  mpi();
-  cli::Command cmd;
   try {
-    cmd = cli::parse_command_line(static_cast<int>(argv.size()), argv.data());
+    return cli::parse_command_line(static_cast<int>(argv.size()), argv.data());
   } catch (const InputError& e) {
-    if (temporary) std::filesystem::remove(*temporary);
-    std::string message = e.what();  // a dict's messages name it "config", not the temporary file
-    if (temporary && message.rfind(path, 0) == 0) message = "config" + message.substr(path.size());
-    bad(message);
+    bad(e.what());
   }
-  if (temporary) std::filesystem::remove(*temporary);
-  int code = 0;
+}
+
+// A whole study in this process; returns its output directory. One study at a time (MPI and parallel
+// HDF5 are not for several threads); a stop signal checkpoints it as on the command line, then has the
+// effect it has in the program (Python's SIGINT: KeyboardInterrupt).
+std::string run(const py::object& config, bool overwrite, bool resume) {
+  const cli::Command cmd = study_command(config, overwrite, resume);
+  mpi();
+  static std::mutex one_study;
+  int code = 0, signal = 0;
   {
     py::gil_scoped_release free;
+    const std::lock_guard<std::mutex> alone(one_study);
     try {
+      const StopSignalScope stops;
       code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
+      signal = stops.received();
     } catch (const InputError& e) {
       py::gil_scoped_acquire hold;
       std::string message = e.what();  // the command line's flags are this function's arguments
@@ -399,6 +459,12 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
           message.replace(at, std::string(flag).size(), argument);
       bad(message);
     }
+  }
+  if (signal != 0) {
+    std::raise(signal);  // to the program's own handler, restored
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    throw std::runtime_error("eomlab.run: stopped by signal " + std::to_string(signal) +
+                             "; the unfinished runs are checkpointed: run(config, resume=True) continues them");
   }
   if (code != 0) throw std::runtime_error("eomlab.run: the study ended with exit code " + std::to_string(code));
   return cmd.config.output;

@@ -4,10 +4,30 @@
 // itself and kills the ranks a second later): scripts/eomlab-mpirun and jobs/eomlab.sbatch turn
 // TERM/INT into USR1 for them.
 #pragma once
+#include <signal.h>
+
+#include <array>
 
 namespace eomlab {
 
+// The command line's: for the whole process.
 void install_stop_handlers();
 bool stop_signal_received();
+
+// A study run inside another program (the Python module): while the scope lives, the three signals ask
+// the study to stop as above, except those the program ignores (SIG_IGN stays: nohup, a background job's
+// SIGINT); a request from before it is forgotten. Its end restores the program's own handlers, so the
+// program can then give the signal its usual effect (Python: KeyboardInterrupt).
+class StopSignalScope {
+ public:
+  StopSignalScope();
+  ~StopSignalScope();
+  StopSignalScope(const StopSignalScope&) = delete;
+  StopSignalScope& operator=(const StopSignalScope&) = delete;
+  int received() const;  // the signal that asked to stop, 0 if none did
+
+ private:
+  std::array<struct sigaction, 3> before_{};
+};
 
 }  // namespace eomlab

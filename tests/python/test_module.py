@@ -307,3 +307,157 @@ def test_one_objective_shared_by_two_threads_gives_every_thread_the_single_threa
     for t in threads:
         t.join()
     assert results == [True, True, True]
+
+
+def test_bytes_are_refused_not_read_as_their_codes(tmp_path):
+    """Found by a review: layers=b"3,4,2" built 51 -> dense(44), ... from the byte codes, and a dict's
+    lr = b"0.1" ran a sweep at lr 49, 48, 46."""
+    for layers in (b"3,4,2", [b"3", 4, 2], bytearray(b"3,4,2")):
+        with pytest.raises(ValueError, match=r"layers: expected text \(str\), got (b|bytearray\(b)'3"):
+            eomlab.Model(layers=layers)
+    with pytest.raises(ValueError, match=r"optimizer.lr: expected text \(str\), got b'0.1'"):
+        eomlab.run({"study": {"output": str(tmp_path / "out")}, "model": {"layers": [4, 3]},
+                    "optimizer": {"lr": b"0.1", "steps": 1}})
+    assert not (tmp_path / "out").exists()
+    net, x, y, theta, model, f = problem("mlp")
+    with pytest.raises(ValueError, match=r"optimizer.momentum: expected text \(str\), got b'0.5'"):
+        f.field("eom1", LR, theta, method="heavy_ball", momentum=b"0.5")
+
+
+def sgd_eom1(model, x, y, lr, theta, seed, epoch, b):
+    """sgd's eom1 field of DESIGN.md §1.5 from the batches sgd_permutation gives: −ḡ + (η/m) Σ_j H_j u_j,
+    u_j = Σ_{i<j} g_i − (m/2) ḡ, each batch's loss its mean."""
+    n = len(x)
+    m = n // b
+    p = eomlab.sgd_permutation(seed, epoch, n)
+    batches = [eomlab.Objective(model, x[p[j * b:(j + 1) * b]], y[p[j * b:(j + 1) * b]]) for j in range(m)]
+    g = [f.gradient(theta) for f in batches]
+    mean = sum(g) / m
+    f1 = sum(f.hvp(theta, sum(g[:j], np.zeros_like(theta)) - m / 2 * mean) for j, f in enumerate(batches)) / m
+    return -mean + lr * f1
+
+
+def test_sgd_field_of_a_runs_seed_and_epoch():
+    """Found by a review: f.field(..., method="sgd") always took seed 0's batch order (seed=... was refused),
+    and a reshuffled order always epoch 0's, so the field of a run of another seed was silently another."""
+    net, x, y, theta, model, f = problem("mlp", samples=24)
+    b = 6
+    for seed, epoch, order in [(0, 0, "fixed"), (7, 0, "fixed"), (7, 3, "fixed"), (12345, 2, "reshuffle"), (3, 1, "reshuffle")]:
+        expected = sgd_eom1(model, x, y, LR, theta, seed, 0 if order == "fixed" else epoch, b)
+        got = f.field("eom1", LR, theta, method="sgd", batch_size=b, order=order, seed=seed, epoch=epoch)
+        assert rel(got, expected) < 1e-12, (seed, epoch, order)
+    other = sgd_eom1(model, x, y, LR, theta, 0, 0, b)
+    assert rel(f.field("eom1", LR, theta, method="sgd", batch_size=b, seed=7), other) > 1e-6  # the seed matters here
+    assert np.array_equal(f.field("eom1", LR, theta, method="sgd", batch_size=b),  # seed 0, epoch 0 by default
+                          f.field("eom1", LR, theta, method="sgd", batch_size=b, seed=0, epoch=0))
+    for key, value, message in [("seed", -1, r"field: seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
+                                ("epoch", 1.5, r"field: epoch: expected an integer epoch >= 0, got 1.5")]:
+        with pytest.raises(ValueError, match=message):
+            f.field("eom1", LR, theta, method="sgd", batch_size=b, **{key: value})
+
+
+def test_field_arguments_are_read_as_the_config_reads_them():
+    """Found by a review: "eom1 " raised RuntimeError (the parser trims, the flow's name was not), "gf,eom1"
+    too; an infinite weight decay or lr was accepted; a label of 2**64 was named as -2**63."""
+    net, x, y, theta, model, f = problem("mlp")
+    assert np.array_equal(f.field("eom1 ", LR, theta, method=" gd"), f.field("eom1", LR, theta))
+    with pytest.raises(ValueError, match="kind: expected one flow kind, got 'gf,eom1'"):
+        f.field("gf,eom1", LR, theta)
+    with pytest.raises(ValueError, match="weight_decay: expected a finite number >= 0, got inf"):
+        eomlab.Objective(model, x, y, weight_decay=np.inf)
+    with pytest.raises(ValueError, match="lr: expected a finite learning rate > 0, got inf"):
+        f.field("eom1", np.inf, theta)
+    with pytest.raises(ValueError, match=r"y: expected labels in 0..2 \(the model's outputs\), got 1.8446744073709552e\+19"):
+        eomlab.Objective(model, x, np.where(np.arange(len(y)) == 3, 2.0**64, y))
+    with pytest.raises(ValueError, match="run: expected at most one of resume=True and overwrite=True, got both"):
+        eomlab.run({"model": {"layers": [4, 3]}}, overwrite=True, resume=True)
+
+
+def test_fields_of_an_lr_scan_keep_a_bounded_memory():
+    """Found by a review: every new (kind, lr, method, hyperparameters) kept its flow, with sgd's batches, for
+    the objective's life: 19 MiB per lr on 8 MiB of data."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2048, 64)), np.arange(2048) % 3
+    model = eomlab.Model(layers=[64, 8, 3])
+    f = eomlab.Objective(model, x, y)
+    theta = model.initial_parameters(1)
+
+    def resident_mib():
+        return int(pathlib.Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def scan(lrs):
+        for lr in lrs:
+            f.field("eom1", lr, theta, method="sgd", batch_size=64)
+
+    scan(np.linspace(0.01, 0.02, 8))
+    before = resident_mib()
+    scan(np.linspace(0.03, 0.04, 40))
+    assert resident_mib() - before < 25  # 40 flows of ~1 MiB of batches each, and more, before
+
+
+RUN_SCRIPT = """
+import signal, sys
+sys.path.insert(0, {build!r})
+import eomlab
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive Python (a background job ignores it)
+config = {{"study": {{"name": "s", "output": sys.argv[1]}}, "data": {{"n_samples": 32}},
+           "model": {{"layers": [4, 8, 3]}},
+           "optimizer": {{"lr": 0.1, "steps": int(sys.argv[2]), "record_every": 1000}}, "flows": {{"kinds": ["gf"]}}}}
+"""
+
+
+def python_study(tmp_path, body, *args, **popen):
+    import subprocess
+    script = tmp_path / "study.py"
+    script.write_text(RUN_SCRIPT.format(build=str(BUILD)) + body)
+    return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name):
+    """Found by a review: Ctrl-C let run() go on to the end and raised KeyboardInterrupt only then; SIGTERM
+    (a batch system's) killed the process with the run file 'running' and nothing to resume from. Now
+    the study checkpoints and stops as on the command line, then the signal has its effect in Python."""
+    import signal
+    import time
+    out = tmp_path / "out"
+    proc = python_study(tmp_path, "eomlab.run(config, resume=len(sys.argv) > 3)\nprint('done')\n", out, 3_000_000)
+    run_file = out / "runs" / "lr0.1_seed0_wd0.h5"
+    deadline = time.time() + 60
+    while not run_file.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(getattr(signal, signal_name))
+    _, err = proc.communicate(timeout=120)
+    if signal_name == "SIGINT":
+        assert "KeyboardInterrupt" in err, (proc.returncode, _, err)
+    else:
+        assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    with h5py.File(run_file, "r") as h:
+        assert h.attrs["status"] == "interrupted"
+    assert list((out / "checkpoints").glob("lr0.1_seed0_wd0*"))
+    resumed = python_study(tmp_path, "eomlab.run(config, resume=True)\nprint('done')\n", out, 3_000_000)
+    output, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "done" in output, err
+    with h5py.File(run_file, "r") as h:
+        assert h.attrs["status"] == "complete"
+
+
+def test_two_threads_running_studies_take_turns(tmp_path):
+    """Found by a review: two threads each calling run() crashed the interpreter (parallel HDF5 and MPI in
+    two threads at once). Now the studies run one after the other, each with the data it has alone."""
+    body = """
+import threading, h5py, numpy as np
+threads = [threading.Thread(target=eomlab.run, args=(dict(config, study={"name": "s", "output": sys.argv[1] + str(i)}),))
+           for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+eomlab.run(dict(config, study={"name": "s", "output": sys.argv[1] + "alone"}))
+read = lambda d: h5py.File(d + "/runs/lr0.1_seed0_wd0.h5", "r")["trajectories/gd/theta"][()]
+assert all(np.array_equal(read(sys.argv[1] + str(i)), read(sys.argv[1] + "alone")) for i in range(2))
+print("same")
+"""
+    proc = python_study(tmp_path, body, tmp_path / "out", 20_000)
+    output, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "same" in output, err
