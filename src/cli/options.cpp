@@ -504,7 +504,8 @@ void build_image_selection(DataConfig& d, const KeyValues& kv) {
 void build_data(StudyConfig& c, const KeyValues& kv) {
   parse_source(c.data, kv.get("data.source"));
   const std::string n = kv.get("data.n_samples");
-  c.data.n_samples = !n.empty() ? parse_size("data.n_samples", n) : is_image_source(c.data.source) ? 0 : 256;
+  constexpr Index samples_by_default = 256;  // of a synthetic source (an hdf5 file's are its /X; images: 0, all)
+  c.data.n_samples = !n.empty() ? parse_size("data.n_samples", n) : is_image_source(c.data.source) ? 0 : samples_by_default;
   build_shape(c.data, kv);
   build_image_selection(c.data, kv);
   const std::string nf = kv.get("data.n_features"), nc = kv.get("data.n_classes");
@@ -540,6 +541,11 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
       if (!kept)
         throw_input_error(key, "a key of a synthetic source (gaussian_mixture, teacher), or its default " + default_of(key),
                           quoted(kv.get(key)) + " with data.source " + quoted(kv.get("data.source")));
+  // An hdf5 file's /X is the data set, all of it: a sample count of it would silently be another's.
+  if (c.data.source == "hdf5" && c.data.n_samples != samples_by_default)
+    throw_input_error("data.n_samples", "a key of a synthetic or image source (an hdf5 file's /X holds its samples), or its default " +
+                                            std::to_string(samples_by_default),
+                      quoted(kv.get("data.n_samples")) + " with data.source " + quoted(kv.get("data.source")));
 }
 
 // A hyperparameter in [0, 1) (momentum, betas).
@@ -689,12 +695,13 @@ StudyConfig parse_config_text(const std::string& ini, const std::string& where) 
 std::string canonical_config_text(const std::string& ini) {
   try {
     Values values = read_ini(ini, "study.ini");
-    // An older eomlab accepted, and ignored, data.noise and data.seed with a file source: what it wrote is
-    // the study of their defaults.
+    // An older eomlab accepted, and ignored, data.noise and data.seed with a file source (and data.n_samples
+    // with an hdf5 file): what it wrote is the study of their defaults.
     DataConfig source;
     parse_source(source, values.count("data.source") ? values.at("data.source") : default_of("data.source"));
     if (!is_synthetic(source))
       for (const char* key : {"data.noise", "data.seed"}) values.erase(key);
+    if (source.source == "hdf5") values.erase("data.n_samples");  // and an hdf5 file's data.n_samples
     add_defaults(values);
     return build_config(values).resolved_text;
   } catch (const InputError&) {

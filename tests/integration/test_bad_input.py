@@ -41,7 +41,7 @@ CASES = {
     "unknown_activation": (lambda t: with_change(t, "activation = tanh", "activation = swish"), "model.activation"),
     "unknown_loss": (lambda t: with_change(t, "[model]", "[model]\nloss = hinge"), "model.loss"),
     "unknown_flow": (lambda t: with_change(t, "kinds = gf, eom1", "kinds = gf, eom7"), "flows.kinds"),
-    "missing_data_file": (lambda t: with_change(t, "source = gaussian_mixture", "source = hdf5:/nonexistent/data.h5"),
+    "missing_data_file": (lambda t: with_change(t, "source = gaussian_mixture\nn_samples = 64", "source = hdf5:/nonexistent/data.h5"),
                           "/nonexistent/data.h5"),
     "missing_init_file": (lambda t: with_change(t, "[model]", "[model]\ninit = hdf5:/nonexistent/init.h5"),
                           "/nonexistent/init.h5"),
@@ -63,6 +63,10 @@ CASES = {
     "nul_byte": (lambda t: with_change(t, "name = small", "name = sm\0all"), "control characters"),
     "trailing_comma": (lambda t: with_change(t, "lr = 0.1", "lr = 0.1,"), "optimizer.lr"),
     "double_comma": (lambda t: with_change(t, "lr = 0.1", "lr = 0.1,,0.05"), "optimizer.lr"),
+    # Found by a review: an hdf5 file's data.n_samples was ignored (all of /X ran, the run file said otherwise).
+    "hdf5_n_samples": (lambda t: with_change(with_change(t, "n_samples = 64", "n_samples = 32"), "source = gaussian_mixture",
+                                             "source = hdf5:/some/data.h5"),
+                       "data.n_samples: expected a key of a synthetic or image source"),
 }
 
 
@@ -94,7 +98,7 @@ def test_missing_config_file_is_named(tmp_path):
 ])
 def test_data_file_that_is_not_hdf5(tmp_path, content, expected):
     (tmp_path / "data.h5").write_bytes(content)
-    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     assert proc.returncode == 2
     assert expected in proc.stderr and "data.source" in proc.stderr
@@ -111,7 +115,7 @@ def test_data_file_that_is_not_hdf5(tmp_path, content, expected):
 def test_data_file_with_wrong_content(tmp_path, make, expected):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         make(f)
-    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr and str(tmp_path / "data.h5") in proc.stderr
@@ -225,7 +229,7 @@ def test_an_input_file_that_is_a_fifo_is_refused(tmp_path, key, np_):
     os.mkfifo(fifo)
     text = SMALL_STUDY.format(output=tmp_path / "out")
     if key == "data.source":
-        text = text.replace("source = gaussian_mixture", f"source = hdf5:{fifo}")
+        text = text.replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{fifo}")
     else:
         text = text.replace("[model]", f"[model]\ninit = hdf5:{fifo}")
     proc = run_with_timeout(["--config", write_config(tmp_path, text)], np_, timeout=30)
@@ -241,7 +245,7 @@ def test_an_input_file_that_is_a_fifo_is_refused(tmp_path, key, np_):
 def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         make(f)
-    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     check_refused(proc, expected, tmp_path / "out", None)
 
@@ -251,7 +255,7 @@ def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):
         f.create_dataset("X", shape=(3_000_000_000, 5), dtype="f8")  # declared, never written: a small file
         f["y"] = np.zeros(10, np.int64)
     assert (tmp_path / "data.h5").stat().st_size < 100_000
-    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture", f"source = hdf5:{tmp_path / 'data.h5'}")
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     # The memory estimate (120 GB for /X alone) refuses it first here; on a node with that much memory
     # the extent check does (BLAS and MPI count in int). Either way: one line naming the file.

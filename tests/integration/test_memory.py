@@ -58,7 +58,7 @@ def lying_data_file(path, rows):
 
 def data_study(tmp_path, data):
     return write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out").replace(
-        "source = gaussian_mixture", f"source = hdf5:{data}").replace("layers = 5,8,3", "layers = 4,8,3"))
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{data}").replace("layers = 5,8,3", "layers = 4,8,3"))
 
 
 def test_a_data_file_declaring_a_billion_rows_is_refused_naming_it(tmp_path):

@@ -262,6 +262,15 @@ TEST(Options, BadImageKeysNameTheKey) {
   const std::string file_source = minimal + "[data]\nsource = idx:/x\n";
   EXPECT_EQ(cli::canonical_config_text(file_source + "noise = 0.3\nseed = 5\n"), cli::canonical_config_text(file_source));
   EXPECT_NE(cli::canonical_config_text(minimal + "[data]\nnoise = 0.3\n"), cli::canonical_config_text(minimal));
+  // An hdf5 file's /X is the data set: its data.n_samples was ignored (found by a review: n_samples = 32 ran
+  // on all 64 samples of the file, and the run file said 32). Images take the first N (DESIGN.md §3.6).
+  EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = hdf5:/x.h5\nn_samples = 32\n"), "data.n_samples"));
+  const cli::Command hdf5 = parse(minimal + "[data]\nsource = hdf5:/x.h5\nn_samples = 256\n");
+  EXPECT_EQ(parse(hdf5.config.resolved_text).config.resolved_text, hdf5.config.resolved_text);
+  EXPECT_EQ(parse(minimal + "[data]\nsource = idx:/x\nn_samples = 32\n").config.data.n_samples, 32);
+  const std::string hdf5_source = minimal + "[data]\nsource = hdf5:/x.h5\n";
+  EXPECT_EQ(cli::canonical_config_text(hdf5_source + "n_samples = 32\n"), cli::canonical_config_text(hdf5_source));
+  EXPECT_NE(cli::canonical_config_text(file_source + "n_samples = 32\n"), cli::canonical_config_text(file_source));
 }
 
 // An architecture names its layers' activations and normalizations: the MLP's keys are refused beside it
