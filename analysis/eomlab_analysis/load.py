@@ -32,7 +32,8 @@ IGNORED_KEYS = {"study.name", "study.output", "output.checkpoint_every", "output
 GRID_DEFAULTS = {"study.seed": "0", "optimizer.lr": "0.05", "model.weight_decay": "0"}
 # Keys added by later versions of eomlab, with their defaults: a config written before a key existed
 # (an older study.ini or run file) has the default, as eomlab itself reads it on --resume.
-LATER_KEY_DEFAULTS = {"optimizer.divergence_factor": "1e6"}
+LATER_KEY_DEFAULTS = {"optimizer.divergence_factor": "1e6", "optimizer.method": "gd", "flows.max_steps": "100000",
+                      "flows.start_correction": "on", "output.sharpness": "on", "output.rates": "off"}
 
 
 def text(value):

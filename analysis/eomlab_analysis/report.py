@@ -149,27 +149,56 @@ def runs_table(study):
 
 
 def left_out_of_fits(run):
-    """Why a run's distances cannot measure an order (it diverged, or the discrete trajectory is past the
-    edge of stability where no flow describes it), or None."""
+    """Why a run's distances cannot measure an order (it diverged, did not finish, or the discrete
+    trajectory is past the edge of stability where no flow describes it), or None."""
     if run.diverged:
         return f"status {run.status}" if run.status == "diverged" else f"{run.discrete} loss not finite"
+    if run.status != "complete":
+        return f"status {run.status} (unfinished: its last record is at t = {float(run.time[-1]):g})"
     if not run.edge_of_stability:
         return None
     what, value, _ = run.stability
     return f"past the edge of stability (max {what} = {value:.4g})"
 
 
+def index_of_time(times, t):
+    """The index of the record at time t (to rounding), or None."""
+    i = int(np.argmin(np.abs(times - t)))
+    return i if abs(times[i] - t) <= 1e-9 * max(1.0, abs(t)) else None
+
+
+def common_time(runs):
+    """The latest time after 0 at which every run has a record, or None (runs of optimizer.steps at
+    several lrs end at different times and may share no record)."""
+    shared = [float(t) for t in runs[0].time if t > 0 and all(index_of_time(r.time, t) is not None for r in runs[1:])]
+    return max(shared) if shared else None
+
+
 def common_final_distance(runs, flow):
-    """Distance to the discrete trajectory at the latest time every run recorded; (lrs, distances, time)."""
-    t_end = min(float(r.time[-1]) for r in runs)
-    lrs, dist = [], []
+    """Distance to the discrete trajectory at the latest time every run recorded: (lrs, distances, time,
+    [(run, why it gives no point)]); time None when the runs share no record after t = 0."""
+    t_end = common_time(runs)
+    lrs, dist, missing = [], [], []
     for r in runs:
-        t = r.time
-        i = int(np.argmin(np.abs(t - t_end)))
-        if abs(t[i] - t_end) <= 1e-9 * max(1.0, t_end) and flow in r.flows:
+        if t_end is None:
+            continue
+        if flow not in r.flows:
+            missing.append((r, f"no {flow} trajectory"))
+            continue
+        d = float(r.distance(flow)[index_of_time(r.time, t_end)])
+        if math.isfinite(d) and d > 0:
             lrs.append(r.lr)
-            dist.append(float(r.distance(flow)[i]))
-    return lrs, dist, t_end
+            dist.append(d)
+        else:
+            status = r.flow_status(flow)
+            missing.append((r, f"{flow} distance {d:g} at t = {t_end:g}" + ("" if status == "ok" else f" ({flow} {status})")))
+    return lrs, dist, t_end, missing
+
+
+def no_common_time(runs):
+    ends = ", ".join(f"{t:g}" for t in sorted({float(r.time[-1]) for r in runs}))
+    return (f"no record time after t = 0 is common to the runs (they end at t = {ends}; optimizer.horizon gives a "
+            "sweep one final time)")
 
 
 def groups(runs):
@@ -248,13 +277,16 @@ def orders_table(fits):
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
         method = runs[0].method if runs else ""
         for flow in ordered(flows_of(runs)):
-            lrs, dist, t_end = common_final_distance(runs, flow)
+            lrs, dist, t_end, missing = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
             expected = expected_order(flow, method)
             within = ("n/a" if expected is None or not math.isfinite(slope)  # no slope from fewer than two lrs
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
-            rows.append([seed, wd, flow, t_end, len(lrs), slope, "" if expected is None else expected, within,
-                         " ".join(repr(lr) for lr in lrs), excluded, method])
+            why = [excluded] if excluded else []
+            why += [no_common_time(runs)] if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
+            rows.append([seed, wd, flow, float("nan") if t_end is None else t_end, len(lrs), slope,
+                         "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
+                         "; ".join(why), method])
     return header, rows
 
 
@@ -437,7 +469,7 @@ def group_plots(first, out, suffix, label, several):
     if flows:
         fig, axes = subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
         for ax, flow in zip(axes[0], flows):
-            for r in first:
+            for r in (r for r in first if flow in r.flows):
                 ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
             ax.set_title(f"{flow}: distance to {d}")
             ax.set_xlabel("time t = k·lr")
@@ -450,8 +482,11 @@ def group_plots(first, out, suffix, label, several):
         fitted = [r for r in first if not left_out_of_fits(r)]
         if len({r.lr for r in fitted}) >= 2 and ordered(flows):
             fig, ax = subplots(figsize=(5.2, 4.2))
-            for flow in ordered(flows):
-                x, y, t_end = common_final_distance(fitted, flow)
+            t_end = common_time(fitted)
+            for flow in ordered(flows) if t_end is not None else []:
+                x, y, _, _ = common_final_distance(fitted, flow)
+                if not x:
+                    continue
                 slope = fit_slope(x, y)
                 expected = expected_order(flow, fitted[0].method)
                 line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f}" +
@@ -461,7 +496,7 @@ def group_plots(first, out, suffix, label, several):
                     c = np.exp(np.mean(np.log(y)) - slope * np.mean(np.log(x)))
                     ax.loglog(xs, c * xs ** slope, "-", color=line.get_color(), alpha=0.6)
             ax.set_xlabel("learning rate lr")
-            ax.set_ylabel(f"distance to {d} at t = {t_end:g}")
+            ax.set_ylabel(f"distance to {d} at t = {t_end:g}" if t_end is not None else f"distance to {d}")
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             outside_legend(ax)
@@ -575,6 +610,11 @@ def flags(study):
             s = r.flow_status(t)
             if s != "ok":
                 notes.append(f"- {md(r.run_id)}: {md(t)} {md(s)}")
+    unchecked = [md(r.run_id) for r in study.runs if r.records and not math.isfinite(r.stability[1])]
+    if unchecked:
+        notes.append(f"- the stability limit was **not checked** for {len(unchecked)} run(s), which record no sharpness "
+                     "(`output.sharpness = off`); the order fits cannot leave them out if they crossed it: "
+                     + ", ".join(unchecked))
     return notes
 
 
@@ -642,24 +682,56 @@ def runs_line(study):
     return f"{found} of the study's {total} run{'' if total == 1 else 's'}{missing}"
 
 
+MANIFEST = ".report_files"  # the files the last report wrote in its folder, one name per line
+
+
+class Folder:
+    """The report's folder: `folder / name` is the path of a file written there, and names it as written."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.written = set()
+
+    def __truediv__(self, name):
+        self.written.add(name)
+        return self.path / name
+
+
 def write(study, out_dir):
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Folder(out_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_files(study, folder)
+    # What an earlier report wrote and this one did not (a table or figure the study no longer has) goes,
+    # so no old slope stands beside the new report; nothing else in the folder is touched.
+    manifest = folder.path / MANIFEST
+    before = set(manifest.read_text(encoding="utf-8").split("\n")) if manifest.is_file() else set()
+    for name in sorted(before - folder.written):
+        if name and "/" not in name and name not in (".", ".."):
+            (folder.path / name).unlink(missing_ok=True)
+    manifest.write_text("".join(f"{name}\n" for name in sorted(folder.written)), encoding="utf-8")
+    return folder.path / "report.md"
+
+
+def write_files(study, out):
+    """Writes report.md, its tables and figures into the Folder `out`."""
     parts = [f"# eomlab report: study '{md(study.name)}'\n",
              f"Output directory: {md(str(study.dir))}, {runs_line(study)}"
              + (f", {len(study.stale)} stale run files.\n" if study.stale else ".\n")]
     if study.runs:
-        a = study.runs[0].attrs
         parts.append("## Provenance\n")
         for key in ["eomlab_version", "git_sha", "compiler", "mpi_library", "host", "created", "SLURM_JOB_ID"]:
-            if key in a:
-                parts.append(f"- {key}: {md(a[key])}")
+            values = [str(r.attrs[key]) for r in study.runs if key in r.attrs]
+            if values and key in study.runs[0].attrs:
+                counts = {v: values.count(v) for v in values}  # in the order of the runs
+                parts.append(f"- {key}: {md(values[0])}" if len(counts) == 1 or key in ("host", "created", "SLURM_JOB_ID")
+                             else f"- {key}: " + ", ".join(f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in counts.items()))
         parts.append("")
     parts.append("## Configuration\n\n" + fenced(study.config_text.strip()) if study.config_text is not None
                  else "## Configuration\n\nNo study.ini: every run file in runs/ is reported.\n")
     parts += stale_section(study, out)
     notes = flags(study)
-    parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit.") + "\n")
+    parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit "
+                                    "(judged from the sharpness at its records).") + "\n")
     header, rows = runs_table(study)
     parts.append("## Runs\n\n" + write_table(out, "runs", header, rows))
     fits = order_fits(study)
@@ -697,7 +769,6 @@ def write(study, out_dir):
         for title, name in figures:
             parts.append(f"### {title}\n\n![{title}]({name})\n")
     (out / "report.md").write_text("\n".join(parts), encoding="utf-8")
-    return out / "report.md"
 
 
 def main(argv=None):
@@ -707,7 +778,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         path = build(args.output_dir, args.out or pathlib.Path(args.output_dir) / "report")
-    except FileNotFoundError as e:
+    except OSError as e:  # no such study, or a --out that cannot be a folder
         print(f"analysis/report: {e}", file=sys.stderr)
         return 2
     print(f"report: {path}")

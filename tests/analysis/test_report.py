@@ -418,6 +418,14 @@ def test_a_study_begun_by_an_older_eomlab_keeps_the_runs_of_this_one(tmp_path):
     ini.write_text(old)
     study = Study(out)
     assert study.stale == [] and len(study.runs) == len(list((out / "runs").glob("*.h5")))
+    # Found by a review: the keys added later than that one (a study begun before optimizer.method or
+    # output.rates existed, resumed now) made the new runs stale.
+    later = ("divergence_factor", "method", "max_steps", "start_correction", "sharpness", "rates")
+    old = "".join(line for line in ini.read_text().splitlines(True) if not line.startswith(later))
+    assert len(old.splitlines()) == len(ini.read_text().splitlines()) - 5
+    ini.write_text(old)
+    study = Study(out)
+    assert study.stale == [] and len(study.runs) == len(list((out / "runs").glob("*.h5")))
 
 
 def test_seeds_beyond_a_floats_precision_are_distinct_grid_points():
@@ -780,3 +788,96 @@ def test_the_rounding_level_of_a_rate_is_judged_at_its_own_record():
     assert small[2] == pytest.approx(0.1)
     noise = rate_cells(measured[:, 2], {"gf": 2 * measured[:, 2]}, ["gf"], slice(None), rounding)
     assert math.isnan(noise[2])
+
+
+def orders_row(report_dir, flow):
+    (row,) = [r for r in table(report_dir / "orders.csv") if r["flow"] == flow]
+    return row
+
+
+def test_unfinished_runs_and_failed_flows_are_named_and_not_fitted(orders_study, tmp_path):
+    """Found by a review: a run stopped by a signal (status interrupted) was fitted as if it had finished,
+    or moved the common time to its last record; a flow that failed at one lr was listed among the
+    fitted lrs although its NaN was dropped; a flow missing in one run crashed the report."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    files = run_files(copy)
+    with h5py.File(files[0.01], "a") as f:
+        f.attrs["status"] = "interrupted"
+    with h5py.File(files[0.08], "a") as f:
+        for name in ("distance_to_gd", "distance_to_discrete"):
+            if name in f["observables/eom2"]:
+                f["observables/eom2"][name][3:] = np.nan
+        f["observables/eom2"].attrs["status"] = "failed"
+    with h5py.File(files[0.04], "a") as f:
+        del f["observables/eom1"]
+        f.attrs["flows"] = "gf, eom2"
+    rep = report(copy, tmp_path / "report")
+    gf, eom1, eom2 = (orders_row(rep, flow) for flow in ("gf", "eom1", "eom2"))
+    assert gf["lrs"] == "3" and "lr 0.01: status interrupted (unfinished" in gf["left_out"], gf
+    assert eom2["lrs"] == "2" and eom2["fitted_lrs"] == "0.04 0.02" and "lr 0.08: eom2 distance nan" in eom2["left_out"]
+    assert "(eom2 failed)" in eom2["left_out"]
+    assert eom1["lrs"] == "2" and "lr 0.04: no eom1 trajectory" in eom1["left_out"], eom1
+    d = {}  # the slope of the points left, as they are in the file
+    for lr in (0.04, 0.02):
+        with h5py.File(files[lr], "r") as f:
+            d[lr] = f["observables/eom2/distance_to_gd"][-1]
+    assert float(eom2["slope"]) == pytest.approx(math.log(d[0.04] / d[0.02]) / math.log(2), rel=1e-5)  # 6 digits in the CSV
+
+
+STEPS = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 0.05, 0.03").replace("steps = 20", "steps = 40").replace(
+    "record_every = 5", "record_every = 10")
+
+
+def test_runs_of_optimizer_steps_that_share_no_record_time_say_so(tmp_path):
+    """Found by a review: runs of `steps` at several lrs end at different times; the fit took the earliest
+    end, which the others had not recorded, and gave slope nan with nothing in left_out."""
+    proc = run_eomlab(["--config", write_config(tmp_path, STEPS.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rows = table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")
+    assert rows and all(r["slope"] == "nan" and r["lrs"] == "0" for r in rows), rows
+    assert all("no record time after t = 0 is common to the runs (they end at t = 1.2, 2, 4" in r["left_out"] for r in rows)
+
+
+def test_a_study_without_sharpness_is_not_said_to_stay_below_the_stability_limit(tmp_path):
+    """Found by a review: with output.sharpness = off, runs past the edge of stability were fitted and the
+    report said "No run ... crossed the stability limit" without having looked."""
+    config = write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out"))
+    proc = run_eomlab(["--config", config, "--output.sharpness=off", "--optimizer.lr=0.1,0.05"])
+    assert proc.returncode == 0, proc.stderr
+    md = (report(tmp_path / "out", tmp_path / "report") / "report.md").read_text()
+    assert "crossed the stability limit" not in md
+    assert "the stability limit was **not checked** for 2 run(s)" in md
+
+
+def test_a_new_report_removes_the_tables_and_figures_of_the_last_one(orders_study, tmp_path):
+    """Found by a review: after a rerun with one lr, orders.csv and orders.png of the old sweep stayed
+    beside the new report.md. Files the report did not write are kept."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    rep = tmp_path / "report"
+    report(copy, rep)
+    (rep / "notes.txt").write_text("mine")
+    assert (rep / "orders.csv").exists() and (rep / "orders.pdf").exists()
+    for lr, path in run_files(copy).items():
+        if lr != 0.08:
+            path.unlink()
+    report(copy, rep)
+    assert not (rep / "orders.csv").exists() and not (rep / "orders.png").exists() and not (rep / "orders.pdf").exists()
+    assert (rep / "notes.txt").read_text() == "mine" and (rep / "runs.csv").exists() and (rep / "loss.png").exists()
+
+
+def test_provenance_lists_every_build_of_the_runs_and_a_bad_out_folder_is_refused(orders_study, tmp_path):
+    """Found by a review: report.md named only the first run's git_sha, and --out under a file gave a traceback."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    with h5py.File(run_files(copy)[0.02], "a") as f:
+        sha = f.attrs["git_sha"]
+        f.attrs["git_sha"] = "0123abc"
+    md = (report(copy, tmp_path / "report") / "report.md").read_text()
+    assert f"- git_sha: {sha} (3 runs), 0123abc (1 run)" in md, md[:800]
+    proc = subprocess.run([str(REPORT), str(copy), "--out", str(copy / "study.ini" / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("analysis/report: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
