@@ -269,9 +269,22 @@ def expected_order(flow, method):
     return order + 1
 
 
+def outside_regime(runs, flow, method):
+    """The lrs at which a model is no closer to the method than the model one order below it (DESIGN.md
+    §1.5: the series in ηλ/(1−β)² does not converge there, whatever the slope): [(lr, its distance, the
+    lower model, that one's distance)]."""
+    expected = expected_order(flow, method)
+    lower = [t for t in ordered(flows_of(runs)) if expected is not None and expected_order(t, method) == expected - 1]
+    if not lower:
+        return []
+    mine, theirs = common_final_distance(runs, flow), common_final_distance(runs, lower[0])
+    below = dict(zip(theirs[0], theirs[1]))
+    return [(lr, d, lower[0], below[lr]) for lr, d in zip(mine[0], mine[1]) if lr in below and d >= below[lr]]
+
+
 def orders_table(fits):
     header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
-              "left_out", "method"]
+              "left_out", "method", "outside_regime"]
     rows = []
     for seed, wd, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
@@ -280,13 +293,16 @@ def orders_table(fits):
             lrs, dist, t_end, missing = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
             expected = expected_order(flow, method)
+            outside = outside_regime(runs, flow, method)
             within = ("n/a" if expected is None or not math.isfinite(slope)  # no slope from fewer than two lrs
+                      else "outside its regime" if outside
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
             why = [excluded] if excluded else []
             why += [no_common_time(runs)] if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
             rows.append([seed, wd, flow, float("nan") if t_end is None else t_end, len(lrs), slope,
                          "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
-                         "; ".join(why), method])
+                         "; ".join(why), method,
+                         "; ".join(f"lr {lr!r}: {d:.3g} >= {lower} {e:.3g}" for lr, d, lower, e in outside)])
     return header, rows
 
 
@@ -738,7 +754,11 @@ def write_files(study, out):
     header, rows = orders_table(fits)
     if fits:
         parts.append(f"## Orders\n\nSlope of the distance to {md(discrete_name(study.runs))} at a common final time "
-                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1)." + orders_note(study, fits) + "\n\n"
+                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1). A model that is no closer "
+                     "to the method than the model one order below it, at some lr of the fit, is outside its regime "
+                     "there (the expansion in lr·λ/(1−β)² does not converge): its slope is no evidence and "
+                     "`within_0.25` says `outside its regime`; `outside_regime` names those lrs."
+                     + orders_note(study, fits) + "\n\n"
                      + write_table(out, "orders", header, rows))
     header, rows = translation_table(study)
     if rows:

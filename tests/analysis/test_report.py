@@ -881,3 +881,49 @@ def test_provenance_lists_every_build_of_the_runs_and_a_bad_out_folder_is_refuse
     assert f"- git_sha: {sha} (3 runs), 0123abc (1 run)" in md, md[:800]
     proc = subprocess.run([str(REPORT), str(copy), "--out", str(copy / "study.ini" / "x")], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("analysis/report: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+HEAVY_BALL_OUTSIDE = """
+[study]
+name = hb
+output = {output}
+seed = 1
+[data]
+n_samples = 64
+[model]
+layers = 4,16,3
+[optimizer]
+method = heavy_ball
+momentum = 0.9
+lr = 0.016, 0.008, 0.004
+horizon = 0.64
+record_every = 5
+[flows]
+kinds = eom0, eom1, eom2
+rtol = 1e-12
+atol = 1e-14
+max_steps = 3000
+[output]
+sharpness = off
+"""
+
+
+def test_a_model_outside_its_regime_is_not_judged_by_its_slope(tmp_path):
+    """DESIGN.md §1.5: at β = 0.9 eom2 can be less accurate than eom1 although its slope is 3. Found by a
+    review: eom2 was certified "within 0.25: yes" (slope 3.06) while farther from heavy ball than eom1 and
+    eom0 at every lr. Each row's judgement is checked against the distances in the files."""
+    proc = run_eomlab(["--config", write_config(tmp_path, HEAVY_BALL_OUTSIDE.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rep = report(tmp_path / "out", tmp_path / "report")
+    final = {}
+    for lr, path in run_files(tmp_path / "out").items():
+        with h5py.File(path, "r") as f:
+            final[lr] = {t: f[f"observables/{t}/distance_to_discrete"][-1] for t in ("eom0", "eom1", "eom2")}
+    rows = {r["flow"]: r for r in table(rep / "orders.csv")}
+    for flow, lower in [("eom1", "eom0"), ("eom2", "eom1")]:
+        outside = [lr for lr in sorted(final, reverse=True) if final[lr][flow] >= final[lr][lower]]
+        assert rows[flow]["outside_regime"].count("lr ") == len(outside), rows[flow]
+        assert (rows[flow]["within_0.25"] == "outside its regime") == bool(outside), rows[flow]
+    assert rows["eom2"]["within_0.25"] == "outside its regime"  # this network at β = 0.9: at every lr
+    assert rows["eom0"]["within_0.25"] == "yes"
+    assert "outside its regime" in (rep / "report.md").read_text()
