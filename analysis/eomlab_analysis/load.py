@@ -157,6 +157,7 @@ class Run:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         self._file = None
+        self.config_index = 0  # which of its Study's configs (Study.configs) the run has
         try:
             self._read_header(self.file)
         except Exception:
@@ -205,6 +206,18 @@ class Run:
     @property
     def grid_point(self):
         return (self.seed, self.lr, self.weight_decay)
+
+    @functools.cached_property
+    def config(self):
+        """The run's config (`config` attribute) by key, later keys at their defaults."""
+        return {**LATER_KEY_DEFAULTS, **parse_ini(str(self.attrs.get("config", "")))}
+
+    @functools.cached_property
+    def variant(self):
+        """What the run's config sets besides its grid point and the keys that change no result: runs of
+        one study share it (a folder without study.ini may hold several)."""
+        return tuple(sorted((k, normalized(v)) for k, v in self.config.items()
+                            if k not in IGNORED_KEYS and k not in GRID_DEFAULTS))
 
     @functools.cached_property
     def diverged(self):
@@ -323,6 +336,14 @@ class Study:
         return self._runs
 
     @property
+    def configs(self):
+        """The runs' distinct configs (Run.variant as a dict; one for a study.ini), in the order of their
+        first run: run.config_index indexes it."""
+        if self._runs is None:
+            self._load()
+        return self._configs
+
+    @property
     def stale(self):
         """[(file name, run id, reason)] of the files in runs/ that are not runs of this study."""
         if self._stale is None:
@@ -345,6 +366,10 @@ class Study:
                 runs.append(run)
         runs = self._drop_duplicates(runs)
         self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
+        variants = {}
+        for run in self._runs:
+            run.config_index = variants.setdefault(run.variant, len(variants))
+        self._configs = [dict(v) for v in variants]
 
     def close(self):
         """Closes every run file read so far (each stays readable: it reopens on use)."""
@@ -373,10 +398,10 @@ class Study:
         return None
 
     def _drop_duplicates(self, runs):
-        """One run per method and grid point: the most recently written file; older ones are stale."""
+        """One run per config and grid point: the most recently written file; older ones are stale."""
         newest = {}
         for run in sorted(runs, key=lambda r: r.path.stat().st_mtime_ns, reverse=True):
-            point = (run.method,) + run.grid_point
+            point = (run.method, run.variant) + run.grid_point
             if point in newest:
                 self._stale.append((run.path.name, run.run_id, f"same grid point as the newer {newest[point].path.name}"))
             else:

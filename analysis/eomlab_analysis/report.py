@@ -135,6 +135,9 @@ def runs_table(study):
     preconditioned = any(r.has(r.discrete, "preconditioned_sharpness") for r in study.runs if r.records)
     if preconditioned:
         header.append("max_lr_preconditioned_sharpness")
+    configs = len(study.configs) > 1
+    if configs:
+        header.append("config")
     rows = []
     for r in study.runs:
         row = [r.run_id, r.lr, r.seed, r.weight_decay, r.status, int(r.step[-1]) if r.records else -1,
@@ -144,6 +147,8 @@ def runs_table(study):
         row.append(r.max_lr_sharpness)
         if preconditioned:
             row.append(r.max_lr_preconditioned_sharpness)
+        if configs:
+            row.append(r.config_index + 1)
         rows.append(row)
     return header, rows
 
@@ -202,12 +207,13 @@ def no_common_time(runs):
 
 
 def groups(runs):
-    """Runs with at least two records by (method, seed, weight_decay): a folder without study.ini may hold
-    runs of several methods, which are never fitted or drawn together."""
+    """Runs with at least two records by (method, seed, weight_decay, config): a folder without study.ini
+    may hold runs of several methods or configs (another network, momentum, horizon), which are never
+    fitted or drawn together."""
     out = {}
     for r in runs:
         if r.records > 1:
-            out.setdefault((r.method, r.seed, r.weight_decay), []).append(r)
+            out.setdefault((r.method, r.seed, r.weight_decay, r.config_index), []).append(r)
     return out
 
 
@@ -218,21 +224,28 @@ def number_text(x):
 
 
 def several_methods(every):
-    return len({method for (method, _, _), _ in every}) > 1
+    return len({key[0] for key, _ in every}) > 1
+
+
+def several_configs(every):
+    """Whether a method has runs of several configs (methods tell their own runs apart already)."""
+    return len({(key[0], key[3]) for key, _ in every}) > len({key[0] for key, _ in every})
 
 
 def group_suffix(key, every):
     """The file-name suffix of a group's figures: none for a single group, else _seed<S>_wd<W>, preceded
-    by _<method> when the groups have several methods."""
-    method, seed, wd = key
+    by _<method> when the groups have several methods and followed by _config<C> when several configs."""
+    method, seed, wd, config = key
     if len(every) == 1:
         return ""
-    return (f"_{method}" if several_methods(every) else "") + f"_seed{seed}_wd{number_text(wd)}"
+    return ((f"_{method}" if several_methods(every) else "") + f"_seed{seed}_wd{number_text(wd)}"
+            + (f"_config{config + 1}" if several_configs(every) else ""))
 
 
 def group_label(key, every):
-    method, seed, wd = key
-    return (f"{method}, " if several_methods(every) else "") + f"seed {seed}, weight decay {number_text(wd)}"
+    method, seed, wd, config = key
+    return ((f"{method}, " if several_methods(every) else "") + f"seed {seed}, weight decay {number_text(wd)}"
+            + (f", config {config + 1}" if several_configs(every) else ""))
 
 
 def plotted(study):
@@ -241,12 +254,13 @@ def plotted(study):
 
 
 def order_fits(study):
-    """Per (seed, weight_decay) sweeping two lrs or more: (seed, wd, fitted runs, [(run, why left out)])."""
+    """Per (seed, weight_decay, config) sweeping two lrs or more: (seed, wd, config index, fitted runs,
+    [(run, why left out)])."""
     fits = []
-    for (_, seed, wd), runs in sorted(groups(study.runs).items()):
+    for (_, seed, wd, config), runs in sorted(groups(study.runs).items()):
         if len({r.lr for r in runs}) >= 2:
             why = {r: left_out_of_fits(r) for r in runs}
-            fits.append((seed, wd, [r for r in runs if not why[r]], [(r, why[r]) for r in runs if why[r]]))
+            fits.append((seed, wd, config, [r for r in runs if not why[r]], [(r, why[r]) for r in runs if why[r]]))
     return fits
 
 
@@ -282,11 +296,12 @@ def outside_regime(runs, flow, method):
     return [(lr, d, lower[0], below[lr]) for lr, d in zip(mine[0], mine[1]) if lr in below and d >= below[lr]]
 
 
-def orders_table(fits):
+def orders_table(fits, configs=False):
+    """The order fits' rows; with `configs` (a folder of several), a last column names each row's config."""
     header = ["seed", "weight_decay", "flow", "time", "lrs", "slope", "expected", "within_0.25", "fitted_lrs",
-              "left_out", "method", "outside_regime"]
+              "left_out", "method", "outside_regime"] + (["config"] if configs else [])
     rows = []
-    for seed, wd, runs, left_out in fits:
+    for seed, wd, config, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
         method = runs[0].method if runs else ""
         for flow in ordered(flows_of(runs)):
@@ -302,7 +317,8 @@ def orders_table(fits):
             rows.append([seed, wd, flow, float("nan") if t_end is None else t_end, len(lrs), slope,
                          "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
                          "; ".join(why), method,
-                         "; ".join(f"lr {lr!r}: {d:.3g} >= {lower} {e:.3g}" for lr, d, lower, e in outside)])
+                         "; ".join(f"lr {lr!r}: {d:.3g} >= {lower} {e:.3g}" for lr, d, lower, e in outside)]
+                        + ([config + 1] if configs else []))
     return header, rows
 
 
@@ -666,7 +682,7 @@ def rates_section(study, out):
 def orders_note(study, fits):
     """What the order fits and the plots leave out, for report.md."""
     left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
-            for _, _, _, left_out in fits for r, why in left_out]
+            for *_, left_out in fits for r, why in left_out]
     note = (f"\n\nLeft out of the fits (no flow describes {md(discrete_name(study.runs))} there; `left_out` in "
             "orders.csv):\n\n" + "\n".join(left) if left else "")
     unordered = [md(t) for t in flows_of(study.runs) if flow_order(t) is None]
@@ -674,6 +690,17 @@ def orders_note(study, fits):
              "and plots: " + ", ".join(unordered) if unordered else "")
     diverged = [md(r.run_id) for r in study.runs if r.diverged]
     return note + ("\n\nThe plots leave out the diverged runs: " + ", ".join(diverged) if diverged else "")
+
+
+def configs_note(study):
+    """The configs of a folder's run files when they are several: the keys that tell them apart."""
+    if len(study.configs) < 2:
+        return ""
+    keys = sorted({k for c in study.configs for k in c if len({c.get(k) for c in study.configs}) > 1})
+    lines = [f"- config {i + 1}: " + ", ".join(f"{md(k)} = {md(','.join(map(str, c[k])) if k in c else '(unset)')}" for k in keys)
+             for i, c in enumerate(study.configs)]
+    return (f"\nThe run files hold {len(study.configs)} configs, which are fitted and drawn apart (`config` in runs.csv "
+            "and orders.csv):\n\n" + "\n".join(lines) + "\n")
 
 
 def fenced(body):
@@ -743,7 +770,7 @@ def write_files(study, out):
                              else f"- {key}: " + ", ".join(f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in counts.items()))
         parts.append("")
     parts.append("## Configuration\n\n" + fenced(study.config_text.strip()) if study.config_text is not None
-                 else "## Configuration\n\nNo study.ini: every run file in runs/ is reported.\n")
+                 else "## Configuration\n\nNo study.ini: every run file in runs/ is reported.\n" + configs_note(study))
     parts += stale_section(study, out)
     notes = flags(study)
     parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit "
@@ -751,7 +778,7 @@ def write_files(study, out):
     header, rows = runs_table(study)
     parts.append("## Runs\n\n" + write_table(out, "runs", header, rows))
     fits = order_fits(study)
-    header, rows = orders_table(fits)
+    header, rows = orders_table(fits, len(study.configs) > 1)
     if fits:
         parts.append(f"## Orders\n\nSlope of the distance to {md(discrete_name(study.runs))} at a common final time "
                      "against lr (log-log); the EoM of order p should give p + 1 (gf: 1). A model that is no closer "

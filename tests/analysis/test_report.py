@@ -927,3 +927,31 @@ def test_a_model_outside_its_regime_is_not_judged_by_its_slope(tmp_path):
     assert rows["eom2"]["within_0.25"] == "outside its regime"  # this network at β = 0.9: at every lr
     assert rows["eom0"]["within_0.25"] == "yes"
     assert "outside its regime" in (rep / "report.md").read_text()
+
+
+def test_run_files_of_two_networks_without_a_study_ini_are_fitted_apart(tmp_path):
+    """Found by two reviews: without study.ini, runs of two widths (or two momenta) in one folder were fitted
+    together (eom1 slope 1.67, "no") and a run of the other network at the same grid point was dropped
+    as a duplicate. Each fit is checked against a report of its network alone."""
+    wide = SMALL_STUDY.replace("layers = 5,8,3", "layers = 5,16,16,3")
+    folder = tmp_path / "mixed"
+    (folder / "runs").mkdir(parents=True)
+    alone = {}
+    for name, text, lrs in [("narrow", SMALL_STUDY, "0.1,0.05"), ("wide", wide, "0.1,0.025,0.0125")]:
+        out = tmp_path / name
+        proc = run_eomlab(["--config", write_config(tmp_path, text.format(output=out), f"{name}.ini"),
+                           f"--optimizer.lr={lrs}", "--optimizer.horizon=1"])
+        assert proc.returncode == 0, proc.stderr
+        alone[name] = {r["flow"]: r for r in table(report(out, tmp_path / f"{name}_report") / "orders.csv")}
+        for path in (out / "runs").glob("*.h5"):
+            shutil.copy(path, folder / "runs" / f"{name}_{path.name}")
+    rep = report(folder, tmp_path / "report")
+    md = (rep / "report.md").read_text()
+    assert "The run files hold 2 configs" in md and "model.layers = 5,8,3" in md and "model.layers = 5,16,16,3" in md
+    runs = table(rep / "runs.csv")
+    assert len(runs) == 5 and {r["config"] for r in runs} == {"1", "2"}  # lr 0.1 of each network kept
+    rows = table(rep / "orders.csv")
+    assert len(rows) == 4
+    for row in rows:
+        name = "narrow" if row["lrs"] == "2" else "wide"
+        assert row["slope"] == alone[name][row["flow"]]["slope"], (row, alone[name][row["flow"]])
