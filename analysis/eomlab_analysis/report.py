@@ -673,7 +673,14 @@ measured| / |measured|; `lr_grad_norm_sq` = η‖g_A‖² (for gd exactly measur
 block, the first, middle and last record, then a row `all` over every record: the mean measured and
 predicted rates and rel_error = ‖predicted − measured‖ / ‖measured‖, the norms taken over the records
 (rates.csv). rel_error is left empty (nan) where every measured rate is at most 1e-12 of its record's largest:
-a block whose rate is 0 up to rounding (a bias before batchnorm has no gradient)."""
+a block whose rate is 0 up to rounding (a bias before batchnorm has no gradient).
+
+How to read them: `measured` is a one-step difference, so on a block whose ‖θ_A‖² changes it differs from
+any flow's instantaneous rate by about ½η·d²‖θ_A‖²/dt², whatever the flow; the errors rank the models
+where that term is small (scale-invariant blocks). A method with memory (heavy ball, Nesterov, RMSProp,
+Adam) starts off its flows' slow manifold, so its first records carry the start transient: compare the
+middle and last rows. For sgd one step is one minibatch's, while the flows describe whole epochs: there
+the errors measure the batches' spread, not the models."""
 
 
 def rates_section(study, out):
