@@ -60,9 +60,16 @@ class Gap(float):
     read apart at a glance."""
 
 
+class Setting(float):
+    """A run's lr or weight decay: written as the shortest text that reads back as the value, so that the
+    tables tell apart what the run ids and the grid tell apart (0.1 and 0.1000001)."""
+
+
 def fmt(x):
     if isinstance(x, Gap):
         return f"{x:.5e}"
+    if isinstance(x, Setting):
+        return number_text(x)
     return f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
 
 
@@ -140,7 +147,7 @@ def runs_table(study):
         header.append("config")
     rows = []
     for r in study.runs:
-        row = [r.run_id, r.lr, r.seed, r.weight_decay, r.status, int(r.step[-1]) if r.records else -1,
+        row = [r.run_id, Setting(r.lr), r.seed, Setting(r.weight_decay), r.status, int(r.step[-1]) if r.records else -1,
                float(r.series(r.discrete, "loss")[-1]) if r.records else float("nan")]
         row += [float(r.series(t, "loss")[-1]) if t in r.flows and r.records else float("nan") for t in flows]
         row += [float(r.distance(t)[-1]) if t in r.flows and r.records else float("nan") for t in flows]
@@ -314,7 +321,7 @@ def orders_table(fits, configs=False):
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
             why = [excluded] if excluded else []
             why += [no_common_time(runs)] if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
-            rows.append([seed, wd, flow, float("nan") if t_end is None else t_end, len(lrs), slope,
+            rows.append([seed, Setting(wd), flow, float("nan") if t_end is None else t_end, len(lrs), slope,
                          "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
                          "; ".join(why), method,
                          "; ".join(f"lr {lr!r}: {d:.3g} >= {lower} {e:.3g}" for lr, d, lower, e in outside)]
@@ -379,7 +386,7 @@ def rates_table(runs):
         rounding = ROUNDING_RATE * np.max(np.where(np.isfinite(measured), np.abs(measured), 0.0), axis=1)
         for b, block in enumerate(r.names_of("layout")):
             for record, step, time, which in shown_records(r):
-                rows.append([r.run_id, r.lr, r.weight_decay, block, record, step, time]
+                rows.append([r.run_id, Setting(r.lr), Setting(r.weight_decay), block, record, step, time]
                             + rate_cells(measured[:, b], {t: p[:, b] for t, p in predicted.items()}, flows, which, rounding)
                             + [float(np.mean(gap[which, b]))])
     return header, rows
@@ -416,7 +423,7 @@ def translation_log_rates(run, trajectory, time):
 
 def translation_row(run, flows, with_rates):
     bias, weights = translation_log_rates(run, run.discrete, run.time)
-    row, weight_cells = [run.run_id, run.lr, run.weight_decay, bias, predicted_translation_rate(run, run.discrete)], [weights]
+    row, weight_cells = [run.run_id, Setting(run.lr), Setting(run.weight_decay), bias, predicted_translation_rate(run, run.discrete)], [weights]
     for t in flows:
         predicted = predicted_translation_rate(run, t) if t in run.flows else math.nan
         flow_bias, flow_weights = translation_log_rates(run, t, run.time)
@@ -456,7 +463,7 @@ def scale_table(study):
         per_traj = {t: r.series(t, "scale_invariant_norms") for t in r.trajectories}
         for b, name in enumerate(r.names_of("scale_invariant_blocks")):
             rate = {t: (v[-1, b] - v[0, b]) / time[-1] for t, v in per_traj.items()}
-            rows.append([r.run_id, r.lr, r.weight_decay, name, rate[r.discrete]]
+            rows.append([r.run_id, Setting(r.lr), Setting(r.weight_decay), name, rate[r.discrete]]
                         + [rate.get(t, float("nan")) for t in flows]
                         + [Gap(rate.get(t, float("nan")) - rate[r.discrete]) for t in flows])
     return header, rows

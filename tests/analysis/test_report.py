@@ -962,3 +962,14 @@ def test_run_files_of_two_networks_without_a_study_ini_are_fitted_apart(tmp_path
     for row in rows:
         name = "narrow" if row["lrs"] == "2" else "wide"
         assert row["slope"] == alone[name][row["flow"]]["slope"], (row, alone[name][row["flow"]])
+
+
+def test_tables_tell_close_learning_rates_apart(tmp_path):
+    """Found by a review: the CSV tables wrote lr and weight decay with 6 significant digits, so runs of lr
+    0.1 and 0.1000001 (distinct run ids and files) had the same lr in runs.csv."""
+    close = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 0.1000001").replace("steps = 20", "steps = 2").replace(
+        "record_every = 5", "record_every = 1")
+    proc = run_eomlab(["--config", write_config(tmp_path, close.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    rows = table(report(tmp_path / "out", tmp_path / "report") / "runs.csv")
+    assert sorted(float(r["lr"]) for r in rows) == [0.1, 0.1000001] and {r["weight_decay"] for r in rows} == {"0"}
