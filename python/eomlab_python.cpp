@@ -432,7 +432,8 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
   try {
     return cli::parse_command_line(static_cast<int>(argv.size()), argv.data());
   } catch (const InputError& e) {
-    bad(e.what());
+    const std::string message = e.what(), flag = "--config: ";  // the path is this function's argument
+    bad(message.rfind(flag, 0) == 0 ? "config: " + message.substr(flag.size()) : message);
   }
 }
 

@@ -231,6 +231,8 @@ def test_run_a_study_from_a_dict(tmp_path):
         eomlab.run({"optimizer": {"speed": 1}})
     with pytest.raises(ValueError, match="config: expected a path without NUL characters"):  # opened 'a'
         eomlab.run("a\0b")
+    with pytest.raises(ValueError, match="^config: cannot open file '/nonexistent/study.ini'"):  # named --config
+        eomlab.run("/nonexistent/study.ini")
     for config in (42, None):  # said "--config: cannot open file '42'"
         with pytest.raises(ValueError, match=f"config: expected an INI file's path or a dict of sections, got {config}"):
             eomlab.run(config)
