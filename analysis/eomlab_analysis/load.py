@@ -318,6 +318,8 @@ class Study:
     def __init__(self, output):
         self.dir = pathlib.Path(output)
         if not (self.dir / "runs").is_dir():
+            if (self.dir / "study.ini").is_file():
+                raise FileNotFoundError(f"{self.dir} has no runs/ directory yet: its study has written no run")
             raise FileNotFoundError(f"{self.dir} has no runs/ directory: not an eomlab study output")
         ini = self.dir / "study.ini"
         self.config_text = text(ini.read_bytes()) if ini.is_file() else None

@@ -794,7 +794,8 @@ def write_files(study, out):
     parts += stale_section(study, out)
     notes = flags(study)
     parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit "
-                                    "(judged from the sharpness at its records).") + "\n")
+                                    "(judged from the sharpness at its records)." if study.runs else
+                                    "No run file of the study to report yet.") + "\n")
     header, rows = runs_table(study)
     parts.append("## Runs\n\n" + write_table(out, "runs", header, rows))
     fits = order_fits(study)

@@ -232,6 +232,14 @@ kinds = gf, eom1
 def test_report_on_a_directory_that_is_not_a_study(tmp_path):
     proc = subprocess.run([str(REPORT), str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an eomlab study output" in proc.stderr
+    # Found by a review: a study that has written no run yet was "not an eomlab study output", and one
+    # with an empty runs/ said no run had diverged or crossed the stability limit.
+    (tmp_path / "study.ini").write_text("[study]\nname = s\n")
+    proc = subprocess.run([str(REPORT), str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "has no runs/ directory yet: its study has written no run" in proc.stderr
+    (tmp_path / "runs").mkdir()
+    md = (report(tmp_path, tmp_path / "report") / "report.md").read_text()
+    assert "No run file of the study to report yet." in md and "crossed" not in md
 
 
 # Issue 11 item 6: a study rerun with --overwrite and another config leaves the old config's runs in runs/.
