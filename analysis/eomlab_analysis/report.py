@@ -469,6 +469,9 @@ def scale_table(study):
     return header, rows
 
 
+LOSS_PANELS_PER_ROW = 5
+
+
 def subplots(*args, figsize=None, **kw):
     """A figure of its own and its axes, outside pyplot: importing or running the report selects no
     backend and leaves no global state (a notebook's plots are untouched)."""
@@ -548,15 +551,20 @@ def group_plots(first, out, suffix, label, several):
             fig.set_size_inches(7.6, 4.2)
             made.append(save(fig, out, "orders" + suffix, named(f"Final distance to {d} against lr")))
 
-    fig, axes = subplots(1, len(lrs), figsize=(4.0 * len(lrs), 3.4), squeeze=False, sharey=True)
-    for ax, lr in zip(axes[0], lrs):
+    columns = min(len(lrs), LOSS_PANELS_PER_ROW)  # a sweep of many lrs wraps onto rows
+    rows = -(-len(lrs) // columns)
+    fig, axes = subplots(rows, columns, figsize=(4.0 * columns, 3.4 * rows), squeeze=False, sharey=True)
+    for ax, lr in zip(axes.flat, lrs):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
             ax.plot(r.time, r.series(t, "loss"), linestyle=style(r, t), label=t)
         ax.set_title(f"lr = {lr:g}")
         ax.set_xlabel("time t = k·lr")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("loss L(θ)")
+    for ax in list(axes.flat)[len(lrs):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("loss L(θ)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"Loss curves ({label})", fontsize=10)
     made.append(save(fig, out, "loss" + suffix, named("Loss curves")))

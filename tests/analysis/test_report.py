@@ -981,3 +981,14 @@ def test_tables_tell_close_learning_rates_apart(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = table(report(tmp_path / "out", tmp_path / "report") / "runs.csv")
     assert sorted(float(r["lr"]) for r in rows) == [0.1, 0.1000001] and {r["weight_decay"] for r in rows} == {"0"}
+
+
+def test_the_loss_figure_of_a_long_sweep_wraps_onto_rows(tmp_path):
+    """Found by a review: 32 lrs gave a loss figure 14080 pixels wide; the panels now wrap, 5 to a row."""
+    sweep = SMALL_STUDY.replace("lr = 0.1", "lr = " + ", ".join(f"{0.01 * k:g}" for k in range(1, 8))).replace(
+        "steps = 20", "steps = 2").replace("record_every = 5", "record_every = 1").replace("kinds = gf, eom1", "kinds = gf")
+    proc = run_eomlab(["--config", write_config(tmp_path, sweep.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    png = (report(tmp_path / "out", tmp_path / "report") / "loss.png").read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width <= 5 * 4.0 * 110 + 10 and height >= 2 * 3.4 * 110 - 10, (width, height)  # 5 columns, 2 rows at 110 dpi
