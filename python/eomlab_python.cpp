@@ -330,6 +330,10 @@ class PyObjective {
     ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here
     r.config = parse(ini.str(), function);
     if (r.config.flows.kinds.size() != 1) bad("kind: expected one flow kind, got '" + kind + "'");
+    // The run's batch order: keywords of the method that reads optimizer.order, as a key of another method is refused.
+    for (const char* key : {"seed", "epoch"})
+      if (kw.contains(key) && !method_reads(r.config.optimizer.method, "order"))
+        bad(function + ": " + key + ": a keyword of sgd only (its batch order), got method '" + r.config.optimizer.method + "'");
     r.text = ini.str() + "seed = " + std::to_string(r.seed);
     return r;
   }
@@ -445,13 +449,24 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
   mpi();
   static std::mutex one_study;
   int code = 0, signal = 0;
+  bool interrupted_before = false;
   {
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> alone(one_study);
+    {
+      py::gil_scoped_acquire hold;  // a Ctrl-C while this thread waited for its turn (or started MPI)
+      interrupted_before = PyErr_CheckSignals() != 0;
+    }
     try {
-      const StopSignalScope stops;
-      code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
-      signal = stops.received();
+      if (!interrupted_before) {
+        {
+          const StopSignalScope stops;
+          code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
+          signal = stops.received();
+        }
+        // To the program's own handler, restored, while no other thread's study can take it for its own.
+        if (signal != 0) std::raise(signal);
+      }
     } catch (const InputError& e) {
       py::gil_scoped_acquire hold;
       std::string message = e.what();  // the command line's flags are this function's arguments
@@ -461,8 +476,8 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
       bad(message);
     }
   }
+  if (interrupted_before) throw py::error_already_set();
   if (signal != 0) {
-    std::raise(signal);  // to the program's own handler, restored
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     throw std::runtime_error("eomlab.run: stopped by signal " + std::to_string(signal) +
                              "; the unfinished runs are checkpointed: run(config, resume=True) continues them");

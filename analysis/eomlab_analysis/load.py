@@ -136,9 +136,26 @@ def normalized(value):
     return tuple(item if number(item) is None else number(item) for item in items)
 
 
+SYNTHETIC_SOURCES = ("gaussian_mixture", "teacher")
+
+
+def canonical(config):
+    """A parsed config as eomlab reads it back (its canonical_config_text): the later keys at their defaults,
+    and without the keys an older eomlab accepted and ignored (data.noise and data.seed with a file source,
+    data.n_samples with an hdf5 file), which now keep their defaults."""
+    out = {**LATER_KEY_DEFAULTS, **config}
+    source = out.get("data.source", "gaussian_mixture")
+    if source not in SYNTHETIC_SOURCES:
+        out.pop("data.noise", None)
+        out.pop("data.seed", None)
+    if source.startswith("hdf5:"):
+        out.pop("data.n_samples", None)
+    return out
+
+
 def config_differences(ours, theirs):
     """Keys (result-changing ones only) whose values differ: [(key, ours, theirs)], None for unset."""
-    ours, theirs = {**LATER_KEY_DEFAULTS, **ours}, {**LATER_KEY_DEFAULTS, **theirs}
+    ours, theirs = canonical(ours), canonical(theirs)
     keys = sorted((set(ours) | set(theirs)) - IGNORED_KEYS)
     return [(k, ours.get(k), theirs.get(k)) for k in keys
             if normalized(ours.get(k, "")) != normalized(theirs.get(k, "")) or (k in ours) != (k in theirs)]
@@ -210,7 +227,7 @@ class Run:
     @functools.cached_property
     def config(self):
         """The run's config (`config` attribute) by key, later keys at their defaults."""
-        return {**LATER_KEY_DEFAULTS, **parse_ini(str(self.attrs.get("config", "")))}
+        return canonical(parse_ini(str(self.attrs.get("config", ""))))
 
     @functools.cached_property
     def variant(self):
@@ -296,9 +313,12 @@ class Run:
     def step(self):
         return self.read("step")
 
-    @property
+    @functools.cached_property
     def time(self):
-        return self.read("time")
+        """The record times (read once; read-only)."""
+        t = self.read("time")
+        t.setflags(write=False)
+        return t
 
     def series(self, trajectory, observable):
         return self.read(f"observables/{trajectory}/{observable}")

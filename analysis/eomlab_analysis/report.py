@@ -173,17 +173,35 @@ def left_out_of_fits(run):
     return f"past the edge of stability (max {what} = {value:.4g})"
 
 
+def indices_of_times(times, t):
+    """For each of the times t, the index of the record of `times` (increasing) at that time to rounding,
+    or -1."""
+    t = np.asarray(t, float)
+    if len(times) == 0:
+        return np.full(t.shape, -1)
+    right = np.clip(np.searchsorted(times, t), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    nearest = np.where(np.abs(times[left] - t) < np.abs(times[right] - t), left, right)
+    close = np.abs(times[nearest] - t) <= 1e-9 * np.maximum(1.0, np.abs(t))
+    return np.where(close, nearest, -1)
+
+
 def index_of_time(times, t):
     """The index of the record at time t (to rounding), or None."""
-    i = int(np.argmin(np.abs(times - t)))
-    return i if abs(times[i] - t) <= 1e-9 * max(1.0, abs(t)) else None
+    i = int(indices_of_times(times, [t])[0])
+    return i if i >= 0 else None
 
 
 def common_time(runs):
     """The latest time after 0 at which every run has a record, or None (runs of optimizer.steps at
-    several lrs end at different times and may share no record)."""
-    shared = [float(t) for t in runs[0].time if t > 0 and all(index_of_time(r.time, t) is not None for r in runs[1:])]
-    return max(shared) if shared else None
+    several lrs end at different times and may share no record; so do no runs)."""
+    if not runs:
+        return None
+    candidates = runs[0].time[runs[0].time > 0]
+    shared = np.ones(len(candidates), bool)
+    for r in runs[1:]:
+        shared &= indices_of_times(r.time, candidates) >= 0
+    return float(candidates[shared].max()) if shared.any() else None
 
 
 def common_final_distance(runs, flow):
@@ -208,7 +226,7 @@ def common_final_distance(runs, flow):
 
 
 def no_common_time(runs):
-    ends = ", ".join(f"{t:g}" for t in sorted({float(r.time[-1]) for r in runs}))
+    ends = ", ".join(number_text(t) for t in sorted({float(r.time[-1]) for r in runs}))
     return (f"no record time after t = 0 is common to the runs (they end at t = {ends}; optimizer.horizon gives a "
             "sweep one final time)")
 
@@ -310,8 +328,9 @@ def orders_table(fits, configs=False):
     rows = []
     for seed, wd, config, runs, left_out in fits:
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
-        method = runs[0].method if runs else ""
-        for flow in ordered(flows_of(runs)):
+        every = runs + [r for r, _ in left_out]  # a group whose runs are all left out still gets its rows
+        method = every[0].method
+        for flow in ordered(flows_of(every)):
             lrs, dist, t_end, missing = common_final_distance(runs, flow)
             slope = fit_slope(lrs, dist)
             expected = expected_order(flow, method)
@@ -320,7 +339,7 @@ def orders_table(fits, configs=False):
                       else "outside its regime" if outside
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
             why = [excluded] if excluded else []
-            why += [no_common_time(runs)] if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
+            why += ([no_common_time(runs)] if runs else []) if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
             rows.append([seed, Setting(wd), flow, float("nan") if t_end is None else t_end, len(lrs), slope,
                          "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
                          "; ".join(why), method,
@@ -528,13 +547,12 @@ def group_plots(first, out, suffix, label, several):
         made.append(save(fig, out, "distance_vs_time" + suffix, named(f"Distance to {d} against time")))
 
         fitted = [r for r in first if not left_out_of_fits(r)]
-        if len({r.lr for r in fitted}) >= 2 and ordered(flows):
+        t_end = common_time(fitted) if len({r.lr for r in fitted}) >= 2 else None
+        points = {flow: common_final_distance(fitted, flow)[:2] for flow in ordered(flows)} if t_end is not None else {}
+        points = {flow: xy for flow, xy in points.items() if xy[0]}
+        if points:  # no figure without a point to draw
             fig, ax = subplots(figsize=(5.2, 4.2))
-            t_end = common_time(fitted)
-            for flow in ordered(flows) if t_end is not None else []:
-                x, y, _, _ = common_final_distance(fitted, flow)
-                if not x:
-                    continue
+            for flow, (x, y) in points.items():
                 slope = fit_slope(x, y)
                 expected = expected_order(flow, fitted[0].method)
                 line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f}" +
@@ -544,7 +562,7 @@ def group_plots(first, out, suffix, label, several):
                     c = np.exp(np.mean(np.log(y)) - slope * np.mean(np.log(x)))
                     ax.loglog(xs, c * xs ** slope, "-", color=line.get_color(), alpha=0.6)
             ax.set_xlabel("learning rate lr")
-            ax.set_ylabel(f"distance to {d} at t = {t_end:g}" if t_end is not None else f"distance to {d}")
+            ax.set_ylabel(f"distance to {d} at t = {t_end:g}")
             ax.set_title(f"Discretization error against lr ({label})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             outside_legend(ax)
@@ -711,8 +729,7 @@ def orders_note(study, fits):
     """What the order fits and the plots leave out, for report.md."""
     left = [f"- {md(r.run_id)} (seed {r.seed}, weight decay {r.weight_decay!r}, lr {r.lr!r}): {md(why)}"
             for *_, left_out in fits for r, why in left_out]
-    note = (f"\n\nLeft out of the fits (no flow describes {md(discrete_name(study.runs))} there; `left_out` in "
-            "orders.csv):\n\n" + "\n".join(left) if left else "")
+    note = ("\n\nLeft out of the fits (`left_out` in orders.csv):\n\n" + "\n".join(left) if left else "")
     unordered = [md(t) for t in flows_of(study.runs) if flow_order(t) is None]
     note += ("\n\nFlows whose name gives no order (not gf or eomP) are not fitted, only shown in the other tables "
              "and plots: " + ", ".join(unordered) if unordered else "")

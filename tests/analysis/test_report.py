@@ -853,6 +853,7 @@ def test_runs_of_optimizer_steps_that_share_no_record_time_say_so(tmp_path):
     rows = table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")
     assert rows and all(r["slope"] == "nan" and r["lrs"] == "0" for r in rows), rows
     assert all("no record time after t = 0 is common to the runs (they end at t = 1.2, 2, 4" in r["left_out"] for r in rows)
+    assert not (tmp_path / "report" / "orders.png").exists()  # was drawn without a point
 
 
 def test_a_study_without_sharpness_is_not_said_to_stay_below_the_stability_limit(tmp_path):
@@ -992,3 +993,38 @@ def test_the_loss_figure_of_a_long_sweep_wraps_onto_rows(tmp_path):
     png = (report(tmp_path / "out", tmp_path / "report") / "loss.png").read_bytes()
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert width <= 5 * 4.0 * 110 + 10 and height >= 2 * 3.4 * 110 - 10, (width, height)  # 5 columns, 2 rows at 110 dpi
+
+
+def test_a_group_whose_runs_are_all_left_out_keeps_its_rows(orders_study, tmp_path):
+    """Found by a review: a report taken while every run was unfinished wrote an orders.csv of its header
+    alone, although report.md sent the reader to its left_out column."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    for path in run_files(copy).values():
+        with h5py.File(path, "a") as f:
+            f.attrs["status"] = "interrupted"
+    rows = table(report(copy, tmp_path / "report") / "orders.csv")
+    assert [r["flow"] for r in rows] == ["gf", "eom1", "eom2"]
+    assert all(r["lrs"] == "0" and r["left_out"].count("status interrupted") == 4 for r in rows), rows
+
+
+def test_an_older_hdf5_study_keeps_the_runs_resumed_by_this_eomlab(tmp_path):
+    """An older eomlab accepted, and ignored, data.n_samples with an hdf5 file and data.noise / data.seed
+    with any file (its study.ini spells them); eomlab resumes such a study as their defaults' (6b1e42c).
+    Found by a review: the report took the resumed runs for stale ones."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import Study
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = rng.normal(size=(40, 5)), np.arange(40) % 3
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    assert proc.returncode == 0, proc.stderr
+    ini = tmp_path / "out" / "study.ini"
+    old = ini.read_text().replace("[data]\n", "[data]\nn_samples = 32\nnoise = 0.3\nseed = 7\n")
+    assert old != ini.read_text()
+    ini.write_text(old)
+    study = Study(tmp_path / "out")
+    assert study.stale == [] and len(study.runs) == 1

@@ -352,6 +352,11 @@ def test_sgd_field_of_a_runs_seed_and_epoch():
     assert rel(f.field("eom1", LR, theta, method="sgd", batch_size=b, seed=7), other) > 1e-6  # the seed matters here
     assert np.array_equal(f.field("eom1", LR, theta, method="sgd", batch_size=b),  # seed 0, epoch 0 by default
                           f.field("eom1", LR, theta, method="sgd", batch_size=b, seed=0, epoch=0))
+    for method in ("gd", "heavy_ball"):  # keys of another method are refused, as in a config (a review)
+        with pytest.raises(ValueError, match=f"field: seed: a keyword of sgd only .*, got method '{method}'"):
+            f.field("eom1", LR, theta, method=method, seed=1)
+    with pytest.raises(ValueError, match="start_point: epoch: a keyword of sgd only"):
+        f.start_point("eom1", LR, theta, epoch=2)
     for key, value, message in [("seed", -1, r"field: seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
                                 ("epoch", 1.5, r"field: epoch: expected an integer epoch >= 0, got 1.5")]:
         with pytest.raises(ValueError, match=message):
