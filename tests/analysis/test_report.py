@@ -1023,8 +1023,10 @@ def test_an_older_hdf5_study_keeps_the_runs_resumed_by_this_eomlab(tmp_path):
     proc = run_eomlab(["--config", write_config(tmp_path, text)])
     assert proc.returncode == 0, proc.stderr
     ini = tmp_path / "out" / "study.ini"
-    old = ini.read_text().replace("[data]\n", "[data]\nn_samples = 32\nnoise = 0.3\nseed = 7\n")
-    assert old != ini.read_text()
+    now = ini.read_text()
+    data = now[now.index("[data]"):now.index("[model]")]
+    assert "n_samples = 256\nnoise = 0.5\nseed = 0\n" in data  # a resolved config spells every key
+    old = now.replace(data, data.replace("n_samples = 256\nnoise = 0.5\nseed = 0\n", "n_samples = 32\nnoise = 0.3\nseed = 7\n"))
     ini.write_text(old)
     study = Study(tmp_path / "out")
     assert study.stale == [] and len(study.runs) == 1
