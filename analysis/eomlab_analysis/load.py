@@ -431,11 +431,18 @@ class Study:
         return list(newest.values())
 
     def catalog(self):
+        """The catalog's /summary rows (sweep.h5, DESIGN.md §3.4) as a numpy structured array, or None
+        before there is a catalog."""
         path = self.dir / "sweep.h5"
         if not path.exists():
             return None
         with h5py.File(path, "r") as f:
             return f["summary"][:]
+
+    @property
+    def summary(self):
+        """DESIGN.md §3.9's name for the catalog's summary rows (catalog())."""
+        return self.catalog()
 
 
 def fit_slope(x, y):

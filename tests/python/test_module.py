@@ -227,6 +227,10 @@ def test_run_a_study_from_a_dict(tmp_path):
         run = study.runs[0]
         with h5py.File(runs[0], "r") as h:
             assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
+        # DESIGN.md §3.9 names a summary (a review: there was only catalog()): the catalog's rows
+        with h5py.File(tmp_path / "out" / "sweep.h5", "r") as h:
+            assert np.array_equal(study.summary, h["summary"][()])
+        assert [row["run_id"].decode() for row in study.summary] == ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0"]
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
     with pytest.raises(ValueError, match="config: expected a path without NUL characters"):  # opened 'a'
