@@ -206,6 +206,8 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
     d.labels.assign(labels.data(), labels.data() + n);
     for (std::int64_t label : d.labels)
       if (label < 0 || label >= outputs) bad(in_range + std::to_string(label));
+    if (m.config.loss == LossKind::mse && outputs < 2)  // every label 0 would be the target 1
+      bad("y: expected float64 targets [N, 1] for mse with one output (integer labels are one-hot: they need 2 outputs or more)");
     if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study does
       d.targets = Matrix::Zero(outputs, n);
       for (Index i = 0; i < n; ++i) d.targets(d.labels[static_cast<std::size_t>(i)], i) = 1.0;

@@ -105,6 +105,21 @@ def test_data_file_that_is_not_hdf5(tmp_path, content, expected):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("model", ["layers = 5,8,1", "architecture = dense(8), tanh, dense(1)"])
+def test_integer_labels_for_a_one_output_mse_are_refused(tmp_path, model):
+    """Found by a review (of the Python module, which does the same): mse makes integer labels one-hot, so
+    over one output every label 0 became the target 1, silently."""
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = np.zeros((10, 5)), np.zeros(10, np.int64)
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}").replace(
+        "layers = 5,8,3", model + "\nloss = mse")
+    proc = run_eomlab(["--config", write_config(tmp_path, text)])
+    assert proc.returncode == 2, proc.stderr
+    assert "expected float64 targets [N, 1] for mse with one output" in proc.stderr and len(eomlab_lines(proc.stderr)) == 1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("make,expected", [
     (lambda f: f.create_dataset("X", data=np.zeros((10, 5))), "no dataset /y"),
     (lambda f: (f.create_dataset("X", data=np.zeros((10, 4))), f.create_dataset("y", data=np.zeros(10, np.int64))), "features"),

@@ -380,6 +380,9 @@ def test_field_arguments_are_read_as_the_config_reads_them():
         f.field("eom1", np.inf, theta)
     with pytest.raises(ValueError, match=r"y: expected labels in 0..2 \(the model's outputs\), got 1.8446744073709552e\+19"):
         eomlab.Objective(model, x, np.where(np.arange(len(y)) == 3, 2.0**64, y))
+    # Found by a review: integer targets of a one-output mse model were one-hot, so zeros became the target 1.
+    with pytest.raises(ValueError, match=r"y: expected float64 targets \[N, 1\] for mse with one output"):
+        eomlab.Objective(eomlab.Model(layers=[x.shape[1], 1], loss="mse"), x, np.zeros(len(x), dtype=np.int64))
     with pytest.raises(ValueError, match="run: expected at most one of resume=True and overwrite=True, got both"):
         eomlab.run({"model": {"layers": [4, 3]}}, overwrite=True, resume=True)
 
