@@ -692,16 +692,29 @@ StudyConfig parse_config_text(const std::string& ini, const std::string& where) 
   return build_config(values);
 }
 
+namespace {
+
+// The keys of other data sources that `source` does not read (a file's data is its own): data.noise and
+// data.seed for any file, data.n_samples too for an hdf5 file. Throws InputError for a malformed source.
+std::vector<std::string> keys_not_read_by(const std::string& source) {
+  DataConfig d;
+  parse_source(d, source);
+  std::vector<std::string> keys;
+  if (!is_synthetic(d)) keys = {"data.noise", "data.seed"};
+  if (d.source == "hdf5") keys.push_back("data.n_samples");
+  return keys;
+}
+
+}  // namespace
+
 std::string canonical_config_text(const std::string& ini) {
   try {
     Values values = read_ini(ini, "study.ini");
-    // An older eomlab accepted, and ignored, data.noise and data.seed with a file source (and data.n_samples
-    // with an hdf5 file): what it wrote is the study of their defaults.
-    DataConfig source;
-    parse_source(source, values.count("data.source") ? values.at("data.source") : default_of("data.source"));
-    if (!is_synthetic(source))
-      for (const char* key : {"data.noise", "data.seed"}) values.erase(key);
-    if (source.source == "hdf5") values.erase("data.n_samples");  // and an hdf5 file's data.n_samples
+    // An older eomlab accepted, and ignored, the keys a file source does not read: what it wrote is the
+    // study of their defaults.
+    for (const std::string& key :
+         keys_not_read_by(values.count("data.source") ? values.at("data.source") : default_of("data.source")))
+      values.erase(key);
     add_defaults(values);
     return build_config(values).resolved_text;
   } catch (const InputError&) {
@@ -776,6 +789,10 @@ Command parse_command_line(int argc, const char* const argv[]) {
     if (values.count(given))
       for (const std::string& other : others)
         if (!values.count(other)) file.erase(other);
+  // So does a data source: the file's keys of the source it replaces that the new one does not read go.
+  if (values.count("data.source"))
+    for (const std::string& key : keys_not_read_by(values.at("data.source")))
+      if (!values.count(key)) file.erase(key);
   values.merge(file);
   add_defaults(values);
   cmd.config = build_config(values);

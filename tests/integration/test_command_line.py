@@ -55,6 +55,24 @@ def test_dry_run_refuses_what_the_run_refuses_with_the_same_line(tmp_path, small
     assert dry.stderr.startswith("eomlab: model.init" if bad.startswith("init") else "eomlab: study.output: "), dry.stderr
 
 
+def test_a_data_source_on_the_command_line_replaces_the_keys_of_the_files_source(tmp_path, small_study):
+    """data.n_samples with an hdf5 file and data.noise / data.seed with any file are refused (the file's
+    data is its own); given on the command line, a data source replaces the file's keys it does not read,
+    as --optimizer.steps replaces the file's horizon (the small study's n_samples = 64 made
+    --data.source=hdf5:... impossible without editing the file)."""
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = np.random.default_rng(0).normal(size=(24, 5)), np.arange(24) % 3
+    config = small_study.read_text().replace("n_samples = 64", "n_samples = 64\nnoise = 0.3\nseed = 4")
+    small_study.write_text(config)
+    proc = run_eomlab(["--config", small_study, f"--data.source=hdf5:{tmp_path / 'data.h5'}", "--print-config"])
+    assert proc.returncode == 0, proc.stderr
+    assert "n_samples = 256\nnoise = 0.5\nseed = 0\n" in proc.stdout  # their defaults, which a file's data keeps
+    proc = run_eomlab(["--config", small_study, f"--data.source=hdf5:{tmp_path / 'data.h5'}", "--data.n_samples=10"])
+    assert proc.returncode == 2 and "data.n_samples: expected a key of a synthetic or image source" in proc.stderr
+    proc = run_eomlab(["--config", small_study, f"--data.source=hdf5:{tmp_path / 'data.h5'}"])
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_dry_run_refusing_a_data_file_prints_only_the_one_line(tmp_path, small_study):
     proc = run_eomlab(["--config", small_study, "--dry-run", f"--data.source=hdf5:{tmp_path / 'missing.h5'}"])
     assert proc.returncode == 2, proc.stdout + proc.stderr
