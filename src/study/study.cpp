@@ -407,6 +407,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
     for (const RunSpec& r : mine) {
       fs::remove(run_path(c, r), ec);
       fs::remove(checkpoint_path(c, r), ec);
+      fs::remove(checkpoint_path(c, r) + ".bad", ec);  // a bad checkpoint kept for inspection is of the old results
     }
     if (o.shards == 1) fs::remove(out / "sweep.h5", ec);
     rewrite_saved = true;
