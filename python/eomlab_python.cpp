@@ -23,6 +23,7 @@
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "flow/flow.hpp"
+#include "data/synthetic.hpp"
 #include "flow/sgd.hpp"
 #include "study/signals.hpp"
 #include "study/study.hpp"
@@ -190,27 +191,26 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
   if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
-    const std::string in_range = "y: expected labels in 0.." + std::to_string(outputs - 1) + " (the model's outputs), got ";
     const auto as_float = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(y);
     if (as_float)
       for (py::ssize_t i = 0; i < as_float.size(); ++i) {
         const double label = as_float.data()[i];
         if (!(std::floor(label) == label)) bad("y: expected whole-number labels, got " + format_number(label));
         // before the cast to int64, which would wrap 2**64 to a label in range
-        if (!(label >= 0 && label < static_cast<double>(outputs))) bad(in_range + format_number(label));
+        if (!(label >= 0 && label < static_cast<double>(outputs)))
+          bad("y: expected labels in 0.." + std::to_string(outputs - 1) + " (the model's outputs), got " + format_number(label));
       }
     const auto labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
     if (!labels || labels.ndim() != 1 || labels.shape(0) != n)
       bad("y: expected " + std::to_string(n) + " int64 labels (one per sample of X), got " +
           (labels ? "an array of shape " + shape_text(labels) : py::repr(y).cast<std::string>()));
-    d.labels.assign(labels.data(), labels.data() + n);
-    for (std::int64_t label : d.labels)
-      if (label < 0 || label >= outputs) bad(in_range + std::to_string(label));
-    if (m.config.loss == LossKind::mse && outputs < 2)  // every label 0 would be the target 1
-      bad("y: expected float64 targets [N, 1] for mse with one output (integer labels are one-hot: they need 2 outputs or more)");
-    if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study does
-      d.targets = Matrix::Zero(outputs, n);
-      for (Index i = 0; i < n; ++i) d.targets(d.labels[static_cast<std::size_t>(i)], i) = 1.0;
+    d.labels.assign(labels.data(), labels.data() + n);  // each in range: checked above, before the cast
+    if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study makes them
+      try {
+        given_labels_to_targets(d, outputs, "y");
+      } catch (const InputError& e) {
+        bad(e.what());
+      }
     }
   } else {
     const Array targets = Array::ensure(y);

@@ -17,6 +17,13 @@ void labels_to_targets(Dataset& data, Index k) {
   data.labels.clear();
 }
 
+void given_labels_to_targets(Dataset& data, Index k, const std::string& where) {
+  if (k < 2)
+    throw InputError(where + ": expected float64 targets [N, 1] for mse with one output, got integer labels "
+                             "(mse makes them one-hot, which needs 2 outputs or more)");
+  labels_to_targets(data, k);
+}
+
 bool is_synthetic(const DataConfig& data) { return data.source == "gaussian_mixture" || data.source == "teacher"; }
 
 Shape synthetic_shape(const DataConfig& data) {

@@ -1,5 +1,7 @@
 // Seeded synthetic data sets and sharding of a data set across the ranks of a run.
 #pragma once
+#include <string>
+
 #include "core/config.hpp"
 #include "core/dataset.hpp"
 
@@ -25,6 +27,10 @@ Matrix one_hot(const std::vector<std::int64_t>& labels, Index n_classes);
 // A labelled data set made mse's: its targets become the one-hot k x samples matrix of its labels, which
 // it drops. Every label must be below k (the callers check it).
 void labels_to_targets(Dataset& data, Index k);
+// The same for labels a user gave (a data file, an image source, the Python module's y), refused with
+// InputError "<where>: expected float64 targets [N, 1] ..." over one output, where every label 0 would
+// become the target 1.
+void given_labels_to_targets(Dataset& data, Index k, const std::string& where);
 
 // Samples [begin, end) of rank `rank` among `ranks`: contiguous, sizes differ by at most one.
 Dataset shard(const Dataset& full, int rank, int ranks);

@@ -125,10 +125,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
       for (std::int64_t label : out.labels)
         if (label >= k)
           throw InputError(where + ":/y: expected labels below " + std::to_string(k) + ", got " + std::to_string(label));
-      if (k < 2)  // one-hot over one output: every label 0 would be the target 1
-        throw InputError(where + ":/y: expected float64 targets [N, 1] for mse with one output, got integer labels "
-                                 "(mse makes them one-hot, which needs 2 outputs or more)");
-      labels_to_targets(out, k);
+      given_labels_to_targets(out, k, where + ":/y");
     }
   } else if (yclass == H5T_FLOAT && ydims.size() == 2) {
     if (loss == LossKind::cross_entropy)

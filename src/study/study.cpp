@@ -124,10 +124,7 @@ Dataset load_data(const StudyConfig& c) {
     if (c.model.loss == LossKind::mse && data.has_labels()) {
       const Index outputs = make_model(c.model, data.shape()).n_outputs();
       require_data_fits(data, 0, outputs, last_layer_key(c), c);
-      if (outputs < 2)  // one-hot over one output: every label 0 would be the target 1
-        throw InputError("data.source: expected float64 targets [N, 1] for mse with one output, got integer labels "
-                         "(mse makes them one-hot, which needs 2 outputs or more)");
-      labels_to_targets(data, outputs);
+      given_labels_to_targets(data, outputs, "data.source");
     }
     return data;
   }
@@ -138,7 +135,7 @@ Dataset load_data(const StudyConfig& c) {
   } else if (is_image_source(c.data.source)) {
     data = load_images(c.data);
     require_data_fits(data, inputs, outputs, "model.layers", c);
-    if (c.model.loss == LossKind::mse) labels_to_targets(data, outputs);
+    if (c.model.loss == LossKind::mse) given_labels_to_targets(data, outputs, "data.source");
   } else {
     data = make_synthetic(c.data, c.model);
   }

@@ -116,6 +116,17 @@ def test_an_architectures_mse_targets_are_as_wide_as_its_outputs(tmp_path, np_, 
 
 
 @needs_fashion
+def test_one_class_for_a_one_output_mse_is_refused(tmp_path):
+    """mse makes an image source's labels one-hot, which over one output makes every label 0 the target 1:
+    refused as a data file's integer labels are (a review found it there, and in the Python module)."""
+    config, out = study(tmp_path, "source = fashion_mnist\nclasses = 3\nn_samples = 10", "784,4,1", "mse")
+    proc = run_eomlab(["--config", config])
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "eomlab: data.source: expected float64 targets [N, 1] for mse with one output"), proc.stderr
+    assert not out.exists()
+
+
+@needs_fashion
 def test_fashion_mnist_test_split_unit_pixels_mse(tmp_path):
     config, out = study(tmp_path, "source = fashion_mnist\nsplit = test\npixels = unit\nn_samples = 50", "784,6,10", "mse")
     proc = run_eomlab(["--config", config])
