@@ -308,17 +308,16 @@ def expected_order(flow, method):
     return order + 1
 
 
-def outside_regime(runs, flow, method):
+def outside_regime(points, flow, method):
     """The lrs at which a model is no closer to the method than the model one order below it (DESIGN.md
     §1.5: the series in ηλ/(1−β)² does not converge there, whatever the slope): [(lr, its distance, the
-    lower model, that one's distance)]."""
+    lower model, that one's distance)]. `points`: {flow: common_final_distance(...)} of the group's flows."""
     expected = expected_order(flow, method)
-    lower = [t for t in ordered(flows_of(runs)) if expected is not None and expected_order(t, method) == expected - 1]
+    lower = [t for t in points if expected is not None and expected_order(t, method) == expected - 1]
     if not lower:
         return []
-    mine, theirs = common_final_distance(runs, flow), common_final_distance(runs, lower[0])
-    below = dict(zip(theirs[0], theirs[1]))
-    return [(lr, d, lower[0], below[lr]) for lr, d in zip(mine[0], mine[1]) if lr in below and d >= below[lr]]
+    below = dict(zip(*points[lower[0]][:2]))
+    return [(lr, d, lower[0], below[lr]) for lr, d in zip(*points[flow][:2]) if lr in below and d >= below[lr]]
 
 
 def orders_table(fits, configs=False):
@@ -330,11 +329,11 @@ def orders_table(fits, configs=False):
         excluded = "; ".join(f"lr {r.lr!r}: {why}" for r, why in left_out)
         every = runs + [r for r, _ in left_out]  # a group whose runs are all left out still gets its rows
         method = every[0].method
-        for flow in ordered(flows_of(every)):
-            lrs, dist, t_end, missing = common_final_distance(runs, flow)
+        points = {flow: common_final_distance(runs, flow) for flow in ordered(flows_of(every))}
+        for flow, (lrs, dist, t_end, missing) in points.items():
             slope = fit_slope(lrs, dist)
             expected = expected_order(flow, method)
-            outside = outside_regime(runs, flow, method)
+            outside = outside_regime(points, flow, method)
             within = ("n/a" if expected is None or not math.isfinite(slope)  # no slope from fewer than two lrs
                       else "outside its regime" if outside
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
