@@ -12,18 +12,22 @@ namespace {
 
 constexpr Index tanh_block = 64;
 
-// t = tanh(x) for len <= tanh_block entries.
+// t = tanh(x) for len <= tanh_block entries. Both branches are computed in loops of their own and
+// selected after: one loop with the select in it becomes control flow (its divisions may not be
+// speculated under -ftrapping-math) and runs scalar; these loops vectorize, with the same operations
+// on every entry, hence the same bits.
 inline void tanh_of_block(const double* x, Index len, double* t) {
   alignas(64) double e[tanh_block];
+  alignas(64) double small[tanh_block];
   Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
   for (Index i = 0; i < len; ++i) {
     const double s = x[i] * x[i];
     const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
     const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
-    const double small = x[i] + x[i] * s * p / q;
-    const double big = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
-    t[i] = std::fabs(x[i]) > 0.625 ? big : small;
+    small[i] = x[i] + x[i] * s * p / q;
   }
+  for (Index i = 0; i < len; ++i) e[i] = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
+  for (Index i = 0; i < len; ++i) t[i] = std::fabs(x[i]) > 0.625 ? e[i] : small[i];
 }
 
 // tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
