@@ -163,8 +163,21 @@ class AveragePool final : public Layer {
     bool nz(int c) const override { return terms_[c] > 0; }
     Index cols() const override { return cols_; }
     void write(int c, Index s, Index channel, double* plane) const override {
+      switch (terms_[c]) {  // a fixed number of terms lets the compiler vectorize the row
+        case 1: return write_rows<1>(c, s, channel, plane);
+        case 2: return write_rows<2>(c, s, channel, plane);
+        case 3: return write_rows<3>(c, s, channel, plane);
+        case 4: return write_rows<4>(c, s, channel, plane);
+        default: return write_rows<0>(c, s, channel, plane);
+      }
+    }
+
+   private:
+    // Terms > 0: that many terms; 0: terms_[c] of them.
+    template <int Terms>
+    void write_rows(int c, Index s, Index channel, double* plane) const {
       constexpr double scale = 0.25;
-      const int terms = terms_[c];
+      const int terms = Terms > 0 ? Terms : terms_[c];
       const double* f[1 << max_jet_directions];
       const double* source[1 << max_jet_directions];
       for (Index i = 0; i < w_.out.height; ++i)
@@ -187,7 +200,6 @@ class AveragePool final : public Layer {
         }
     }
 
-   private:
     const Windows& w_;
     int m_ = 0;
     Index cols_ = 0;
