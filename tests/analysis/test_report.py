@@ -652,6 +652,9 @@ steps = 20
 record_every = 5
 [flows]
 kinds = eom1
+# lr 0.4's eom1 is stiff past the edge and fails at its step limit either way; at the default 100000
+# it took half a minute to get there.
+max_steps = 2000
 """
 
 

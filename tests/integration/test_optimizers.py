@@ -87,11 +87,17 @@ def test_run_file_names_the_method_and_ranks_agree(tmp_path, method):
             assert a[f"trajectories/{traj}/theta"][()].tobytes() == b[f"trajectories/{traj}/theta"][()].tobytes()
 
 
+# adam's eom1 leaves its regime here (eps = 0.01 beside gradients of 1e-3) and turns stiff after about 150
+# steps: 300 would cost 25 s a run instead of 2, with no more to check.
+KILL_STEPS = {"adam": 150}
+
+
 @pytest.mark.parametrize("method", SETTINGS)
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path, method):
-    ref = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5, name="ref.ini", output="ref")
+    steps = KILL_STEPS.get(method, 300)
+    ref = study(tmp_path, method, ranks=2, steps=steps, samples=128, checkpoint_every=5, name="ref.ini", output="ref")
     assert run_eomlab(["--config", ref], np=2).returncode == 0
-    config = study(tmp_path, method, ranks=2, steps=300, samples=128, checkpoint_every=5)
+    config = study(tmp_path, method, ranks=2, steps=steps, samples=128, checkpoint_every=5)
     proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     time.sleep(random.Random(method).uniform(0.0, 0.2))
