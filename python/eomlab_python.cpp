@@ -104,15 +104,6 @@ py::array array_argument(const py::object& x, const std::string& name) {
   return a;
 }
 
-// The config of an INI text, InputError as ValueError with the same one line.
-StudyConfig parse(const std::string& ini, const std::string& where) {
-  try {
-    return cli::parse_config_text(ini, where);
-  } catch (const InputError& e) {
-    bad(e.what());
-  }
-}
-
 // A network: Model(architecture=..., input_shape=(C, H, W) or (d,), loss=...) or
 // Model(layers=[...], activation=..., normalize=..., loss=...), checked as the config would be.
 struct PyModel {
@@ -156,7 +147,7 @@ struct PyModel {
     if (architecture && !kw.contains("input_shape")) bad("input_shape: expected the samples' shape with architecture");
     if (!architecture && kw.contains("input_shape")) bad("input_shape: only with architecture (layers start with the input width)");
     // n_classes from the model itself: the data section only fixes the input.
-    const StudyConfig c = parse(model.str() + data.str() + "[optimizer]\nsteps = 1\n", "eomlab.Model");
+    const StudyConfig c = cli::parse_config_text(model.str() + data.str() + "[optimizer]\nsteps = 1\n", "eomlab.Model");
     PyModel m;
     m.config = c.model;
     m.input = architecture ? input : Shape();
@@ -205,13 +196,7 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
       bad("y: expected " + std::to_string(n) + " int64 labels (one per sample of X), got " +
           (labels ? "an array of shape " + shape_text(labels) : py::repr(y).cast<std::string>()));
     d.labels.assign(labels.data(), labels.data() + n);  // each in range: checked above, before the cast
-    if (m.config.loss == LossKind::mse) {  // one-hot targets, as the study makes them
-      try {
-        given_labels_to_targets(d, outputs, "y");
-      } catch (const InputError& e) {
-        bad(e.what());
-      }
-    }
+    if (m.config.loss == LossKind::mse) given_labels_to_targets(d, outputs, "y");  // one-hot, as the study makes them
   } else {
     const Array targets = Array::ensure(y);
     if (!targets || targets.ndim() != 2 || targets.shape(0) != n || targets.shape(1) != outputs)
@@ -330,7 +315,7 @@ class PyObjective {
     }
     ini << "[flows]\nkinds = " << kind << "\n";
     ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here
-    r.config = parse(ini.str(), function);
+    r.config = cli::parse_config_text(ini.str(), function);
     if (r.config.flows.kinds.size() != 1) bad("kind: expected one flow kind, got '" + kind + "'");
     // The run's batch order: keywords of the method that reads optimizer.order, as a key of another method is refused.
     for (const char* key : {"seed", "epoch"})
@@ -354,12 +339,8 @@ class PyObjective {
       }
     auto made = std::make_shared<CachedFlow>();
     const double lr = r.config.optimizer.lr.front();
-    try {
-      made->method = make_method(r.config.optimizer.method, {*objective_, lr, r.config.optimizer.settings, r.seed});
-      made->flow = make_flow(r.config.flows.kinds.front(), {*objective_, *made->method, lr});
-    } catch (const InputError& e) {
-      bad(e.what());
-    }
+    made->method = make_method(r.config.optimizer.method, {*objective_, lr, r.config.optimizer.settings, r.seed});
+    made->flow = make_flow(r.config.flows.kinds.front(), {*objective_, *made->method, lr});
     flows_.emplace_front(r.text, made);
     if (flows_.size() > kept_flows) flows_.pop_back();
     return made;
@@ -417,7 +398,7 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
   if (overwrite && resume) bad("run: expected at most one of resume=True and overwrite=True, got both");
   if (py::isinstance<py::dict>(config)) {
     cli::Command cmd;
-    cmd.config = parse(ini_of(config.cast<py::dict>()), "config");
+    cmd.config = cli::parse_config_text(ini_of(config.cast<py::dict>()), "config");
     cmd.overwrite = overwrite;
     cmd.resume = resume;
     return cmd;
@@ -492,6 +473,14 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
 
 PYBIND11_MODULE(eomlab, m) {
   m.doc() = "eomlab: exact derivatives, the EoM flows of optimizers, and studies (DESIGN.md §3.9)";
+  // A user's mistake is a ValueError with the program's one line, wherever it is found.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const InputError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
   py::class_<PyModel>(m, "Model")
       .def(py::init([](const py::kwargs& kw) { return PyModel::make(kw); }))
       .def_property_readonly("n_params", [](const PyModel& p) { return p.model->n_params(); })
