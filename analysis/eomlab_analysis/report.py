@@ -338,7 +338,10 @@ def orders_table(fits, configs=False):
                       else "outside its regime" if outside
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
             why = [excluded] if excluded else []
-            why += ([no_common_time(runs)] if runs else []) if t_end is None else [f"lr {r.lr!r}: {w}" for r, w in missing]
+            if t_end is not None:
+                why += [f"lr {r.lr!r}: {w}" for r, w in missing]
+            elif runs:
+                why.append(no_common_time(runs))
             rows.append([seed, Setting(wd), flow, float("nan") if t_end is None else t_end, len(lrs), slope,
                          "" if expected is None else expected, within, " ".join(repr(lr) for lr in lrs),
                          "; ".join(why), method,
