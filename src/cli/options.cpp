@@ -279,6 +279,15 @@ std::string joined(const std::vector<T>& items, Format format, const std::string
 // The data sources that name their file or folder in data.source as KIND:PATH.
 const std::vector<std::string> sources_with_path{"hdf5", "idx", "cifar10"};
 
+// The keys of other data sources that d's source does not read (a file's data is its own): data.noise
+// and data.seed for any file, data.n_samples too for an hdf5 file.
+std::vector<std::string> keys_not_read_by(const DataConfig& d) {
+  std::vector<std::string> keys;
+  if (!is_synthetic(d)) keys = {"data.noise", "data.seed"};
+  if (d.source == "hdf5") keys.push_back("data.n_samples");
+  return keys;
+}
+
 // data.source as given: the kind, with ":PATH" for a kind that names its file or folder there.
 std::string source_text(const DataConfig& d) {
   const auto& kinds = sources_with_path;
@@ -294,7 +303,7 @@ std::string shape_text(const Shape& s) {
 Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
   const auto given = [&](const std::string& key, long long value) { return kv.get(key).empty() ? "" : integer_text(value); };
   const bool image = is_image_source(c.data.source);
-  return {
+  Values values{
       {"study.name", c.name},
       {"study.output", c.output},
       {"study.seed", joined(c.seeds, [](std::uint64_t s) { return std::to_string(s); })},
@@ -341,6 +350,8 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"output.checkpoint_every", integer_text(c.output_options.checkpoint_every)},
       {"output.progress_every", format_number(c.output_options.progress_every)},
   };
+  for (const std::string& key : keys_not_read_by(c.data)) values[key] = "";
+  return values;
 }
 
 // The default text of a key of config_keys().
@@ -694,15 +705,11 @@ StudyConfig parse_config_text(const std::string& ini, const std::string& where) 
 
 namespace {
 
-// The keys of other data sources that `source` does not read (a file's data is its own): data.noise and
-// data.seed for any file, data.n_samples too for an hdf5 file. Throws InputError for a malformed source.
+// keys_not_read_by of a data.source text. Throws InputError for a malformed source.
 std::vector<std::string> keys_not_read_by(const std::string& source) {
   DataConfig d;
   parse_source(d, source);
-  std::vector<std::string> keys;
-  if (!is_synthetic(d)) keys = {"data.noise", "data.seed"};
-  if (d.source == "hdf5") keys.push_back("data.n_samples");
-  return keys;
+  return keys_not_read_by(d);
 }
 
 }  // namespace

@@ -241,6 +241,7 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
     h5::write_double_attribute(root, "weight_decay", header.weight_decay);
     h5::write_int_attribute(root, "ranks_per_run", header.ranks_per_run);
     h5::write_int_attribute(root, "n_params", header.n_params);
+    h5::write_int_attribute(root, "n_samples", header.n_samples);
     for (const auto& [key, value] : header.method_numbers) h5::write_double_attribute(root, key, value);
     for (const auto& [key, value] : header.method_integers) h5::write_int_attribute(root, key, value);
     for (const auto& [key, value] : header.method_texts) h5::write_string_attribute(root, key, value);

@@ -34,6 +34,7 @@ struct RunFileHeader {
   std::vector<std::pair<std::string, std::string>> provenance;
   ObservableLayout observables;
   Index n_params = 0;
+  Index n_samples = 0;  // the samples the loss averages over (all the run's shards)
   Index slice_begin = 0, slice_size = 0;  // this rank's part of θ; each rank writes its own hyperslab
   RecordLayout records;                   // the method's trajectory first, then flows
   bool store_theta = true;

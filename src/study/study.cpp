@@ -848,6 +848,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   const StabilityOfMethod stability = stability_of_method(config);
   header.observables = observable_layout(model, config.output_options.sharpness, stability.preconditioned);
   header.n_params = model.n_params();
+  header.n_samples = s.data.n_samples();
   header.slice_begin = slices.begin();
   header.slice_size = slices.local_size();
   header.records = record_layout(settings, header.observables, slices);

@@ -1028,8 +1028,9 @@ def test_an_older_hdf5_study_keeps_the_runs_resumed_by_this_eomlab(tmp_path):
     ini = tmp_path / "out" / "study.ini"
     now = ini.read_text()
     data = now[now.index("[data]"):now.index("[model]")]
-    assert "n_samples = 256\nnoise = 0.5\nseed = 0\n" in data  # a resolved config spells every key
-    old = now.replace(data, data.replace("n_samples = 256\nnoise = 0.5\nseed = 0\n", "n_samples = 32\nnoise = 0.3\nseed = 7\n"))
+    source = f"source = hdf5:{tmp_path / 'data.h5'}\n"
+    assert data == "[data]\n" + source + "\n", data  # the keys the file's data does not read are left out
+    old = now.replace(source, source + "n_samples = 32\nnoise = 0.3\nseed = 7\n")
     ini.write_text(old)
     study = Study(tmp_path / "out")
     assert study.stale == [] and len(study.runs) == 1

@@ -91,6 +91,8 @@ def check_loss(proc, out, x, y, loss="cross_entropy"):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recorded, expected = numpy_loss(only_run(out), x, y, loss)
     assert recorded == pytest.approx(expected, rel=1e-11, abs=1e-13)
+    with h5py.File(only_run(out), "r") as f:
+        assert f.attrs["n_samples"] == len(x)  # the samples the loss averaged over
 
 
 @needs_fashion
@@ -187,6 +189,10 @@ def test_hdf5_images_4d(tmp_path):
         f["X"], f["y"] = x, y
     config, out = study(tmp_path, f"source = hdf5:{tmp_path}/data.h5", "24,5,3")
     check_loss(run_eomlab(["--config", config]), out, x, y)
+    # The resolved config leaves out the synthetic sources' keys (it said n_samples = 256 of these 30).
+    with h5py.File(only_run(out), "r") as f:
+        data = f.attrs["config"].split("[data]")[1].split("[model]")[0]
+    assert data == f"\nsource = hdf5:{tmp_path}/data.h5\n\n", data
 
 
 def test_an_architectures_mse_targets_from_a_files_labels_are_as_wide_as_its_outputs(tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import (datasets, eomlab_binary, kill_study, mpi_env, run_eomlab, start_study, wait_for_first_checkpoint,
@@ -188,6 +189,28 @@ def test_resume_compares_values_not_spelling_and_follows_a_moved_directory(tmp_p
     line = [l for l in proc.stderr.splitlines() if l.startswith("eomlab:")][0]
     assert "--resume: the config differs" in line and "optimizer.horizon was '1', now '2'" in line, line
     assert "study.output" not in line
+
+
+def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_path):
+    """Up to e9d4e3e the resolved config gave an hdf5 source data.n_samples = 256, noise and seed (their
+    synthetic defaults); it now leaves them out. Such a study (study.ini and run files) still resumes."""
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = np.random.default_rng(1).normal(size=(30, 8)), np.arange(30) % 4
+    text = STUDY.replace("steps = 300", "steps = 20").replace("n_samples = 256", f"source = hdf5:{tmp_path / 'data.h5'}")
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
+    first = run_eomlab(["--config", config], np=2)
+    assert first.returncode == 0, first.stdout + first.stderr
+    source = f"source = hdf5:{tmp_path / 'data.h5'}\n"
+    older = source + "n_samples = 256\nnoise = 0.5\nseed = 0\n"
+    saved = tmp_path / "out" / "study.ini"
+    assert source + "\n" in saved.read_text()
+    saved.write_text(saved.read_text().replace(source, older))
+    for path in (tmp_path / "out" / "runs").glob("*.h5"):
+        with h5py.File(path, "r+") as f:
+            f.attrs["config"] = f.attrs["config"].replace(source, older)
+    ok = run_eomlab(["--config", config, "--resume"], np=2)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("already complete, skipped") == 2, ok.stdout
 
 
 def test_resume_where_no_study_is_says_so_with_the_absolute_path(tmp_path):
