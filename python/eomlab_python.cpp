@@ -473,8 +473,9 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
 
 PYBIND11_MODULE(eomlab, m) {
   m.doc() = "eomlab: exact derivatives, the EoM flows of optimizers, and studies (DESIGN.md §3.9)";
-  // A user's mistake is a ValueError with the program's one line, wherever it is found.
-  py::register_exception_translator([](std::exception_ptr p) {
+  // A user's mistake is a ValueError with the program's one line, wherever it is found (this module's
+  // calls only: other pybind11 modules keep their own translation).
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const InputError& e) {

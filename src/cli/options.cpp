@@ -544,8 +544,8 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
   c.data.noise = parse_double("data.noise", kv.get("data.noise"));
   if (c.data.noise < 0) throw_input_error("data.noise", "a number >= 0", quoted(kv.get("data.noise")));
   c.data.seed = parse_seed("data.seed", kv.get("data.seed"));
-  // A synthetic source's keys; a file's data would silently ignore them. (Their defaults stay allowed: a
-  // resolved config spells every key.)
+  // A synthetic source's keys; a file's data would silently ignore them. (Their defaults stay allowed: the
+  // resolved config of an eomlab before de9ac9c spelled them.)
   if (!is_synthetic(c.data))
     for (const auto& [key, kept] : {std::pair{"data.noise", c.data.noise == parse_double("data.noise", default_of("data.noise"))},
                                     std::pair{"data.seed", c.data.seed == parse_seed("data.seed", default_of("data.seed"))}})
