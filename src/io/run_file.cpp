@@ -283,6 +283,7 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
     m.open_series(true);
     h5::write_string_attribute(m.file, "status", "running");
     h5::write_string_attribute(m.file, "resumed", resumed_at);
+    h5::write_int_attribute(m.file, "n_samples", header.n_samples);  // absent in files begun before de9ac9c
     // The root's provenance is the run's first invocation's; each resume adds a line of its own (another
     // job, host or build may continue the run).
     std::string line = resumed_at + ":";

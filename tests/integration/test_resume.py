@@ -213,6 +213,26 @@ def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_
     assert ok.stdout.count("already complete, skipped") == 2, ok.stdout
 
 
+def test_a_run_begun_without_the_n_samples_attribute_gains_it_on_resume(tmp_path):
+    """Run files begun before de9ac9c have no n_samples attribute; a resume wrote only status and provenance,
+    so the resumed file still lacked it."""
+    config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
+                          .format(output=tmp_path / "out"))
+    proc = start_study(config)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    proc.send_signal(signal.SIGUSR1)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 75
+    path = tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5"
+    with h5py.File(path, "r+") as f:
+        assert f.attrs["n_samples"] == 256
+        del f.attrs["n_samples"]
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete" and f.attrs["n_samples"] == 256
+
+
 def test_resume_where_no_study_is_says_so_with_the_absolute_path(tmp_path):
     """A relative study.output read from another working directory: --resume started a new study there and
     said 'resuming' (a requeued job's checkpoints elsewhere were never used, and nothing told)."""
