@@ -75,7 +75,7 @@ void ConvGeometry::set_input(const Shape& in) {
 }
 
 Index conv_chunk_samples(const ConvGeometry& g) {
-  constexpr Index target = Index(1) << 19;  // doubles: 4 MB
+  constexpr Index target = Index(1) << 15;  // doubles: 256 KB
   return std::max<Index>(1, target / std::max<Index>(1, g.pixels() * std::max(g.patch(), g.out)));
 }
 

@@ -129,9 +129,9 @@ TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
     Shape in;
     Index out, k, stride, pad, samples;
   };
-  // The last case needs several chunks of samples.
+  // The last case needs several chunks of samples (ChunksOfTheTestNetworks).
   for (const Case& c : {Case{{1, 5, 5}, 2, 3, 1, 0, 3}, Case{{2, 7, 6}, 3, 3, 2, 1, 4}, Case{{3, 4, 9}, 2, 2, 3, 2, 2},
-                        Case{{2, 6, 6}, 4, 1, 1, 0, 2}, Case{{1, 3, 3}, 2, 5, 1, 1, 2}, Case{{4, 30, 30}, 3, 5, 1, 2, 25}}) {
+                        Case{{2, 6, 6}, 4, 1, 1, 0, 2}, Case{{1, 3, 3}, 2, 5, 1, 1, 2}, Case{{4, 10, 10}, 3, 5, 1, 2, 25}}) {
     const std::string text = "conv(" + std::to_string(c.out) + ", " + std::to_string(c.k) + ", stride=" +
                              std::to_string(c.stride) + ", pad=" + std::to_string(c.pad) + ")";
     const Model model = image_model(text, c.in);
@@ -145,6 +145,22 @@ TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
       EXPECT_LT((y.col(s) - expected).norm(), 1e-12 * expected.norm()) << text << " sample " << s;
     }
   }
+}
+
+// The chunked cases above cover what they say: whole chunks of several samples and a last, smaller one.
+TEST(ConvLayer, ChunksOfTheTestNetworks) {
+  const auto chunk = [](Shape in, Index out, Index k, Index pad) {
+    ConvGeometry g;
+    g.out = out;
+    g.k = k;
+    g.pad = pad;
+    g.set_input(in);
+    return conv_chunk_samples(g);
+  };
+  EXPECT_EQ(chunk({4, 10, 10}, 3, 5, 2), 3);   // ValueIsTorchsCrossCorrelation: 25 samples
+  EXPECT_EQ(chunk({8, 12, 12}, 2, 3, 1), 3);   // ImageDerivatives' chunked: 10 samples
+  EXPECT_EQ(chunk({1, 16, 16}, 32, 3, 1), 4);  // FusedPassesGiveTheReferenceBits' chunked: 6 samples
+  EXPECT_EQ(chunk({32, 8, 8}, 8, 3, 1), 1);
 }
 
 TEST(ConvLayer, BlocksFollowTorchsLayout) {
@@ -230,8 +246,8 @@ const Network networks[] = {
     {"conv_conv_avgpool", "conv(3, 3, pad=1), softplus, conv(2, 2), silu, avgpool(2), flatten, dense(3)", {2, 6, 5}},
     {"conv_strided_globalavgpool", "conv(4, 2), gelu, conv(3, 3, stride=2, pad=2), tanh, globalavgpool, dense(3)", {1, 7, 8}},
     {"silu_flatten", "conv(2, 1), silu, flatten, dense(4), silu, dense(3)", {3, 3, 3}},
-    // The second conv's 10 samples span two chunks of the lowering.
-    {"chunked", "conv(8, 3, pad=1), tanh, conv(2, 3, pad=1), avgpool(6), flatten, dense(3)", {1, 30, 30}},
+    // The second conv's 10 samples span chunks of three and one of one (ChunksOfTheTestNetworks).
+    {"chunked", "conv(8, 3, pad=1), tanh, conv(2, 3, pad=1), avgpool(6), flatten, dense(3)", {1, 12, 12}},
     // Each activation's backward pass runs inside the avgpool(2)'s after it (LayerSequence fuses them).
     {"fused_activation_avgpool", "conv(3, 3, pad=1), tanh, avgpool(2), conv(2, 3, pad=1), gelu, avgpool(2), flatten, dense(3)",
      {2, 8, 8}},
@@ -308,8 +324,9 @@ TEST(ImageLayers, FusedPassesGiveTheReferenceBits) {
       networks[std::size(networks) - 1],
       {"odd", "conv(3, 3), silu, avgpool(2), flatten, dense(3)", {1, 7, 7}},
       {"first", "tanh, avgpool(2), conv(2, 3, pad=1), relu, avgpool(2), flatten, dense(3)", {1, 8, 8}},
-      // Both convs read δ from avgpool's planes over several chunks (the second one sample at a time).
-      {"chunked", "conv(32, 3, pad=1), tanh, avgpool(2), conv(8, 3, pad=1), tanh, avgpool(2), flatten, dense(3)", {1, 64, 64}},
+      // Both convs read δ from avgpool's planes over several chunks: the first's 6 samples four and two at
+      // a time, the second's one at a time (ChunksOfTheTestNetworks).
+      {"chunked", "conv(32, 3, pad=1), tanh, avgpool(2), conv(8, 3, pad=1), tanh, avgpool(2), flatten, dense(3)", {1, 16, 16}},
   };
   const auto same_bits = [](const Vector& a, const Vector& b) {
     return a.size() == b.size() && a.size() > 0 && std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
