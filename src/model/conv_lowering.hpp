@@ -21,10 +21,11 @@ struct ConvGeometry {
   Index pixels() const { return ho * wo; }
 };
 
-// Samples per chunk: at least one, and patches (or stacked outputs) of one jet component of at most
-// 256 KB, which stay in a core's L2 cache (512 KB on Zen 3) while the GEMMs and copies go over them; an
-// HVP's chunk holds two components side by side, T's four. A chunk's weight gradient is one GEMM over its
-// samples, added to the sum of the chunks before: the chunk size sets how those sums are grouped.
+// Samples per chunk: the most whose patches (or stacked outputs) of one jet component take at most
+// 256 KB, at least one (one sample of the example CNN's second conv takes 451 KB). Chunks of 4 MB, eight
+// times a Zen 3 core's L2 cache, were slower (BENCHMARKS.md); an HVP's chunk holds two components side by
+// side, T's four. A chunk's weight gradient is one GEMM over its samples, added to the sum of the chunks
+// before: the chunk size sets how those sums are grouped.
 Index conv_chunk_samples(const ConvGeometry& g);
 
 // patches <- im2col of columns [first, first + count) of x (C·H·W x n).

@@ -147,7 +147,8 @@ TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
   }
 }
 
-// The chunked cases above cover what they say: whole chunks of several samples and a last, smaller one.
+// The chunked test cases (here and below) cover what their comments say: whole chunks of several samples
+// and a last, smaller one.
 TEST(ConvLayer, ChunksOfTheTestNetworks) {
   const auto chunk = [](Shape in, Index out, Index k, Index pad) {
     ConvGeometry g;
@@ -160,7 +161,7 @@ TEST(ConvLayer, ChunksOfTheTestNetworks) {
   EXPECT_EQ(chunk({4, 10, 10}, 3, 5, 2), 3);   // ValueIsTorchsCrossCorrelation: 25 samples
   EXPECT_EQ(chunk({8, 12, 12}, 2, 3, 1), 3);   // ImageDerivatives' chunked: 10 samples
   EXPECT_EQ(chunk({1, 16, 16}, 32, 3, 1), 4);  // FusedPassesGiveTheReferenceBits' chunked: 6 samples
-  EXPECT_EQ(chunk({32, 8, 8}, 8, 3, 1), 1);
+  EXPECT_EQ(chunk({32, 8, 8}, 8, 3, 1), 1);   // and its second conv, one sample at a time
 }
 
 TEST(ConvLayer, BlocksFollowTorchsLayout) {
@@ -246,7 +247,7 @@ const Network networks[] = {
     {"conv_conv_avgpool", "conv(3, 3, pad=1), softplus, conv(2, 2), silu, avgpool(2), flatten, dense(3)", {2, 6, 5}},
     {"conv_strided_globalavgpool", "conv(4, 2), gelu, conv(3, 3, stride=2, pad=2), tanh, globalavgpool, dense(3)", {1, 7, 8}},
     {"silu_flatten", "conv(2, 1), silu, flatten, dense(4), silu, dense(3)", {3, 3, 3}},
-    // The second conv's 10 samples span chunks of three and one of one (ChunksOfTheTestNetworks).
+    // The second conv's 10 samples span three chunks of three and one of one (ChunksOfTheTestNetworks).
     {"chunked", "conv(8, 3, pad=1), tanh, conv(2, 3, pad=1), avgpool(6), flatten, dense(3)", {1, 12, 12}},
     // Each activation's backward pass runs inside the avgpool(2)'s after it (LayerSequence fuses them).
     {"fused_activation_avgpool", "conv(3, 3, pad=1), tanh, avgpool(2), conv(2, 3, pad=1), gelu, avgpool(2), flatten, dense(3)",
