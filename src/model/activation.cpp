@@ -18,10 +18,12 @@ namespace {
 constexpr Index tanh_block = 64;
 
 #ifdef EOMLAB_TANH_EXP_AVX2
-// e = exp(min(2|x|, 50)) for n entries, n a multiple of 4: Eigen's packet exp (pexp_double) step for
-// step, hence its bits, but for its last step: 2^k (k <= 73 here) is put into the exponent field at
+// e = exp(min(2|x|, 50)) for n entries, n a multiple of 4: Eigen 3.4's packet exp (pexp_double) step for
+// step, hence its bits, but for its last step: 2^k (k <= 72 here) is put into the exponent field at
 // once, where Eigen multiplies by four factors so as not to overflow. Both scalings are exact. Beyond 50
 // the exp differs, but 1 - 2/(e + 1) rounds to 1 for every e > 2^55 (2|x| > 38.2) all the same.
+// The compiler fuses multiplies and adds here as in Eigen's code (GCC: the two subtractions of k·C1 and
+// k·C2 become FMAs in both) because the expressions have the same shape: keep it so.
 void exp_of_twice_abs(const double* x, Index n, double* e) {
   const __m256d sign = _mm256_set1_pd(-0.0), two = _mm256_set1_pd(2.0), one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5);
   const __m256d top = _mm256_set1_pd(50.0), log2e = _mm256_set1_pd(1.4426950408889634073599);
@@ -52,15 +54,17 @@ void exp_of_twice_abs(const double* x, Index n, double* e) {
 inline void tanh_of_block(const double* x, Index len, double* t) {
   alignas(64) double e[tanh_block];
   alignas(64) double small[tanh_block];
-#ifdef EOMLAB_TANH_EXP_AVX2
   // Eigen's exp of a map takes its packet path for the whole packets and its scalar one for the rest.
-  const Index packets = len - len % Eigen::internal::packet_traits<double>::size;
-  exp_of_twice_abs(x, packets, e);
+  using Packets = Eigen::internal::packet_traits<double>;
+  Index packets = 0;
+#ifdef EOMLAB_TANH_EXP_AVX2
+  if constexpr (Packets::HasExp && Packets::size % 4 == 0) {
+    packets = len - len % Packets::size;
+    exp_of_twice_abs(x, packets, e);
+  }
+#endif
   Eigen::Map<Eigen::ArrayXd>(e + packets, len - packets) =
       (2.0 * Eigen::Map<const Eigen::ArrayXd>(x + packets, len - packets).abs()).exp();
-#else
-  Eigen::Map<Eigen::ArrayXd>(e, len) = (2.0 * Eigen::Map<const Eigen::ArrayXd>(x, len).abs()).exp();
-#endif
   for (Index i = 0; i < len; ++i) {
     const double s = x[i] * x[i];
     const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;

@@ -40,25 +40,33 @@ TEST(Activation, VectorizedTanhIsWithinTwoUlpOfStdTanh) {
 
 // Beyond 0.625, tanh is ±(1 - 2/(e + 1)) with e Eigen's exp of 2|x| (packets, then its scalar exp for the
 // last len % packet entries); the AVX2 path's own exp must give the same bits (up to 2|x| = 50, and 1
-// beyond). 2^20 values spread evenly in log from 0.625 to 45 and some far beyond, both signs, on lengths
-// that leave a tail.
+// beyond). 2^20 values spread evenly in log from 45 down to 0.625 after some far beyond, both signs; then
+// every length from 1 to 130 of values in (0.625, 2), where a last-bit change of e shows most, so that
+// the scalar tails are checked too.
 TEST(Activation, TanhOfLargeArgumentsHasTheBitsOfEigensExp) {
-  std::vector<double> values;
-  const int count = 1 << 20;
-  for (int i = 0; i <= count; ++i) values.push_back(0.625 * std::pow(72.0, static_cast<double>(i) / count));
-  for (double v : {60.0, 354.0, 355.0, 709.0, 710.0, 1e300, HUGE_VAL}) values.push_back(v);
-  for (const Index n : {Index(values.size()), Index(values.size()) - 1, Index(values.size()) - 3}) {
-    Matrix x(n, 1);
-    for (Index i = 0; i < n; ++i) x(i) = i % 2 ? -values[static_cast<std::size_t>(i)] : values[static_cast<std::size_t>(i)];
+  const auto differences = [](const Matrix& x) {
     Matrix t;
     tanh_into(x, t);
     const Eigen::ArrayXd e = (2.0 * x.array().abs()).exp();
     Index differ = 0;
-    for (Index i = 0; i < n; ++i) {
+    for (Index i = 0; i < x.size(); ++i) {
       const double expected = std::fabs(x(i)) > 0.625 ? std::copysign(1.0 - 2.0 / (e(i) + 1.0), x(i)) : t(i);
       differ += std::memcmp(&expected, &t(i), sizeof(double)) != 0;
     }
-    EXPECT_EQ(differ, 0) << "of " << n;
+    return differ;
+  };
+  std::vector<double> values{60.0, 354.0, 355.0, 709.0, 710.0, 1e300, HUGE_VAL};
+  const int count = 1 << 20;
+  for (int i = count; i >= 0; --i) values.push_back(0.625 * std::pow(72.0, static_cast<double>(i) / count));
+  const Index n = static_cast<Index>(values.size());
+  Matrix x(n, 1);
+  for (Index i = 0; i < n; ++i) x(i) = i % 2 ? -values[static_cast<std::size_t>(i)] : values[static_cast<std::size_t>(i)];
+  EXPECT_EQ(differences(x), 0) << "of " << n;
+  Rng rng(9, rng_stream::test);
+  for (Index len = 1; len <= 130; ++len) {
+    Matrix y(len, 1);
+    for (Index i = 0; i < len; ++i) y(i) = (i % 2 ? -1.0 : 1.0) * (0.625 + 1.375 * rng.uniform());
+    EXPECT_EQ(differences(y), 0) << "length " << len;
   }
 }
 
