@@ -213,9 +213,8 @@ def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_
     assert ok.stdout.count("already complete, skipped") == 2, ok.stdout
 
 
-def test_a_run_begun_without_the_n_samples_attribute_gains_it_on_resume(tmp_path):
-    """Run files begun before de9ac9c have no n_samples attribute; a resume wrote only status and provenance,
-    so the resumed file still lacked it."""
+def stop_a_one_run_study(tmp_path):
+    """A one-run study stopped (SIGUSR1) after its first checkpoint: its config and its run file."""
     config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
                           .format(output=tmp_path / "out"))
     proc = start_study(config)
@@ -223,7 +222,13 @@ def test_a_run_begun_without_the_n_samples_attribute_gains_it_on_resume(tmp_path
     proc.send_signal(signal.SIGUSR1)
     proc.communicate(timeout=120)
     assert proc.returncode == 75
-    path = tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5"
+    return config, tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5"
+
+
+def test_a_run_begun_without_the_n_samples_attribute_gains_it_on_resume(tmp_path):
+    """Run files begun before de9ac9c have no n_samples attribute; a resume wrote only status and provenance,
+    so the resumed file still lacked it."""
+    config, path = stop_a_one_run_study(tmp_path)
     with h5py.File(path, "r+") as f:
         assert f.attrs["n_samples"] == 256
         del f.attrs["n_samples"]
@@ -263,14 +268,8 @@ def test_the_catalog_of_a_killed_study_says_its_running_runs_are_not(tmp_path):
 def test_a_run_continued_by_another_build_says_so(tmp_path):
     """Bitwise resume holds for the build that began the run; another one (a rebuilt binary after a requeue)
     continued silently, and the run file's git_sha still named the first."""
-    config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
-                          .format(output=tmp_path / "out"))
-    proc = start_study(config)
-    wait_for_first_checkpoint(tmp_path / "out", proc)
-    proc.send_signal(signal.SIGUSR1)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 75
-    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r+") as f:
+    config, path = stop_a_one_run_study(tmp_path)
+    with h5py.File(path, "r+") as f:
         f.attrs["git_sha"] = "0123abc"
     resumed = run_eomlab(["--config", config, "--resume"], np=2)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
