@@ -55,9 +55,9 @@ inline void tanh_of_block(const double* x, Index len, double* t) {
   alignas(64) double e[tanh_block];
   alignas(64) double small[tanh_block];
   // Eigen's exp of a map takes its packet path for the whole packets and its scalar one for the rest.
-  using Packets = Eigen::internal::packet_traits<double>;
   Index packets = 0;
 #ifdef EOMLAB_TANH_EXP_AVX2
+  using Packets = Eigen::internal::packet_traits<double>;
   if constexpr (Packets::HasExp && Packets::size % 4 == 0) {
     packets = len - len % Packets::size;
     exp_of_twice_abs(x, packets, e);
