@@ -64,6 +64,27 @@ struct Shift {
 
 bool same_size(const ConvGeometry& g) { return g.stride == 1 && g.ho == g.h && g.wo == g.w; }
 
+// gather_patches for same_size(g), input plane (s, c) at planes + s·sample_stride + c·channel_stride.
+void gather_shifted(const ConvGeometry& g, const double* planes, Index sample_stride, Index channel_stride, Index count,
+                    double* patches) {
+  const Index rows = count * g.pixels();
+  for (Index c = 0; c < g.c; ++c)
+    for (Index ki = 0; ki < g.k; ++ki)
+      for (Index kj = 0; kj < g.k; ++kj) {
+        const Shift sh(g, ki, kj);
+        double* column = patches + ((c * g.k + ki) * g.k + kj) * rows;
+        for (Index s = 0; s < count; ++s) {
+          double* dst = column + s * g.pixels();
+          const double* plane = planes + s * sample_stride + c * channel_stride;
+          const Index a = sh.a, b = std::max(sh.a, sh.b);
+          std::fill(dst, dst + a, 0.0);
+          for (Index p = a; p < b; ++p) dst[p] = plane[p + sh.shift];  // contiguous: vectorized
+          std::fill(dst + b, dst + g.pixels(), 0.0);
+          sh.wrapped(a, b, [&](Index p) { dst[p] = 0.0; });
+        }
+      }
+}
+
 }  // namespace
 
 void ConvGeometry::set_input(const Shape& in) {
@@ -87,21 +108,7 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches) {
   const Index rows = count * g.pixels(), st = g.stride;
   if (same_size(g)) {
-    for (Index c = 0; c < g.c; ++c)
-      for (Index ki = 0; ki < g.k; ++ki)
-        for (Index kj = 0; kj < g.k; ++kj) {
-          const Shift sh(g, ki, kj);
-          double* column = patches + ((c * g.k + ki) * g.k + kj) * rows;
-          for (Index s = 0; s < count; ++s) {
-            double* dst = column + s * g.pixels();
-            const double* plane = x.col(first + s).data() + c * g.pixels();
-            const Index a = sh.a, b = std::max(sh.a, sh.b);
-            std::fill(dst, dst + a, 0.0);
-            for (Index p = a; p < b; ++p) dst[p] = plane[p + sh.shift];  // contiguous: vectorized
-            std::fill(dst + b, dst + g.pixels(), 0.0);
-            sh.wrapped(a, b, [&](Index p) { dst[p] = 0.0; });
-          }
-        }
+    if (count > 0) gather_shifted(g, x.col(first).data(), x.outerStride(), g.pixels(), count, patches);
     return;
   }
   for (Index c = 0; c < g.c; ++c)
@@ -125,6 +132,26 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
           std::fill(dst + r.hi, dst + g.wo, 0.0);
         });
       }
+}
+
+bool adjoint_is_conv(const ConvGeometry& g) { return same_size(g); }
+
+ConvGeometry adjoint_geometry(const ConvGeometry& g) {
+  ConvGeometry a = g;
+  std::swap(a.c, a.out);
+  return a;
+}
+
+void flip_kernel(const ConvGeometry& g, const Eigen::Ref<const Matrix>& wt, Eigen::Ref<Matrix> flipped) {
+  const Index k = g.k;
+  for (Index c = 0; c < g.c; ++c)
+    for (Index o = 0; o < g.out; ++o)
+      for (Index a = 0; a < k; ++a)
+        for (Index b = 0; b < k; ++b) flipped((o * k + a) * k + b, c) = wt((c * k + k - 1 - a) * k + k - 1 - b, o);
+}
+
+void gather_stacked_patches(const ConvGeometry& g, const double* stacked, Index count, double* patches) {
+  gather_shifted(g, stacked, g.pixels(), count * g.pixels(), count, patches);
 }
 
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx) {

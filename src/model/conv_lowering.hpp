@@ -34,6 +34,19 @@ void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, In
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches);
 // Columns [first, first + count) of dx <- the adjoint of gather_patches applied to `patches`.
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx);
+// Stride 1 with 2·pad = K - 1 (an output of the input's size): the conv's adjoint with respect to its
+// input is itself such a conv, from OUT channels to C, its kernel turned by 180°. An input delta is then
+// the adjoint's patches of δ times its weights, one GEMM with K = OUT·K·K, where otherwise δ·W (K = OUT)
+// gives patch deltas that scatter_patches adds back onto the input.
+bool adjoint_is_conv(const ConvGeometry& g);
+ConvGeometry adjoint_geometry(const ConvGeometry& g);  // needs adjoint_is_conv(g)
+// flipped (OUT·K·K x C) <- the adjoint's Wᵀ: flipped((o·K + a)·K + b, c) = wt((c·K + K-1-a)·K + K-1-b, o)
+// from the conv's wt (C·K·K x OUT).
+void flip_kernel(const ConvGeometry& g, const Eigen::Ref<const Matrix>& wt, Eigen::Ref<Matrix> flipped);
+// The patches, for g with an output of its input's size, of a chunk of `count` samples given stacked
+// (count·H·W x C column-major, as stack_columns writes it) into column-major storage at `patches`.
+void gather_stacked_patches(const ConvGeometry& g, const double* stacked, Index count, double* patches);
+
 // stacked (count·Ho·Wo x OUT) <- columns [first, first + count) of y (OUT·Ho·Wo x n).
 void stack_columns(const ConvGeometry& g, const Eigen::Ref<const Matrix>& y, Index first, Index count, Buffer& stacked);
 // The same into count·Ho·Wo x OUT column-major storage at `stacked`.

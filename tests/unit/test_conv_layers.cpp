@@ -124,6 +124,55 @@ TEST(ConvLowering, PatchesAndTheirAdjointAreTheDirectLoopsBits) {
   }
 }
 
+// A conv with an output of its input's size takes its input delta as the adjoint conv of δ: the
+// adjoint's patches of δ (stacked, as the layer holds a chunk of δ) are the direct loops' bits, and
+// times the flipped kernel they give the patch deltas δ·Wᵀ scattered back (the general path), up to
+// the order of the sums. Other geometries keep the general path.
+TEST(ConvLowering, TheAdjointOfASameSizeConvIsAConv) {
+  struct Case {
+    Index c, h, w, out, k;
+  };
+  for (const Case& t : {Case{2, 5, 6, 3, 3}, Case{3, 7, 5, 2, 5}, Case{1, 1, 1, 4, 3}, Case{4, 3, 8, 1, 1},
+                        Case{2, 4, 4, 3, 7}}) {
+    ConvGeometry g;
+    g.out = t.out, g.k = t.k, g.pad = (t.k - 1) / 2;
+    g.set_input({t.c, t.h, t.w});
+    SCOPED_TRACE(testing::Message() << "C " << t.c << ", " << t.h << " x " << t.w << ", OUT " << t.out << ", K " << t.k);
+    ASSERT_TRUE(adjoint_is_conv(g));
+    const ConvGeometry a = adjoint_geometry(g);
+    EXPECT_EQ(a.c, g.out);
+    EXPECT_EQ(a.out, g.c);
+    const Index count = 3, rows = count * g.pixels();
+    Rng r(11, rng_stream::test);
+    Matrix delta(rows, g.out), wt(g.patch(), g.out);  // δ stacked: column o holds the samples' planes of channel o
+    for (Index i = 0; i < delta.size(); ++i) delta.data()[i] = r.normal();
+    for (Index i = 0; i < wt.size(); ++i) wt.data()[i] = r.normal();
+    Matrix columns(g.out * g.pixels(), count);  // the same δ as feature columns
+    for (Index s = 0; s < count; ++s)
+      for (Index o = 0; o < g.out; ++o) columns.col(s).segment(o * g.pixels(), g.pixels()) = delta.col(o).segment(s * g.pixels(), g.pixels());
+    Matrix patches = Matrix::Constant(rows, a.patch(), 7.0);
+    gather_stacked_patches(a, delta.data(), count, patches.data());
+    const Matrix expected = reference_patches(a, columns, 0, count);
+    EXPECT_EQ(std::memcmp(patches.data(), expected.data(), sizeof(double) * static_cast<std::size_t>(expected.size())), 0);
+
+    Matrix flipped(a.patch(), g.c);
+    flip_kernel(g, wt, flipped);
+    const Matrix stacked_dx = patches * flipped;
+    Buffer dx;
+    dx.resize(g.c * g.pixels(), count);
+    unstack_columns(a, stacked_dx, nullptr, 0, dx);
+    const Matrix want = reference_scatter(g, delta * wt.transpose(), count, 0, count);
+    EXPECT_LT((dx - want).norm(), 1e-14 * want.norm());
+    EXPECT_GT(want.norm(), 0.0);
+  }
+  for (const auto& [k, stride, pad] : {std::tuple<Index, Index, Index>{3, 1, 0}, {3, 2, 1}, {2, 1, 1}, {1, 2, 0}}) {
+    ConvGeometry g;
+    g.out = 2, g.k = k, g.stride = stride, g.pad = pad;
+    g.set_input({2, 6, 6});
+    EXPECT_FALSE(adjoint_is_conv(g)) << "K " << k << ", stride " << stride << ", pad " << pad;
+  }
+}
+
 TEST(ConvLayer, ValueIsTorchsCrossCorrelation) {
   struct Case {
     Shape in;

@@ -5,7 +5,9 @@
 // Lowered to GEMMs on chunks of samples (model/conv_lowering.hpp): a chunk's patches A (one row per
 // sample and output pixel, one column per (c, ki, kj)) times Wᵀ (C·K·K x OUT, which is θ's W as it
 // lies) gives the chunk's outputs, one column per channel. The patches are rebuilt in the backward pass
-// from the input jet rather than kept, so memory stays a few chunks whatever the batch.
+// from the input jet rather than kept, so memory stays a few chunks whatever the batch. The input delta
+// of a conv with an output of its input's size is the adjoint conv of δ (adjoint_is_conv), otherwise
+// δ·W's patch deltas scattered back.
 #include <array>
 #include <cmath>
 #include <new>
@@ -201,10 +203,17 @@ class Conv final : public Layer {
   Buffer patches_, delta_storage_;
   std::array<ConstColumns, 1 << max_jet_directions> deltas_{make_views()};
   // Per component: the merged run of terms and the parameter parts stacked to match it (forward: W_u
-  // stacked vertically; backward: W_v side by side, used transposed).
+  // stacked vertically; backward: W_v side by side, used transposed, or the adjoint's flipped W_v
+  // stacked vertically).
   std::array<Run, 1 << max_jet_directions> runs_{}, input_delta_runs_{};
   Buffer stacked_w_[1 << max_jet_directions], side_w_[1 << max_jet_directions];
   Buffer stacked_storage_, patch_delta_;
+  // The adjoint conv of an output of the input's size: its geometry, its weights (the kernel flipped,
+  // OUT·K·K x C per component) and a chunk's patches of δ (component u in column block blocks_ - 1 - u).
+  const bool adjoint_conv_ = adjoint_is_conv(g_);
+  const ConvGeometry adjoint_ = adjoint_conv_ ? adjoint_geometry(g_) : g_;
+  Jet flipped_w_;
+  Buffer delta_patches_;
   Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
 
   static std::array<ConstColumns, 1 << max_jet_directions> make_views() {
@@ -232,24 +241,24 @@ class Conv final : public Layer {
   // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
   void products(const Jet& in, int s, Columns& y) const {
     const Run r = runs_[s];
-    sum_of_terms(in, s, r, [&] { return patch_blocks(r.top, r.length); }, stacked_w_[s],
+    sum_of_terms(in, w_, s, r, [&] { return patch_blocks(r.top, r.length); }, stacked_w_[s],
                  [&](int t) { return patch_blocks(t, 1); }, Op::none, y);
   }
 
-  // out = Σ X_t · op(W_u) over the terms (t, u) of component c of x and w_: the terms of the merged run r
-  // as one GEMM of merged() and merged_w, the others one by one with single(t); the first GEMM
-  // overwrites out (β = 0), which is zero if there is no term.
+  // out = Σ X_t · op(W_u) over the terms (t, u) of component c of x and w (w_ or its flipped kernel):
+  // the terms of the merged run r as one GEMM of merged() and merged_w, the others one by one with
+  // single(t); the first GEMM overwrites out (β = 0), which is zero if there is no term.
   template <class Merged, class Single>
-  void sum_of_terms(const Jet& x, int c, const Run& r, Merged merged, const Eigen::Ref<const Matrix>& merged_w,
+  void sum_of_terms(const Jet& x, const Jet& w, int c, const Run& r, Merged merged, const Eigen::Ref<const Matrix>& merged_w,
                     Single single, Op op, Eigen::Ref<Matrix> out) const {
     double beta = 0.0;
     if (r.length > 0) {
       gemm(1.0, merged(), Op::none, merged_w, op, beta, out);
       beta = 1.0;
     }
-    for_each_term(x, w_, c, [&](int t, int u) {
+    for_each_term(x, w, c, [&](int t, int u) {
       if (r.contains(t)) return;
-      gemm(1.0, single(t), Op::none, w_.c[static_cast<std::size_t>(u)], op, beta, out);
+      gemm(1.0, single(t), Op::none, w.c[static_cast<std::size_t>(u)], op, beta, out);
       beta = 1.0;
     });
     if (beta == 0.0) out.setZero();
@@ -312,12 +321,24 @@ class Conv final : public Layer {
 
   void start_input_delta(Jet& delta_in, const Jet& delta, Index rows, Index n) {
     delta_in.reset(delta.m);
+    if (adjoint_conv_) {
+      flipped_w_.reset(w_.m);
+      for (int u = 0; u < w_.size(); ++u)
+        if (w_.nz[static_cast<std::size_t>(u)]) flip_kernel(g_, w_.c[static_cast<std::size_t>(u)], flipped_w_.set(u, adjoint_.patch(), g_.c));
+    }
     for (int c = 0; c < delta_in.size(); ++c) {
       if (has_term(delta, w_, c)) delta_in.set(c, rows, n);
-      // Merged terms: Σ D_u W_{c∖u}ᵀ over the run = [D_top D_top-1 ..] · [W_{c∖top} W_{c∖(top-1)} ..]ᵀ.
+      // Merged terms: Σ D_u W_{c∖u}ᵀ over the run = [D_top D_top-1 ..] · [W_{c∖top} W_{c∖(top-1)} ..]ᵀ,
+      // or for the adjoint conv [P(D_top) P(D_top-1) ..] · [F_{c∖top}; F_{c∖(top-1)}; ..] with P the
+      // adjoint's patches and F its weights.
       input_delta_runs_[c] = longest_run(delta, w_, c);
       const Run r = input_delta_runs_[c];
-      if (r.length > 0) {
+      if (r.length == 0) continue;
+      if (adjoint_conv_) {
+        side_w_[c].resize(r.length * adjoint_.patch(), g_.c);
+        for (int i = 0; i < r.length; ++i)
+          side_w_[c].middleRows(i * adjoint_.patch(), adjoint_.patch()) = flipped_w_.c[static_cast<std::size_t>(c ^ (r.top - i))];
+      } else {
         side_w_[c].resize(g_.patch(), r.length * g_.out);
         for (int i = 0; i < r.length; ++i)
           side_w_[c].middleCols(i * g_.out, g_.out) = w_.c[static_cast<std::size_t>(c ^ (r.top - i))];
@@ -339,13 +360,37 @@ class Conv final : public Layer {
 
   // ∂/∂A_S = Σ D_U W_{S∖U}ᵀ, scattered back onto the chunk's input columns.
   void scatter_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
+    if (adjoint_conv_) return adjoint_input_delta(delta, delta_in, first, count);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
       const Run r = input_delta_runs_[c];
-      sum_of_terms(delta, c, r, [&] { return delta_blocks(r.top, r.length); }, side_w_[c],
+      sum_of_terms(delta, w_, c, r, [&] { return delta_blocks(r.top, r.length); }, side_w_[c],
                    [&](int u) { return deltas_[static_cast<std::size_t>(u)]; }, Op::transpose, patch_delta_);
       scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);
+    }
+  }
+
+  // The same as the adjoint conv of δ: ∂/∂A_S = Σ P(D_U) F_{S∖U}, stacked, written into the chunk's
+  // input columns (for one sample, straight there: its stacked rows are its column).
+  void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
+    const Index rows = count * g_.pixels();
+    delta_patches_.resize(rows, blocks_ * adjoint_.patch());
+    for (int u = 0; u < delta.size(); ++u)
+      if (delta.nz[static_cast<std::size_t>(u)])
+        gather_stacked_patches(adjoint_, deltas_[static_cast<std::size_t>(u)].data(), count, delta_patches_.data() + (blocks_ - 1 - u) * rows * adjoint_.patch());
+    const auto blocks = [&](int u, int length) {
+      return ConstColumns(delta_patches_.data() + (blocks_ - 1 - u) * rows * adjoint_.patch(), rows, length * adjoint_.patch());
+    };
+    if (count > 1) stacked_storage_.resize(rows, g_.c);
+    for (int c = 0; c < delta_in.size(); ++c) {
+      if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
+      Buffer& dx = delta_in.c[static_cast<std::size_t>(c)];
+      Columns out(count > 1 ? stacked_storage_.data() : dx.col(first).data(), rows, g_.c);
+      const Run r = input_delta_runs_[c];
+      sum_of_terms(delta, flipped_w_, c, r, [&] { return blocks(r.top, r.length); }, side_w_[c],
+                   [&](int u) { return blocks(u, 1); }, Op::none, out);
+      if (count > 1) unstack_columns(adjoint_, out, nullptr, first, dx);
     }
   }
 };
