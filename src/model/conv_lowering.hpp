@@ -37,7 +37,8 @@ void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patc
 // Stride 1 with 2·pad = K - 1 (an output of the input's size): the conv's adjoint with respect to its
 // input is itself such a conv, from OUT channels to C, its kernel turned by 180°. An input delta is then
 // the adjoint's patches of δ times its weights, one GEMM with K = OUT·K·K, where otherwise δ·W (K = OUT)
-// gives patch deltas that scatter_patches adds back onto the input.
+// gives patch deltas that scatter_patches adds back onto the input. The same patches give the weight
+// gradient: (the inputs stacked)ᵀ times them is ∂/∂W with the kernel flipped.
 bool adjoint_is_conv(const ConvGeometry& g);
 ConvGeometry adjoint_geometry(const ConvGeometry& g);  // needs adjoint_is_conv(g)
 // flipped (OUT·K·K x C) <- the adjoint's Wᵀ: flipped((o·K + a)·K + b, c) = wt((c·K + K-1-a)·K + K-1-b, o)

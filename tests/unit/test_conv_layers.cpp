@@ -127,7 +127,8 @@ TEST(ConvLowering, PatchesAndTheirAdjointAreTheDirectLoopsBits) {
 // A conv with an output of its input's size takes its input delta as the adjoint conv of δ: the
 // adjoint's patches of δ (stacked, as the layer holds a chunk of δ) are the direct loops' bits, and
 // times the flipped kernel they give the patch deltas δ·Wᵀ scattered back (the general path), up to
-// the order of the sums. Other geometries keep the general path.
+// the order of the sums; the stacked inputs times them give the weight gradient, flipped. Other
+// geometries keep the general path.
 TEST(ConvLowering, TheAdjointOfASameSizeConvIsAConv) {
   struct Case {
     Index c, h, w, out, k;
@@ -164,6 +165,22 @@ TEST(ConvLowering, TheAdjointOfASameSizeConvIsAConv) {
     const Matrix want = reference_scatter(g, delta * wt.transpose(), count, 0, count);
     EXPECT_LT((dx - want).norm(), 1e-14 * want.norm());
     EXPECT_GT(want.norm(), 0.0);
+
+    // The weight gradient from the same patches of δ: Xᵀ·P(δ) (X the inputs stacked) is δᵀ·patches(X)
+    // with the kernel flipped, entry (c, (o·K + a)·K + b) for W[o, c, K-1-a, K-1-b].
+    Matrix x_stacked(rows, g.c), x_columns(g.c * g.pixels(), count);
+    for (Index i = 0; i < x_stacked.size(); ++i) x_stacked.data()[i] = r.normal();
+    for (Index s = 0; s < count; ++s)
+      for (Index c = 0; c < g.c; ++c) x_columns.col(s).segment(c * g.pixels(), g.pixels()) = x_stacked.col(c).segment(s * g.pixels(), g.pixels());
+    const Matrix grad_w = delta.transpose() * reference_patches(g, x_columns, 0, count);  // OUT x C·K·K
+    const Matrix flipped_grad = x_stacked.transpose() * patches;                           // C x OUT·K·K
+    Matrix unflipped(g.out, g.patch());
+    for (Index o = 0; o < g.out; ++o)
+      for (Index c = 0; c < g.c; ++c)
+        for (Index p = 0; p < g.k; ++p)
+          for (Index q = 0; q < g.k; ++q)
+            unflipped(o, (c * g.k + p) * g.k + q) = flipped_grad(c, (o * g.k + g.k - 1 - p) * g.k + g.k - 1 - q);
+    EXPECT_LT((unflipped - grad_w).norm(), 1e-14 * grad_w.norm());
   }
   for (const auto& [k, stride, pad] : {std::tuple<Index, Index, Index>{3, 1, 0}, {3, 2, 1}, {2, 1, 1}, {1, 2, 0}}) {
     ConvGeometry g;

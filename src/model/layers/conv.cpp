@@ -5,9 +5,10 @@
 // Lowered to GEMMs on chunks of samples (model/conv_lowering.hpp): a chunk's patches A (one row per
 // sample and output pixel, one column per (c, ki, kj)) times Wᵀ (C·K·K x OUT, which is θ's W as it
 // lies) gives the chunk's outputs, one column per channel. The patches are rebuilt in the backward pass
-// from the input jet rather than kept, so memory stays a few chunks whatever the batch. The input delta
-// of a conv with an output of its input's size is the adjoint conv of δ (adjoint_is_conv), otherwise
-// δ·W's patch deltas scattered back.
+// from the input jet rather than kept, so memory stays a few chunks whatever the batch. A conv with
+// an output of its input's size and an input delta to give (adjoint_is_conv) builds the adjoint conv's
+// patches of δ instead: times the flipped kernel they are the input delta, times the inputs the weight
+// gradient (flipped). Otherwise δ·W's patch deltas are scattered back.
 #include <array>
 #include <cmath>
 #include <new>
@@ -178,13 +179,25 @@ class Conv final : public Layer {
     start_gradients(pass, in, delta, s);
     if (delta_in) start_input_delta(*delta_in, delta, in.rows(), n);
     blocks_ = 1 << pass.m;
+    // The adjoint conv's patches of δ serve the weight gradient too: the input's patches are not rebuilt.
+    const bool adjoint = adjoint_conv_ && delta_in;
+    if (adjoint) start_flipped_gradients(s);
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       stack_deltas(delta, planes, first, count);
-      gather_components(in, first, count);
-      accumulate_gradients(pass, in, delta, s);
-      if (delta_in) scatter_input_delta(delta, *delta_in, first, count);
+      if (adjoint) {
+        gather_delta_patches(delta, count);
+        stack_inputs(in, first, count);
+      } else {
+        gather_components(in, first, count);
+      }
+      accumulate_gradients(pass, in, delta, s, adjoint);
+      if (adjoint)
+        adjoint_input_delta(delta, *delta_in, first, count);
+      else if (delta_in)
+        scatter_input_delta(delta, *delta_in, first, count);
     }
+    if (adjoint) unflip_gradients(s);
     pass.write(s.grad_w, w_offset_, g_.out, g_.patch());
     pass.write(s.grad_b, b_offset_, g_.out, 1);
   }
@@ -212,8 +225,13 @@ class Conv final : public Layer {
   // OUT·K·K x C per component) and a chunk's patches of δ (component u in column block blocks_ - 1 - u).
   const bool adjoint_conv_ = adjoint_is_conv(g_);
   const ConvGeometry adjoint_ = adjoint_conv_ ? adjoint_geometry(g_) : g_;
-  Jet flipped_w_;
-  Buffer delta_patches_;
+  // With them the weight gradient is summed flipped (flipped_grad_: C x OUT·K·K per component, G(c,
+  // (o·K + a)·K + b) = ∂/∂W[o, c, K-1-a, K-1-b]) from a chunk's inputs stacked (stacked_in_, component t
+  // in column block blocks_ - 1 - t; for one sample, its column).
+  Jet flipped_w_, flipped_grad_;
+  Buffer delta_patches_, stacked_in_;
+  const Jet* input_ = nullptr;  // the chunk's (stack_inputs)
+  Index input_first_ = 0, input_count_ = 0;
   Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
 
   static std::array<ConstColumns, 1 << max_jet_directions> make_views() {
@@ -346,12 +364,16 @@ class Conv final : public Layer {
     }
   }
 
-  // ∂/∂W_S += Σ D_{S∖T}ᵀ A_T and ∂/∂b_S += the column sums of D_S, for the chunk.
-  void accumulate_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s) {
+  // ∂/∂W_S += Σ D_{S∖T}ᵀ A_T (with the adjoint conv: G_S += Σ X_Tᵀ P(D_{S∖T}), X the stacked inputs)
+  // and ∂/∂b_S += the column sums of D_S, for the chunk.
+  void accumulate_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s, bool adjoint) {
     for (int c = 0; c < (1 << pass.m); ++c) {
       if (s.grad_w.nz[static_cast<std::size_t>(c)])
         for_each_term(delta, in, c, [&](int u, int t) {
-          gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patch_blocks(t, 1), Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
+          if (adjoint)
+            gemm(1.0, input_block(t), Op::transpose, delta_patch_blocks(u, 1), Op::none, 1.0, flipped_grad_.c[static_cast<std::size_t>(c)]);
+          else
+            gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patch_blocks(t, 1), Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
         });
       if (s.grad_b.nz[static_cast<std::size_t>(c)])
         s.grad_b.c[static_cast<std::size_t>(c)] += deltas_[static_cast<std::size_t>(c)].colwise().sum().transpose();
@@ -371,17 +393,58 @@ class Conv final : public Layer {
     }
   }
 
-  // The same as the adjoint conv of δ: ∂/∂A_S = Σ P(D_U) F_{S∖U}, stacked, written into the chunk's
-  // input columns (for one sample, straight there: its stacked rows are its column).
-  void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
+  // The adjoint conv's patches of the chunk's δ, and their components u, u - 1, .., u - length + 1.
+  void gather_delta_patches(const Jet& delta, Index count) {
     const Index rows = count * g_.pixels();
     delta_patches_.resize(rows, blocks_ * adjoint_.patch());
     for (int u = 0; u < delta.size(); ++u)
       if (delta.nz[static_cast<std::size_t>(u)])
         gather_stacked_patches(adjoint_, deltas_[static_cast<std::size_t>(u)].data(), count, delta_patches_.data() + (blocks_ - 1 - u) * rows * adjoint_.patch());
-    const auto blocks = [&](int u, int length) {
-      return ConstColumns(delta_patches_.data() + (blocks_ - 1 - u) * rows * adjoint_.patch(), rows, length * adjoint_.patch());
-    };
+  }
+  ConstColumns delta_patch_blocks(int u, int length) const {
+    return {delta_patches_.data() + (blocks_ - 1 - u) * delta_patches_.rows() * adjoint_.patch(), delta_patches_.rows(), length * adjoint_.patch()};
+  }
+
+  // The chunk's inputs stacked (count·H·W x C) for several samples; one sample's column is already so.
+  void stack_inputs(const Jet& in, Index first, Index count) {
+    input_ = &in;
+    input_first_ = first;
+    input_count_ = count;
+    if (count == 1) return;
+    stacked_in_.resize(count * g_.pixels(), blocks_ * g_.c);
+    for (int t = 0; t < in.size(); ++t)
+      if (in.nz[static_cast<std::size_t>(t)])
+        stack_columns(adjoint_, in.c[static_cast<std::size_t>(t)], first, count, stacked_in_.data() + (blocks_ - 1 - t) * stacked_in_.rows() * g_.c);
+  }
+  ConstColumns input_block(int t) const {
+    if (input_count_ == 1) return {input_->c[static_cast<std::size_t>(t)].col(input_first_).data(), g_.pixels(), g_.c};
+    return {stacked_in_.data() + (blocks_ - 1 - t) * stacked_in_.rows() * g_.c, stacked_in_.rows(), g_.c};
+  }
+
+  void start_flipped_gradients(const Scratch& s) {
+    flipped_grad_.reset(s.grad_w.m);
+    for (int c = 0; c < flipped_grad_.size(); ++c)
+      if (s.grad_w.nz[static_cast<std::size_t>(c)]) flipped_grad_.set(c, g_.c, adjoint_.patch()).setZero();
+  }
+  // ∂/∂W[o, c, a, b] = G(c, (o·K + K-1-a)·K + K-1-b).
+  void unflip_gradients(Scratch& s) const {
+    const Index k = g_.k;
+    for (int c = 0; c < flipped_grad_.size(); ++c) {
+      if (!flipped_grad_.nz[static_cast<std::size_t>(c)]) continue;
+      const Buffer& from = flipped_grad_.c[static_cast<std::size_t>(c)];
+      Buffer& to = s.grad_w.c[static_cast<std::size_t>(c)];
+      for (Index o = 0; o < g_.out; ++o)
+        for (Index ch = 0; ch < g_.c; ++ch)
+          for (Index a = 0; a < k; ++a)
+            for (Index b = 0; b < k; ++b) to(o, (ch * k + a) * k + b) = from(ch, (o * k + k - 1 - a) * k + k - 1 - b);
+    }
+  }
+
+  // The same as the adjoint conv of δ: ∂/∂A_S = Σ P(D_U) F_{S∖U}, stacked, written into the chunk's
+  // input columns (for one sample, straight there: its stacked rows are its column).
+  void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
+    const Index rows = count * g_.pixels();
+    const auto blocks = [&](int u, int length) { return delta_patch_blocks(u, length); };
     if (count > 1) stacked_storage_.resize(rows, g_.c);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
