@@ -123,15 +123,16 @@ void third_order(benchmark::State& state, const Network* net) {
 }
 
 // One gradient's products on plain matrices of the same shapes: per conv layer and chunk of samples,
-// patches·Wᵀ (forward), δᵀ·patches (∂/∂W) and, but for the first layer, the input delta: the adjoint
-// conv's patches of δ times its flipped kernel where the output has the input's size
-// (adjoint_is_conv), else δ·W (∂/∂patches); then the dense layer's three.
+// patches·Wᵀ (forward), then δᵀ·patches (∂/∂W) and δ·W (∂/∂patches, but for the first layer), or where
+// the output has the input's size (adjoint_is_conv) and an input delta is wanted the adjoint conv's
+// patches of δ times the stacked inputs (∂/∂W, flipped) and times its flipped kernel (the input delta);
+// then the dense layer's three.
 void gemms_of_gradient(benchmark::State& state, const Network* net) {
   use_one_blas_thread();
   struct Conv {
     Matrix patches, wt, stacked, grad, patch_delta;
     Index chunks, last;
-    Matrix delta_patches, flipped;  // the adjoint conv's
+    Matrix delta_patches, flipped, inputs, flipped_grad;  // the adjoint conv's
   };
   std::vector<Conv> convs;
   for (const ConvGeometry& g : net->convs) {
@@ -139,12 +140,14 @@ void gemms_of_gradient(benchmark::State& state, const Network* net) {
     convs.push_back({Matrix::Random(chunk * g.pixels(), g.patch()), Matrix::Random(g.patch(), g.out),
                      Matrix::Random(chunk * g.pixels(), g.out), Matrix(g.out, g.patch()),
                      Matrix(chunk * g.pixels(), g.patch()), (net->samples + chunk - 1) / chunk,
-                     net->samples - (net->samples - 1) / chunk * chunk, Matrix(), Matrix()});
+                     net->samples - (net->samples - 1) / chunk * chunk, Matrix(), Matrix(), Matrix(), Matrix()});
     if (adjoint_is_conv(g)) {
       const ConvGeometry a = adjoint_geometry(g);
       convs.back().delta_patches = Matrix::Random(chunk * g.pixels(), a.patch());
       convs.back().flipped = Matrix::Random(a.patch(), g.c);
       convs.back().patch_delta.resize(chunk * g.pixels(), g.c);
+      convs.back().inputs = Matrix::Random(chunk * g.pixels(), g.c);
+      convs.back().flipped_grad.resize(g.c, a.patch());
     }
   }
   const Matrix a = Matrix::Random(net->dense_in, net->samples), wt = Matrix::Random(net->dense_in, net->classes),
@@ -156,11 +159,13 @@ void gemms_of_gradient(benchmark::State& state, const Network* net) {
       for (Index k = 0; k < c.chunks; ++k) {
         const Index used = k + 1 == c.chunks ? c.last * net->convs[l].pixels() : c.patches.rows();
         gemm(1.0, c.patches.topRows(used), Op::none, c.wt, Op::none, 0.0, c.stacked.topRows(used));
-        gemm(1.0, c.stacked.topRows(used), Op::transpose, c.patches.topRows(used), Op::none, 1.0, c.grad);
-        if (l > 0 && c.flipped.size() > 0)
+        if (l > 0 && c.flipped.size() > 0) {
+          gemm(1.0, c.inputs.topRows(used), Op::transpose, c.delta_patches.topRows(used), Op::none, 1.0, c.flipped_grad);
           gemm(1.0, c.delta_patches.topRows(used), Op::none, c.flipped, Op::none, 0.0, c.patch_delta.topRows(used));
-        else if (l > 0)
-          gemm(1.0, c.stacked.topRows(used), Op::none, c.wt, Op::transpose, 0.0, c.patch_delta.topRows(used));
+          continue;
+        }
+        gemm(1.0, c.stacked.topRows(used), Op::transpose, c.patches.topRows(used), Op::none, 1.0, c.grad);
+        if (l > 0) gemm(1.0, c.stacked.topRows(used), Op::none, c.wt, Op::transpose, 0.0, c.patch_delta.topRows(used));
       }
     }
     gemm(1.0, wt, Op::transpose, a, Op::none, 0.0, z);

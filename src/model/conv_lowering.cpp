@@ -157,36 +157,6 @@ void gather_stacked_patches(const ConvGeometry& g, const double* stacked, Index 
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx) {
   dx.middleCols(first, count).setZero();
   const Index st = g.stride;
-  constexpr Index kept_max = 256;
-  if (same_size(g) && g.pad < kept_max) {  // a row wraps at most pad entries
-    // Each run is added at once, in strips of rows whose wrapped targets are kept aside and put back:
-    // they are entries a valid column of this patch column never reaches, so the sums are the row by
-    // row ones.
-    double kept[kept_max];
-    for (Index c = 0; c < g.c; ++c)
-      for (Index ki = 0; ki < g.k; ++ki)
-        for (Index kj = 0; kj < g.k; ++kj) {
-          const Shift sh(g, ki, kj);
-          if (sh.b <= sh.a) continue;
-          const Index strip = std::max<Index>(1, kept_max / std::max<Index>(1, g.w - (sh.j1 - sh.j0))) * g.w;
-          const double* column = patches.col((c * g.k + ki) * g.k + kj).data();
-          for (Index s = 0; s < count; ++s) {
-            const double* src = column + s * g.pixels();
-            double* plane = dx.col(first + s).data() + c * g.pixels();
-            const Index shift = sh.shift;
-            for (Index lo = sh.a; lo < sh.b;) {
-              const Index hi = std::min(sh.b, (lo / g.w) * g.w + strip);
-              Index n = 0;
-              sh.wrapped(lo, hi, [&](Index p) { kept[n++] = plane[p + shift]; });
-              for (Index p = lo; p < hi; ++p) plane[p + shift] += src[p];  // contiguous: vectorized
-              n = 0;
-              sh.wrapped(lo, hi, [&](Index p) { plane[p + shift] = kept[n++]; });
-              lo = hi;
-            }
-          }
-        }
-    return;
-  }
   for (Index c = 0; c < g.c; ++c)
     for (Index ki = 0; ki < g.k; ++ki)
       for (Index kj = 0; kj < g.k; ++kj) {

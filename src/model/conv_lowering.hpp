@@ -25,14 +25,16 @@ struct ConvGeometry {
 // 256 KB, at least one (one sample of the example CNN's second conv takes 451 KB). Chunks of 4 MB, eight
 // times a Zen 3 core's L2 cache, were slower (BENCHMARKS.md); an HVP's chunk holds two components side by
 // side, T's four. A chunk's weight gradient is one GEMM over its samples, added to the sum of the chunks
-// before: the chunk size sets how those sums are grouped.
+// before: the chunk size sets how those sums are grouped. The adjoint conv's patches of δ (below) have
+// OUT·K·K columns: a conv that widens (OUT > C) holds OUT / C times the budget in them.
 Index conv_chunk_samples(const ConvGeometry& g);
 
 // patches <- im2col of columns [first, first + count) of x (C·H·W x n).
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, Buffer& patches);
 // The same into count·Ho·Wo x C·K·K column-major storage at `patches` (e.g. a column block of a larger matrix).
 void gather_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& x, Index first, Index count, double* patches);
-// Columns [first, first + count) of dx <- the adjoint of gather_patches applied to `patches`.
+// Columns [first, first + count) of dx <- the adjoint of gather_patches applied to `patches` (col2im; convs
+// whose adjoint is not a conv).
 void scatter_patches(const ConvGeometry& g, const Eigen::Ref<const Matrix>& patches, Index first, Index count, Buffer& dx);
 // Stride 1 with 2·pad = K - 1 (an output of the input's size): the conv's adjoint with respect to its
 // input is itself such a conv, from OUT channels to C, its kernel turned by 180°. An input delta is then

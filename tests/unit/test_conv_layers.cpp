@@ -85,9 +85,9 @@ Matrix reference_scatter(const ConvGeometry& g, const Matrix& patches, Index n, 
 
 }  // namespace
 
-// Both the "same"-size fast path (stride 1, 2·pad = K - 1: shifted planes copied or added in runs) and
-// the general one, on shapes whose shifts reach past a whole row or column and on planes tall enough
-// to need several strips; bit for bit, including on a chunk of columns inside the batch.
+// im2col's "same"-size fast path (stride 1, 2·pad = K - 1: shifted planes copied in runs) and its
+// general one, and col2im, on shapes whose shifts reach past a whole row or column; bit for bit,
+// including on a chunk of columns inside the batch.
 TEST(ConvLowering, PatchesAndTheirAdjointAreTheDirectLoopsBits) {
   struct Case {
     Index c, h, w, k, stride, pad;
@@ -318,6 +318,9 @@ const Network networks[] = {
     // Each activation's backward pass runs inside the avgpool(2)'s after it (LayerSequence fuses them).
     {"fused_activation_avgpool", "conv(3, 3, pad=1), tanh, avgpool(2), conv(2, 3, pad=1), gelu, avgpool(2), flatten, dense(3)",
      {2, 8, 8}},
+    // The adjoint conv (stride 1, 2·pad = K - 1, not the first layer) of a conv that widens, with K = 5
+    // on a plane that is not square.
+    {"widening_adjoint", "conv(2, 3), tanh, conv(6, 5, pad=2), softplus, avgpool(2), flatten, dense(3)", {1, 7, 9}},
     // C x 1 x 1 feature maps are images (as in torch): layers after them, and 1 x 1 inputs.
     {"one_by_one_maps", "conv(3, 4, stride=2), tanh, conv(2, 1), maxpool(1), globalavgpool, dense(3)", {2, 4, 4}},
     {"one_by_one_input", "conv(2, 1), softplus, avgpool(1), flatten, dense(3)", {3, 1, 1}},

@@ -380,9 +380,9 @@ class Conv final : public Layer {
     }
   }
 
-  // ∂/∂A_S = Σ D_U W_{S∖U}ᵀ, scattered back onto the chunk's input columns.
+  // ∂/∂A_S = Σ D_U W_{S∖U}ᵀ as patch deltas, scattered back onto the chunk's input columns (convs
+  // without the adjoint conv).
   void scatter_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
-    if (adjoint_conv_) return adjoint_input_delta(delta, delta_in, first, count);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
@@ -440,8 +440,9 @@ class Conv final : public Layer {
     }
   }
 
-  // The same as the adjoint conv of δ: ∂/∂A_S = Σ P(D_U) F_{S∖U}, stacked, written into the chunk's
-  // input columns (for one sample, straight there: its stacked rows are its column).
+  // ∂/∂A_S as the adjoint conv of δ: Σ P(D_U) F_{S∖U} (P its patches, gathered for the chunk; F its
+  // flipped kernel), stacked, written into the chunk's input columns (for one sample, straight there:
+  // its stacked rows are its column).
   void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
     const Index rows = count * g_.pixels();
     const auto blocks = [&](int u, int length) { return delta_patch_blocks(u, length); };
