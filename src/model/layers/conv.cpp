@@ -191,7 +191,7 @@ class Conv final : public Layer {
       } else {
         gather_components(in, first, count);
       }
-      accumulate_gradients(pass, in, delta, s, adjoint);
+      accumulate_gradients(pass, in, delta, s, adjoint, first, count);
       if (adjoint)
         adjoint_input_delta(delta, *delta_in, first, count);
       else if (delta_in)
@@ -230,8 +230,6 @@ class Conv final : public Layer {
   // in column block blocks_ - 1 - t; for one sample, its column).
   Jet flipped_w_, flipped_grad_;
   Buffer delta_patches_, stacked_in_;
-  const Jet* input_ = nullptr;  // the chunk's (stack_inputs)
-  Index input_first_ = 0, input_count_ = 0;
   Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
 
   static std::array<ConstColumns, 1 << max_jet_directions> make_views() {
@@ -247,13 +245,16 @@ class Conv final : public Layer {
       nz[static_cast<std::size_t>(s)] = has_term(in, w_, s);
       // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
       runs_[s] = longest_run(in, w_, s);
-      const Run r = runs_[s];
-      if (r.length > 0) {
-        stacked_w_[s].resize(r.length * g_.patch(), g_.out);
-        for (int i = 0; i < r.length; ++i)
-          stacked_w_[s].middleRows(i * g_.patch(), g_.patch()) = w_.c[static_cast<std::size_t>(s ^ (r.top - i))];
-      }
+      stack_run(w_, s, runs_[s], stacked_w_[s]);
     }
+  }
+
+  // out = [W_{s∖top}; W_{s∖(top-1)}; ..] over the merged run r of component s (nothing if r is empty).
+  static void stack_run(const Jet& w, int s, const Run& r, Buffer& out) {
+    if (r.length == 0) return;
+    const Index rows = w.c[static_cast<std::size_t>(s ^ r.top)].rows();
+    out.resize(r.length * rows, w.c[static_cast<std::size_t>(s ^ r.top)].cols());
+    for (int i = 0; i < r.length; ++i) out.middleRows(i * rows, rows) = w.c[static_cast<std::size_t>(s ^ (r.top - i))];
   }
 
   // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
@@ -293,26 +294,27 @@ class Conv final : public Layer {
     for (int d = 0; d < pass.m; ++d) load(1 << d, *pass.directions[d]);
   }
 
-  // Columns of the patches of components t, t - 1, .., t - length + 1 (the chunk's).
-  ConstColumns patch_blocks(int t, int length) const {
-    return {patches_.data() + (blocks_ - 1 - t) * patches_.rows() * g_.patch(), patches_.rows(), length * g_.patch()};
+  // A chunk's buffer holds one block of `width` columns per jet component, component t in block
+  // blocks_ - 1 - t: where t's block starts, and the columns of components t, t - 1, .., t - length + 1.
+  Index block_offset(const Buffer& b, Index width, int t) const { return (blocks_ - 1 - t) * b.rows() * width; }
+  double* block_start(Buffer& b, Index width, int t) const { return b.data() + block_offset(b, width, t); }
+  ConstColumns blocks_of(const Buffer& b, Index width, int t, int length = 1) const {
+    return {b.data() + block_offset(b, width, t), b.rows(), length * width};
   }
-  ConstColumns delta_blocks(int u, int length) const {
-    return {delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out, delta_storage_.rows(), length * g_.out};
-  }
+  ConstColumns patch_blocks(int t, int length) const { return blocks_of(patches_, g_.patch(), t, length); }
 
   void gather_components(const Jet& in, Index first, Index count) {
     patches_.resize(count * g_.pixels(), blocks_ * g_.patch());
     for (int t = 0; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)])
-        gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, patches_.data() + (blocks_ - 1 - t) * patches_.rows() * g_.patch());
+        gather_patches(g_, in.c[static_cast<std::size_t>(t)], first, count, block_start(patches_, g_.patch(), t));
   }
 
   void stack_deltas(const Jet& delta, const DeltaPlanes* planes, Index first, Index count) {
     delta_storage_.resize(count * g_.pixels(), blocks_ * g_.out);
     for (int u = 0; u < delta.size(); ++u)
       if (delta.nz[static_cast<std::size_t>(u)]) {
-        double* block = delta_storage_.data() + (blocks_ - 1 - u) * delta_storage_.rows() * g_.out;
+        double* block = block_start(delta_storage_, g_.out, u);
         const double* data = block;
         if (planes) {
           for (Index s = 0; s < count; ++s)
@@ -353,9 +355,7 @@ class Conv final : public Layer {
       const Run r = input_delta_runs_[c];
       if (r.length == 0) continue;
       if (adjoint_conv_) {
-        side_w_[c].resize(r.length * adjoint_.patch(), g_.c);
-        for (int i = 0; i < r.length; ++i)
-          side_w_[c].middleRows(i * adjoint_.patch(), adjoint_.patch()) = flipped_w_.c[static_cast<std::size_t>(c ^ (r.top - i))];
+        stack_run(flipped_w_, c, r, side_w_[c]);
       } else {
         side_w_[c].resize(g_.patch(), r.length * g_.out);
         for (int i = 0; i < r.length; ++i)
@@ -366,12 +366,14 @@ class Conv final : public Layer {
 
   // ∂/∂W_S += Σ D_{S∖T}ᵀ A_T (with the adjoint conv: G_S += Σ X_Tᵀ P(D_{S∖T}), X the stacked inputs)
   // and ∂/∂b_S += the column sums of D_S, for the chunk.
-  void accumulate_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s, bool adjoint) {
+  void accumulate_gradients(const BackwardPass& pass, const Jet& in, const Jet& delta, Scratch& s, bool adjoint, Index first,
+                            Index count) {
     for (int c = 0; c < (1 << pass.m); ++c) {
       if (s.grad_w.nz[static_cast<std::size_t>(c)])
         for_each_term(delta, in, c, [&](int u, int t) {
           if (adjoint)
-            gemm(1.0, input_block(t), Op::transpose, delta_patch_blocks(u, 1), Op::none, 1.0, flipped_grad_.c[static_cast<std::size_t>(c)]);
+            gemm(1.0, input_block(in, t, first, count), Op::transpose, delta_patch_blocks(u), Op::none, 1.0,
+                 flipped_grad_.c[static_cast<std::size_t>(c)]);
           else
             gemm(1.0, deltas_[static_cast<std::size_t>(u)], Op::transpose, patch_blocks(t, 1), Op::none, 1.0, s.grad_w.c[static_cast<std::size_t>(c)]);
         });
@@ -387,38 +389,32 @@ class Conv final : public Layer {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
       const Run r = input_delta_runs_[c];
-      sum_of_terms(delta, w_, c, r, [&] { return delta_blocks(r.top, r.length); }, side_w_[c],
+      sum_of_terms(delta, w_, c, r, [&] { return blocks_of(delta_storage_, g_.out, r.top, r.length); }, side_w_[c],
                    [&](int u) { return deltas_[static_cast<std::size_t>(u)]; }, Op::transpose, patch_delta_);
       scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);
     }
   }
 
-  // The adjoint conv's patches of the chunk's δ, and their components u, u - 1, .., u - length + 1.
+  // The adjoint conv's patches of the chunk's δ.
   void gather_delta_patches(const Jet& delta, Index count) {
-    const Index rows = count * g_.pixels();
-    delta_patches_.resize(rows, blocks_ * adjoint_.patch());
+    delta_patches_.resize(count * g_.pixels(), blocks_ * adjoint_.patch());
     for (int u = 0; u < delta.size(); ++u)
       if (delta.nz[static_cast<std::size_t>(u)])
-        gather_stacked_patches(adjoint_, deltas_[static_cast<std::size_t>(u)].data(), count, delta_patches_.data() + (blocks_ - 1 - u) * rows * adjoint_.patch());
+        gather_stacked_patches(adjoint_, deltas_[static_cast<std::size_t>(u)].data(), count, block_start(delta_patches_, adjoint_.patch(), u));
   }
-  ConstColumns delta_patch_blocks(int u, int length) const {
-    return {delta_patches_.data() + (blocks_ - 1 - u) * delta_patches_.rows() * adjoint_.patch(), delta_patches_.rows(), length * adjoint_.patch()};
-  }
+  ConstColumns delta_patch_blocks(int u, int length = 1) const { return blocks_of(delta_patches_, adjoint_.patch(), u, length); }
 
   // The chunk's inputs stacked (count·H·W x C) for several samples; one sample's column is already so.
   void stack_inputs(const Jet& in, Index first, Index count) {
-    input_ = &in;
-    input_first_ = first;
-    input_count_ = count;
     if (count == 1) return;
     stacked_in_.resize(count * g_.pixels(), blocks_ * g_.c);
     for (int t = 0; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)])
-        stack_columns(adjoint_, in.c[static_cast<std::size_t>(t)], first, count, stacked_in_.data() + (blocks_ - 1 - t) * stacked_in_.rows() * g_.c);
+        stack_columns(adjoint_, in.c[static_cast<std::size_t>(t)], first, count, block_start(stacked_in_, g_.c, t));
   }
-  ConstColumns input_block(int t) const {
-    if (input_count_ == 1) return {input_->c[static_cast<std::size_t>(t)].col(input_first_).data(), g_.pixels(), g_.c};
-    return {stacked_in_.data() + (blocks_ - 1 - t) * stacked_in_.rows() * g_.c, stacked_in_.rows(), g_.c};
+  ConstColumns input_block(const Jet& in, int t, Index first, Index count) const {
+    if (count == 1) return {in.c[static_cast<std::size_t>(t)].col(first).data(), g_.pixels(), g_.c};
+    return blocks_of(stacked_in_, g_.c, t);
   }
 
   void start_flipped_gradients(const Scratch& s) {
@@ -445,15 +441,14 @@ class Conv final : public Layer {
   // its stacked rows are its column).
   void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
     const Index rows = count * g_.pixels();
-    const auto blocks = [&](int u, int length) { return delta_patch_blocks(u, length); };
     if (count > 1) stacked_storage_.resize(rows, g_.c);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       Buffer& dx = delta_in.c[static_cast<std::size_t>(c)];
       Columns out(count > 1 ? stacked_storage_.data() : dx.col(first).data(), rows, g_.c);
       const Run r = input_delta_runs_[c];
-      sum_of_terms(delta, flipped_w_, c, r, [&] { return blocks(r.top, r.length); }, side_w_[c],
-                   [&](int u) { return blocks(u, 1); }, Op::none, out);
+      sum_of_terms(delta, flipped_w_, c, r, [&] { return delta_patch_blocks(r.top, r.length); }, side_w_[c],
+                   [&](int u) { return delta_patch_blocks(u); }, Op::none, out);
       if (count > 1) unstack_columns(adjoint_, out, nullptr, first, dx);
     }
   }
