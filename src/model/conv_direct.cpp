@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && !defined(EOMLAB_PORTABLE_LOOPS)
 #include <immintrin.h>
 #define EOMLAB_DIRECT_CONV_AVX2 1
 #endif
@@ -93,6 +93,14 @@ void forward_block(const double* x, const Index* offsets, Index taps, const doub
 #endif
 
 }  // namespace
+
+bool DirectConv::vectorized() {
+#ifdef EOMLAB_DIRECT_CONV_AVX2
+  return true;
+#else
+  return false;
+#endif
+}
 
 DirectConv::DirectConv(const ConvGeometry& g)
     : g_(g), wp_(g.w + 2 * g.pad), plane_((g.h + 2 * g.pad) * wp_), q_(round_up(g.ho * wp_, forward_outputs)) {

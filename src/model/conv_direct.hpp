@@ -23,6 +23,7 @@ inline constexpr Index direct_conv_max_taps = 32;
 class DirectConv {
  public:
   static bool applies(const ConvGeometry& g) { return g.stride == 1 && g.patch() <= direct_conv_max_taps; }
+  static bool vectorized();  // AVX2 loops (else the portable ones; EOMLAB_PORTABLE_LOOPS asks for them)
   explicit DirectConv(const ConvGeometry& g);  // needs applies(g)
 
   // Pads columns [first, first + count) of x (C·H·W x n), the chunk the calls below refer to.

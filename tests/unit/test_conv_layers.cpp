@@ -11,7 +11,6 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "diff/objective.hpp"
-#include "model/conv_direct.hpp"
 #include "model/conv_lowering.hpp"
 #include "model/layer.hpp"
 #include "support/error_of.hpp"
@@ -189,81 +188,6 @@ TEST(ConvLowering, TheAdjointOfASameSizeConvIsAConv) {
     g.out = 2, g.k = k, g.stride = stride, g.pad = pad;
     g.set_input({2, 6, 6});
     EXPECT_FALSE(adjoint_is_conv(g)) << "K " << k << ", stride " << stride << ", pad " << pad;
-  }
-}
-
-// Direct products of stride-1 convs with few taps, on a chunk of samples inside the batch: the forward
-// outputs are the FMA chain over the taps in patch order from 0, then + 0.0, bit for bit, and agree with
-// patches·Wᵀ; the weight gradient is four partial sums per entry (lane j mod 4 of each output row, an
-// FMA chain over samples, rows and columns), added as (s0 + s1) + (s2 + s3), bit for bit, and agrees
-// with δᵀ·patches summed over the samples. Widths and channel counts that 4 does not divide take the
-// loops' remainders; other geometries keep the patches.
-TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
-  struct Case {
-    Index c, h, w, out, k, pad;
-  };
-  for (const Case& t : {Case{1, 28, 28, 32, 3, 1}, Case{3, 8, 8, 16, 3, 1}, Case{1, 7, 9, 2, 3, 0}, Case{2, 5, 6, 5, 3, 2},
-                        Case{1, 6, 11, 3, 5, 2}, Case{3, 4, 3, 7, 1, 0}, Case{1, 1, 1, 4, 3, 1}, Case{2, 9, 5, 9, 4, 1}}) {
-    ConvGeometry g;
-    g.out = t.out, g.k = t.k, g.pad = t.pad;
-    g.set_input({t.c, t.h, t.w});
-    SCOPED_TRACE(testing::Message() << "C " << t.c << ", " << t.h << " x " << t.w << ", OUT " << t.out << ", K " << t.k
-                                    << ", pad " << t.pad);
-    ASSERT_TRUE(DirectConv::applies(g));
-    const Index n = 5, first = 1, count = 3, px = g.pixels(), taps = g.patch();
-    Rng r(17, rng_stream::test);
-    Matrix x(g.c * g.h * g.w, n), wt(taps, g.out), delta(count * px, g.out);  // δ stacked as the layer holds it
-    for (Matrix* m : {&x, &wt, &delta})
-      for (Index i = 0; i < m->size(); ++i) m->data()[i] = r.normal();
-    const Matrix patches = reference_patches(g, x, first, count);
-    // Input feature of tap (c, ki, kj) at output pixel (i, j) of sample s, 0 in the padding.
-    const auto input = [&](Index s, Index tap, Index i, Index j) {
-      const Index c = tap / (g.k * g.k), ki = tap / g.k % g.k, kj = tap % g.k;
-      const Index row = i - g.pad + ki, col = j - g.pad + kj;
-      return row < 0 || row >= g.h || col < 0 || col >= g.w ? 0.0 : x((c * g.h + row) * g.w + col, first + s);
-    };
-
-    DirectConv direct(g);
-    direct.load(x, first, count);
-    Matrix y = Matrix::Constant(count * px, g.out, 7.0);
-    for (Index s = 0; s < count; ++s) direct.forward(s, wt, y.data() + s * px, y.rows());
-    Matrix chains(count * px, g.out);
-    for (Index s = 0; s < count; ++s)
-      for (Index o = 0; o < g.out; ++o)
-        for (Index i = 0; i < g.ho; ++i)
-          for (Index j = 0; j < g.wo; ++j) {
-            double acc = 0.0;
-            for (Index tap = 0; tap < taps; ++tap) acc = std::fma(input(s, tap, i, j), wt(tap, o), acc);
-            chains(s * px + i * g.wo + j, o) = acc + 0.0;
-          }
-    EXPECT_EQ(std::memcmp(y.data(), chains.data(), sizeof(double) * static_cast<std::size_t>(y.size())), 0);
-    const Matrix want = patches * wt;
-    EXPECT_LT((y - want).norm(), 1e-14 * want.norm());
-
-    Buffer sums;
-    direct.start_sums(sums);
-    for (Index s = 0; s < count; ++s) direct.accumulate(s, delta.data() + s * px, delta.rows(), sums);
-    Matrix grad = Matrix::Constant(g.out, taps, 7.0);
-    direct.finish(sums, grad);
-    Matrix lanes_sum(g.out, taps);
-    for (Index o = 0; o < g.out; ++o)
-      for (Index tap = 0; tap < taps; ++tap) {
-        double lane[4] = {0.0, 0.0, 0.0, 0.0};
-        for (Index s = 0; s < count; ++s)
-          for (Index i = 0; i < g.ho; ++i)
-            for (Index j = 0; j < g.wo; ++j)
-              lane[j % 4] = std::fma(input(s, tap, i, j), delta(s * px + i * g.wo + j, o), lane[j % 4]);
-        lanes_sum(o, tap) = (lane[0] + lane[1]) + (lane[2] + lane[3]);
-      }
-    EXPECT_EQ(std::memcmp(grad.data(), lanes_sum.data(), sizeof(double) * static_cast<std::size_t>(grad.size())), 0);
-    const Matrix grad_want = delta.transpose() * patches;
-    EXPECT_LT((grad - grad_want).norm(), 1e-14 * grad_want.norm());
-  }
-  for (const auto& [c, k, stride] : {std::tuple<Index, Index, Index>{1, 3, 2}, {4, 3, 1}, {1, 6, 1}, {2, 1, 2}}) {
-    ConvGeometry g;
-    g.out = 2, g.k = k, g.stride = stride, g.pad = 1;
-    g.set_input({c, 8, 8});
-    EXPECT_FALSE(DirectConv::applies(g)) << "C " << c << ", K " << k << ", stride " << stride;
   }
 }
 
