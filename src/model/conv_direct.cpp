@@ -13,11 +13,14 @@ namespace {
 
 Index round_up(Index n, Index m) { return (n + m - 1) / m * m; }
 
-// Output channels per block of the forward loops (wt is padded to a multiple of it) and of the weight
-// gradient's; taps per block of the weight gradient's; forward outputs per block.
-constexpr Index forward_channels = 4, gradient_channels = 4, gradient_taps = 3, forward_outputs = 8;
+// Output channels per block of the forward loops (wt is padded to a multiple of it); forward outputs per
+// block (q_ is a multiple of it).
+constexpr Index forward_channels = 4, forward_outputs = 8;
 
 #ifdef EOMLAB_DIRECT_CONV_AVX2
+// Output channels and taps per block of the weight gradient's loops.
+constexpr Index gradient_channels = 4, gradient_taps = 3;
+
 // flat[o·q + p] for p in [0, q), o in [o0, o0 + 4): the FMA chains over the taps.
 void forward_block(const double* x, const Index* offsets, Index taps, const double* wt, Index ldw, Index o0, Index q,
                    double* flat) {
@@ -57,16 +60,24 @@ void gradient_block(const double* x, const Index* offsets, Index taps, Index t0,
   for (Index r = 0; r < rows; ++r) {
     const double* d = delta + r * cols;
     const double* xr = x + r * wp;
-    const auto step = [&](Index j, auto load) {
+    for (Index j = 0; j < full; j += 4) {
       __m256d dv[NO];
-      for (int c = 0; c < NO; ++c) dv[c] = load(d + (o0 + c) * ldd + j);
+      for (int c = 0; c < NO; ++c) dv[c] = _mm256_loadu_pd(d + (o0 + c) * ldd + j);
       for (int t = 0; t < NT; ++t) {
-        const __m256d xv = load(xr + offsets[t0 + t] + j);
+        const __m256d xv = _mm256_loadu_pd(xr + offsets[t0 + t] + j);
         for (int c = 0; c < NO; ++c) acc[c][t] = _mm256_fmadd_pd(xv, dv[c], acc[c][t]);
       }
-    };
-    for (Index j = 0; j < full; j += 4) step(j, [](const double* p) { return _mm256_loadu_pd(p); });
-    if (full < cols) step(full, [&](const double* p) { return _mm256_maskload_pd(p, mask); });
+    }
+    if (full == cols) continue;
+    // The row's last columns: lanes past its end keep their sums as they are (not even + 0.0, which
+    // would turn a -0.0 into +0.0), as the portable loops skip them.
+    __m256d dv[NO];
+    for (int c = 0; c < NO; ++c) dv[c] = _mm256_maskload_pd(d + (o0 + c) * ldd + full, mask);
+    for (int t = 0; t < NT; ++t) {
+      const __m256d xv = _mm256_maskload_pd(xr + offsets[t0 + t] + full, mask);
+      for (int c = 0; c < NO; ++c)
+        acc[c][t] = _mm256_blendv_pd(acc[c][t], _mm256_fmadd_pd(xv, dv[c], acc[c][t]), _mm256_castsi256_pd(mask));
+    }
   }
   for (int c = 0; c < NO; ++c)
     for (int t = 0; t < NT; ++t) _mm256_storeu_pd(sums + ((o0 + c) * taps + t0 + t) * 4, acc[c][t]);

@@ -1,15 +1,17 @@
 // The products of a stride-1 conv with few taps (C·K·K <= direct_conv_max_taps, such as a first layer
 // on 1 or 3 channels) computed straight from the zero-padded input, without patches: GEMMs with K = C·K·K
-// this small run at well under half their rate (BENCHMARKS.md), while these loops keep the FMA units busy.
+// this small run at well under their rate (BENCHMARKS.md: the example CNN's first conv), while these
+// loops keep the FMA units busy.
 //
 // The padded input of a sample is its planes with rows of width Wp = W + 2·pad, one after another
 // (H + 2·pad rows each), then slack. Output pixel (i, j) of tap (c, ki, kj) reads entry
 // c·plane + (i + ki)·Wp + j + kj: a fixed offset per tap from i·Wp + j.
 //
-// Bits: a forward entry is the FMA chain over the taps in patch order from 0, then + 0.0, as OpenBLAS's
-// kernels form patches·Wᵀ; a weight-gradient entry is four partial sums (lane j mod 4 of each output
-// row), each an FMA chain over samples, rows and columns in order, added as (s0 + s1) + (s2 + s3). The
-// vectorized and the portable loops give the same bits.
+// Bits: a forward entry is the FMA chain over the taps in patch order from 0, then + 0.0 (which is how
+// OpenBLAS's Zen kernel forms patches·Wᵀ for the example CNN's first conv: its outputs kept their bits);
+// a weight-gradient entry is four partial sums (lane j mod 4 of each output row), each an FMA chain over
+// samples, rows and columns in order, added as (s0 + s1) + (s2 + s3). The vectorized and the portable
+// loops give the same bits (tests/unit/test_conv_direct.cpp builds both).
 #pragma once
 #include <vector>
 

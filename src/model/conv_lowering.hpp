@@ -25,7 +25,8 @@ struct ConvGeometry {
 // 256 KB, at least one (one sample of the example CNN's second conv takes 451 KB). Chunks of 4 MB, eight
 // times a Zen 3 core's L2 cache, were slower (BENCHMARKS.md); an HVP's chunk holds two components side by
 // side, T's four. A chunk's weight gradient is one GEMM over its samples, added to the sum of the chunks
-// before: the chunk size sets how those sums are grouped. The adjoint conv's patches of δ (below) have
+// before: the chunk size sets how those sums are grouped (but for convs that go direct, model/conv_direct.hpp,
+// whose partial sums run over the samples one by one). The adjoint conv's patches of δ (below) have
 // OUT·K·K columns: a conv that widens (OUT > C) holds OUT / C times the budget in them.
 Index conv_chunk_samples(const ConvGeometry& g);
 

@@ -23,6 +23,8 @@ using namespace eomlab;
 TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
 #ifdef EOMLAB_EXPECT_PORTABLE_LOOPS
   ASSERT_FALSE(DirectConv::vectorized());
+#elif defined(__AVX2__) && defined(__FMA__)
+  ASSERT_TRUE(DirectConv::vectorized());
 #endif
   SCOPED_TRACE(DirectConv::vectorized() ? "AVX2 loops" : "portable loops");
   struct Case {
@@ -42,7 +44,7 @@ TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
     for (Matrix* m : {&x, &wt, &delta})
       for (Index i = 0; i < m->size(); ++i) m->data()[i] = r.normal();
     Buffer patches;
-    gather_patches(g, x, first, count, patches);  // im2col, bit for bit the direct loops (test_conv_layers)
+    gather_patches(g, x, first, count, patches);  // im2col (test_conv_layers checks it against direct loops)
     // Input feature of tap (c, ki, kj) at output pixel (i, j) of sample s, 0 in the padding.
     const auto input = [&](Index s, Index tap, Index i, Index j) {
       const Index c = tap / (g.k * g.k), ki = tap / g.k % g.k, kj = tap % g.k;
@@ -92,4 +94,22 @@ TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
     g.set_input({c, 8, 8});
     EXPECT_FALSE(DirectConv::applies(g)) << "C " << c << ", K " << k << ", stride " << stride;
   }
+}
+
+// A row whose end takes the loops' last, partial vector, with products that underflow to -0.0: the
+// lanes past the row's end must keep their -0.0 sums (the defining chains skip them), so the entry is -0.0.
+TEST(ConvDirect, LanesPastARowsEndKeepTheirSignedZeros) {
+  ConvGeometry g;
+  g.out = 1, g.k = 1, g.pad = 0;
+  g.set_input({1, 1, 5});
+  const Matrix x = Matrix::Constant(5, 1, 1e-170), delta = Matrix::Constant(5, 1, -1e-170);
+  DirectConv direct(g);
+  direct.load(x, 0, 1);
+  Buffer sums;
+  direct.start_sums(sums);
+  direct.accumulate(0, delta.data(), 5, sums);
+  Matrix grad(1, 1);
+  direct.finish(sums, grad);
+  EXPECT_EQ(grad(0, 0), 0.0);
+  EXPECT_TRUE(std::signbit(grad(0, 0)));
 }

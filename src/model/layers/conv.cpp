@@ -9,8 +9,9 @@
 // an output of its input's size and an input delta to give (adjoint_is_conv) builds the adjoint conv's
 // patches of δ instead: times the flipped kernel they are the input delta, times the inputs the weight
 // gradient (flipped). Otherwise δ·W's patch deltas are scattered back. A stride-1 conv with few taps
-// (model/conv_direct.hpp) whose input has no directional parts (a first layer, or any in a gradient)
-// forms its outputs and weight gradient from the padded input instead of patches.
+// (model/conv_direct.hpp) forms its value from the padded input instead of patches, and when its input
+// has no directional parts (a first layer, or any in a gradient) all its outputs and, but where the
+// adjoint conv gives it, its weight gradient.
 #include <array>
 #include <cmath>
 #include <new>
@@ -186,8 +187,8 @@ class Conv final : public Layer {
     // The adjoint conv's patches of δ serve the weight gradient too: the input's patches are not rebuilt.
     const bool adjoint = adjoint_conv_ && delta_in;
     if (adjoint) start_flipped_gradients(s);
-    direct_pass_ = !adjoint && goes_direct(in);
-    if (direct_pass_) start_direct_sums(s);
+    direct_pass_ = !adjoint && data_only(in) ? Direct::all : Direct::none;
+    if (direct_pass_ == Direct::all) start_direct_sums(s);
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       stack_deltas(delta, planes, first, count);
@@ -204,7 +205,7 @@ class Conv final : public Layer {
         scatter_input_delta(delta, *delta_in, first, count);
     }
     if (adjoint) unflip_gradients(s);
-    if (direct_pass_) finish_direct_sums(s);
+    if (direct_pass_ == Direct::all) finish_direct_sums(s);
     pass.write(s.grad_w, w_offset_, g_.out, g_.patch());
     pass.write(s.grad_b, b_offset_, g_.out, 1);
   }
@@ -238,13 +239,15 @@ class Conv final : public Layer {
   Jet flipped_w_, flipped_grad_;
   Buffer delta_patches_, stacked_in_;
   Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
-  // Direct products (DirectConv::applies), taken in a pass whose input is data alone (goes_direct): then
-  // the chunk's padded samples replace its patches, and the weight gradient is summed in partial sums.
+  // Direct products (DirectConv::applies). Which of them a pass takes: every one when the input is data
+  // alone (no patches then; the weight gradient is summed in partial sums, unless the adjoint conv gives
+  // it), else in a forward pass the value's (A_0·W_0), so that the value has the same bits in every pass.
+  enum class Direct { none, value, all };
   std::optional<DirectConv> direct_ = DirectConv::applies(g_) ? std::optional<DirectConv>(g_) : std::nullopt;
-  bool direct_pass_ = false;
+  Direct direct_pass_ = Direct::none;
   std::array<Buffer, 1 << max_jet_directions> direct_sums_;
 
-  bool goes_direct(const Jet& in) const {
+  bool data_only(const Jet& in) const {
     for (int t = 1; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)]) return false;
     return direct_.has_value();
@@ -268,7 +271,7 @@ class Conv final : public Layer {
   void start_forward(const ForwardPass& pass, const Jet& in, std::array<bool, 1 << max_jet_directions>& nz) {
     load_parameters(pass);
     blocks_ = 1 << pass.m;
-    direct_pass_ = goes_direct(in);
+    direct_pass_ = !direct_ ? Direct::none : data_only(in) ? Direct::all : Direct::value;
     for (int s = 0; s < blocks_; ++s) {
       nz[static_cast<std::size_t>(s)] = has_term(in, w_, s);
       // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
@@ -287,7 +290,7 @@ class Conv final : public Layer {
 
   // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
   void products(const Jet& in, int s, Columns& y) {
-    if (direct_pass_) {  // the one term A_0 W_s
+    if (direct_pass_ == Direct::all || (direct_pass_ == Direct::value && s == 0)) {  // the one term A_0 W_s
       for (Index i = 0; i < y.rows() / g_.pixels(); ++i)
         direct_->forward(i, w_.c[static_cast<std::size_t>(s)], y.data() + i * g_.pixels(), y.outerStride());
       return;
@@ -337,10 +340,8 @@ class Conv final : public Layer {
   ConstColumns patch_blocks(int t, int length) const { return blocks_of(patches_, g_.patch(), t, length); }
 
   void gather_components(const Jet& in, Index first, Index count) {
-    if (direct_pass_) {
-      direct_->load(in.c[0], first, count);
-      return;
-    }
+    if (direct_pass_ != Direct::none) direct_->load(in.c[0], first, count);
+    if (direct_pass_ == Direct::all) return;
     patches_.resize(count * g_.pixels(), blocks_ * g_.patch());
     for (int t = 0; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)])
@@ -408,7 +409,7 @@ class Conv final : public Layer {
     for (int c = 0; c < (1 << pass.m); ++c) {
       if (s.grad_w.nz[static_cast<std::size_t>(c)])
         for_each_term(delta, in, c, [&](int u, int t) {
-          if (direct_pass_) {  // t = 0, u = c
+          if (direct_pass_ == Direct::all) {  // t = 0, u = c
             const ConstColumns& d = deltas_[static_cast<std::size_t>(u)];
             for (Index i = 0; i < count; ++i)
               direct_->accumulate(i, d.data() + i * g_.pixels(), d.outerStride(), direct_sums_[static_cast<std::size_t>(c)]);
