@@ -4,7 +4,6 @@
 // arguments and input shapes naming the layer.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstring>
 #include <tuple>
 

@@ -9,9 +9,9 @@
 // an output of its input's size and an input delta to give (adjoint_is_conv) builds the adjoint conv's
 // patches of δ instead: times the flipped kernel they are the input delta, times the inputs the weight
 // gradient (flipped). Otherwise δ·W's patch deltas are scattered back. A stride-1 conv with few taps
-// (model/conv_direct.hpp) forms its value from the padded input instead of patches, and when its input
-// has no directional parts (a first layer, or any in a gradient) all its outputs and, but where the
-// adjoint conv gives it, its weight gradient.
+// (model/conv_direct.hpp) forms its value from the padded input instead of patches; when its input has
+// no directional parts (a first layer, or any layer in a gradient pass) it forms all its outputs so, and
+// its weight gradient too unless the adjoint conv gives it.
 #include <array>
 #include <cmath>
 #include <new>
