@@ -133,17 +133,20 @@ void DirectConv::load(const Eigen::Ref<const Matrix>& x, Index first, Index coun
       }
 }
 
-void DirectConv::forward(Index i, const Eigen::Ref<const Matrix>& wt, double* y, Index ldy) {
+void DirectConv::forward(const Eigen::Ref<const Matrix>& wt, double* y, Index ldy) {
   const Index taps = g_.patch(), channels = round_up(g_.out, forward_channels);
   wt_.resize(taps, channels);
   wt_.leftCols(g_.out) = wt;
   wt_.rightCols(channels - g_.out).setZero();
   flat_.resize(q_, channels);
-  for (Index o0 = 0; o0 < channels; o0 += forward_channels)
-    forward_block(padded_.col(i).data(), offsets_.data(), taps, wt_.data(), taps, o0, q_, flat_.data());
-  for (Index o = 0; o < g_.out; ++o)
-    for (Index r = 0; r < g_.ho; ++r)
-      for (Index j = 0; j < g_.wo; ++j) y[o * ldy + r * g_.wo + j] = flat_(r * wp_ + j, o) + 0.0;
+  for (Index i = 0; i < padded_.cols(); ++i) {
+    for (Index o0 = 0; o0 < channels; o0 += forward_channels)
+      forward_block(padded_.col(i).data(), offsets_.data(), taps, wt_.data(), taps, o0, q_, flat_.data());
+    double* sample = y + i * g_.pixels();
+    for (Index o = 0; o < g_.out; ++o)
+      for (Index r = 0; r < g_.ho; ++r)
+        for (Index j = 0; j < g_.wo; ++j) sample[o * ldy + r * g_.wo + j] = flat_(r * wp_ + j, o) + 0.0;
+  }
 }
 
 void DirectConv::start_sums(Buffer& sums) const {
@@ -151,24 +154,26 @@ void DirectConv::start_sums(Buffer& sums) const {
   sums.setZero();
 }
 
-void DirectConv::accumulate(Index i, const double* delta, Index ldd, Buffer& sums) const {
-  const double* x = padded_.col(i).data();
+void DirectConv::accumulate(const double* delta, Index ldd, Buffer& sums) const {
   const Index taps = g_.patch();
+  for (Index i = 0; i < padded_.cols(); ++i) {
+    const double* x = padded_.col(i).data();
+    const double* d = delta + i * g_.pixels();
 #ifdef EOMLAB_DIRECT_CONV_AVX2
-  Index o0 = 0;
-  for (; o0 + gradient_channels <= g_.out; o0 += gradient_channels)
-    gradient_channels_block<gradient_channels>(x, offsets_.data(), taps, delta, ldd, o0, g_.ho, g_.wo, wp_, sums.data());
-  for (; o0 < g_.out; ++o0)
-    gradient_channels_block<1>(x, offsets_.data(), taps, delta, ldd, o0, g_.ho, g_.wo, wp_, sums.data());
+    Index o0 = 0;
+    for (; o0 + gradient_channels <= g_.out; o0 += gradient_channels)
+      gradient_channels_block<gradient_channels>(x, offsets_.data(), taps, d, ldd, o0, g_.ho, g_.wo, wp_, sums.data());
+    for (; o0 < g_.out; ++o0) gradient_channels_block<1>(x, offsets_.data(), taps, d, ldd, o0, g_.ho, g_.wo, wp_, sums.data());
 #else
-  for (Index o = 0; o < g_.out; ++o)
-    for (Index t = 0; t < taps; ++t) {
-      double* lanes = sums.data() + (o * taps + t) * 4;
-      for (Index r = 0; r < g_.ho; ++r)
-        for (Index j = 0; j < g_.wo; ++j)
-          lanes[j % 4] = std::fma(x[offsets_[static_cast<std::size_t>(t)] + r * wp_ + j], delta[o * ldd + r * g_.wo + j], lanes[j % 4]);
-    }
+    for (Index o = 0; o < g_.out; ++o)
+      for (Index t = 0; t < taps; ++t) {
+        double* lanes = sums.data() + (o * taps + t) * 4;
+        for (Index r = 0; r < g_.ho; ++r)
+          for (Index j = 0; j < g_.wo; ++j)
+            lanes[j % 4] = std::fma(x[offsets_[static_cast<std::size_t>(t)] + r * wp_ + j], d[o * ldd + r * g_.wo + j], lanes[j % 4]);
+      }
 #endif
+  }
 }
 
 void DirectConv::finish(const Buffer& sums, Eigen::Ref<Matrix> grad) const {

@@ -30,10 +30,10 @@ class DirectConv {
 
   // Pads columns [first, first + count) of x (C·H·W x n), the chunk the calls below refer to.
   void load(const Eigen::Ref<const Matrix>& x, Index first, Index count);
-  // Sample i of the chunk convolved with wt (C·K·K x OUT): y + o·ldy holds channel o's Ho·Wo outputs.
-  void forward(Index i, const Eigen::Ref<const Matrix>& wt, double* y, Index ldy);
-  // sums (start_sums) += sample i's weight gradient for its δ: Ho·Wo entries of channel o at delta + o·ldd.
-  void accumulate(Index i, const double* delta, Index ldd, Buffer& sums) const;
+  // The chunk convolved with wt (C·K·K x OUT): y + i·Ho·Wo + o·ldy holds sample i's Ho·Wo outputs of channel o.
+  void forward(const Eigen::Ref<const Matrix>& wt, double* y, Index ldy);
+  // sums (start_sums) += the chunk's weight gradient for δ, laid out as y above (delta, ldd).
+  void accumulate(const double* delta, Index ldd, Buffer& sums) const;
   void start_sums(Buffer& sums) const;
   // grad (OUT x C·K·K) = the partial sums added.
   void finish(const Buffer& sums, Eigen::Ref<Matrix> grad) const;

@@ -55,7 +55,7 @@ TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
     DirectConv direct(g);
     direct.load(x, first, count);
     Matrix y = Matrix::Constant(count * px, g.out, 7.0);
-    for (Index s = 0; s < count; ++s) direct.forward(s, wt, y.data() + s * px, y.rows());
+    direct.forward(wt, y.data(), y.rows());
     Matrix chains(count * px, g.out);
     for (Index s = 0; s < count; ++s)
       for (Index o = 0; o < g.out; ++o)
@@ -71,7 +71,7 @@ TEST(ConvDirect, ProductsAreTheirDefiningChainsBits) {
 
     Buffer sums;
     direct.start_sums(sums);
-    for (Index s = 0; s < count; ++s) direct.accumulate(s, delta.data() + s * px, delta.rows(), sums);
+    direct.accumulate(delta.data(), delta.rows(), sums);
     Matrix grad = Matrix::Constant(g.out, taps, 7.0);
     direct.finish(sums, grad);
     Matrix lanes_sum(g.out, taps);
@@ -107,7 +107,7 @@ TEST(ConvDirect, LanesPastARowsEndKeepTheirSignedZeros) {
   direct.load(x, 0, 1);
   Buffer sums;
   direct.start_sums(sums);
-  direct.accumulate(0, delta.data(), 5, sums);
+  direct.accumulate(delta.data(), 5, sums);
   Matrix grad(1, 1);
   direct.finish(sums, grad);
   EXPECT_EQ(grad(0, 0), 0.0);

@@ -187,7 +187,7 @@ class Conv final : public Layer {
     // The adjoint conv's patches of δ serve the weight gradient too: the input's patches are not rebuilt.
     const bool adjoint = adjoint_conv_ && delta_in;
     if (adjoint) start_flipped_gradients(s);
-    direct_pass_ = !adjoint && data_only(in) ? Direct::all : Direct::none;
+    direct_pass_ = direct_ && !adjoint && data_only(in) ? Direct::all : Direct::none;
     if (direct_pass_ == Direct::all) start_direct_sums(s);
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
@@ -247,10 +247,10 @@ class Conv final : public Layer {
   Direct direct_pass_ = Direct::none;
   std::array<Buffer, 1 << max_jet_directions> direct_sums_;
 
-  bool data_only(const Jet& in) const {
+  static bool data_only(const Jet& in) {
     for (int t = 1; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)]) return false;
-    return direct_.has_value();
+    return true;
   }
   void start_direct_sums(const Scratch& s) {
     for (int c = 0; c < s.grad_w.size(); ++c)
@@ -291,8 +291,7 @@ class Conv final : public Layer {
   // y = Σ_t A_t W_{s∖t}: component s of the chunk's outputs (zero if it has no term).
   void products(const Jet& in, int s, Columns& y) {
     if (direct_pass_ == Direct::all || (direct_pass_ == Direct::value && s == 0)) {  // the one term A_0 W_s
-      for (Index i = 0; i < y.rows() / g_.pixels(); ++i)
-        direct_->forward(i, w_.c[static_cast<std::size_t>(s)], y.data() + i * g_.pixels(), y.outerStride());
+      direct_->forward(w_.c[static_cast<std::size_t>(s)], y.data(), y.outerStride());
       return;
     }
     const Run r = runs_[s];
@@ -411,8 +410,7 @@ class Conv final : public Layer {
         for_each_term(delta, in, c, [&](int u, int t) {
           if (direct_pass_ == Direct::all) {  // t = 0, u = c
             const ConstColumns& d = deltas_[static_cast<std::size_t>(u)];
-            for (Index i = 0; i < count; ++i)
-              direct_->accumulate(i, d.data() + i * g_.pixels(), d.outerStride(), direct_sums_[static_cast<std::size_t>(c)]);
+            direct_->accumulate(d.data(), d.outerStride(), direct_sums_[static_cast<std::size_t>(c)]);
           } else if (adjoint)
             gemm(1.0, input_block(in, t, first, count), Op::transpose, delta_patch_blocks(u), Op::none, 1.0,
                  flipped_grad_.c[static_cast<std::size_t>(c)]);
