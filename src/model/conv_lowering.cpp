@@ -38,7 +38,7 @@ void for_each_patch_row(const ConvGeometry& g, Index count, Index c, Index ki, I
 // Stride 1 with an output of the input's size (2·pad = K - 1): a patch column of one sample is the input
 // plane shifted by (ki - pad, kj - pad), zero outside. Its entries [a, b) of the plane, from the first
 // valid entry of the first valid row to the last of the last, read input entry p + shift each, but for
-// the entries of invalid columns inside the run, which wrap across a row edge (`wrapped`).
+// the entries of invalid columns inside the run, which wrap across a row edge (`zero_wrapped`).
 struct Shift {
   Index a = 0, b = 0, shift = 0;  // b <= a: the column is all padding
   Index i0 = 0, i1 = 0, j0 = 0, j1 = 0, w = 0;  // valid rows [i0, i1) and columns [j0, j1)
@@ -52,12 +52,13 @@ struct Shift {
     shift = dy * g.w + dx;
     if (i1 > i0 && j1 > j0) a = i0 * w + j0, b = (i1 - 1) * w + j1;
   }
-  // Calls f(p) for every entry p in [lo, hi) ⊆ [a, b) that lies in an invalid column.
-  template <class F>
-  void wrapped(Index lo, Index hi, F f) const {
-    for (Index i = lo / w; i * w < hi; ++i) {
-      for (Index p = std::max(lo, i * w); p < std::min(hi, i * w + j0); ++p) f(p);
-      for (Index p = std::max(lo, i * w + j1); p < std::min(hi, (i + 1) * w); ++p) f(p);
+  // Zeroes the entries of the invalid columns in the valid rows: those inside [a, b), and some before a
+  // or from b on, which are zero already. Nothing if [a, b) is empty (then 0 <= j0 < j1 <= w fails).
+  void zero_wrapped(double* column) const {
+    if (b <= a || (j0 == 0 && j1 == w)) return;
+    for (Index i = i0; i < i1; ++i) {
+      for (Index j = 0; j < j0; ++j) column[i * w + j] = 0.0;
+      for (Index j = j1; j < w; ++j) column[i * w + j] = 0.0;
     }
   }
 };
@@ -80,7 +81,7 @@ void gather_shifted(const ConvGeometry& g, const double* planes, Index sample_st
           std::fill(dst, dst + a, 0.0);
           for (Index p = a; p < b; ++p) dst[p] = plane[p + sh.shift];  // contiguous: vectorized
           std::fill(dst + b, dst + g.pixels(), 0.0);
-          sh.wrapped(a, b, [&](Index p) { dst[p] = 0.0; });
+          sh.zero_wrapped(dst);
         }
       }
 }
