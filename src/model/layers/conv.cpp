@@ -8,10 +8,12 @@
 // from the input jet rather than kept, so memory stays a few chunks whatever the batch. A conv with
 // an output of its input's size and an input delta to give (adjoint_is_conv) builds the adjoint conv's
 // patches of δ instead: times the flipped kernel they are the input delta, times the inputs the weight
-// gradient (flipped). Otherwise δ·W's patch deltas are scattered back. A stride-1 conv with few taps
-// (model/conv_direct.hpp) forms its value from the padded input instead of patches; when its input has
-// no directional parts (a first layer, or any layer in a gradient pass) it forms all its outputs so, and
-// its weight gradient too unless the adjoint conv gives it.
+// gradient (flipped). Otherwise δ·W's patch deltas are scattered back. In a pass with directions, the
+// terms of several components that share the value's patches (or δ's adjoint patches) are one GEMM
+// (a fan: fan_width). A stride-1 conv with few taps (model/conv_direct.hpp) forms its value from the
+// padded input instead of patches; when its input has no directional parts (a first layer, or any
+// layer in a gradient pass) it forms all its outputs so, and its weight gradient too unless the adjoint
+// conv gives it.
 #include <array>
 #include <cmath>
 #include <new>
@@ -19,6 +21,7 @@
 
 #include "model/conv_direct.hpp"
 #include "model/conv_lowering.hpp"
+#include "model/gemm.hpp"
 #include "model/layer.hpp"
 
 namespace eomlab {
@@ -50,11 +53,12 @@ struct Run {
   bool contains(int t) const { return length > 0 && t <= top && t > top - length; }
 };
 
-// The longest run of two or more terms (length 0 if there is none).
-Run longest_run(const Jet& a, const Jet& b, int s) {
+// The longest run of two or more terms t >= lowest (length 0 if there is none).
+Run longest_run(const Jet& a, const Jet& b, int s, int lowest = 0) {
   Run best, current;
   int previous = -2;
   for_each_term(a, b, s, [&](int t, int) {
+    if (t < lowest) return;
     if (t == previous - 1) {
       ++current.length;
     } else {
@@ -65,6 +69,17 @@ Run longest_run(const Jet& a, const Jet& b, int s) {
   });
   if (best.length < 2) best = {};
   return best;
+}
+
+// A fan: A_0's terms of components 0 .. L-1 (A_0 b_s) as one GEMM A_0 [b_0 | .. | b_{L-1}] into those
+// components' blocks side by side, the rest of their terms added after. A_0 is packed once, where each
+// component's merged run would pack it again. Its width L: how many of b's first components are
+// non-zero if at least 2 and a's component 0 is, else 0.
+int fan_width(const Jet& a, const Jet& b) {
+  if (!a.nz[0]) return 0;
+  int width = 0;
+  while (width < b.size() && b.nz[static_cast<std::size_t>(width)]) ++width;
+  return width >= 2 ? width : 0;
 }
 
 class Conv final : public Layer {
@@ -102,29 +117,31 @@ class Conv final : public Layer {
   }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch&) override {
-    const Index n = in.cols();
+    const Index n = in.cols(), pixels = g_.pixels();
     out.reset(pass.m);
     start_forward(pass, in, out.nz);
     for (int s = 0; s < out.size(); ++s)
-      if (out.nz[static_cast<std::size_t>(s)]) out.set(s, g_.out * g_.pixels(), n);
+      if (out.nz[static_cast<std::size_t>(s)]) out.set(s, g_.out * pixels, n);
     for (Index first = 0; first < n; first += chunk_) {
       const Index count = std::min(chunk_, n - first);
       gather_components(in, first, count);
-      if (count > 1) stacked_storage_.resize(count * g_.pixels(), g_.out);
+      // One sample's stacked outputs of a component are its column: the GEMMs write there directly,
+      // unless a fan writes the components side by side.
+      const bool stacked = count > 1 || fan_ > 0;
+      if (stacked) {
+        stacked_storage_.resize(count * pixels, out.size() * g_.out);
+        fan_products();
+      }
       for (int s = 0; s < out.size(); ++s) {
         if (!out.nz[static_cast<std::size_t>(s)]) continue;
         Buffer& y = out.c[static_cast<std::size_t>(s)];
-        // One sample's stacked outputs are its column: the GEMM writes there directly.
-        if (count == 1)
-          new (&stacked_out_) Columns(y.col(first).data(), g_.pixels(), g_.out);
-        else
-          new (&stacked_out_) Columns(stacked_storage_.data(), count * g_.pixels(), g_.out);
-        products(in, s, stacked_out_);
+        Columns target(stacked ? stacked_storage_.data() + s * count * pixels * g_.out : y.col(first).data(), count * pixels, g_.out);
+        products(in, s, target);
         const Buffer* bias = b_.nz[static_cast<std::size_t>(s)] ? &b_.c[static_cast<std::size_t>(s)] : nullptr;
-        if (count > 1)
-          unstack_columns(g_, stacked_out_, bias, first, y);
+        if (stacked)
+          unstack_columns(g_, target, bias, first, y);
         else if (bias)
-          stacked_out_.rowwise() += bias->col(0).transpose();
+          target.rowwise() += bias->col(0).transpose();
       }
     }
   }
@@ -142,6 +159,7 @@ class Conv final : public Layer {
       const Index count = std::min(chunk_, n - first);
       gather_components(in, first, count);
       stacked_storage_.resize(count * pixels, plane_.size() * g_.out);
+      fan_products();
       const auto stacked = [&](int s) { return Columns(stacked_storage_.data() + s * count * pixels * g_.out, count * pixels, g_.out); };
       for (int s = 0; s < plane_.size(); ++s)
         if (plane_.nz[static_cast<std::size_t>(s)]) {
@@ -238,7 +256,10 @@ class Conv final : public Layer {
   // in column block blocks_ - 1 - t; for one sample, its column).
   Jet flipped_w_, flipped_grad_;
   Buffer delta_patches_, stacked_in_;
-  Columns stacked_out_{nullptr, 0, 0};  // the chunk's outputs, in stacked_storage_ or the output column
+  // The fans (fan_width) of the forward products (W_0 | W_1 | ..) and of the adjoint conv's input delta
+  // (its flipped kernels F_0 | F_1 | ..): their widths, 0 where there is none, and their right sides.
+  int fan_ = 0, input_fan_ = 0;
+  Buffer fan_w_, input_fan_w_;
   // Direct products (DirectConv::applies). Which of them a pass takes: every one when the input is data
   // alone (no patches then; the weight gradient is summed in partial sums, unless the adjoint conv gives
   // it), else in a forward pass the value's (A_0·W_0), so that the value has the same bits in every pass.
@@ -272,12 +293,38 @@ class Conv final : public Layer {
     load_parameters(pass);
     blocks_ = 1 << pass.m;
     direct_pass_ = !direct_ ? Direct::none : data_only(in) ? Direct::all : Direct::value;
+    fan_ = direct_pass_ == Direct::none ? fan_for_chunks(fan_width(in, w_), in.cols(), g_.patch(), g_.out) : 0;
+    if (fan_) side_by_side(w_, fan_, [](int i) { return i; }, fan_w_);
     for (int s = 0; s < blocks_; ++s) {
       nz[static_cast<std::size_t>(s)] = has_term(in, w_, s);
       // Merged terms: Σ A_t W_{s∖t} over the run = [A_top A_top-1 ..] · [W_{s∖top}; W_{s∖(top-1)}; ..].
-      runs_[s] = longest_run(in, w_, s);
+      runs_[s] = longest_run(in, w_, s, lowest_term(s, fan_));
       stack_run(w_, s, runs_[s], stacked_w_[s]);
     }
+  }
+
+  // The fan's width for every chunk of n samples, or 0 unless the BLAS gives its block 0 the bits of
+  // A_0 b_0 alone (so that a layer's value and input delta have the same bits in every pass).
+  int fan_for_chunks(int width, Index n, Index inner, Index cols) const {
+    if (width == 0) return 0;
+    for (const Index count : {std::min(chunk_, n), n % chunk_})
+      if (count > 0 && !gemm_column_block_keeps_bits(count * g_.pixels(), inner, cols, width)) return 0;
+    return width;
+  }
+  // Component s's terms from t = lowest_term(s, fan) up are its own GEMMs'; the fan gives its term t = 0.
+  static int lowest_term(int s, int fan) { return s < fan ? 1 : 0; }
+
+  // out = [b_{part(0)} | b_{part(1)} | ..]: `count` parts of b's shape side by side.
+  template <class Part>
+  static void side_by_side(const Jet& b, int count, Part part, Buffer& out) {
+    const Index cols = b.c[static_cast<std::size_t>(part(0))].cols();
+    out.resize(b.c[static_cast<std::size_t>(part(0))].rows(), count * cols);
+    for (int i = 0; i < count; ++i) out.middleCols(i * cols, cols) = b.c[static_cast<std::size_t>(part(i))];
+  }
+
+  // The forward fan's GEMM, A_0 [W_0 | .. | W_{fan-1}], into the first blocks of the chunk's stacked outputs.
+  void fan_products() {
+    if (fan_) gemm(1.0, patch_blocks(0, 1), Op::none, fan_w_, Op::none, 0.0, stacked_storage_.leftCols(fan_ * g_.out));
   }
 
   // out = [W_{s∖top}; W_{s∖(top-1)}; ..] over the merged run r of component s (nothing if r is empty).
@@ -295,23 +342,24 @@ class Conv final : public Layer {
       return;
     }
     const Run r = runs_[s];
-    sum_of_terms(in, w_, s, r, [&] { return patch_blocks(r.top, r.length); }, stacked_w_[s],
+    sum_of_terms(in, w_, s, lowest_term(s, fan_), r, [&] { return patch_blocks(r.top, r.length); }, stacked_w_[s],
                  [&](int t) { return patch_blocks(t, 1); }, Op::none, y);
   }
 
-  // out = Σ X_t · op(W_u) over the terms (t, u) of component c of x and w (w_ or its flipped kernel):
-  // the terms of the merged run r as one GEMM of merged() and merged_w, the others one by one with
-  // single(t); the first GEMM overwrites out (β = 0), which is zero if there is no term.
+  // out = Σ X_t · op(W_u) over the terms (t, u) of component c of x and w (w_ or its flipped kernel)
+  // with t >= lowest (those below are in out already, from a fan): the terms of the merged run r as one
+  // GEMM of merged() and merged_w, the others one by one with single(t); the first GEMM overwrites out
+  // (β = 0) unless lowest > 0, and out is zero if there is no term.
   template <class Merged, class Single>
-  void sum_of_terms(const Jet& x, const Jet& w, int c, const Run& r, Merged merged, const Eigen::Ref<const Matrix>& merged_w,
-                    Single single, Op op, Eigen::Ref<Matrix> out) const {
-    double beta = 0.0;
+  void sum_of_terms(const Jet& x, const Jet& w, int c, int lowest, const Run& r, Merged merged,
+                    const Eigen::Ref<const Matrix>& merged_w, Single single, Op op, Eigen::Ref<Matrix> out) const {
+    double beta = lowest > 0 ? 1.0 : 0.0;
     if (r.length > 0) {
       gemm(1.0, merged(), Op::none, merged_w, op, beta, out);
       beta = 1.0;
     }
     for_each_term(x, w, c, [&](int t, int u) {
-      if (r.contains(t)) return;
+      if (t < lowest || r.contains(t)) return;
       gemm(1.0, single(t), Op::none, w.c[static_cast<std::size_t>(u)], op, beta, out);
       beta = 1.0;
     });
@@ -383,21 +431,20 @@ class Conv final : public Layer {
       for (int u = 0; u < w_.size(); ++u)
         if (w_.nz[static_cast<std::size_t>(u)]) flip_kernel(g_, w_.c[static_cast<std::size_t>(u)], flipped_w_.set(u, adjoint_.patch(), g_.c));
     }
+    input_fan_ = adjoint_conv_ ? fan_for_chunks(fan_width(delta, flipped_w_), n, adjoint_.patch(), g_.c) : 0;
+    if (input_fan_) side_by_side(flipped_w_, input_fan_, [](int i) { return i; }, input_fan_w_);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (has_term(delta, w_, c)) delta_in.set(c, rows, n);
       // Merged terms: Σ D_u W_{c∖u}ᵀ over the run = [D_top D_top-1 ..] · [W_{c∖top} W_{c∖(top-1)} ..]ᵀ,
       // or for the adjoint conv [P(D_top) P(D_top-1) ..] · [F_{c∖top}; F_{c∖(top-1)}; ..] with P the
       // adjoint's patches and F its weights.
-      input_delta_runs_[c] = longest_run(delta, w_, c);
+      input_delta_runs_[c] = longest_run(delta, w_, c, lowest_term(c, input_fan_));
       const Run r = input_delta_runs_[c];
       if (r.length == 0) continue;
-      if (adjoint_conv_) {
+      if (adjoint_conv_)
         stack_run(flipped_w_, c, r, side_w_[c]);
-      } else {
-        side_w_[c].resize(g_.patch(), r.length * g_.out);
-        for (int i = 0; i < r.length; ++i)
-          side_w_[c].middleCols(i * g_.out, g_.out) = w_.c[static_cast<std::size_t>(c ^ (r.top - i))];
-      }
+      else
+        side_by_side(w_, r.length, [&](int i) { return c ^ (r.top - i); }, side_w_[c]);
     }
   }
 
@@ -429,7 +476,7 @@ class Conv final : public Layer {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       patch_delta_.resize(count * g_.pixels(), g_.patch());
       const Run r = input_delta_runs_[c];
-      sum_of_terms(delta, w_, c, r, [&] { return blocks_of(delta_storage_, g_.out, r.top, r.length); }, side_w_[c],
+      sum_of_terms(delta, w_, c, 0, r, [&] { return blocks_of(delta_storage_, g_.out, r.top, r.length); }, side_w_[c],
                    [&](int u) { return deltas_[static_cast<std::size_t>(u)]; }, Op::transpose, patch_delta_);
       scatter_patches(g_, patch_delta_, first, count, delta_in.c[static_cast<std::size_t>(c)]);
     }
@@ -478,18 +525,21 @@ class Conv final : public Layer {
 
   // ∂/∂A_S as the adjoint conv of δ: Σ P(D_U) F_{S∖U} (P its patches, gathered for the chunk; F its
   // flipped kernel), stacked, written into the chunk's input columns (for one sample, straight there:
-  // its stacked rows are its column).
+  // its stacked rows are its column, unless a fan writes the components side by side).
   void adjoint_input_delta(const Jet& delta, Jet& delta_in, Index first, Index count) {
     const Index rows = count * g_.pixels();
-    if (count > 1) stacked_storage_.resize(rows, g_.c);
+    const bool stacked = count > 1 || input_fan_ > 0;
+    if (stacked) stacked_storage_.resize(rows, delta_in.size() * g_.c);
+    if (input_fan_)
+      gemm(1.0, delta_patch_blocks(0), Op::none, input_fan_w_, Op::none, 0.0, stacked_storage_.leftCols(input_fan_ * g_.c));
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       Buffer& dx = delta_in.c[static_cast<std::size_t>(c)];
-      Columns out(count > 1 ? stacked_storage_.data() : dx.col(first).data(), rows, g_.c);
+      Columns out(stacked ? stacked_storage_.data() + c * rows * g_.c : dx.col(first).data(), rows, g_.c);
       const Run r = input_delta_runs_[c];
-      sum_of_terms(delta, flipped_w_, c, r, [&] { return delta_patch_blocks(r.top, r.length); }, side_w_[c],
-                   [&](int u) { return delta_patch_blocks(u); }, Op::none, out);
-      if (count > 1) unstack_columns(adjoint_, out, nullptr, first, dx);
+      sum_of_terms(delta, flipped_w_, c, lowest_term(c, input_fan_), r, [&] { return delta_patch_blocks(r.top, r.length); },
+                   side_w_[c], [&](int u) { return delta_patch_blocks(u); }, Op::none, out);
+      if (stacked) unstack_columns(adjoint_, out, nullptr, first, dx);
     }
   }
 };
