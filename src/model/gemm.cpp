@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "model/blas.hpp"
 
 namespace eomlab {
 namespace {
@@ -56,6 +57,7 @@ bool gemm_column_block_keeps_bits(Index m, Index k, Index n, int blocks) {
       x.data()[i] = static_cast<double>(static_cast<std::int64_t>(state >> 11) - (std::int64_t(1) << 52)) * 0x1p-40;
     }
   };
+  use_one_blas_thread();  // asked as every Model runs it: a threaded BLAS may split the wider product
   Matrix a(m, k), b(k, blocks * n), whole(m, blocks * n), alone(m, n);
   fill(a);
   fill(b);
