@@ -6,10 +6,14 @@
 
 #include <link.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "flow/dop853.hpp"
 #include "model/buffer.hpp"
@@ -218,4 +222,26 @@ TEST(Buffer, ReusesItsStorageAndBehavesLikeAMatrix) {
   std::swap(moved, other);
   EXPECT_EQ(moved.rows(), 2);
   EXPECT_EQ(other.sum(), 150.0);
+}
+
+// copy_streaming: exactly [0, n) written, with the source's bits (NaN payloads, -0.0 included), at every
+// alignment of the destination and length around the 4-entry stores; nothing allocated.
+TEST(Buffer, CopyStreamingCopiesExactlyItsRangeAtAnyAlignment) {
+  std::vector<double> from(64), to(80);
+  for (std::size_t i = 0; i < from.size(); ++i) from[i] = std::ldexp(static_cast<double>(i) - 20.5, static_cast<int>(i % 7) - 3);
+  from[5] = -0.0;
+  from[9] = std::numeric_limits<double>::quiet_NaN();
+  std::uint64_t payload = 0x7ff8000000012345ull;
+  std::memcpy(&from[13], &payload, sizeof payload);
+  for (Index offset = 0; offset < 8; ++offset)
+    for (Index n = 0; n <= 41; ++n) {
+      std::fill(to.begin(), to.end(), 7.25);
+      EXPECT_EQ(allocations_during([&] { copy_streaming(from.data() + 1, n, to.data() + offset); }), 0);
+      for (Index i = 0; i < static_cast<Index>(to.size()); ++i) {
+        const bool inside = i >= offset && i < offset + n;
+        const double expected = inside ? from[static_cast<std::size_t>(i - offset + 1)] : 7.25;
+        ASSERT_EQ(std::memcmp(&to[static_cast<std::size_t>(i)], &expected, sizeof(double)), 0)
+            << "offset " << offset << ", n " << n << ", entry " << i;
+      }
+    }
 }

@@ -1,6 +1,7 @@
 // tanh | softplus | gelu | relu | silu: the activation applied to every entry (model/activation.hpp); no
 // parameters. The forward pass keeps σ'(input) as a jet for the backward pass.
 #include "model/activation.hpp"
+#include "model/buffer.hpp"
 #include "model/dense_path.hpp"
 #include "model/layer.hpp"
 
@@ -30,9 +31,11 @@ class Elementwise final : public Layer {
       for (int c = 0; c < slope_.size(); ++c)
         if (plane_slope_.nz[static_cast<std::size_t>(c)]) slope_.set(c, shape_.size(), cols);
     }
+    // The batch's slope is read again only in the backward pass: it is not brought into the cache.
     for (int c = 0; c < slope_.size(); ++c)
       if (slope_.nz[static_cast<std::size_t>(c)])
-        slope_.c[static_cast<std::size_t>(c)].col(s).segment(channel * pixels, pixels) = plane_slope_.c[static_cast<std::size_t>(c)].col(0);
+        copy_streaming(plane_slope_.c[static_cast<std::size_t>(c)].data(), pixels,
+                       slope_.c[static_cast<std::size_t>(c)].col(s).data() + channel * pixels);
   }
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (delta_in) jet_hadamard(slope_, delta, *delta_in);
