@@ -322,10 +322,13 @@ class Conv final : public Layer {
     for (int i = 0; i < count; ++i) out.middleCols(i * cols, cols) = b.c[static_cast<std::size_t>(part(i))];
   }
 
-  // The forward fan's GEMM, A_0 [W_0 | .. | W_{fan-1}], into the first blocks of the chunk's stacked outputs.
-  void fan_products() {
-    if (fan_) gemm(1.0, patch_blocks(0, 1), Op::none, fan_w_, Op::none, 0.0, stacked_storage_.leftCols(fan_ * g_.out));
+  // A fan's GEMM (none if width is 0), a [w_0 | .. | w_{width-1}], into the first `width` blocks of
+  // `cols` columns of the chunk's stacked outputs: the forward's A_0 [W_0 | ..] or the adjoint conv's
+  // P(D_0) [F_0 | ..].
+  void fan_products(int width, const ConstColumns& a, const Buffer& w, Index cols) {
+    if (width) gemm(1.0, a, Op::none, w, Op::none, 0.0, stacked_storage_.leftCols(width * cols));
   }
+  void fan_products() { fan_products(fan_, patch_blocks(0, 1), fan_w_, g_.out); }
 
   // out = [W_{s∖top}; W_{s∖(top-1)}; ..] over the merged run r of component s (nothing if r is empty).
   static void stack_run(const Jet& w, int s, const Run& r, Buffer& out) {
@@ -530,8 +533,7 @@ class Conv final : public Layer {
     const Index rows = count * g_.pixels();
     const bool stacked = count > 1 || input_fan_ > 0;
     if (stacked) stacked_storage_.resize(rows, delta_in.size() * g_.c);
-    if (input_fan_)
-      gemm(1.0, delta_patch_blocks(0), Op::none, input_fan_w_, Op::none, 0.0, stacked_storage_.leftCols(input_fan_ * g_.c));
+    fan_products(input_fan_, delta_patch_blocks(0), input_fan_w_, g_.c);
     for (int c = 0; c < delta_in.size(); ++c) {
       if (!delta_in.nz[static_cast<std::size_t>(c)]) continue;
       Buffer& dx = delta_in.c[static_cast<std::size_t>(c)];
