@@ -66,9 +66,9 @@ class Buffer : public Eigen::Map<Matrix> {
 };
 
 // to[0, n) = from[0, n), with the destination's cache lines written without being read first
-// (non-temporal stores, where the CPU has AVX): for a large array that is written once and read back
-// only much later, as a forward pass's kept σ' is in its backward pass. Same values as std::copy; the
-// stores are ordered for this thread (a fence before another thread reads them).
+// (non-temporal stores, where the build targets AVX): for a large array that is written once and read
+// back only much later, as a forward pass's kept σ' is in its backward pass. Same bits as std::copy.
+// The stores are ordered for this thread only: another thread would need the caller to fence first.
 void copy_streaming(const double* from, Index n, double* to);
 
 }  // namespace eomlab
