@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 
 #include "core/error.hpp"
 #include "model/blas.hpp"
@@ -45,7 +46,10 @@ void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen:
 }
 
 bool gemm_column_block_keeps_bits(Index m, Index k, Index n, int blocks) {
+  // Models in several threads (the Python module's objectives evaluate without the GIL) share the answers.
+  static std::mutex guard;
   static std::map<std::array<Index, 4>, bool> known;
+  const std::lock_guard<std::mutex> one_at_a_time(guard);
   const auto [it, asked] = known.try_emplace({m, k, n, blocks}, false);
   if (!asked) return it->second;
   if (m == 0 || k == 0 || n == 0 || blocks < 1) return it->second = true;

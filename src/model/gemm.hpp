@@ -17,7 +17,7 @@ void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen:
 // C's first n columns with the bits of gemm(1, A, B_0, 0, ·): true in exact arithmetic, and for the
 // BLAS's kernels where they treat all columns alike (OpenBLAS's Zen kernel does for even n, not odd n).
 // Asked of the library once per shape, on products of that shape, with the BLAS pinned to one thread
-// (use_one_blas_thread, as every Model runs it); the answer is remembered.
+// (use_one_blas_thread, as every Model runs it); the answer is remembered, for every thread.
 bool gemm_column_block_keeps_bits(Index m, Index k, Index n, int blocks);
 
 // Floating-point operations (2·m·n·k per product) done by gemm() in this process so far: the
