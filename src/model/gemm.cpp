@@ -1,6 +1,7 @@
 #include "model/gemm.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -11,10 +12,11 @@
 
 namespace eomlab {
 namespace {
-std::uint64_t flops = 0;  // one rank, one thread: no atomics needed
+// Models may run in several threads (the Python module): counted atomically, in no particular order.
+std::atomic<std::uint64_t> flops{0};
 }
 
-std::uint64_t gemm_flops_so_far() { return flops; }
+std::uint64_t gemm_flops_so_far() { return flops.load(std::memory_order_relaxed); }
 
 void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen::Ref<const Matrix>& b, Op op_b,
           double beta, Eigen::Ref<Matrix> c) {
@@ -24,7 +26,8 @@ void gemm(double alpha, const Eigen::Ref<const Matrix>& a, Op op_a, const Eigen:
   if ((op_b == Op::none ? b.rows() : b.cols()) != k || c.rows() != m || c.cols() != n)
     throw Error("gemm: shapes do not match");
   if (m == 0 || n == 0) return;
-  flops += 2 * static_cast<std::uint64_t>(m) * static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(k);
+  flops.fetch_add(2 * static_cast<std::uint64_t>(m) * static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(k),
+                  std::memory_order_relaxed);
 #ifdef EIGEN_USE_BLAS
   constexpr Index int_max = std::numeric_limits<int>::max();
   if (m > int_max || n > int_max || k > int_max || a.outerStride() > int_max || b.outerStride() > int_max ||
@@ -65,10 +68,11 @@ bool gemm_column_block_keeps_bits(Index m, Index k, Index n, int blocks) {
   Matrix a(m, k), b(k, blocks * n), whole(m, blocks * n), alone(m, n);
   fill(a);
   fill(b);
-  const std::uint64_t counted = flops;  // a question to the library, not the caller's work
   gemm(1.0, a, Op::none, b, Op::none, 0.0, whole);
   gemm(1.0, a, Op::none, b.leftCols(n), Op::none, 0.0, alone);
-  flops = counted;
+  // A question to the library, not the caller's work: its two products are taken off the count again.
+  const auto asked_flops = 2 * static_cast<std::uint64_t>(m) * static_cast<std::uint64_t>(k) * static_cast<std::uint64_t>((blocks + 1) * n);
+  flops.fetch_sub(asked_flops, std::memory_order_relaxed);
   return it->second = std::memcmp(whole.data(), alone.data(), sizeof(double) * static_cast<std::size_t>(m * n)) == 0;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "model/gemm.hpp"
 #include "support/model.hpp"
@@ -66,4 +67,18 @@ TEST(Gemm, ColumnBlockBitsAreAskedOfTheLibraryTruthfully) {
         }
   RecordProperty("kept", kept);
   RecordProperty("lost", lost);
+}
+
+// The benchmarks' flop count: 2·m·n·k per product, and nothing for the column-block probe's own
+// products (asked on a shape no other test asks), whether asked first or again.
+TEST(Gemm, FlopsCountTheCallersProductsOnly) {
+  const Matrix a = Matrix::Random(6, 5), b = Matrix::Random(5, 3);
+  Matrix c(6, 3);
+  const std::uint64_t before = gemm_flops_so_far();
+  gemm(1.0, a, Op::none, b, Op::none, 0.0, c);
+  EXPECT_EQ(gemm_flops_so_far() - before, 2u * 6 * 3 * 5);
+  const std::uint64_t asked = gemm_flops_so_far();
+  gemm_column_block_keeps_bits(17, 11, 7, 3);
+  gemm_column_block_keeps_bits(17, 11, 7, 3);
+  EXPECT_EQ(gemm_flops_so_far(), asked);
 }
