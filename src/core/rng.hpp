@@ -29,6 +29,7 @@ namespace rng_stream {
 inline constexpr std::uint64_t data = 1;
 inline constexpr std::uint64_t init = 2;
 inline constexpr std::uint64_t teacher = 3;
+inline constexpr std::uint64_t probe = 4;  // the BLAS questions of model/gemm.cpp
 inline constexpr std::uint64_t test = 99;
 }  // namespace rng_stream
 

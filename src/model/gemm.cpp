@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "model/blas.hpp"
 
 namespace eomlab {
@@ -56,13 +57,10 @@ bool gemm_column_block_keeps_bits(Index m, Index k, Index n, int blocks) {
   const auto [it, asked] = known.try_emplace({m, k, n, blocks}, false);
   if (!asked) return it->second;
   if (m == 0 || k == 0 || n == 0 || blocks < 1) return it->second = true;
-  // Entries of mixed signs and magnitudes, from a fixed recurrence: sums whose rounding shows their order.
-  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  // Entries of mixed signs and magnitudes, the same at every call: sums whose rounding shows their order.
+  Rng rng(0, rng_stream::probe);
   const auto fill = [&](Matrix& x) {
-    for (Index i = 0; i < x.size(); ++i) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      x.data()[i] = static_cast<double>(static_cast<std::int64_t>(state >> 11) - (std::int64_t(1) << 52)) * 0x1p-40;
-    }
+    for (Index i = 0; i < x.size(); ++i) x.data()[i] = rng.normal();
   };
   use_one_blas_thread();  // asked as every Model runs it: a threaded BLAS may split the wider product
   Matrix a(m, k), b(k, blocks * n), whole(m, blocks * n), alone(m, n);
