@@ -1,5 +1,8 @@
 // The one place where eomlab's own methods, flows and observables are registered (one line each).
 // Code outside the library registers its own kinds the same way, before a study starts.
+#include <atomic>
+#include <mutex>
+
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 #include "flow/observable.hpp"
@@ -26,9 +29,16 @@ Observables make_block_grad_norms(const ObservableSetup&, TrajectoryRole);
 Observables make_rates(const ObservableSetup&, TrajectoryRole);
 
 void register_builtins() {
-  static bool done = false;
-  if (done) return;
-  done = true;
+  // Threads may ask a registry first at once (the Python module: a study in one, a flow field in another).
+  // The first caller registers under the lock; the registries' accessors it calls come back here and
+  // return at once (started), and other callers wait for the lock, then return, with every kind registered.
+  static std::atomic<bool> done{false};
+  if (done.load(std::memory_order_acquire)) return;
+  static std::recursive_mutex guard;
+  const std::lock_guard<std::recursive_mutex> one_thread(guard);
+  static bool started = false;
+  if (started) return;
+  started = true;
   method_registry().add("gd", make_gradient_descent, "gradient descent");
   method_registry().add("heavy_ball", make_heavy_ball, "SGD with momentum (torch.optim.SGD, dampening 0)");
   method_registry().add("nesterov", make_nesterov, "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)");
@@ -50,6 +60,7 @@ void register_builtins() {
   observable_registry().add("preconditioned_sharpness", {make_preconditioned_sharpness});
   observable_registry().add("block_grad_norms", {make_block_grad_norms});
   observable_registry().add("rates", {make_rates});
+  done.store(true, std::memory_order_release);
 }
 
 }  // namespace eomlab

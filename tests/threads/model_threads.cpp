@@ -2,9 +2,10 @@
 // GIL, one evaluation per objective at a time, any number of objectives at once). Built with the model
 // code under ThreadSanitizer (tests/CMakeLists.txt), which makes the program exit non-zero on any data
 // race; the program itself fails if a threaded evaluation's bits differ from the same evaluation made
-// afterwards in one thread.
-// The threads go first, while the conv layers' shared state (gemm's column-block probe and its remembered
-// answers, the flop count) is still empty, so that they fill it at the same time; each thread's networks
+// afterwards in one thread. Each evaluation also makes a method and its eom1 flow, as the module does.
+// The threads go first, while the shared state (gemm's column-block probe and its remembered answers, the
+// flop count, the method and flow registries, the counter-term tables) is still empty, so that they fill
+// it at the same time; each thread's networks
 // have shapes of their own, so each asks the probe new questions.
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,8 @@
 #include "core/rng.hpp"
 #include "core/slices.hpp"
 #include "diff/objective.hpp"
+#include "flow/flow.hpp"
+#include "flow/method.hpp"
 
 using namespace eomlab;
 
@@ -29,7 +32,7 @@ struct Network {
 };
 
 struct Results {
-  Vector g, hv, t;
+  Vector g, hv, t, field;
 };
 
 Results evaluate(const Network& net) {
@@ -47,10 +50,16 @@ Results evaluate(const Network& net) {
   for (Index i = 0; i < v.size(); ++i) u[i] = r.normal(), v[i] = r.normal();
   WholeVector whole(model.n_params());
   ModelObjective objective(std::move(model), std::move(d), net.samples, 0.0, whole);
+  // As the Python module's Objective.field: a method and its flow made for the objective (first, so that
+  // the threads ask the method and flow registries at the same time), then one field evaluation.
+  const double lr = 0.1;
+  const std::unique_ptr<Method> gd = make_method("gd", {objective, lr});
+  const std::unique_ptr<Flow> eom1 = make_flow("eom1", {objective, *gd, lr});
   Results out;
   objective.value_and_gradient(theta, out.g);
   objective.hessian_vector(theta, v, out.hv);
   objective.third_order(theta, u, v, out.t);
+  (*eom1)(theta, out.field);
   return out;
 }
 
@@ -88,7 +97,7 @@ int main() {
     for (std::size_t i = 0; i < nets.size(); ++i) {
       const Results alone = evaluate(nets[i]), & together = threaded[static_cast<std::size_t>(k)][i];
       for (const auto& [name, a, b] : {std::tuple{"gradient", &alone.g, &together.g}, std::tuple{"hvp", &alone.hv, &together.hv},
-                                       std::tuple{"third_order", &alone.t, &together.t}})
+                                       std::tuple{"third_order", &alone.t, &together.t}, std::tuple{"eom1 field", &alone.field, &together.field}})
         if (!same_bits(*a, *b)) {
           std::fprintf(stderr, "model_threads: %s of '%s' differs between its thread and one thread alone\n", name,
                        nets[i].architecture.c_str());
