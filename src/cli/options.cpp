@@ -213,6 +213,26 @@ std::string parse_registered(const std::string& key, const std::string& text, co
   return text;
 }
 
+// "none registered" or the names output.observables may give.
+std::string further_observables_text() {
+  const std::vector<std::string> names = further_observable_names();
+  if (names.empty()) return "none registered in this program";
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// A further observable's name. The standard ones are recorded in every run (sharpness as output.sharpness
+// says), so naming one here is a mistake, refused with the rest of the config, before anything is written.
+std::string parse_further_observable(const std::string& text) {
+  const Registry<ObservableEntry>& registry = observable_registry();
+  const bool standard = registry.contains(text) && registry.at(text).standard;
+  if (!registry.contains(text) || standard)
+    throw_input_error("output.observables", "a further observable (" + further_observables_text() + ")",
+                      quoted(text) + (standard ? ", a standard observable: runs record it without this key" : ""));
+  return text;
+}
+
 // "section.key" -> value text, as given (trimmed); a key given nowhere is absent.
 using Values = std::map<std::string, std::string>;
 
@@ -646,7 +666,7 @@ void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
   c.output_options.observables.clear();
   if (!kv.get("output.observables").empty())
     for (const auto& s : split_list("output.observables", kv.get("output.observables")))
-      c.output_options.observables.push_back(parse_registered("output.observables", s, observable_registry()));
+      c.output_options.observables.push_back(parse_further_observable(s));
   require_distinct("output.observables", c.output_options.observables, [](const std::string& k) { return k; });
   c.output_options.checkpoint_every = parse_step_count("output.checkpoint_every", kv.get("output.checkpoint_every"), 0);
   c.output_options.progress_every = parse_double("output.progress_every", kv.get("output.progress_every"));
@@ -745,7 +765,7 @@ Command parse_command_line(int argc, const char* const argv[]) {
   // The keys whose values are registered names list what is registered now (extensions included).
   const std::map<std::string, std::string> registered{{"optimizer.method", method_registry().joined_names()},
                                                       {"flows.kinds", flow_registry().joined_names()},
-                                                      {"output.observables", observable_registry().joined_names()}};
+                                                      {"output.observables", further_observables_text()}};
   for (const KeySpec& k : config_keys()) {
     std::string help = k.help;
     if (const auto it = registered.find(k.key); it != registered.end()) help += ": " + it->second;

@@ -14,6 +14,14 @@ Registry<ObservableEntry>& observable_registry() {
   return registry;
 }
 
+std::vector<std::string> further_observable_names() {
+  std::vector<std::string> out;
+  const Registry<ObservableEntry>& registry = observable_registry();
+  for (const std::string& name : registry.names())
+    if (!registry.at(name).standard) out.push_back(name);
+  return out;
+}
+
 Observables make_observables(const ObservableSetup& setup, TrajectoryRole role, const std::vector<std::string>& extra) {
   Observables out;
   auto take = [&](const ObservableEntry& entry) {

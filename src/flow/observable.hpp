@@ -62,6 +62,8 @@ struct ObservableEntry {
   bool standard = true;
 };
 Registry<ObservableEntry>& observable_registry();
+// The names output.observables may give: the registered observables that are not standard, in order.
+std::vector<std::string> further_observable_names();
 
 // The observables of one trajectory: the standard ones in registration order, then `extra` by name.
 Observables make_observables(const ObservableSetup& setup, TrajectoryRole role, const std::vector<std::string>& extra);

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, mpi_env, write_config
+from conftest import REPO, eomlab_binary, mpi_env, write_config
 
 STUDY = """
 [study]
@@ -91,10 +91,31 @@ def test_help_lists_the_registered_names_extensions_included():
     text = " ".join(proc.stdout.split())  # the help wraps its lines
     for key, names in [("--optimizer.method", ["gd", "heavy_ball", "sgd", "adam", "half_step_gd"]),
                        ("--flows.kinds", ["gf", "eom3", "half_speed_gf"]),
-                       ("--output.observables", ["loss", "sharpness", "theta_sum"])]:
+                       ("--output.observables", ["theta_sum"])]:
         entry = text[text.index(key):].split(" --")[0]
         for name in names:
             assert name in entry.replace(",", " ").split(), (key, name, entry)
+    # output.observables offers only what it takes: the standard observables are recorded without it.
+    entry = text[text.index("--output.observables"):].split(" --")[0]
+    assert "loss" not in entry.replace(",", " ").split(), entry
+
+
+def test_standard_observables_are_refused_by_output_observables_before_anything_is_written(tmp_path):
+    """Naming a standard observable (recorded in every run) was refused only after the output directory was
+    made, whose study.ini then refused the corrected rerun; --dry-run let it pass."""
+    for binary, further, values in [(toys_binary(), "theta_sum", ["loss", "theta_sum, sharpness"]),
+                                    (eomlab_binary(), "none registered in this program", ["grad_norm", "sharpness"])]:
+        for value in values:
+            config = write_config(tmp_path, STUDY.format(output=tmp_path / "x", method="gd", lr="0.1", flows="gf"))
+            for extra in [[], ["--dry-run"]]:
+                proc = subprocess.run([binary, "--config", str(config), f"--output.observables={value}", *extra],
+                                      env=mpi_env(), capture_output=True, text=True, timeout=60)
+                assert proc.returncode == 2, proc.stderr
+                lines = proc.stderr.strip().splitlines()
+                assert len(lines) == 1 and lines[0].startswith("eomlab: output.observables: expected a further "
+                                                               f"observable ({further}), got '"), proc.stderr
+                assert "a standard observable" in lines[0], proc.stderr
+                assert not (tmp_path / "x").exists()
 
 
 def test_unknown_names_are_bad_input_naming_the_key(tmp_path):
