@@ -41,7 +41,7 @@ int run_eomlab(int argc, char** argv) {
         if (root) print_dry_run(cmd.config, study_options(cmd), world.size(), std::cout);
         return 0;
       case cli::Action::catalog:
-        rebuild_catalog(cmd.config, world);
+        rebuild_catalog(cmd.config, study_options(cmd), world);
         return 0;
       case cli::Action::run:
         return run_study(cmd.config, study_options(cmd), world);

@@ -313,10 +313,12 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
       throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
 }
 
-// --resume continues or skips the run files of this invocation's runs: each must have been written with
-// the study's config (study.ini may have been edited or removed since), or it would be continued or counted
-// as a result of another one. A file that cannot be read is left to the run (it starts again).
-void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+// --resume continues or skips the run files of this invocation's runs, --catalog lists them: each must have
+// been written with the study's config (study.ini may have been edited or removed since), or it would be
+// continued or counted as a result of another one. A file that cannot be read is left to the run (it starts
+// again) or listed as unreadable.
+void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
+                                   const std::string& flag) {
   std::error_code ec;
   for (const RunSpec& r : mine) {
     const std::string path = run_path(c, r);
@@ -328,8 +330,8 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
       continue;
     }
     if (const std::string diff = difference_from_recorded(o, written, c); !diff.empty())
-      throw InputError("--resume: run file '" + path + "' was written with another config (" + diff +
-                       "); use another directory, or --overwrite");
+      throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" +
+                       (flag == "--resume" ? "; use another directory, or --overwrite" : "; give the study's own config"));
   }
 }
 
@@ -376,7 +378,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
       rewrite_saved = true;
     }
   }
-  if (o.resume) refuse_runs_of_another_config(c, o, mine);
+  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume");
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
@@ -1035,9 +1037,30 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   return any_interrupted ? exit_interrupted : 0;
 }
 
-void rebuild_catalog(const StudyConfig& config, const dist::Comm& world) {
+// --catalog lists the runs of the config it is given: a config other than the study's would list runs the
+// study does not have, and miss those it has, as if they were results of this one.
+void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
+  const SavedConfig saved = saved_config(fs::path(c.output));
+  if (!saved.text.empty())
+    if (const std::string diff = difference_from_recorded(o, saved.text, c); !diff.empty())
+      throw InputError("--catalog: the config differs from the study in '" + c.output + "': " + diff +
+                       "; give the study's own config (" + (fs::path(c.output) / "study.ini").string() + ")");
+  refuse_runs_of_another_config(c, o, runs, "--catalog");
+}
+
+void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
+  const auto runs = expand_grid(config);
+  std::string verdict;
   if (world.rank() == 0) {
-    const auto runs = expand_grid(config);
+    try {
+      refuse_catalog_of_another_config(config, options, runs);
+    } catch (const InputError& e) {
+      verdict = e.what();
+    }
+  }
+  verdict = world.broadcast(verdict);
+  if (!verdict.empty()) throw InputError(verdict);
+  if (world.rank() == 0) {
     const io::CatalogCounts counts =
         io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()

@@ -36,7 +36,8 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
 // exit_interrupted after a stop signal.
 int run_study(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world);
 
-// Rebuilds <output>/sweep.h5 from the run files present (world rank 0 writes it).
-void rebuild_catalog(const StudyConfig& config, const dist::Comm& world);
+// Rebuilds <output>/sweep.h5 from the run files present (world rank 0 writes it). A config that differs
+// from the study's (its study.ini, or a run file's) is an InputError on every rank, nothing written.
+void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world);
 
 }  // namespace eomlab

@@ -126,3 +126,30 @@ def test_the_catalog_keeps_the_longest_run_ids_whole(tmp_path):
     ids = {r.decode() for r in summary["run_id"]}
     assert ids == {p.stem for p in (out / "runs").glob("*.h5")} and len(ids) == 4
     assert "heavy_ball_lr0.012345678901235_seed9223372036854775807_wd0.0123456789012342" in ids
+
+
+def test_the_catalog_refuses_a_config_other_than_the_studys(tmp_path):
+    """--catalog with other overrides than the study's (an array's extra keys left out) listed a 20-step run as
+    complete under a 40-step config and dropped seeds 2 and 3 without a word, over a good sweep.h5."""
+    text = STUDY.replace("seed = 1", "seed = 1, 2, 3")
+    out = run_study(tmp_path, "out", 2, text)
+    config = tmp_path / "out.ini"
+    good = (out / "sweep.h5").read_bytes()
+    for extra, key in [(["--optimizer.steps=40"], "optimizer.steps"), (["--study.seed=1"], "study.seed")]:
+        proc = run_eomlab(["--config", config, "--catalog", *extra], np=2)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab")]  # not mpirun's notice
+        assert len(lines) == 1 and lines[0].startswith("eomlab: --catalog: the config differs from the study in "), lines
+        assert key in lines[0] and "study.ini" in lines[0], lines
+        assert (out / "sweep.h5").read_bytes() == good
+    # Without study.ini (removed), the run files' own configs refuse it.
+    (out / "study.ini").unlink()
+    proc = run_eomlab(["--config", config, "--catalog", "--optimizer.steps=40"], np=1)
+    assert proc.returncode == 2 and "--catalog: run file" in proc.stderr and "optimizer.steps" in proc.stderr, proc.stderr
+    assert (out / "sweep.h5").read_bytes() == good
+    # The study's own config rebuilds it, listing all three runs.
+    proc = run_eomlab(["--config", config, "--catalog"], np=2)
+    assert proc.returncode == 0, proc.stderr
+    summary, _ = read_catalog(out)
+    assert sorted(int(r["seed"]) for r in summary) == [1, 2, 3]
+    assert {r["status"].decode() for r in summary} == {"complete"}
