@@ -86,6 +86,15 @@ bool exists(hid_t loc, const std::string& name) {
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
+std::string object_kind(hid_t loc, const std::string& name, const std::string& file) {
+  const Handle object(H5Oopen(loc, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", file + ":" + name);
+  switch (H5Iget_type(object)) {
+    case H5I_DATASET: return "dataset";
+    case H5I_GROUP: return "group";
+    default: return "named datatype";
+  }
+}
+
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object) {
   Handle space(H5Dget_space(dataset), H5Sclose, "H5Dget_space", object);
   const int rank = check(H5Sget_simple_extent_ndims(space), "H5Sget_simple_extent_ndims", object);
