@@ -61,9 +61,28 @@ std::string contents_text(hid_t dataset, const std::vector<hsize_t>& dims, const
   return s + "]";
 }
 
+// The first filter of the dataset's pipeline that this HDF5 library cannot apply ("filter 32000 'lzf'",
+// h5py's own), or "" when it has them all.
+std::string unavailable_filter(hid_t dataset, const std::string& where) {
+  h5::Handle dcpl(H5Dget_create_plist(dataset), H5Pclose, "H5Dget_create_plist", where);
+  const int filters = H5Pget_nfilters(dcpl);
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0, config = 0;
+    std::size_t values = 0;
+    char name[128] = {};
+    const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &values, nullptr, sizeof name, name, &config);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0)
+      return "filter " + std::to_string(id) + (name[0] ? " '" + std::string(name) + "'" : std::string());
+  }
+  return "";
+}
+
 void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where) {
-  if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-    throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
+  if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
+  if (const std::string filter = unavailable_filter(dataset, where); !filter.empty())
+    throw InputError(where + ": expected data this HDF5 library can decompress (uncompressed, gzip or szip), got data "
+                     "stored with " + filter + ", which it does not have");
+  throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
 }
 
 // A dataset without filters stores every element: one declaring more than the file holds is refused
