@@ -91,7 +91,8 @@ std::string object_kind(hid_t loc, const std::string& name, const std::string& f
   switch (H5Iget_type(object)) {
     case H5I_DATASET: return "dataset";
     case H5I_GROUP: return "group";
-    default: return "named datatype";
+    case H5I_DATATYPE: return "named datatype";
+    default: return "object of another kind";
   }
 }
 

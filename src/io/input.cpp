@@ -80,8 +80,8 @@ std::string unavailable_filter(hid_t dataset, const std::string& where) {
 void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where) {
   if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
   if (const std::string filter = unavailable_filter(dataset, where); !filter.empty())
-    throw InputError(where + ": expected data this HDF5 library can decompress (uncompressed, gzip or szip), got data "
-                     "stored with " + filter + ", which it does not have");
+    throw InputError(where + ": expected data this HDF5 library can decompress, got data stored with " + filter +
+                     ", which it does not have (store it uncompressed or with gzip)");
   throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
 }
 

@@ -131,9 +131,10 @@ def test_integer_labels_for_a_one_output_mse_are_refused(tmp_path, model):
     (lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_group("y")), "expected a dataset /y, got a group"),
     # h5py's own lzf filter, which Debian's HDF5 does not have: said so, not "corrupt or truncated file?".
     (lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_dataset("y", data=np.zeros(10, np.int64), compression="lzf")),
-     "expected data this HDF5 library can decompress (uncompressed, gzip or szip), got data stored with filter 32000 'lzf'"),
+     "expected data this HDF5 library can decompress, got data stored with filter 32000 'lzf'"),
 ])
-def test_data_file_with_wrong_content(tmp_path, make, expected):
+def test_data_file_with_wrong_content(tmp_path, make, expected, monkeypatch):
+    monkeypatch.setenv("HDF5_PLUGIN_PATH", str(tmp_path / "no-plugins"))  # no lzf plugin, even where one is installed
     with h5py.File(tmp_path / "data.h5", "w") as f:
         make(f)
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}")
