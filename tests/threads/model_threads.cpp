@@ -15,11 +15,12 @@
 #include <tuple>
 #include <vector>
 
-#include "core/rng.hpp"
 #include "core/slices.hpp"
 #include "diff/objective.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
+#include "support/images.hpp"
+#include "support/random_vector.hpp"
 
 using namespace eomlab;
 
@@ -39,15 +40,9 @@ Results evaluate(const Network& net) {
   ModelConfig config;
   config.architecture = net.architecture;
   Model model = make_model(config, net.input);
-  Rng r(3, rng_stream::test);
-  Dataset d;
-  d.sample_shape = net.input;
-  d.x.resize(net.input.size(), net.samples);
-  for (Index i = 0; i < d.x.size(); ++i) d.x.data()[i] = r.normal();
-  for (Index s = 0; s < net.samples; ++s) d.labels.push_back(static_cast<std::int64_t>(r.below(net.classes)));
-  const Vector theta = model.initial_parameters(1);
-  Vector u(theta.size()), v(theta.size());
-  for (Index i = 0; i < v.size(); ++i) u[i] = r.normal(), v[i] = r.normal();
+  Dataset d = test::random_images(net.input, net.samples, LossKind::cross_entropy, net.classes, 3);
+  const Vector theta = model.initial_parameters(1), u = test::random_vector(theta.size(), 4),
+               v = test::random_vector(theta.size(), 5);
   WholeVector whole(model.n_params());
   ModelObjective objective(std::move(model), std::move(d), net.samples, 0.0, whole);
   // As the Python module's Objective.field: a method and its flow made for the objective (first, so that
