@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -194,7 +195,9 @@ int group_of(std::size_t i, int groups) { return static_cast<int>(i % static_cas
 
 // What differs between two resolved configs, ignoring settings that do not change any result, and
 // where the study is (a moved or copied output directory resumes).
-std::string config_difference(const std::string& before, const std::string& now) {
+std::string config_difference(const std::string& before, const std::string& now,
+                              const std::function<bool(const std::string& key, const std::string& a, const std::string& b)>&
+                                  same_value = {}) {
   static const std::set<std::string> run_independent = {"study.name", "study.output", "output.checkpoint_every",
                                                         "output.progress_every"};
   const auto a = ini_values(before), b = ini_values(now);
@@ -206,15 +209,38 @@ std::string config_difference(const std::string& before, const std::string& now)
     if (run_independent.count(k)) continue;
     const auto ia = a.find(k), ib = b.find(k);
     const std::string va = ia == a.end() ? "(unset)" : ia->second, vb = ib == b.end() ? "(unset)" : ib->second;
-    if (va != vb) diff += (diff.empty() ? "" : ", ") + k + " was '" + va + "', now '" + vb + "'";
+    if (va != vb && !(same_value && same_value(k, va, vb)))
+      diff += (diff.empty() ? "" : ", ") + k + " was '" + va + "', now '" + vb + "'";
   }
   return diff;
 }
 
+// Whether two architectures make the same layers for samples of shape `input` (conv(8, 3, stride=1) and
+// conv(8, 3); batchnorm(affine=on) and batchnorm): each as the model resolves it.
+bool same_layers(const StudyConfig& c, const std::string& a, const std::string& b, const Shape& input) {
+  const auto resolved = [&](const std::string& architecture) {
+    ModelConfig m = c.model;
+    m.architecture = architecture;
+    return make_model(m, input).architecture();
+  };
+  try {
+    return resolved(a) == resolved(b);
+  } catch (const Error&) {
+    return false;  // one of them does not fit these samples: not the same study
+  }
+}
+
 // What differs between a config recorded in the study directory (study.ini or a run file's, as an older
-// eomlab may have spelled it) and this invocation's.
-std::string difference_from_recorded(const StudyOptions& o, const std::string& recorded, const StudyConfig& c) {
-  return config_difference(o.canonical_config(recorded), c.resolved_text);
+// eomlab may have spelled it) and this invocation's. Given the data's sample shape, architectures are
+// compared by the layers they make, not by how they are spelled.
+std::string difference_from_recorded(const StudyOptions& o, const std::string& recorded, const StudyConfig& c,
+                                     const std::optional<Shape>& input = std::nullopt) {
+  return config_difference(o.canonical_config(recorded), c.resolved_text,
+                           [&](const std::string& key, const std::string& a, const std::string& b) {
+                             const auto given = [](const std::string& v) { return !v.empty() && v != "(unset)"; };
+                             return input && key == "model.architecture" && given(a) && given(b) &&
+                                    same_layers(c, a, b, *input);
+                           });
 }
 
 // Writes `text` to `path` whole or not at all: a temporary file in the same directory, every write
@@ -318,7 +344,7 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
 // continued or counted as a result of another one. A file that cannot be read is left to the run (it starts
 // again) or listed as unreadable.
 void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                                   const std::string& flag) {
+                                   const std::string& flag, const std::optional<Shape>& input = std::nullopt) {
   std::error_code ec;
   for (const RunSpec& r : mine) {
     const std::string path = run_path(c, r);
@@ -329,7 +355,7 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
     } catch (const Error&) {
       continue;
     }
-    if (const std::string diff = difference_from_recorded(o, written, c); !diff.empty())
+    if (const std::string diff = difference_from_recorded(o, written, c, input); !diff.empty())
       throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" +
                        (flag == "--resume" ? "; use another directory, or --overwrite" : "; give the study's own config"));
   }
@@ -360,14 +386,14 @@ bool holds_a_study(const std::string& output) {
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
 // invocation's runs (other shards' files are never touched).
-OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine) {
+OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine, const Shape& input) {
   refuse_paths_too_long_for_mpi_io(c, mine);
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
   std::error_code ec;
   const SavedConfig before = saved_config(out);
   bool rewrite_saved = before.text.empty() || !before.intact;
   if (!before.text.empty()) {
-    const std::string diff = difference_from_recorded(o, before.text, c);
+    const std::string diff = difference_from_recorded(o, before.text, c, input);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
@@ -378,7 +404,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
       rewrite_saved = true;
     }
   }
-  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume");
+  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
@@ -416,7 +442,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   const bool only_new = before.text.empty() && before.intact;  // no study.ini at all (with --overwrite too)
   if (rewrite_saved && !write_file_atomically(saved, c.resolved_text, "study.output", only_new)) {
     const SavedConfig now = saved_config(out);
-    if (const std::string diff = difference_from_recorded(o, now.text, c); !diff.empty())
+    if (const std::string diff = difference_from_recorded(o, now.text, c, input); !diff.empty())
       throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                        "), written at the same moment by another invocation; use another directory");
   }
@@ -928,12 +954,12 @@ class GroupProgress {
 
 // Checks the output directory (world rank 0) and shares the verdict; the lock is held by world rank 0.
 OutputLock prepare_output_everywhere(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs,
-                                     const dist::Comm& world) {
+                                     const Shape& input, const dist::Comm& world) {
   std::string verdict;
   OutputLock lock;
   if (world.rank() == 0) {
     try {
-      lock = prepare_output(c, o, runs);
+      lock = prepare_output(c, o, runs, input);
     } catch (const InputError& e) {
       verdict = e.what();
     }
@@ -992,7 +1018,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   // --resume where no study is (a relative study.output read from another working directory) starts one:
   // said with the absolute path, not "resuming".
   const bool nothing_to_resume = world.rank() == 0 && options.resume && !holds_a_study(config.output);
-  const OutputLock lock = prepare_output_everywhere(config, options, runs, world);
+  const OutputLock lock = prepare_output_everywhere(config, options, runs, data.shape(), world);
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"
@@ -1039,13 +1065,16 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
 // --catalog lists the runs of the config it is given: a config other than the study's would list runs the
 // study does not have, and miss those it has, as if they were results of this one.
+// Architectures are compared by their layers where the config gives the sample shape (synthetic data; the
+// catalog reads no data file).
 void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
+  const std::optional<Shape> input = is_synthetic(c.data) ? std::optional<Shape>(synthetic_shape(c.data)) : std::nullopt;
   const SavedConfig saved = saved_config(fs::path(c.output));
   if (!saved.text.empty())
-    if (const std::string diff = difference_from_recorded(o, saved.text, c); !diff.empty())
+    if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())
       throw InputError("--catalog: the config differs from the study in '" + c.output + "': " + diff +
                        "; give the study's own config (" + (fs::path(c.output) / "study.ini").string() + ")");
-  refuse_runs_of_another_config(c, o, runs, "--catalog");
+  refuse_runs_of_another_config(c, o, runs, "--catalog", input);
 }
 
 void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {

@@ -275,3 +275,56 @@ def test_a_run_continued_by_another_build_says_so(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if line.startswith("eomlab: warning:")]
     assert len(warnings) == 1 and ", begun by 0123abc: its records after step " in warnings[0], resumed.stderr
+
+
+CONV_STUDY = """
+[study]
+name = conv_resume
+output = {output}
+seed = 1
+ranks_per_run = 2
+[data]
+source = gaussian_mixture
+n_samples = 64
+shape = 2,6,6
+[model]
+architecture = {architecture}
+[optimizer]
+lr = 0.05
+steps = 12000
+record_every = 10
+[flows]
+kinds = gf, eom1
+[output]
+checkpoint_every = 10
+"""
+ARCHITECTURE = ("conv(3, 3, pad=1), batchnorm, tanh, avgpool(2), residual(conv(3,3,pad=1), batchnorm, tanh), "
+                "flatten, dense(4)")
+
+
+def test_resume_compares_architectures_by_the_layers_they_make(tmp_path):
+    """Found by an adversarial review: an architecture respelled with its defaults (stride=1, affine=on, eps=0)
+    was refused on --resume as another config. It now resumes, to the same bits as an uninterrupted study; an
+    architecture that makes other layers is still refused, naming the key."""
+    ref = write_config(tmp_path, CONV_STUDY.format(output=tmp_path / "ref", architecture=ARCHITECTURE), "ref.ini")
+    assert run_eomlab(["--config", ref], np=2).returncode == 0
+    config = write_config(tmp_path, CONV_STUDY.format(output=tmp_path / "out", architecture=ARCHITECTURE))
+    proc = start_study(config)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    proc.send_signal(signal.SIGUSR1)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 75
+    other = "conv(4, 3, pad=1), batchnorm, tanh, avgpool(2), residual(conv(4, 3, pad=1), batchnorm, tanh), flatten, dense(4)"
+    refused = run_eomlab(["--config", config, "--resume", f"--model.architecture={other}"], np=2)
+    assert refused.returncode == 2
+    line = [l for l in refused.stderr.splitlines() if l.startswith("eomlab:")][0]
+    assert "--resume: the config differs" in line and "model.architecture was" in line, line
+    respelled = ("conv(3, 3, stride=1, pad=1), batchnorm(affine=on, eps=0), tanh, avgpool(2), "
+                 "residual(conv(3, 3, pad=1, stride=1), batchnorm, tanh), flatten, dense(4)")
+    resumed = run_eomlab(["--config", config, "--resume", f"--model.architecture={respelled}"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert set(statuses(tmp_path / "out").values()) == {"complete"}
+    assert datasets(tmp_path / "out") == datasets(tmp_path / "ref")
+    # --catalog too (its synthetic data's shape is in the config).
+    assert run_eomlab(["--config", config, "--catalog", f"--model.architecture={respelled}"], np=2).returncode == 0
+    assert run_eomlab(["--config", config, "--catalog", f"--model.architecture={other}"], np=2).returncode == 2
