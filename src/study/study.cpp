@@ -297,7 +297,7 @@ struct SavedConfig {
   bool intact = true;  // false: study.ini must be rewritten
 };
 
-SavedConfig saved_config(const fs::path& out) {
+SavedConfig saved_config(const fs::path& out, bool rewrites = true) {
   const fs::path saved = out / "study.ini";
   std::error_code ec;
   if (!fs::exists(saved, ec)) return {};
@@ -317,7 +317,8 @@ SavedConfig saved_config(const fs::path& out) {
       continue;
     }
     std::cerr << "eomlab: warning: '" << saved.string() << "' is " << (s.empty() ? "empty" : "cut short")
-              << "; using the config recorded in '" << entry.path().string() << "' and rewriting it" << std::endl;
+              << "; using the config recorded in '" << entry.path().string() << "'" << (rewrites ? " and rewriting it" : "")
+              << std::endl;
     break;
   }
   return recovered;
@@ -1069,7 +1070,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 // catalog reads no data file).
 void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
   const std::optional<Shape> input = is_synthetic(c.data) ? std::optional<Shape>(synthetic_shape(c.data)) : std::nullopt;
-  const SavedConfig saved = saved_config(fs::path(c.output));
+  const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume
   if (!saved.text.empty())
     if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())
       throw InputError("--catalog: the config differs from the study in '" + c.output + "': " + diff +

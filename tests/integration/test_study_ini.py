@@ -58,6 +58,20 @@ def test_resume_recovers_an_empty_study_ini_from_the_run_files(tmp_path, small_s
     assert "(unset)" not in proc.stderr, proc.stderr
 
 
+def test_the_catalog_of_a_study_with_a_damaged_study_ini_compares_with_the_run_files_and_rewrites_nothing(
+        tmp_path, small_study):
+    out = tmp_path / "out"
+    assert run_eomlab(["--config", small_study], np=1).returncode == 0
+    (out / "study.ini").write_text("[study]\nname = sm")  # cut short by an older eomlab
+    proc = run_eomlab(["--config", small_study, "--catalog", "--optimizer.steps=30"], np=1)
+    assert proc.returncode == 2 and "optimizer.steps" in proc.stderr and "(unset)" not in proc.stderr, proc.stderr
+    proc = run_eomlab(["--config", small_study, "--catalog"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "study.ini' is cut short; using the config recorded in" in proc.stderr
+    assert "rewriting" not in proc.stderr  # the catalog writes sweep.h5 only
+    assert (out / "study.ini").read_text() == "[study]\nname = sm"
+
+
 def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
     out = tmp_path / "out"
     out.mkdir()
