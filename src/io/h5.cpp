@@ -89,10 +89,10 @@ bool exists(hid_t loc, const std::string& name) {
 std::string object_kind(hid_t loc, const std::string& name, const std::string& file) {
   const Handle object(H5Oopen(loc, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", file + ":" + name);
   switch (H5Iget_type(object)) {
-    case H5I_DATASET: return "dataset";
-    case H5I_GROUP: return "group";
-    case H5I_DATATYPE: return "named datatype";
-    default: return "object of another kind";
+    case H5I_DATASET: return "a dataset";
+    case H5I_GROUP: return "a group";
+    case H5I_DATATYPE: return "a named datatype";
+    default: return "an object of another kind";
   }
 }
 
