@@ -37,11 +37,16 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 [[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
 
-// The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it).
+// The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it),
+// and so are control characters, as in a config file: a line break would end the value and start keys of
+// its own in the config text made from it.
 std::string value_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
     bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
-  return py::str(value).cast<std::string>();
+  const std::string text = py::str(value).cast<std::string>();
+  if (std::any_of(text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; }))
+    bad(key + ": expected a value without control characters, got " + py::repr(value).cast<std::string>());
+  return text;
 }
 
 // "a,b,c" of a Python list or tuple (or the text of one value) for `key`.
@@ -153,6 +158,7 @@ struct PyModel {
     m.input = architecture ? input : Shape();
     try {
       m.model = std::make_shared<Model>(make_model(m.config, m.input));
+      require_classes_for_cross_entropy(m.config, *m.model);
     } catch (const Error& e) {
       bad(e.what());
     }
@@ -252,10 +258,10 @@ class PyObjective {
   }
   // dθ/dt of flow `kind` (gf, eom0..eom3) for `method` at lr, with its hyperparameters; a run's seed and
   // epoch where the field depends on them (sgd's batch order).
-  Vector field(const std::string& kind, const py::object& lr, const py::object& theta, const std::string& method,
+  Vector field(const py::object& kind, const py::object& lr, const py::object& theta, const py::object& method,
                const py::kwargs& kw) {
     const Vector t = vector("theta", theta);
-    const FieldRequest r = request("field", kind, number_argument(lr, "lr"), method, kw);
+    const FieldRequest r = request("field", value_text(kind, "kind"), number_argument(lr, "lr"), value_text(method, "method"), kw);
     const std::shared_ptr<CachedFlow> flow = flow_of(r);
     Vector out;
     py::gil_scoped_release free;
@@ -265,10 +271,11 @@ class PyObjective {
     return out;
   }
   // Where the flow starts from θ0 (θ0* for a method with memory).
-  Vector start_point(const std::string& kind, const py::object& lr, const py::object& theta0, const std::string& method,
+  Vector start_point(const py::object& kind, const py::object& lr, const py::object& theta0, const py::object& method,
                      const py::kwargs& kw) {
     const Vector t = vector("theta0", theta0);
-    const FieldRequest r = request("start_point", kind, number_argument(lr, "lr"), method, kw);
+    const FieldRequest r =
+        request("start_point", value_text(kind, "kind"), number_argument(lr, "lr"), value_text(method, "method"), kw);
     const std::shared_ptr<CachedFlow> flow = flow_of(r);
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);

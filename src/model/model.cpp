@@ -249,4 +249,10 @@ Model make_model(const ModelConfig& config, const Shape& input) {
   return model;
 }
 
+void require_classes_for_cross_entropy(const ModelConfig& config, const Model& model) {
+  if (!config.architecture.empty() && config.loss == LossKind::cross_entropy && model.n_outputs() < 2)
+    throw InputError("model.architecture: the last layer gives " + std::to_string(model.n_outputs()) +
+                     " outputs, expected at least 2 for cross_entropy");
+}
+
 }  // namespace eomlab

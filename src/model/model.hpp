@@ -135,5 +135,8 @@ class Model {
 // with model.loss. Throws InputError naming model.architecture and the layer for an impossible
 // architecture, Error for an impossible MLP.
 Model make_model(const ModelConfig& config, const Shape& input = Shape());
+// Cross-entropy over fewer than 2 outputs is 0 whatever θ: an architecture under it must give 2 or more.
+// Throws InputError naming model.architecture. (An MLP's last width is data.n_classes, checked with it.)
+void require_classes_for_cross_entropy(const ModelConfig& config, const Model& model);
 
 }  // namespace eomlab

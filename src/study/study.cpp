@@ -154,12 +154,8 @@ std::optional<Model> model_before_data(const StudyConfig& c) {
 // The study's model for the data's samples (throws InputError if they do not fit together).
 Model study_model(const StudyConfig& c, const Dataset& data) {
   Model model = make_model(c.model, data.shape());
-  if (!c.model.architecture.empty()) {
-    if (data.has_labels() && model.n_outputs() < 2)
-      throw InputError("model.architecture: the last layer gives " + std::to_string(model.n_outputs()) +
-                       " outputs, expected at least 2 for cross_entropy");
-    require_data_fits(data, 0, model.n_outputs(), last_layer_key(c), c);
-  }
+  require_classes_for_cross_entropy(c.model, model);
+  if (!c.model.architecture.empty()) require_data_fits(data, 0, model.n_outputs(), last_layer_key(c), c);
   return model;
 }
 

@@ -135,6 +135,10 @@ def test_against_pytorch_float64(name):
     # named the config key data.n_features or data.shape, not the argument
     (lambda: eomlab.Model(architecture="dense(2)", input_shape=(-3,)), r"input_shape: expected sizes in \[1, 2147483647\], got \(-3,\)"),
     (lambda: eomlab.Model(architecture="dense(2)", input_shape=(1, -28, 28)), r"input_shape: expected sizes .* got \(1, -28, 28\)"),
+    # found by an adversarial review: accepted, with a loss of 0 whatever θ (the binary refuses it)
+    (lambda: eomlab.Model(architecture="dense(1)", input_shape=(4,)),
+     "model.architecture: the last layer gives 1 outputs, expected at least 2 for cross_entropy"),
+    (lambda: eomlab.Model(architecture="conv(1, 2), flatten", input_shape=(1, 2, 2)), "expected at least 2 for cross_entropy"),
 ])
 def test_bad_models_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
@@ -328,6 +332,26 @@ def test_bytes_are_refused_not_read_as_their_codes(tmp_path):
     net, x, y, theta, model, f = problem("mlp")
     with pytest.raises(ValueError, match=r"optimizer.momentum: expected text \(str\), got b'0.5'"):
         f.field("eom1", LR, theta, method="heavy_ball", momentum=b"0.5")
+    # found by an adversarial review: the flow's kind and the method were read from bytes
+    for call in (lambda: f.field(b"eom1", LR, theta), lambda: f.start_point(b"eom1", LR, theta)):
+        with pytest.raises(ValueError, match=r"kind: expected text \(str\), got b'eom1'"):
+            call()
+    for call in (lambda: f.field("eom1", LR, theta, method=b"gd"), lambda: f.start_point("eom1", LR, theta, method=b"gd")):
+        with pytest.raises(ValueError, match=r"method: expected text \(str\), got b'gd'"):
+            call()
+    assert np.array_equal(f.field("eom1", LR, theta, method="gd"), f.field("eom1", LR, theta))
+
+
+def test_a_line_break_in_a_value_is_refused_not_read_as_further_keys(tmp_path):
+    """Found by an adversarial review: study.name = "x\\n[data]\\nnoise = 2.0" ran a study with data.noise 2, a key
+    the user never set."""
+    for name in ("x\n[data]\nnoise = 2.0", "x\r\nnoise = 2.0", "tab\there"):
+        with pytest.raises(ValueError, match=r"study.name: expected a value without control characters, got 'x|'tab"):
+            eomlab.run({"study": {"output": str(tmp_path / "out"), "name": name}, "model": {"layers": [4, 3]},
+                        "optimizer": {"lr": 0.1, "steps": 1}})
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="layers: expected a value without control characters"):
+        eomlab.Model(layers=["4\n", 3])
 
 
 def sgd_eom1(model, x, y, lr, theta, seed, epoch, b):
