@@ -8,71 +8,98 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define EOMLAB_TANH_EXP_AVX2 1
+#define EOMLAB_TANH_AVX2 1
 #endif
 
 namespace eomlab {
+
+namespace detail {
+
+// tanh(x) = A + N/D, one division (activation.hpp):
+//   |x| <= 0.625: A = x, N = x·s·P(s), D = Q(s), s = x² (Cephes' rational approximation);
+//   |x| >  0.625: A = ±1, N = ∓2(q − p), D = 2^k(q + p) + (q − p), where e^y = 2^k·(q + p)/(q − p) is
+//   Cephes' Padé exp of y = min(2|x|, 50) = k·ln 2 + g (as Eigen's pexp), so that A + N/D = ±(1 − 2/(e^y + 1)).
+//   Beyond 50, 1 − 2/(e^y + 1) rounds to 1 all the same. A NaN takes the first branch and stays NaN.
+// The polynomials' coefficients, shared by the scalar and the vector code.
+namespace tanh_coefficients {
+constexpr double edge = 0.625, top = 50.0, log2e = 1.4426950408889634073599;
+constexpr double c1 = 0.693145751953125, c2 = 1.42860682030941723212e-6;  // ln 2 = c1 + c2
+constexpr double p0 = 1.26177193074810590878e-4, p1 = 3.02994407707441961300e-2, p2 = 9.99999999999999999910e-1;
+constexpr double q0 = 3.00198505138664455042e-6, q1 = 2.52448340349684104192e-3, q2 = 2.27265548208155028766e-1,
+                 q3 = 2.00000000000000000009e0;
+constexpr double a0 = -9.64399179425052238628e-1, a1 = -9.92877231001918586564e1, a2 = -1.61468768441708447952e3;
+constexpr double b1 = 1.12811678491632931402e2, b2 = 2.23548839060100448583e3, b3 = 4.84406305325125486048e3;
+}  // namespace tanh_coefficients
+
+double tanh_portable(double x) {
+  using namespace tanh_coefficients;
+  const double ax = std::fabs(x);
+  if (!(ax > edge)) {
+    const double s = x * x;
+    const double p = std::fma(std::fma(a0, s, a1), s, a2);
+    const double q = std::fma(std::fma(s + b1, s, b2), s, b3);
+    return x + x * s * p / q;
+  }
+  const double y = std::fmin(2.0 * ax, top);
+  const double k = std::floor(std::fma(log2e, y, 0.5));
+  const double g = std::fma(-k, c2, std::fma(-k, c1, y));
+  const double g2 = g * g;
+  const double p = std::fma(std::fma(p0, g2, p1), g2, p2) * g;
+  const double q = std::fma(std::fma(std::fma(q0, g2, q1), g2, q2), g2, q3);
+  const double d = std::fma(std::ldexp(1.0, static_cast<int>(k)), q + p, q - p);
+  return std::copysign(1.0, x) - std::copysign(2.0 * (q - p), x) / d;
+}
+
+}  // namespace detail
 
 namespace {
 
 constexpr Index tanh_block = 64;
 
-#ifdef EOMLAB_TANH_EXP_AVX2
-// e = exp(min(2|x|, 50)) for n entries, n a multiple of 4: Eigen 3.4's packet exp (pexp_double) step for
-// step, hence its bits, but for its last step: 2^k (k <= 72 here) is put into the exponent field at
-// once, where Eigen multiplies by four factors so as not to overflow. Both scalings are exact. Beyond 50
-// the exp differs, but 1 - 2/(e + 1) rounds to 1 for every e > 2^55 (2|x| > 38.2) all the same.
-// The compiler fuses multiplies and adds here as in Eigen's code (GCC: the two subtractions of k·C1 and
-// k·C2 become FMAs in both) because the expressions have the same shape: keep it so.
-void exp_of_twice_abs(const double* x, Index n, double* e) {
-  const __m256d sign = _mm256_set1_pd(-0.0), two = _mm256_set1_pd(2.0), one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5);
-  const __m256d top = _mm256_set1_pd(50.0), log2e = _mm256_set1_pd(1.4426950408889634073599);
-  const __m256d c1 = _mm256_set1_pd(0.693145751953125), c2 = _mm256_set1_pd(1.42860682030941723212e-6);
-  const __m256d p0 = _mm256_set1_pd(1.26177193074810590878e-4), p1 = _mm256_set1_pd(3.02994407707441961300e-2),
-                p2 = _mm256_set1_pd(9.99999999999999999910e-1);
-  const __m256d q0 = _mm256_set1_pd(3.00198505138664455042e-6), q1 = _mm256_set1_pd(2.52448340349684104192e-3),
-                q2 = _mm256_set1_pd(2.27265548208155028766e-1), q3 = _mm256_set1_pd(2.00000000000000000009e0);
-  const __m256i bias = _mm256_set1_epi64x(1023);
-  for (Index i = 0; i < n; i += 4) {
-    const __m256d y = _mm256_min_pd(_mm256_mul_pd(two, _mm256_andnot_pd(sign, _mm256_loadu_pd(x + i))), top);
-    const __m256d k = _mm256_floor_pd(_mm256_fmadd_pd(log2e, y, half));
-    const __m256d g = _mm256_sub_pd(_mm256_sub_pd(y, _mm256_mul_pd(k, c1)), _mm256_mul_pd(k, c2));
-    const __m256d g2 = _mm256_mul_pd(g, g);
-    const __m256d p = _mm256_mul_pd(_mm256_fmadd_pd(_mm256_fmadd_pd(p0, g2, p1), g2, p2), g);
-    const __m256d q = _mm256_fmadd_pd(_mm256_fmadd_pd(_mm256_fmadd_pd(q0, g2, q1), g2, q2), g2, q3);
-    const __m256d r = _mm256_fmadd_pd(two, _mm256_div_pd(p, _mm256_sub_pd(q, p)), one);
-    const __m256i k64 = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
-    _mm256_storeu_pd(e + i, _mm256_mul_pd(r, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k64, bias), 52))));
-  }
+#ifdef EOMLAB_TANH_AVX2
+// detail::tanh_portable's two branches for 4 entries, selected before the one division.
+inline __m256d tanh_of_pack(__m256d x) {
+  using namespace detail::tanh_coefficients;
+  const auto c = [](double v) { return _mm256_set1_pd(v); };
+  const __m256d sign = c(-0.0);
+  const __m256d ax = _mm256_andnot_pd(sign, x), sx = _mm256_and_pd(sign, x);
+  const __m256d y = _mm256_min_pd(_mm256_mul_pd(c(2.0), ax), c(top));  // NaN: top
+  const __m256d k = _mm256_floor_pd(_mm256_fmadd_pd(c(log2e), y, c(0.5)));
+  const __m256d g = _mm256_fnmadd_pd(k, c(c2), _mm256_fnmadd_pd(k, c(c1), y));
+  const __m256d g2 = _mm256_mul_pd(g, g);
+  const __m256d p = _mm256_mul_pd(_mm256_fmadd_pd(_mm256_fmadd_pd(c(p0), g2, c(p1)), g2, c(p2)), g);
+  const __m256d q = _mm256_fmadd_pd(_mm256_fmadd_pd(_mm256_fmadd_pd(c(q0), g2, c(q1)), g2, c(q2)), g2, c(q3));
+  const __m256i k64 = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+  const __m256d two_k = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k64, _mm256_set1_epi64x(1023)), 52));
+  const __m256d q_minus_p = _mm256_sub_pd(q, p);
+  const __m256d big_d = _mm256_fmadd_pd(two_k, _mm256_add_pd(q, p), q_minus_p);
+  const __m256d big_n = _mm256_xor_pd(_mm256_mul_pd(c(2.0), q_minus_p), _mm256_xor_pd(sx, sign));
+  const __m256d big_a = _mm256_or_pd(c(1.0), sx);
+  const __m256d s = _mm256_mul_pd(x, x);
+  const __m256d small_p = _mm256_fmadd_pd(_mm256_fmadd_pd(c(a0), s, c(a1)), s, c(a2));
+  const __m256d small_q = _mm256_fmadd_pd(_mm256_fmadd_pd(_mm256_add_pd(s, c(b1)), s, c(b2)), s, c(b3));
+  const __m256d small_n = _mm256_mul_pd(_mm256_mul_pd(x, s), small_p);
+  const __m256d big = _mm256_cmp_pd(ax, c(edge), _CMP_GT_OQ);
+  const __m256d a = _mm256_blendv_pd(x, big_a, big), n = _mm256_blendv_pd(small_n, big_n, big),
+                d = _mm256_blendv_pd(small_q, big_d, big);
+  return _mm256_add_pd(a, _mm256_div_pd(n, d));
 }
 #endif
 
-// t = tanh(x) for len <= tanh_block entries. Both branches are computed in loops of their own and
-// selected after: one loop with the select in it becomes control flow (its divisions may not be
-// speculated under -ftrapping-math) and runs scalar; these loops vectorize, with the same operations
-// on every entry, hence the same bits.
+// t = tanh(x) for len entries. Every entry by the same instructions wherever it lies (a last partial
+// pack is padded), so that its bits do not depend on how the samples are split.
 inline void tanh_of_block(const double* x, Index len, double* t) {
-  alignas(64) double e[tanh_block];
-  alignas(64) double small[tanh_block];
-  // Eigen's exp of a map takes its packet path for the whole packets and its scalar one for the rest.
-  Index packets = 0;
-#ifdef EOMLAB_TANH_EXP_AVX2
-  using Packets = Eigen::internal::packet_traits<double>;
-  if constexpr (Packets::HasExp && Packets::size % 4 == 0) {
-    packets = len - len % Packets::size;
-    exp_of_twice_abs(x, packets, e);
-  }
+#ifdef EOMLAB_TANH_AVX2
+  Index i = 0;
+  for (; i + 4 <= len; i += 4) _mm256_storeu_pd(t + i, tanh_of_pack(_mm256_loadu_pd(x + i)));
+  if (i == len) return;
+  alignas(32) double pad[4] = {0.0, 0.0, 0.0, 0.0};
+  std::copy(x + i, x + len, pad);
+  _mm256_store_pd(pad, tanh_of_pack(_mm256_load_pd(pad)));
+  std::copy(pad, pad + (len - i), t + i);
+#else
+  for (Index i = 0; i < len; ++i) t[i] = detail::tanh_portable(x[i]);
 #endif
-  Eigen::Map<Eigen::ArrayXd>(e + packets, len - packets) =
-      (2.0 * Eigen::Map<const Eigen::ArrayXd>(x + packets, len - packets).abs()).exp();
-  for (Index i = 0; i < len; ++i) {
-    const double s = x[i] * x[i];
-    const double p = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s - 1.61468768441708447952E3;
-    const double q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s + 4.84406305325125486048E3;
-    small[i] = x[i] + x[i] * s * p / q;
-  }
-  for (Index i = 0; i < len; ++i) e[i] = std::copysign(1.0 - 2.0 / (e[i] + 1.0), x[i]);
-  for (Index i = 0; i < len; ++i) t[i] = std::fabs(x[i]) > 0.625 ? e[i] : small[i];
 }
 
 // tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
