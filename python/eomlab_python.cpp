@@ -38,14 +38,13 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 [[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
 
 // The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it),
-// and so are control characters, as in a config file: a line break would end the value and start keys of
-// its own in the config text made from it.
+// and so is what a config file refuses (cli::check_value): a line break would end the value and start keys
+// of its own in the config text made from it.
 std::string value_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
     bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
   const std::string text = py::str(value).cast<std::string>();
-  if (std::any_of(text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; }))
-    bad(key + ": expected a value without control characters, got " + py::repr(value).cast<std::string>());
+  cli::check_value(key, text);
   return text;
 }
 

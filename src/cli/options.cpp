@@ -107,17 +107,6 @@ std::string escaped(const std::string& s) {
   return out;
 }
 
-// Every value, from the file or the command line: no control characters (a newline would break the
-// INI text the config is stored as, a NUL would cut it) and no '#' starting a word, which reads as a
-// comment after the value (comments are whole lines, so it would be kept as part of the value).
-void check_value(const std::string& key, const std::string& value) {
-  for (unsigned char c : value)
-    if (is_control(c)) throw_input_error(key, "a value without control characters", quoted(escaped(value)));
-  for (std::size_t at = value.find('#'); at != std::string::npos; at = value.find('#', at + 1))
-    if (at == 0 || value[at - 1] == ' ' || value[at - 1] == '\t')
-      throw_input_error(key, "a value without a comment (comments are lines starting with # or ;)", quoted(value));
-}
-
 std::vector<std::string> split_list(const std::string& key, const std::string& value) {
   std::vector<std::string> out;
   for (std::size_t begin = 0;;) {
@@ -716,6 +705,15 @@ void parse_shard(const std::string& text, Command& cmd) {
 }
 
 }  // namespace
+
+// A '#' starting a word would otherwise be kept as part of the value (comments are whole lines).
+void check_value(const std::string& key, const std::string& value) {
+  for (unsigned char c : value)
+    if (is_control(c)) throw_input_error(key, "a value without control characters", quoted(escaped(value)));
+  for (std::size_t at = value.find('#'); at != std::string::npos; at = value.find('#', at + 1))
+    if (at == 0 || value[at - 1] == ' ' || value[at - 1] == '\t')
+      throw_input_error(key, "a value without a comment (comments are lines starting with # or ;)", quoted(value));
+}
 
 StudyConfig parse_config_text(const std::string& ini, const std::string& where) {
   Values values = read_ini(ini, where);

@@ -31,4 +31,9 @@ StudyConfig parse_config_text(const std::string& ini, const std::string& where);
 // returned as it is.
 std::string canonical_config_text(const std::string& ini);
 
+// Every value, from a file, the command line or the Python module, before it becomes config text: no control
+// characters but tab (a line break would end the value and start keys of its own, a NUL cut the text) and
+// no '#' starting a word (it would read as a comment). InputError naming `key` otherwise.
+void check_value(const std::string& key, const std::string& value);
+
 }  // namespace eomlab::cli
