@@ -782,7 +782,10 @@ Command parse_command_line(int argc, const char* const argv[]) {
 
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    // No prefixes: --overw would pass for --overwrite (which the SLURM job script, matching whole flags,
+    // would then keep on a restart beside its --resume), and --optimizer.l=0.1 for --optimizer.lr.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(all).style(style).run(), vm);
   } catch (const po::unknown_option& e) {
     throw InputError("command line: unknown option '" + e.get_option_name() + "' (see eomlab --help)");
   } catch (const po::error& e) {

@@ -380,17 +380,37 @@ bool holds_a_study(const std::string& output) {
   return false;
 }
 
-// Checks the output directory against this invocation, takes the invocation's lock on it and prepares
-// it (clearing what --overwrite replaces). World rank 0 only. Existing results are those of this
-// invocation's runs (other shards' files are never touched).
-OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine, const Shape& input) {
-  refuse_paths_too_long_for_mpi_io(c, mine);
-  const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
+// Refuses an output directory in which runs/ could be neither made nor written, as far as can be told
+// without making anything: the nearest existing directory on its path is not one, or is not writable (a
+// read-only file system, no permission).
+void refuse_unwritable_output(const StudyConfig& c) {
   std::error_code ec;
-  const SavedConfig before = saved_config(out);
-  bool rewrite_saved = before.text.empty() || !before.intact;
-  if (!before.text.empty()) {
-    const std::string diff = difference_from_recorded(o, before.text, c, input);
+  fs::path at = fs::absolute(fs::path(c.output) / "runs", ec);
+  while (!fs::exists(at, ec) && at.has_relative_path()) at = at.parent_path();
+  const std::string problem = !fs::is_directory(at, ec)   ? "not a directory"
+                              : access(at.c_str(), W_OK | X_OK) != 0 ? std::strerror(errno)
+                                                                   : "";
+  if (!problem.empty())
+    throw InputError("study.output: cannot write in '" + c.output + "': '" + at.string() + "': " + problem);
+}
+
+// What prepare_output found of the output directory before changing anything.
+struct OutputCheck {
+  SavedConfig before;
+  bool rewrite_saved = false;
+};
+
+// Checks the output directory against this invocation without changing anything: what --dry-run checks,
+// and the first half of prepare_output. Existing results are those of this invocation's runs.
+OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
+                         const std::optional<Shape>& input) {
+  refuse_paths_too_long_for_mpi_io(c, mine);
+  const fs::path out(c.output);
+  std::error_code ec;
+  OutputCheck check{saved_config(out), false};
+  check.rewrite_saved = check.before.text.empty() || !check.before.intact;
+  if (!check.before.text.empty()) {
+    const std::string diff = difference_from_recorded(o, check.before.text, c, input);
     if (!diff.empty()) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
@@ -398,7 +418,7 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
         throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                          "); use another directory, or --overwrite");
       if (o.shards > 1) refuse_shard_replacing_config(c, mine, diff);
-      rewrite_saved = true;
+      check.rewrite_saved = true;
     }
   }
   if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input);
@@ -408,6 +428,18 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   if (existing > 0 && !o.overwrite && !o.resume)
     throw InputError("study.output: '" + c.output + "' already holds results; pass --resume to continue the study or "
                      "--overwrite to replace them");
+  refuse_unwritable_output(c);
+  return check;
+}
+
+// Checks the output directory against this invocation, takes the invocation's lock on it and prepares
+// it (clearing what --overwrite replaces). World rank 0 only. Other shards' files are never touched.
+OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine, const Shape& input) {
+  const OutputCheck check = check_output(c, o, mine, input);
+  const SavedConfig& before = check.before;
+  bool rewrite_saved = check.rewrite_saved;
+  const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
+  std::error_code ec;
   for (const fs::path& dir : {runs, checkpoints}) {
     std::error_code made;
     fs::create_directories(dir, made);
@@ -666,6 +698,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // Everything that can refuse the study (an unreadable data file) before anything is printed. A study whose
   // size is known before its data (model_before_data) and too large for this node is described without
   // reading or making its data (a teacher network is as large as the model).
+  std::optional<Shape> input = is_synthetic(config.data) ? std::optional<Shape>(synthetic_shape(config.data)) : std::nullopt;
   refuse_paths_too_long_for_mpi_io(config, runs);
   std::string memory;
   Index n_samples = study_samples(config), n_params = 0;
@@ -681,9 +714,11 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
     memory = describe_memory(estimate_rank_memory(config, probe.n_params(), n_samples, &probe));
     n_samples = data.n_samples();
     n_params = probe.n_params();
+    input = data.shape();
   }
   require_method_fits(config, expand_grid(config), n_samples);
   if (!config.model.init_path.empty()) io::read_parameters_file(config.model.init_path, n_params, "model.init");
+  check_output(config, options, runs, input);  // as the run would, changing nothing
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
@@ -1065,6 +1100,12 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 // Architectures are compared by their layers where the config gives the sample shape (synthetic data; the
 // catalog reads no data file).
 void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
+  // A mistyped study.output: nothing to list, and no sweep.h5 of "missing" runs written where no study is.
+  const fs::path out(c.output);
+  if (!fs::exists(out / "study.ini") && !fs::is_directory(out / "runs"))
+    throw InputError("--catalog: no study in '" + c.output + "' (" +
+                     (fs::exists(out) ? "neither study.ini nor runs/" : "no such directory") +
+                     "): expected the output directory of a study (study.output)");
   const std::optional<Shape> input = is_synthetic(c.data) ? std::optional<Shape>(synthetic_shape(c.data)) : std::nullopt;
   const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume
   if (!saved.text.empty())

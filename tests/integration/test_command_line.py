@@ -55,6 +55,48 @@ def test_dry_run_refuses_what_the_run_refuses_with_the_same_line(tmp_path, small
     assert dry.stderr.startswith("eomlab: model.init" if bad.startswith("init") else "eomlab: study.output: "), dry.stderr
 
 
+@pytest.mark.parametrize("bad", ["output_under_a_file", "output_holds_results", "output_of_another_config"])
+def test_dry_run_checks_the_output_directory_as_the_run_does(tmp_path, small_study, bad):
+    """Found by an adversarial review: --dry-run passed an output directory the run refuses (under a file, on a
+    read-only file system, holding results without --resume or --overwrite), though the README says a dry run
+    refuses with the run's own line what the run would refuse."""
+    extra = []
+    if bad == "output_under_a_file":
+        (tmp_path / "file").write_text("")
+        extra = [f"--study.output={tmp_path / 'file' / 'out'}"]
+    else:
+        first = run_eomlab(["--config", small_study])
+        assert first.returncode == 0, first.stderr
+        if bad == "output_of_another_config":
+            extra = ["--optimizer.steps=7"]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    dry = run_eomlab(["--config", small_study, "--dry-run", *extra])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing made or changed
+    run = run_eomlab(["--config", small_study, *extra])
+    assert dry.returncode == run.returncode == 2, dry.stdout + dry.stderr + run.stderr
+    assert dry.stdout == "" and dry.stderr == run.stderr and dry.stderr.count("\n") == 1, dry.stderr
+    expected = {"output_under_a_file": f"eomlab: study.output: cannot write in '{tmp_path / 'file' / 'out'}': "
+                                       f"'{tmp_path / 'file'}': not a directory",
+                "output_holds_results": "eomlab: study.output: '", "output_of_another_config": "eomlab: study.output: '"}
+    assert dry.stderr.startswith(expected[bad]), dry.stderr
+    assert bad != "output_holds_results" or "already holds results" in dry.stderr
+    assert bad != "output_of_another_config" or "holds a study with another config" in dry.stderr
+    # With --resume the dry run of the same study passes, as the run would.
+    if bad == "output_holds_results":
+        assert run_eomlab(["--config", small_study, "--dry-run", "--resume"]).returncode == 0
+
+
+@pytest.mark.parametrize("flag", ["--overw", "--res", "--optimizer.l=0.3", "--dry"])
+def test_an_abbreviated_flag_or_key_is_refused_not_guessed(tmp_path, small_study, flag):
+    """Found by an adversarial review: Boost guessed unique prefixes, so --overw ran as --overwrite (and the
+    SLURM job script, which matches whole flags, kept it beside --resume on a restart) and --optimizer.l=0.3
+    set optimizer.lr."""
+    proc = run_eomlab(["--config", small_study, flag])
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr == f"eomlab: command line: unknown option '{flag}' (see eomlab --help)\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_data_source_on_the_command_line_replaces_the_keys_of_the_files_source(tmp_path, small_study):
     """data.n_samples with an hdf5 file and data.noise / data.seed with any file are refused (the file's
     data is its own); given on the command line, a data source replaces the file's keys it does not read,

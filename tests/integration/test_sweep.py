@@ -153,3 +153,22 @@ def test_the_catalog_refuses_a_config_other_than_the_studys(tmp_path):
     summary, _ = read_catalog(out)
     assert sorted(int(r["seed"]) for r in summary) == [1, 2, 3]
     assert {r["status"].decode() for r in summary} == {"complete"}
+
+
+@pytest.mark.parametrize("where", ["no_such_directory", "empty_directory"])
+def test_the_catalog_of_a_directory_without_a_study_is_refused(tmp_path, where):
+    """Found by an adversarial review: --catalog on a mistyped study.output failed in H5Fcreate with an HDF5
+    error stack (exit 1) where the directory did not exist, and wrote a sweep.h5 of 'missing' runs (exit 0)
+    into an existing directory holding no study."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"), "s.ini")
+    target = tmp_path / "typo"
+    if where == "empty_directory":
+        target.mkdir()
+    proc = run_eomlab(["--config", config, "--catalog", f"--study.output={target}"], np=2)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab")]
+    reason = "no such directory" if where == "no_such_directory" else "neither study.ini nor runs/"
+    assert lines == [f"eomlab: --catalog: no study in '{target}' ({reason}): expected the output directory of a "
+                     "study (study.output)"], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.ini"] + (["typo"] if where == "empty_directory" else [])
+    assert where == "no_such_directory" or list(target.iterdir()) == []
