@@ -271,6 +271,68 @@ def test_warning_while_eomlab_starts_requeues_instead_of_failing(cluster, tmp_pa
     assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
 
 
+def test_a_warned_array_task_requeues_itself_not_the_whole_array(cluster, tmp_path):
+    """Found by an adversarial review: the script ran `scontrol requeue $SLURM_JOB_ID`, and in the array task
+    whose job id is the array's own, SLURM took that for every task: the sibling, never warned, was killed
+    ("DUE TO JOB REQUEUE") and restarted. Here the array's own task is warned; the other runs on untouched."""
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 100000")
+                     .replace("lr = 0.1, 0.05", "lr = 0.05") + "[output]\ncheckpoint_every = 1000\n")
+    array = submit(cluster, tmp_path, ["--array=0-1", "--ntasks=1", "-o", tmp_path / "task-%A_%a.out", SCRIPT, study])
+    deadline = time.time() + 120
+    while not all("step 0/" in job_log(tmp_path, f"task-{array}_{i}.out") for i in (0, 1)):
+        assert time.time() < deadline, job_log(tmp_path, "task-*.out") + cluster.logs()
+        time.sleep(0.2)
+    ids = {}
+    for i in (0, 1):
+        ids[i] = job_field(cluster, f"{array}_{i}", "JobId")
+    warned = next(i for i in (0, 1) if ids[i] == array)  # the task SLURM gave the array's id
+    sibling = 1 - warned
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{array}_{warned}"], env=cluster.env, check=True)
+    states = {i: run_requeueing_job(cluster, f"{array}_{i}") for i in (warned, sibling)}
+    logs = {i: job_log(tmp_path, f"task-{array}_{i}.out") for i in (0, 1)}
+    assert states == {0: "COMPLETED", 1: "COMPLETED"}, str(states) + logs[0] + logs[1] + cluster.logs()
+    assert job_field(cluster, f"{array}_{sibling}", "Restarts") == "0", logs[sibling]
+    assert "restart 1:" not in logs[sibling] and "requeue" not in logs[sibling].lower(), logs[sibling]
+    assert job_field(cluster, f"{array}_{warned}", "Restarts") == "1"
+    assert f"requeueing job {array}_{warned} to resume" in logs[warned], logs[warned]
+    built = subprocess.run([binary(), "--config", study, "--catalog"], env=cluster.env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert set(catalog(tmp_path / "out")["status"]) == {b"complete"}
+
+
+def test_a_warning_before_an_overwrite_starts_ends_the_job_and_keeps_the_results(cluster, tmp_path):
+    """Found by an adversarial review: a warning that came before eomlab started requeued the job, and the
+    restart dropped the user's --overwrite: the old results were kept as complete ("already complete,
+    skipped"), or the new config was refused. Now the job ends (75) untouched and says to submit it again."""
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out"))
+    first = subprocess.run([binary(), "--config", str(study)], env=cluster.env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    created = created_times(tmp_path / "out")
+    assert len(created) == 4
+    launcher = tmp_path / "slow-launcher"
+    launcher.write_text('#!/bin/sh\nsleep 4\nexec mpirun -np 1 "$@"\n')
+    launcher.chmod(0o755)
+    job = submit(cluster, tmp_path, ["--ntasks=1", f"--export=ALL,EOMLAB_LAUNCHER={launcher}",
+                                     "-o", tmp_path / "ow-%j.out", SCRIPT, study, "--overwrite"])
+    warn_when_logged(cluster, job, tmp_path, "ow-*.out", "restart 0:")
+    state = run_requeueing_job(cluster, job)
+    log = job_log(tmp_path, "ow-*.out")
+    assert state == "FAILED" and job_field(cluster, job, "ExitCode") == "75:0", state + log + cluster.logs()
+    assert "before eomlab changed anything; not requeued" in log and "submit the job again as it was" in log, log
+    assert job_field(cluster, job, "Restarts") == "0"
+    assert created_times(tmp_path / "out") == created
+
+
+def created_times(out):
+    times = {}
+    for path in (out / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            times[path.name] = f.attrs["created"]
+    return times
+
+
 def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(cluster, tmp_path):
     study = one_run_study(tmp_path, steps=30000)
     job = submit(cluster, tmp_path, ["--ntasks=1", "--no-requeue", "-o", tmp_path / "first-%j.out", SCRIPT, study])
