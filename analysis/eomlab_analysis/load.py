@@ -104,6 +104,12 @@ def record_lengths(group):
     return lengths
 
 
+def intact_study_ini(source):
+    """Whether study.ini was written whole, as eomlab checks it: [study] first, an [output] section, a last
+    newline."""
+    return source.startswith("[study]\n") and "\n[output]\n" in source and source.endswith("\n")
+
+
 def parse_ini(source):
     """`section.key` -> value of INI text (eomlab's resolved config); lines that are not `key = value`
     (comments, a value's stray continuation) are skipped rather than fatal."""
@@ -343,8 +349,26 @@ class Study:
             raise FileNotFoundError(f"{self.dir} has no runs/ directory: not an eomlab study output")
         ini = self.dir / "study.ini"
         self.config_text = text(ini.read_bytes()) if ini.is_file() else None
+        self.config_note = None  # how the config was found, when not in an intact study.ini
+        if self.config_text is not None and not intact_study_ini(self.config_text):
+            self._recover_config("empty" if not self.config_text else "cut short")
         self.config = parse_ini(self.config_text or "")
         self._runs = self._stale = None
+
+    def _recover_config(self, damage):
+        """A study.ini left empty or cut short (by an older eomlab, a full disk): the config recorded in the
+        first readable run file stands in for it, as eomlab itself does on --resume and --catalog."""
+        for path in sorted((self.dir / "runs").glob("*.h5")):
+            try:
+                with h5py.File(path, "r") as f:
+                    recorded = text(f.attrs["config"])
+            except (OSError, KeyError, ValueError, TypeError):
+                continue
+            self.config_text = recorded
+            self.config_note = f"study.ini is {damage}; the config recorded in runs/{path.name} is used"
+            return
+        self.config_text = None
+        self.config_note = f"study.ini is {damage} and no run file records a config"
 
     @property
     def name(self):

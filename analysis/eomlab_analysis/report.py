@@ -691,11 +691,22 @@ def flags(study):
     return notes
 
 
+def unreadable(study):
+    """The stale entries of run files that could not be read at all."""
+    return [entry for entry in study.stale if entry[2].startswith("unreadable")]
+
+
 def stale_section(study, out):
     if not study.stale:
         return []
-    return [f"## Stale run files\n\n{len(study.stale)} file(s) in runs/ are not runs of the study in study.ini "
-            "(left by an earlier config or copied in): every table, fit and plot leaves them out.\n\n"
+    damaged = unreadable(study)
+    others = len(study.stale) - len(damaged)
+    parts = [f"{others} file(s) in runs/ are not runs of the study in study.ini (left by an earlier config or copied "
+             "in)"] if others else []
+    if damaged:
+        parts.append(f"{len(damaged)} cannot be read (damaged or cut short: a run killed while its file was extended, "
+                     "a full disk, a copy in progress)")
+    return ["## Stale run files\n\n" + "; ".join(parts) + ": every table, fit and plot leaves them out.\n\n"
             + write_table(out, "stale", ["file", "run_id", "reason"], study.stale)]
 
 
@@ -768,8 +779,10 @@ def runs_line(study):
     if study.config_text is None:
         return f"{found} run file{'' if found == 1 else 's'}"
     total = len(grid(study.config))
-    missing = f" ({total - found} without a run file yet)" if total > found else ""
-    return f"{found} of the study's {total} run{'' if total == 1 else 's'}{missing}"
+    damaged = min(len(unreadable(study)), total - found)
+    notes = ([f"{damaged} with a run file that cannot be read"] if damaged else []) + \
+        ([f"{total - found - damaged} without a run file yet"] if total - found - damaged > 0 else [])
+    return f"{found} of the study's {total} run{'' if total == 1 else 's'}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 MANIFEST = ".report_files"  # the files the last report wrote in its folder, one name per line
@@ -816,8 +829,10 @@ def write_files(study, out):
                 parts.append(f"- {key}: {md(values[0])}" if len(counts) == 1 or key in ("host", "created", "SLURM_JOB_ID")
                              else f"- {key}: " + ", ".join(f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in counts.items()))
         parts.append("")
-    parts.append("## Configuration\n\n" + fenced(study.config_text.strip()) if study.config_text is not None
-                 else "## Configuration\n\nNo study.ini: every run file in runs/ is reported.\n" + configs_note(study))
+    damaged = f"{study.config_note[0].upper()}{study.config_note[1:]}.\n\n" if study.config_note else ""
+    parts.append("## Configuration\n\n" + damaged + fenced(study.config_text.strip()) if study.config_text is not None
+                 else "## Configuration\n\n" + (damaged + "Every" if damaged else "No study.ini: every")
+                 + " run file in runs/ is reported.\n" + configs_note(study))
     parts += stale_section(study, out)
     notes = flags(study)
     parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit "

@@ -202,6 +202,13 @@ def test_incomplete_and_diverged_runs_are_read_and_flagged(orders_study, tmp_pat
     run_files(copy)[0.08].unlink()
     md = (report(copy, tmp_path / "report2") / "report.md").read_text()
     assert "3 of the study's 4 runs (1 without a run file yet)." in md
+    # Found by an adversarial review: a run file cut short (unreadable) was counted as "without a run file
+    # yet" and listed as "left by an earlier config or copied in".
+    damaged = run_files(copy)[0.04]
+    damaged.write_bytes(damaged.read_bytes()[:4096])
+    md = (report(copy, tmp_path / "report3") / "report.md").read_text()
+    assert "2 of the study's 4 runs (1 with a run file that cannot be read, 1 without a run file yet)" in md, md
+    assert "## Stale run files\n\n1 cannot be read (damaged or cut short" in md and "left by an earlier" not in md, md
 
 
 def test_digits_are_converted_to_the_data_format(tmp_path):
@@ -434,6 +441,32 @@ def test_a_study_begun_by_an_older_eomlab_keeps_the_runs_of_this_one(tmp_path):
     ini.write_text(old)
     study = Study(out)
     assert study.stale == [] and len(study.runs) == len(list((out / "runs").glob("*.h5")))
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut short", "garbage"])
+def test_a_damaged_study_ini_is_replaced_by_a_run_files_config_as_eomlab_does(tmp_path, damage):
+    """Found by an adversarial review: an empty or cut-short study.ini (an older eomlab, a full disk) was
+    read as the study's config: its runs were listed as stale ("data.n_samples = 64 (study.ini: (unset))"),
+    "0 of the study's 1 run", and an empty Configuration block; eomlab's --resume and --catalog use the
+    config recorded in a run file instead."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import Study
+    out = tmp_path / "out"
+    proc = run_eomlab(["--config", write_config(tmp_path, SMALL_STUDY.format(output=out))])
+    assert proc.returncode == 0, proc.stderr
+    ini = out / "study.ini"
+    whole = ini.read_bytes()
+    ini.write_bytes({"empty": b"", "cut short": whole[:200], "garbage": b"\x00\xff[study\n" * 9}[damage])
+    study = Study(out)
+    files = sorted((out / "runs").glob("*.h5"))
+    assert study.stale == [] and len(study.runs) == len(files) == 1
+    assert study.config_text == whole.decode()  # the run file records the config study.ini held
+    named = "empty" if damage == "empty" else "cut short"
+    assert study.config_note == f"study.ini is {named}; the config recorded in runs/{files[0].name} is used"
+    md = (report(out, tmp_path / "report") / "report.md").read_text()
+    assert f"Study.ini is {named}; the config recorded in runs/{files[0].name} is used." in md
+    assert "1 of the study's 1 run." in md and "stale" not in md.lower()
+    assert ini.read_bytes() == {"empty": b"", "cut short": whole[:200], "garbage": b"\x00\xff[study\n" * 9}[damage]
 
 
 def test_seeds_beyond_a_floats_precision_are_distinct_grid_points():
