@@ -829,6 +829,17 @@ Command parse_command_line(int argc, const char* const argv[]) {
   if (cmd.overwrite && cmd.resume)
     throw InputError("command line: expected at most one of --resume and --overwrite, got both");
   if (vm.count("shard")) parse_shard(trim(vm["shard"].as<std::string>()), cmd);
+  std::vector<std::string> actions;
+  for (const char* flag : {"print-config", "dry-run", "catalog"})
+    if (vm.count(flag)) actions.push_back(std::string("--") + flag);
+  if (actions.size() > 1)
+    throw InputError("command line: expected at most one of --print-config, --dry-run and --catalog, got " + actions[0] +
+                     " and " + actions[1]);
+  if (vm.count("catalog"))
+    for (const char* flag : {"shard", "overwrite", "resume"})
+      if (vm.count(flag))
+        throw InputError(std::string("command line: --catalog lists every run of the study and changes none: expected no --") +
+                         flag + ", got it");
   if (vm.count("print-config")) cmd.action = Action::print_config;
   if (vm.count("dry-run")) cmd.action = Action::dry_run;
   if (vm.count("catalog")) cmd.action = Action::catalog;

@@ -86,6 +86,21 @@ def test_dry_run_checks_the_output_directory_as_the_run_does(tmp_path, small_stu
         assert run_eomlab(["--config", small_study, "--dry-run", "--resume"]).returncode == 0
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--catalog", "--shard", "1/2"], "--catalog lists every run of the study and changes none: expected no --shard, got it"),
+    (["--catalog", "--overwrite"], "--catalog lists every run of the study and changes none: expected no --overwrite, got it"),
+    (["--catalog", "--resume"], "--catalog lists every run of the study and changes none: expected no --resume, got it"),
+    (["--dry-run", "--catalog"], "expected at most one of --print-config, --dry-run and --catalog, got --dry-run and --catalog"),
+    (["--print-config", "--dry-run"], "expected at most one of --print-config, --dry-run and --catalog, got --print-config and --dry-run")])
+def test_contradictory_flags_are_refused_not_dropped(tmp_path, small_study, flags, message):
+    """Found by an adversarial review: --catalog --shard 1/2 (or --overwrite, --resume) was accepted and the
+    extra flag silently dropped; of --dry-run and --catalog one won without a word."""
+    proc = run_eomlab(["--config", small_study, *flags])
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr == f"eomlab: command line: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flag", ["--overw", "--res", "--optimizer.l=0.3", "--dry"])
 def test_an_abbreviated_flag_or_key_is_refused_not_guessed(tmp_path, small_study, flag):
     """Found by an adversarial review: Boost guessed unique prefixes, so --overw ran as --overwrite (and the
