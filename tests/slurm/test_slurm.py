@@ -63,17 +63,32 @@ def job_log(tmp_path, pattern):
 
 
 def test_one_allocation_runs_the_whole_study(cluster, tmp_path):
-    study = tmp_path / "study.ini"
+    (tmp_path / "a study").mkdir()
+    study = tmp_path / "a study" / "study.ini"
     study.write_text(STUDY.format(output=tmp_path / "out"))
     r = cluster.sbatch(["--ntasks=2", "-o", tmp_path / "job-%j.out", SCRIPT, study], cwd=tmp_path, timeout=300)
     log = job_log(tmp_path, "job-*.out")
     assert r.returncode == 0, r.stderr + log + cluster.logs()
     assert "mpirun -np 2" in log
+    # The log's command as a shell takes it back (found by a review: a path with spaces was ambiguous).
+    assert f" --config {str(study).replace(' ', chr(92) + ' ')} " in log, log
     rows = catalog(tmp_path / "out")
     assert {x.decode() for x in rows["run_id"]} == RUN_IDS
     assert set(rows["status"]) == {b"complete"}
     with h5py.File(tmp_path / "out" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
         assert "SLURM_JOB_ID" in f.attrs and f.attrs["mpi_world_size"] == "2"
+
+
+def test_shard_count_without_an_array_is_refused(cluster, tmp_path):
+    """Found by an adversarial review: EOMLAB_SHARDS given to a job that is no array was ignored without a
+    word, and the whole study ran."""
+    study = tmp_path / "study.ini"
+    study.write_text(STUDY.format(output=tmp_path / "out"))
+    r = cluster.sbatch(["--ntasks=1", "--export=ALL,EOMLAB_SHARDS=4", "-o", tmp_path / "job-%j.out", SCRIPT, study],
+                       cwd=tmp_path, timeout=300)
+    log = job_log(tmp_path, "job-*.out")
+    assert r.returncode != 0 and "EOMLAB_SHARDS=4 numbers the shards of a job array's tasks, and this job is not one" in log, log
+    assert not (tmp_path / "out").exists()
 
 
 def test_job_array_runs_shares_and_catalog_lists_them(cluster, tmp_path):
