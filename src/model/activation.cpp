@@ -103,8 +103,7 @@ inline void tanh_of_block(const double* x, Index len, double* t) {
 }
 
 // tanh and its first `order` derivatives of every entry (out[0..order] already of z's shape), in one
-// pass over L1-sized blocks: the packet exp fills a block, then branch-free loops the compiler
-// vectorizes finish it (one Eigen expression with nested select()s runs scalar).
+// pass over L1-sized blocks: tanh_of_block fills a block, then loops the compiler vectorizes finish it.
 template <class Out>
 void tanh_with_derivatives(const Eigen::Ref<const Matrix>& z, int order, Out out) {
   constexpr Index block = tanh_block;

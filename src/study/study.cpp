@@ -380,18 +380,20 @@ bool holds_a_study(const std::string& output) {
   return false;
 }
 
-// Refuses an output directory in which runs/ could be neither made nor written, as far as can be told
-// without making anything: the nearest existing directory on its path is not one, or is not writable (a
-// read-only file system, no permission).
+// Refuses an output whose runs/ or checkpoints/ could not be made or written in, as far as can be told
+// without making anything, with the line the making would give: the nearest existing path on the way is
+// not a directory, or is not writable (a read-only file system, no permission).
 void refuse_unwritable_output(const StudyConfig& c) {
-  std::error_code ec;
-  fs::path at = fs::absolute(fs::path(c.output) / "runs", ec);
-  while (!fs::exists(at, ec) && at.has_relative_path()) at = at.parent_path();
-  const std::string problem = !fs::is_directory(at, ec)   ? "not a directory"
-                              : access(at.c_str(), W_OK | X_OK) != 0 ? std::strerror(errno)
-                                                                   : "";
-  if (!problem.empty())
-    throw InputError("study.output: cannot write in '" + c.output + "': '" + at.string() + "': " + problem);
+  for (const char* folder : {"runs", "checkpoints"}) {
+    const fs::path dir = fs::path(c.output) / folder;
+    std::error_code ec;
+    fs::path at = fs::absolute(dir, ec);
+    while (!fs::exists(at, ec) && at.has_relative_path()) at = at.parent_path();
+    const std::string problem = !fs::is_directory(at, ec)              ? std::strerror(ENOTDIR)
+                                : access(at.c_str(), W_OK | X_OK) != 0 ? std::strerror(errno)
+                                                                       : "";
+    if (!problem.empty()) throw InputError("study.output: cannot create directory '" + dir.string() + "': " + problem);
+  }
 }
 
 // What prepare_output found of the output directory before changing anything.
@@ -403,11 +405,11 @@ struct OutputCheck {
 // Checks the output directory against this invocation without changing anything: what --dry-run checks,
 // and the first half of prepare_output. Existing results are those of this invocation's runs.
 OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                         const std::optional<Shape>& input) {
+                         const std::optional<Shape>& input, bool dry_run = false) {
   refuse_paths_too_long_for_mpi_io(c, mine);
   const fs::path out(c.output);
   std::error_code ec;
-  OutputCheck check{saved_config(out), false};
+  OutputCheck check{saved_config(out, !dry_run), false};
   check.rewrite_saved = check.before.text.empty() || !check.before.intact;
   if (!check.before.text.empty()) {
     const std::string diff = difference_from_recorded(o, check.before.text, c, input);
@@ -718,7 +720,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   }
   require_method_fits(config, expand_grid(config), n_samples);
   if (!config.model.init_path.empty()) io::read_parameters_file(config.model.init_path, n_params, "model.init");
-  check_output(config, options, runs, input);  // as the run would, changing nothing
+  check_output(config, options, runs, input, true);  // as the run would, changing nothing
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
@@ -1102,9 +1104,10 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
   // A mistyped study.output: nothing to list, and no sweep.h5 of "missing" runs written where no study is.
   const fs::path out(c.output);
-  if (!fs::exists(out / "study.ini") && !fs::is_directory(out / "runs"))
+  std::error_code ec;
+  if (!fs::exists(out / "study.ini", ec) && !fs::is_directory(out / "runs", ec))
     throw InputError("--catalog: no study in '" + c.output + "' (" +
-                     (fs::exists(out) ? "neither study.ini nor runs/" : "no such directory") +
+                     (fs::exists(out, ec) ? "neither study.ini nor runs/" : "no such directory") +
                      "): expected the output directory of a study (study.output)");
   const std::optional<Shape> input = is_synthetic(c.data) ? std::optional<Shape>(synthetic_shape(c.data)) : std::nullopt;
   const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume

@@ -317,6 +317,7 @@ def test_a_file_in_the_way_of_the_output_folders_is_named_with_the_reason(tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     (out / in_the_way).write_text("")
-    proc = run_eomlab(["--config", small_study])
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert eomlab_lines(proc.stderr) == [f"eomlab: study.output: cannot create directory '{out / in_the_way}': Not a directory"]
+    for dry_run in ([], ["--dry-run"]):  # a dry run refuses it with the run's line
+        proc = run_eomlab(["--config", small_study, *dry_run])
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert eomlab_lines(proc.stderr) == [f"eomlab: study.output: cannot create directory '{out / in_the_way}': Not a directory"]

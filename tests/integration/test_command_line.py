@@ -75,8 +75,8 @@ def test_dry_run_checks_the_output_directory_as_the_run_does(tmp_path, small_stu
     run = run_eomlab(["--config", small_study, *extra])
     assert dry.returncode == run.returncode == 2, dry.stdout + dry.stderr + run.stderr
     assert dry.stdout == "" and dry.stderr == run.stderr and dry.stderr.count("\n") == 1, dry.stderr
-    expected = {"output_under_a_file": f"eomlab: study.output: cannot write in '{tmp_path / 'file' / 'out'}': "
-                                       f"'{tmp_path / 'file'}': not a directory",
+    expected = {"output_under_a_file": f"eomlab: study.output: cannot create directory '{tmp_path / 'file' / 'out' / 'runs'}': "
+                                       "Not a directory",
                 "output_holds_results": "eomlab: study.output: '", "output_of_another_config": "eomlab: study.output: '"}
     assert dry.stderr.startswith(expected[bad]), dry.stderr
     assert bad != "output_holds_results" or "already holds results" in dry.stderr

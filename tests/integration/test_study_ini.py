@@ -70,6 +70,11 @@ def test_the_catalog_of_a_study_with_a_damaged_study_ini_compares_with_the_run_f
     assert "study.ini' is cut short; using the config recorded in" in proc.stderr
     assert "rewriting" not in proc.stderr  # the catalog writes sweep.h5 only
     assert (out / "study.ini").read_text() == "[study]\nname = sm"
+    # Nor does a dry run (found by a review: it said "and rewriting it" once it checked the output).
+    proc = run_eomlab(["--config", small_study, "--dry-run", "--resume"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "study.ini' is cut short; using the config recorded in" in proc.stderr and "rewriting" not in proc.stderr
+    assert (out / "study.ini").read_text() == "[study]\nname = sm"
 
 
 def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
