@@ -450,7 +450,8 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
       if (!interrupted_before) {
         {
           const StopSignalScope stops;
-          code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text}, dist::Comm::world());
+          code = run_study(cmd.config, {cmd.overwrite, cmd.resume, 0, 1, cli::canonical_config_text, "run(config, resume=True) continues them"},
+                           dist::Comm::world());
           signal = stops.received();
         }
         // To the program's own handler, restored, while no other thread's study can take it for its own.

@@ -13,7 +13,7 @@
 namespace {
 
 eomlab::StudyOptions study_options(const eomlab::cli::Command& cmd) {
-  return {cmd.overwrite, cmd.resume, cmd.shard, cmd.shards, eomlab::cli::canonical_config_text};
+  return {cmd.overwrite, cmd.resume, cmd.shard, cmd.shards, eomlab::cli::canonical_config_text, ""};
 }
 
 }  // namespace

@@ -578,13 +578,18 @@ class ProgressPrinter {
   long first_step_ = -1;
 };
 
+// A column wide enough for the longest run id, so that columns never run together.
+std::size_t run_id_width(const std::vector<RunSpec>& runs) {
+  std::size_t width = 28;
+  for (const RunSpec& run : runs) width = std::max(width, run.run_id.size() + 2);
+  return width;
+}
+
 void print_summary(const StudyConfig& c, const std::vector<RunSpec>& runs, std::ostream& out) {
   const auto names = trajectory_names(c);
   out << "\nSummary of study '" << c.name << "' (" << runs.size() << " run" << (runs.size() == 1 ? "" : "s")
       << ", files in " << (fs::path(c.output) / "runs").string() << ")\n";
-  // Wide enough for the longest run id and status ("interrupted"), so columns never run together.
-  std::size_t id_width = 28;
-  for (const RunSpec& run : runs) id_width = std::max(id_width, run.run_id.size() + 2);
+  const std::size_t id_width = run_id_width(runs);
   std::size_t name_width = 7;
   for (const std::string& name : names) name_width = std::max(name_width, name.size() + 1);
   const int run_w = static_cast<int>(id_width), status_w = 13, traj_w = static_cast<int>(name_width);
@@ -725,13 +730,14 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
   out << "\n" << memory << "\n";
-  out << std::left << std::setw(6) << "run" << std::setw(28) << "run_id" << std::setw(12) << "lr" << std::setw(8)
+  const int id_w = static_cast<int>(run_id_width(runs));
+  out << std::left << std::setw(6) << "run" << std::setw(id_w) << "run_id" << std::setw(12) << "lr" << std::setw(8)
       << "seed" << std::setw(14) << "weight_decay" << std::setw(10) << "steps" << "ranks\n";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunSpec& r = runs[i];
     const int g = group_of(i, groups);
     const int first = g * config.ranks_per_run, last = first + config.ranks_per_run - 1;
-    out << std::left << std::setw(6) << r.index << std::setw(28) << r.run_id << std::setw(12) << format_number(r.lr)
+    out << std::left << std::setw(6) << r.index << std::setw(id_w) << r.run_id << std::setw(12) << format_number(r.lr)
         << std::setw(8) << r.seed << std::setw(14) << format_number(r.weight_decay) << std::setw(10) << r.steps
         << (first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last)) << "\n";
   }
@@ -1016,8 +1022,10 @@ void finish_study(const StudyConfig& c, const StudyOptions& o, const std::vector
     std::cout << "Shard " << o.shard << "/" << o.shards
               << " done; after the last shard, build the catalog with eomlab --config ... --catalog" << std::endl;
   if (interrupted)
-    std::cout << "Interrupted by a stop signal: unfinished runs are checkpointed; rerun with --resume (exit code "
-              << exit_interrupted << ")" << std::endl;
+    std::cout << "Interrupted by a stop signal: unfinished runs are checkpointed; "
+              << (o.how_to_resume.empty() ? "rerun with --resume (exit code " + std::to_string(exit_interrupted) + ")"
+                                          : o.how_to_resume)
+              << std::endl;
 }
 
 }  // namespace

@@ -18,6 +18,9 @@ struct StudyOptions {
   // The resolved text of a stored <output>/study.ini, for comparing it with this config's (cli's parser,
   // so a study.ini in another spelling, or written by an older eomlab, compares by value).
   std::function<std::string(const std::string&)> canonical_config = [](const std::string& text) { return text; };
+  // What continues a study stopped by a signal, in the caller's terms (the Python module's: resume=True);
+  // empty: the command line's, --resume.
+  std::string how_to_resume;
 };
 
 // Whether run `index` of the sweep grid belongs to shard i/n (runs i, i+n, i+2n, ...).

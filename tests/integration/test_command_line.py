@@ -38,6 +38,16 @@ def test_dry_run_prints_the_grid_and_rank_layout_without_computing(tmp_path, sma
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_table_keeps_long_run_ids_apart_from_the_next_column(tmp_path, small_study):
+    """Found by a review: the dry run's table had a fixed 28-character run_id column, so a heavy ball id of 35
+    characters ran into the lr column ("heavy_ball_lr0.0005_seed1_wd00.0005")."""
+    proc = run_eomlab(["--config", small_study, "--dry-run", "--optimizer.method=heavy_ball",
+                       "--optimizer.lr=0.0005", "--model.weight_decay=0.0005"])
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "heavy_ball_lr" in line)
+    assert row.split()[1:4] == ["heavy_ball_lr0.0005_seed1_wd0.0005", "0.0005", "1"], row
+
+
 @pytest.mark.parametrize("bad", ["init_without_theta", "init_of_wrong_length", "output_path_too_long"])
 def test_dry_run_refuses_what_the_run_refuses_with_the_same_line(tmp_path, small_study, bad):
     """A model.init file the run refuses (no /theta, a wrong length) and an output path too long for MPI-IO

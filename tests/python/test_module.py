@@ -482,9 +482,11 @@ def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name
         time.sleep(0.05)
     time.sleep(0.5)
     proc.send_signal(getattr(signal, signal_name))
-    _, err = proc.communicate(timeout=120)
+    out_text, err = proc.communicate(timeout=120)
+    # The summary says how to continue in Python's terms (found by a review: it said "rerun with --resume").
+    assert "checkpointed; run(config, resume=True) continues them\n" in out_text and "--resume" not in out_text
     if signal_name == "SIGINT":
-        assert "KeyboardInterrupt" in err, (proc.returncode, _, err)
+        assert "KeyboardInterrupt" in err, (proc.returncode, out_text, err)
     else:
         assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
     with h5py.File(run_file, "r") as h:
