@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/memory.hpp"
@@ -305,15 +306,18 @@ SavedConfig saved_config(const fs::path& out, bool rewrites = true) {
   if (s.rfind("[study]\n", 0) == 0 && s.find("\n[output]\n") != std::string::npos && s.back() == '\n')
     return {s, true};
   SavedConfig recovered{"", false};
-  for (const fs::directory_entry& entry : fs::directory_iterator(out / "runs", ec)) {
-    if (entry.path().extension() != ".h5") continue;
+  std::vector<fs::path> files;  // in name order, as the report takes them: the same file whatever the file system
+  for (const fs::directory_entry& entry : fs::directory_iterator(out / "runs", ec))
+    if (entry.path().extension() == ".h5") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  for (const fs::path& file : files) {
     try {
-      recovered.text = io::read_run_config(entry.path().string());
+      recovered.text = io::read_run_config(file.string());
     } catch (const Error&) {
       continue;
     }
     std::cerr << "eomlab: warning: '" << saved.string() << "' is " << (s.empty() ? "empty" : "cut short")
-              << "; using the config recorded in '" << entry.path().string() << "'" << (rewrites ? " and rewriting it" : "")
+              << "; using the config recorded in '" << file.string() << "'" << (rewrites ? " and rewriting it" : "")
               << std::endl;
     break;
   }

@@ -2,6 +2,7 @@
 disk at start leaves no empty file and the directory stays usable), a damaged one left by an older eomlab
 is recovered from the run files on --resume, and a shard's --overwrite never replaces the config of a
 study whose other shards have results or are running."""
+import shutil
 import subprocess
 
 import pytest
@@ -75,6 +76,20 @@ def test_the_catalog_of_a_study_with_a_damaged_study_ini_compares_with_the_run_f
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "study.ini' is cut short; using the config recorded in" in proc.stderr and "rewriting" not in proc.stderr
     assert (out / "study.ini").read_text() == "[study]\nname = sm"
+
+
+def test_a_damaged_study_ini_gives_way_to_the_first_run_file_by_name(tmp_path, small_study):
+    """The config that stands in for an empty study.ini is the first readable run file's in name order, as in
+    the report (analysis/eomlab_analysis/load.py), not in the file system's directory order."""
+    out = tmp_path / "out"
+    assert run_eomlab(["--config", small_study], np=1).returncode == 0
+    (run,) = (out / "runs").glob("*.h5")
+    for i in range(7):
+        shutil.copy(run, out / "runs" / f"a{i}.h5")
+    (out / "study.ini").write_text("")
+    proc = run_eomlab(["--config", small_study, "--catalog"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"is empty; using the config recorded in '{out / 'runs' / 'a0.h5'}'" in proc.stderr, proc.stderr
 
 
 def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
