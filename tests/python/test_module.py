@@ -370,6 +370,29 @@ def test_values_are_checked_as_a_config_file_checks_them(tmp_path):
         eomlab.Model(architecture="dense(3) #x", input_shape=(4,))
 
 
+def test_batchnorm_over_a_constant_channel_is_zero_over_zero_whatever_the_constant():
+    """Found by an adversarial review: with eps 0 a constant channel is 0/0 (README: such a start is
+    refused), but the loss came out NaN only for constants the rounded mean hit exactly (1.5, 0.1); for
+    0.7, 1/3, 2.2, 1e-3 the rounding noise x - mean (about 1e-17) was scaled to ±1 and the loss was finite,
+    with gradients of order 1e16. The mean's own rounding is now taken out (x - mean = 0 exactly)."""
+    shape = (2, 3, 3)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5,) + shape), np.arange(5) % 3
+    for eps, check in [("", np.isnan), ("(eps=0.01)", np.isfinite)]:
+        model = eomlab.Model(architecture=f"batchnorm{eps}, flatten, dense(3)", input_shape=shape)
+        theta = model.initial_parameters(1)
+        for c in [1.5, 0.1, 0.7, 1 / 3, 2.2, 1e-3, -5.25e7]:
+            constant = x.copy()
+            constant[:, 1] = c
+            f = eomlab.Objective(model, constant, y)
+            assert check(f.value(theta)), (eps, c, f.value(theta))
+            if eps:  # the channel normalizes to 0 exactly: as if it held zeros
+                zeros = x.copy()
+                zeros[:, 1] = 0.0
+                g = eomlab.Objective(model, zeros, y)
+                assert f.value(theta) == g.value(theta) and np.array_equal(f.gradient(theta), g.gradient(theta)), c
+
+
 def sgd_eom1(model, x, y, lr, theta, seed, epoch, b):
     """sgd's eom1 field of DESIGN.md §1.5 from the batches sgd_permutation gives: −ḡ + (η/m) Σ_j H_j u_j,
     u_j = Σ_{i<j} g_i − (m/2) ḡ, each batch's loss its mean."""

@@ -101,8 +101,17 @@ class BatchNorm final : public Layer {
     jet_add_to_channels(centred_, -1.0, s.t0, pixels);
     jet_hadamard(centred_, centred_, s.t1);
     jet_channel_sums(s.t1, pixels, variance_);
-    sum_over_shards(pass.shards, {&variance_}, reduced_);
+    // The deviations' own mean δ̄ (rounding of μ) is taken out of both (the corrected two-pass algorithm):
+    // σ² = mean(d²) - δ̄², d - δ̄. So a constant channel gets σ² = 0 and x - μ = 0 exactly (0/0 with eps 0,
+    // refused at the start, as documented), whichever the constant; with the rounded μ alone it got
+    // rounding noise scaled to ±1.
+    jet_channel_sums(centred_, pixels, deviation_);
+    sum_over_shards(pass.shards, {&variance_, &deviation_}, reduced_);
     scale_jet(variance_, 1.0 / count_);
+    scale_jet(deviation_, 1.0 / count_);
+    jet_hadamard(deviation_, deviation_, s.t1);
+    jet_axpy(-1.0, s.t1, variance_);
+    jet_add_to_channels(centred_, -1.0, deviation_, pixels);
     variance_.c[0].array() += eps_;
     power_derivatives(variance_.c[0], -0.5, pass.m, s.derivs);
     jet_apply(variance_, s.derivs, inv_std_);
@@ -158,7 +167,7 @@ class BatchNorm final : public Layer {
   std::string name_;
   double count_ = 0;  // samples x pixels over all shards
   std::vector<double> reduced_;
-  Jet centred_, variance_, inv_std_, normalized_, gamma_, beta_;
+  Jet centred_, deviation_, variance_, inv_std_, normalized_, gamma_, beta_;
   Jet sum_delta_, sum_delta_x_, scaled_, work_;
 };
 
