@@ -64,6 +64,11 @@ LayerSpec parse_layer(const std::string& raw) {
   }
   for (std::string& arg : args) {
     if (arg.empty()) refuse();
+    // A keyword argument spaced like the items around it ("pad = 1") reads as "pad=1"; a nested layer's
+    // text ("conv(8, 3, pad=1)" in a residual) is no NAME before its '=' and stays as it is.
+    const auto eq = arg.find('=');
+    if (eq != std::string::npos && is_name(trimmed(arg.substr(0, eq))))
+      arg = trimmed(arg.substr(0, eq)) + "=" + trimmed(arg.substr(eq + 1));
     spec.args.push_back(std::move(arg));
   }
   return spec;

@@ -105,6 +105,16 @@ TEST(Architectures, ParserSplitsLayersAndArguments) {
   EXPECT_EQ(specs[0].text(), "conv(32, 3, pad=1)");
   EXPECT_EQ(specs[1].text(), "tanh");
   EXPECT_EQ(specs[2].args, (std::vector<std::string>{"dense(4)", "batchnorm(affine=off)"}));
+  // Spaces around a keyword argument's '=' (found by a review: "pad = 1" was refused, spaces around commas not).
+  const auto spaced = parse_architecture("conv(2, 3 , pad = 1 ,stride =2), batchnorm(affine= off, eps =0.5), "
+                                         "residual(conv(2, 3, pad = 1))");
+  EXPECT_EQ(spaced[0].args, (std::vector<std::string>{"2", "3", "pad=1", "stride=2"}));
+  EXPECT_EQ(spaced[1].args, (std::vector<std::string>{"affine=off", "eps=0.5"}));
+  EXPECT_EQ(spaced[2].args, (std::vector<std::string>{"conv(2, 3, pad = 1)"}));  // its layer's own parse spaces it
+  EXPECT_EQ(parse_layer(spaced[2].args[0]).args, (std::vector<std::string>{"2", "3", "pad=1"}));
+  EXPECT_EQ(test::architecture_model("dense(5), batchnorm(affine = off, eps = 0.5), dense(2)", 3, LossKind::cross_entropy)
+                .architecture(),
+            "dense(5), batchnorm(affine=off, eps=0.5), dense(2)");
   EXPECT_EQ(error_of([] { parse_architecture("dense(4), tanh("); }), "expected balanced parentheses, got 'dense(4), tanh('");
   EXPECT_EQ(error_of([] { parse_architecture("dense(4),, tanh"); }), "layer 2: expected NAME or NAME(ARGS), got ''");
   EXPECT_EQ(error_of([] { parse_architecture("dense()"); }), "layer 1: expected NAME or NAME(ARGS), got 'dense()'");
