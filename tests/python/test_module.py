@@ -393,6 +393,20 @@ def test_batchnorm_over_a_constant_channel_is_zero_over_zero_whatever_the_consta
                 assert f.value(theta) == g.value(theta) and np.array_equal(f.gradient(theta), g.gradient(theta)), c
 
 
+def test_layernorm_over_a_sample_of_equal_features_is_zero_over_zero_whatever_the_value():
+    """As batchnorm's constant channel: a sample whose features are all equal is 0/0 for layernorm, and gave
+    a finite loss for values its rounded mean missed."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(4, 5)), np.arange(4) % 3
+    model = eomlab.Model(architecture="layernorm, dense(3)", input_shape=(5,))
+    theta = model.initial_parameters(1)
+    for c in [1.5, 0.1, 0.7, 1 / 3, 2.2, 1e-3, -5.25e7]:
+        constant = x.copy()
+        constant[2] = c
+        assert np.isnan(eomlab.Objective(model, constant, y).value(theta)), c
+    assert np.isfinite(eomlab.Objective(model, x, y).value(theta))
+
+
 def sgd_eom1(model, x, y, lr, theta, seed, epoch, b):
     """sgd's eom1 field of DESIGN.md §1.5 from the batches sgd_permutation gives: −ḡ + (η/m) Σ_j H_j u_j,
     u_j = Σ_{i<j} g_i − (m/2) ḡ, each batch's loss its mean."""

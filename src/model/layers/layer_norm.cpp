@@ -26,6 +26,14 @@ class LayerNorm final : public Layer {
     jet_column_sums(s.t0, s.t1);
     variance_.reset(pass.m);
     jet_axpy(inv_rows, s.t1, variance_);
+    // The mean's own rounding taken out, as in batchnorm: var = mean(c²) - δ̄², c - δ̄ with δ̄ = mean(c), so a
+    // sample whose features are all equal gets c = 0 and var = 0 exactly (0/0, refused at the start).
+    jet_column_sums(centred_, s.t1);
+    deviation_.reset(pass.m);
+    jet_axpy(inv_rows, s.t1, deviation_);
+    jet_hadamard(deviation_, deviation_, s.t1);
+    jet_axpy(-1.0, s.t1, variance_);
+    jet_subtract_row(centred_, deviation_);
     power_derivatives(variance_.c[0], -0.5, pass.m, s.derivs);
     jet_apply(variance_, s.derivs, inv_std_);
     jet_scale_columns(centred_, inv_std_, out);
@@ -53,7 +61,7 @@ class LayerNorm final : public Layer {
  private:
   Shape shape_;
   Index n_;
-  Jet centred_, variance_, inv_std_;
+  Jet centred_, deviation_, variance_, inv_std_;
 };
 
 }  // namespace
