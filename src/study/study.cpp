@@ -212,6 +212,11 @@ std::string config_difference(const std::string& before, const std::string& now,
   return diff;
 }
 
+// The samples' shape where the config gives it without the data (a synthetic source), else none.
+std::optional<Shape> shape_before_data(const DataConfig& data) {
+  return is_synthetic(data) ? std::optional<Shape>(synthetic_shape(data)) : std::nullopt;
+}
+
 // Whether two architectures make the same layers for samples of shape `input` (conv(8, 3, stride=1) and
 // conv(8, 3); batchnorm(affine=on) and batchnorm): each as the model resolves it.
 bool same_layers(const StudyConfig& c, const std::string& a, const std::string& b, const Shape& input) {
@@ -709,8 +714,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // Everything that can refuse the study (an unreadable data file) before anything is printed. A study whose
   // size is known before its data (model_before_data) and too large for this node is described without
   // reading or making its data (a teacher network is as large as the model).
-  std::optional<Shape> input = is_synthetic(config.data) ? std::optional<Shape>(synthetic_shape(config.data)) : std::nullopt;
-  refuse_paths_too_long_for_mpi_io(config, runs);
+  std::optional<Shape> input = shape_before_data(config.data);
   std::string memory;
   Index n_samples = study_samples(config), n_params = 0;
   if (const std::optional<Model> model = model_before_data(config)) {
@@ -1121,7 +1125,7 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
     throw InputError("--catalog: no study in '" + c.output + "' (" +
                      (fs::exists(out, ec) ? "neither study.ini nor runs/" : "no such directory") +
                      "): expected the output directory of a study (study.output)");
-  const std::optional<Shape> input = is_synthetic(c.data) ? std::optional<Shape>(synthetic_shape(c.data)) : std::nullopt;
+  const std::optional<Shape> input = shape_before_data(c.data);
   const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume
   if (!saved.text.empty())
     if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())
