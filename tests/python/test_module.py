@@ -405,6 +405,10 @@ def test_layernorm_over_a_sample_of_equal_features_is_zero_over_zero_whatever_th
         constant[2] = c
         assert np.isnan(eomlab.Objective(model, constant, y).value(theta)), c
     assert np.isfinite(eomlab.Objective(model, x, y).value(theta))
+    # Over one feature every sample is 0/0: refused when the model is made, as by the command line.
+    with pytest.raises(ValueError, match=r"^model.architecture: layer 2 'layernorm': expected an input of at least "
+                                         r"2 features, got 1$"):
+        eomlab.Model(architecture="dense(1), layernorm, dense(3)", input_shape=(5,))
 
 
 def sgd_eom1(model, x, y, lr, theta, seed, epoch, b):

@@ -157,6 +157,9 @@ TEST(Architectures, BadArchitecturesNameTheLayer) {
   for (const char* twice : {"batchnorm(eps=1e-5, eps=0.001)", "batchnorm(affine=off, affine=on)"})
     EXPECT_EQ(error(twice), std::string("model.architecture: layer 1 '") + twice +
                                 "': expected batchnorm[(affine=on|off, eps=E)] with a finite E >= 0");
+  // layernorm over one feature is 0/0 for every sample (found by a review: the Python module gave NaN).
+  EXPECT_EQ(error("dense(1), layernorm, dense(2)"),
+            "model.architecture: layer 2 'layernorm': expected an input of at least 2 features, got 1");
   EXPECT_EQ(error("dense(4), batchnorm(momentum=0.1)").substr(0, 60),
             "model.architecture: layer 2 'batchnorm(momentum=0.1)': expec");
 }

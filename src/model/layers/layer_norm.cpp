@@ -68,6 +68,8 @@ class LayerNorm final : public Layer {
 
 std::unique_ptr<Layer> make_layer_norm(const LayerSpec& spec, const Shape& in) {
   if (!spec.args.empty()) spec.refuse("no arguments");
+  // One feature is its own mean: every sample would normalize to 0/0 (there is no epsilon).
+  if (in.size() < 2) spec.refuse("an input of at least 2 features, got " + in.text());
   return std::make_unique<LayerNorm>(in);
 }
 
