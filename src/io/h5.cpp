@@ -86,14 +86,24 @@ bool exists(hid_t loc, const std::string& name) {
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
-std::string object_kind(hid_t loc, const std::string& name, const std::string& file) {
+ObjectKind object_kind(hid_t loc, const std::string& name, const std::string& file) {
   const Handle object(H5Oopen(loc, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", file + ":" + name);
   switch (H5Iget_type(object)) {
-    case H5I_DATASET: return "a dataset";
-    case H5I_GROUP: return "a group";
-    case H5I_DATATYPE: return "a named datatype";
-    default: return "an object of another kind";
+    case H5I_DATASET: return ObjectKind::dataset;
+    case H5I_GROUP: return ObjectKind::group;
+    case H5I_DATATYPE: return ObjectKind::named_datatype;
+    default: return ObjectKind::other;
   }
+}
+
+std::string to_string(ObjectKind kind) {
+  switch (kind) {
+    case ObjectKind::dataset: return "a dataset";
+    case ObjectKind::group: return "a group";
+    case ObjectKind::named_datatype: return "a named datatype";
+    case ObjectKind::other: break;
+  }
+  return "an object of another kind";
 }
 
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object) {

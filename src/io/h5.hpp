@@ -104,9 +104,10 @@ void silence_error_stack();
 Handle open_file_readonly(const std::string& path);
 Handle open_dataset(hid_t loc, const std::string& name, const std::string& file);
 bool exists(hid_t loc, const std::string& name);
-// What an existing object `name` is, for messages: "a dataset", "a group", "a named datatype" (else "an object
-// of another kind").
-std::string object_kind(hid_t loc, const std::string& name, const std::string& file);
+// What an existing object `name` is; to_string names it for messages ("a dataset", "a group", ...).
+enum class ObjectKind { dataset, group, named_datatype, other };
+ObjectKind object_kind(hid_t loc, const std::string& name, const std::string& file);
+std::string to_string(ObjectKind kind);
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& object);
 // Element `index` of a 1-D dataset, read as `mem_type`.
 template <class T>

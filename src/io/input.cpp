@@ -25,8 +25,8 @@ h5::Handle open_input(const std::string& path, const std::string& key) {
 
 h5::Handle require_dataset(hid_t file, const std::string& name, const std::string& path, const std::string& key) {
   if (!h5::exists(file, name)) throw InputError(key + ": '" + path + "' has no dataset " + name);
-  if (const std::string kind = h5::object_kind(file, name, path); kind != "a dataset")
-    throw InputError(key + ": '" + path + "': expected a dataset " + name + ", got " + kind);
+  if (const h5::ObjectKind kind = h5::object_kind(file, name, path); kind != h5::ObjectKind::dataset)
+    throw InputError(key + ": '" + path + "': expected a dataset " + name + ", got " + to_string(kind));
   return h5::open_dataset(file, name, path);
 }
 
