@@ -4,17 +4,9 @@
 // model/conv_lowering.hpp): the speed the gradient can hope for. Counters as in bench_derivatives:
 // GFLOPs (gemm()'s operations per second) and in_gradients (time as a multiple of one gradient).
 //   build/bench/bench_conv [--benchmark_filter=small]
-#include <benchmark/benchmark.h>
-
-#include <chrono>
-#include <map>
-
-#include "core/rng.hpp"
-#include "diff/objective.hpp"
+#include "bench_timed.hpp"
 #include "model/blas.hpp"
 #include "model/conv_lowering.hpp"
-#include "model/gemm.hpp"
-#include "bench_support.hpp"
 
 using namespace eomlab;
 
@@ -42,85 +34,31 @@ const Network example{"conv(32, 3, pad=1), tanh, avgpool(2), conv(32, 3, pad=1),
 const Network small{"conv(4, 3, pad=1), tanh, avgpool(2), conv(4, 3, pad=1), tanh, avgpool(2), flatten, dense(3)",
                     {1, 8, 8}, 32, 3, {conv(1, 8, 4, 3, 1), conv(4, 4, 4, 3, 1)}, 4 * 2 * 2};
 
-struct Fixture {
-  std::unique_ptr<WholeVector> local;
-  std::unique_ptr<ModelObjective> objective;
-  Vector theta, u, v, out;
+struct Fixture : bench::Evaluation {
+  explicit Fixture(const Network& net, Rng r = Rng(2, rng_stream::test)) : Evaluation(model(net), data(net, r), r) {}
 
-  explicit Fixture(const Network& net) {
+  static Model model(const Network& net) {
     ModelConfig config;
     config.architecture = net.architecture;
-    Model model = make_model(config, net.input);
-    Rng r(2, rng_stream::test);
+    return make_model(config, net.input);
+  }
+  static Dataset data(const Network& net, Rng& r) {
     Dataset d;
     d.sample_shape = net.input;
     d.x.resize(net.input.size(), net.samples);
     for (Index i = 0; i < d.x.size(); ++i) d.x.data()[i] = r.normal();
     for (Index s = 0; s < net.samples; ++s) d.labels.push_back(static_cast<std::int64_t>(r.below(net.classes)));
-    theta = model.initial_parameters(1);
-    u.resize(theta.size());
-    v.resize(theta.size());
-    for (Index i = 0; i < v.size(); ++i) u[i] = r.normal(), v[i] = r.normal();
-    local = std::make_unique<WholeVector>(model.n_params());
-    objective = std::make_unique<ModelObjective>(std::move(model), std::move(d), net.samples, 0.0, *local);
+    return d;
   }
 };
 
-double gradient_seconds(const Network& net) {
-  static std::map<const Network*, double> measured;
-  auto [it, inserted] = measured.try_emplace(&net, 0.0);
-  if (inserted) {
-    Fixture f(net);
-    f.objective->value_and_gradient(f.theta, f.out);
-    double best = 1e300;
-    for (int r = 0; r < 5; ++r) {
-      bench::move_to_fresh_point(f.theta);
-      const auto t0 = std::chrono::steady_clock::now();
-      f.objective->value_and_gradient(f.theta, f.out);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    it->second = best;
-  }
-  return it->second;
-}
-
 template <class F>
 void measure(benchmark::State& state, const Network& net, F&& evaluate) {
-  const double gradient = gradient_seconds(net);
-  evaluate();
-  const std::uint64_t flops0 = gemm_flops_so_far();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) evaluate();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  state.counters["GFLOPs"] = benchmark::Counter(1e-9 * static_cast<double>(gemm_flops_so_far() - flops0) / seconds);
-  state.counters["in_gradients"] = seconds / static_cast<double>(state.iterations()) / gradient;
+  bench::measure<Fixture>(state, net, std::forward<F>(evaluate));
 }
-
-void gradient(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
-  });
-}
-
-void hvp(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    f.objective->hessian_vector(f.theta, f.v, f.out);
-    benchmark::DoNotOptimize(f.out.data());
-  });
-}
-
-void third_order(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    f.objective->third_order(f.theta, f.u, f.v, f.out);
-    benchmark::DoNotOptimize(f.out.data());
-  });
-}
+void gradient(benchmark::State& state, const Network* net) { bench::gradient<Fixture>(state, *net); }
+void hvp(benchmark::State& state, const Network* net) { bench::hvp<Fixture>(state, *net); }
+void third_order(benchmark::State& state, const Network* net) { bench::third_order<Fixture>(state, *net); }
 
 // One gradient's products on plain matrices of the same shapes: per conv layer and chunk of samples,
 // patches·Wᵀ (forward), then δᵀ·patches (∂/∂W) and δ·W (∂/∂patches, but for the first layer), or where

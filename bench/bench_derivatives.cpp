@@ -4,21 +4,12 @@
 // the time as a multiple of one gradient. Every evaluation is at a fresh point (nothing reused).
 //   build/bench/bench_derivatives                       (reference 784-256-256-10, 1024 samples + small)
 //   build/bench/bench_derivatives --benchmark_filter=small
-#include <benchmark/benchmark.h>
-
-#include <chrono>
-#include <cmath>
-#include <map>
-
-#include "core/rng.hpp"
+#include "bench_timed.hpp"
 #include "data/synthetic.hpp"
-#include "diff/objective.hpp"
 #include "flow/flow.hpp"
 #include "flow/method.hpp"
 #include "flow/sgd.hpp"
 #include "model/blas.hpp"
-#include "model/gemm.hpp"
-#include "bench_support.hpp"
 
 using namespace eomlab;
 
@@ -32,89 +23,28 @@ struct Network {
 const Network reference{{784, 256, 256, 10}, 1024};
 const Network small{{16, 64, 64, 4}, 256};
 
-struct Fixture {
-  std::unique_ptr<WholeVector> local;
-  std::unique_ptr<ModelObjective> objective;
-  Vector theta, v, out;
+struct Fixture : bench::Evaluation {
+  explicit Fixture(const Network& net, Rng r = Rng(2, rng_stream::test))
+      : Evaluation(bench::tanh_mlp(net.widths), data(net), r) {}
 
-  explicit Fixture(const Network& net) {
+  static Dataset data(const Network& net) {
     DataConfig data;
     data.n_samples = net.samples;
     data.n_features = net.widths.front();
     data.n_classes = net.widths.back();
     ModelConfig model;
     model.layers = net.widths;
-    Dataset d = make_synthetic(data, model);
-    Model mlp = bench::tanh_mlp(net.widths);
-    theta = mlp.initial_parameters(1);
-    Rng r(2, rng_stream::test);
-    v.resize(theta.size());
-    for (Index i = 0; i < v.size(); ++i) v[i] = r.normal();
-    local = std::make_unique<WholeVector>(mlp.n_params());
-    objective = std::make_unique<ModelObjective>(std::move(mlp), std::move(d), net.samples, 0.0, *local);
+    return make_synthetic(data, model);
   }
 };
 
-// Seconds per gradient of a network (the fastest of 5 after a warm-up), measured once per network
-// and process: the unit of the `in_gradients` counter.
-double gradient_seconds(const Network& net) {
-  static std::map<const Network*, double> measured;
-  auto [it, inserted] = measured.try_emplace(&net, 0.0);
-  if (inserted) {
-    Fixture f(net);
-    f.objective->value_and_gradient(f.theta, f.out);
-    double best = 1e300;
-    for (int r = 0; r < 5; ++r) {
-      bench::move_to_fresh_point(f.theta);
-      const auto t0 = std::chrono::steady_clock::now();
-      f.objective->value_and_gradient(f.theta, f.out);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    it->second = best;
-  }
-  return it->second;
-}
-
-// Runs the benchmark loop and reports, beside the time, `GFLOPs`: the dense products' floating-point
-// operations actually done (counted by gemm()) per second, and `in_gradients`: the time as a multiple
-// of one gradient of the same network.
 template <class F>
 void measure(benchmark::State& state, const Network& net, F&& evaluate) {
-  const double gradient = gradient_seconds(net);
-  evaluate();  // untimed: buffers take their shapes (and pages) here, not in the first timed iteration
-  const std::uint64_t flops0 = gemm_flops_so_far();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) evaluate();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  state.counters["GFLOPs"] = benchmark::Counter(1e-9 * static_cast<double>(gemm_flops_so_far() - flops0) / seconds);
-  state.counters["in_gradients"] = seconds / static_cast<double>(state.iterations()) / gradient;
+  bench::measure<Fixture>(state, net, std::forward<F>(evaluate));
 }
-
-void gradient(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    benchmark::DoNotOptimize(f.objective->value_and_gradient(f.theta, f.out));
-  });
-}
-
-void hvp(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    f.objective->hessian_vector(f.theta, f.v, f.out);
-    benchmark::DoNotOptimize(f.out.data());
-  });
-}
-
-void third_order(benchmark::State& state, const Network* net) {
-  Fixture f(*net);
-  measure(state, *net, [&] {
-    bench::move_to_fresh_point(f.theta);
-    f.objective->third_order(f.theta, f.v, f.theta, f.out);
-    benchmark::DoNotOptimize(f.out.data());
-  });
-}
+void gradient(benchmark::State& state, const Network* net) { bench::gradient<Fixture>(state, *net); }
+void hvp(benchmark::State& state, const Network* net) { bench::hvp<Fixture>(state, *net); }
+void third_order(benchmark::State& state, const Network* net) { bench::third_order<Fixture>(state, *net); }
 
 // One field evaluation of `method`'s eom<order> (default hyperparameters: β = 0.9, β1 = 0.9, β2 = 0.999).
 void method_field(benchmark::State& state, const Network* net, const char* method, int order) {
