@@ -15,9 +15,10 @@ Tables (each also a CSV file):
   orders.csv         per (seed, weight_decay) and flow with an order: slope of the final-time distance to GD
                      against lr on log-log axes, beside the expected order p + 1 (DESIGN.md §1.3); runs
                      that diverged or are past the edge of stability are left out of the fit and named
-  translation.csv    runs with weight decay under cross-entropy: the rate of the output bias class-sum,
+  translation.csv    runs with weight decay and translation components (cross-entropy, or a layernorm at
+                     the end): the rate of the output bias class-sum,
                      measured on GD and on each flow, beside the predictions log(1-ηλ)/η (GD), -λ (gf),
-                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4; for method gd, gf alone otherwise) and the
+                     -λ - ηλ²/2 - ... (eomP) (DESIGN.md §1.4; for methods gd and sgd, gf alone otherwise) and the
                      differences; the same for the norm ‖Σ_c W_c‖ of the output weights' class-sum vector,
                      and, with rates at the iterates, its d‖s‖²/dt measured against each flow's prediction
   scale.csv          runs with normalized layers: the mean rate of change of each scale-invariant block's
@@ -124,11 +125,13 @@ def eom_rate(order, lr, wd):
 
 def predicted_translation_rate(run, trajectory):
     """Predicted log-rate of a translation component (DESIGN.md §1.4): log(1 − ηλ)/η on GD, −λ on gf (plain
-    gradient flow for every method), GD's eomP series; NaN where no prediction is known."""
+    gradient flow for every method), GD's eomP series; the same for sgd, whose every minibatch step scales
+    the component by 1 − ηλ as GD's step does (each batch's loss has the symmetry); NaN where no prediction
+    is known (methods with memory)."""
     lr, wd, order = run.lr, run.weight_decay, flow_order(trajectory)
     if trajectory == "gf":
         return -wd
-    if run.method != "gd" or (trajectory != run.discrete and order is None):
+    if run.method not in ("gd", "sgd") or (trajectory != run.discrete and order is None):
         return float("nan")
     if trajectory == run.discrete:
         return math.log(1 - lr * wd) / lr if lr * wd < 1 else float("nan")
@@ -425,6 +428,9 @@ def weight_sum_rates(run):
     ‖s_k‖²·log(‖s_{k+1}‖²/‖s_k‖²)/η, GD's exact rate since its s decays geometrically (2⟨s, Δs⟩/η would be
     gf's field by construction); and {flow: [R]} each flow's 2⟨s, ds/dt⟩ with ds/dt from its field."""
     s = weight_sum(run.series(run.discrete, "translation_components"))
+    if s.shape[-1] == 0:  # no weight class-sums (a weight-normalized output layer): nothing to measure
+        nan = np.full(s.shape[0], np.nan)
+        return nan, {t: nan for t in predicted_rates(run, "predicted_translation_rates")}
     now = np.einsum("kj,kj->k", s, s)
     after = s + run.lr * weight_sum(run.series(run.discrete, "measured_translation_rates"))
     later = np.einsum("kj,kj->k", after, after)
@@ -854,10 +860,11 @@ def write_files(study, out):
     if rows:
         parts.append("## Invariant layers: translation components\n\nRate of the output bias class-sum "
                      "(1/t)·log(s(t)/s(0)): measured on the discrete trajectory and each flow, beside the "
-                     "predictions log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (GD's eomP; other "
-                     "methods: gf only). `weight_sum_*`: the same for ‖s‖, the norm of the output layer's "
-                     "weight class-sums s_j = Σ_c W[c, j], whose components all decay alike, so the predictions "
-                     "are the same." + (" With rates at the iterates, `weight_sum_sq_rate_*`: d‖s‖²/dt "
+                     "predictions log(1−ηλ)/η (GD), −λ (gf) and −λ − ηλ²/2 − η²λ³/3 − … (GD's eomP; sgd's are the "
+                     "same, its every step scaling s by 1 − ηλ as GD's does; other methods: gf only). `weight_sum_*`: "
+                     "the same for ‖s‖, the norm of the output layer's weight class-sums s_j = Σ_c W[c, j], whose "
+                     "components all decay alike, so the predictions are the same (nan for a weight-normalized "
+                     "output layer, whose class-sums are no symmetry)." + (" With rates at the iterates, `weight_sum_sq_rate_*`: d‖s‖²/dt "
                      "at every record: measured, that of the exponential through ‖s_k‖² and ‖s_{k+1}‖² (the method's "
                      "next step), ‖s_k‖²·log(‖s_{k+1}‖²/‖s_k‖²)/η, which is GD's exact rate (its s decays "
                      "geometrically); predicted, 2⟨s, ⟨v, F(θ_k)⟩⟩ from each flow's field; summarized as the `all` "

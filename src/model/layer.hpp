@@ -145,6 +145,8 @@ class Layer {
   // zero gradient under batchnorm). Empty if the layer is not linear per channel.
   virtual std::vector<ParameterBlock> channel_blocks() const { return {}; }
   virtual InputScaleInvariance input_scale_invariance() const { return InputScaleInvariance::none; }
+  // Whether adding one constant to all of a sample's input features leaves the output unchanged (layernorm).
+  virtual bool input_shift_invariant() const { return false; }
   // Whether the forward pass sums over samples (every rank of a run must then evaluate together).
   virtual bool couples_samples() const { return false; }
   // Linear functionals of θ along whose directions every output moves by the same amount (for a dense

@@ -153,7 +153,11 @@ void Model::share_statistics(const Reducer& shards) { impl_->shards = &shards; }
 std::vector<ParameterBlock> Model::blocks() const { return impl_->body.blocks(); }
 std::vector<ParameterBlock> Model::scale_invariant_blocks() const { return impl_->body.scale_invariant_blocks(); }
 
+// The shifts of the last layer's outputs under a head that ignores them (softmax), or of the outputs of the
+// layer before a layernorm at the end, whatever the head.
 std::vector<ParameterSum> Model::translation_components() const {
+  const auto& layers = impl_->body.layers();
+  if (layers.size() >= 2 && layers.back()->input_shift_invariant()) return layers[layers.size() - 2]->output_shift_components();
   if (!impl_->head->invariant_to_output_shift()) return {};
   return impl_->body.last().output_shift_components();
 }

@@ -81,7 +81,7 @@ class Model {
   // The blocks on which the loss is scale-invariant (DESIGN.md §1.4); empty if there are none.
   std::vector<ParameterBlock> scale_invariant_blocks() const;
   // Directions along which the loss is translation-invariant (the output layer under softmax
-  // cross-entropy), as linear functionals of θ; empty if there are none.
+  // cross-entropy, or the layer before a layernorm at the end), as linear functionals of θ; empty if none.
   std::vector<ParameterSum> translation_components() const;
   // Evaluate everything on the jet path, even where the fast path applies, and each layer on its own (no
   // fused passes): the reference that the fast paths are tested against.

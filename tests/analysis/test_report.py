@@ -667,6 +667,53 @@ def test_translation_table_has_the_weight_class_sums_and_their_rates_at_the_iter
     assert float(row["weight_sum_sq_rate_rel_error_eom1"]) < float(row["weight_sum_sq_rate_rel_error_gf"]) / 10
 
 
+WEIGHTNORM_SGD = """
+[study]
+name = weightnorm_sgd
+output = {output}
+seed = 2
+[data]
+n_samples = 64
+[model]
+architecture = dense(8), tanh, dense(3, weightnorm=on)
+weight_decay = 0.05
+[optimizer]
+method = sgd
+batch_size = 16
+lr = 0.1
+steps = 40
+record_every = 8
+[flows]
+kinds = gf, eom1
+rtol = 1e-12
+atol = 1e-14
+"""
+
+
+def test_translation_table_of_sgd_with_a_weight_normalized_output_layer(tmp_path):
+    """A review found two gaps: a weight-normalized output layer listed its W class-sums as translation
+    components (its rows are divided by their norms: no symmetry), and the report gave sgd no predictions,
+    though each of its steps scales the bias class-sum by 1 − ηλ exactly as GD's does."""
+    proc = run_eomlab(["--config", write_config(tmp_path, WEIGHTNORM_SGD.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    (path,) = (tmp_path / "out" / "runs").glob("*.h5")
+    with h5py.File(path, "r") as f:
+        assert [c["name"].decode() for c in f["model/translation_components"][:]] == ["layer1.b"]
+        s, time = f["observables/sgd/translation_components"][:, 0], f["time"][:]
+    lr, wd = 0.1, 0.05
+    exact = math.log(1 - lr * wd) / lr
+    assert math.log(s[-1] / s[0]) / time[-1] == pytest.approx(exact, rel=1e-9)  # the file: (1 − ηλ) per step
+    (row,) = table(report(tmp_path / "out", tmp_path / "report") / "translation.csv")
+    assert float(row["measured_sgd"]) == pytest.approx(exact, rel=1e-5)
+    assert float(row["predicted_sgd"]) == pytest.approx(exact, rel=1e-5)
+    assert float(row["predicted_gf"]) == pytest.approx(-wd, rel=1e-5)
+    assert float(row["predicted_eom1"]) == pytest.approx(-wd - lr * wd ** 2 / 2, rel=1e-5)
+    assert float(row["measured_eom1"]) == pytest.approx(-wd - lr * wd ** 2 / 2, rel=1e-6)
+    assert abs(float(row["sgd_minus_eom1_prediction"])) < abs(float(row["sgd_minus_gf_prediction"])) / 20
+    weight_cells = [v for k, v in row.items() if k.startswith("weight_sum")]
+    assert weight_cells and all(v == "nan" for v in weight_cells)
+
+
 ADAM = """
 [study]
 name = adam

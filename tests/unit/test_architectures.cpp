@@ -99,6 +99,33 @@ TEST(Architectures, RowsBeforeBatchnormAreScaleInvariant) {
   EXPECT_TRUE(make_problem("dense(6), batchnorm(eps=1e-5), tanh, dense(3)", 4, LossKind::mse)->invariant.empty());
 }
 
+// Each translation component v (a sum of parameters) is an exact symmetry: L(θ + t v) = L(θ) and ⟨v, g⟩ = 0
+// (no weight decay). Found by a review: a weightnorm output layer listed its W column sums, which are not.
+TEST(Architectures, TranslationComponentsAreSymmetries) {
+  const struct {
+    const char* architecture;
+    LossKind loss;
+    std::size_t components;
+  } cases[] = {{"dense(6), batchnorm, tanh, dense(3)", LossKind::cross_entropy, 6 + 1},
+               {"dense(5), tanh, dense(3, weightnorm=on)", LossKind::cross_entropy, 1},  // the bias sum alone
+               {"dense(5), tanh, dense(3), layernorm", LossKind::mse, 5 + 1},            // layernorm takes the mean out
+               {"dense(5), tanh, dense(3), layernorm", LossKind::cross_entropy, 5 + 1},
+               {"dense(5), tanh, dense(3)", LossKind::mse, 0}};
+  for (const auto& c : cases) {
+    auto p = make_problem(c.architecture, 4, c.loss);
+    const std::vector<ParameterSum> sums = p->objective->model().translation_components();
+    ASSERT_EQ(sums.size(), c.components) << c.architecture;
+    Vector g;
+    const double loss = p->objective->value_and_gradient(p->theta, g);
+    for (const ParameterSum& sum : sums) {
+      Vector v = Vector::Zero(p->theta.size());
+      for (Index i = 0; i < sum.count; ++i) v[sum.offset + i * sum.stride] = 1.0;
+      EXPECT_LT(std::abs(v.dot(g)), 1e-14 * g.norm()) << c.architecture << " " << sum.name;
+      EXPECT_NEAR(p->objective->value(p->theta + 0.7 * v), loss, 1e-13 * loss) << c.architecture << " " << sum.name;
+    }
+  }
+}
+
 TEST(Architectures, ParserSplitsLayersAndArguments) {
   const auto specs = parse_architecture(" conv(32, 3,pad=1), tanh ,residual(dense(4), batchnorm(affine=off)) ");
   ASSERT_EQ(specs.size(), 3u);

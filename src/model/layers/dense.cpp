@@ -55,9 +55,12 @@ class Dense final : public Layer {
         out.push_back({name_ + ".W[" + std::to_string(r) + "]", l_.w_offset + r * l_.in, l_.in, 1, l_.in});
     return out;
   }
+  // With weightnorm a common shift of W's rows is no symmetry (each row is divided by its own norm): the
+  // bias sum alone.
   std::vector<ParameterSum> output_shift_components() const override {
     std::vector<ParameterSum> out;
-    for (Index j = 0; j < l_.in; ++j) out.push_back({name_ + ".W[:," + std::to_string(j) + "]", l_.w_offset + j, l_.in, l_.out});
+    if (!weightnorm_)
+      for (Index j = 0; j < l_.in; ++j) out.push_back({name_ + ".W[:," + std::to_string(j) + "]", l_.w_offset + j, l_.in, l_.out});
     out.push_back({name_ + ".b", l_.b_offset, 1, l_.out});
     return out;
   }

@@ -13,6 +13,7 @@ class LayerNorm final : public Layer {
   std::string text() const override { return "layernorm"; }
   Shape output_shape() const override { return shape_; }
   InputScaleInvariance input_scale_invariance() const override { return InputScaleInvariance::joint; }
+  bool input_shift_invariant() const override { return true; }
 
   // ẑ = c ⊙ s with c = z - mean(z), s = var^{-1/2}, var = mean(c²) over the features.
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
