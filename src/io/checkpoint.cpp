@@ -6,7 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/rng.hpp"
+#include "core/fingerprint.hpp"
 #include "io/h5.hpp"
 
 namespace eomlab::io {
@@ -122,45 +122,18 @@ std::vector<double> scalars_of(const DriverCheckpoint::Flow& flow) {
   return {flow.failed ? 1.0 : 0.0, static_cast<double>(flow.evaluations)};
 }
 
-// A checksum of the values a resume restores: the sum (mod 2^64) over every value of a mix of its name,
-// its position and its bits. It does not depend on how vectors are sliced over the group's ranks, and a
-// changed bit anywhere changes it. Group rank 0 adds the scalars (every rank holds them), each rank its
-// slices; total() sums over the group.
-class Checksum {
+// The checksum of the values a resume restores: a Fingerprint of them; total() sums the ranks' parts
+// (group rank 0 adds the scalars, which every rank holds, each rank its slices).
+class Checksum : public Fingerprint {
  public:
-  void add(const std::string& name, std::uint64_t position, std::uint64_t bits) {
-    std::uint64_t x = name_hash(name) + position * 0xD1B54A32D192ED03ULL;
-    std::uint64_t y = splitmix64(x) ^ bits;
-    sum_ += splitmix64(y);
-  }
-  void add(const std::string& name, std::uint64_t first, const double* values, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint64_t bits;
-      std::memcpy(&bits, &values[i], sizeof bits);
-      add(name, first + i, bits);
-    }
-  }
-  void add_values(const std::string& name, const std::vector<double>& values) {
-    add(name, 0, values.data(), values.size());
-  }
-  void add_text(const std::string& name, const std::string& text) {
-    for (std::size_t i = 0; i < text.size(); ++i) add(name, i, static_cast<unsigned char>(text[i]));
-    add(name, text.size(), 256);
-  }
+  void add_values(const std::string& name, const std::vector<double>& values) { add(name, 0, values.data(), values.size()); }
   // Sums the ranks' parts exactly: 32-bit halves, whose sums over any group fit a double's mantissa.
   std::uint64_t total(const dist::Comm& group) const {
-    double halves[2] = {static_cast<double>(sum_ >> 32), static_cast<double>(sum_ & 0xFFFFFFFFULL)};
+    const std::uint64_t sum = value();
+    double halves[2] = {static_cast<double>(sum >> 32), static_cast<double>(sum & 0xFFFFFFFFULL)};
     group.sum_in_place(halves, 2);
     return (static_cast<std::uint64_t>(halves[0]) << 32) + static_cast<std::uint64_t>(halves[1]);
   }
-
- private:
-  static std::uint64_t name_hash(const std::string& name) {
-    std::uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a
-    for (const char ch : name) h = (h ^ static_cast<unsigned char>(ch)) * 0x100000001B3ULL;
-    return h;
-  }
-  std::uint64_t sum_ = 0;
 };
 
 // The checksum of everything a resume restores from `c` (this rank's slices, the shared scalars).
@@ -215,7 +188,7 @@ std::string scalars_problem(const DriverCheckpoint& c, const CheckpointExpectati
 }  // namespace
 
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
-                      const DriverCheckpoint& c, const std::string& run_id) {
+                      const DriverCheckpoint& c, const CheckpointOrigin& origin) {
   h5::silence_error_stack();
   const std::string temp = path + ".tmp";
   const bool writer = group.rank() == 0;
@@ -251,7 +224,9 @@ void write_checkpoint(const std::string& path, const dist::Comm& group, const Sl
         write_sliced(group_handle, "integrator_vectors", rows, slices, dxpl);
       }
       h5::write_int_attribute(file, "checksum", static_cast<long long>(checksum(c, group, slices)));
-      h5::write_string_attribute(file, "run_id", run_id);
+      h5::write_string_attribute(file, "run_id", origin.run_id);
+      h5::write_string_attribute(file, "config", origin.config);
+      h5::write_string_attribute(file, "inputs", origin.inputs);
     });
     check(H5Fflush(file, H5F_SCOPE_GLOBAL), "H5Fflush", temp);
   }
@@ -321,7 +296,7 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
   if (!group.all_true(std::filesystem::exists(path))) return {};
   CheckpointRead result;
   std::uint64_t recorded = 0;
-  std::string run_id;
+  std::string run_id, inputs;
   // Reads are independent: a rank whose reads fail still closes the file with the others (the close is
   // collective), and the ranks agree on the verdict.
   try {
@@ -331,6 +306,8 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
       result.checkpoint = read_parts(file, path, slices, recorded);
       if (H5Aexists(file, "run_id") <= 0) throw Error("it names no run: written by an older eomlab");
       run_id = h5::read_string_attribute(file, "run_id", path);
+      if (H5Aexists(file, "config") > 0) result.config = h5::read_string_attribute(file, "config", path);
+      inputs = H5Aexists(file, "inputs") > 0 ? h5::read_string_attribute(file, "inputs", path) : expected.inputs;
     } catch (const Error& e) {
       result.problem = std::string("cannot read it (") + e.what() + ")";
     }
@@ -343,6 +320,9 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
     result.problem = "its data do not match its checksum (corrupted)";
   } else if (run_id != expected.run_id) {
     result.problem = "it is the checkpoint of run '" + run_id + "', not of '" + expected.run_id + "'";
+  } else if (inputs != expected.inputs) {
+    result.problem = "it was computed from other inputs (" + inputs + "), not the run's (" + expected.inputs +
+                     "): another study's, or data edited since";
   } else {
     result.problem = scalars_problem(*result.checkpoint, expected);
   }

@@ -3,7 +3,7 @@
 // collectively by the run's group with each rank's slices as hyperslabs. A checkpoint is complete or
 // absent: it is written to a temporary name and renamed into place by group rank 0 after every rank
 // has closed it, so a crash while writing leaves the previous checkpoint usable. Its root attribute
-// `checksum` covers every value a resume restores; `run_id` names the run it belongs to.
+// `checksum` covers every value a resume restores; `run_id`, `config` and `inputs` say where it comes from.
 #pragma once
 #include <optional>
 #include <string>
@@ -13,8 +13,14 @@
 
 namespace eomlab::io {
 
+// Where a checkpoint comes from: its run, the config of the invocation that wrote it, and the fingerprints
+// of the inputs it was computed from (data, model.init), as one text.
+struct CheckpointOrigin {
+  std::string run_id, config, inputs;
+};
+
 void write_checkpoint(const std::string& path, const dist::Comm& group, const SliceExchange& slices,
-                      const DriverCheckpoint& checkpoint, const std::string& run_id);
+                      const DriverCheckpoint& checkpoint, const CheckpointOrigin& origin);
 
 // What a checkpoint of a run must agree with.
 struct CheckpointExpectation {
@@ -22,11 +28,14 @@ struct CheckpointExpectation {
   long steps = 0, record_every = 1;
   std::string method_state;  // state_signature() of the run's method
   std::string run_id;        // the run's: a checkpoint of another run (a file moved by hand) is refused
+  std::string inputs;        // the run's: one of other data (another study's, or edited since) is refused
 };
 
-// A checkpoint as read back: the run's state, or what is wrong with the file (then `checkpoint` is empty).
+// A checkpoint as read back: the run's state and the config it was written with ("" from an older
+// eomlab), or what is wrong with the file (then `checkpoint` is empty).
 struct CheckpointRead {
   std::optional<DriverCheckpoint> checkpoint;
+  std::string config;
   std::string problem;
 };
 

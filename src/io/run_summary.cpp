@@ -55,4 +55,14 @@ std::string read_run_string(const std::string& path, const std::string& attribut
   return h5::read_string_attribute(file, attribute, path);
 }
 
+std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes) {
+  h5::silence_error_stack();
+  Handle file = h5::open_file_readonly(path);
+  std::map<std::string, std::string> found;
+  for (const std::string& name : attributes)
+    if (check(H5Aexists(file, name.c_str()), "H5Aexists", path + ":" + name) > 0)
+      found[name] = h5::read_string_attribute(file, name, path);
+  return found;
+}
+
 }  // namespace eomlab::io

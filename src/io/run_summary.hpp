@@ -1,5 +1,6 @@
 // Reading back what a run file says about its outcome (for the end-of-study table and the catalog).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,5 +28,7 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
 // its `git_sha`: the build that began it). Serial.
 std::string read_run_string(const std::string& path, const std::string& attribute);
 inline std::string read_run_config(const std::string& path) { return read_run_string(path, "config"); }
+// Those of `attributes` the run file has, by name, read in one opening. Serial.
+std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes);
 
 }  // namespace eomlab::io

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/fingerprint.hpp"
 #include "core/memory.hpp"
 #include "data/images.hpp"
 #include "data/synthetic.hpp"
@@ -345,25 +346,58 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
       throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
 }
 
+// Fingerprints of what the runs are computed from beside the config (core/fingerprint.hpp): the data
+// as loaded, and model.init's parameters. Run files keep them as attributes and checkpoints as one text,
+// so --resume refuses files computed from inputs edited since, and never continues another study's checkpoint.
+struct StudyInputs {
+  std::string data, init;  // init: "" without model.init
+
+  std::vector<std::pair<std::string, std::string>> attributes() const {
+    std::vector<std::pair<std::string, std::string>> a{{"data_fingerprint", data}};
+    if (!init.empty()) a.emplace_back("init_fingerprint", init);
+    return a;
+  }
+  std::string text() const {
+    std::string t;
+    for (const auto& [name, value] : attributes()) t += (t.empty() ? "" : ", ") + name + " " + value;
+    return t;
+  }
+};
+
 // --resume continues or skips the run files of this invocation's runs, --catalog lists them: each must have
 // been written with the study's config (study.ini may have been edited or removed since), or it would be
 // continued or counted as a result of another one. A file that cannot be read is left to the run (it starts
 // again) or listed as unreadable.
 void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                                   const std::string& flag, const std::optional<Shape>& input = std::nullopt) {
+                                   const std::string& flag, const std::optional<Shape>& input = std::nullopt,
+                                   const StudyInputs* inputs = nullptr) {
   std::error_code ec;
   for (const RunSpec& r : mine) {
     const std::string path = run_path(c, r);
     if (!fs::exists(path, ec)) continue;
-    std::string written;
+    std::map<std::string, std::string> written;
     try {
-      written = io::read_run_config(path);
+      written = io::read_run_strings(path, {"config", "run_id", "data_fingerprint", "init_fingerprint"});
     } catch (const Error&) {
       continue;
     }
-    if (const std::string diff = difference_from_recorded(o, written, c, input); !diff.empty())
-      throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" +
-                       (flag == "--resume" ? "; use another directory, or --overwrite" : "; give the study's own config"));
+    const std::string remedy = flag == "--resume" ? "; use another directory, or --overwrite" : "; give the study's own config";
+    if (written.count("run_id") && written["run_id"] != r.run_id)
+      throw InputError(flag + ": run file '" + path + "' holds run '" + written["run_id"] + "', not '" + r.run_id +
+                       "' (copied or renamed by hand); move it away" + (flag == "--resume" ? ", or --overwrite" : ""));
+    if (written.count("config"))
+      if (const std::string diff = difference_from_recorded(o, written["config"], c, input); !diff.empty())
+        throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
+    if (!inputs) continue;
+    for (const auto& [name, now] : inputs->attributes()) {
+      const auto recorded = written.find(name);
+      if (recorded == written.end() || recorded->second == now) continue;
+      const bool data = name == "data_fingerprint";
+      throw InputError(std::string(data ? "data.source" : "model.init") + ": run file '" + path + "' was computed from " +
+                       (data ? "other data" : "other initial parameters") + " (" + name + " " + recorded->second +
+                       ", now " + now + "): " + (data ? data_text(c) : "parameters file '" + c.model.init_path + "'") +
+                       " has changed since; restore it, or --overwrite");
+    }
   }
 }
 
@@ -414,7 +448,7 @@ struct OutputCheck {
 // Checks the output directory against this invocation without changing anything: what --dry-run checks,
 // and the first half of prepare_output. Existing results are those of this invocation's runs.
 OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                         const std::optional<Shape>& input, bool dry_run = false) {
+                         const std::optional<Shape>& input, const StudyInputs* inputs, bool dry_run = false) {
   refuse_paths_too_long_for_mpi_io(c, mine);
   const fs::path out(c.output);
   std::error_code ec;
@@ -432,7 +466,7 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
       check.rewrite_saved = true;
     }
   }
-  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input);
+  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input, inputs);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
@@ -445,8 +479,9 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
 
 // Checks the output directory against this invocation, takes the invocation's lock on it and prepares
 // it (clearing what --overwrite replaces). World rank 0 only. Other shards' files are never touched.
-OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine, const Shape& input) {
-  const OutputCheck check = check_output(c, o, mine, input);
+OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine, const Shape& input,
+                          const StudyInputs& inputs) {
+  const OutputCheck check = check_output(c, o, mine, input, &inputs);
   const SavedConfig& before = check.before;
   bool rewrite_saved = check.rewrite_saved;
   const fs::path out(c.output), runs = out / "runs", checkpoints = out / "checkpoints", saved = out / "study.ini";
@@ -489,18 +524,34 @@ OutputLock prepare_output(const StudyConfig& c, const StudyOptions& o, const std
   return lock;
 }
 
+// What every run of this invocation shares.
+struct StudyContext {
+  const StudyConfig& config;
+  const StudyOptions& options;
+  const Dataset& data;
+  const Vector& init_from_file;  // empty: the model's default initialisation
+  const StudyInputs& inputs;
+  const dist::Comm& world;
+  const dist::Comm& group;
+  std::vector<std::pair<std::string, std::string>> provenance;
+};
+
 // The checkpoint a run continues from, verified against its checksum, the run's settings and the run
 // file. A bad one (corrupted, edited, or ahead of its run file) is never resumed from: group rank 0 warns
 // naming the file, moves it aside to <checkpoint>.bad and the run starts again from step 0, so one
 // run's bad files cost that run's time and stop nothing else. Collective over the run's group.
-std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, const std::string& path,
+std::optional<DriverCheckpoint> checkpoint_to_resume(const StudyContext& s, const std::string& ckpt, const std::string& path,
                                                      const io::RunFileHeader& header, const DriverSettings& settings,
-                                                     const std::string& method_state, const dist::Comm& group,
-                                                     const SliceExchange& slices, const std::string& label,
-                                                     const std::string& run_id) {
-  io::CheckpointRead read = io::read_checkpoint(
-      ckpt, group, slices, {settings.flows.size(), settings.steps, settings.record_every, method_state, run_id});
+                                                     const std::string& method_state, const SliceExchange& slices,
+                                                     const std::string& label, const std::string& run_id) {
+  const dist::Comm& group = s.group;
+  io::CheckpointRead read = io::read_checkpoint(ckpt, group, slices,
+                                                {settings.flows.size(), settings.steps, settings.record_every,
+                                                 method_state, run_id, s.inputs.text()});
   std::string problem = read.problem;
+  if (problem.empty() && !read.config.empty() && group.rank() == 0)
+    if (const std::string diff = difference_from_recorded(s.options, read.config, s.config); !diff.empty())
+      problem = "it was written with another config (" + diff + "): another study's";
   if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;
     const std::string run_file = io::reopen_problem(path, header, records, (records - 1) * settings.record_every);
@@ -522,16 +573,16 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const std::string& ckpt, co
 class StudyControl final : public RunControl {
  public:
   StudyControl(const dist::Comm& group, const SliceExchange& slices, long every, std::string path, std::string label,
-               std::string run_id)
+               io::CheckpointOrigin origin)
       : group_(group),
         slices_(slices),
         every_(every),
         path_(std::move(path)),
         label_(std::move(label)),
-        run_id_(std::move(run_id)) {}
+        origin_(std::move(origin)) {}
   bool stop_requested(long) override { return group_.max(stop_signal_received() ? 1 : 0) > 0; }
   bool checkpoint_due(long step) override { return every_ > 0 && step % every_ == 0; }
-  void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c, run_id_); }
+  void save(const DriverCheckpoint& c) override { io::write_checkpoint(path_, group_, slices_, c, origin_); }
   void edge_of_stability(long step, double value, const StabilityLimit& s) override {
     if (group_.rank() == 0)
       std::cerr << label_ << "warning: " << s.measure() << " = " << value << " > " << s.limit << " at step " << step
@@ -543,7 +594,8 @@ class StudyControl final : public RunControl {
   const SliceExchange& slices_;
   long every_;
   std::string path_;
-  std::string label_, run_id_;
+  std::string label_;
+  io::CheckpointOrigin origin_;
 };
 
 // Status of an existing run file, or "" when it is missing or unreadable.
@@ -715,6 +767,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // size is known before its data (model_before_data) and too large for this node is described without
   // reading or making its data (a teacher network is as large as the model).
   std::optional<Shape> input = shape_before_data(config.data);
+  std::optional<StudyInputs> inputs;  // where the data is read
   std::string memory;
   Index n_samples = study_samples(config), n_params = 0;
   if (const std::optional<Model> model = model_before_data(config)) {
@@ -730,10 +783,14 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
     n_samples = data.n_samples();
     n_params = probe.n_params();
     input = data.shape();
+    inputs = StudyInputs{data_fingerprint(data), ""};
   }
   require_method_fits(config, expand_grid(config), n_samples);
-  if (!config.model.init_path.empty()) io::read_parameters_file(config.model.init_path, n_params, "model.init");
-  check_output(config, options, runs, input, true);  // as the run would, changing nothing
+  if (!config.model.init_path.empty()) {
+    const Vector init = io::read_parameters_file(config.model.init_path, n_params, "model.init");
+    if (inputs) inputs->init = vector_fingerprint(init);
+  }
+  check_output(config, options, runs, input, inputs ? &*inputs : nullptr, true);  // as the run would, changing nothing
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";
@@ -849,15 +906,6 @@ void set_method_attributes(const StudyConfig& c, io::RunFileHeader& header) {
 }
 
 // What the study shares with each of its runs.
-struct StudyContext {
-  const StudyConfig& config;
-  const StudyOptions& options;
-  const Dataset& data;
-  const Vector& init_from_file;  // empty: the model's default initialisation
-  const dist::Comm& world;
-  const dist::Comm& group;
-  std::vector<std::pair<std::string, std::string>> provenance;
-};
 
 // A run's θ0 (the whole vector): model.init's, or the model's initialisation from the run's seed.
 Vector initial_parameters(const StudyContext& s, const Model& model, const RunSpec& run) {
@@ -931,6 +979,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.store_theta = config.output_options.store_theta;
   header.rates = settings.rates;
   header.provenance = s.provenance;
+  for (auto& attribute : s.inputs.attributes()) header.provenance.push_back(std::move(attribute));
   set_method_attributes(config, header);
   if (config.output_options.sharpness) header.method_numbers.emplace_back("stable_lr_sharpness", stability.limit);
 
@@ -938,7 +987,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   std::optional<DriverCheckpoint> from;
   if (mode == RunMode::resume) {
     const std::string method_state = state_signature(make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed})->save());
-    from = checkpoint_to_resume(ckpt, path, header, settings, method_state, group, slices, label, run.run_id);
+    from = checkpoint_to_resume(s, ckpt, path, header, settings, method_state, slices, label, run.run_id);
   }
   const std::string begun_by = group.rank() == 0 && from ? build_of(path) : std::string();
   std::unique_ptr<io::RunFile> file =
@@ -949,7 +998,8 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
     std::cerr << "eomlab: warning: " << label << "continued by eomlab " << build::git_sha << ", begun by " << begun_by
               << ": its records after step " << from->step << " may differ in the last bits from an uninterrupted run's"
               << std::endl;
-  StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label, run.run_id);
+  StudyControl control(group, slices, config.output_options.checkpoint_every, ckpt, label,
+                       {run.run_id, config.resolved_text, s.inputs.text()});
   ProgressPrinter progress(group.rank() == 0, label.substr(0, label.size() - 1), config.output_options.progress_every);
   // An exception here may have hit one rank only: it is not caught (collective clean-up could hang);
   // main reports it and aborts the job, and the run file stays `running` for --resume.
@@ -1002,12 +1052,12 @@ class GroupProgress {
 
 // Checks the output directory (world rank 0) and shares the verdict; the lock is held by world rank 0.
 OutputLock prepare_output_everywhere(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs,
-                                     const Shape& input, const dist::Comm& world) {
+                                     const Shape& input, const StudyInputs& inputs, const dist::Comm& world) {
   std::string verdict;
   OutputLock lock;
   if (world.rank() == 0) {
     try {
-      lock = prepare_output(c, o, runs, input);
+      lock = prepare_output(c, o, runs, input, inputs);
     } catch (const InputError& e) {
       verdict = e.what();
     }
@@ -1059,7 +1109,8 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
   const std::string created = group.broadcast(utc_now());
-  const StudyContext context{config, options, data, init_from_file, world, group,
+  const StudyInputs inputs{data_fingerprint(data), init_from_file.size() > 0 ? vector_fingerprint(init_from_file) : ""};
+  const StudyContext context{config, options, data, init_from_file, inputs, world, group,
                              provenance(config, world, group.broadcast(host_name()), created)};
   std::vector<const RunSpec*> group_runs;
   for (std::size_t i = 0; i < runs.size(); ++i)
@@ -1068,7 +1119,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   // --resume where no study is (a relative study.output read from another working directory) starts one:
   // said with the absolute path, not "resuming".
   const bool nothing_to_resume = world.rank() == 0 && options.resume && !holds_a_study(config.output);
-  const OutputLock lock = prepare_output_everywhere(config, options, runs, data.shape(), world);
+  const OutputLock lock = prepare_output_everywhere(config, options, runs, data.shape(), inputs, world);
 
   if (world.rank() == 0)
     std::cout << "eomlab " << build::version << ": study '" << config.name << "', " << runs.size() << " run(s)"

@@ -328,3 +328,86 @@ def test_resume_compares_architectures_by_the_layers_they_make(tmp_path):
     # --catalog too (its synthetic data's shape is in the config).
     assert run_eomlab(["--config", config, "--catalog", f"--model.architecture={respelled}"], np=2).returncode == 0
     assert run_eomlab(["--config", config, "--catalog", f"--model.architecture={other}"], np=2).returncode == 2
+
+
+def snapshot(out):
+    """Every file under a study's output directory and its bytes."""
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_run_files_computed_from_inputs_edited_since(tmp_path):
+    """An adversarial review: a data or model.init file changed between a stop and --resume went unnoticed;
+    the study went on from the new inputs and its files mixed the two (records, n_samples, θ0 per run).
+    Run files keep the inputs' fingerprints; a resume from other inputs is refused and changes nothing."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 8)), np.arange(40) % 4
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, y
+    text = (STUDY.replace("steps = 300", "steps = 20").replace("n_samples = 256", f"source = hdf5:{tmp_path / 'data.h5'}")
+            .replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}"))
+    theta = np.random.default_rng(4).normal(size=8 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4) * 0.1
+    with h5py.File(tmp_path / "init.h5", "w") as f:
+        f["theta"] = theta
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
+    first = run_eomlab(["--config", config], np=2)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        assert len(f.attrs["data_fingerprint"]) == 16 and len(f.attrs["init_fingerprint"]) == 16
+    before = snapshot(tmp_path / "out")
+    for key, path, name, changed in [("data.source", "data.h5", "X", x * (1 + 1e-7)), ("model.init", "init.h5", "theta", -theta)]:
+        original = (tmp_path / path).read_bytes()
+        with h5py.File(tmp_path / path, "r+") as f:
+            f[name][...] = changed
+        for flags in [["--resume"], ["--resume", "--dry-run"]]:
+            refused = run_eomlab(["--config", config] + flags, np=2)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            (line,) = [line for line in refused.stderr.splitlines() if line.startswith("eomlab:")]
+            assert line.startswith(f"eomlab: {key}: run file '") and " has changed since; restore it, or --overwrite" in line, line
+            assert snapshot(tmp_path / "out") == before
+        (tmp_path / path).write_bytes(original)
+    again = run_eomlab(["--config", config, "--resume"], np=2)
+    assert again.returncode == 0 and again.stdout.count("already complete, skipped") == 2, again.stdout + again.stderr
+
+
+def test_resume_and_catalog_refuse_a_run_file_under_another_runs_name(tmp_path):
+    """An adversarial review: a run file copied onto another run's name was continued (records of two seeds
+    in one file) or, complete, skipped and catalogued as the other run."""
+    config = write_config(tmp_path, STUDY.replace("steps = 300", "steps = 20").replace("seed = 1", "seed = 1, 2")
+                          .replace("lr = 0.05, 0.1", "lr = 0.05").format(output=tmp_path / "out"))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    runs = tmp_path / "out" / "runs"
+    shutil.copy(runs / "lr0.05_seed2_wd0.h5", runs / "lr0.05_seed1_wd0.h5")
+    before = snapshot(tmp_path / "out")
+    for flag in ["--resume", "--catalog"]:
+        refused = run_eomlab(["--config", config, flag], np=2)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert [line for line in refused.stderr.splitlines() if line.startswith("eomlab:")] == [(f"eomlab: {flag}: run file '{runs / 'lr0.05_seed1_wd0.h5'}' holds run "
+                                          f"'lr0.05_seed2_wd0', not 'lr0.05_seed1_wd0' (copied or renamed by hand); move it "
+                                          f"away{', or --overwrite' if flag == '--resume' else ''}")], refused.stderr
+        assert snapshot(tmp_path / "out") == before
+
+
+def test_a_checkpoint_of_another_study_is_not_continued(tmp_path):
+    """An adversarial review: a checkpoint copied from a sister study (another flows.rtol) was continued, its
+    flows' states mixed into this study's run. Checkpoints keep the config they were written with; one of
+    another config is set aside as bad and the run starts again."""
+    sister, config_path = tmp_path / "sister", None
+    sister.mkdir()
+    _, _ = stop_a_one_run_study(sister)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    config_path, path = stop_a_one_run_study(ours)
+    text = config_path.read_text().replace("[flows]", "[flows]\nrtol = 1e-9")
+    config_path.write_text(text)
+    # Ours becomes the rtol = 1e-9 study: its study.ini and run file say so, its checkpoint is the sister's.
+    saved = ours / "out" / "study.ini"
+    saved.write_text(saved.read_text().replace("rtol = 1e-10", "rtol = 1e-09"))
+    with h5py.File(path, "r+") as f:
+        f.attrs["config"] = f.attrs["config"].replace("rtol = 1e-10", "rtol = 1e-09")
+    shutil.copy(sister / "out" / "checkpoints" / "lr0.05_seed1_wd0.h5", ours / "out" / "checkpoints" / "lr0.05_seed1_wd0.h5")
+    resumed = run_eomlab(["--config", config_path, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "cannot resume from checkpoint" in line]
+    assert len(warnings) == 1 and "it was written with another config (flows.rtol" in warnings[0], resumed.stderr
+    assert "the run starts again from step 0" in warnings[0]
+    assert statuses(ours / "out") == {"lr0.05_seed1_wd0.h5": "complete"}
