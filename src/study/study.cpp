@@ -437,6 +437,13 @@ void refuse_unwritable_output(const StudyConfig& c) {
                                                                        : "";
     if (!problem.empty()) throw InputError("study.output: cannot create directory '" + dir.string() + "': " + problem);
   }
+  // study.ini is replaced by a rename: a directory (or fifo) of that name would refuse it after the folders
+  // and the lock were made.
+  const fs::path saved = fs::path(c.output) / "study.ini";
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(saved, ec)) && !fs::is_regular_file(saved, ec))
+    throw InputError("study.output: cannot write '" + saved.string() + "': " +
+                     (fs::is_directory(saved, ec) ? std::strerror(EISDIR) : "not a regular file"));
 }
 
 // What prepare_output found of the output directory before changing anything.

@@ -101,6 +101,15 @@ def test_empty_study_ini_without_results_is_rewritten(tmp_path, small_study):
     assert (out / "study.ini").read_text().startswith("[study]")
 
 
+def test_a_directory_named_study_ini_is_refused_before_anything_is_made(tmp_path, small_study):
+    """An adversarial review: exit 2 came after runs/, checkpoints/ and the lock file had been made."""
+    out = tmp_path / "out"
+    (out / "study.ini").mkdir(parents=True)
+    for flags in [[], ["--dry-run"]]:
+        proc = run_eomlab(["--config", small_study] + flags, np=1)
+        assert refused_one_line(proc) == f"eomlab: study.output: cannot write '{out / 'study.ini'}': Is a directory"
+        assert sorted(p.name for p in out.iterdir()) == ["study.ini"]
+
 
 def refused_one_line(proc):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
