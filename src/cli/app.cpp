@@ -37,9 +37,11 @@ int run_eomlab(int argc, char** argv) {
       case cli::Action::print_config:
         if (root) std::cout << cmd.config.resolved_text;
         return 0;
-      case cli::Action::dry_run:
-        if (root) print_dry_run(cmd.config, study_options(cmd), world.size(), std::cout);
+      case cli::Action::dry_run: {
+        const int on_node = world.node().size();  // collective
+        if (root) print_dry_run(cmd.config, study_options(cmd), world.size(), on_node, std::cout);
         return 0;
+      }
       case cli::Action::catalog:
         rebuild_catalog(cmd.config, study_options(cmd), world);
         return 0;

@@ -1,6 +1,7 @@
 #include "core/memory.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -100,6 +101,16 @@ std::int64_t available_memory_bytes_in(const std::string& proc_self_cgroup, cons
     }
   }
   return available;
+}
+
+std::int64_t address_space_left_bytes() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 0;
+  std::ifstream statm("/proc/self/statm");
+  std::int64_t pages = 0;
+  statm >> pages;
+  const std::int64_t left = static_cast<std::int64_t>(limit.rlim_cur) - pages * sysconf(_SC_PAGESIZE);
+  return std::max<std::int64_t>(left, 1);
 }
 
 std::int64_t available_memory_bytes(std::string* source) {

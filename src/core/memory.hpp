@@ -14,6 +14,10 @@ std::int64_t peak_resident_bytes();
 // which. 0 where the system does not tell.
 std::int64_t available_memory_bytes(std::string* source = nullptr);
 
+// Address space this process may still map under its limit (RLIMIT_AS, `ulimit -v`): the limit less what
+// it maps now (bytes); 0 where there is no limit. Beyond it allocations fail, and OpenBLAS may spin on them.
+std::int64_t address_space_left_bytes();
+
 // The same from the given files: /proc/self/cgroup, the cgroup file system's mount point, MemAvailable.
 // A limit on any ancestor of the process's cgroup counts; inactive page cache counts as available.
 std::int64_t available_memory_bytes_in(const std::string& proc_self_cgroup, const std::string& sys_fs_cgroup,

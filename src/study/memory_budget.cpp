@@ -102,9 +102,13 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   }
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
-  double per_pass = std::ceil(n / r);
+  // The data set, the run's copy of its shard, and a pass's jets: an MLP's pass is the whole shard (its copy
+  // counted with the pass); an architecture's a chunk of it (found by a review: its shard's copy was missed,
+  // half the growth per sample measured on conv nets).
+  const double shard = std::ceil(n / r);
+  double per_pass = shard;
   if (architecture) per_pass = std::min(per_pass, static_cast<double>(model->samples_per_pass(order + 1)));
-  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + jet_doubles));
+  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + jet_doubles) + (architecture ? shard * per_sample : 0));
   e.base_bytes = 30 * mib;
   add_sgd_batches(c, p, n, per_sample, model, e);
   return e;
@@ -115,27 +119,40 @@ Index study_samples(const StudyConfig& c) {
   return is_image_source(c.data.source) ? count_images(c.data) : c.data.n_samples;
 }
 
-std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node) {
-  std::string source;
-  const double available = static_cast<double>(available_memory_bytes(&source));
-  if (available <= 0 || e.total() * ranks_on_node <= available) return "";
+NodeMemory node_memory() {
+  NodeMemory m;
+  m.available = static_cast<double>(available_memory_bytes(&m.source));
+  m.address_space_left = static_cast<double>(address_space_left_bytes());
+  return m;
+}
+
+std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node, const NodeMemory& node) {
+  // Mapped beyond what is resident (malloc arenas, the BLAS's buffers): the address space needs headroom.
+  const double mapped = 1.25 * e.total() + 256 * mib;
+  const bool node_short = node.available > 0 && e.total() * ranks_on_node > node.available;
+  const bool process_short = node.address_space_left > 0 && mapped > node.address_space_left;
+  if (!node_short && !process_short) return "";
   const std::string network = c.model.architecture.empty() ? "model.layers" : "model.architecture";
   // batch_size is named when the study would fit without what the batches add (a larger batch size helps).
-  const bool batches = e.batch_bytes > 0 && (e.total() - e.batch_bytes) * ranks_on_node <= available;
+  const double without_batches = e.total() - e.batch_bytes;
+  const bool batches = e.batch_bytes > 0 && (node.available <= 0 || without_batches * ranks_on_node <= node.available) &&
+                       (node.address_space_left <= 0 || 1.25 * without_batches + 256 * mib <= node.address_space_left);
   const std::string key = batches                                   ? "optimizer.batch_size"
                           : e.parameter_bytes >= e.sample_bytes                      ? network
                           : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"
                                                     : "data.n_samples";
-  return key + ": expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank × " +
-         std::to_string(ranks_on_node) + " rank(s) on this node, " + bytes_text(available) + " available (" + source +
-         ")";
+  const std::string got = "expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank";
+  if (!node_short)
+    return key + ": " + got + ", which with the process's other mappings needs about " + bytes_text(mapped) +
+           " of address space, " + bytes_text(node.address_space_left) + " left under its limit (ulimit -v)";
+  return key + ": " + got + " × " + std::to_string(ranks_on_node) + " rank(s) on this node, " +
+         bytes_text(node.available) + " available (" + node.source + ")";
 }
 
-std::string describe_memory(const MemoryEstimate& e) {
-  std::string source;
-  const double available = static_cast<double>(available_memory_bytes(&source));
-  return "memory: about " + bytes_text(e.total()) + " per rank (estimate); " + bytes_text(available) +
-         " available on this node (" + source + ") for all its ranks";
+std::string describe_memory(const MemoryEstimate& e, const NodeMemory& node) {
+  return "memory: about " + bytes_text(e.total()) + " per rank (estimate); " + bytes_text(node.available) +
+         " available on this node (" + node.source + ") for all its ranks" +
+         (node.address_space_left > 0 ? ", " + bytes_text(node.address_space_left) + " of address space per process" : "");
 }
 
 }  // namespace eomlab

@@ -31,11 +31,21 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& config, Index n_params, I
 // an image source's selection gives (read from its labels).
 Index study_samples(const StudyConfig& config);
 
-// "" when `ranks_on_node` ranks of the estimate fit in what this node has available, else the line
-// (naming the key that makes it large, the estimate and the available memory) to refuse the study with.
-std::string memory_problem(const StudyConfig& config, const MemoryEstimate& estimate, int ranks_on_node);
+// What this node has available for all its ranks (core/memory.hpp), and what one process may still map
+// under its address-space limit (0: none); measured once, before the data is read.
+struct NodeMemory {
+  double available = 0, address_space_left = 0;
+  std::string source;
+};
+NodeMemory node_memory();
+
+// "" when `ranks_on_node` ranks of the estimate fit in what this node has available, and one in its
+// address space, else the line (naming the key that makes it large, the estimate and the available
+// memory) to refuse the study with.
+std::string memory_problem(const StudyConfig& config, const MemoryEstimate& estimate, int ranks_on_node,
+                           const NodeMemory& node = node_memory());
 
 // "about 1525.0 MiB per rank (...)" for --dry-run.
-std::string describe_memory(const MemoryEstimate& estimate);
+std::string describe_memory(const MemoryEstimate& estimate, const NodeMemory& node = node_memory());
 
 }  // namespace eomlab

@@ -767,7 +767,8 @@ int group_count(const StudyConfig& config, int world_size) {
   return world_size / config.ranks_per_run;
 }
 
-void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out) {
+void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, int ranks_on_node,
+                   std::ostream& out) {
   const int groups = group_count(config, world_size);
   const auto runs = runs_of_shard(expand_grid(config), options);
   // Everything that can refuse the study (an unreadable data file) before anything is printed. A study whose
@@ -777,16 +778,19 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   std::optional<StudyInputs> inputs;  // where the data is read
   std::string memory;
   Index n_samples = study_samples(config), n_params = 0;
+  const NodeMemory node = node_memory();  // before the data takes its share
   if (const std::optional<Model> model = model_before_data(config)) {
     const MemoryEstimate estimate = estimate_rank_memory(config, model->n_params(), n_samples, &*model);
     n_params = model->n_params();
-    if (!memory_problem(config, estimate, 1).empty())
-      memory = describe_memory(estimate) + "; too large for this node, the data is not read";
+    if (!memory_problem(config, estimate, ranks_on_node, node).empty())
+      memory = describe_memory(estimate, node) + "; too large for this node, the data is not read";
   }
   if (memory.empty()) {
     const Dataset data = load_data(config);
     const Model probe = study_model(config, data);
-    memory = describe_memory(estimate_rank_memory(config, probe.n_params(), n_samples, &probe));
+    const MemoryEstimate estimate = estimate_rank_memory(config, probe.n_params(), n_samples, &probe);
+    memory = describe_memory(estimate, node) +
+             (memory_problem(config, estimate, ranks_on_node, node).empty() ? "" : "; too large for this node: a run would be refused");
     n_samples = data.n_samples();
     n_params = probe.n_params();
     input = data.shape();

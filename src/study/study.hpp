@@ -33,7 +33,9 @@ inline constexpr int exit_interrupted = 75;
 // not a multiple of ranks_per_run.
 int group_count(const StudyConfig& config, int world_size);
 
-void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, std::ostream& out);
+// `ranks_on_node`: of this invocation's ranks, those on this node (the memory check's count).
+void print_dry_run(const StudyConfig& config, const StudyOptions& options, int world_size, int ranks_on_node,
+                   std::ostream& out);
 
 // Runs the study; returns the process exit code: 0 when every run finished (diverged runs included),
 // exit_interrupted after a stop signal.

@@ -95,6 +95,23 @@ TEST(MemoryBudget, AModelFarBeyondMemoryIsNamedByItsKey) {
   EXPECT_EQ(line.rfind("model.layers: expected a study that fits in memory, got an estimated", 0), 0u) << line;
 }
 
+// Under an address-space limit (ulimit -v) OpenBLAS spun forever on failed allocations (found by an
+// adversarial review): a rank that would map more than its limit leaves is refused too, with headroom.
+TEST(MemoryBudget, AnAddressSpaceLimitCountsPerProcess) {
+  StudyConfig c;
+  c.model.layers = {784, 1024, 256, 10};
+  const MemoryEstimate e = estimate_rank_memory(c, 784 * 1024 + 1024 + 1024 * 256 + 256 + 256 * 10 + 10, 1024);
+  const double mib = 1024.0 * 1024.0, needs = 1.25 * e.total() + 256 * mib;
+  EXPECT_EQ(memory_problem(c, e, 4, {1e12, 0, "test"}), "");                // no limit
+  EXPECT_EQ(memory_problem(c, e, 4, {1e12, needs + mib, "test"}), "");      // room enough
+  const std::string line = memory_problem(c, e, 4, {1e12, needs - mib, "test"});
+  EXPECT_EQ(line.rfind("model.layers: expected a study that fits in memory, got an estimated ", 0), 0u) << line;
+  EXPECT_NE(line.find(" of address space, "), std::string::npos) << line;
+  EXPECT_NE(line.find(" left under its limit (ulimit -v)"), std::string::npos) << line;
+  // The node's shortage is said first, for all its ranks.
+  EXPECT_NE(memory_problem(c, e, 4, {3 * e.total(), needs - mib, "test"}).find("× 4 rank(s) on this node"), std::string::npos);
+}
+
 TEST(MemoryBudget, AParameterCountBeyondIndexIsStillFarBeyondMemory) {
   // 3 · (2^31 - 1)^2 parameters overflow a 64-bit count: the n_params a model reports has wrapped.
   StudyConfig c;
