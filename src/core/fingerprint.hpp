@@ -28,8 +28,8 @@ class Fingerprint {
   std::uint64_t sum_ = 0;
 };
 
-// Of a data set's samples as loaded: their shape, features, labels and targets.
-std::string data_fingerprint(const Dataset& data);
+// Of a data set's samples as loaded: their shape, labels and (with `values`) features and targets.
+std::string data_fingerprint(const Dataset& data, bool values = true);
 // Of a parameter vector (model.init's θ0).
 std::string vector_fingerprint(const Vector& v);
 

@@ -32,6 +32,9 @@ struct RunFileHeader {
   std::vector<std::pair<std::string, std::string>> method_texts;
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
   std::vector<std::pair<std::string, std::string>> provenance;
+  // Fingerprints of the run's inputs (data_fingerprint, init_fingerprint), root attributes too; a resume
+  // writes those a file begun by an older eomlab lacks.
+  std::vector<std::pair<std::string, std::string>> inputs;
   ObservableLayout observables;
   Index n_params = 0;
   Index n_samples = 0;  // the samples the loss averages over (all the run's shards)

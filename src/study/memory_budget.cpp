@@ -126,9 +126,16 @@ NodeMemory node_memory() {
   return m;
 }
 
+namespace {
+
+// Address space a rank of `resident` bytes maps: the estimate errs low by up to a fifth, and the allocator's
+// arenas and the BLAS's buffers map more than they touch.
+double mapped_bytes(double resident) { return 1.25 * resident + 256 * mib; }
+
+}  // namespace
+
 std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node, const NodeMemory& node) {
-  // Mapped beyond what is resident (malloc arenas, the BLAS's buffers): the address space needs headroom.
-  const double mapped = 1.25 * e.total() + 256 * mib;
+  const double mapped = mapped_bytes(e.total());
   const bool node_short = node.available > 0 && e.total() * ranks_on_node > node.available;
   const bool process_short = node.address_space_left > 0 && mapped > node.address_space_left;
   if (!node_short && !process_short) return "";
@@ -136,7 +143,7 @@ std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ra
   // batch_size is named when the study would fit without what the batches add (a larger batch size helps).
   const double without_batches = e.total() - e.batch_bytes;
   const bool batches = e.batch_bytes > 0 && (node.available <= 0 || without_batches * ranks_on_node <= node.available) &&
-                       (node.address_space_left <= 0 || 1.25 * without_batches + 256 * mib <= node.address_space_left);
+                       (node.address_space_left <= 0 || mapped_bytes(without_batches) <= node.address_space_left);
   const std::string key = batches                                   ? "optimizer.batch_size"
                           : e.parameter_bytes >= e.sample_bytes                      ? network
                           : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"

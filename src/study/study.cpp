@@ -346,14 +346,21 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
       throw InputError(why + " of which other shards have results (" + entry.path().filename().string() + ")" + what);
 }
 
-// Fingerprints of what the runs are computed from beside the config (core/fingerprint.hpp): the data
-// as loaded, and model.init's parameters. Run files keep them as attributes and checkpoints as one text,
-// so --resume refuses files computed from inputs edited since, and never continues another study's checkpoint.
+// Fingerprints of what the runs are computed from beside the config (core/fingerprint.hpp): a data file's
+// values as loaded (an image source's labels and shape: its pixels are normalized by arithmetic whose last
+// bits may differ between builds; synthetic data is pinned by the config), and model.init's parameters.
+// Run files keep them as attributes and checkpoints as one text, so --resume refuses files computed from
+// inputs edited since, and never continues another study's checkpoint.
 struct StudyInputs {
-  std::string data, init;  // init: "" without model.init
+  std::string data, init;  // "": not fingerprinted (synthetic data; no model.init)
+
+  StudyInputs(const StudyConfig& c, const Dataset& d, const Vector& init_from_file)
+      : data(is_synthetic(c.data) ? "" : data_fingerprint(d, c.data.source == "hdf5")),
+        init(init_from_file.size() > 0 ? vector_fingerprint(init_from_file) : "") {}
 
   std::vector<std::pair<std::string, std::string>> attributes() const {
-    std::vector<std::pair<std::string, std::string>> a{{"data_fingerprint", data}};
+    std::vector<std::pair<std::string, std::string>> a;
+    if (!data.empty()) a.emplace_back("data_fingerprint", data);
     if (!init.empty()) a.emplace_back("init_fingerprint", init);
     return a;
   }
@@ -557,7 +564,7 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const StudyContext& s, cons
                                                  method_state, run_id, s.inputs.text()});
   std::string problem = read.problem;
   if (problem.empty() && !read.config.empty() && group.rank() == 0)
-    if (const std::string diff = difference_from_recorded(s.options, read.config, s.config); !diff.empty())
+    if (const std::string diff = difference_from_recorded(s.options, read.config, s.config, s.data.shape()); !diff.empty())
       problem = "it was written with another config (" + diff + "): another study's";
   if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;
@@ -751,9 +758,10 @@ void require_method_fits(const StudyConfig& c, const std::vector<RunSpec>& grid,
 
 // Refuses the study (InputError on every rank) when the ranks of some node would need more memory than
 // it has available; the line is that of the lowest such rank.
-void refuse_what_cannot_fit(const StudyConfig& c, const Model& model, const dist::Comm& world) {
+// `node`: measured before the data was read (the estimate counts it).
+void refuse_what_cannot_fit(const StudyConfig& c, const Model& model, const dist::Comm& world, const NodeMemory& node) {
   const MemoryEstimate estimate = estimate_rank_memory(c, model.n_params(), study_samples(c), &model);
-  const std::string problem = memory_problem(c, estimate, world.node().size());
+  const std::string problem = memory_problem(c, estimate, world.node().size(), node);
   const long first = world.max(problem.empty() ? 0 : world.size() - world.rank());
   if (first > 0) throw InputError(world.broadcast(problem, static_cast<int>(world.size() - first)));
 }
@@ -794,7 +802,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
     n_samples = data.n_samples();
     n_params = probe.n_params();
     input = data.shape();
-    inputs = StudyInputs{data_fingerprint(data), ""};
+    inputs = StudyInputs(config, data, Vector());
   }
   require_method_fits(config, expand_grid(config), n_samples);
   if (!config.model.init_path.empty()) {
@@ -990,7 +998,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.store_theta = config.output_options.store_theta;
   header.rates = settings.rates;
   header.provenance = s.provenance;
-  for (auto& attribute : s.inputs.attributes()) header.provenance.push_back(std::move(attribute));
+  header.inputs = s.inputs.attributes();
   set_method_attributes(config, header);
   if (config.output_options.sharpness) header.method_numbers.emplace_back("stable_lr_sharpness", stability.limit);
 
@@ -1107,12 +1115,13 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   // Validate inputs on every rank before anything is allocated or written.
   // Where the model's size is known before the data is read (model_before_data), data far beyond memory
   // is not made or loaded; otherwise it depends on the data's sample shape.
+  const NodeMemory node = node_memory();
   const std::optional<Model> early = model_before_data(config);
-  if (early) refuse_what_cannot_fit(config, *early, world);
+  if (early) refuse_what_cannot_fit(config, *early, world, node);
   const Dataset data = load_data(config);
   const Model probe = study_model(config, data);
   require_method_fits(config, grid, data.n_samples());
-  if (!early) refuse_what_cannot_fit(config, probe, world);
+  if (!early) refuse_what_cannot_fit(config, probe, world, node);
   Vector init_from_file;
   if (!config.model.init_path.empty())
     init_from_file = io::read_parameters_file(config.model.init_path, probe.n_params(), "model.init");
@@ -1120,7 +1129,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   const dist::Comm group = world.split(group_index, world.rank());
   const bool leader = group.rank() == 0;
   const std::string created = group.broadcast(utc_now());
-  const StudyInputs inputs{data_fingerprint(data), init_from_file.size() > 0 ? vector_fingerprint(init_from_file) : ""};
+  const StudyInputs inputs(config, data, init_from_file);
   const StudyContext context{config, options, data, init_from_file, inputs, world, group,
                              provenance(config, world, group.broadcast(host_name()), created)};
   std::vector<const RunSpec*> group_runs;
