@@ -30,6 +30,10 @@ double vectors_per_flow(const std::string& flow) {
   return by_order[std::min(order_of(flow), 3)];
 }
 
+// Address space a rank of `resident` bytes maps: the estimate errs low by up to a fifth, and the allocator's
+// arenas and the BLAS's buffers map more than they touch.
+double mapped_bytes(double resident) { return 1.25 * resident + 256 * mib; }
+
 std::string bytes_text(double bytes) {
   char buf[64];
   if (bytes >= 10 * 1024 * mib)
@@ -126,31 +130,25 @@ NodeMemory node_memory() {
   return m;
 }
 
-namespace {
-
-// Address space a rank of `resident` bytes maps: the estimate errs low by up to a fifth, and the allocator's
-// arenas and the BLAS's buffers map more than they touch.
-double mapped_bytes(double resident) { return 1.25 * resident + 256 * mib; }
-
-}  // namespace
-
 std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ranks_on_node, const NodeMemory& node) {
-  const double mapped = mapped_bytes(e.total());
-  const bool node_short = node.available > 0 && e.total() * ranks_on_node > node.available;
-  const bool process_short = node.address_space_left > 0 && mapped > node.address_space_left;
-  if (!node_short && !process_short) return "";
+  // Whether `ranks_on_node` ranks of `bytes` each fit the node, and one the process's address space.
+  const auto node_fits = [&](double bytes) { return node.available <= 0 || bytes * ranks_on_node <= node.available; };
+  const auto process_fits = [&](double bytes) {
+    return node.address_space_left <= 0 || mapped_bytes(bytes) <= node.address_space_left;
+  };
+  const bool node_short = !node_fits(e.total());
+  if (!node_short && process_fits(e.total())) return "";
   const std::string network = c.model.architecture.empty() ? "model.layers" : "model.architecture";
   // batch_size is named when the study would fit without what the batches add (a larger batch size helps).
   const double without_batches = e.total() - e.batch_bytes;
-  const bool batches = e.batch_bytes > 0 && (node.available <= 0 || without_batches * ranks_on_node <= node.available) &&
-                       (node.address_space_left <= 0 || mapped_bytes(without_batches) <= node.address_space_left);
+  const bool batches = e.batch_bytes > 0 && node_fits(without_batches) && process_fits(without_batches);
   const std::string key = batches                                   ? "optimizer.batch_size"
                           : e.parameter_bytes >= e.sample_bytes                      ? network
                           : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"
                                                     : "data.n_samples";
   const std::string got = "expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank";
   if (!node_short)
-    return key + ": " + got + ", which with the process's other mappings needs about " + bytes_text(mapped) +
+    return key + ": " + got + ", which with the process's other mappings needs about " + bytes_text(mapped_bytes(e.total())) +
            " of address space, " + bytes_text(node.address_space_left) + " left under its limit (ulimit -v)";
   return key + ": " + got + " × " + std::to_string(ranks_on_node) + " rank(s) on this node, " +
          bytes_text(node.available) + " available (" + node.source + ")";

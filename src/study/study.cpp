@@ -783,7 +783,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   // size is known before its data (model_before_data) and too large for this node is described without
   // reading or making its data (a teacher network is as large as the model).
   std::optional<Shape> input = shape_before_data(config.data);
-  std::optional<StudyInputs> inputs;  // where the data is read
+  std::optional<Dataset> data;  // read unless the study is too large for this node
   std::string memory;
   Index n_samples = study_samples(config), n_params = 0;
   const NodeMemory node = node_memory();  // before the data takes its share
@@ -794,21 +794,19 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
       memory = describe_memory(estimate, node) + "; too large for this node, the data is not read";
   }
   if (memory.empty()) {
-    const Dataset data = load_data(config);
-    const Model probe = study_model(config, data);
+    data = load_data(config);
+    const Model probe = study_model(config, *data);
     const MemoryEstimate estimate = estimate_rank_memory(config, probe.n_params(), n_samples, &probe);
     memory = describe_memory(estimate, node) +
              (memory_problem(config, estimate, ranks_on_node, node).empty() ? "" : "; too large for this node: a run would be refused");
-    n_samples = data.n_samples();
+    n_samples = data->n_samples();
     n_params = probe.n_params();
-    input = data.shape();
-    inputs = StudyInputs(config, data, Vector());
+    input = data->shape();
   }
   require_method_fits(config, expand_grid(config), n_samples);
-  if (!config.model.init_path.empty()) {
-    const Vector init = io::read_parameters_file(config.model.init_path, n_params, "model.init");
-    if (inputs) inputs->init = vector_fingerprint(init);
-  }
+  Vector init;
+  if (!config.model.init_path.empty()) init = io::read_parameters_file(config.model.init_path, n_params, "model.init");
+  const std::optional<StudyInputs> inputs = data ? std::optional<StudyInputs>(StudyInputs(config, *data, init)) : std::nullopt;
   check_output(config, options, runs, input, inputs ? &*inputs : nullptr, true);  // as the run would, changing nothing
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
@@ -923,8 +921,6 @@ void set_method_attributes(const StudyConfig& c, io::RunFileHeader& header) {
   if (method_reads(c.optimizer.method, "order"))
     header.method_texts.emplace_back("order", m.order == BatchOrder::fixed ? "fixed" : "reshuffle");
 }
-
-// What the study shares with each of its runs.
 
 // A run's θ0 (the whole vector): model.init's, or the model's initialisation from the run's seed.
 Vector initial_parameters(const StudyContext& s, const Model& model, const RunSpec& run) {

@@ -213,10 +213,11 @@ def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_
     assert ok.stdout.count("already complete, skipped") == 2, ok.stdout
 
 
-def stop_a_one_run_study(tmp_path):
-    """A one-run study stopped (SIGUSR1) after its first checkpoint: its config and its run file."""
+def stop_a_one_run_study(tmp_path, data="n_samples = 256"):
+    """A one-run study (of `data`: its [data] keys) stopped (SIGUSR1) after its first checkpoint: its config and
+    its run file."""
     config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
-                          .format(output=tmp_path / "out"))
+                          .replace("n_samples = 256", data).format(output=tmp_path / "out"))
     proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     proc.send_signal(signal.SIGUSR1)
@@ -384,15 +385,7 @@ def test_a_run_begun_without_input_fingerprints_gains_them_on_resume(tmp_path):
     """A run file begun before the fingerprints is written them on resume, so later resumes are checked."""
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["X"], f["y"] = np.random.default_rng(5).normal(size=(256, 8)), np.arange(256) % 4
-    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
-    config = write_config(tmp_path, text.replace("n_samples = 256", f"source = hdf5:{tmp_path / 'data.h5'}")
-                          .format(output=tmp_path / "out"))
-    proc = start_study(config)
-    wait_for_first_checkpoint(tmp_path / "out", proc)
-    proc.send_signal(signal.SIGUSR1)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 75
-    path = tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5"
+    config, path = stop_a_one_run_study(tmp_path, f"source = hdf5:{tmp_path / 'data.h5'}")
     with h5py.File(path, "r+") as f:
         fingerprint = f.attrs["data_fingerprint"]
         del f.attrs["data_fingerprint"]
@@ -424,9 +417,9 @@ def test_a_checkpoint_of_another_study_is_not_continued(tmp_path):
     """An adversarial review: a checkpoint copied from a sister study (another flows.rtol) was continued, its
     flows' states mixed into this study's run. Checkpoints keep the config they were written with; one of
     another config is set aside as bad and the run starts again."""
-    sister, config_path = tmp_path / "sister", None
+    sister = tmp_path / "sister"
     sister.mkdir()
-    _, _ = stop_a_one_run_study(sister)
+    stop_a_one_run_study(sister)
     ours = tmp_path / "ours"
     ours.mkdir()
     config_path, path = stop_a_one_run_study(ours)
