@@ -1,6 +1,7 @@
 #include "io/input.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <limits>
 
@@ -85,18 +86,37 @@ void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where
   throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
 }
 
-// A dataset without filters stores every element: one declaring more than the file holds is refused
-// before anything is allocated (the missing part would read as fill values).
+// Chunks of a chunked dataset that were never written (they would read as fill values): "" when every chunk
+// of its grid is stored.
+std::string unwritten_chunks(hid_t dataset, hid_t dcpl, const std::vector<hsize_t>& dims, const std::string& where) {
+  if (H5Pget_layout(dcpl) != H5D_CHUNKED || dims.empty()) return "";
+  std::vector<hsize_t> chunk(dims.size());
+  h5::check(H5Pget_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), "H5Pget_chunk", where);
+  double grid = 1;
+  for (std::size_t i = 0; i < dims.size(); ++i) grid *= std::ceil(static_cast<double>(dims[i]) / static_cast<double>(chunk[i]));
+  h5::Handle space(H5Dget_space(dataset), H5Sclose, "H5Dget_space", where);
+  hsize_t stored = 0;
+  h5::check(H5Dget_num_chunks(dataset, space, &stored), "H5Dget_num_chunks", where);
+  if (static_cast<double>(stored) >= grid) return "";
+  return std::to_string(static_cast<long long>(grid - static_cast<double>(stored))) + " of its " +
+         std::to_string(static_cast<long long>(grid)) + " chunks never written";
+}
+
+// A dataset must store every element: one declaring more than the file holds is refused before anything is
+// allocated (the missing part would read as fill values). Without filters its storage size shows it, with
+// filters (compressed) its chunks written.
 void require_stored(hid_t dataset, const std::vector<hsize_t>& dims, const std::string& where) {
   h5::Handle dcpl(H5Dget_create_plist(dataset), H5Pclose, "H5Dget_create_plist", where);
   h5::Handle type(H5Dget_type(dataset), H5Tclose, "H5Dget_type", where);
   double declared = static_cast<double>(H5Tget_size(type));
   for (hsize_t d : dims) declared *= static_cast<double>(d);
   const double stored = static_cast<double>(H5Dget_storage_size(dataset));
+  const std::string expected = where + ": expected the " + std::to_string(static_cast<long long>(declared)) +
+                               " bytes its shape declares (" + contents_text(dataset, dims, where) + "), got ";
   if (H5Pget_nfilters(dcpl) == 0 && stored < declared)
-    throw InputError(where + ": expected the " + std::to_string(static_cast<long long>(declared)) +
-                     " bytes its shape declares (" + contents_text(dataset, dims, where) + "), got " +
-                     std::to_string(static_cast<long long>(stored)) + " stored in the file");
+    throw InputError(expected + std::to_string(static_cast<long long>(stored)) + " stored in the file");
+  const std::string unwritten = unwritten_chunks(dataset, dcpl, dims, where);
+  if (!unwritten.empty()) throw InputError(expected + unwritten + " (they would read as fill values)");
 }
 
 template <class Derived>
