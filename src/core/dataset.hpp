@@ -4,6 +4,7 @@
 // a shape is a vector of n_features() features.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/shape.hpp"
@@ -16,6 +17,9 @@ struct Dataset {
   std::vector<std::int64_t> labels;
   Matrix targets;
   Shape sample_shape;  // channels 0: a vector of n_features()
+  // Where x is computed from values stored otherwise (an image source's pixel bytes, normalized), their
+  // fingerprint (Fingerprint::hex, core/fingerprint.hpp), the same on every build; "": x is as stored.
+  std::string stored_fingerprint;
 
   Shape shape() const { return sample_shape.channels == 0 ? Shape(n_features()) : sample_shape; }
 

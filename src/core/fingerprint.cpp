@@ -28,6 +28,11 @@ void Fingerprint::add(const std::string& name, std::uint64_t first, const double
   }
 }
 
+void Fingerprint::add(const std::string& name, std::uint64_t first, const std::uint8_t* values, std::size_t n) {
+  const std::uint64_t h = hash(name);
+  for (std::size_t i = 0; i < n; ++i) add(h, first + i, values[i]);
+}
+
 void Fingerprint::add_text(const std::string& name, const std::string& text) {
   for (std::size_t i = 0; i < text.size(); ++i) add(name, i, static_cast<unsigned char>(text[i]));
   add(name, text.size(), 256);
@@ -44,7 +49,10 @@ std::string data_fingerprint(const Dataset& data, bool values) {
   f.add_text("shape", data.shape().text());
   for (std::size_t i = 0; i < data.labels.size(); ++i) f.add("labels", i, static_cast<std::uint64_t>(data.labels[i]));
   if (!values) return f.hex();
-  f.add("x", 0, data.x.data(), static_cast<std::size_t>(data.x.size()));
+  if (data.stored_fingerprint.empty())
+    f.add("x", 0, data.x.data(), static_cast<std::size_t>(data.x.size()));
+  else
+    f.add_text("stored x", data.stored_fingerprint);
   f.add("targets", 0, data.targets.data(), static_cast<std::size_t>(data.targets.size()));
   return f.hex();
 }

@@ -15,6 +15,7 @@ class Fingerprint {
  public:
   void add(const std::string& name, std::uint64_t position, std::uint64_t bits) { add(hash(name), position, bits); }
   void add(const std::string& name, std::uint64_t first, const double* values, std::size_t n);
+  void add(const std::string& name, std::uint64_t first, const std::uint8_t* values, std::size_t n);
   void add_text(const std::string& name, const std::string& text);
   // Adds another part's value (sums are exact mod 2^64).
   void add_part(std::uint64_t part) { sum_ += part; }
@@ -28,7 +29,8 @@ class Fingerprint {
   std::uint64_t sum_ = 0;
 };
 
-// Of a data set's samples as loaded: their shape, labels and (with `values`) features and targets.
+// Of a data set's samples: their shape, labels and (with `values`) features and targets, the features as
+// stored (data.stored_fingerprint where it has one).
 std::string data_fingerprint(const Dataset& data, bool values = true);
 // Of a parameter vector (model.init's θ0).
 std::string vector_fingerprint(const Vector& v);

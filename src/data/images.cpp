@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/fingerprint.hpp"
 #include "core/memory.hpp"
 
 namespace fs = std::filesystem;
@@ -269,12 +270,15 @@ Dataset select_images(const RawImages& raw, const DataConfig& data, const std::s
   Dataset out;
   out.sample_shape = raw.shape;
   out.x.resize(size, static_cast<Index>(kept.size()));
+  Fingerprint stored;
   for (std::size_t j = 0; j < kept.size(); ++j) {
     const std::uint8_t* pixels = raw.pixels.data() + kept[j] * size;
+    stored.add("pixels", j * static_cast<std::size_t>(size), pixels, static_cast<std::size_t>(size));
     for (Index f = 0; f < size; ++f) out.x(f, static_cast<Index>(j)) = pixels[f];
     const std::int64_t label = raw.labels[static_cast<std::size_t>(kept[j])];
     out.labels.push_back(data.classes.empty() ? label : position(data.classes, label));
   }
+  out.stored_fingerprint = stored.hex();
   if (data.pixels == Pixels::standard)
     standardise(out.x, out.sample_shape);
   else

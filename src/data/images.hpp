@@ -42,7 +42,8 @@ std::vector<Index> selected_samples(const std::vector<std::int64_t>& labels, con
                                     const std::string& what);
 
 // The selected samples as columns with labels relabelled by their position in data.classes, pixels as
-// data.pixels says: standard (per channel, mean 0 and population std 1 over the selection) or unit (x/255).
+// data.pixels says: standard (per channel, mean 0 and population std 1 over the selection) or unit (x/255);
+// stored_fingerprint is of the selected pixel bytes.
 Dataset select_images(const RawImages& raw, const DataConfig& data, const std::string& what);
 
 // The image source of `data` read and selected: a Dataset with labels and the images' shape.

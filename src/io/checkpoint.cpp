@@ -320,7 +320,7 @@ CheckpointRead read_checkpoint(const std::string& path, const dist::Comm& group,
     result.problem = "its data do not match its checksum (corrupted)";
   } else if (run_id != expected.run_id) {
     result.problem = "it is the checkpoint of run '" + run_id + "', not of '" + expected.run_id + "'";
-  } else if (inputs != expected.inputs) {
+  } else if (inputs != expected.inputs && (expected.older_inputs.empty() || inputs != expected.older_inputs)) {
     result.problem = "it was computed from other inputs (" + inputs + "), not the run's (" + expected.inputs +
                      "): another study's, or data edited since";
   } else {

@@ -29,6 +29,7 @@ struct CheckpointExpectation {
   std::string method_state;  // state_signature() of the run's method
   std::string run_id;        // the run's: a checkpoint of another run (a file moved by hand) is refused
   std::string inputs;        // the run's: one of other data (another study's, or edited since) is refused
+  std::string older_inputs;  // the same inputs as an older eomlab wrote them ("": none), accepted too
 };
 
 // A checkpoint as read back: the run's state and the config it was written with ("" from an older

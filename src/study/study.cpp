@@ -347,27 +347,35 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
 }
 
 // Fingerprints of what the runs are computed from beside the config (core/fingerprint.hpp): a data file's
-// values as loaded (an image source's labels and shape: its pixels are normalized by arithmetic whose last
+// values as stored (an image source's labels, shape and pixel bytes, not its normalized pixels, whose last
 // bits may differ between builds; synthetic data is pinned by the config), and model.init's parameters.
 // Run files keep them as attributes and checkpoints as one text, so --resume refuses files computed from
 // inputs edited since, and never continues another study's checkpoint.
 struct StudyInputs {
   std::string data, init;  // "": not fingerprinted (synthetic data; no model.init)
+  // An image source's data_fingerprint as eomlab wrote it before its pixels were in it (168ee9b to
+  // aaa2e9b: labels and shape only), accepted on --resume; the file then gains today's.
+  std::string data_before_pixels;
 
   StudyInputs(const StudyConfig& c, const Dataset& d, const Vector& init_from_file)
-      : data(is_synthetic(c.data) ? "" : data_fingerprint(d, c.data.source == "hdf5")),
-        init(init_from_file.size() > 0 ? vector_fingerprint(init_from_file) : "") {}
+      : data(is_synthetic(c.data) ? "" : data_fingerprint(d)),
+        init(init_from_file.size() > 0 ? vector_fingerprint(init_from_file) : ""),
+        data_before_pixels(d.stored_fingerprint.empty() ? "" : data_fingerprint(d, false)) {}
 
-  std::vector<std::pair<std::string, std::string>> attributes() const {
+  std::vector<std::pair<std::string, std::string>> attributes(bool before_pixels = false) const {
     std::vector<std::pair<std::string, std::string>> a;
-    if (!data.empty()) a.emplace_back("data_fingerprint", data);
+    if (!data.empty()) a.emplace_back("data_fingerprint", before_pixels ? data_before_pixels : data);
     if (!init.empty()) a.emplace_back("init_fingerprint", init);
     return a;
   }
-  std::string text() const {
+  std::string text(bool before_pixels = false) const {
     std::string t;
-    for (const auto& [name, value] : attributes()) t += (t.empty() ? "" : ", ") + name + " " + value;
+    for (const auto& [name, value] : attributes(before_pixels)) t += (t.empty() ? "" : ", ") + name + " " + value;
     return t;
+  }
+  // Whether a run file whose data_fingerprint is `recorded` was computed from this data.
+  bool accepts_data(const std::string& recorded) const {
+    return recorded == data || (!data_before_pixels.empty() && recorded == data_before_pixels);
   }
 };
 
@@ -398,8 +406,8 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
     if (!inputs) continue;
     for (const auto& [name, now] : inputs->attributes()) {
       const auto recorded = written.find(name);
-      if (recorded == written.end() || recorded->second == now) continue;
       const bool data = name == "data_fingerprint";
+      if (recorded == written.end() || recorded->second == now || (data && inputs->accepts_data(recorded->second))) continue;
       throw InputError(std::string(data ? "data.source" : "model.init") + ": run file '" + path + "' was computed from " +
                        (data ? "other data" : "other initial parameters") + " (" + name + " " + recorded->second +
                        ", now " + now + "): " + (data ? data_text(c) : "parameters file '" + c.model.init_path + "'") +
@@ -561,7 +569,8 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const StudyContext& s, cons
   const dist::Comm& group = s.group;
   io::CheckpointRead read = io::read_checkpoint(ckpt, group, slices,
                                                 {settings.flows.size(), settings.steps, settings.record_every,
-                                                 method_state, run_id, s.inputs.text()});
+                                                 method_state, run_id, s.inputs.text(),
+                                                 s.inputs.data_before_pixels.empty() ? "" : s.inputs.text(true)});
   std::string problem = read.problem;
   if (problem.empty() && !read.config.empty() && group.rank() == 0)
     if (const std::string diff = difference_from_recorded(s.options, read.config, s.config, s.data.shape()); !diff.empty())

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import (datasets, eomlab_binary, kill_study, mpi_env, run_eomlab, start_study, wait_for_first_checkpoint,
                       write_config)
+from test_image_data import small_idx, write_idx
 
 STUDY = """
 [study]
@@ -213,11 +214,11 @@ def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_
     assert ok.stdout.count("already complete, skipped") == 2, ok.stdout
 
 
-def stop_a_one_run_study(tmp_path, data="n_samples = 256"):
+def stop_a_one_run_study(tmp_path, data="n_samples = 256", layers="8,32,32,4"):
     """A one-run study (of `data`: its [data] keys) stopped (SIGUSR1) after its first checkpoint: its config and
     its run file."""
     config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
-                          .replace("n_samples = 256", data).format(output=tmp_path / "out"))
+                          .replace("n_samples = 256", data).replace("8,32,32,4", layers).format(output=tmp_path / "out"))
     proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
     proc.send_signal(signal.SIGUSR1)
@@ -393,6 +394,60 @@ def test_a_run_begun_without_input_fingerprints_gains_them_on_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete" and f.attrs["data_fingerprint"] == fingerprint
+
+
+def fingerprint(parts):
+    """core/fingerprint.hpp's sum, for the (name, position, bits) of `parts`, as 16 hexadecimal digits."""
+    mask = 2**64 - 1
+
+    def splitmix64(x):
+        z = (x + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def fnv1a(name):
+        h = 0xCBF29CE484222325
+        for byte in name.encode():
+            h = ((h ^ byte) * 0x100000001B3) & mask
+        return h
+
+    total = 0
+    for name, position, bits in parts:
+        total += splitmix64(splitmix64((fnv1a(name) + position * 0xD1B54A32D192ED03) & mask) ^ int(bits))
+    return f"{total & mask:016x}"
+
+
+def text_parts(name, text):
+    return [(name, i, byte) for i, byte in enumerate(text.encode())] + [(name, len(text), 256)]
+
+
+def test_an_image_study_resumes_only_from_the_pixels_it_began_with(tmp_path):
+    """An adversarial review: an image source's fingerprint was of its labels and shape alone (its normalized
+    pixels' last bits may differ between builds), so --resume went on from pixels rewritten as 255 - p, and
+    the GD loss jumped from 1e-3 to 3.8 inside one run file. The pixel bytes as stored are in it now; a run
+    file and checkpoint written by 168ee9b..aaa2e9b (labels and shape) still resume, and gain today's."""
+    images, labels = small_idx(tmp_path / "idx", ext="", n=256)
+    config, path = stop_a_one_run_study(tmp_path, f"source = idx:{tmp_path}/idx", "25,32,32,4")
+    shape_and_labels = text_parts("shape", "1x5x5") + [("labels", i, label) for i, label in enumerate(labels)]
+    pixels = fingerprint([("pixels", i, byte) for i, byte in enumerate(images.reshape(-1))])
+    older, today = fingerprint(shape_and_labels), fingerprint(shape_and_labels + text_parts("stored x", pixels))
+    checkpoint = next((tmp_path / "out" / "checkpoints").glob("*.h5"))
+    with h5py.File(path, "r") as f, h5py.File(checkpoint, "r") as c:
+        assert f.attrs["data_fingerprint"] == today and c.attrs["inputs"] == f"data_fingerprint {today}"
+    before = snapshot(tmp_path / "out")
+    write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", 255 - images)
+    refused = run_eomlab(["--config", config, "--resume"], np=2)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"eomlab: data.source: run file '{path}' was computed from other data" in refused.stderr, refused.stderr
+    assert snapshot(tmp_path / "out") == before
+    write_idx(tmp_path / "idx" / "train-images-idx3-ubyte", images)
+    with h5py.File(path, "r+") as f, h5py.File(checkpoint, "r+") as c:
+        f.attrs["data_fingerprint"], c.attrs["inputs"] = older, f"data_fingerprint {older}"
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0 and "resuming at step " in resumed.stdout, resumed.stdout + resumed.stderr
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete" and f.attrs["data_fingerprint"] == today
 
 
 def test_resume_and_catalog_refuse_a_run_file_under_another_runs_name(tmp_path):
