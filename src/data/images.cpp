@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -32,17 +34,19 @@ std::string hex(std::uint32_t x) {
   return buf;
 }
 
-// The bytes of `path`, gunzipped if it is gzip (zlib reads any other file as it is).
-Bytes read_file_bytes(const std::string& path, const std::string& key) {
+// The bytes of `path`, gunzipped if it is gzip (zlib reads any other file as it is), the first `limit` of them.
+Bytes read_file_bytes(const std::string& path, const std::string& key,
+                      std::size_t limit = std::numeric_limits<std::size_t>::max()) {
   require_regular_file(key, path);
   const std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
   if (!file) throw InputError(key + ": cannot open file " + quoted(path));
   Bytes bytes;
   constexpr unsigned chunk = 1u << 20;
   for (;;) {
-    const std::size_t at = bytes.size();
-    bytes.resize(at + chunk);
-    const int got = gzread(file.get(), bytes.data() + at, chunk);
+    const std::size_t at = bytes.size(), want = std::min<std::size_t>(chunk, limit - at);
+    if (want == 0) return bytes;
+    bytes.resize(at + want);
+    const int got = gzread(file.get(), bytes.data() + at, static_cast<unsigned>(want));
     if (got < 0) throw InputError(key + ": " + quoted(path) + ": cannot read it (corrupt or truncated gzip?)");
     bytes.resize(at + static_cast<std::size_t>(got));
     if (got == 0) return bytes;
@@ -59,10 +63,12 @@ std::string dims_text(const std::vector<Index>& dims) {
   return s;
 }
 
-// The dimensions of an IDX file of unsigned bytes with `rank` dimensions, its size checked against them;
-// the data starts at byte 4 + 4·rank.
+std::size_t idx_header(std::size_t rank) { return 4 + 4 * rank; }
+
+// The dimensions an IDX file of unsigned bytes with `rank` dimensions declares in its header, read from its
+// first bytes (the data starts after idx_header(rank) of them).
 std::vector<Index> idx_dims(const Bytes& bytes, int rank, const std::string& where) {
-  const std::size_t header = 4 + 4 * static_cast<std::size_t>(rank);
+  const std::size_t header = idx_header(static_cast<std::size_t>(rank));
   if (bytes.size() < 4) throw_input_error(where, "an IDX file", std::to_string(bytes.size()) + " bytes");
   const std::uint32_t magic = big_endian(bytes, 0), expected = 0x0800u + static_cast<std::uint32_t>(rank);
   if (magic != expected)
@@ -72,20 +78,41 @@ std::vector<Index> idx_dims(const Bytes& bytes, int rank, const std::string& whe
   if (bytes.size() < header)
     throw_input_error(where, "an IDX header of " + std::to_string(header) + " bytes", std::to_string(bytes.size()) + " bytes");
   std::vector<Index> dims;
-  double declared = 1;
-  for (int i = 0; i < rank; ++i) {
-    dims.push_back(static_cast<Index>(big_endian(bytes, 4 + 4 * static_cast<std::size_t>(i))));
-    declared *= static_cast<double>(dims.back());
-  }
-  if (declared == 0) throw_input_error(where, "non-empty dimensions", dims_text(dims));
-  declared += static_cast<double>(header);
-  const double size = static_cast<double>(bytes.size());
-  char declared_text[32];  // beyond 2^63 no integer type holds it
-  std::snprintf(declared_text, sizeof declared_text, declared < 9e18 ? "%.0f" : "%.3e", declared);
-  if (size != declared)
-    throw_input_error(where, std::string(declared_text) + " bytes (its dimensions " + dims_text(dims) + ")",
-                      std::to_string(bytes.size()) + " bytes" + (size < declared ? " (truncated)" : ""));
+  for (int i = 0; i < rank; ++i) dims.push_back(static_cast<Index>(big_endian(bytes, 4 + 4 * static_cast<std::size_t>(i))));
+  if (std::count(dims.begin(), dims.end(), Index{0}) > 0) throw_input_error(where, "non-empty dimensions", dims_text(dims));
   return dims;
+}
+
+// The size of an IDX file of `dims`, header and data, in double (beyond 2^63 no integer type holds it), and as text.
+double idx_declared_bytes(const std::vector<Index>& dims) {
+  double declared = 1;
+  for (Index d : dims) declared *= static_cast<double>(d);
+  return declared + static_cast<double>(idx_header(dims.size()));
+}
+std::string idx_declared_text(const std::vector<Index>& dims) {
+  const double declared = idx_declared_bytes(dims);
+  char text[32];
+  std::snprintf(text, sizeof text, declared < 9e18 ? "%.0f" : "%.3e", declared);
+  return std::string(text) + " bytes (its dimensions " + dims_text(dims) + ")";
+}
+
+// The bytes of an IDX file of `rank` dimensions and those dimensions, read no further than its header declares:
+// a larger file, or a gzip expanding beyond it, is refused without being read whole, and so is a file declaring
+// more than this node has memory. `check` sees the dimensions before the data is read.
+template <class Check>
+std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int rank, const std::string& key, Check&& check) {
+  const std::string where = key + ": " + path;
+  std::vector<Index> dims = idx_dims(read_file_bytes(path, key, idx_header(static_cast<std::size_t>(rank))), rank, where);
+  check(dims);
+  const double declared = idx_declared_bytes(dims), available = static_cast<double>(available_memory_bytes());
+  if (available > 0 && declared > available)
+    throw_input_error(where, "an IDX file that fits in memory (" + std::to_string(static_cast<long long>(available)) +
+                                 " bytes available)", idx_declared_text(dims));
+  Bytes bytes = read_file_bytes(path, key, declared < 9e18 ? static_cast<std::size_t>(declared) + 1 : std::numeric_limits<std::size_t>::max());
+  const double size = static_cast<double>(bytes.size());
+  if (size != declared)
+    throw_input_error(where, idx_declared_text(dims), size < declared ? std::to_string(bytes.size()) + " bytes (truncated)" : "more");
+  return {std::move(bytes), std::move(dims)};
 }
 
 // PREFIX + NAME, or with ".gz" if only that exists.
@@ -104,9 +131,8 @@ std::vector<std::int64_t> labels_of(const Bytes& bytes, std::size_t begin, std::
 }
 
 std::vector<std::int64_t> idx_labels(const std::string& path, const std::string& key) {
-  const Bytes bytes = read_file_bytes(path, key);
-  const std::vector<Index> dims = idx_dims(bytes, 1, key + ": " + path);
-  return labels_of(bytes, 8, 1, static_cast<std::size_t>(dims[0]));
+  const auto [bytes, dims] = read_idx_file(path, 1, key, [](const std::vector<Index>&) {});
+  return labels_of(bytes, idx_header(1), 1, static_cast<std::size_t>(dims[0]));
 }
 
 std::vector<std::string> cifar10_files(const std::string& folder, bool test) {
@@ -180,12 +206,13 @@ RawImages read_idx(const std::string& prefix, bool test, const std::string& key)
   const std::string labels_path = idx_file(prefix, test, "labels-idx1-ubyte", key);
   RawImages out;
   out.labels = idx_labels(labels_path, key);
-  out.pixels = read_file_bytes(images_path, key);
-  const std::vector<Index> dims = idx_dims(out.pixels, 3, key + ": " + images_path);
-  if (static_cast<std::size_t>(dims[0]) != out.labels.size())
-    throw_input_error(key + ": " + labels_path, std::to_string(dims[0]) + " labels, one per image of " + quoted(images_path),
-                      std::to_string(out.labels.size()));
-  out.pixels.erase(out.pixels.begin(), out.pixels.begin() + 16);
+  auto [pixels, dims] = read_idx_file(images_path, 3, key, [&](const std::vector<Index>& images) {
+    if (static_cast<std::size_t>(images[0]) != out.labels.size())
+      throw_input_error(key + ": " + labels_path, std::to_string(images[0]) + " labels, one per image of " + quoted(images_path),
+                        std::to_string(out.labels.size()));
+  });
+  out.pixels = std::move(pixels);
+  out.pixels.erase(out.pixels.begin(), out.pixels.begin() + static_cast<std::ptrdiff_t>(idx_header(3)));
   out.shape = Shape(1, dims[1], dims[2]);
   return out;
 }
@@ -199,7 +226,10 @@ RawImages read_cifar10(const std::string& folder, bool test, const std::string& 
   out.shape = Shape(cifar_channels, cifar_side, cifar_side);
   const std::size_t size = static_cast<std::size_t>(out.shape.size());
   for (const std::string& path : cifar10_files(folder, test)) {
-    const Bytes bytes = read_file_bytes(path, key);
+    // Batches are plain files (their labels are counted from the file's size): one that gunzips to more is
+    // refused without being read whole.
+    require_regular_file(key, path);
+    const Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(fs::file_size(path)) + 1);
     require_cifar10_size(bytes.size(), key + ": " + path);
     const std::size_t records = bytes.size() / cifar_record;
     const std::vector<std::int64_t> labels = labels_of(bytes, 0, cifar_record, records);

@@ -2,13 +2,17 @@
 cifar10:PATH and a 4-D hdf5 /X equals a numpy computation from the files (read here independently) and the
 θ0 stored in the run file; bad files and keys exit 2 with one line naming the key or file, writing nothing."""
 import gzip
+import os
 import pathlib
+import subprocess
+import sys
+import zlib
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import run_eomlab, write_config
+from conftest import eomlab_binary, mpi_env, run_eomlab, write_config
 from test_bad_input import check_refused
 
 FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
@@ -296,6 +300,40 @@ def test_bad_image_input_exits_2_naming_the_key_or_file(tmp_path, name, np_):
     data, expected = make(tmp_path)
     config, out = study(tmp_path, data, layers)
     check_refused(run_eomlab(["--config", config], np=np_), expected, out, np_)
+
+
+# An IDX file was read whole (and gunzipped) before its size was compared with its header's: a 1 MB gzip of
+# 1 GiB took 5.5 s and 2.1 GB, and std::bad_alloc (exit 1) under a memory limit; a sparse 3 GB file the same
+# (an adversarial review). It is read no further than its header declares. The peak memory of eomlab (the
+# largest descendant of a fresh Python) shows it: 512 MiB beyond the data would be read otherwise.
+PEAK = ("import resource, subprocess, sys\n"
+        "proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+        "print(proc.stderr, file=sys.stderr)")
+
+
+@pytest.mark.parametrize("ext", ["", ".gz"])
+def test_an_idx_file_beyond_its_declared_size_is_refused_without_being_read_whole(tmp_path, ext):
+    small_idx(tmp_path / "idx", ext=ext)
+    path = tmp_path / "idx" / f"train-images-idx3-ubyte{ext}"
+    if ext:
+        member = zlib.compressobj(9, zlib.DEFLATED, 31)  # a second gzip member: 512 MiB of zeros
+        with open(path, "ab") as f:
+            for _ in range(512):
+                f.write(member.compress(bytes(1 << 20)))
+            f.write(member.flush())
+        assert path.stat().st_size < 2 << 20
+    else:
+        os.truncate(path, path.stat().st_size + (512 << 20))  # sparse
+    config, out = study(tmp_path, f"source = idx:{tmp_path}/idx", "25,4,4")
+    proc = subprocess.run([sys.executable, "-c", PEAK, eomlab_binary(), "--config", config], env=mpi_env(),
+                          capture_output=True, text=True, timeout=600)
+    returncode, peak_mib = map(int, proc.stdout.split())
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("eomlab:")]
+    assert returncode == 2 and lines == [f"eomlab: data.source: {path}: expected 1016 bytes (its dimensions 40 x 5 x 5), "
+                                         "got more"], proc.stderr
+    assert peak_mib < 256, peak_mib
+    assert not out.exists()
 
 
 FASHION_BAD = {
