@@ -539,7 +539,11 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
                                                   : c.model.layers.front();
   const bool mlp = c.model.architecture.empty();
   c.data.n_classes = !nc.empty() ? parse_size("data.n_classes", nc) : mlp ? c.model.layers.back() : 0;
-  if (is_synthetic(c.data) && mlp) {
+  // An hdf5 file's /X fixes its features: a width given beside model.architecture would be recorded and ignored.
+  if (c.data.source == "hdf5" && !mlp && !nf.empty())
+    throw_input_error("data.n_features", "a key of a synthetic source, or of a data file's with model.layers (with "
+                      "model.architecture its /X fixes the features)", quoted(nf));
+  if ((is_synthetic(c.data) || c.data.source == "hdf5") && mlp) {
     if (c.data.n_features != c.model.layers.front())
       throw InputError("model.layers: expected input width " + std::to_string(c.data.n_features) +
                        (c.data.shape.channels > 0 ? " (data.shape " + c.data.shape.text() + ")" : " (data.n_features)") +
@@ -547,7 +551,7 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
     if (c.data.n_classes != c.model.layers.back())
       throw InputError("model.layers: expected output width " + std::to_string(c.data.n_classes) +
                        " (data.n_classes), got " + std::to_string(c.model.layers.back()));
-    if (c.model.loss == LossKind::cross_entropy && c.data.n_classes < 2)
+    if (is_synthetic(c.data) && c.model.loss == LossKind::cross_entropy && c.data.n_classes < 2)
       throw_input_error("data.n_classes", "at least 2 classes for cross_entropy", std::to_string(c.data.n_classes));
   }
   c.data.noise = parse_double("data.noise", kv.get("data.noise"));

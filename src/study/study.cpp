@@ -124,8 +124,11 @@ Dataset load_data(const StudyConfig& c) {
     data = c.data.source == "hdf5"
                ? io::read_data_file(c.data.path, c.model.loss, c.data.n_classes > 0 ? c.data.n_classes : -1, "data.source")
                : load_images(c.data);
+    const Index outputs = make_model(c.model, data.shape()).n_outputs();
+    if (c.data.n_classes > 0 && c.data.n_classes != outputs)  // given (an architecture's default is 0)
+      throw InputError("data.n_classes: expected the network's output width " + std::to_string(outputs) + " (" +
+                       last_layer_key(c) + "), got " + std::to_string(c.data.n_classes));
     if (c.model.loss == LossKind::mse && data.has_labels()) {
-      const Index outputs = make_model(c.model, data.shape()).n_outputs();
       require_data_fits(data, 0, outputs, last_layer_key(c), c);
       given_labels_to_targets(data, outputs, "data.source");
     }

@@ -120,6 +120,29 @@ def test_integer_labels_for_a_one_output_mse_are_refused(tmp_path, model):
     assert not (tmp_path / "out").exists()
 
 
+# An adversarial review: data.n_features and data.n_classes beside a data file were ignored (the file's widths
+# ran) but recorded in study.ini and the run files as if they had been used.
+@pytest.mark.parametrize("model,keys,expected", [
+    ("layers = 5,8,3", "n_features = 99", "model.layers: expected input width 99 (data.n_features), got 5"),
+    ("layers = 5,8,3", "n_classes = 77", "model.layers: expected output width 77 (data.n_classes), got 3"),
+    ("architecture = dense(3)", "n_features = 5", "data.n_features: expected a key of a synthetic source, or of a data "
+                                                  "file's with model.layers (with model.architecture its /X fixes the features)"),
+    ("architecture = dense(3)", "n_classes = 77", "data.n_classes: expected the network's output width 3 "
+                                                  "(model.architecture: layer 1 'dense(3)'), got 77"),
+    ("architecture = dense(5)\nloss = mse", "n_classes = 3", "data.n_classes: expected the network's output width 5"),
+])
+def test_widths_a_data_file_fixes_are_refused_where_they_disagree(tmp_path, model, keys, expected):
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = np.zeros((10, 5)), np.arange(10) % 3
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{tmp_path / 'data.h5'}\n{keys}").replace("layers = 5,8,3", model)
+    check_refused(run_eomlab(["--config", write_config(tmp_path, text)]), expected, tmp_path / "out", None)
+    agreeing = text.replace("n_features = 99", "n_features = 5").replace("n_classes = 77", "n_classes = 3")
+    if agreeing != text:  # the widths the file and the network have
+        proc = run_eomlab(["--config", write_config(tmp_path, agreeing)])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("make,expected", [
     (lambda f: f.create_dataset("X", data=np.zeros((10, 5))), "no dataset /y"),
     (lambda f: (f.create_dataset("X", data=np.zeros((10, 4))), f.create_dataset("y", data=np.zeros(10, np.int64))), "features"),
