@@ -48,6 +48,13 @@ std::string value_text(const py::handle& value, const std::string& key) {
   return text;
 }
 
+// One name (a flow's kind, a method) for `key`: a str, else ValueError (the text of a list would be parsed as
+// a list of names, or as part of one).
+std::string name_argument(const py::handle& value, const std::string& key) {
+  if (!py::isinstance<py::str>(value)) bad(key + ": expected one name (str), got " + py::repr(value).cast<std::string>());
+  return value_text(value, key);
+}
+
 // "a,b,c" of a Python list or tuple (or the text of one value) for `key`.
 std::string list_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::str>(value) || py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value) ||
@@ -67,7 +74,8 @@ std::string shape_text(const py::array& a) {
 
 // A float argument (float, int, numpy scalar), else ValueError naming it.
 double number_argument(const py::handle& x, const std::string& name) {
-  if (py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x))  // float() would parse "0.1"
+  // float() would parse "0.1", and take the one value of an array (as no hyperparameter's text does)
+  if (py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x) || (py::isinstance<py::array>(x) && py::array::ensure(x).ndim() > 0))
     bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
   PyObject* number = PyNumber_Float(x.ptr());
   if (!number) {
@@ -186,7 +194,10 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   if (!d.x.allFinite()) bad("X: expected finite values, got NaN or Inf");  // as a data file's /X
   d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
-  if (m.config.loss == LossKind::cross_entropy || py::array_t<std::int64_t>::check_(y)) {
+  // Labels: for cross_entropy, and for mse integers one per sample (made one-hot); else mse's targets.
+  const py::array numbers = array_argument(y, "y");
+  const bool integers = numbers.dtype().kind() == 'i' || numbers.dtype().kind() == 'u';
+  if (m.config.loss == LossKind::cross_entropy || (integers && numbers.ndim() == 1)) {
     const auto as_float = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(y);
     if (as_float)
       for (py::ssize_t i = 0; i < as_float.size(); ++i) {
@@ -260,7 +271,7 @@ class PyObjective {
   Vector field(const py::object& kind, const py::object& lr, const py::object& theta, const py::object& method,
                const py::kwargs& kw) {
     const Vector t = vector("theta", theta);
-    const FieldRequest r = request("field", value_text(kind, "kind"), number_argument(lr, "lr"), value_text(method, "method"), kw);
+    const FieldRequest r = request("field", name_argument(kind, "kind"), number_argument(lr, "lr"), name_argument(method, "method"), kw);
     const std::shared_ptr<CachedFlow> flow = flow_of(r);
     Vector out;
     py::gil_scoped_release free;
@@ -274,7 +285,7 @@ class PyObjective {
                      const py::kwargs& kw) {
     const Vector t = vector("theta0", theta0);
     const FieldRequest r =
-        request("start_point", value_text(kind, "kind"), number_argument(lr, "lr"), value_text(method, "method"), kw);
+        request("start_point", name_argument(kind, "kind"), number_argument(lr, "lr"), name_argument(method, "method"), kw);
     const std::shared_ptr<CachedFlow> flow = flow_of(r);
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> one_at_a_time(busy_);

@@ -468,6 +468,25 @@ def test_field_arguments_are_read_as_the_config_reads_them():
         eomlab.run({"model": {"layers": [4, 3]}}, overwrite=True, resume=True)
 
 
+def test_labels_targets_and_names_are_told_apart_by_kind_not_width():
+    """An adversarial review: under mse, y was labels only as int64 (int32 labels were refused as targets, int64
+    one-hot targets as labels); a list as a flow's kind said "got '['eom1']'"; lr=np.array([0.1]) ran."""
+    net, x, y, theta, model, f = problem("mlp")
+    mse = eomlab.Model(layers=[x.shape[1], 3], loss="mse")
+    theta_mse, onehot = mse.initial_parameters(1), np.eye(3)[y]
+    expected = eomlab.Objective(mse, x, onehot).value(theta_mse)
+    for given in (y.astype(np.int32), y.astype(np.uint8), y.tolist(), onehot.astype(np.int64), onehot.astype(np.int32)):
+        assert eomlab.Objective(mse, x, given).value(theta_mse) == expected
+    for kind in (["eom1"], ("eom1",), ["gf", "eom1"]):
+        with pytest.raises(ValueError, match=r"kind: expected one name \(str\), got"):
+            f.field(kind, LR, theta)
+    with pytest.raises(ValueError, match=r"method: expected one name \(str\), got \['gd'\]"):
+        f.start_point("eom1", LR, theta, method=["gd"])
+    with pytest.raises(ValueError, match=r"lr: expected a number, got array\(\[0.1\]\)"):
+        f.field("eom1", np.array([0.1]), theta)
+    assert np.array_equal(f.field("eom1", np.array(0.1), theta), f.field("eom1", 0.1, theta))  # a 0-d array is a number
+
+
 def test_fields_of_an_lr_scan_keep_a_bounded_memory():
     """Found by a review: every new (kind, lr, method, hyperparameters) kept its flow, with sgd's batches, for
     the objective's life: 19 MiB per lr on 8 MiB of data."""
