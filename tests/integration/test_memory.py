@@ -251,3 +251,20 @@ def test_a_compressed_data_file_with_chunks_never_written_is_refused_naming_it(t
         f["X"][8:] = rng.standard_normal((4, 4))
     proc = run_eomlab(["--config", data_study(tmp_path, data)], np=1)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# A virtual /X (mapped from datasets of other files) stores nothing in its file: it was refused as "got 0
+# stored in the file" (an adversarial review), and a part no source maps would read as fill values.
+def test_a_virtual_data_set_is_refused_saying_so(tmp_path):
+    with h5py.File(tmp_path / "source.h5", "w") as f:
+        f["X"] = np.random.default_rng(0).standard_normal((12, 4))
+    layout = h5py.VirtualLayout(shape=(12, 4), dtype="f8")
+    layout[:] = h5py.VirtualSource(tmp_path / "source.h5", "X", shape=(12, 4))
+    data = tmp_path / "virtual.h5"
+    with h5py.File(data, "w") as f:
+        f.create_virtual_dataset("X", layout)
+        f["y"] = np.arange(12) % 3
+    line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1))
+    assert line == (f"eomlab: data.source: {data}:/X: expected the 384 bytes its shape declares (float64 [12, 4]), got a "
+                    "virtual dataset (mapped from others, which are not checked): copy its values into the file"), line
+    assert not (tmp_path / "out").exists()
