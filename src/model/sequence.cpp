@@ -31,6 +31,8 @@ LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& i
   }
   values_.resize(layers_.size());
   by_planes_.assign(layers_.size(), 0);
+  const auto parametrized = [](const std::unique_ptr<Layer>& layer) { return layer->n_params() > 0; };
+  first_parametrized_ = static_cast<std::size_t>(std::find_if(layers_.begin(), layers_.end(), parametrized) - layers_.begin());
 }
 
 std::string LayerSequence::text() const {
@@ -132,15 +134,16 @@ void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) 
 }
 
 void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s) {
-  for (std::size_t k = layers_.size(); k-- > 0;) {
+  // Whether the δ at layer j's input is needed: by a layer with parameters below it, or by the caller.
+  const auto wanted_at = [&](std::size_t j) { return input_delta || first_parametrized_ < j; };
+  for (std::size_t k = layers_.size(); k-- > 0 && (input_delta || k >= first_parametrized_);) {
     const Jet& layer_in = k == 0 ? in : values_[k - 1];
     // Layer k - 1's backward pass, an activation's, done inside layer k's where it can be.
-    const bool below_wanted = k > 1 || (k == 1 && input_delta);
-    const Jet* factor = pass.fuse && below_wanted ? layers_[k - 1]->input_delta_factor() : nullptr;
+    const Jet* factor = pass.fuse && k >= 1 && wanted_at(k - 1) ? layers_[k - 1]->input_delta_factor() : nullptr;
     // And layer k - 2's below it as well, reading δ as layer k forms it (a conv under avgpool(2)).
     if (factor && k >= 2)
       if (const DeltaPlanes* planes = layers_[k]->delta_planes(delta, *factor)) {
-        const bool wanted = k > 2 || input_delta;
+        const bool wanted = wanted_at(k - 2);
         if (layers_[k - 2]->backward_from_planes(pass, k == 2 ? in : values_[k - 3], *planes, wanted ? &spare_ : nullptr, s)) {
           if (wanted) std::swap(delta, spare_);
           k -= 2;
@@ -153,7 +156,7 @@ void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta
       --k;
       continue;
     }
-    const bool wanted = k > 0 || input_delta;
+    const bool wanted = wanted_at(k);
     layers_[k]->backward(pass, layer_in, delta, wanted ? &spare_ : nullptr, s);
     if (wanted) std::swap(delta, spare_);
   }

@@ -36,12 +36,14 @@ class LayerSequence {
   void forward(const ForwardPass& pass, const Jet& in, Scratch& s);
   const Jet& output() const { return values_.back(); }
   // `delta` (the jet of ∂loss/∂output) is consumed; on return it holds ∂loss/∂input if `input_delta`.
+  // Without it, the pass stops at the first layer with parameters (nothing below needs a δ).
   void backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s);
 
  private:
   Shape in_;
   Index n_params_ = 0;
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::size_t first_parametrized_ = 0;  // layers_.size() when none has parameters
   std::vector<Jet> values_;  // each layer's output
   // Whether the last forward pass ran layer k and the two after it by planes (layer.hpp's PlaneSink):
   // then values_[k] and values_[k + 1] are not kept, and the backward pass must fuse the three.
