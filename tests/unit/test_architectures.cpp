@@ -48,6 +48,7 @@ const char* const networks[] = {
     "dense(6), batchnorm, tanh, dense(3)",
     "dense(5), batchnorm(affine=off), softplus, residual(dense(5), batchnorm, gelu, dense(5)), dense(3)",
     "batchnorm(eps=0.1), dense(4), tanh, residual(dense(4), tanh), batchnorm, dense(3)",
+    "batchnorm(affine=off, eps=0.1), softplus, dense(5), tanh, dense(3)",  // parameterless first
 };
 
 class Architectures : public ::testing::TestWithParam<std::tuple<const char*, LossKind>> {};

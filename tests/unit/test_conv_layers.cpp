@@ -414,6 +414,10 @@ const Network networks[] = {
     // C x 1 x 1 feature maps are images (as in torch): layers after them, and 1 x 1 inputs.
     {"one_by_one_maps", "conv(3, 4, stride=2), tanh, conv(2, 1), maxpool(1), globalavgpool, dense(3)", {2, 4, 4}},
     {"one_by_one_input", "conv(2, 1), softplus, avgpool(1), flatten, dense(3)", {3, 1, 1}},
+    // Layers without parameters first: the backward pass stops at the first layer with some (no δ of the input).
+    {"parameterless_first", "tanh, conv(2, 3, pad=1), tanh, avgpool(2), flatten, dense(3)", {2, 6, 6}},
+    {"pooling_first", "maxpool(2), conv(2, 2), gelu, flatten, dense(3)", {1, 8, 6}},
+    {"flatten_first", "flatten, dense(5), tanh, dense(3)", {2, 3, 4}},
 };
 
 using DerivativeCase = std::tuple<int, LossKind>;
