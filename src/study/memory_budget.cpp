@@ -88,13 +88,15 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
     order = std::max(order, std::min(order_of(k), 2));
   }
   // Doubles a pass holds per sample besides its copy of the samples (measured, by jet order: bench/memory.py
-  // and the peaks of the study's own runs). An architecture's jets (chunks of samples) per width of its input
-  // and layers; an MLP's (the whole shard) per width of its hidden and output layers, plus for T a copy of
+  // and the peaks of the study's own runs). An architecture's jets (chunks of samples) per width of its layers,
+  // and for HVPs and T of its input (its jets counted like a layer's gave 2x the peak of a pooling-first net);
+  // an MLP's (the whole shard) per width of its hidden and output layers, plus for T a copy of
   // the input and a fixed amount per sample.
   double jet_doubles = 0, per_sample = 0;
   if (architecture) {
-    static const double jets[] = {3.7, 7, 15};
-    jet_doubles = jets[order] * static_cast<double>(model->input_shape().size() + model->activation_size());
+    static const double jets[] = {3.7, 7, 15}, input_jets[] = {0, 1, 2};
+    jet_doubles = jets[order] * static_cast<double>(model->activation_size()) +
+                  input_jets[order] * static_cast<double>(model->input_shape().size());
     per_sample = static_cast<double>(model->input_shape().size() + model->n_outputs());
   } else {
     static const double hidden_jets[] = {6, 9.8, 13}, input_jets[] = {0, 0, 1}, fixed[] = {0, 0, 1150};
