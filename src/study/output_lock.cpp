@@ -62,7 +62,18 @@ fs::path held_lock(const std::string& output, Wanted wanted, const std::string& 
   return {};
 }
 
+// Refuses (InputError naming `output` and the holder) when a live invocation whose shard shares a run with
+// `mine` holds its lock, other than the lock file `own`.
+void refuse_sharing(const std::string& output, const std::vector<RunSpec>& mine, const std::string& own) {
+  const fs::path held = held_lock(output, [&](int j, int n) {
+    return std::any_of(mine.begin(), mine.end(), [&](const RunSpec& r) { return in_shard(r.index, j, n); });
+  }, own);
+  if (!held.empty()) refuse(output, held);
+}
+
 }  // namespace
+
+void refuse_output_in_use(const std::string& output, const std::vector<RunSpec>& mine) { refuse_sharing(output, mine, ""); }
 
 std::string lock_holder(const std::string& output) {
   const fs::path held = held_lock(output, [](int, int) { return true; }, "");
@@ -83,11 +94,7 @@ OutputLock::OutputLock(const std::string& output, int shard, int shards, const s
     *this = OutputLock();
     return;
   }
-  // Other shards' locks that share a run with this invocation.
-  const fs::path held = held_lock(output, [&](int j, int n) {
-    return std::any_of(mine.begin(), mine.end(), [&](const RunSpec& r) { return in_shard(r.index, j, n); });
-  }, mine_path.filename().string());
-  if (!held.empty()) refuse(output, held);
+  refuse_sharing(output, mine, mine_path.filename().string());  // other shards' locks sharing a run
   const std::string text = holder + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
     const int err = errno;

@@ -12,6 +12,9 @@
 
 namespace eomlab {
 
+// Refuses as taking the lock of an invocation of `mine` would, taking nothing (for --dry-run).
+void refuse_output_in_use(const std::string& output, const std::vector<RunSpec>& mine);
+
 // Who holds a lock on `output` (the text of the first lock file found held), or "" when no invocation does.
 std::string lock_holder(const std::string& output);
 

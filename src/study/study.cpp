@@ -820,6 +820,7 @@ void print_dry_run(const StudyConfig& config, const StudyOptions& options, int w
   if (!config.model.init_path.empty()) init = io::read_parameters_file(config.model.init_path, n_params, "model.init");
   const std::optional<StudyInputs> inputs = data ? std::optional<StudyInputs>(StudyInputs(config, *data, init)) : std::nullopt;
   check_output(config, options, runs, input, inputs ? &*inputs : nullptr, true);  // as the run would, changing nothing
+  refuse_output_in_use(config.output, runs);
   out << "study '" << config.name << "': " << runs.size() << " runs on " << world_size << " ranks, " << groups
       << " group(s) of " << config.ranks_per_run;
   if (options.shards > 1) out << " (shard " << options.shard << "/" << options.shards << ")";

@@ -44,7 +44,8 @@ def test_second_invocation_on_runs_in_progress_is_refused(tmp_path):
     config = write_config(tmp_path, STUDY.format(output=tmp_path / "out"))
     first = start(config)
     before = files_beside_the_runs(tmp_path / "out")
-    for extra in (["--resume"], ["--overwrite"], ["--resume", "--shard", "0/2"]):
+    # A dry run refuses as the run would (a new user's review: it printed the grid and exited 0).
+    for extra in (["--resume"], ["--overwrite"], ["--resume", "--shard", "0/2"], ["--resume", "--dry-run"]):
         second = run_eomlab(["--config", config, *extra], np=2 if extra == ["--resume"] else None)
         lines = [line for line in second.stderr.splitlines() if line.startswith("eomlab:")]
         assert second.returncode == 2 and len(lines) == 1, second.stdout + second.stderr
@@ -67,6 +68,8 @@ def test_shards_with_disjoint_runs_run_side_by_side(tmp_path):
     # The whole study shares run 0 with shard 0/2: refused while that runs.
     whole = run_eomlab(["--config", config, "--resume"])
     assert whole.returncode == 2 and "shard 0/2" in whole.stderr, whole.stderr
+    dry = run_eomlab(["--config", config, "--shard", "1/2", "--dry-run"])
+    assert dry.returncode == 0 and "lr0.1_seed1_wd0" in dry.stdout, dry.stdout + dry.stderr
     second = run_eomlab(["--config", config, "--shard", "1/2"])  # lr 0.1: 20000 steps
     assert second.returncode == 0, second.stdout + second.stderr
     assert first.poll() is None  # side by side
