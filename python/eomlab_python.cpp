@@ -51,7 +51,7 @@ std::string value_text(const py::handle& value, const std::string& key) {
 // One name (a flow's kind, a method) for `key`: a str, else ValueError (the text of a list would be parsed as
 // a list of names, or as part of one).
 std::string name_argument(const py::handle& value, const std::string& key) {
-  if (!py::isinstance<py::str>(value)) bad(key + ": expected one name (str), got " + py::repr(value).cast<std::string>());
+  if (!py::isinstance<py::str>(value)) bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
   return value_text(value, key);
 }
 

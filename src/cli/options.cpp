@@ -289,11 +289,12 @@ std::string joined(const std::vector<T>& items, Format format, const std::string
 const std::vector<std::string> sources_with_path{"hdf5", "idx", "cifar10"};
 
 // The keys of other data sources that d's source does not read (a file's data is its own): data.noise
-// and data.seed for any file, data.n_samples too for an hdf5 file.
+// and data.seed for any file; for an hdf5 file data.n_samples too, and data.n_features and data.n_classes,
+// which its /X and /y fix (given beside it they are checked against the network, and not recorded).
 std::vector<std::string> keys_not_read_by(const DataConfig& d) {
   std::vector<std::string> keys;
   if (!is_synthetic(d)) keys = {"data.noise", "data.seed"};
-  if (d.source == "hdf5") keys.push_back("data.n_samples");
+  if (d.source == "hdf5") keys.insert(keys.end(), {"data.n_samples", "data.n_features", "data.n_classes"});
   return keys;
 }
 
@@ -534,15 +535,14 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
       if (!kv.get(key).empty())
         throw_input_error(key, "a key of a synthetic or hdf5 source (an image source's files fix it)",
                           "data.source " + quoted(kv.get("data.source")));
+  const bool mlp = c.model.architecture.empty();
+  // Beside a network of model.architecture, a data file's widths are its own (0: not given; checked when read).
+  const bool file_widths = c.data.source == "hdf5" && !mlp;
   c.data.n_features = !nf.empty()                  ? parse_size("data.n_features", nf)
                       : c.data.shape.channels > 0 ? c.data.shape.size()
+                      : file_widths               ? 0
                                                   : c.model.layers.front();
-  const bool mlp = c.model.architecture.empty();
   c.data.n_classes = !nc.empty() ? parse_size("data.n_classes", nc) : mlp ? c.model.layers.back() : 0;
-  // An hdf5 file's /X fixes its features: a width given beside model.architecture would be recorded and ignored.
-  if (c.data.source == "hdf5" && !mlp && !nf.empty())
-    throw_input_error("data.n_features", "a key of a synthetic source, or of a data file's with model.layers (with "
-                      "model.architecture its /X fixes the features)", quoted(nf));
   if ((is_synthetic(c.data) || c.data.source == "hdf5") && mlp) {
     if (c.data.n_features != c.model.layers.front())
       throw InputError("model.layers: expected input width " + std::to_string(c.data.n_features) +

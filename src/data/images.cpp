@@ -105,10 +105,10 @@ std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int 
   std::vector<Index> dims = idx_dims(read_file_bytes(path, key, idx_header(static_cast<std::size_t>(rank))), rank, where);
   check(dims);
   const double declared = idx_declared_bytes(dims), available = static_cast<double>(available_memory_bytes());
-  if (available > 0 && declared > available)
-    throw_input_error(where, "an IDX file that fits in memory (" + std::to_string(static_cast<long long>(available)) +
-                                 " bytes available)", idx_declared_text(dims));
-  Bytes bytes = read_file_bytes(path, key, declared < 9e18 ? static_cast<std::size_t>(declared) + 1 : std::numeric_limits<std::size_t>::max());
+  if ((available > 0 && declared > available) || declared > 9e18)  // 9e18: no memory holds it, known or not
+    throw_input_error(where, "an IDX file that fits in memory" + (available > 0 ? " (" + std::to_string(static_cast<long long>(available)) +
+                                 " bytes available)" : std::string()), idx_declared_text(dims));
+  Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(declared) + 1);
   const double size = static_cast<double>(bytes.size());
   if (size != declared)
     throw_input_error(where, idx_declared_text(dims), size < declared ? std::to_string(bytes.size()) + " bytes (truncated)" : "more");
@@ -229,7 +229,10 @@ RawImages read_cifar10(const std::string& folder, bool test, const std::string& 
     // Batches are plain files (their labels are counted from the file's size): one that gunzips to more is
     // refused without being read whole.
     require_regular_file(key, path);
-    const Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(fs::file_size(path)) + 1);
+    const std::uintmax_t file_bytes = fs::file_size(path);
+    const Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(file_bytes) + 1);
+    if (bytes.size() != file_bytes)
+      throw_input_error(key + ": " + path, "a CIFAR-10 batch as a plain file", "a file that reads as more than its size (gzip?)");
     require_cifar10_size(bytes.size(), key + ": " + path);
     const std::size_t records = bytes.size() / cifar_record;
     const std::vector<std::int64_t> labels = labels_of(bytes, 0, cifar_record, records);

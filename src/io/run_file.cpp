@@ -285,8 +285,8 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
     h5::write_string_attribute(m.file, "status", "running");
     h5::write_string_attribute(m.file, "resumed", resumed_at);
     h5::write_int_attribute(m.file, "n_samples", header.n_samples);  // absent in files begun before de9ac9c
-    // Absent in files begun before 168ee9b; of an image source, of its labels and shape alone up to aaa2e9b.
-    for (const auto& [key, value] : header.inputs) h5::write_string_attribute(m.file, key, value);
+    for (const auto& [key, value] : header.inputs)  // absent in files begun before 168ee9b
+      if (check(H5Aexists(m.file, key.c_str()), "H5Aexists", key) <= 0) h5::write_string_attribute(m.file, key, value);
     // The root's provenance is the run's first invocation's; each resume adds a line of its own (another
     // job, host or build may continue the run).
     std::string line = resumed_at + ":";

@@ -33,7 +33,7 @@ struct RunFileHeader {
   // Further string attributes of the root group (provenance: version, git_sha, host, created, ...).
   std::vector<std::pair<std::string, std::string>> provenance;
   // Fingerprints of the run's inputs (data_fingerprint, init_fingerprint), root attributes too; a resume
-  // writes them again (a file begun by an older eomlab lacks them, or has them computed otherwise).
+  // writes those a file begun by an older eomlab lacks.
   std::vector<std::pair<std::string, std::string>> inputs;
   ObservableLayout observables;
   Index n_params = 0;

@@ -128,6 +128,9 @@ Dataset load_data(const StudyConfig& c) {
     if (c.data.n_classes > 0 && c.data.n_classes != outputs)  // given (an architecture's default is 0)
       throw InputError("data.n_classes: expected the network's output width " + std::to_string(outputs) + " (" +
                        last_layer_key(c) + "), got " + std::to_string(c.data.n_classes));
+    if (c.data.source == "hdf5" && c.data.n_features > 0 && c.data.n_features != data.n_features())  // given
+      throw InputError("data.n_features: expected the " + std::to_string(data.n_features()) + " features of " + data_text(c) +
+                       ", got " + std::to_string(c.data.n_features));
     if (c.model.loss == LossKind::mse && data.has_labels()) {
       require_data_fits(data, 0, outputs, last_layer_key(c), c);
       given_labels_to_targets(data, outputs, "data.source");
@@ -357,7 +360,7 @@ void refuse_shard_replacing_config(const StudyConfig& c, const std::vector<RunSp
 struct StudyInputs {
   std::string data, init;  // "": not fingerprinted (synthetic data; no model.init)
   // An image source's data_fingerprint as eomlab wrote it before its pixels were in it (168ee9b to
-  // aaa2e9b: labels and shape only), accepted on --resume; the file then gains today's.
+  // aaa2e9b: labels and shape only), accepted on --resume; the file keeps it (its pixels were never checked).
   std::string data_before_pixels;
 
   StudyInputs(const StudyConfig& c, const Dataset& d, const Vector& init_from_file)

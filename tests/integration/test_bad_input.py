@@ -125,8 +125,7 @@ def test_integer_labels_for_a_one_output_mse_are_refused(tmp_path, model):
 @pytest.mark.parametrize("model,keys,expected", [
     ("layers = 5,8,3", "n_features = 99", "model.layers: expected input width 99 (data.n_features), got 5"),
     ("layers = 5,8,3", "n_classes = 77", "model.layers: expected output width 77 (data.n_classes), got 3"),
-    ("architecture = dense(3)", "n_features = 5", "data.n_features: expected a key of a synthetic source, or of a data "
-                                                  "file's with model.layers (with model.architecture its /X fixes the features)"),
+    ("architecture = dense(3)", "n_features = 99", "data.n_features: expected the 5 features of data file '"),
     ("architecture = dense(3)", "n_classes = 77", "data.n_classes: expected the network's output width 3 "
                                                   "(model.architecture: layer 1 'dense(3)'), got 77"),
     ("architecture = dense(5)\nloss = mse", "n_classes = 3", "data.n_classes: expected the network's output width 5"),

@@ -478,9 +478,9 @@ def test_labels_targets_and_names_are_told_apart_by_kind_not_width():
     for given in (y.astype(np.int32), y.astype(np.uint8), y.tolist(), onehot.astype(np.int64), onehot.astype(np.int32)):
         assert eomlab.Objective(mse, x, given).value(theta_mse) == expected
     for kind in (["eom1"], ("eom1",), ["gf", "eom1"]):
-        with pytest.raises(ValueError, match=r"kind: expected one name \(str\), got"):
+        with pytest.raises(ValueError, match=r"kind: expected text \(str\), got"):
             f.field(kind, LR, theta)
-    with pytest.raises(ValueError, match=r"method: expected one name \(str\), got \['gd'\]"):
+    with pytest.raises(ValueError, match=r"method: expected text \(str\), got \['gd'\]"):
         f.start_point("eom1", LR, theta, method=["gd"])
     with pytest.raises(ValueError, match=r"lr: expected a number, got array\(\[0.1\]\)"):
         f.field("eom1", np.array([0.1]), theta)
