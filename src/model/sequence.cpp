@@ -136,7 +136,7 @@ void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) 
 void LayerSequence::backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s) {
   // Whether the δ at layer j's input is needed: by a layer with parameters below it, or by the caller.
   const auto wanted_at = [&](std::size_t j) { return input_delta || first_parametrized_ < j; };
-  for (std::size_t k = layers_.size(); k-- > 0 && (input_delta || k >= first_parametrized_);) {
+  for (std::size_t k = layers_.size(); k-- > 0 && wanted_at(k + 1);) {  // layer k's output δ is needed
     const Jet& layer_in = k == 0 ? in : values_[k - 1];
     // Layer k - 1's backward pass, an activation's, done inside layer k's where it can be.
     const Jet* factor = pass.fuse && k >= 1 && wanted_at(k - 1) ? layers_[k - 1]->input_delta_factor() : nullptr;
