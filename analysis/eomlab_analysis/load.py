@@ -148,14 +148,19 @@ SYNTHETIC_SOURCES = ("gaussian_mixture", "teacher")
 def canonical(config):
     """A parsed config as eomlab reads it back (its canonical_config_text): the later keys at their defaults,
     and without the keys an older eomlab accepted and ignored (data.noise and data.seed with a file source,
-    data.n_samples with an hdf5 file), which now keep their defaults."""
+    data.n_samples, n_features and n_classes with an hdf5 file, model.layers, activation and normalize
+    beside model.architecture), which now keep their defaults or are left out."""
     out = {**LATER_KEY_DEFAULTS, **config}
     source = out.get("data.source", "gaussian_mixture")
     if source not in SYNTHETIC_SOURCES:
         out.pop("data.noise", None)
         out.pop("data.seed", None)
     if source.startswith("hdf5:"):
-        out.pop("data.n_samples", None)
+        for key in ("data.n_samples", "data.n_features", "data.n_classes"):
+            out.pop(key, None)
+    if out.get("model.architecture"):
+        for key in ("model.layers", "model.activation", "model.normalize"):
+            out.pop(key, None)
     return out
 
 

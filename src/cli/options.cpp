@@ -313,6 +313,7 @@ std::string shape_text(const Shape& s) {
 Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
   const auto given = [&](const std::string& key, long long value) { return kv.get(key).empty() ? "" : integer_text(value); };
   const bool image = is_image_source(c.data.source);
+  const bool mlp = c.model.architecture.empty();  // an architecture names its layers' activations too
   Values values{
       {"study.name", c.name},
       {"study.output", c.output},
@@ -330,9 +331,9 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"data.classes", joined(c.data.classes, integer_text)},
       {"data.pixels", image ? choice_name(c.data.pixels, pixel_choices) : ""},
       {"model.architecture", c.model.architecture},
-      {"model.layers", joined(c.model.layers, integer_text)},
-      {"model.activation", choice_name(c.model.activation, activations)},
-      {"model.normalize", choice_name(c.model.normalize, normalizations)},
+      {"model.layers", mlp ? joined(c.model.layers, integer_text) : ""},
+      {"model.activation", mlp ? choice_name(c.model.activation, activations) : ""},
+      {"model.normalize", mlp ? choice_name(c.model.normalize, normalizations) : ""},
       {"model.loss", choice_name(c.model.loss, losses)},
       {"model.weight_decay", joined(c.model.weight_decay, format_number)},
       {"model.init", c.model.init_path.empty() ? "default" : "hdf5:" + c.model.init_path},
@@ -757,7 +758,7 @@ Command parse_command_line(int argc, const char* const argv[]) {
       ("config", po::value<std::string>(), "study config file (INI)")     //
       ("help", "print this help and exit")                                //
       ("version", "print the version and exit")                           //
-      ("print-config", "print the resolved config (defaults included; the keys of other methods and data sources left out) and exit")  //
+      ("print-config", "print the resolved config (defaults included; the keys of other methods, data sources and of model.layers beside an architecture left out) and exit")  //
       ("dry-run", "print the sweep grid and which ranks run what, then exit")      //
       ("overwrite", "replace existing results in the output directory")                   //
       ("resume", "continue an interrupted study in the same output directory")          //

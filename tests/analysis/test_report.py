@@ -479,6 +479,22 @@ def test_seeds_beyond_a_floats_precision_are_distinct_grid_points():
                                   {"optimizer.horizon": "60.0", "optimizer.lr": "1.0"})
 
 
+def test_keys_an_older_eomlab_recorded_and_did_not_read_are_not_differences():
+    """Up to 0628664 an architecture's config also recorded model.layers, activation and normalize at their
+    defaults, and up to aaa2e9b an hdf5 source's data.n_features and n_classes when given: run files of one
+    study written before and after are of one config."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import config_differences
+    newer = {"model.architecture": "dense(4)", "data.source": "hdf5:d.h5", "optimizer.lr": "0.1"}
+    older = {**newer, "model.layers": "16,32,32,4", "model.activation": "tanh", "model.normalize": "none",
+             "data.n_features": "8", "data.n_classes": "4"}
+    assert not config_differences(older, newer)
+    assert config_differences({**older, "model.architecture": "dense(3)"}, newer)
+    mlp = {"model.architecture": "", "model.layers": "8,4", "data.source": "gaussian_mixture"}
+    assert config_differences(mlp, {**mlp, "model.layers": "8,3"})
+    assert config_differences(mlp, {**mlp, "model.activation": "relu"})
+
+
 # Names the binary's own method and flows never have (and files of an older eomlab, without the
 # attributes): copies of real run files edited with h5py. tests/integration/test_extensions.py reports on
 # the files of a registered toy method and flow.

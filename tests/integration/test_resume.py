@@ -337,6 +337,37 @@ def test_resume_compares_architectures_by_the_layers_they_make(tmp_path):
     assert run_eomlab(["--config", config, "--catalog", f"--model.architecture={other}"], np=2).returncode == 2
 
 
+def test_an_architecture_study_recorded_with_the_mlp_keys_resumes(tmp_path):
+    """Up to 0628664 an architecture's resolved config also held model.layers, activation and normalize at
+    their defaults, which it does not read (found by a review: --print-config showed `layers = 16,32,32,4`
+    beside a conv net). They are left out now; a study stopped with them in study.ini, its run file and its
+    checkpoint still resumes from the checkpoint."""
+    config = write_config(tmp_path, CONV_STUDY.format(output=tmp_path / "out", architecture=ARCHITECTURE))
+    printed = run_eomlab(["--config", config, "--print-config"])
+    assert printed.returncode == 0 and "architecture = conv" in printed.stdout, printed.stdout + printed.stderr
+    for key in ["layers", "activation", "normalize"]:
+        assert f"\n{key} =" not in printed.stdout, printed.stdout
+    proc = start_study(config)
+    wait_for_first_checkpoint(tmp_path / "out", proc)
+    proc.send_signal(signal.SIGUSR1)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 75
+
+    def older(text):
+        line = re.search(r"^architecture = .*\n", text, re.M).group(0)
+        return text.replace(line, line + "layers = 16,32,32,4\nactivation = tanh\nnormalize = none\n")
+    saved = tmp_path / "out" / "study.ini"
+    saved.write_text(older(saved.read_text()))
+    for path in [*(tmp_path / "out" / "runs").glob("*.h5"), *(tmp_path / "out" / "checkpoints").glob("*.h5")]:
+        with h5py.File(path, "r+") as f:
+            if "config" in f.attrs:
+                f.attrs["config"] = older(f.attrs["config"])
+    resumed = run_eomlab(["--config", config, "--resume"], np=2)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "cannot resume" not in resumed.stderr and "resuming at step" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert set(statuses(tmp_path / "out").values()) == {"complete"}
+
+
 def snapshot(out):
     """Every file under a study's output directory and its bytes."""
     return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
