@@ -86,6 +86,20 @@ void read_all(hid_t dataset, hid_t mem_type, void* out, const std::string& where
   throw InputError(where + ": cannot read the data (corrupt or truncated file?)");
 }
 
+// n integer labels of `y` as int64; uint64 labels beyond int64 are refused by their value (HDF5 would
+// clip them to 2^63 - 1).
+void read_labels(hid_t y, std::vector<std::int64_t>& labels, Index n, const std::string& where, const std::string& path) {
+  labels.resize(static_cast<std::size_t>(n));
+  if (dtype_text(y, path) != "uint64") return read_all(y, H5T_NATIVE_INT64, labels.data(), where);
+  std::vector<std::uint64_t> raw(labels.size());
+  read_all(y, H5T_NATIVE_UINT64, raw.data(), where);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      throw InputError(where + ": expected labels below 2^63, got " + std::to_string(raw[i]));
+    labels[i] = static_cast<std::int64_t>(raw[i]);
+  }
+}
+
 // Chunks of a chunked dataset that were never written (they would read as fill values): "" when every chunk
 // of its grid is stored.
 std::string unwritten_chunks(hid_t dataset, hid_t dcpl, const std::vector<hsize_t>& dims, const std::string& where) {
@@ -157,8 +171,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
     throw InputError(where + ":/y: expected " + std::to_string(n) + " rows like /X, got " + contents_text(y, ydims, path));
   require_stored(y, ydims, where + ":/y");
   if (yclass == H5T_INTEGER && ydims.size() == 1) {
-    out.labels.resize(static_cast<std::size_t>(n));
-    read_all(y, H5T_NATIVE_INT64, out.labels.data(), where + ":/y");
+    read_labels(y, out.labels, n, where + ":/y", path);
     for (std::int64_t label : out.labels)
       if (label < 0) throw InputError(where + ":/y: expected labels >= 0, got " + std::to_string(label));
     if (loss == LossKind::mse && n_classes >= 0) {

@@ -285,6 +285,9 @@ def test_an_input_file_that_is_a_fifo_is_refused(tmp_path, key, np_):
      ":/X: expected float64 [N, d] or [N, C, H, W], got int32 [10, 5]"),
     ("y", lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_dataset("y", data=np.zeros((10, 2), np.uint8))),
      ":/y: expected int64 [N] labels or float64 [N, k] targets, got uint8 [10, 2]"),
+    # HDF5 converts uint64 beyond int64 to 2^63 - 1, which the message named as the label (an adversarial review).
+    ("y", lambda f: (f.create_dataset("X", data=np.zeros((10, 5))), f.create_dataset("y", data=np.arange(10, dtype=np.uint64) + np.uint64(2**63 + 3))),
+     ":/y: expected labels below 2^63, got 9223372036854775811"),
 ])
 def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
     with h5py.File(tmp_path / "data.h5", "w") as f:
