@@ -968,13 +968,21 @@ void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
       method->start(theta0);
       loss = method->step_loss();
     }
+    // Data beyond the square root of the largest double overflow in the loss's squares and products.
+    const auto largest = [](const Matrix& m) { return m.size() > 0 ? m.cwiseAbs().maxCoeff() : 0.0; };
+    const double data_largest = std::max(largest(s.data.x), largest(s.data.targets));
+    const bool huge_data = data_largest > 1e150;
     const std::string key = !s.config.model.init_path.empty()       ? "model.init"
-                            : !s.config.model.architecture.empty() ? "model.architecture"
-                                                                   : "model.layers";
+                            : huge_data && s.config.data.source == "hdf5" ? "data.source: '" + s.config.data.path + "'"
+                            : huge_data                                   ? "data.source"
+                            : !s.config.model.architecture.empty()        ? "model.architecture"
+                                                                          : "model.layers";
+    const std::string cause = huge_data ? "data values up to " + format_number(data_largest) + ", whose squares overflow: rescale them"
+                                        : "a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0";
     if (!std::isfinite(loss))
       problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
                 first_run->run_id + "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") +
-                " (a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0)";
+                " (" + cause + ")";
   }
   const long first = s.world.max(problem.empty() ? 0 : s.world.size() - s.world.rank());
   if (first > 0) throw InputError(s.world.broadcast(problem, static_cast<int>(s.world.size() - first)));

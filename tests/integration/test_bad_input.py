@@ -297,6 +297,22 @@ def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
     check_refused(proc, expected, tmp_path / "out", None)
 
 
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_data_whose_squares_overflow_are_named_when_the_start_loss_is_not_finite(tmp_path, where):
+    """A target or feature of 1e300 under mse gives an infinite loss at the start: the line named
+    model.layers and suggested a batchnorm's eps (an adversarial review); it names the data file."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 5)), rng.normal(size=(10, 3))
+    (x if where == "X" else y)[2, 1] = 1e300
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, y
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64",
+                                                               f"source = hdf5:{tmp_path / 'data.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--model.loss=mse", "--model.activation=relu"])
+    check_refused(proc, f"data.source: '{tmp_path / 'data.h5'}': expected a finite loss at the start, got ", tmp_path / "out", None)
+    assert "(data values up to 1e+300, whose squares overflow: rescale them)" in proc.stderr
+
+
 def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f.create_dataset("X", shape=(3_000_000_000, 5), dtype="f8")  # declared, never written: a small file
