@@ -417,7 +417,7 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
       throw InputError(std::string(data ? "data.source" : "model.init") + ": run file '" + path + "' was computed from " +
                        (data ? "other data" : "other initial parameters") + " (" + name + " " + recorded->second +
                        ", now " + now + "): " + (data ? data_text(c) : "parameters file '" + c.model.init_path + "'") +
-                       " has changed since; restore it, or --overwrite");
+                       " has changed since; restore it, or --overwrite" + (o.shards > 1 ? " every shard" : ""));
     }
   }
 }
@@ -494,7 +494,12 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
       check.rewrite_saved = true;
     }
   }
-  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input, inputs);
+  // The shards of one study are of one config and one data set: a shard that does not replace its runs
+  // checks the other shards' run files too (an adversarial review: a shard computed after its data file
+  // changed joined the others' results unnoticed).
+  const bool all_shards = o.shards > 1 && !o.overwrite;
+  if (o.resume || all_shards)
+    refuse_runs_of_another_config(c, o, all_shards ? expand_grid(c) : mine, o.resume ? "--resume" : "--shard", input, inputs);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
@@ -1225,6 +1230,33 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
   refuse_runs_of_another_config(c, o, runs, "--catalog", input);
 }
 
+// Two run files of `runs` computed from different data or initial parameters, as a message ("" if none):
+// shards each replaced (--overwrite) after a data file changed, or a run begun by an eomlab whose data
+// fingerprint was of the labels only (168ee9b..aaa2e9b). The catalog reads no data file: it can only
+// compare the files with each other.
+std::string mixed_inputs(const StudyConfig& c, const std::vector<RunSpec>& runs) {
+  std::error_code ec;
+  for (const std::string name : {"data_fingerprint", "init_fingerprint"}) {
+    std::map<std::string, std::string> first_file;  // a fingerprint and the first run file with it
+    for (const RunSpec& r : runs) {
+      const std::string path = run_path(c, r);
+      if (!fs::exists(path, ec)) continue;
+      try {
+        const auto written = io::read_run_strings(path, {name});
+        if (const auto it = written.find(name); it != written.end()) first_file.emplace(it->second, path);
+      } catch (const Error&) {
+      }
+    }
+    if (first_file.size() > 1) {
+      const auto a = first_file.begin(), b = std::next(a);
+      return std::string("run files computed from different ") + (name == "data_fingerprint" ? "data" : "initial parameters") +
+             ": '" + a->second + "' (" + name + " " + a->first + ") and '" + b->second + "' (" + b->first + ")" +
+             (first_file.size() > 2 ? " and " + std::to_string(first_file.size() - 2) + " more" : "");
+    }
+  }
+  return "";
+}
+
 void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
   const auto runs = expand_grid(config);
   std::string verdict;
@@ -1242,6 +1274,8 @@ void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, con
         io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
               << " runs, " << counts.found << " with a run file" << std::endl;
+    if (const std::string mixed = mixed_inputs(config, runs); !mixed.empty())
+      std::cerr << "eomlab: warning: --catalog: " << mixed << "; their results are not of one study" << std::endl;
     // 'running' in a file while no eomlab holds the study: the run was killed (OOM killer, node failure).
     if (counts.running > 0 && lock_holder(config.output).empty())
       std::cout << "Catalog: " << counts.running << " run(s) marked 'running' but no eomlab works on this study: they "

@@ -415,6 +415,39 @@ def test_resume_refuses_run_files_computed_from_inputs_edited_since(tmp_path):
         assert "data_fingerprint" not in f.attrs and "init_fingerprint" not in f.attrs
 
 
+def test_a_shard_refuses_a_study_whose_other_shards_were_computed_from_other_data(tmp_path):
+    """An adversarial review: shard 0 of a job array ran, the data file changed, shard 1 ran on the new data
+    (neither plain --shard nor --resume --shard looked at the other shard's files) and --catalog listed both
+    as one study. A shard now checks every run file of the study; one replaced by --overwrite is still
+    computed, and --catalog then warns that the files are of different data."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 8)), np.arange(40) % 4
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, y
+    text = STUDY.replace("steps = 300", "steps = 10").replace("n_samples = 256", f"source = hdf5:{tmp_path / 'data.h5'}")
+    config = write_config(tmp_path, text.format(output=tmp_path / "out"))
+    assert run_eomlab(["--config", config, "--shard", "0/2"], np=2).returncode == 0
+    with h5py.File(tmp_path / "data.h5", "r+") as f:
+        f["X"][3, 1] += 1e-9
+    before = snapshot(tmp_path / "out")
+    for flags in [[], ["--resume"], ["--dry-run"]]:
+        refused = run_eomlab(["--config", config, "--shard", "1/2"] + flags, np=2)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        (line,) = [line for line in refused.stderr.splitlines() if line.startswith("eomlab:")]
+        assert line.startswith("eomlab: data.source: run file '") and "lr0.05_seed1_wd0.h5' was computed from other data" in line, line
+        assert line.endswith("has changed since; restore it, or --overwrite every shard"), line
+        assert snapshot(tmp_path / "out") == before
+    replaced = run_eomlab(["--config", config, "--shard", "1/2", "--overwrite"], np=2)
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    catalog = run_eomlab(["--config", config, "--catalog"])
+    assert catalog.returncode == 0, catalog.stdout + catalog.stderr
+    assert "eomlab: warning: --catalog: run files computed from different data: '" in catalog.stderr, catalog.stderr
+    assert "their results are not of one study" in catalog.stderr
+    assert run_eomlab(["--config", config, "--shard", "0/2", "--overwrite"], np=2).returncode == 0
+    catalog = run_eomlab(["--config", config, "--catalog"])
+    assert catalog.returncode == 0 and "warning" not in catalog.stderr, catalog.stdout + catalog.stderr
+
+
 def test_a_run_begun_without_input_fingerprints_gains_them_on_resume(tmp_path):
     """A run file begun before the fingerprints is written them on resume, so later resumes are checked."""
     with h5py.File(tmp_path / "data.h5", "w") as f:
