@@ -189,6 +189,18 @@ constexpr Tableau tableau{};
 constexpr double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
 constexpr double error_exponent = -1.0 / 8.0;
 
+// The smallest step taken at time t: ten units of rounding of t (at least of 1).
+double min_step(double t) { return 10 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(t)); }
+
+// Σ (v / scale)², a term being 0 where v is 0: a component that is zero and has a zero scale (atol = 0 at
+// a parameter that stays 0, as a bias before batchnorm) neither errs nor measures anything. The plain
+// vectorized sum first, so results are those of the sum without that rule wherever it is a number.
+template <class V, class S>
+double scaled_square_sum(const V& v, const S& scale) {
+  const double sum = (v / scale).square().sum();
+  return std::isnan(sum) ? (v == 0.0).select(0.0, v / scale).square().sum() : sum;
+}
+
 // out = base + h * Σ_{j<count} coef[j] k[j], skipping zero coefficients.
 template <class Stages>
 void combine(Vector& out, const Vector& base, double h, const double* coef, int count, const Stages& k) {
@@ -205,7 +217,7 @@ Dop853::Dop853(Field field, IntegratorSettings tol, const Reducer& vector_reduce
 }
 
 double Dop853::rms_scaled(const Vector& v, const Vector& y) const {
-  const double local = (v.array() / (tol_.atol + tol_.rtol * y.array().abs())).square().sum();
+  const double local = scaled_square_sum(v.array(), tol_.atol + tol_.rtol * y.array().abs());
   return std::sqrt(reducer_.sum(local) / global_size_);
 }
 
@@ -231,7 +243,10 @@ double Dop853::initial_step() {
   const double d2 = rms_scaled(k_[1] - k_[0], y_) / h0;
   const double dmax = std::max(d1, d2);
   const double h1 = dmax <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dmax, 1.0 / 8.0);
-  return std::min(100 * h0, h1);
+  // Not below the smallest step: a component starting at 0 under a tiny or zero atol makes d1 huge, and
+  // the first steps grow by up to max_factor each from there.
+  const double h = std::min(100 * h0, h1);
+  return h >= min_step(t_) ? h : min_step(t_);
 }
 
 double Dop853::error_norm(double h) {
@@ -242,7 +257,7 @@ double Dop853::error_norm(double h) {
     if (tableau.e3[j] != 0.0) err3_.noalias() += tableau.e3[j] * k_[static_cast<std::size_t>(j)];
   }
   const auto scale = tol_.atol + tol_.rtol * y_.array().abs().max(y_new_.array().abs());
-  double sums[2] = {(err5_.array() / scale).square().sum(), (err3_.array() / scale).square().sum()};
+  double sums[2] = {scaled_square_sum(err5_.array(), scale), scaled_square_sum(err3_.array(), scale)};
   reducer_.sum_in_place(sums, 2);
   const double denom = sums[0] + 0.01 * sums[1];
   if (denom == 0.0) return 0.0;
@@ -250,13 +265,13 @@ double Dop853::error_norm(double h) {
 }
 
 void Dop853::take_step() {
-  const double min_step = 10 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(t_));
+  const double smallest = min_step(t_);
   for (;;) {
     if (tol_.max_steps > 0 && accepted_ + rejected_ >= tol_.max_steps) {
       status_ = Status::step_limit;
       return;
     }
-    if (!(h_ >= min_step)) {
+    if (!(h_ >= smallest)) {
       status_ = Status::step_size_underflow;
       return;
     }
@@ -271,7 +286,7 @@ void Dop853::take_step() {
     field_(y_new_, k_[12]);
     const double err = error_norm(h);
     if (!std::isfinite(err)) {
-      if (!y_new_.allFinite() && h < min_step * 1e3) {
+      if (!y_new_.allFinite() && h < smallest * 1e3) {
         status_ = Status::not_finite;
         return;
       }

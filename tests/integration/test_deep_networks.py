@@ -156,3 +156,24 @@ def test_an_sgd_start_whose_first_batch_loss_is_not_finite_is_refused(tmp_path, 
     config = write_config(tmp_path, with_change(text, "batch_size = 1", "batch_size = 4"), "b4.ini")
     proc = run_eomlab(["--config", config], np=np_)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_flows_of_a_batchnorm_net_integrate_under_pure_relative_tolerance(tmp_path):
+    """An adversarial review: flows.atol = 0 (accepted: pure relative error control) failed every flow of a
+    batchnorm net at t = 0 with 'step size underflow' (β starts at 0, the biases before batchnorm stay 0),
+    leaving NaN records. They now integrate, to the trajectories of atol 1e-12 (rtol 1e-10)."""
+    series = {}
+    for atol in ["0", "1e-12"]:
+        out = tmp_path / f"atol{atol}"
+        config = write_config(tmp_path, STUDY.format(output=out, ranks=1, architecture=RESIDUAL_BN, steps=6, record_every=3,
+                                                     sharpness="off"), f"atol{atol}.ini")
+        proc = run_eomlab(["--config", config, f"--flows.atol={atol}", "--flows.rtol=1e-10"])
+        assert proc.returncode == 0 and "failed" not in proc.stdout, proc.stdout + proc.stderr
+        (path,) = (out / "runs").glob("*.h5")
+        with h5py.File(path, "r") as f:
+            for flow in ["gf", "eom1"]:
+                assert f[f"observables/{flow}"].attrs["status"] == "ok"
+                series[atol, flow] = f[f"observables/{flow}/distance_to_discrete"][:]
+    for flow in ["gf", "eom1"]:
+        assert np.all(np.isfinite(series["0", flow])) and series["0", flow][-1] > 0
+        np.testing.assert_allclose(series["0", flow], series["1e-12", flow], rtol=1e-6, atol=1e-12, err_msg=flow)

@@ -84,3 +84,29 @@ TEST(Dop853, LastStepLandsOnTheEndTime) {
   EXPECT_EQ((evaluations - 2) % 12, 0);  // start (f and the initial-step probe) + 12 per step, no extra stages
   EXPECT_NEAR(y[0], 2.0 * std::exp(-0.7 * 3.3), 1e-10);
 }
+
+// An adversarial review: with atol = 0 (pure relative control, accepted by the config) or a tiny atol, a
+// component starting at 0 made the first step 0 or NaN, and one that stays 0 with a zero field made every
+// error norm 0/0: every flow of a batchnorm net (β starts at 0, biases before it stay 0) failed at t = 0
+// with step size underflow. Exact solution: y = (t, e^{-t}, 0).
+TEST(Dop853, ZeroAbsoluteToleranceWithComponentsAtZero) {
+  LocalReducer local;
+  auto field = [](const Vector& y, Vector& dy) {
+    dy.resize(3);
+    dy << 1.0, -y[1], 0.0;
+  };
+  for (double atol : {0.0, 1e-30, 1e-300}) {
+    Dop853 rk(field, IntegratorSettings{1e-10, atol}, local, 3);
+    Vector y0(3), y;
+    y0 << 0.0, 1.0, 0.0;
+    rk.start(0.0, y0);
+    for (int k = 1; k <= 20; ++k) {
+      const double t = 0.25 * k;
+      ASSERT_EQ(rk.advance_to(t, y), Dop853::Status::ok) << "atol " << atol << ", t = " << t;
+      EXPECT_NEAR(y[0], t, 1e-9 * t) << "atol " << atol;
+      EXPECT_NEAR(y[1], std::exp(-t), 1e-9 * std::exp(-t)) << "atol " << atol;
+      EXPECT_EQ(y[2], 0.0);
+    }
+    EXPECT_LT(rk.accepted_steps(), 120) << "atol " << atol;  // from the smallest step up by ×10 a step
+  }
+}
