@@ -44,6 +44,9 @@ class Objective {
   // A partition of the samples into batches (each a list as restricted() takes), for evaluations of all
   // of them at one θ. It shares this objective's buffers and must not outlive it. Throws if samples() is 0.
   virtual std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches);
+  // Whether the losses of a partition's batches average to this loss: not where a batch is normalized
+  // with its own statistics (batchnorm), so sgd's models then follow the batches' mean gradient.
+  virtual bool batches_average_to_whole() const { return true; }
 };
 
 // The batches of one partition of the samples, batch k being restricted(batches[k]) of the objective, with
@@ -106,6 +109,7 @@ class ModelObjective final : public Objective {
   // Batches of equal size on the dense fast path run together (Model::block_gradients), unless the
   // run's ranks would each hold more than 1 GiB of whole gradients for them.
   std::unique_ptr<BatchPartition> partitioned(const std::vector<std::vector<Index>>& batches) override;
+  bool batches_average_to_whole() const override { return !model_.couples_samples(); }
   const Model& model() const { return model_; }
   // The largest part id handed out so far (for tests: it must not grow with the parts made in turn).
   long largest_part_id() const { return names_->ids_made; }

@@ -9,7 +9,9 @@
 // Its continuous models (time t = kη, matching SGD at epoch boundaries t = e·mη):
 //   eom0  θ' = −ḡ                          (gradient flow of L)
 //   eom1  θ' = −ḡ + η F1,  F1 = (1/m) Σ_{i<j} H_j g_i − (m/2) H̄ḡ,
-// g_j, H_j batch j's gradient and Hessian in the epoch's order, ḡ = (1/m)Σ g_j, H̄ = (1/m)Σ H_j. F1 is
+// g_j, H_j batch j's gradient and Hessian in the epoch's order, ḡ = (1/m)Σ g_j, H̄ = (1/m)Σ H_j. Where
+// each batch is normalized with its own statistics (batchnorm) ḡ is not ∇L: eom0 is then −ḡ evaluated
+// from the m batch gradients (gf stays the gradient flow of L, which SGD does not follow). F1 is
 // evaluated as (1/m) Σ_j H_j u_j with u_j = Σ_{i<j} g_i − (m/2) ḡ: m batch gradients (one full gradient
 // of work) and Σ_j H_j u_j (one full HVP's tangent passes: on the dense fast path the batches run as
 // blocks of one pass, whose forward and backward passes the HVPs reuse; BatchPartition), never m²
@@ -116,11 +118,26 @@ void SgdEom1Field::operator()(BatchPartition& batches, double lr, const Vector& 
 
 namespace {
 
-// eom1 (see the top of this file); its pieces are epochs when the order is reshuffled.
-class SgdEom1 final : public Flow {
+// −ḡ = −(1/m) Σ_j g_j from the m batch gradients, summed from the first batch (as eom1's ḡ).
+class SgdMeanGradient {
  public:
-  SgdEom1(Objective& full, const MethodSettings& s, std::uint64_t seed, double lr)
-      : settings_(s), lr_(lr) {
+  void operator()(BatchPartition& batches, const Vector& theta, Vector& out) {
+    batches.gradients(theta, g_);
+    out = g_.front();
+    for (std::size_t j = 1; j < g_.size(); ++j) out += g_[j];
+    out /= -static_cast<double>(g_.size());
+  }
+
+ private:
+  std::vector<Vector> g_;
+};
+
+// eom1, or eom0 from the batches (see the top of this file); its pieces are epochs when the order is
+// reshuffled.
+class SgdModel final : public Flow {
+ public:
+  SgdModel(Objective& full, const MethodSettings& s, std::uint64_t seed, double lr, int order)
+      : settings_(s), lr_(lr), order_(order) {
     if (full.samples() > 0) batches_.emplace(full, s.batch_size, seed, s.order);
   }
   long segment_steps() const override {
@@ -130,17 +147,22 @@ class SgdEom1 final : public Flow {
 
  protected:
   void field(const Vector& theta, Vector& out) override {
-    if (!batches_) throw Error("sgd eom1: expected a loss that is a mean over samples");
+    if (!batches_) throw Error("sgd eom" + std::to_string(order_) + ": expected a loss that is a mean over samples");
     batches_->select_epoch(piece_);
-    field_(batches_->partition(), lr_, theta, out);
+    if (order_ == 0)
+      mean_gradient_(batches_->partition(), theta, out);
+    else
+      field_(batches_->partition(), lr_, theta, out);
   }
 
  private:
   MethodSettings settings_;
   double lr_;
+  int order_;
   std::optional<SgdBatches> batches_;
   long piece_ = 0;
   SgdEom1Field field_;
+  SgdMeanGradient mean_gradient_;
 };
 
 class Sgd final : public Method {
@@ -175,8 +197,8 @@ class Sgd final : public Method {
   double stable_lr_sharpness() const override { return 2.0; }
   int max_model_order() const override { return 1; }
   std::unique_ptr<Flow> make_model(int order, const FlowContext& c) const override {
-    if (order == 0) return make_gradient_flow(c);
-    return std::make_unique<SgdEom1>(c.objective, settings_, seed_, c.lr);
+    if (order == 0 && c.objective.batches_average_to_whole()) return make_gradient_flow(c);
+    return std::make_unique<SgdModel>(c.objective, settings_, seed_, c.lr, order);
   }
   long period() const override { return batches_ ? batches_->count() : 1; }
   bool loss_with_step() const override { return false; }

@@ -145,3 +145,28 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, r
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming at step" in resumed.stdout, f"killed after {moment:.2f} s of {seconds:.2f}: " + resumed.stdout
     assert datasets(tmp_path / "out") == reference, f"killed after {moment:.2f} s: " + resumed.stdout
+
+
+def test_with_batchnorm_eom0_follows_the_batches_mean_gradient(tmp_path):
+    """Each batch is normalized with its own statistics, so the batch losses do not average to L: an
+    adversarial review found eom0 (then gf, the gradient flow of L with the whole data's statistics) no
+    closer to sgd as η → 0 (its distance stalls), while eom1, built from the batches, converged at O(η²).
+    eom0 is now −(1/m) Σ_j g_j from the batch gradients: slope 1; gf stays the gradient flow of L."""
+    text = STUDY.format(output=tmp_path / "bn", ranks=1, order="fixed")
+    for old, new in {"layers = 5,8,3\nactivation = tanh": "architecture = dense(8), batchnorm, tanh, dense(3)",
+                     "n_samples = 48": "n_samples = 48\nn_features = 5\nn_classes = 3", "lr = 0.1": "lr = 0.2, 0.1, 0.05",
+                     "steps = 40": "horizon = 2.4", "record_every = 8": "record_every = 4"}.items():
+        assert old in text
+        text = text.replace(old, new)
+    proc = run_eomlab(["--config", write_config(tmp_path, text, "bn.ini")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    final = {}
+    for lr in ["0.2", "0.1", "0.05"]:
+        with h5py.File(tmp_path / "bn" / "runs" / f"sgd_lr{lr}_seed3_wd0.01.h5", "r") as f:
+            for flow in ["gf", "eom0", "eom1"]:
+                final[flow, lr] = f[f"observables/{flow}/distance_to_discrete"][-1]
+    slopes = {flow: [np.log2(final[flow, a] / final[flow, b]) for a, b in [("0.2", "0.1"), ("0.1", "0.05")]]
+              for flow in ["gf", "eom0", "eom1"]}
+    assert all(abs(s - 1) < 0.25 for s in slopes["eom0"]), slopes
+    assert all(abs(s - 2) < 0.25 for s in slopes["eom1"]), slopes
+    assert slopes["gf"][-1] < 0.5, slopes  # the gradient flow of L does not approach sgd here

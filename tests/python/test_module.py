@@ -448,6 +448,41 @@ def test_sgd_field_of_a_runs_seed_and_epoch():
             f.field("eom1", LR, theta, method="sgd", batch_size=b, **{key: value})
 
 
+def test_sgd_models_of_a_batchnorm_net_follow_the_batches_statistics():
+    """Each batch is normalized with its own statistics (torch's training mode), so the batch losses do not
+    average to L. sgd's eom0 is −(1/m) Σ_j g_j and eom1's ḡ and H̄ are the batches' too (an adversarial
+    review: eom0 was gf, −∇L with the whole data's statistics); gf stays −∇L. Oracle: PyTorch float64
+    autograd on each batch of sgd_permutation's order."""
+    torch = pytest.importorskip("torch")
+    architecture, shape, b, seed = "conv(2,3,pad=1), batchnorm, tanh, avgpool(2), flatten, dense(3)", (1, 6, 6), 4, 5
+    net = compare_torch.Network(architecture, shape)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(12,) + shape), np.arange(12) % 3
+    theta = net.initial_parameters(rng)
+    f = eomlab.Objective(eomlab.Model(architecture=architecture, input_shape=shape), x, y)
+    p = eomlab.sgd_permutation(seed, 0, len(x))
+    m = len(x) // b
+
+    def grad(loss, t):
+        t = torch.tensor(t, requires_grad=True)
+        return torch.autograd.grad(loss(t), t)[0].numpy()
+    losses = [net.loss(x[p[j * b:(j + 1) * b]], y[p[j * b:(j + 1) * b]], "cross_entropy") for j in range(m)]
+    g = [grad(loss, theta) for loss in losses]
+    mean = sum(g) / m
+    whole = grad(net.loss(x, y, "cross_entropy"), theta)
+    assert rel(mean, whole) > 1e-3  # the batches' statistics matter here
+    eom0 = f.field("eom0", LR, theta, method="sgd", batch_size=b, seed=seed)
+    assert rel(eom0, -mean) < 1e-12
+    assert rel(f.field("gf", LR, theta, method="sgd", batch_size=b, seed=seed), -whole) < 1e-12
+
+    def hvp(loss, t, v):
+        t = torch.tensor(t, requires_grad=True)
+        (gt,) = torch.autograd.grad(loss(t), t, create_graph=True)
+        return torch.autograd.grad(gt @ torch.tensor(v), t)[0].numpy()
+    f1 = sum(hvp(loss, theta, sum(g[:j], np.zeros_like(theta)) - m / 2 * mean) for j, loss in enumerate(losses)) / m
+    assert rel(f.field("eom1", LR, theta, method="sgd", batch_size=b, seed=seed), -mean + LR * f1) < 1e-12
+
+
 def test_field_arguments_are_read_as_the_config_reads_them():
     """Found by a review: "eom1 " raised RuntimeError (the parser trims, the flow's name was not), "gf,eom1"
     too; an infinite weight decay or lr was accepted; a label of 2**64 was named as -2**63."""
