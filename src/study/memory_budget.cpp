@@ -45,13 +45,16 @@ std::string bytes_text(double bytes) {
 
 // sgd (flow/sgd.cpp): the method's batches copy the shard's samples in batch order, and so do an eom1
 // flow's; that flow keeps an epoch's m batch gradients (slices, and whole on each rank where the run has
-// several and they are evaluated together) or, through the data's Gram matrix, its N x N mask.
+// several and they are evaluated together) or, through the data's Gram matrix, its N x N mask. So does
+// eom0 where the batches have their own statistics (batchnorm), one by one.
 void add_sgd_batches(const StudyConfig& c, double p, double n, double per_sample, const Model* model, MemoryEstimate& e) {
   const long b = c.optimizer.settings.batch_size;
   if (c.optimizer.method != "sgd" || b <= 0) return;
-  const bool eom1 = std::count(c.flows.kinds.begin(), c.flows.kinds.end(), "eom1") > 0;
+  const auto flow = [&](const char* kind) { return std::count(c.flows.kinds.begin(), c.flows.kinds.end(), kind) > 0; };
+  const bool eom1 = flow("eom1"), eom0 = flow("eom0") && model && model->couples_samples();
   const double r = c.ranks_per_run, shard = std::ceil(n / r), m = std::floor(n / static_cast<double>(b));
-  e.sample_bytes += 8 * (eom1 ? 2 : 1) * shard * per_sample;
+  e.sample_bytes += 8 * (1 + eom1 + eom0) * shard * per_sample;
+  if (eom0) e.batch_bytes += 8 * m * std::ceil(p / r);
   if (!eom1) return;
   const bool together = model ? model->evaluates_blocks_together()
                               : c.model.architecture.empty() && c.model.normalize == Normalization::none;
@@ -59,13 +62,13 @@ void add_sgd_batches(const StudyConfig& c, double p, double n, double per_sample
   const Index params = p < 9e18 ? static_cast<Index>(p) : std::numeric_limits<Index>::max();
   switch (partition_path(together, c.ranks_per_run, static_cast<Index>(n), static_cast<Index>(m), width, params)) {
     case PartitionPath::gram:
-      e.batch_bytes = 8 * n * n;
+      e.batch_bytes += 8 * n * n;
       break;
     case PartitionPath::blocks:
-      e.batch_bytes = 8 * m * (std::ceil(p / r) + (r > 1 ? p : 0));
+      e.batch_bytes += 8 * m * (std::ceil(p / r) + (r > 1 ? p : 0));
       break;
     case PartitionPath::one_by_one:
-      e.batch_bytes = 8 * m * std::ceil(p / r);
+      e.batch_bytes += 8 * m * std::ceil(p / r);
       break;
   }
 }
