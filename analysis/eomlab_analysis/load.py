@@ -201,6 +201,9 @@ class Run:
             lengths += record_lengths(f[f"observables/{t}"])
         self.records = min(lengths)
         self.tables = {name: f[f"model/{name}"][:] for name in f.get("model", {})}
+        # the layers its model made, as eomlab spells them whatever the config's spelling (conv(8, 3) for
+        # conv(8,3,stride=1)); None in a file without them
+        self.layers = attribute(f["model"].attrs, "architecture") if "model" in f else None
 
     @property
     def run_id(self):
@@ -236,9 +239,18 @@ class Run:
         return (self.seed, self.lr, self.weight_decay)
 
     @functools.cached_property
-    def config(self):
-        """The run's config (`config` attribute) by key, later keys at their defaults."""
+    def spelled_config(self):
+        """The run's config (`config` attribute) by key as written, later keys at their defaults."""
         return canonical(parse_ini(str(self.attrs.get("config", ""))))
+
+    @functools.cached_property
+    def config(self):
+        """spelled_config with model.architecture as the layers the model made (Run.layers), so that
+        respellings that make the same layers (which --resume and --shard accept) are one config."""
+        config = dict(self.spelled_config)
+        if config.get("model.architecture") and self.layers:
+            config["model.architecture"] = self.layers
+        return config
 
     @functools.cached_property
     def variant(self):
@@ -402,13 +414,18 @@ class Study:
         return self._stale
 
     def _load(self):
-        runs, self._stale = [], []
+        runs, self._stale, readable = [], [], []
         for path in sorted((self.dir / "runs").glob("*.h5")):
             try:
-                run = Run(path)
-                reason = self.not_a_run_of_this_study(run)
+                readable.append((path, Run(path), None))
             except (OSError, KeyError, ValueError, TypeError) as e:
-                run, reason = None, f"unreadable: {e}"
+                readable.append((path, None, f"unreadable: {e}"))
+        self._spell_architecture_as_made([run for _, run, _ in readable if run])
+        for path, run, reason in readable:
+            try:
+                reason = reason or self.not_a_run_of_this_study(run)
+            except (OSError, KeyError, ValueError, TypeError) as e:
+                reason = f"unreadable: {e}"
             if reason:
                 self._stale.append((path.name, run.run_id if run else "", reason))
                 if run:
@@ -433,11 +450,20 @@ class Study:
     def __exit__(self, *exc):
         self.close()
 
+    def _spell_architecture_as_made(self, runs):
+        """study.ini's model.architecture as the layers it made in a run written with the same spelling
+        (Run.config), where one is."""
+        spelled = self.config.get("model.architecture")
+        for run in runs:
+            if spelled and run.layers and run.spelled_config.get("model.architecture") == spelled:
+                self.config = {**self.config, "model.architecture": run.layers}
+                return
+
     def not_a_run_of_this_study(self, run):
         """Why `run` is not one of the study in study.ini, or None when it is."""
         if self.config_text is None:
             return None
-        differences = config_differences(self.config, parse_ini(str(run.attrs.get("config", ""))))
+        differences = config_differences(self.config, run.config)
         if differences:
             shown = "; ".join(f"{k} = {theirs if theirs is not None else '(unset)'} "
                               f"(study.ini: {ours if ours is not None else '(unset)'})" for k, ours, theirs in differences[:4])

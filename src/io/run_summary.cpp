@@ -55,13 +55,17 @@ std::string read_run_string(const std::string& path, const std::string& attribut
   return h5::read_string_attribute(file, attribute, path);
 }
 
-std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes) {
+std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes,
+                                                    const std::string& group) {
   h5::silence_error_stack();
   Handle file = h5::open_file_readonly(path);
   std::map<std::string, std::string> found;
+  if (!group.empty() && check(H5Lexists(file, group.c_str(), H5P_DEFAULT), "H5Lexists", path + ":" + group) <= 0) return found;
+  Handle object = group.empty() ? std::move(file)
+                                : Handle(H5Gopen2(file, group.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen", path + ":" + group);
   for (const std::string& name : attributes)
-    if (check(H5Aexists(file, name.c_str()), "H5Aexists", path + ":" + name) > 0)
-      found[name] = h5::read_string_attribute(file, name, path);
+    if (check(H5Aexists(object, name.c_str()), "H5Aexists", path + ":" + name) > 0)
+      found[name] = h5::read_string_attribute(object, name, path);
   return found;
 }
 

@@ -28,7 +28,9 @@ RunResult read_run_result(const std::string& path, const std::vector<std::string
 // its `git_sha`: the build that began it). Serial.
 std::string read_run_string(const std::string& path, const std::string& attribute);
 inline std::string read_run_config(const std::string& path) { return read_run_string(path, "config"); }
-// Those of `attributes` the run file has, by name, read in one opening. Serial.
-std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes);
+// Those of `attributes` the run file has on its root or on `group` ("model": /model's architecture and
+// input_shape), by name, read in one opening. Serial.
+std::map<std::string, std::string> read_run_strings(const std::string& path, const std::vector<std::string>& attributes,
+                                                    const std::string& group = "");
 
 }  // namespace eomlab::io

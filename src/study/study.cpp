@@ -1209,10 +1209,28 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   return any_interrupted ? exit_interrupted : 0;
 }
 
+// The samples' shape a run file of `runs` records (/model input_shape), the first one readable; none if
+// none is.
+std::optional<Shape> recorded_input_shape(const StudyConfig& c, const std::vector<RunSpec>& runs) {
+  std::error_code ec;
+  for (const RunSpec& r : runs) {
+    const std::string path = run_path(c, r);
+    if (!fs::exists(path, ec)) continue;
+    try {
+      const auto found = io::read_run_strings(path, {"input_shape"}, "model");
+      if (const auto it = found.find("input_shape"); it != found.end())
+        if (const std::optional<Shape> shape = Shape::from_text(it->second)) return shape;
+    } catch (const Error&) {
+    }
+  }
+  return std::nullopt;
+}
+
 // --catalog lists the runs of the config it is given: a config other than the study's would list runs the
 // study does not have, and miss those it has, as if they were results of this one.
-// Architectures are compared by their layers where the config gives the sample shape (synthetic data; the
-// catalog reads no data file).
+// Architectures are compared by their layers: for the sample shape the config gives (synthetic data), else
+// the one its run files record (the catalog reads no data file; an adversarial review: run files of a
+// respelled architecture, accepted by --resume and --shard, made --catalog refuse an image study).
 void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
   // A mistyped study.output: nothing to list, and no sweep.h5 of "missing" runs written where no study is.
   const fs::path out(c.output);
@@ -1221,7 +1239,7 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
     throw InputError("--catalog: no study in '" + c.output + "' (" +
                      (fs::exists(out, ec) ? "neither study.ini nor runs/" : "no such directory") +
                      "): expected the output directory of a study (study.output)");
-  const std::optional<Shape> input = shape_before_data(c.data);
+  const std::optional<Shape> input = shape_before_data(c.data) ? shape_before_data(c.data) : recorded_input_shape(c, runs);
   const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume
   if (!saved.text.empty())
     if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())

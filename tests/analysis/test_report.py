@@ -1130,3 +1130,47 @@ def test_an_older_hdf5_study_keeps_the_runs_resumed_by_this_eomlab(tmp_path):
     ini.write_text(old)
     study = Study(tmp_path / "out")
     assert study.stale == [] and len(study.runs) == 1
+
+
+RESPELLED = """
+[study]
+name = respelled
+output = {output}
+seed = 1
+[data]
+source = idx:{idx}
+n_samples = 12
+[model]
+architecture = conv(2,3,pad=1), batchnorm, tanh, avgpool(2), flatten, dense(4)
+[optimizer]
+lr = 0.1, 0.05
+steps = 4
+record_every = 2
+[flows]
+kinds = gf
+"""
+
+
+def test_shards_of_one_architecture_spelled_two_ways_are_one_study(tmp_path):
+    """An adversarial review: --shard (and --resume) accept an architecture respelled with its defaults,
+    whose run files then record the new spelling; the report listed them as stale, written with another
+    config, and --catalog of an image study (whose shape the config does not give) refused them. Both now
+    compare the layers the architectures make."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from test_image_data import small_idx
+    small_idx(tmp_path / "idx")
+    config = write_config(tmp_path, RESPELLED.format(output=tmp_path / "out", idx=tmp_path / "idx"))
+    respelled = "conv(2, 3, stride=1, pad=1), batchnorm(eps=0, affine=on), tanh, avgpool(2), flatten, dense(4)"
+    for args in [["--shard", "0/2"], ["--shard", "1/2", f"--model.architecture={respelled}"]]:
+        proc = run_eomlab(["--config", config] + args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for spelling in [[], [f"--model.architecture={respelled}"]]:
+        catalog = run_eomlab(["--config", config, "--catalog"] + spelling)
+        assert catalog.returncode == 0 and "lists 2 runs, 2 with a run file" in catalog.stdout, catalog.stdout + catalog.stderr
+    other = run_eomlab(["--config", config, "--catalog", "--model.architecture=conv(2,3,pad=1,stride=2), batchnorm, tanh, "
+                        "avgpool(2), flatten, dense(4)"])
+    assert other.returncode == 2 and "model.architecture was" in other.stderr, other.stdout + other.stderr
+    rep = report(tmp_path / "out", tmp_path / "report")
+    assert [r["run_id"] for r in table(rep / "runs.csv")] == ["lr0.1_seed1_wd0", "lr0.05_seed1_wd0"]
+    md = (rep / "report.md").read_text()
+    assert "2 of the study's 2 runs" in md and "stale" not in md.lower(), md
