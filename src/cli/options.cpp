@@ -668,14 +668,17 @@ void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
     throw_input_error("output.progress_every", "a number of seconds >= 0", quoted(kv.get("output.progress_every")));
 }
 
-// The sweep grid's size fits its run indices (int).
+// The sweep grid's size: each run writes its own file, and every rank lists them all (some 200 bytes a
+// run), so a grid within the run indices' int could still end in std::bad_alloc (an adversarial review:
+// 1e9 runs) or fill a file system's inode quota; 1e7 runs is days of work for a cluster at a second a run.
 void require_grid_size(const StudyConfig& c) {
+  constexpr long long max_runs = 10'000'000;
   const double runs = static_cast<double>(c.optimizer.lr.size()) * static_cast<double>(c.seeds.size()) *
                       static_cast<double>(c.model.weight_decay.size());
-  if (runs > static_cast<double>(max_size))
+  if (runs > static_cast<double>(max_runs))
     throw_input_error("optimizer.lr", "a sweep grid (optimizer.lr x study.seed x model.weight_decay) of at most " +
-                                          integer_text(max_size) + " runs",
-                      format_number(runs) + " runs");
+                                          integer_text(max_runs) + " runs (each writes its own run file)",
+                      (runs < 9e15 ? integer_text(static_cast<long long>(runs)) : format_number(runs)) + " runs");
 }
 
 StudyConfig build_config(const Values& values) {

@@ -142,6 +142,20 @@ TEST(Options, RunIdsKeepTheirSpellingAndSeparateDistinctValues) {
             (std::vector<std::string>{"lr0.1_seed0_wd0", "lr0.1000001_seed0_wd0", "lr0.10000000000000002_seed0_wd0"}));
 }
 
+// An adversarial review: 1e9 runs passed (the limit was int's) and ended in std::bad_alloc.
+TEST(Options, ASweepGridBeyondTenMillionRunsIsRefused) {
+  const auto grid = [](int lrs, int seeds) {
+    std::string lr = "lr = 1", seed = "seed = 0";
+    for (int i = 2; i <= lrs; ++i) lr += "," + std::to_string(i);
+    for (int i = 1; i < seeds; ++i) seed += "," + std::to_string(i);
+    return "[study]\n" + seed + "\n[optimizer]\n" + lr + "\nsteps = 10\n";
+  };
+  EXPECT_EQ(error_of(grid(10000, 1000)), "");
+  EXPECT_EQ(error_of(grid(10001, 1000)),
+            "optimizer.lr: expected a sweep grid (optimizer.lr x study.seed x model.weight_decay) of at most 10000000 "
+            "runs (each writes its own run file), got 10001000 runs");
+}
+
 TEST(Options, ARepeatedGridPointIsRefused) {
   EXPECT_EQ(error_of("[optimizer]\nlr = 0.1, 0.1\nsteps = 10\n"), "optimizer.lr: expected distinct values, got 0.1 twice");
   EXPECT_EQ(error_of("[optimizer]\nlr = 0.1, 0.10\nsteps = 10\n"), "optimizer.lr: expected distinct values, got 0.1 twice");
