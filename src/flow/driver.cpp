@@ -162,6 +162,7 @@ class SynchronizedRun {
   }
 
   RunOutcome run(RecordSink& sink, const ProgressFn& progress) {
+    progress_ = &progress;
     for (long k = first_step_;; ++k) {
       if (control_ && k > first_step_ && stop_or_checkpoint(k)) break;
       const bool record_due = k % s_.record_every == 0 || k == s_.steps;
@@ -173,7 +174,7 @@ class SynchronizedRun {
       const bool diverged = !finite || loss > loss_limit_;
       if (record_due || diverged) {
         if (!record(k, finite, sink)) break;
-        if (progress) progress(k, s_.steps);
+        if (progress) progress(k, s_.steps, "");
       }
       if (diverged) {
         outcome_.status = RunStatus::diverged;
@@ -213,7 +214,10 @@ class SynchronizedRun {
     // A stop signal is also taken between the integrator's steps and the sharpness's HVPs: the record
     // is abandoned and redone on resume (flows continue from where they were; the sharpness comes
     // last, so its warm start changes only once nothing of the record can be abandoned any more).
-    const auto stop_now = [&] { return control_ && control_->stop_requested(k); };
+    const auto stop_now = [&] {
+      within_record(k, record_.time);
+      return control_ && control_->stop_requested(k);
+    };
     if (!advance_flows(record_.time, stop_now) || !measure_sharpness(k, finite, stop_now)) {
       control_->save(checkpoint(k));
       interrupt(k);
@@ -226,13 +230,27 @@ class SynchronizedRun {
     return true;
   }
 
+  // Progress while record k (at `time`) is made: the flow integrating and its time, or the sharpness.
+  void within_record(long k, double time) {
+    if (!progress_ || !*progress_) return;
+    std::ostringstream what;
+    if (integrating_ < flows_.size())
+      what << outcome_.trajectories[integrating_ + 1].name << " at t = " << flows_[integrating_]->integrator.time()
+           << " of " << time;
+    else
+      what << "sharpness";
+    (*progress_)(std::max(first_step_, outcome_.last_step), s_.steps, what.str());
+  }
+
   bool advance_flows(double time, const std::function<bool()>& stop_now) {
     for (std::size_t f = 0; f < flows_.size(); ++f) {
       FlowTrack& track = *flows_[f];
       TrajectorySummary& summary = outcome_.trajectories[f + 1];
       if (track.failed) continue;
+      integrating_ = f;
       const auto t0 = Clock::now();
       const Dop853::Status status = advance_flow(track, time, stop_now);
+      integrating_ = none;
       summary.wall_seconds += seconds_since(t0);
       if (status == Dop853::Status::interrupted) return false;
       if (status != Dop853::Status::ok) {
@@ -410,6 +428,9 @@ class SynchronizedRun {
   long first_step_ = 0, records_ = 0;
   Record record_;
   RunOutcome outcome_;
+  static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+  const ProgressFn* progress_ = nullptr;
+  std::size_t integrating_ = none;  // the flow integrating within a record, none when none is
 };
 
 }  // namespace

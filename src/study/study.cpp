@@ -646,21 +646,22 @@ class ProgressPrinter {
  public:
   ProgressPrinter(bool active, std::string label, double every_seconds)
       : active_(active), label_(std::move(label)), every_(every_seconds), start_(Clock::now()) {}
-  void operator()(long step, long steps) {
+  void operator()(long step, long steps, const std::string& within) {
     if (!active_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (!within.empty()) {  // a long record: step is the last one recorded
+      if (every_ > 0 && elapsed - last_ >= every_) print(step, steps, elapsed, ", " + within);
+      return;
+    }
     const bool done = step == steps, first = first_step_ < 0;
     if (first) first_step_ = step;
     if (!done && !first && (every_ <= 0 || elapsed - last_ < every_)) return;
-    last_ = elapsed;
-    const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
-    std::ostringstream line;
-    line << label_ << " step " << step << "/" << steps << " (" << std::fixed << std::setprecision(0) << 100 * frac
-         << "%) elapsed " << std::setprecision(1) << elapsed << " s";
+    std::ostringstream eta;
     // From this process's own pace: a resumed run's steps before the checkpoint took no time here.
     if (!done && step > first_step_)
-      line << ", ETA " << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
-    std::cout << line.str() << std::endl;
+      eta << ", ETA " << std::fixed << std::setprecision(1)
+          << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
+    print(step, steps, elapsed, eta.str());
   }
 
  private:
@@ -671,6 +672,15 @@ class ProgressPrinter {
   Clock::time_point start_;
   double last_ = -1e9;
   long first_step_ = -1;
+
+  void print(long step, long steps, double elapsed, const std::string& end) {
+    last_ = elapsed;
+    const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
+    std::ostringstream line;
+    line << label_ << " step " << step << "/" << steps << " (" << std::fixed << std::setprecision(0) << 100 * frac
+         << "%) elapsed " << std::setprecision(1) << elapsed << " s" << end;
+    std::cout << line.str() << std::endl;
+  }
 };
 
 // A column wide enough for the longest run id, so that columns never run together.

@@ -55,3 +55,24 @@ def test_lines_between_carry_increasing_steps_and_an_eta(tmp_path):
     assert steps == sorted(set(steps))  # increasing: no line twice
     for m in lines[1:-1]:
         assert m["eta"] is not None and abs(int(m["percent"]) - 100 * int(m["step"]) / 600) <= 0.5
+
+
+WITHIN = re.compile(r"^\[run 1/1 \S+\] step 0/400 \(0%\) elapsed [\d.]+ s, (?:(?P<flow>gf|eom1) at t = (?P<t>[\d.e+-]+) "
+                    r"of 20|sharpness)$")
+
+
+def test_a_long_record_shows_the_flow_it_integrates(tmp_path):
+    """An adversarial review: flows that took 765 s within one record printed nothing after 'step 0/1 (0%)'.
+    Lines come every progress_every seconds within a record too, naming the flow and its time."""
+    text = (STUDY.format(output=tmp_path / "out", steps=400, every=0.001)
+            .replace("record_every = 10", "record_every = 400").replace("n_samples = 128", "n_samples = 1024"))
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--optimizer.lr=0.05", "--flows.rtol=1e-12"], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    within = [WITHIN.match(line) for line in proc.stdout.splitlines() if WITHIN.match(line)]
+    flows = [m["flow"] for m in within if m["flow"]]
+    assert "gf" in flows and "eom1" in flows, proc.stdout
+    assert flows == sorted(flows, key=["gf", "eom1"].index)  # gf's record, then eom1's
+    for flow in ("gf", "eom1"):
+        times = [float(m["t"]) for m in within if m["flow"] == flow]
+        assert times == sorted(times) and 0 <= times[0] and times[-1] < 20, times
+    assert [int(m["step"]) for m in step_lines(proc.stdout)] == [0, 400]
