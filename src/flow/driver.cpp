@@ -174,7 +174,7 @@ class SynchronizedRun {
       const bool diverged = !finite || loss > loss_limit_;
       if (record_due || diverged) {
         if (!record(k, finite, sink)) break;
-        if (progress) progress(k, s_.steps, "");
+        if (progress) progress(k, s_.steps, nullptr);
       }
       if (diverged) {
         outcome_.status = RunStatus::diverged;
@@ -215,7 +215,7 @@ class SynchronizedRun {
     // is abandoned and redone on resume (flows continue from where they were; the sharpness comes
     // last, so its warm start changes only once nothing of the record can be abandoned any more).
     const auto stop_now = [&] {
-      within_record(k, record_.time);
+      within_record(record_.time);
       return control_ && control_->stop_requested(k);
     };
     if (!advance_flows(record_.time, stop_now) || !measure_sharpness(k, finite, stop_now)) {
@@ -230,16 +230,16 @@ class SynchronizedRun {
     return true;
   }
 
-  // Progress while record k (at `time`) is made: the flow integrating and its time, or the sharpness.
-  void within_record(long k, double time) {
+  // Progress while a record (at `time`) is made: the flow integrating and its time, or the sharpness.
+  void within_record(double time) {
     if (!progress_ || !*progress_) return;
-    std::ostringstream what;
-    if (integrating_ < flows_.size())
-      what << outcome_.trajectories[integrating_ + 1].name << " at t = " << flows_[integrating_]->integrator.time()
-           << " of " << time;
-    else
-      what << "sharpness";
-    (*progress_)(std::max(first_step_, outcome_.last_step), s_.steps, what.str());
+    RecordWork work;
+    work.record_time = time;
+    if (integrating_ < flows_.size()) {
+      work.flow = &outcome_.trajectories[integrating_ + 1].name;
+      work.t = flows_[integrating_]->integrator.time();
+    }
+    (*progress_)(std::max(first_step_, outcome_.last_step), s_.steps, &work);
   }
 
   bool advance_flows(double time, const std::function<bool()>& stop_now) {

@@ -145,10 +145,17 @@ struct DriverSettings {
 RecordLayout record_layout(const DriverSettings& settings, const ObservableLayout& observables,
                            const SliceExchange& slices);
 
-// Called after every record with (step, steps, ""), and while a record's flows integrate or its sharpness
-// is measured, between their steps, with (the last step recorded, steps, what is being done: "gf at t =
-// 0.31 of 0.5"), so a long record shows progress too.
-using ProgressFn = std::function<void(long, long, const std::string&)>;
+// What a record is doing while it takes long: integrating `flow` at time t towards the record's time, or
+// (flow null) measuring the sharpness.
+struct RecordWork {
+  const std::string* flow = nullptr;
+  double t = 0, record_time = 0;
+};
+
+// Called after every record with (step, steps, nullptr), and while a record's flows integrate or its
+// sharpness is measured, between their steps, with (the last step recorded, steps, what it does), so a
+// long record shows progress too.
+using ProgressFn = std::function<void(long, long, const RecordWork*)>;
 
 // θ0 and every vector of the run are this rank's slices of `slices`; every measurement is reduced
 // over the run's ranks, so all of them take identical steps and see identical records.

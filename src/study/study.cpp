@@ -646,11 +646,18 @@ class ProgressPrinter {
  public:
   ProgressPrinter(bool active, std::string label, double every_seconds)
       : active_(active), label_(std::move(label)), every_(every_seconds), start_(Clock::now()) {}
-  void operator()(long step, long steps, const std::string& within) {
+  void operator()(long step, long steps, const RecordWork* within) {
     if (!active_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    if (!within.empty()) {  // a long record: step is the last one recorded
-      if (every_ > 0 && elapsed - last_ >= every_) print(step, steps, elapsed, ", " + within);
+    if (within) {  // a long record: step is the last one recorded
+      if (every_ <= 0 || elapsed - last_ < every_) return;
+      std::ostringstream what;
+      what << ", ";
+      if (within->flow)
+        what << *within->flow << " at t = " << within->t << " of " << within->record_time;
+      else
+        what << "sharpness";
+      print(step, steps, elapsed, what.str());
       return;
     }
     const bool done = step == steps, first = first_step_ < 0;
