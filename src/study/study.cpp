@@ -973,6 +973,23 @@ ModelObjective run_objective(const StudyContext& s, Model model, const RunSpec& 
                         n * rank / size);  // shard()'s first sample
 }
 
+// The key to name, and the likely cause, when a study's loss is not finite at θ0: values beyond the square
+// root of the largest double, in model.init's parameters or in the data, overflow in the loss's squares
+// and products; else a normalization over a channel of zero variance.
+std::pair<std::string, std::string> blame_for_start(const StudyContext& s, const Vector& theta0) {
+  const auto largest = [](const auto& m) { return m.size() > 0 ? m.cwiseAbs().maxCoeff() : 0.0; };
+  const auto overflow = [](const std::string& what, double value) {
+    return what + " up to " + format_number(value) + ", whose squares overflow: rescale them";
+  };
+  const bool init = !s.config.model.init_path.empty();
+  if (const double theta = largest(theta0); init && theta > 1e150) return {"model.init", overflow("initial parameters", theta)};
+  if (const double data = std::max(largest(s.data.x), largest(s.data.targets)); data > 1e150)
+    return {s.config.data.source == "hdf5" ? "data.source: '" + s.config.data.path + "'" : "data.source",
+            overflow("data values", data)};
+  const std::string key = init ? "model.init" : !s.config.model.architecture.empty() ? "model.architecture" : "model.layers";
+  return {key, "a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0"};
+}
+
 // A loss that is not finite before any step is a setup to refuse, not a result: a batchnorm or layernorm
 // with eps 0 over a channel of zero variance (a constant channel, a single sample) divides 0 by 0. Each
 // group evaluates its first run's start; every rank throws the InputError of the lowest failing one.
@@ -981,7 +998,7 @@ void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
   if (first_run) {
     Model model = study_model(s.config, s.data);
     const dist::SlicedVectors slices(s.group, model.n_params());
-    const Vector theta0 = initial_parameters(s, model, *first_run).segment(slices.begin(), slices.local_size());
+    const Vector whole = initial_parameters(s, model, *first_run), theta0 = whole.segment(slices.begin(), slices.local_size());
     ModelObjective objective = run_objective(s, std::move(model), *first_run, slices);
     double loss = objective.value(theta0);
     const DriverSettings settings = driver_settings(s.config, *first_run);
@@ -990,17 +1007,7 @@ void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
       method->start(theta0);
       loss = method->step_loss();
     }
-    // Data beyond the square root of the largest double overflow in the loss's squares and products.
-    const auto largest = [](const Matrix& m) { return m.size() > 0 ? m.cwiseAbs().maxCoeff() : 0.0; };
-    const double data_largest = std::max(largest(s.data.x), largest(s.data.targets));
-    const bool huge_data = data_largest > 1e150;
-    const std::string key = !s.config.model.init_path.empty()       ? "model.init"
-                            : huge_data && s.config.data.source == "hdf5" ? "data.source: '" + s.config.data.path + "'"
-                            : huge_data                                   ? "data.source"
-                            : !s.config.model.architecture.empty()        ? "model.architecture"
-                                                                          : "model.layers";
-    const std::string cause = huge_data ? "data values up to " + format_number(data_largest) + ", whose squares overflow: rescale them"
-                                        : "a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0";
+    const auto [key, cause] = blame_for_start(s, whole);
     if (!std::isfinite(loss))
       problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
                 first_run->run_id + "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") +

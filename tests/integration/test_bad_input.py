@@ -313,6 +313,16 @@ def test_data_whose_squares_overflow_are_named_when_the_start_loss_is_not_finite
     assert "(data values up to 1e+300, whose squares overflow: rescale them)" in proc.stderr
 
 
+def test_initial_parameters_whose_squares_overflow_are_named(tmp_path):
+    """As for data: model.init's parameters of 1e160 under mse named the batchnorm's eps (a review)."""
+    with h5py.File(tmp_path / "init.h5", "w") as f:
+        f["theta"] = np.full(5 * 8 + 8 + 8 * 3 + 3, 1e160)
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}")
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--model.loss=mse"])
+    check_refused(proc, "model.init: expected a finite loss at the start, got inf at run lr0.1_seed1_wd0's initial parameters "
+                  "(initial parameters up to 1e+160, whose squares overflow: rescale them)", tmp_path / "out", None)
+
+
 def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f.create_dataset("X", shape=(3_000_000_000, 5), dtype="f8")  # declared, never written: a small file
