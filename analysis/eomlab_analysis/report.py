@@ -297,26 +297,31 @@ def ordered(flows):
     return [t for t in flows if flow_order(t) is not None]
 
 
-# The methods whose eom0 is gradient flow θ' = −∇L (sgd's: −ḡ at epoch boundaries, DESIGN.md §1.5); gf
-# models no other method (heavy ball's eom0 is −g/(1−β), the adaptive methods' are preconditioned).
-GF_IS_EOM0 = ("gd", "sgd")
+def gf_is_eom0(run):
+    """Whether gradient flow θ' = −∇L is the run's method's eom0 (DESIGN.md §1.5): GD's, and sgd's (−ḡ at
+    epoch boundaries) unless its batches are normalized with their own statistics (batchnorm among the
+    run's layers), whose mean gradient is then not ∇L. gf models no other method (heavy ball's eom0 is
+    −g/(1−β), the adaptive methods' are preconditioned)."""
+    return run.method == "gd" or (run.method == "sgd" and "batchnorm" not in (run.layers or ""))
 
 
-def expected_order(flow, method):
-    """The slope a flow's distance to the method should have against lr (DESIGN.md §1.3, §1.5): P + 1 for
-    the method's eomP, 1 for gf where it is the method's eom0 (None: nothing expected)."""
+def expected_order(flow, run):
+    """The slope a flow's distance to the run's method should have against lr (DESIGN.md §1.3, §1.5): P + 1
+    for the method's eomP, 1 for gf where it is the method's eom0 (None: nothing expected)."""
     order = flow_order(flow)
-    if order is None or (flow == "gf" and method not in GF_IS_EOM0):
+    if order is None or (flow == "gf" and not gf_is_eom0(run)):
         return None
     return order + 1
 
 
-def outside_regime(points, flow, method):
+def outside_regime(points, flow, run):
     """The lrs at which a model is no closer to the method than the model one order below it (DESIGN.md
     §1.5: the series in ηλ/(1−β)² does not converge there, whatever the slope): [(lr, its distance, the
-    lower model, that one's distance)]. `points`: {flow: common_final_distance(...)} of the group's flows."""
-    expected = expected_order(flow, method)
-    lower = [t for t in points if expected is not None and expected_order(t, method) == expected - 1]
+    lower model, that one's distance)], the method's own eomP before gf. `points`: {flow:
+    common_final_distance(...)} of the group's flows."""
+    expected = expected_order(flow, run)
+    lower = sorted((t for t in points if expected is not None and expected_order(t, run) == expected - 1),
+                   key=lambda t: t == "gf")
     if not lower:
         return []
     below = dict(zip(*points[lower[0]][:2]))
@@ -335,8 +340,8 @@ def orders_table(fits, configs=False):
         points = {flow: common_final_distance(runs, flow) for flow in ordered(flows_of(every))}
         for flow, (lrs, dist, t_end, missing) in points.items():
             slope = fit_slope(lrs, dist)
-            expected = expected_order(flow, method)
-            outside = outside_regime(points, flow, method)
+            expected = expected_order(flow, every[0])
+            outside = outside_regime(points, flow, every[0])
             within = ("n/a" if expected is None or not math.isfinite(slope)  # no slope from fewer than two lrs
                       else "outside its regime" if outside
                       else "yes" if abs(slope - expected) <= ORDER_TOLERANCE else "no")
@@ -562,7 +567,7 @@ def group_plots(first, out, suffix, label, several):
             fig, ax = subplots(figsize=(5.2, 4.2))
             for flow, (x, y) in points.items():
                 slope = fit_slope(x, y)
-                expected = expected_order(flow, fitted[0].method)
+                expected = expected_order(flow, fitted[0])
                 line, = ax.loglog(x, y, "o", label=f"{flow}: slope {slope:.2f}" +
                                   (f" (expected {expected})" if expected is not None else " (not a model of it)"))
                 xs = np.array([min(x), max(x)])
@@ -850,7 +855,7 @@ def write_files(study, out):
     header, rows = orders_table(fits, len(study.configs) > 1)
     if fits:
         parts.append(f"## Orders\n\nSlope of the distance to {md(discrete_name(study.runs))} at a common final time "
-                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1). A model that is no closer "
+                     "against lr (log-log); the EoM of order p should give p + 1 (gf: 1 where it is the method's eom0). A model that is no closer "
                      "to the method than the model one order below it, at some lr of the fit, is outside its regime "
                      "there (the expansion in lr·λ/(1−β)² does not converge): its slope is no evidence and "
                      "`within_0.25` says `outside its regime`; `outside_regime` names those lrs."

@@ -1174,3 +1174,39 @@ def test_shards_of_one_architecture_spelled_two_ways_are_one_study(tmp_path):
     assert [r["run_id"] for r in table(rep / "runs.csv")] == ["lr0.1_seed1_wd0", "lr0.05_seed1_wd0"]
     md = (rep / "report.md").read_text()
     assert "2 of the study's 2 runs" in md and "stale" not in md.lower(), md
+
+
+SGD_BATCHNORM = """
+[study]
+name = sgd_bn
+output = {output}
+seed = 3
+[data]
+n_samples = 48
+n_features = 5
+n_classes = 3
+[model]
+architecture = dense(8), batchnorm, tanh, dense(3)
+weight_decay = 0.01
+[optimizer]
+method = sgd
+batch_size = 12
+order = fixed
+lr = 0.2, 0.1, 0.05
+horizon = 2.4
+record_every = 4
+[flows]
+kinds = gf, eom0, eom1
+"""
+
+
+def test_gf_is_no_model_of_sgd_over_batchnorm(tmp_path):
+    """A review: with batchnorm each batch has its own statistics and sgd's eom0 is the batches' mean
+    gradient, not gf; the report still expected slope 1 of gf (within_0.25 'no') and compared eom1 with gf
+    for its regime. gf now has no expected order there, and eom0 and eom1 theirs."""
+    proc = run_eomlab(["--config", write_config(tmp_path, SGD_BATCHNORM.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["flow"]: r for r in table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")}
+    assert (rows["gf"]["expected"], rows["gf"]["within_0.25"]) == ("", "n/a")
+    assert (rows["eom0"]["expected"], rows["eom0"]["within_0.25"]) == ("1", "yes")
+    assert (rows["eom1"]["expected"], rows["eom1"]["within_0.25"]) == ("2", "yes")
