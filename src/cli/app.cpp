@@ -50,10 +50,12 @@ int run_eomlab(int argc, char** argv) {
     }
   } catch (const InputError& e) {
     // Validation is identical on every rank: all of them stop here, rank 0 says why.
-    if (root) std::cerr << "eomlab: " << e.what() << std::endl;
+    // Each line in one write: std::cerr is unbuffered, and a line written piece by piece could be split by
+    // another process's output (Open MPI's abort banner was seen inside one under a full disk).
+    if (root) std::cerr << "eomlab: " + std::string(e.what()) + "\n" << std::flush;
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "eomlab: error on rank " << world.rank() << ": " << e.what() << std::endl;
+    std::cerr << "eomlab: error on rank " + std::to_string(world.rank()) + ": " + e.what() + "\n" << std::flush;
     if (world.size() > 1) dist::Environment::abort(1);
     // Alone, too, end without MPI_Finalize: after a failed write (a full disk) HDF5 may hold MPI-IO files it
     // can no longer close, and finalizing crashed (exit 139). Every handle of this process is unwound.

@@ -385,6 +385,20 @@ struct StudyInputs {
   }
 };
 
+// Refuses the run file at `path` whose recorded fingerprints (`written`) are not of this invocation's inputs.
+void refuse_other_inputs(const StudyConfig& c, const StudyOptions& o, const std::string& path,
+                         const std::map<std::string, std::string>& written, const StudyInputs& inputs) {
+  for (const auto& [name, now] : inputs.attributes()) {
+    const auto recorded = written.find(name);
+    const bool data = name == "data_fingerprint";
+    if (recorded == written.end() || recorded->second == now || (data && inputs.accepts_data(recorded->second))) continue;
+    throw InputError(std::string(data ? "data.source" : "model.init") + ": run file '" + path + "' was computed from " +
+                     (data ? "other data" : "other initial parameters") + " (" + name + " " + recorded->second +
+                     ", now " + now + "): " + (data ? data_text(c) : "parameters file '" + c.model.init_path + "'") +
+                     " has changed since; restore it, or --overwrite" + (o.shards > 1 ? " every shard" : ""));
+  }
+}
+
 // --resume continues or skips the run files of this invocation's runs, --catalog lists them: each must have
 // been written with the study's config (study.ini may have been edited or removed since), or it would be
 // continued or counted as a result of another one. A file that cannot be read is left to the run (it starts
@@ -409,16 +423,27 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
     if (written.count("config"))
       if (const std::string diff = difference_from_recorded(o, written["config"], c, input); !diff.empty())
         throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
-    if (!inputs) continue;
-    for (const auto& [name, now] : inputs->attributes()) {
-      const auto recorded = written.find(name);
-      const bool data = name == "data_fingerprint";
-      if (recorded == written.end() || recorded->second == now || (data && inputs->accepts_data(recorded->second))) continue;
-      throw InputError(std::string(data ? "data.source" : "model.init") + ": run file '" + path + "' was computed from " +
-                       (data ? "other data" : "other initial parameters") + " (" + name + " " + recorded->second +
-                       ", now " + now + "): " + (data ? data_text(c) : "parameters file '" + c.model.init_path + "'") +
-                       " has changed since; restore it, or --overwrite" + (o.shards > 1 ? " every shard" : ""));
+    if (inputs) refuse_other_inputs(c, o, path, written, *inputs);
+  }
+}
+
+// The shards of one study are of one data set: a shard that does not replace its runs checks the data and
+// model.init fingerprints of each other shard's first run file (an adversarial review: a shard computed
+// after its data file changed joined the others' results unnoticed). One file a shard, as a shard computes
+// all its runs from the inputs it began with, so the S shards of an array open S files each.
+void refuse_other_shards_of_other_inputs(const StudyConfig& c, const StudyOptions& o, const StudyInputs& inputs) {
+  const std::vector<RunSpec> grid = expand_grid(c);
+  std::error_code ec;
+  for (int shard = 0; shard < o.shards && static_cast<std::size_t>(shard) < grid.size(); ++shard) {
+    const std::string path = run_path(c, grid[static_cast<std::size_t>(shard)]);
+    if (shard == o.shard || !fs::exists(path, ec)) continue;
+    std::map<std::string, std::string> written;
+    try {
+      written = io::read_run_strings(path, {"data_fingerprint", "init_fingerprint"});
+    } catch (const Error&) {
+      continue;  // being written, or damaged: its own shard's --resume sees to it
     }
+    refuse_other_inputs(c, o, path, written, inputs);
   }
 }
 
@@ -494,12 +519,8 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
       check.rewrite_saved = true;
     }
   }
-  // The shards of one study are of one config and one data set: a shard that does not replace its runs
-  // checks the other shards' run files too (an adversarial review: a shard computed after its data file
-  // changed joined the others' results unnoticed).
-  const bool all_shards = o.shards > 1 && !o.overwrite;
-  if (o.resume || all_shards)
-    refuse_runs_of_another_config(c, o, all_shards ? expand_grid(c) : mine, o.resume ? "--resume" : "--shard", input, inputs);
+  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input, inputs);
+  if (o.shards > 1 && !o.overwrite && inputs) refuse_other_shards_of_other_inputs(c, o, *inputs);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;
   if (o.shards == 1 && fs::exists(out / "sweep.h5", ec)) ++existing;
@@ -1007,11 +1028,12 @@ void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
       method->start(theta0);
       loss = method->step_loss();
     }
-    const auto [key, cause] = blame_for_start(s, whole);
-    if (!std::isfinite(loss))
+    if (!std::isfinite(loss)) {
+      const auto [key, cause] = blame_for_start(s, whole);
       problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
                 first_run->run_id + "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") +
                 " (" + cause + ")";
+    }
   }
   const long first = s.world.max(problem.empty() ? 0 : s.world.size() - s.world.rank());
   if (first > 0) throw InputError(s.world.broadcast(problem, static_cast<int>(s.world.size() - first)));
@@ -1263,7 +1285,8 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
     throw InputError("--catalog: no study in '" + c.output + "' (" +
                      (fs::exists(out, ec) ? "neither study.ini nor runs/" : "no such directory") +
                      "): expected the output directory of a study (study.output)");
-  const std::optional<Shape> input = shape_before_data(c.data) ? shape_before_data(c.data) : recorded_input_shape(c, runs);
+  std::optional<Shape> input = shape_before_data(c.data);
+  if (!input) input = recorded_input_shape(c, runs);
   const SavedConfig saved = saved_config(fs::path(c.output), false);  // a damaged study.ini is left to --resume
   if (!saved.text.empty())
     if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())
@@ -1277,24 +1300,28 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
 // fingerprint was of the labels only (168ee9b..aaa2e9b). The catalog reads no data file: it can only
 // compare the files with each other.
 std::string mixed_inputs(const StudyConfig& c, const std::vector<RunSpec>& runs) {
+  const std::vector<std::string> names{"data_fingerprint", "init_fingerprint"};
+  std::map<std::string, std::map<std::string, std::string>> first_file;  // per name, a fingerprint's first file
   std::error_code ec;
-  for (const std::string name : {"data_fingerprint", "init_fingerprint"}) {
-    std::map<std::string, std::string> first_file;  // a fingerprint and the first run file with it
-    for (const RunSpec& r : runs) {
-      const std::string path = run_path(c, r);
-      if (!fs::exists(path, ec)) continue;
-      try {
-        const auto written = io::read_run_strings(path, {name});
-        if (const auto it = written.find(name); it != written.end()) first_file.emplace(it->second, path);
-      } catch (const Error&) {
-      }
+  for (const RunSpec& r : runs) {
+    const std::string path = run_path(c, r);
+    if (!fs::exists(path, ec)) continue;
+    try {
+      for (const auto& [name, value] : io::read_run_strings(path, names)) first_file[name].emplace(value, path);
+    } catch (const Error&) {
     }
-    if (first_file.size() > 1) {
-      const auto a = first_file.begin(), b = std::next(a);
-      return std::string("run files computed from different ") + (name == "data_fingerprint" ? "data" : "initial parameters") +
-             ": '" + a->second + "' (" + name + " " + a->first + ") and '" + b->second + "' (" + b->first + ")" +
-             (first_file.size() > 2 ? " and " + std::to_string(first_file.size() - 2) + " more" : "");
-    }
+  }
+  for (const std::string& name : names) {
+    const auto& files = first_file[name];
+    if (files.size() < 2) continue;
+    const auto a = files.begin(), b = std::next(a);
+    const bool data = name == "data_fingerprint";
+    return std::string("run files fingerprinted from different ") + (data ? "data" : "initial parameters") + ": '" +
+           a->second + "' (" + name + " " + a->first + ") and '" + b->second + "' (" + b->first + ")" +
+           (files.size() > 2 ? " and " + std::to_string(files.size() - 2) + " more" : "") +
+           (data ? "; unless one was begun by an eomlab from 168ee9b to aaa2e9b (whose image fingerprints were of the "
+                   "labels only), their results are not of one study"
+                 : "; their results are not of one study");
   }
   return "";
 }
@@ -1317,7 +1344,7 @@ void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, con
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
               << " runs, " << counts.found << " with a run file" << std::endl;
     if (const std::string mixed = mixed_inputs(config, runs); !mixed.empty())
-      std::cerr << "eomlab: warning: --catalog: " << mixed << "; their results are not of one study" << std::endl;
+      std::cerr << "eomlab: warning: --catalog: " << mixed << std::endl;
     // 'running' in a file while no eomlab holds the study: the run was killed (OOM killer, node failure).
     if (counts.running > 0 && lock_holder(config.output).empty())
       std::cout << "Catalog: " << counts.running << " run(s) marked 'running' but no eomlab works on this study: they "

@@ -441,7 +441,7 @@ def test_a_shard_refuses_a_study_whose_other_shards_were_computed_from_other_dat
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     catalog = run_eomlab(["--config", config, "--catalog"])
     assert catalog.returncode == 0, catalog.stdout + catalog.stderr
-    assert "eomlab: warning: --catalog: run files computed from different data: '" in catalog.stderr, catalog.stderr
+    assert "eomlab: warning: --catalog: run files fingerprinted from different data: '" in catalog.stderr, catalog.stderr
     assert "their results are not of one study" in catalog.stderr
     assert run_eomlab(["--config", config, "--shard", "0/2", "--overwrite"], np=2).returncode == 0
     catalog = run_eomlab(["--config", config, "--catalog"])
