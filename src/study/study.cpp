@@ -1013,26 +1013,32 @@ std::pair<std::string, std::string> blame_for_start(const StudyContext& s, const
 
 // A loss that is not finite before any step is a setup to refuse, not a result: a batchnorm or layernorm
 // with eps 0 over a channel of zero variance (a constant channel, a single sample) divides 0 by 0. Each
-// group evaluates its first run's start; every rank throws the InputError of the lowest failing one.
-void require_finite_start(const StudyContext& s, const RunSpec* first_run) {
+// group evaluates the start of each seed of its runs: the whole loss at that seed's θ0 and, for sgd, the
+// first batch of that seed's order (an adversarial review: checking the group's first run only refused a
+// sweep whose first seed's first batch was 0/0, and recorded the same run as diverged when it came later).
+// Every rank throws the InputError of the lowest failing one.
+void require_finite_start(const StudyContext& s, const std::vector<const RunSpec*>& runs) {
   std::string problem;
-  if (first_run) {
+  if (!runs.empty()) {
     Model model = study_model(s.config, s.data);
     const dist::SlicedVectors slices(s.group, model.n_params());
-    const Vector whole = initial_parameters(s, model, *first_run), theta0 = whole.segment(slices.begin(), slices.local_size());
-    ModelObjective objective = run_objective(s, std::move(model), *first_run, slices);
-    double loss = objective.value(theta0);
-    const DriverSettings settings = driver_settings(s.config, *first_run);
-    const auto method = make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed});
-    if (std::isfinite(loss) && !method->loss_with_step()) {  // sgd: the first batch's loss (one sample: 0/0)
-      method->start(theta0);
-      loss = method->step_loss();
-    }
-    if (!std::isfinite(loss)) {
-      const auto [key, cause] = blame_for_start(s, whole);
-      problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " +
-                first_run->run_id + "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") +
-                " (" + cause + ")";
+    ModelObjective objective = run_objective(s, std::move(model), *runs.front(), slices);
+    std::set<std::uint64_t> seeds;
+    for (const RunSpec* run : runs) {
+      if (!problem.empty() || !seeds.insert(run->seed).second) continue;
+      const Vector whole = initial_parameters(s, objective.model(), *run), theta0 = whole.segment(slices.begin(), slices.local_size());
+      double loss = objective.value(theta0);
+      const DriverSettings settings = driver_settings(s.config, *run);
+      const auto method = make_method(settings.method, {objective, settings.lr, settings.method_settings, settings.seed});
+      if (std::isfinite(loss) && !method->loss_with_step()) {  // sgd: the first batch's loss (one sample: 0/0)
+        method->start(theta0);
+        loss = method->step_loss();
+      }
+      if (!std::isfinite(loss)) {
+        const auto [key, cause] = blame_for_start(s, whole);
+        problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " + run->run_id +
+                  "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") + " (" + cause + ")";
+      }
     }
   }
   const long first = s.world.max(problem.empty() ? 0 : s.world.size() - s.world.rank());
@@ -1206,7 +1212,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   std::vector<const RunSpec*> group_runs;
   for (std::size_t i = 0; i < runs.size(); ++i)
     if (group_of(i, groups) == group_index) group_runs.push_back(&runs[i]);
-  require_finite_start(context, group_runs.empty() ? nullptr : group_runs.front());
+  require_finite_start(context, group_runs);
   // --resume where no study is (a relative study.output read from another working directory) starts one:
   // said with the absolute path, not "resuming".
   const bool nothing_to_resume = world.rank() == 0 && options.resume && !holds_a_study(config.output);

@@ -3,6 +3,8 @@ statistics give the same trajectories with 1, 2 and 3 ranks per run (1e-11) and 
 before batchnorm (eps 0) each channel's weights are scale-invariant, so a GD step adds exactly
 η²‖g_c‖² = ‖Δθ_c‖² to ‖θ_c‖² and gf conserves ‖θ_c‖²; bad architectures exit 2 naming the layer by
 position and text, writing nothing."""
+import pathlib
+
 import h5py
 import numpy as np
 import pytest
@@ -177,3 +179,41 @@ def test_flows_of_a_batchnorm_net_integrate_under_pure_relative_tolerance(tmp_pa
     for flow in ["gf", "eom1"]:
         assert np.all(np.isfinite(series["0", flow])) and series["0", flow][-1] > 0
         np.testing.assert_allclose(series["0", flow], series["1e-12", flow], rtol=1e-6, atol=1e-12, err_msg=flow)
+
+
+def test_every_seeds_first_sgd_batch_is_checked_wherever_it_is_in_the_sweep(tmp_path):
+    """An adversarial review: only a group's first run had its first batch checked, so a seed whose first
+    batch is 0/0 (batchnorm, eps 0, over a binary feature, batches of 2) refused the sweep when it came
+    first and was recorded as diverged when it came later. Each seed's start is checked now."""
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "analysis"))
+    from sgd_orders import permutation
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 4))
+    x[:, 0] = np.arange(16) % 2
+    with h5py.File(tmp_path / "bin.h5", "w") as f:
+        f["X"], f["y"] = x, np.arange(16) % 3
+    first_pair_equal = {s: x[permutation(s, 0, 16)[0], 0] == x[permutation(s, 0, 16)[1], 0] for s in range(1, 40)}
+    good = next(s for s, equal in first_pair_equal.items() if not equal)
+    bad = next(s for s, equal in first_pair_equal.items() if equal)
+    text = f"""
+[study]
+output = {tmp_path / 'out'}
+seed = {{seeds}}
+[data]
+source = hdf5:{tmp_path / 'bin.h5'}
+[model]
+architecture = batchnorm, dense(4), tanh, dense(3)
+[optimizer]
+method = sgd
+batch_size = 2
+lr = 0.05
+steps = 8
+record_every = 8
+[flows]
+kinds = gf
+"""
+    for seeds in [f"{good}, {bad}", f"{bad}, {good}"]:
+        proc = run_eomlab(["--config", write_config(tmp_path, text.format(seeds=seeds))])
+        check_refused(proc, f"model.architecture: expected a finite loss at the start, got -nan at run "
+                      f"sgd_lr0.05_seed{bad}_wd0's initial parameters (its first batch)", tmp_path / "out", None)
