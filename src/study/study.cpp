@@ -402,10 +402,13 @@ void refuse_other_inputs(const StudyConfig& c, const StudyOptions& o, const std:
 // --resume continues or skips the run files of this invocation's runs, --catalog lists them: each must have
 // been written with the study's config (study.ini may have been edited or removed since), or it would be
 // continued or counted as a result of another one. A file that cannot be read is left to the run (it starts
-// again) or listed as unreadable.
-void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& mine,
-                                   const std::string& flag, const std::optional<Shape>& input = std::nullopt,
-                                   const StudyInputs* inputs = nullptr) {
+// again) or listed as unreadable. Returns the attributes read, by run file.
+using RecordedAttributes = std::map<std::string, std::map<std::string, std::string>>;
+RecordedAttributes refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o,
+                                                 const std::vector<RunSpec>& mine, const std::string& flag,
+                                                 const std::optional<Shape>& input = std::nullopt,
+                                                 const StudyInputs* inputs = nullptr) {
+  RecordedAttributes read;
   std::error_code ec;
   for (const RunSpec& r : mine) {
     const std::string path = run_path(c, r);
@@ -424,7 +427,9 @@ void refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o, 
       if (const std::string diff = difference_from_recorded(o, written["config"], c, input); !diff.empty())
         throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
     if (inputs) refuse_other_inputs(c, o, path, written, *inputs);
+    read[path] = std::move(written);
   }
+  return read;
 }
 
 // The shards of one study are of one data set: a shard that does not replace its runs checks the data and
@@ -1283,7 +1288,7 @@ std::optional<Shape> recorded_input_shape(const StudyConfig& c, const std::vecto
 // Architectures are compared by their layers: for the sample shape the config gives (synthetic data), else
 // the one its run files record (the catalog reads no data file; an adversarial review: run files of a
 // respelled architecture, accepted by --resume and --shard, made --catalog refuse an image study).
-void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
+RecordedAttributes refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& o, const std::vector<RunSpec>& runs) {
   // A mistyped study.output: nothing to list, and no sweep.h5 of "missing" runs written where no study is.
   const fs::path out(c.output);
   std::error_code ec;
@@ -1298,27 +1303,18 @@ void refuse_catalog_of_another_config(const StudyConfig& c, const StudyOptions& 
     if (const std::string diff = difference_from_recorded(o, saved.text, c, input); !diff.empty())
       throw InputError("--catalog: the config differs from the study in '" + c.output + "': " + diff +
                        "; give the study's own config (" + (fs::path(c.output) / "study.ini").string() + ")");
-  refuse_runs_of_another_config(c, o, runs, "--catalog", input);
+  return refuse_runs_of_another_config(c, o, runs, "--catalog", input);
 }
 
-// Two run files of `runs` computed from different data or initial parameters, as a message ("" if none):
-// shards each replaced (--overwrite) after a data file changed, or a run begun by an eomlab whose data
-// fingerprint was of the labels only (168ee9b..aaa2e9b). The catalog reads no data file: it can only
-// compare the files with each other.
-std::string mixed_inputs(const StudyConfig& c, const std::vector<RunSpec>& runs) {
-  const std::vector<std::string> names{"data_fingerprint", "init_fingerprint"};
-  std::map<std::string, std::map<std::string, std::string>> first_file;  // per name, a fingerprint's first file
-  std::error_code ec;
-  for (const RunSpec& r : runs) {
-    const std::string path = run_path(c, r);
-    if (!fs::exists(path, ec)) continue;
-    try {
-      for (const auto& [name, value] : io::read_run_strings(path, names)) first_file[name].emplace(value, path);
-    } catch (const Error&) {
-    }
-  }
-  for (const std::string& name : names) {
-    const auto& files = first_file[name];
+// Two run files of `read` (their attributes, by path) computed from different data or initial parameters,
+// as a message ("" if none): shards each replaced (--overwrite) after a data file changed, or a run begun
+// by an eomlab whose data fingerprint was of the labels only (168ee9b..aaa2e9b). The catalog reads no data
+// file: it can only compare the files with each other.
+std::string mixed_inputs(const RecordedAttributes& read) {
+  for (const std::string name : {"data_fingerprint", "init_fingerprint"}) {
+    std::map<std::string, std::string> files;  // a fingerprint and the first file with it
+    for (const auto& [path, written] : read)
+      if (const auto it = written.find(name); it != written.end()) files.emplace(it->second, path);
     if (files.size() < 2) continue;
     const auto a = files.begin(), b = std::next(a);
     const bool data = name == "data_fingerprint";
@@ -1335,9 +1331,10 @@ std::string mixed_inputs(const StudyConfig& c, const std::vector<RunSpec>& runs)
 void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, const dist::Comm& world) {
   const auto runs = expand_grid(config);
   std::string verdict;
+  RecordedAttributes read;
   if (world.rank() == 0) {
     try {
-      refuse_catalog_of_another_config(config, options, runs);
+      read = refuse_catalog_of_another_config(config, options, runs);
     } catch (const InputError& e) {
       verdict = e.what();
     }
@@ -1349,7 +1346,7 @@ void rebuild_catalog(const StudyConfig& config, const StudyOptions& options, con
         io::write_catalog(config.output, config.name, config.resolved_text, runs, trajectory_names(config));
     std::cout << "Catalog: " << (fs::path(config.output) / "sweep.h5").string() << " lists " << runs.size()
               << " runs, " << counts.found << " with a run file" << std::endl;
-    if (const std::string mixed = mixed_inputs(config, runs); !mixed.empty())
+    if (const std::string mixed = mixed_inputs(read); !mixed.empty())
       std::cerr << "eomlab: warning: --catalog: " << mixed << std::endl;
     // 'running' in a file while no eomlab holds the study: the run was killed (OOM killer, node failure).
     if (counts.running > 0 && lock_holder(config.output).empty())
