@@ -7,12 +7,16 @@
 namespace toys {
 std::unique_ptr<eomlab::Method> make_half_step_gd(const eomlab::MethodContext&);
 std::unique_ptr<eomlab::Flow> make_half_speed_gf(const eomlab::FlowContext&);
+std::unique_ptr<eomlab::Flow> make_quarter_speed_gf(const eomlab::FlowContext&);
+std::unique_ptr<eomlab::Flow> make_double_speed_gf(const eomlab::FlowContext&);
 eomlab::Observables make_theta_sum(const eomlab::ObservableSetup&, eomlab::TrajectoryRole);
 }  // namespace toys
 
 int main(int argc, char** argv) {
   eomlab::method_registry().add("half_step_gd", toys::make_half_step_gd);
   eomlab::flow_registry().add("half_speed_gf", toys::make_half_speed_gf);
+  eomlab::flow_registry().add("quarter_speed_gf", toys::make_quarter_speed_gf);
+  eomlab::flow_registry().add("double_speed_gf", toys::make_double_speed_gf);
   eomlab::observable_registry().add("theta_sum", {toys::make_theta_sum, false});
   return eomlab::run_eomlab(argc, argv);
 }

@@ -137,3 +137,31 @@ def test_a_flow_the_method_does_not_provide_is_bad_input_before_anything_is_writ
         assert proc.returncode == 2, proc.stderr
         assert "flows.kinds: method half_step_gd has no eom2" in proc.stderr, proc.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_a_study_of_many_registered_flows_has_them_all_in_its_catalog(tmp_path):
+    """sweep.h5's /summary held at most 8 trajectories: a study of 9 (gd, five of eomlab's flows and three
+    registered ones) computed every run, then failed writing its catalog with exit 1, and so did --catalog."""
+    flows = ["gf", "eom0", "eom1", "eom2", "eom3", "half_speed_gf", "quarter_speed_gf", "double_speed_gf"]
+    run = run_toys(tmp_path, "many", method="gd", lr="0.1", flows=", ".join(flows))
+    with run:
+        assert run.attrs["trajectories"] == ",".join(["gd"] + flows)
+        final = {f: run[f"observables/{f}/distance_to_gd"][-1] for f in flows}
+        loss = run["observables/gd/loss"][-1]
+        # The toy flows at speeds 1/4, 1/2 and 2: farther from gd (itself near gf) the farther from speed 1.
+        assert final["gf"] < final["half_speed_gf"] < final["quarter_speed_gf"]
+    for catalog_only in [False, True]:
+        if catalog_only:
+            (tmp_path / "many" / "sweep.h5").unlink()
+            proc = subprocess.run([toys_binary(), "--config", str(tmp_path / "many.ini"), "--catalog"], env=mpi_env(),
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+        with h5py.File(tmp_path / "many" / "sweep.h5", "r") as sweep:
+            (row,) = sweep["summary"][()]
+            names = sweep["summary"].dtype.names
+            assert names == ("run_id", "lr", "seed", "weight_decay", "status", "final_step", "final_loss_gd",
+                             *(f"final_distance_{f}" for f in flows))
+            assert row["status"] == b"complete" and row["final_step"] == 8
+            assert row["final_loss_gd"] == loss
+            for f in flows:
+                assert row[f"final_distance_{f}"] == final[f], f
