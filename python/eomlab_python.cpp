@@ -23,6 +23,7 @@
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "flow/flow.hpp"
+#include "flow/method.hpp"
 #include "data/synthetic.hpp"
 #include "flow/sgd.hpp"
 #include "study/signals.hpp"
@@ -336,7 +337,7 @@ class PyObjective {
     if (r.config.flows.kinds.size() != 1) bad("kind: expected one flow kind, got '" + kind + "'");
     // The run's batch order: keywords of the method that reads optimizer.order, as a key of another method is refused.
     for (const char* key : {"seed", "epoch"})
-      if (kw.contains(key) && !method_reads(r.config.optimizer.method, "order"))
+      if (kw.contains(key) && !method_key(r.config.optimizer.method, "order"))
         bad(function + ": " + key + ": a keyword of sgd only (its batch order), got method '" + r.config.optimizer.method + "'");
     r.text = ini.str() + "seed = " + std::to_string(r.seed);
     return r;

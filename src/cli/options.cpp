@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -175,7 +176,7 @@ const Choices<BatchOrder> order_choices{{"fixed", BatchOrder::fixed}, {"reshuffl
 
 // Whether the study's method reads this [optimizer] key ("optimizer.momentum").
 bool uses(const StudyConfig& c, const std::string& key) {
-  return method_reads(c.optimizer.method, key.substr(key.find('.') + 1));
+  return method_key(c.optimizer.method, key.substr(key.find('.') + 1)) != nullptr;
 }
 
 template <class Enum>
@@ -582,29 +583,29 @@ double parse_unit_interval(const std::string& key, const std::string& text) {
 
 // The hyperparameters of the chosen method (DESIGN.md §3.7); a key of another method is refused.
 void build_method_settings(StudyConfig& c, const KeyValues& kv) {
-  for (const auto& [name, methods] : method_keys())
-    if (const std::string key = "optimizer." + name; !kv.get(key).empty() && !uses(c, key))
-      throw_input_error(key, "a key of " + joined(methods, [](const std::string& m) { return m; }, ", ") + " only",
+  for (const char* name : {"momentum", "beta1", "beta2", "eps", "batch_size", "order"})
+    if (const std::string key = std::string("optimizer.") + name; !kv.get(key).empty() && !uses(c, key))
+      throw_input_error(key, "a key of " + joined(methods_reading(name), [](const std::string& m) { return m; }, ", ") + " only",
                         "optimizer.method " + quoted(c.optimizer.method));
   MethodSettings& m = c.optimizer.settings;
-  const auto given = [&](const char* key, const char* fallback) {
-    const std::string v = kv.get(key);
-    return v.empty() ? std::string(fallback) : v;
+  // The method's value of a key it reads: the config's, else the method's default; none if it reads none.
+  const auto given = [&](const char* name) -> std::optional<std::string> {
+    const MethodKey* k = method_key(c.optimizer.method, name);
+    if (!k) return std::nullopt;
+    const std::string key = std::string("optimizer.") + name, v = kv.get(key);
+    if (v.empty() && k->fallback.empty())
+      throw_input_error(key, "a " + std::string(name) + " for method " + c.optimizer.method, "nothing");
+    return v.empty() ? k->fallback : v;
   };
-  if (uses(c, "optimizer.momentum")) m.momentum = parse_unit_interval("optimizer.momentum", given("optimizer.momentum", "0.9"));
-  if (uses(c, "optimizer.beta1")) m.beta1 = parse_unit_interval("optimizer.beta1", given("optimizer.beta1", "0.9"));
-  if (uses(c, "optimizer.beta2"))
-    m.beta2 = parse_unit_interval("optimizer.beta2", given("optimizer.beta2", c.optimizer.method == "rmsprop" ? "0.99" : "0.999"));
-  if (uses(c, "optimizer.eps")) {
-    m.eps = parse_double("optimizer.eps", given("optimizer.eps", "1e-8"));
-    if (!(m.eps > 0)) throw_input_error("optimizer.eps", "a number > 0", quoted(kv.get("optimizer.eps")));
+  if (const auto v = given("momentum")) m.momentum = parse_unit_interval("optimizer.momentum", *v);
+  if (const auto v = given("beta1")) m.beta1 = parse_unit_interval("optimizer.beta1", *v);
+  if (const auto v = given("beta2")) m.beta2 = parse_unit_interval("optimizer.beta2", *v);
+  if (const auto v = given("eps")) {
+    m.eps = parse_double("optimizer.eps", *v);
+    if (!(m.eps > 0)) throw_input_error("optimizer.eps", "a number > 0", quoted(*v));
   }
-  if (uses(c, "optimizer.batch_size")) {
-    if (kv.get("optimizer.batch_size").empty())
-      throw_input_error("optimizer.batch_size", "a batch size for method sgd", "nothing");
-    m.batch_size = parse_size("optimizer.batch_size", kv.get("optimizer.batch_size"));
-  }
-  if (uses(c, "optimizer.order")) m.order = parse_choice("optimizer.order", given("optimizer.order", "fixed"), order_choices);
+  if (const auto v = given("batch_size")) m.batch_size = parse_size("optimizer.batch_size", *v);
+  if (const auto v = given("order")) m.order = parse_choice("optimizer.order", *v, order_choices);
 }
 
 void build_optimizer(StudyConfig& c, const KeyValues& kv) {

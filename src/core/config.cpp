@@ -15,19 +15,6 @@ std::string format_number(double x) {
   }
 }
 
-const std::vector<std::pair<std::string, std::vector<std::string>>>& method_keys() {
-  static const std::vector<std::pair<std::string, std::vector<std::string>>> keys{
-      {"momentum", {"heavy_ball", "nesterov"}}, {"beta1", {"adam"}},     {"beta2", {"adam", "rmsprop"}},
-      {"eps", {"adam", "rmsprop"}},             {"batch_size", {"sgd"}}, {"order", {"sgd"}}};
-  return keys;
-}
-
-bool method_reads(const std::string& method, const std::string& key) {
-  for (const auto& [k, methods] : method_keys())
-    if (k == key) return std::find(methods.begin(), methods.end(), method) != methods.end();
-  return false;
-}
-
 std::vector<RunSpec> expand_grid(const StudyConfig& config) {
   std::vector<RunSpec> runs;
   for (double lr : config.optimizer.lr)

@@ -44,7 +44,8 @@ struct ModelConfig {
 
 enum class BatchOrder { fixed, reshuffle };  // sgd: one permutation from the seed, or a new one every epoch
 
-// The hyperparameters of the methods beyond GD (DESIGN.md §1.5, §3.7); each method reads its own.
+// The hyperparameters of the methods beyond GD (DESIGN.md §1.5, §3.7); each method reads those its
+// registration names (flow/method.hpp), with its defaults.
 struct MethodSettings {
   double momentum = 0.9;                     // β of heavy_ball and nesterov
   double beta1 = 0.9, beta2 = 0.999;         // adam; rmsprop's alpha is beta2 (its default there is 0.99)
@@ -52,11 +53,6 @@ struct MethodSettings {
   long batch_size = 0;                       // sgd: samples per minibatch (divides the data set)
   BatchOrder order = BatchOrder::fixed;      // sgd
 };
-
-// The hyperparameter keys that belong to some methods only, [optimizer] names without the section
-// ("momentum", "beta1", "beta2", "eps", "batch_size", "order"), each with the methods that read it.
-const std::vector<std::pair<std::string, std::vector<std::string>>>& method_keys();
-bool method_reads(const std::string& method, const std::string& key);
 
 struct OptimizerConfig {
   std::string method = "gd";  // a name of the method registry (flow/method.hpp); DESIGN.md §3.7's default

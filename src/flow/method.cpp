@@ -2,14 +2,27 @@
 
 namespace eomlab {
 
-Registry<MethodFactory>& method_registry() {
-  static Registry<MethodFactory> registry("optimizer.method");
+Registry<MethodEntry>& method_registry() {
+  static Registry<MethodEntry> registry("optimizer.method");
   register_builtins();
   return registry;
 }
 
 std::unique_ptr<Method> make_method(const std::string& name, const MethodContext& context) {
-  return method_registry().at(name)(context);
+  return method_registry().at(name).make(context);
+}
+
+const MethodKey* method_key(const std::string& method, const std::string& key) {
+  for (const MethodKey& k : method_registry().at(method).reads)
+    if (k.name == key) return &k;
+  return nullptr;
+}
+
+std::vector<std::string> methods_reading(const std::string& key) {
+  std::vector<std::string> out;
+  for (const std::string& name : method_registry().names())
+    if (method_key(name, key)) out.push_back(name);
+  return out;
 }
 
 const CounterTermTable& Method::counter_terms() const {

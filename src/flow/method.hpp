@@ -105,8 +105,28 @@ struct MethodContext {
 };
 
 using MethodFactory = std::function<std::unique_ptr<Method>(const MethodContext&)>;
-Registry<MethodFactory>& method_registry();
+
+// An [optimizer] hyperparameter a method reads: a field of MethodSettings by its key ("momentum", "beta1",
+// "beta2", "eps", "batch_size", "order"), and its default for that method (empty: the key is required).
+struct MethodKey {
+  std::string name;
+  std::string fallback;
+};
+
+// A method as registered: its factory and the keys it reads. A key no registered method reads is bad
+// input; so is a key of other methods, naming those.
+struct MethodEntry {
+  template <class F>
+  MethodEntry(F factory, std::vector<MethodKey> keys = {}) : make(std::move(factory)), reads(std::move(keys)) {}  // NOLINT: implicit
+  MethodFactory make;
+  std::vector<MethodKey> reads;
+};
+Registry<MethodEntry>& method_registry();
 std::unique_ptr<Method> make_method(const std::string& name, const MethodContext& context);
+// The key `key` of `method` as registered (null if the method does not read it), and the registered
+// methods that read it, in the order of registration.
+const MethodKey* method_key(const std::string& method, const std::string& key);
+std::vector<std::string> methods_reading(const std::string& key);
 
 // The names of a method's state as save() gives them, "vectors: a, b; scalars: c" (to compare checkpoints).
 std::string state_signature(const MethodState& state);

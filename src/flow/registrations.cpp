@@ -40,11 +40,13 @@ void register_builtins() {
   if (started) return;
   started = true;
   method_registry().add("gd", make_gradient_descent, "gradient descent");
-  method_registry().add("heavy_ball", make_heavy_ball, "SGD with momentum (torch.optim.SGD, dampening 0)");
-  method_registry().add("nesterov", make_nesterov, "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)");
-  method_registry().add("rmsprop", make_rmsprop, "RMSProp (torch.optim.RMSprop, alpha = beta2)");
-  method_registry().add("adam", make_adam, "Adam (torch.optim.Adam)");
-  method_registry().add("sgd", make_sgd, "minibatch SGD (torch.optim.SGD over shuffled batches of optimizer.batch_size)");
+  method_registry().add("heavy_ball", {make_heavy_ball, {{"momentum", "0.9"}}}, "SGD with momentum (torch.optim.SGD, dampening 0)");
+  method_registry().add("nesterov", {make_nesterov, {{"momentum", "0.9"}}},
+                        "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)");
+  method_registry().add("rmsprop", {make_rmsprop, {{"beta2", "0.99"}, {"eps", "1e-8"}}}, "RMSProp (torch.optim.RMSprop, alpha = beta2)");
+  method_registry().add("adam", {make_adam, {{"beta1", "0.9"}, {"beta2", "0.999"}, {"eps", "1e-8"}}}, "Adam (torch.optim.Adam)");
+  method_registry().add("sgd", {make_sgd, {{"batch_size", ""}, {"order", "fixed"}}},
+                        "minibatch SGD (torch.optim.SGD over shuffled batches of optimizer.batch_size)");
 
   flow_registry().add("gf", make_gradient_flow, "gradient flow dθ/dt = −g");
   for (int order = 0; order <= counter_term_table().max_order(); ++order)

@@ -33,6 +33,7 @@
 #include "eomlab/version.hpp"
 #include "flow/driver.hpp"
 #include "flow/flow.hpp"
+#include "flow/method.hpp"
 #include "model/architecture.hpp"
 #include "model/blas.hpp"
 #include "io/catalog.hpp"
@@ -980,9 +981,9 @@ void set_method_attributes(const StudyConfig& c, io::RunFileHeader& header) {
   const std::pair<std::string, double> numbers[] = {
       {"momentum", m.momentum}, {"beta1", m.beta1}, {"beta2", m.beta2}, {"eps", m.eps}};
   for (const auto& [key, value] : numbers)
-    if (method_reads(c.optimizer.method, key)) header.method_numbers.emplace_back(key, value);
-  if (method_reads(c.optimizer.method, "batch_size")) header.method_integers.emplace_back("batch_size", m.batch_size);
-  if (method_reads(c.optimizer.method, "order"))
+    if (method_key(c.optimizer.method, key)) header.method_numbers.emplace_back(key, value);
+  if (method_key(c.optimizer.method, "batch_size")) header.method_integers.emplace_back("batch_size", m.batch_size);
+  if (method_key(c.optimizer.method, "order"))
     header.method_texts.emplace_back("order", m.order == BatchOrder::fixed ? "fixed" : "reshuffle");
 }
 

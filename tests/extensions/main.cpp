@@ -6,6 +6,7 @@
 
 namespace toys {
 std::unique_ptr<eomlab::Method> make_half_step_gd(const eomlab::MethodContext&);
+std::unique_ptr<eomlab::Method> make_ema_momentum_gd(const eomlab::MethodContext&);
 std::unique_ptr<eomlab::Flow> make_half_speed_gf(const eomlab::FlowContext&);
 std::unique_ptr<eomlab::Flow> make_quarter_speed_gf(const eomlab::FlowContext&);
 std::unique_ptr<eomlab::Flow> make_double_speed_gf(const eomlab::FlowContext&);
@@ -14,6 +15,7 @@ eomlab::Observables make_theta_sum(const eomlab::ObservableSetup&, eomlab::Traje
 
 int main(int argc, char** argv) {
   eomlab::method_registry().add("half_step_gd", toys::make_half_step_gd);
+  eomlab::method_registry().add("ema_momentum_gd", {toys::make_ema_momentum_gd, {{"momentum", "0.5"}}});
   eomlab::flow_registry().add("half_speed_gf", toys::make_half_speed_gf);
   eomlab::flow_registry().add("quarter_speed_gf", toys::make_quarter_speed_gf);
   eomlab::flow_registry().add("double_speed_gf", toys::make_double_speed_gf);

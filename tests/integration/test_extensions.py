@@ -165,3 +165,30 @@ def test_a_study_of_many_registered_flows_has_them_all_in_its_catalog(tmp_path):
             assert row["final_loss_gd"] == loss
             for f in flows:
                 assert row[f"final_distance_{f}"] == final[f], f
+
+
+def test_a_registered_method_reads_the_keys_its_registration_names(tmp_path):
+    """Which method reads which [optimizer] key was a fixed table of eomlab's own methods: a method
+    registered by a program could read none (`optimizer.momentum: expected a key of heavy_ball, nesterov
+    only`). The toy ema_momentum_gd registers momentum with its own default (0.5)."""
+    ema = run_toys(tmp_path, "ema", method="ema_momentum_gd\nmomentum = 0.75", lr="0.4", flows="gf")
+    hb = run_toys(tmp_path, "hb", method="heavy_ball\nmomentum = 0.75", lr="0.1", flows="gf")
+    default = run_toys(tmp_path, "default", method="ema_momentum_gd", lr="0.4", flows="gf")
+    with ema, hb, default:
+        assert ema.attrs["method"] == "ema_momentum_gd" and ema.attrs["momentum"] == 0.75
+        assert default.attrs["momentum"] == 0.5
+        # v ← βv + (1 − β)g, θ ← θ − ηv is heavy ball at lr (1 − β)η up to rounding.
+        theta, reference = ema["trajectories/ema_momentum_gd/theta"][()], hb["trajectories/heavy_ball/theta"][()]
+        assert np.allclose(theta, reference, rtol=1e-12, atol=1e-14)
+        assert not np.allclose(theta, default["trajectories/ema_momentum_gd/theta"][()], rtol=1e-6)
+    # A key is refused for a method that does not read it, naming the registered methods that do.
+    for method, key, readers in [("gd", "momentum", "heavy_ball, nesterov, ema_momentum_gd"),
+                                 ("ema_momentum_gd", "beta2", "rmsprop, adam"),
+                                 ("half_step_gd", "momentum", "heavy_ball, nesterov, ema_momentum_gd")]:
+        config = write_config(tmp_path, STUDY.format(output=tmp_path / "x", method=method, lr="0.1", flows="gf"))
+        proc = subprocess.run([toys_binary(), "--config", str(config), f"--optimizer.{key}=0.5", "--dry-run"],
+                              env=mpi_env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (f"eomlab: optimizer.{key}: expected a key of {readers} only, "
+                                       f"got optimizer.method '{method}'"), proc.stderr
+        assert not (tmp_path / "x").exists()
