@@ -192,7 +192,8 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
         std::to_string(features));
   Dataset d;
   d.x = Eigen::Map<const Matrix>(xs.data(), features, n);  // row-major [N, features] is column-major features x N
-  if (!d.x.allFinite()) bad("X: expected finite values, got NaN or Inf");  // as a data file's /X
+  if (const std::string found = unusable_values(d.x); !found.empty())  // as a data file's /X
+    bad(std::string("X: expected ") + usable_values_text + ", got " + found);
   d.sample_shape = shape;
   const Index outputs = m.model->n_outputs();
   // Labels: for cross_entropy, and for mse integers one per sample (made one-hot); else mse's targets.
@@ -219,7 +220,8 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
     if (!targets || targets.ndim() != 2 || targets.shape(0) != n || targets.shape(1) != outputs)
       bad("y: expected float64 targets [N, " + std::to_string(outputs) + "] for mse");
     d.targets = Eigen::Map<const Matrix>(targets.data(), outputs, n);
-    if (!d.targets.allFinite()) bad("y: expected finite targets, got NaN or Inf");
+    if (const std::string found = unusable_values(d.targets); !found.empty())
+      bad(std::string("y: expected targets of ") + usable_values_text + ", got " + found);
   }
   return d;
 }

@@ -28,4 +28,11 @@ struct Dataset {
   bool has_labels() const { return !labels.empty(); }
 };
 
+// Values a loss can take (data, targets, initial parameters): finite and of magnitude at most 1e150;
+// beyond, their squares and products overflow (a batchnorm's variance, a loss's squares, HVPs then NaN).
+// "" if every value of m is so, else what was found ("NaN or Inf", "values up to 1e+160").
+constexpr double max_value_magnitude = 1e150;
+constexpr const char* usable_values_text = "finite values of magnitude at most 1e150";
+std::string unusable_values(const Eigen::Ref<const Matrix>& m);
+
 }  // namespace eomlab

@@ -72,6 +72,9 @@ Dataset make_synthetic(const DataConfig& data, const ModelConfig& model) {
   } else {
     throw Error("make_synthetic: unknown source '" + data.source + "'");
   }
+  for (const Matrix* values : {&out.x, &out.targets})  // the noise scales them; the rest is of order 1
+    if (const std::string found = unusable_values(*values); !found.empty())
+      throw InputError(std::string("data.noise: expected synthetic data of ") + usable_values_text + ", got " + found);
   return out;
 }
 

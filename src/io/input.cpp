@@ -135,9 +135,9 @@ void require_stored(hid_t dataset, const std::vector<hsize_t>& dims, const std::
   if (!unwritten.empty()) throw InputError(expected + unwritten + " (they would read as fill values)");
 }
 
-template <class Derived>
-void require_finite(const Eigen::DenseBase<Derived>& m, const std::string& where) {
-  if (!m.allFinite()) throw InputError(where + ": expected finite values, got NaN or Inf");
+void require_usable(const Eigen::Ref<const Matrix>& m, const std::string& where) {
+  if (const std::string found = unusable_values(m); !found.empty())
+    throw InputError(where + ": expected " + usable_values_text + ", got " + found);
 }
 
 }  // namespace
@@ -162,7 +162,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
   if (image) out.sample_shape = Shape(static_cast<Index>(xdims[1]), static_cast<Index>(xdims[2]), static_cast<Index>(xdims[3]));
   out.x.resize(d, n);  // row-major [N, d] or [N, C, H, W] is column-major d x N, d = C·H·W
   read_all(x, H5T_NATIVE_DOUBLE, out.x.data(), where + ":/X");
-  require_finite(out.x, where + ":/X");
+  require_usable(out.x, where + ":/X");
 
   h5::Handle y = require_dataset(file, "/y", path, key);
   const auto ydims = h5::dataset_shape(y, path + ":/y");
@@ -189,7 +189,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
                        contents_text(y, ydims, path));
     out.targets.resize(static_cast<Index>(ydims[1]), n);
     read_all(y, H5T_NATIVE_DOUBLE, out.targets.data(), where + ":/y");
-    require_finite(out.targets, where + ":/y");
+    require_usable(out.targets, where + ":/y");
   } else {
     throw InputError(where + ":/y: expected int64 [N] labels or float64 [N, k] targets, got " +
                      contents_text(y, ydims, path));
@@ -215,7 +215,7 @@ Vector read_parameters_file(const std::string& path, Index n_params, const std::
   require_stored(theta, dims, where);
   Vector out(n_params);
   read_all(theta, H5T_NATIVE_DOUBLE, out.data(), where);
-  require_finite(out, where);
+  require_usable(out, where);
   return out;
 }
 

@@ -1000,20 +1000,11 @@ ModelObjective run_objective(const StudyContext& s, Model model, const RunSpec& 
                         n * rank / size);  // shard()'s first sample
 }
 
-// The key to name, and the likely cause, when a study's loss is not finite at θ0: values beyond the square
-// root of the largest double, in model.init's parameters or in the data, overflow in the loss's squares
-// and products; else a normalization over a channel of zero variance.
-std::pair<std::string, std::string> blame_for_start(const StudyContext& s, const Vector& theta0) {
-  const auto largest = [](const auto& m) { return m.size() > 0 ? m.cwiseAbs().maxCoeff() : 0.0; };
-  const auto overflow = [](const std::string& what, double value) {
-    return what + " up to " + format_number(value) + ", whose squares overflow: rescale them";
-  };
-  const bool init = !s.config.model.init_path.empty();
-  if (const double theta = largest(theta0); init && theta > 1e150) return {"model.init", overflow("initial parameters", theta)};
-  if (const double data = std::max(largest(s.data.x), largest(s.data.targets)); data > 1e150)
-    return {s.config.data.source == "hdf5" ? "data.source: '" + s.config.data.path + "'" : "data.source",
-            overflow("data values", data)};
-  const std::string key = init ? "model.init" : !s.config.model.architecture.empty() ? "model.architecture" : "model.layers";
+// The key to name, and the likely cause, when a study's loss is not finite at θ0 (data and model.init
+// values whose squares would overflow are refused as they are read: core/dataset.hpp).
+std::pair<std::string, std::string> blame_for_start(const StudyContext& s) {
+  const std::string key = !s.config.model.init_path.empty() ? "model.init"
+                          : !s.config.model.architecture.empty() ? "model.architecture" : "model.layers";
   return {key, "a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0"};
 }
 
@@ -1041,7 +1032,7 @@ void require_finite_start(const StudyContext& s, const std::vector<const RunSpec
         loss = method->step_loss();
       }
       if (!std::isfinite(loss)) {
-        const auto [key, cause] = blame_for_start(s, whole);
+        const auto [key, cause] = blame_for_start(s);
         problem = key + ": expected a finite loss at the start, got " + format_number(loss) + " at run " + run->run_id +
                   "'s initial parameters" + (method->loss_with_step() ? "" : " (its first batch)") + " (" + cause + ")";
       }

@@ -297,10 +297,14 @@ def test_wrong_dtype_in_a_data_file_is_named(tmp_path, name, make, expected):
     check_refused(proc, expected, tmp_path / "out", None)
 
 
+OVERFLOW = "finite values of magnitude at most 1e150, got values up to {}, whose squares overflow"
+
+
 @pytest.mark.parametrize("where", ["X", "y"])
-def test_data_whose_squares_overflow_are_named_when_the_start_loss_is_not_finite(tmp_path, where):
-    """A target or feature of 1e300 under mse gives an infinite loss at the start: the line named
-    model.layers and suggested a batchnorm's eps (an adversarial review); it names the data file."""
+def test_data_whose_squares_overflow_are_refused_naming_the_file(tmp_path, where):
+    """A target or feature of 1e300 under mse gave an infinite loss at the start, which named model.layers and
+    suggested a batchnorm's eps (an adversarial review); then the start's error named the file. Values beyond
+    1e150 are now refused as the file is read, whatever the start loss."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(10, 5)), rng.normal(size=(10, 3))
     (x if where == "X" else y)[2, 1] = 1e300
@@ -308,19 +312,40 @@ def test_data_whose_squares_overflow_are_named_when_the_start_loss_is_not_finite
         f["X"], f["y"] = x, y
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("source = gaussian_mixture\nn_samples = 64",
                                                                f"source = hdf5:{tmp_path / 'data.h5'}")
-    proc = run_eomlab(["--config", write_config(tmp_path, text), "--model.loss=mse", "--model.activation=relu"])
-    check_refused(proc, f"data.source: '{tmp_path / 'data.h5'}': expected a finite loss at the start, got ", tmp_path / "out", None)
-    assert "(data values up to 1e+300, whose squares overflow: rescale them)" in proc.stderr
+    for extra in [[], ["--dry-run"]]:
+        proc = run_eomlab(["--config", write_config(tmp_path, text), "--model.loss=mse", "--model.activation=relu", *extra])
+        check_refused(proc, f"data.source: {tmp_path / 'data.h5'}:/{where}: expected " + OVERFLOW.format("1e+300"),
+                      tmp_path / "out", None)
 
 
-def test_initial_parameters_whose_squares_overflow_are_named(tmp_path):
+def test_data_beyond_1e150_under_batchnorm_are_refused_though_the_start_loss_is_finite(tmp_path):
+    """One pixel of 1e160 before a batchnorm: the loss was finite, so the study ran to `complete` with every
+    sharpness NaN (the channel's variance was inf, and the HVP inf·0), with no warning (an adversarial review)."""
+    x = np.random.default_rng(1).normal(size=(12, 1, 4, 4))
+    x[0, 0, 0, 0] = 1e160
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["X"], f["y"] = x, np.arange(12) % 3
+    text = with_change(with_change(SMALL_STUDY.format(output=tmp_path / "out"), "source = gaussian_mixture\nn_samples = 64",
+                                   f"source = hdf5:{tmp_path / 'data.h5'}"), "layers = 5,8,3\nactivation = tanh",
+                       "architecture = conv(2,3,pad=1), batchnorm, tanh, avgpool(2), flatten, dense(3)")
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--flows.kinds=gf"])
+    check_refused(proc, f"data.source: {tmp_path / 'data.h5'}:/X: expected " + OVERFLOW.format("1e+160"), tmp_path / "out", None)
+
+
+def test_synthetic_data_whose_squares_overflow_name_the_noise(tmp_path):
+    text = SMALL_STUDY.format(output=tmp_path / "out")
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--data.noise=1e200"])
+    check_refused(proc, "data.noise: expected synthetic data of finite values of magnitude at most 1e150, got values up to ",
+                  tmp_path / "out", None)
+
+
+def test_initial_parameters_whose_squares_overflow_are_refused_naming_the_file(tmp_path):
     """As for data: model.init's parameters of 1e160 under mse named the batchnorm's eps (a review)."""
     with h5py.File(tmp_path / "init.h5", "w") as f:
         f["theta"] = np.full(5 * 8 + 8 + 8 * 3 + 3, 1e160)
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("[model]", f"[model]\ninit = hdf5:{tmp_path / 'init.h5'}")
     proc = run_eomlab(["--config", write_config(tmp_path, text), "--model.loss=mse"])
-    check_refused(proc, "model.init: expected a finite loss at the start, got inf at run lr0.1_seed1_wd0's initial parameters "
-                  "(initial parameters up to 1e+160, whose squares overflow: rescale them)", tmp_path / "out", None)
+    check_refused(proc, f"model.init: {tmp_path / 'init.h5'}:/theta: expected " + OVERFLOW.format("1e+160"), tmp_path / "out", None)
 
 
 def test_a_data_file_with_more_samples_than_int_counts_is_refused(tmp_path):

@@ -159,10 +159,19 @@ def test_bad_objective_arguments_raise_value_error():
         eomlab.Objective(model, x, y + 0.5)
     with pytest.raises(ValueError, match="X: expected samples"):  # [N, d, 1] was read as [N, d]
         eomlab.Objective(model, x[:, :, None], y)
-    with pytest.raises(ValueError, match="X: expected finite values, got NaN or Inf"):  # value() was NaN, silently
-        eomlab.Objective(model, np.where(x > 1, np.nan, x), y)
-    with pytest.raises(ValueError, match="y: expected finite targets, got NaN or Inf"):
+    with pytest.raises(ValueError, match="X: expected finite values of magnitude at most 1e150, got NaN or Inf"):
+        eomlab.Objective(model, np.where(x > 1, np.nan, x), y)  # value() was NaN, silently
+    with pytest.raises(ValueError, match="y: expected targets of finite values of magnitude at most 1e150, got NaN or Inf"):
         eomlab.Objective(eomlab.Model(layers=[x.shape[1], 3], loss="mse"), x, np.full((len(x), 3), np.inf))
+    # Beyond 1e150 squares overflow: a batchnorm's variance was inf and its HVP NaN while the loss, its
+    # gradient and eom1's field were finite (an adversarial review); mse's loss was inf.
+    big = x.copy()
+    big[0, 0] = -1e160
+    with pytest.raises(ValueError, match=r"X: expected finite values of magnitude at most 1e150, got values up to 1e\+160, whose"):
+        eomlab.Objective(model, big, y)
+    with pytest.raises(ValueError, match=r"y: expected targets of .*, got values up to 1e\+200, whose squares overflow"):
+        eomlab.Objective(eomlab.Model(layers=[x.shape[1], 3], loss="mse"), x, np.full((len(x), 3), 1e200))
+    eomlab.Objective(model, np.where(x > 1, 1e150, x), y)  # 1e150 itself is taken
     with pytest.raises(ValueError, match="flows.kinds"):
         f.field("eom3", LR, theta, method="adam")
     with pytest.raises(ValueError, match="optimizer.momentum"):
