@@ -583,8 +583,8 @@ double parse_unit_interval(const std::string& key, const std::string& text) {
 
 // The hyperparameters of the chosen method (DESIGN.md §3.7); a key of another method is refused.
 void build_method_settings(StudyConfig& c, const KeyValues& kv) {
-  for (const char* name : {"momentum", "beta1", "beta2", "eps", "batch_size", "order"})
-    if (const std::string key = std::string("optimizer.") + name; !kv.get(key).empty() && !uses(c, key))
+  for (const std::string& name : method_setting_keys)
+    if (const std::string key = "optimizer." + name; !kv.get(key).empty() && !uses(c, key))
       throw_input_error(key, "a key of " + joined(methods_reading(name), [](const std::string& m) { return m; }, ", ") + " only",
                         "optimizer.method " + quoted(c.optimizer.method));
   MethodSettings& m = c.optimizer.settings;

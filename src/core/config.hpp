@@ -53,6 +53,8 @@ struct MethodSettings {
   long batch_size = 0;                       // sgd: samples per minibatch (divides the data set)
   BatchOrder order = BatchOrder::fixed;      // sgd
 };
+// MethodSettings' fields by their [optimizer] keys.
+inline const std::vector<std::string> method_setting_keys{"momentum", "beta1", "beta2", "eps", "batch_size", "order"};
 
 struct OptimizerConfig {
   std::string method = "gd";  // a name of the method registry (flow/method.hpp); DESIGN.md §3.7's default

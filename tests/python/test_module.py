@@ -178,6 +178,13 @@ def test_bad_objective_arguments_raise_value_error():
         f.field("eom1", LR, theta, method="heavy_ball", momentum=1.5)
     with pytest.raises(ValueError, match="optimizer.method"):
         f.field("eom1", LR, theta, method="newton")
+    # Keywords other than hyperparameters, seed and epoch went into the stand-in config: horizon= named
+    # steps ("got both"), steps= said "given more than once", record_every= was taken and ignored (a review).
+    for keyword in ["horizon", "steps", "record_every", "divergence_factor"]:
+        for call in [f.field, f.start_point]:
+            with pytest.raises(ValueError, match=rf"^{call.__name__}: unknown keyword '{keyword}' \(expected the method's "
+                               r"hyperparameters momentum, beta1, beta2, eps, batch_size, order, seed or epoch\)$"):
+                call("eom1", LR, theta, method="heavy_ball", **{keyword: 2})
     with pytest.raises(ValueError, match="Objective: unknown argument 'weightdecay'"):  # a TypeError dump before
         eomlab.Objective(model, x, y, weightdecay=0.1)
     with pytest.raises(ValueError, match="weight_decay: expected a number, got 'a'"):
