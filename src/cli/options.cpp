@@ -322,7 +322,10 @@ Values canonical_values(const StudyConfig& c, const KeyValues& kv) {
       {"study.ranks_per_run", integer_text(c.ranks_per_run)},
       {"data.source", source_text(c.data)},
       {"data.n_samples", c.data.n_samples > 0 ? integer_text(c.data.n_samples) : ""},
-      {"data.n_features", given("data.n_features", c.data.n_features)},
+      // A synthetic source's width beside an architecture without data.shape: model.layers' default, which
+      // the text leaves out, so it is written here.
+      {"data.n_features", is_synthetic(c.data) && !mlp && c.data.shape.channels == 0 ? integer_text(c.data.n_features)
+                                                                                     : given("data.n_features", c.data.n_features)},
       {"data.n_classes", given("data.n_classes", c.data.n_classes)},
       {"data.noise", format_number(c.data.noise)},
       {"data.seed", std::to_string(c.data.seed)},

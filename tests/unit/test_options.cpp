@@ -87,6 +87,21 @@ TEST(Options, ResolvedTextParsesToTheSameConfig) {
   EXPECT_EQ(expand_grid(b.config)[0].steps, 20);
 }
 
+// An architecture on a synthetic source without data.shape takes model.layers' default first width, which
+// the resolved text leaves out beside an architecture: the width was recorded nowhere (a review).
+TEST(Options, ResolvedTextRecordsTheWidthOfASyntheticSourceBesideAnArchitecture) {
+  const cli::Command a = parse("[optimizer]\nlr = 0.1\nsteps = 2\n[model]\narchitecture = dense(8), tanh, dense(3)\n");
+  EXPECT_EQ(a.config.data.n_features, 16);
+  EXPECT_NE(a.config.resolved_text.find("\nn_features = 16\n"), std::string::npos) << a.config.resolved_text;
+  EXPECT_EQ(a.config.resolved_text.find("\nlayers = "), std::string::npos) << a.config.resolved_text;
+  const cli::Command b = parse(a.config.resolved_text);
+  EXPECT_EQ(b.config.resolved_text, a.config.resolved_text);
+  EXPECT_EQ(b.config.data.n_features, 16);
+  // A given shape fixes the width, and the text gives the shape alone, as before.
+  const cli::Command c = parse("[optimizer]\nlr = 0.1\nsteps = 2\n[data]\nshape = 1,4,4\n[model]\narchitecture = flatten, dense(3)\n");
+  EXPECT_EQ(c.config.resolved_text.find("n_features"), std::string::npos) << c.config.resolved_text;
+}
+
 TEST(Options, BadInputNamesTheKey) {
   EXPECT_NE(error_of(minimal + "[model]\nfoo = 1\n").find("model.foo"), std::string::npos);
   EXPECT_NE(error_of(minimal + "[optimizer]\nlr = 0.1x\n").find("optimizer.lr"), std::string::npos);
