@@ -186,11 +186,13 @@ class Conv final : public Layer {
   void backward(const BackwardPass& pass, const Jet& in, const Jet& delta, Jet* delta_in, Scratch& s) override {
     run_backward(pass, in, delta, nullptr, delta.cols(), delta_in, s);
   }
-  // δ's planes go straight into the stacked chunks; `pattern_` carries which of its components are non-zero.
+  // δ's planes go straight into the stacked chunks; `pattern_` carries which of its components are non-zero,
+  // and without an input delta only those the gradients read are formed.
   bool backward_from_planes(const BackwardPass& pass, const Jet& in, const DeltaPlanes& planes, Jet* delta_in,
                             Scratch& s) override {
     pattern_.reset(planes.m());
-    for (int c = 0; c < pattern_.size(); ++c) pattern_.nz[static_cast<std::size_t>(c)] = planes.nz(c);
+    for (int c = 0; c < pattern_.size(); ++c)
+      pattern_.nz[static_cast<std::size_t>(c)] = planes.nz(c) && (delta_in || gradients_read(pass, in, c));
     run_backward(pass, in, pattern_, &planes, planes.cols(), delta_in, s);
     return true;
   }
@@ -268,6 +270,16 @@ class Conv final : public Layer {
   Direct direct_pass_ = Direct::none;
   std::array<Buffer, 1 << max_jet_directions> direct_sums_;
 
+  // Whether the wanted gradient components read δ's component u: ∂/∂b_w reads δ_w, and ∂/∂W_w the δ_u
+  // whose input component w ∖ u is non-zero. An HVP's first conv (its input the data alone) reads δ_1 but
+  // not δ_0, T's δ_3 alone: the pool's planes of the others are not formed (the same bits).
+  static bool gradients_read(const BackwardPass& pass, const Jet& in, int u) {
+    for (int w = 0; w < (1 << pass.m); ++w) {
+      const int t = w ^ u;
+      if ((pass.wanted() & (1u << w)) && (w & u) == u && t < in.size() && in.nz[static_cast<std::size_t>(t)]) return true;
+    }
+    return false;
+  }
   static bool data_only(const Jet& in) {
     for (int t = 1; t < in.size(); ++t)
       if (in.nz[static_cast<std::size_t>(t)]) return false;
