@@ -204,6 +204,9 @@ class Run:
         # the layers its model made, as eomlab spells them whatever the config's spelling (conv(8, 3) for
         # conv(8,3,stride=1)); None in a file without them
         self.layers = attribute(f["model"].attrs, "architecture") if "model" in f else None
+        # whether a batch's loss depends on its other samples (batchnorm); None in a file without it
+        coupled = f["model"].attrs.get("couples_samples") if "model" in f else None
+        self.couples_samples = None if coupled is None else bool(coupled)
 
     @property
     def run_id(self):

@@ -299,10 +299,12 @@ def ordered(flows):
 
 def gf_is_eom0(run):
     """Whether gradient flow θ' = −∇L is the run's method's eom0 (DESIGN.md §1.5): GD's, and sgd's (−ḡ at
-    epoch boundaries) unless its batches are normalized with their own statistics (batchnorm among the
-    run's layers), whose mean gradient is then not ∇L. gf models no other method (heavy ball's eom0 is
+    epoch boundaries) unless a batch's loss depends on its other samples (the run file's /model
+    couples_samples: batchnorm, whose batches have their own statistics; files before it: batchnorm among
+    the run's layers), whose mean gradient is then not ∇L. gf models no other method (heavy ball's eom0 is
     −g/(1−β), the adaptive methods' are preconditioned)."""
-    return run.method == "gd" or (run.method == "sgd" and "batchnorm" not in (run.layers or ""))
+    coupled = run.couples_samples if run.couples_samples is not None else "batchnorm" in (run.layers or "")
+    return run.method == "gd" or (run.method == "sgd" and not coupled)
 
 
 def expected_order(flow, run):

@@ -252,6 +252,7 @@ RunFile::RunFile(const std::string& path, const dist::Comm& group, const RunFile
       Handle model = create_group(root, "/model");
       h5::write_string_attribute(model, "architecture", header.architecture);
       h5::write_string_attribute(model, "input_shape", header.input_shape);
+      h5::write_int_attribute(model, "couples_samples", header.couples_samples ? 1 : 0);
       const std::vector<std::string> block_fields{"offset", "size", "rows", "cols"};
       std::vector<TableRow> rows;
       for (const ParameterBlock& b : header.observables.blocks) rows.push_back({b.name, {b.offset, b.size, b.rows, b.cols}});

@@ -25,6 +25,7 @@ struct RunFileHeader {
   int ranks_per_run = 1;
   std::string config_text;
   std::string architecture, input_shape;  // the model's resolved layers and its sample shape ("1x28x28")
+  bool couples_samples = false;           // whether a batch's loss depends on the batch's other samples (batchnorm)
   // The method's hyperparameters as root attributes (DESIGN.md §3.7: momentum, beta1, ..., order), and
   // with the sharpness its stable_lr_sharpness.
   std::vector<std::pair<std::string, double>> method_numbers;

@@ -1062,6 +1062,7 @@ RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, 
   header.config_text = config.resolved_text;
   header.architecture = model.architecture();
   header.input_shape = model.input_shape().text();
+  header.couples_samples = model.couples_samples();
   const StabilityOfMethod stability = stability_of_method(config);
   header.observables = observable_layout(model, config.output_options.sharpness, stability.preconditioned);
   header.n_params = model.n_params();

@@ -1210,3 +1210,16 @@ def test_gf_is_no_model_of_sgd_over_batchnorm(tmp_path):
     assert (rows["gf"]["expected"], rows["gf"]["within_0.25"]) == ("", "n/a")
     assert (rows["eom0"]["expected"], rows["eom0"]["within_0.25"]) == ("1", "yes")
     assert (rows["eom1"]["expected"], rows["eom1"]["within_0.25"]) == ("2", "yes")
+    # The report asks the run file (/model couples_samples, written by the model that couples them), not the
+    # layers' names; a file without the attribute (an older eomlab) by the names.
+    files = sorted((tmp_path / "out" / "runs").glob("*.h5"))
+    for path in files:
+        with h5py.File(path, "r") as f:
+            assert f["model"].attrs["couples_samples"] == 1
+    for expected_gf, change in [("1", lambda a: a.__setitem__("couples_samples", 0)),
+                                ("", lambda a: a.__delitem__("couples_samples"))]:
+        for path in files:
+            with h5py.File(path, "r+") as f:
+                change(f["model"].attrs)
+        gf = {r["flow"]: r for r in table(report(tmp_path / "out", tmp_path / "report") / "orders.csv")}["gf"]
+        assert gf["expected"] == expected_gf

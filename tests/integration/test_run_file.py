@@ -25,6 +25,7 @@ def check_run_file(path):
         assert step[0] == 0 and np.all(np.diff(step) > 0)
         np.testing.assert_array_equal(time, step * lr)
 
+        assert f["/model"].attrs["couples_samples"] == 0  # the MLP's batches do not interact
         layout = f["/model/layout"][:]
         assert set(layout.dtype.names) == {"name", "offset", "size", "rows", "cols"}
         offsets, sizes = layout["offset"], layout["size"]
