@@ -338,7 +338,7 @@ class PyObjective {
       else if (std::find(method_setting_keys.begin(), method_setting_keys.end(), key) != method_setting_keys.end())
         ini << key << " = " << value_text(v, "optimizer." + key) << "\n";
       else  // other [optimizer] keys (steps, horizon, record_every) were taken as the stand-in config's
-        bad(function + ": unknown keyword '" + key + "' (expected the method's hyperparameters " + keyword_list() + ", seed or epoch)");
+        bad(function + ": unknown keyword '" + key + "' (expected hyperparameters of the method (" + keyword_list() + "), seed or epoch)");
     }
     ini << "[flows]\nkinds = " << kind << "\n";
     ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here

@@ -60,12 +60,12 @@ const std::vector<KeySpec>& config_keys() {
       {"model.weight_decay", "0", "weight decay lambda (list: sweep)"},
       {"model.init", "default", "default | hdf5:PATH"},
       {"optimizer.method", "gd", "the discrete method the flows describe"},
-      {"optimizer.momentum", "", "heavy_ball, nesterov: momentum beta (default 0.9)"},
-      {"optimizer.beta1", "", "adam: beta1 (default 0.9)"},
-      {"optimizer.beta2", "", "adam: beta2 (default 0.999); rmsprop: its alpha (default 0.99)"},
-      {"optimizer.eps", "", "adam, rmsprop: eps added to the root of the second moment (default 1e-8)"},
-      {"optimizer.batch_size", "", "sgd: samples per minibatch, a divisor of the number of samples"},
-      {"optimizer.order", "", "sgd: fixed | reshuffle: one permutation of the samples from the seed (cut into consecutive batches), or a new one every epoch (default fixed)"},
+      {"optimizer.momentum", "", "momentum beta"},
+      {"optimizer.beta1", "", "decay of the first moment"},
+      {"optimizer.beta2", "", "decay of the second moment (rmsprop's alpha)"},
+      {"optimizer.eps", "", "eps added to the root of the second moment"},
+      {"optimizer.batch_size", "", "samples per minibatch, a divisor of the number of samples"},
+      {"optimizer.order", "", "fixed | reshuffle: one permutation of the samples from the seed (cut into consecutive batches), or a new one every epoch"},
       {"optimizer.lr", "0.05", "learning rates (list: sweep)"},
       {"optimizer.steps", "", "GD steps (give steps or horizon)"},
       {"optimizer.horizon", "", "final time t = steps * lr (give steps or horizon)"},
@@ -284,6 +284,17 @@ std::string joined(const std::vector<T>& items, Format format, const std::string
   std::string s;
   for (const T& x : items) s += (s.empty() ? "" : separator) + format(x);
   return s;
+}
+
+// The registered methods that read this [optimizer] key ("optimizer.momentum"), each with its default
+// there: "heavy_ball (default 0.9), nesterov (default 0.9)"; "" for other keys.
+std::string method_key_readers(const std::string& key) {
+  if (key.rfind("optimizer.", 0) != 0) return "";
+  const std::string name = key.substr(key.find('.') + 1);
+  return joined(methods_reading(name), [&](const std::string& m) {
+    const std::string& fallback = method_key(m, name)->fallback;
+    return m + (fallback.empty() ? " (required)" : " (default " + fallback + ")");
+  }, ", ");
 }
 
 // The data sources that name their file or folder in data.source as KIND:PATH.
@@ -779,6 +790,7 @@ Command parse_command_line(int argc, const char* const argv[]) {
   for (const KeySpec& k : config_keys()) {
     std::string help = k.help;
     if (const auto it = registered.find(k.key); it != registered.end()) help += ": " + it->second;
+    if (const std::string readers = method_key_readers(k.key); !readers.empty()) help += "; read by " + readers;
     if (*k.default_value) help += std::string(" (default ") + k.default_value + ")";
     keys.add_options()(k.key, po::value<std::string>(), help.c_str());
   }

@@ -1,5 +1,7 @@
 #include "flow/method.hpp"
 
+#include <algorithm>
+
 namespace eomlab {
 
 Registry<MethodEntry>& method_registry() {
@@ -10,6 +12,16 @@ Registry<MethodEntry>& method_registry() {
 
 std::unique_ptr<Method> make_method(const std::string& name, const MethodContext& context) {
   return method_registry().at(name).make(context);
+}
+
+std::vector<MethodKey> MethodEntry::checked(std::vector<MethodKey> keys) {
+  for (const MethodKey& k : keys)
+    if (std::find(method_setting_keys.begin(), method_setting_keys.end(), k.name) == method_setting_keys.end()) {
+      std::string known;
+      for (const std::string& name : method_setting_keys) known += (known.empty() ? "" : ", ") + name;
+      throw Error("method registry: '" + k.name + "' is not an [optimizer] hyperparameter (" + known + ")");
+    }
+  return keys;
 }
 
 const MethodKey* method_key(const std::string& method, const std::string& key) {

@@ -113,13 +113,17 @@ struct MethodKey {
   std::string fallback;
 };
 
-// A method as registered: its factory and the keys it reads. A key no registered method reads is bad
-// input; so is a key of other methods, naming those.
+// A method as registered: its factory and the keys it reads, each a name of method_setting_keys (else
+// Error: a misspelt key would leave the method with MethodSettings' default). In a config, a key of
+// other methods is bad input naming those.
 struct MethodEntry {
   template <class F>
-  MethodEntry(F factory, std::vector<MethodKey> keys = {}) : make(std::move(factory)), reads(std::move(keys)) {}  // NOLINT: implicit
+  MethodEntry(F factory, std::vector<MethodKey> keys = {}) : make(std::move(factory)), reads(checked(std::move(keys))) {}  // NOLINT: implicit
   MethodFactory make;
   std::vector<MethodKey> reads;
+
+ private:
+  static std::vector<MethodKey> checked(std::vector<MethodKey> keys);
 };
 Registry<MethodEntry>& method_registry();
 std::unique_ptr<Method> make_method(const std::string& name, const MethodContext& context);

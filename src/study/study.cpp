@@ -1000,12 +1000,14 @@ ModelObjective run_objective(const StudyContext& s, Model model, const RunSpec& 
                         n * rank / size);  // shard()'s first sample
 }
 
-// The key to name, and the likely cause, when a study's loss is not finite at θ0 (data and model.init
-// values whose squares would overflow are refused as they are read: core/dataset.hpp).
+// The key to name, and the likely causes, when a study's loss is not finite at θ0 (data and model.init
+// values whose squares would overflow are refused as they are read: core/dataset.hpp; their products may
+// still overflow).
 std::pair<std::string, std::string> blame_for_start(const StudyContext& s) {
   const std::string key = !s.config.model.init_path.empty() ? "model.init"
                           : !s.config.model.architecture.empty() ? "model.architecture" : "model.layers";
-  return {key, "a batchnorm or layernorm with eps 0 over a channel of zero variance? give it eps > 0"};
+  return {key, "a batchnorm or layernorm with eps 0 over a channel of zero variance divides 0 by 0: give it eps > 0; "
+               "else data and parameters whose products overflow: rescale them"};
 }
 
 // A loss that is not finite before any step is a setup to refuse, not a result: a batchnorm or layernorm

@@ -95,6 +95,12 @@ def test_help_lists_the_registered_names_extensions_included():
         entry = text[text.index(key):].split(" --")[0]
         for name in names:
             assert name in entry.replace(",", " ").split(), (key, name, entry)
+    # A hyperparameter's help names the registered methods that read it, with their defaults.
+    entry = text[text.index("--optimizer.momentum"):].split(" --")[0]
+    assert entry.endswith("momentum beta; read by heavy_ball (default 0.9), nesterov (default 0.9), "
+                          "ema_momentum_gd (default 0.5)"), entry
+    entry = text[text.index("--optimizer.batch_size"):].split(" --")[0]
+    assert entry.endswith("; read by sgd (required)"), entry
     # output.observables offers only what it takes: the standard observables are recorded without it.
     entry = text[text.index("--output.observables"):].split(" --")[0]
     assert "loss" not in entry.replace(",", " ").split(), entry

@@ -182,8 +182,8 @@ def test_bad_objective_arguments_raise_value_error():
     # steps ("got both"), steps= said "given more than once", record_every= was taken and ignored (a review).
     for keyword in ["horizon", "steps", "record_every", "divergence_factor"]:
         for call in [f.field, f.start_point]:
-            with pytest.raises(ValueError, match=rf"^{call.__name__}: unknown keyword '{keyword}' \(expected the method's "
-                               r"hyperparameters momentum, beta1, beta2, eps, batch_size, order, seed or epoch\)$"):
+            with pytest.raises(ValueError, match=rf"^{call.__name__}: unknown keyword '{keyword}' \(expected hyperparameters "
+                               r"of the method \(momentum, beta1, beta2, eps, batch_size, order\), seed or epoch\)$"):
                 call("eom1", LR, theta, method="heavy_ball", **{keyword: 2})
     with pytest.raises(ValueError, match="Objective: unknown argument 'weightdecay'"):  # a TypeError dump before
         eomlab.Objective(model, x, y, weightdecay=0.1)

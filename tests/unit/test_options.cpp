@@ -8,6 +8,7 @@
 
 #include "cli/options.hpp"
 #include "core/error.hpp"
+#include "flow/method.hpp"
 
 using namespace eomlab;
 
@@ -39,6 +40,8 @@ std::string error_of(const std::string& ini, std::vector<std::string> extra = {}
 }
 
 const std::string minimal = "[optimizer]\nsteps = 10\n";
+
+std::unique_ptr<Method> make_method_never(const MethodContext&) { return nullptr; }
 
 }  // namespace
 
@@ -100,6 +103,18 @@ TEST(Options, ResolvedTextRecordsTheWidthOfASyntheticSourceBesideAnArchitecture)
   // A given shape fixes the width, and the text gives the shape alone, as before.
   const cli::Command c = parse("[optimizer]\nlr = 0.1\nsteps = 2\n[data]\nshape = 1,4,4\n[model]\narchitecture = flatten, dense(3)\n");
   EXPECT_EQ(c.config.resolved_text.find("n_features"), std::string::npos) << c.config.resolved_text;
+}
+
+// Each method's keys and defaults come from its registration (flow/registrations.cpp).
+TEST(Options, AMethodReadsTheKeysItsRegistrationNamesWithItsDefaults) {
+  EXPECT_EQ(parse(minimal + "method = rmsprop\n").config.optimizer.settings.beta2, 0.99);
+  EXPECT_EQ(parse(minimal + "method = adam\n").config.optimizer.settings.beta2, 0.999);
+  EXPECT_EQ(error_of(minimal + "method = sgd\n"), "optimizer.batch_size: expected a batch_size for method sgd, got nothing");
+  EXPECT_EQ(error_of(minimal + "method = gd\nbeta2 = 0.9\n"),
+            "optimizer.beta2: expected a key of rmsprop, adam only, got optimizer.method 'gd'");
+  // A registration naming a key that is no hyperparameter (misspelt) is refused at once.
+  EXPECT_THROW(MethodEntry(make_method_never, {{"momentun", "0.5"}}), Error);
+  EXPECT_NO_THROW(MethodEntry(make_method_never, {{"momentum", "0.5"}}));
 }
 
 TEST(Options, BadInputNamesTheKey) {

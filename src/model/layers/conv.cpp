@@ -276,7 +276,8 @@ class Conv final : public Layer {
   static bool gradients_read(const BackwardPass& pass, const Jet& in, int u) {
     for (int w = 0; w < (1 << pass.m); ++w) {
       const int t = w ^ u;
-      if ((pass.wanted() & (1u << w)) && (w & u) == u && t < in.size() && in.nz[static_cast<std::size_t>(t)]) return true;
+      if ((pass.wanted() & (1u << w)) && (w & u) == u && (t == 0 || (t < in.size() && in.nz[static_cast<std::size_t>(t)])))
+        return true;
     }
     return false;
   }
