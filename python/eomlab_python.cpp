@@ -318,11 +318,6 @@ class PyObjective {
     std::uint64_t seed = 0;
     long epoch = 0;
   };
-  static std::string keyword_list() {
-    std::string out;
-    for (const std::string& key : method_setting_keys) out += (out.empty() ? "" : ", ") + key;
-    return out;
-  }
   FieldRequest request(const std::string& function, const std::string& kind, double lr, const std::string& method,
                        const py::kwargs& kw) const {
     if (!(lr > 0 && std::isfinite(lr))) bad("lr: expected a finite learning rate > 0, got " + format_number(lr));
@@ -338,7 +333,7 @@ class PyObjective {
       else if (std::find(method_setting_keys.begin(), method_setting_keys.end(), key) != method_setting_keys.end())
         ini << key << " = " << value_text(v, "optimizer." + key) << "\n";
       else  // other [optimizer] keys (steps, horizon, record_every) were taken as the stand-in config's
-        bad(function + ": unknown keyword '" + key + "' (expected hyperparameters of the method (" + keyword_list() + "), seed or epoch)");
+        bad(function + ": unknown keyword '" + key + "' (expected hyperparameters of the method (" + method_setting_keys_text() + "), seed or epoch)");
     }
     ini << "[flows]\nkinds = " << kind << "\n";
     ini << "[model]\nlayers = 2,2\n";  // a stand-in: only the [optimizer] and [flows] keys are read here

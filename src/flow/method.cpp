@@ -16,12 +16,15 @@ std::unique_ptr<Method> make_method(const std::string& name, const MethodContext
 
 std::vector<MethodKey> MethodEntry::checked(std::vector<MethodKey> keys) {
   for (const MethodKey& k : keys)
-    if (std::find(method_setting_keys.begin(), method_setting_keys.end(), k.name) == method_setting_keys.end()) {
-      std::string known;
-      for (const std::string& name : method_setting_keys) known += (known.empty() ? "" : ", ") + name;
-      throw Error("method registry: '" + k.name + "' is not an [optimizer] hyperparameter (" + known + ")");
-    }
+    if (std::find(method_setting_keys.begin(), method_setting_keys.end(), k.name) == method_setting_keys.end())
+      throw Error("method registry: '" + k.name + "' is not an [optimizer] hyperparameter (" + method_setting_keys_text() + ")");
   return keys;
+}
+
+std::string method_setting_keys_text() {
+  std::string out;
+  for (const std::string& name : method_setting_keys) out += (out.empty() ? "" : ", ") + name;
+  return out;
 }
 
 const MethodKey* method_key(const std::string& method, const std::string& key) {

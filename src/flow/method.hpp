@@ -131,6 +131,8 @@ std::unique_ptr<Method> make_method(const std::string& name, const MethodContext
 // methods that read it, in the order of registration.
 const MethodKey* method_key(const std::string& method, const std::string& key);
 std::vector<std::string> methods_reading(const std::string& key);
+// method_setting_keys as a message lists them: "momentum, beta1, ..".
+std::string method_setting_keys_text();
 
 // The names of a method's state as save() gives them, "vectors: a, b; scalars: c" (to compare checkpoints).
 std::string state_signature(const MethodState& state);
