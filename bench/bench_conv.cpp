@@ -2,7 +2,9 @@
 // conv(32,3,pad=1), tanh, avgpool(2), conv(32,3,pad=1), tanh, avgpool(2), flatten, dense(10), cross
 // entropy), beside the plain GEMMs of the same shapes as one gradient (the conv lowering's chunks,
 // model/conv_lowering.hpp): the speed the gradient can hope for. Counters as in bench_derivatives:
-// GFLOPs (gemm()'s operations per second) and in_gradients (time as a multiple of one gradient).
+// GFLOPs (gemm()'s operations per second) and in_gradients (time as a multiple of one gradient). `vgg`:
+// a VGG-like net with batchnorm, relu, maxpool and a stride-2 conv on 200 images 3x32x32 (its time goes
+// mostly to batchnorm's and maxpool's passes over memory, not to products).
 //   build/bench/bench_conv [--benchmark_filter=small]
 #include "bench_timed.hpp"
 #include "model/blas.hpp"
@@ -31,6 +33,10 @@ ConvGeometry conv(Index c, Index h, Index out, Index k, Index pad) {
 
 const Network example{"conv(32, 3, pad=1), tanh, avgpool(2), conv(32, 3, pad=1), tanh, avgpool(2), flatten, dense(10)",
                       {1, 28, 28}, 1000, 10, {conv(1, 28, 32, 3, 1), conv(32, 14, 32, 3, 1)}, 32 * 7 * 7};
+// A VGG-like net with batchnorm, relu, maxpool and a stride-2 conv on CIFAR-sized images (no plain-GEMM twin).
+const Network vgg{"conv(32, 3, pad=1), batchnorm, relu, maxpool(2), conv(64, 3, pad=1), batchnorm, relu, maxpool(2), "
+                  "conv(64, 3, stride=2, pad=1), batchnorm, relu, globalavgpool, dense(10)",
+                  {3, 32, 32}, 200, 10, {}, 64};
 const Network small{"conv(4, 3, pad=1), tanh, avgpool(2), conv(4, 3, pad=1), tanh, avgpool(2), flatten, dense(3)",
                     {1, 8, 8}, 32, 3, {conv(1, 8, 4, 3, 1), conv(4, 4, 4, 3, 1)}, 4 * 2 * 2};
 
@@ -119,6 +125,9 @@ BENCHMARK_CAPTURE(gemms_of_gradient, example, &example)->Unit(benchmark::kMillis
 BENCHMARK_CAPTURE(gradient, example, &example)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(hvp, example, &example)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(third_order, example, &example)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(gradient, vgg, &vgg)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(hvp, vgg, &vgg)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(third_order, vgg, &vgg)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(gemms_of_gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(gradient, small, &small)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(hvp, small, &small)->Unit(benchmark::kMicrosecond);

@@ -4,7 +4,10 @@
 // arguments and input shapes naming the layer.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -388,6 +391,54 @@ TEST(PoolingLayers, MaxPoolCarriesTheFirstMaximumsDerivatives) {
   const Vector tie = gradient(2.0), below = gradient(2.0 - 1e-9), above = gradient(2.0 + 1e-9);
   EXPECT_LT((tie - below).norm(), 1e-6 * tie.norm());
   EXPECT_GT((tie - above).norm(), 0.1 * tie.norm());
+}
+
+// Each window's first maximum in row-major order, a NaN winning over numbers (the first NaN), against a
+// direct loop: the value carries it, and so does every derivative component (here the component holds
+// each input's own index, so it names the entry picked), for K = 2 (written out) and K = 3, with ties
+// and NaNs in every position of a window.
+TEST(PoolingLayers, MaxPoolPicksTheFirstMaximumOrTheFirstNaN) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (Index k : {2, 3}) {
+    SCOPED_TRACE("maxpool(" + std::to_string(k) + ")");
+    const Shape in{2, 3 * k + 1, 2 * k + 1};  // a row and a column that fill no window
+    const Index samples = 3;
+    Rng r(41, rng_stream::test);
+    Matrix x(in.size(), samples);
+    for (Index i = 0; i < x.size(); ++i) {
+      const double u = r.uniform();
+      x.data()[i] = u < 0.15 ? nan : u < 0.5 ? 1.0 : std::floor(4.0 * r.uniform());  // many ties
+    }
+    const std::unique_ptr<Layer> pool = make_layer({"maxpool", {std::to_string(k)}}, in);
+    LocalReducer local;
+    Scratch scratch;
+    const Vector theta(0), v(0);
+    const Vector* directions[] = {&v};
+    Jet jet, out;
+    jet.set_constant(1, x);
+    Buffer& index = jet.set(1, x.rows(), x.cols());
+    for (Index i = 0; i < index.size(); ++i) index.data()[i] = static_cast<double>(i);
+    pool->forward({theta, directions, 1, local}, jet, out, scratch);
+    const Shape o = pool->output_shape();
+    Index nan_windows = 0;
+    for (Index s = 0; s < samples; ++s)
+      for (Index c = 0; c < o.channels; ++c)
+        for (Index i = 0; i < o.height; ++i)
+          for (Index j = 0; j < o.width; ++j) {
+            Index best = -1;
+            for (Index a = 0; a < k; ++a)
+              for (Index b = 0; b < k; ++b) {
+                const Index f = (c * in.height + i * k + a) * in.width + j * k + b;
+                const double candidate = x(f, s), so_far = best < 0 ? 0.0 : x(best, s);
+                if (best < 0 || (!std::isnan(so_far) && (std::isnan(candidate) || candidate > so_far))) best = f;
+              }
+            const Index at = (c * o.height + i) * o.width + j;
+            nan_windows += std::isnan(x(best, s));
+            EXPECT_TRUE(same_bits(out.c[0].block(at, s, 1, 1), x.block(best, s, 1, 1))) << "window " << at << " of sample " << s;
+            EXPECT_EQ(out.c[1](at, s), static_cast<double>(best + s * in.size())) << "window " << at << " of sample " << s;
+          }
+    EXPECT_GT(nan_windows, 0);
+  }
 }
 
 namespace {

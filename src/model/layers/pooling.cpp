@@ -219,12 +219,17 @@ class MaxPool final : public Layer {
   std::string text() const override { return "maxpool(" + std::to_string(w_.k) + ")"; }
   Shape output_shape() const override { return w_.out; }
 
+  // The value's maxima are written as they are found; the derivative components are read at them.
   void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {
-    find_maxima(in.c[0]);
-    map_components(in, out, w_.out.size(), [&](const Buffer& x, Buffer& y) {
-      for (Index s = 0; s < x.cols(); ++s)
-        for (Index o = 0; o < y.rows(); ++o) y(o, s) = x(at(o, s), s);
-    });
+    out.reset(in.m);
+    find_maxima(in.c[0], out.set(0, w_.out.size(), in.cols()));
+    for (int c = 1; c < in.size(); ++c)
+      if (in.nz[static_cast<std::size_t>(c)]) {
+        const Buffer& x = in.c[static_cast<std::size_t>(c)];
+        Buffer& y = out.set(c, w_.out.size(), in.cols());
+        for (Index s = 0; s < x.cols(); ++s)
+          for (Index o = 0; o < y.rows(); ++o) y(o, s) = x(at(o, s), s);
+      }
   }
   void backward(const BackwardPass&, const Jet&, const Jet& delta, Jet* delta_in, Scratch&) override {
     if (!delta_in) return;
@@ -241,19 +246,48 @@ class MaxPool final : public Layer {
 
   Index at(Index o, Index s) const { return arg_max_[static_cast<std::size_t>(o + s * w_.out.size())]; }
 
-  // The first maximum of each window in row-major order; a NaN wins (it propagates, as in torch).
-  void find_maxima(const Buffer& x) {
+  // The best entry so far (index and value) and entry f: f if it is larger, or the first NaN (it
+  // propagates, as in torch). Written as selects, which compile without branches.
+  struct Best {
+    Index at;
+    double value;
+  };
+  static Best better(const double* column, Best best, Index f) {
+    const double v = column[f];
+    const bool take = v > best.value || (v != v && best.value == best.value);
+    return {take ? f : best.at, take ? v : best.value};
+  }
+
+  // The first maximum of each window in row-major order, its index into arg_max_ and its value into
+  // `max`; K = 2 (the common case) written out over a row of windows at a time, with the same
+  // comparisons in the same order.
+  void find_maxima(const Buffer& x, Buffer& max) {
     arg_max_.resize(static_cast<std::size_t>(w_.out.size() * x.cols()));
+    const Index width = w_.in.width;
     for (Index s = 0; s < x.cols(); ++s) {
       const double* column = x.col(s).data();
-      w_.for_each([&](Index o, Index corner) {
-        Index best = corner;
-        for (Index a = 0; a < w_.k; ++a)
-          for (Index b = 0; b < w_.k; ++b) {
-            const Index f = corner + a * w_.in.width + b;
-            if (column[f] > column[best] || (std::isnan(column[f]) && !std::isnan(column[best]))) best = f;
+      Index* arg = arg_max_.data() + s * w_.out.size();
+      double* value = max.col(s).data();
+      if (w_.k == 2) {
+        w_.for_each_row([&](Index o, Index corner) {
+          for (Index j = 0; j < w_.out.width; ++j) {
+            const Index f = corner + 2 * j;
+            Best best{f, column[f]};
+            best = better(column, best, f + 1);
+            best = better(column, best, f + width);
+            best = better(column, best, f + width + 1);
+            arg[o + j] = best.at;
+            value[o + j] = best.value;
           }
-        arg_max_[static_cast<std::size_t>(o + s * w_.out.size())] = best;
+        });
+        continue;
+      }
+      w_.for_each([&](Index o, Index corner) {
+        Best best{corner, column[corner]};
+        for (Index a = 0; a < w_.k; ++a)
+          for (Index b = 0; b < w_.k; ++b) best = better(column, best, corner + a * width + b);
+        arg[o] = best.at;
+        value[o] = best.value;
       });
     }
   }
