@@ -270,17 +270,32 @@ void jet_channel_sums(const Jet& a, Index pixels, Jet& out) {
   }
 }
 
+// Each component in one pass over its terms, as jet_hadamard: o = x_1 c_1, then o = fma(x_k, c_k, o) in
+// jet_product's order (the bits of one pass per term with a contracted `o += x c`).
 void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
-  jet_product(a, c, out, all_components, [pixels](Buffer& o, const Buffer& x, const Buffer& ch, bool first) {
-    for (Index n = 0; n < x.cols(); ++n) {
-      auto on = sample_image(o, n, pixels);
-      const auto xn = sample_image(x, n, pixels);
-      if (first)
-        on.array() = xn.array().rowwise() * ch.col(0).transpose().array();
-      else
-        on.array() += xn.array().rowwise() * ch.col(0).transpose().array();
-    }
-  }, same_shape);
+  const int m = std::max(a.m, c.m);
+  out.reset(m);
+  for (int s = 0; s < (1 << m); ++s) {
+    const Buffer* xs[1 << max_jet_directions];
+    const Buffer* cs[1 << max_jet_directions];
+    const int terms = product_terms(a, c, s, xs, cs);
+    if (terms == 0) continue;
+    Buffer& o = out.set(s, xs[0]->rows(), xs[0]->cols());
+    const Index channels = o.rows() / pixels;
+    for (Index n = 0; n < o.cols(); ++n)
+      for (Index k = 0; k < channels; ++k) {
+        const Index at = n * o.rows() + k * pixels;
+        double* on = o.data() + at;
+        const double* x0 = xs[0]->data() + at;
+        const double c0 = (*cs[0])(k, 0);
+        for (Index i = 0; i < pixels; ++i) on[i] = x0[i] * c0;
+        for (int t = 1; t < terms; ++t) {
+          const double* xt = xs[t]->data() + at;
+          const double ct = (*cs[t])(k, 0);
+          for (Index i = 0; i < pixels; ++i) on[i] = std::fma(xt[i], ct, on[i]);
+        }
+      }
+  }
 }
 
 void jet_add_to_channels(Jet& a, double alpha, const Jet& c, Index pixels) {
