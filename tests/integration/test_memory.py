@@ -167,6 +167,18 @@ def estimate_and_peak(tmp_path, study, run_name, np=2):
     return estimate, measured
 
 
+def test_the_recorded_peak_is_eomlabs_own_not_its_launchers(tmp_path, small_study):
+    """Started (fork, exec) from a process holding 512 MiB, eomlab recorded that process's size as its peak:
+    getrusage's ru_maxrss keeps the high-water mark from before the exec (found when a test holding 150 MB
+    of images saw 411 MiB for a study of 89). It records its own peak (VmHWM)."""
+    held = np.ones(2**26)  # 512 MiB, touched
+    proc = run_eomlab(["--config", small_study])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for run in (tmp_path / "out" / "runs").glob("*.h5"):
+        with h5py.File(run, "r") as f:
+            assert 0 < f.attrs["peak_rank_memory_bytes"] < held.nbytes / 2, f.attrs["peak_rank_memory_bytes"]
+
+
 def test_dry_run_prints_an_estimate_near_the_measured_peak(tmp_path):
     estimate, measured = estimate_and_peak(tmp_path, MEDIUM, "lr0.01_seed0_wd0")
     assert 0.7 < estimate / measured < 1.5, (estimate, measured)
