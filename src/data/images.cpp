@@ -34,24 +34,61 @@ std::string hex(std::uint32_t x) {
   return buf;
 }
 
-// The bytes of `path`, gunzipped if it is gzip (zlib reads any other file as it is), the first `limit` of them.
-Bytes read_file_bytes(const std::string& path, const std::string& key,
-                      std::size_t limit = std::numeric_limits<std::size_t>::max()) {
+// The bytes of `path`, gunzipped if it is gzip (zlib reads any other file as it is), the first `limit` of them,
+// handed in order to take(at, piece, n) in pieces of at most 1 MiB (`at`: the offset of the piece's first
+// byte); returns how many were read. Only a piece is held at a time.
+template <class Take>
+std::size_t stream_file_bytes(const std::string& path, const std::string& key, std::size_t limit, Take&& take) {
   require_regular_file(key, path);
   const std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
   if (!file) throw InputError(key + ": cannot open file " + quoted(path));
-  Bytes bytes;
   constexpr unsigned chunk = 1u << 20;
-  for (;;) {
-    const std::size_t at = bytes.size(), want = std::min<std::size_t>(chunk, limit - at);
-    if (want == 0) return bytes;
-    bytes.resize(at + want);
-    const int got = gzread(file.get(), bytes.data() + at, static_cast<unsigned>(want));
+  Bytes piece(std::min<std::size_t>(chunk, limit));
+  for (std::size_t at = 0;;) {
+    const std::size_t want = std::min<std::size_t>(chunk, limit - at);
+    if (want == 0) return at;
+    const int got = gzread(file.get(), piece.data(), static_cast<unsigned>(want));
     if (got < 0) throw InputError(key + ": " + quoted(path) + ": cannot read it (corrupt or truncated gzip?)");
-    bytes.resize(at + static_cast<std::size_t>(got));
-    if (got == 0) return bytes;
+    if (got == 0) return at;
+    take(at, piece.data(), static_cast<std::size_t>(got));
+    at += static_cast<std::size_t>(got);
   }
 }
+
+Bytes read_file_bytes(const std::string& path, const std::string& key,
+                      std::size_t limit = std::numeric_limits<std::size_t>::max()) {
+  Bytes bytes;
+  stream_file_bytes(path, key, limit,
+                    [&](std::size_t, const std::uint8_t* piece, std::size_t n) { bytes.insert(bytes.end(), piece, piece + n); });
+  return bytes;
+}
+
+// Copies into `to` the records of `record` bytes, numbered from 0 at byte `first`, that `only` names (in
+// increasing order; every one if null), from the pieces stream_file_bytes hands over.
+class RecordPicker {
+ public:
+  RecordPicker(std::size_t first, std::size_t record, const std::vector<Index>* only, Bytes& to)
+      : first_(first), record_(record), only_(only), to_(to) {}
+  void operator()(std::size_t at, const std::uint8_t* piece, std::size_t n) {
+    for (std::size_t i = at < first_ ? std::min(n, first_ - at) : 0; i < n;) {
+      const std::size_t offset = at + i - first_, end = std::min(n, i + record_ - offset % record_);
+      if (wanted(offset / record_)) to_.insert(to_.end(), piece + i, piece + end);
+      i = end;
+    }
+  }
+
+ private:
+  bool wanted(std::size_t r) {
+    if (!only_) return true;
+    while (next_ < only_->size() && static_cast<std::size_t>((*only_)[next_]) < r) ++next_;
+    return next_ < only_->size() && static_cast<std::size_t>((*only_)[next_]) == r;
+  }
+
+  std::size_t first_, record_;
+  const std::vector<Index>* only_;
+  std::size_t next_ = 0;
+  Bytes& to_;
+};
 
 std::uint32_t big_endian(const Bytes& b, std::size_t at) {
   return std::uint32_t{b[at]} << 24 | std::uint32_t{b[at + 1]} << 16 | std::uint32_t{b[at + 2]} << 8 | b[at + 3];
@@ -96,11 +133,14 @@ std::string idx_declared_text(const std::vector<Index>& dims) {
   return std::string(text) + " bytes (its dimensions " + dims_text(dims) + ")";
 }
 
-// The bytes of an IDX file of `rank` dimensions and those dimensions, read no further than its header declares:
-// a larger file, or a gzip expanding beyond it, is refused without being read whole, and so is a file declaring
-// more than this node has memory. `check` sees the dimensions before the data is read.
+// The data of an IDX file of `rank` dimensions (its items: the entries of dims[1..], e.g. one image), those
+// that `only` names (all if null) in order, and its dimensions. The file is read through, no further than
+// its header declares: a larger file, or a gzip expanding beyond it, is refused, and so is a shorter one; a
+// file declaring more than this node has memory is refused before its data is read. Only the items kept
+// are held. `check` sees the dimensions before the data is read.
 template <class Check>
-std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int rank, const std::string& key, Check&& check) {
+std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int rank, const std::string& key, Check&& check,
+                                                   const std::vector<Index>* only = nullptr) {
   const std::string where = key + ": " + path;
   std::vector<Index> dims = idx_dims(read_file_bytes(path, key, idx_header(static_cast<std::size_t>(rank))), rank, where);
   check(dims);
@@ -108,11 +148,15 @@ std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int 
   if ((available > 0 && declared > available) || declared > 9e18)  // 9e18: no memory holds it, known or not
     throw_input_error(where, "an IDX file that fits in memory" + (available > 0 ? " (" + std::to_string(static_cast<long long>(available)) +
                                  " bytes available)" : std::string()), idx_declared_text(dims));
-  Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(declared) + 1);
-  const double size = static_cast<double>(bytes.size());
+  std::size_t item = 1;
+  for (std::size_t i = 1; i < dims.size(); ++i) item *= static_cast<std::size_t>(dims[i]);
+  Bytes data;
+  const std::size_t read = stream_file_bytes(path, key, static_cast<std::size_t>(declared) + 1,
+                                             RecordPicker(idx_header(dims.size()), item, only, data));
+  const double size = static_cast<double>(read);
   if (size != declared)
-    throw_input_error(where, idx_declared_text(dims), size < declared ? std::to_string(bytes.size()) + " bytes (truncated)" : "more");
-  return {std::move(bytes), std::move(dims)};
+    throw_input_error(where, idx_declared_text(dims), size < declared ? std::to_string(read) + " bytes (truncated)" : "more");
+  return {std::move(data), std::move(dims)};
 }
 
 // PREFIX + NAME, or with ".gz" if only that exists.
@@ -132,7 +176,7 @@ std::vector<std::int64_t> labels_of(const Bytes& bytes, std::size_t begin, std::
 
 std::vector<std::int64_t> idx_labels(const std::string& path, const std::string& key) {
   const auto [bytes, dims] = read_idx_file(path, 1, key, [](const std::vector<Index>&) {});
-  return labels_of(bytes, idx_header(1), 1, static_cast<std::size_t>(dims[0]));
+  return labels_of(bytes, 0, 1, static_cast<std::size_t>(dims[0]));
 }
 
 std::vector<std::string> cifar10_files(const std::string& folder, bool test) {
@@ -156,6 +200,22 @@ void require_cifar10_labels(const std::vector<std::int64_t>& labels, const std::
 }
 
 void append(std::vector<std::int64_t>& to, const std::vector<std::int64_t>& more) { to.insert(to.end(), more.begin(), more.end()); }
+
+// A selection of images (increasing indices) that the split's `count` images hold, or none.
+void require_selection(const std::vector<Index>* only, Index count, const std::string& where) {
+  if (!only) return;
+  for (std::size_t j = 0; j < only->size(); ++j)
+    if ((*only)[j] < 0 || (*only)[j] >= count || (j > 0 && (*only)[j] <= (*only)[j - 1]))
+      throw Error(where + ": a selection of images that is not increasing within the " + std::to_string(count) + " images");
+}
+
+// The labels of the images `only` names (all if null).
+std::vector<std::int64_t> picked(const std::vector<std::int64_t>& labels, const std::vector<Index>* only) {
+  if (!only) return labels;
+  std::vector<std::int64_t> out;
+  for (Index i : *only) out.push_back(labels[static_cast<std::size_t>(i)]);
+  return out;
+}
 
 // The index of `label` in `classes`, or -1.
 std::int64_t position(const std::vector<std::int64_t>& classes, std::int64_t label) {
@@ -201,7 +261,7 @@ bool is_image_source(const std::string& source) {
   return source == "fashion_mnist" || source == "idx" || source == "cifar10";
 }
 
-RawImages read_idx(const std::string& prefix, bool test, const std::string& key) {
+RawImages read_idx(const std::string& prefix, bool test, const std::string& key, const std::vector<Index>* only) {
   const std::string images_path = idx_file(prefix, test, "images-idx3-ubyte", key);
   const std::string labels_path = idx_file(prefix, test, "labels-idx1-ubyte", key);
   RawImages out;
@@ -210,9 +270,10 @@ RawImages read_idx(const std::string& prefix, bool test, const std::string& key)
     if (static_cast<std::size_t>(images[0]) != out.labels.size())
       throw_input_error(key + ": " + labels_path, std::to_string(images[0]) + " labels, one per image of " + quoted(images_path),
                         std::to_string(out.labels.size()));
-  });
+    require_selection(only, images[0], key + ": " + images_path);
+  }, only);
   out.pixels = std::move(pixels);
-  out.pixels.erase(out.pixels.begin(), out.pixels.begin() + static_cast<std::ptrdiff_t>(idx_header(3)));
+  out.labels = picked(out.labels, only);
   out.shape = Shape(1, dims[1], dims[2]);
   return out;
 }
@@ -221,28 +282,33 @@ std::vector<std::int64_t> read_idx_labels(const std::string& prefix, bool test, 
   return idx_labels(idx_file(prefix, test, "labels-idx1-ubyte", key), key);
 }
 
-RawImages read_cifar10(const std::string& folder, bool test, const std::string& key) {
+RawImages read_cifar10(const std::string& folder, bool test, const std::string& key, const std::vector<Index>* only) {
   RawImages out;
   out.shape = Shape(cifar_channels, cifar_side, cifar_side);
   const std::size_t size = static_cast<std::size_t>(out.shape.size());
+  std::size_t next = 0;  // of `only`
   for (const std::string& path : cifar10_files(folder, test)) {
     // Batches are plain files (their labels are counted from the file's size): one that gunzips to more is
-    // refused without being read whole.
+    // refused without being read whole. One batch is held at a time.
     require_regular_file(key, path);
     const std::uintmax_t file_bytes = fs::file_size(path);
     const Bytes bytes = read_file_bytes(path, key, static_cast<std::size_t>(file_bytes) + 1);
     if (bytes.size() != file_bytes)
       throw_input_error(key + ": " + path, "a CIFAR-10 batch as a plain file", "a file that reads as more than its size (gzip?)");
     require_cifar10_size(bytes.size(), key + ": " + path);
-    const std::size_t records = bytes.size() / cifar_record;
+    const std::size_t records = bytes.size() / cifar_record, before = out.labels.size();
     const std::vector<std::int64_t> labels = labels_of(bytes, 0, cifar_record, records);
     require_cifar10_labels(labels, key + ": " + path);
     append(out.labels, labels);
     for (std::size_t r = 0; r < records; ++r) {
+      if (only && (next >= only->size() || static_cast<std::size_t>((*only)[next]) != before + r)) continue;
+      ++next;
       const auto record = bytes.begin() + static_cast<std::ptrdiff_t>(r * cifar_record + 1);
       out.pixels.insert(out.pixels.end(), record, record + static_cast<std::ptrdiff_t>(size));
     }
   }
+  require_selection(only, static_cast<Index>(out.labels.size()), key + ": " + folder);
+  out.labels = picked(out.labels, only);
   return out;
 }
 
@@ -319,21 +385,26 @@ Dataset select_images(const RawImages& raw, const DataConfig& data, const std::s
   return out;
 }
 
-Dataset load_images(const DataConfig& data) {
+// The labels of the split `data` names.
+std::vector<std::int64_t> source_labels(const DataConfig& data) {
   require_fashion_folder(data);
   const std::string key = file_key(data);
-  const RawImages raw = data.source == "cifar10" ? read_cifar10(data.path, data.test_split, key)
-                                                 : read_idx(idx_prefix(data), data.test_split, key);
-  return select_images(raw, data, split_text(data));
+  return data.source == "cifar10" ? read_cifar10_labels(data.path, data.test_split, key)
+                                  : read_idx_labels(idx_prefix(data), data.test_split, key);
+}
+
+// The selection is made from the labels first, so that only its images are held (not the split's: 150 MB of
+// CIFAR-10 batches for 100 images, on every rank). Selecting again from them keeps them all.
+Dataset load_images(const DataConfig& data) {
+  const std::string key = file_key(data), what = split_text(data);
+  const std::vector<Index> kept = selected_samples(source_labels(data), data, what);
+  const RawImages raw = data.source == "cifar10" ? read_cifar10(data.path, data.test_split, key, &kept)
+                                                 : read_idx(idx_prefix(data), data.test_split, key, &kept);
+  return select_images(raw, data, what);
 }
 
 Index count_images(const DataConfig& data) {
-  require_fashion_folder(data);
-  const std::string key = file_key(data);
-  const std::vector<std::int64_t> labels = data.source == "cifar10"
-                                               ? read_cifar10_labels(data.path, data.test_split, key)
-                                               : read_idx_labels(idx_prefix(data), data.test_split, key);
-  return static_cast<Index>(selected_samples(labels, data, split_text(data)).size());
+  return static_cast<Index>(selected_samples(source_labels(data), data, split_text(data)).size());
 }
 
 }  // namespace eomlab

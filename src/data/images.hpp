@@ -27,13 +27,17 @@ struct RawImages {
 };
 
 // PREFIX + "train-images-idx3-ubyte" and PREFIX + "train-labels-idx1-ubyte" ("t10k-" for test), each as
-// named or with ".gz"; a prefix that is a folder reads the files in it. Images [N, 1, H, W].
-RawImages read_idx(const std::string& prefix, bool test, const std::string& key);
+// named or with ".gz"; a prefix that is a folder reads the files in it. Images [N, 1, H, W]. With `only`
+// (increasing indices), the images it names alone, in that order, with their labels; the whole files are
+// read and checked all the same, but only those images are held.
+RawImages read_idx(const std::string& prefix, bool test, const std::string& key, const std::vector<Index>* only = nullptr);
 std::vector<std::int64_t> read_idx_labels(const std::string& prefix, bool test, const std::string& key);
 
 // FOLDER/data_batch_1.bin … data_batch_5.bin (train) or FOLDER/test_batch.bin (test): records of one label
-// byte (0..9) and 3072 pixel bytes (R, G, B planes of 32 × 32, row-major). Images [N, 3, 32, 32].
-RawImages read_cifar10(const std::string& folder, bool test, const std::string& key);
+// byte (0..9) and 3072 pixel bytes (R, G, B planes of 32 × 32, row-major). Images [N, 3, 32, 32]; `only`
+// as for read_idx.
+RawImages read_cifar10(const std::string& folder, bool test, const std::string& key,
+                       const std::vector<Index>* only = nullptr);
 std::vector<std::int64_t> read_cifar10_labels(const std::string& folder, bool test, const std::string& key);
 
 // The samples data.classes keeps (all if empty), in file order, the first data.n_samples of them (0: all).

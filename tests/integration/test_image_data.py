@@ -186,6 +186,21 @@ def test_cifar10_loss_at_step_0(tmp_path):
     check_loss(run_eomlab(["--config", config]), out, standardise(x), y)
 
 
+def test_a_few_cifar10_images_hold_them_alone_not_the_split(tmp_path):
+    """A selection of 100 images from full-size batches (5 x 10000 records, 147 MiB): every rank held all
+    the batches' bytes to keep 100 of them (an adversarial review: a peak of 275 MiB against an estimate
+    of 76, so a node check at 64 ranks passed 4.8 GiB for 17). Only the selection is held now, one batch
+    at a time while it is read; the loss at θ0 is numpy's on the selected images."""
+    images, labels = small_cifar(tmp_path / "cifar", per_batch=10000)
+    batches = sum(f.stat().st_size for f in (tmp_path / "cifar").glob("data_batch_*.bin"))
+    config, out = study(tmp_path, f"source = cifar10:{tmp_path}/cifar\nn_samples = 100", "3072,5,10")
+    x, y = select(images, labels, list(range(10)), 100)
+    check_loss(run_eomlab(["--config", config]), out, standardise(x), y)
+    with h5py.File(only_run(out), "r") as f:
+        peak = int(f.attrs["peak_rank_memory_bytes"])
+    assert peak < batches, (peak / 2**20, batches / 2**20)
+
+
 def test_hdf5_images_4d(tmp_path):
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(30, 2, 3, 4)), rng.integers(0, 3, size=30)

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -341,4 +342,43 @@ TEST(Images, SyntheticSamplesCarryDataShape) {
     d.source = source;
     EXPECT_EQ(make_synthetic(d, m).shape(), Shape(3, 2, 2)) << source;
   }
+}
+
+// A selection (increasing indices) gives its images alone, in order, with their labels: the bytes of the
+// whole read at those places, across pieces and (CIFAR-10) across batch files, plain or gzipped.
+TEST(Images, ASelectionHoldsItsImagesAlone) {
+  for (bool gz : {false, true}) {
+    const std::string folder = fresh_folder(gz ? "only_gz" : "only");
+    write_idx_pair(folder + "/", gz);
+    const RawImages all = read_idx(folder, false, "data.source");
+    const std::vector<Index> only{0, 2};
+    const RawImages some = read_idx(folder, false, "data.source", &only);
+    EXPECT_EQ(some.shape, all.shape);
+    EXPECT_EQ(some.labels, (std::vector<std::int64_t>{2, 1}));
+    Bytes expected(all.pixels.begin(), all.pixels.begin() + 6);
+    expected.insert(expected.end(), all.pixels.begin() + 12, all.pixels.end());
+    EXPECT_EQ(some.pixels, expected);
+    const std::vector<Index> none;
+    EXPECT_TRUE(read_idx(folder, false, "data.source", &none).pixels.empty());
+  }
+  const std::string folder = write_cifar("only_cifar");
+  const RawImages all = read_cifar10(folder, false, "data.source");
+  const std::vector<Index> only{1, 2, 7, 9};  // batches 1, 2, 4 and 5
+  const RawImages some = read_cifar10(folder, false, "data.source", &only);
+  ASSERT_EQ(some.pixels.size(), 4u * 3072u);
+  for (std::size_t j = 0; j < only.size(); ++j) {
+    const auto i = static_cast<std::size_t>(only[j]);
+    EXPECT_EQ(some.labels[j], all.labels[i]);
+    EXPECT_TRUE(std::equal(some.pixels.begin() + static_cast<std::ptrdiff_t>(j * 3072), some.pixels.begin() + static_cast<std::ptrdiff_t>((j + 1) * 3072),
+                           all.pixels.begin() + static_cast<std::ptrdiff_t>(i * 3072)))
+        << "image " << i;
+  }
+  // A truncated file is refused whatever the selection reads of it.
+  const std::string prefix = fresh_folder("only_cut") + "/";
+  write_idx_pair(prefix, false);
+  Bytes cut = idx_bytes({3, 2, 3}, train_pixels);
+  cut.pop_back();
+  write_raw(prefix + "train-images-idx3-ubyte", cut);
+  const std::vector<Index> first{0};
+  EXPECT_NE(error_of([&] { read_idx(prefix, false, "data.source", &first); }).find("(truncated)"), std::string::npos);
 }
