@@ -662,6 +662,10 @@ void build_flows_and_output(StudyConfig& c, const KeyValues& kv) {
   for (const auto& s : split_list("flows.kinds", kv.get("flows.kinds")))
     c.flows.kinds.push_back(parse_registered("flows.kinds", s, flow_registry()));
   require_distinct("flows.kinds", c.flows.kinds, [](const std::string& k) { return k; });
+  // The method's trajectory has the method's name in the run file (a registered flow may share it).
+  for (const std::string& k : c.flows.kinds)
+    if (k == c.optimizer.method)
+      throw_input_error("flows.kinds", "flows named apart from the trajectory of optimizer.method", quoted(k));
   c.flows.rtol = parse_double("flows.rtol", kv.get("flows.rtol"));
   if (!(c.flows.rtol > 0 && c.flows.rtol < 1)) throw_input_error("flows.rtol", "a number in (0, 1)", quoted(kv.get("flows.rtol")));
   c.flows.atol = parse_double("flows.atol", kv.get("flows.atol"));

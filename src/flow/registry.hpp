@@ -17,7 +17,11 @@ class Registry {
  public:
   explicit Registry(std::string what) : what_(std::move(what)) {}
 
+  // Names are words (a letter, then letters, digits and '_'): they become HDF5 group names, config list
+  // items and table columns.
   void add(const std::string& name, Factory factory, std::string description = "") {
+    if (!is_word(name))
+      throw Error(what_ + " registry: expected a name of a letter, then letters, digits and '_', got '" + name + "'");
     if (find(name)) throw Error(what_ + " registry: '" + name + "' is registered twice");
     entries_.push_back({name, std::move(factory), std::move(description)});
   }
@@ -44,6 +48,13 @@ class Registry {
     Factory factory;
     std::string description;
   };
+  static bool is_word(const std::string& name) {
+    const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    if (name.empty() || !letter(name[0])) return false;
+    for (char c : name)
+      if (!letter(c) && !(c >= '0' && c <= '9') && c != '_') return false;
+    return true;
+  }
   const Entry* find(const std::string& name) const {
     for (const Entry& e : entries_)
       if (e.name == name) return &e;

@@ -8,7 +8,9 @@
 
 #include "cli/options.hpp"
 #include "core/error.hpp"
+#include "flow/flow.hpp"
 #include "flow/method.hpp"
+#include "flow/registry.hpp"
 
 using namespace eomlab;
 
@@ -339,4 +341,20 @@ TEST(Options, ShapeOfSyntheticSamples) {
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nshape = 2,3\n[model]\nlayers = 6,5,3\n"), "data.shape"));
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nshape = 2,3,4\n[model]\nlayers = 16,5,3\n"), "model.layers"));
   EXPECT_TRUE(starts(error_of(minimal + "[data]\nsource = fashion_mnist\nshape = 1,28,28\n"), "data.shape"));
+}
+
+// Registered names become HDF5 group names, list items and table columns: only words are taken (a flow
+// named "x/y" made nested groups the report could not find; "a b" and "" were taken too). A flow named
+// like the method's trajectory is refused in the config (it passed every check, then the run file's
+// second /trajectories/gd failed to be created mid-run, leaving an unreadable file). Last in this file:
+// it registers a flow in the process's registry.
+TEST(Options, RegisteredNamesAreWordsAndFlowsAreNamedApartFromTheMethod) {
+  Registry<int> kinds("toy kinds");
+  for (const std::string bad : {"x/y", "a b", "", "1a", "_a", "a-b", "a.b"})
+    EXPECT_THROW(kinds.add(bad, 0), Error) << "'" << bad << "'";
+  for (const std::string good : {"a", "eom3", "half_speed_gf", "Adam2"}) EXPECT_NO_THROW(kinds.add(good, 0)) << good;
+  flow_registry().add("heavy_ball", [](const FlowContext&) -> std::unique_ptr<Flow> { return nullptr; });
+  EXPECT_EQ(error_of(minimal + "method = heavy_ball\n[flows]\nkinds = gf, heavy_ball\n"),
+            "flows.kinds: expected flows named apart from the trajectory of optimizer.method, got 'heavy_ball'");
+  EXPECT_NO_THROW(parse(minimal + "method = gd\n[flows]\nkinds = gf, heavy_ball\n"));
 }
