@@ -518,11 +518,13 @@ FIGURE_FORMATS = ("png", "pdf", "svg")  # PNG for the Markdown report, PDF and S
 
 
 def label_log_axes(fig):
-    """Labels a logarithmic y axis between its powers of ten when it spans less than two decades (a
-    sharpness from 2.5 to 40 showed the one label 10¹), as matplotlib does by default below one."""
+    """Labels a logarithmic axis between its powers of ten when it spans less than two decades (a
+    sharpness from 2.5 to 40 showed the one label 10¹, lrs of one decade one label too), as matplotlib
+    does by default below one."""
     for ax in fig.axes:
-        if ax.get_yscale() == "log":
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False,
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False,
                                                                                  minor_thresholds=(2, 0.5)))
 
 

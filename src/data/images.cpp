@@ -58,6 +58,7 @@ std::size_t stream_file_bytes(const std::string& path, const std::string& key, s
 Bytes read_file_bytes(const std::string& path, const std::string& key,
                       std::size_t limit = std::numeric_limits<std::size_t>::max()) {
   Bytes bytes;
+  if (limit < (std::size_t{1} << 30)) bytes.reserve(limit);  // a known size (a CIFAR-10 batch, a header): no regrowth
   stream_file_bytes(path, key, limit,
                     [&](std::size_t, const std::uint8_t* piece, std::size_t n) { bytes.insert(bytes.end(), piece, piece + n); });
   return bytes;

@@ -282,7 +282,19 @@ void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
     if (terms == 0) continue;
     Buffer& o = out.set(s, xs[0]->rows(), xs[0]->cols());
     const Index channels = o.rows() / pixels;
-    for (Index n = 0; n < o.cols(); ++n)
+    for (Index n = 0; n < o.cols(); ++n) {
+      if (pixels == 1) {  // a vector's features (batchnorm after a dense layer): along the channels
+        double* on = o.col(n).data();
+        const double* x0 = xs[0]->col(n).data();
+        const double* c0 = cs[0]->data();
+        for (Index k = 0; k < channels; ++k) on[k] = x0[k] * c0[k];
+        for (int t = 1; t < terms; ++t) {
+          const double* xt = xs[t]->col(n).data();
+          const double* ct = cs[t]->data();
+          for (Index k = 0; k < channels; ++k) on[k] = std::fma(xt[k], ct[k], on[k]);
+        }
+        continue;
+      }
       for (Index k = 0; k < channels; ++k) {
         const Index at = n * o.rows() + k * pixels;
         double* on = o.data() + at;
@@ -295,6 +307,7 @@ void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
           for (Index i = 0; i < pixels; ++i) on[i] = std::fma(xt[i], ct, on[i]);
         }
       }
+    }
   }
 }
 

@@ -1227,19 +1227,20 @@ def test_gf_is_no_model_of_sgd_over_batchnorm(tmp_path):
 
 def test_a_log_axis_of_less_than_two_decades_is_labelled_between_its_powers_of_ten(tmp_path):
     """An adversarial review: sharpness.png's log axis over 2.5–40 showed the one label 10¹, so the values
-    could not be read off it. Every saved figure's log y axis of less than two decades gets labels between
-    its powers of ten; one of more keeps the powers alone."""
+    could not be read off it (and the orders plots' lr axis of one decade alike). Every saved figure's log
+    axis of less than two decades gets labels between its powers of ten; one of more keeps the powers alone."""
     sys.path.insert(0, str(REPO / "analysis"))
     from eomlab_analysis import report as r
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    def labels(low, high):
+    def labels(low, high, axis=1):
         fig, ax = r.subplots()
-        ax.semilogy([0, 1], [low, high])
+        ax.loglog([low, high], [low, high])
         r.save(fig, tmp_path, "axis", "an axis")
         FigureCanvasAgg(fig).draw()
-        return [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text() and t.get_visible()
-                and low <= t.get_position()[1] <= high]
+        ticks = ax.get_yticklabels(which="both") if axis else ax.get_xticklabels(which="both")
+        return [t.get_text() for t in ticks if t.get_text() and t.get_visible() and low <= t.get_position()[axis] <= high]
 
-    assert len(labels(2.5, 40)) >= 3, labels(2.5, 40)
-    assert all(re.fullmatch(r"\$\\mathdefault\{10\^\{-?\d+\}\}\$", t) for t in labels(1e-6, 1e2)), labels(1e-6, 1e2)
+    for axis in (0, 1):
+        assert len(labels(2.5, 40, axis)) >= 3, labels(2.5, 40, axis)
+        assert all(re.fullmatch(r"\$\\mathdefault\{10\^\{-?\d+\}\}\$", t) for t in labels(1e-6, 1e2, axis)), labels(1e-6, 1e2, axis)

@@ -174,7 +174,9 @@ def test_the_recorded_peak_is_eomlabs_own_not_its_launchers(tmp_path, small_stud
     held = np.ones(2**26)  # 512 MiB, touched
     proc = run_eomlab(["--config", small_study])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for run in (tmp_path / "out" / "runs").glob("*.h5"):
+    runs = list((tmp_path / "out" / "runs").glob("*.h5"))
+    assert runs
+    for run in runs:
         with h5py.File(run, "r") as f:
             assert 0 < f.attrs["peak_rank_memory_bytes"] < held.nbytes / 2, f.attrs["peak_rank_memory_bytes"]
 

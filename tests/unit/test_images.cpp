@@ -345,7 +345,8 @@ TEST(Images, SyntheticSamplesCarryDataShape) {
 }
 
 // A selection (increasing indices) gives its images alone, in order, with their labels: the bytes of the
-// whole read at those places, across pieces and (CIFAR-10) across batch files, plain or gzipped.
+// whole read at those places, across the reader's pieces (IDX, plain or gzipped) and across batch files
+// (CIFAR-10).
 TEST(Images, ASelectionHoldsItsImagesAlone) {
   for (bool gz : {false, true}) {
     const std::string folder = fresh_folder(gz ? "only_gz" : "only");
@@ -372,6 +373,27 @@ TEST(Images, ASelectionHoldsItsImagesAlone) {
     EXPECT_TRUE(std::equal(some.pixels.begin() + static_cast<std::ptrdiff_t>(j * 3072), some.pixels.begin() + static_cast<std::ptrdiff_t>((j + 1) * 3072),
                            all.pixels.begin() + static_cast<std::ptrdiff_t>(i * 3072)))
         << "image " << i;
+  }
+  // Images across the reader's 1 MiB pieces: 2000 images of 28 x 28 (1.5 MiB); image 1337 spans the
+  // first boundary (its bytes 16 + 1337·784 .. + 784 hold 1048576).
+  const std::string big = fresh_folder("only_big") + "/";
+  Bytes pixels(2000 * 784);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>((i / 784 * 7 + i % 784) % 251);
+  for (bool gz : {false, true}) {
+    const auto write = gz ? write_gz : write_raw;
+    const std::string ext = gz ? ".gz" : "";
+    write(big + "train-images-idx3-ubyte" + ext, idx_bytes({2000, 28, 28}, pixels));
+    write(big + "train-labels-idx1-ubyte" + ext, idx_bytes({2000}, Bytes(2000, 3)));
+    const std::vector<Index> across{0, 1336, 1337, 1338, 1999};
+    const RawImages picked = read_idx(big, false, "data.source", &across);
+    ASSERT_EQ(picked.pixels.size(), across.size() * 784u);
+    for (std::size_t j = 0; j < across.size(); ++j)
+      EXPECT_TRUE(std::equal(picked.pixels.begin() + static_cast<std::ptrdiff_t>(j * 784),
+                             picked.pixels.begin() + static_cast<std::ptrdiff_t>((j + 1) * 784),
+                             pixels.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(across[j]) * 784)))
+          << "image " << across[j] << (gz ? " (gzip)" : "");
+    fs::remove(big + "train-images-idx3-ubyte" + ext);
+    fs::remove(big + "train-labels-idx1-ubyte" + ext);
   }
   // A truncated file is refused whatever the selection reads of it.
   const std::string prefix = fresh_folder("only_cut") + "/";

@@ -81,49 +81,51 @@ TEST(Layers, TheMlpConfigurationIsASequenceOfLayers) {
 // x_1 c_1, then fma(x_k, c_k, ·): the bits the layer has always had (one pass per term, `o += x c`
 // contracted), for 0 to 3 directions and zero components on either side.
 TEST(Jets, ScaleChannelsIsTheProductRuleWithItsBits) {
-  const Index channels = 3, pixels = 10, samples = 4;
-  Rng r(7, rng_stream::test);
-  for (int m = 0; m <= max_jet_directions; ++m)
-    for (int pattern = 0; pattern < 4; ++pattern) {
-      SCOPED_TRACE("directions " + std::to_string(m) + ", pattern " + std::to_string(pattern));
-      Jet a, c;
-      a.reset(m);
-      c.reset(m);
-      for (int s = 0; s < (1 << m); ++s) {
-        // pattern 0: all components; 1: a's odd ones zero; 2: c's component 1 zero; 3: a has its value alone
-        const bool a_zero = s > 0 && ((pattern == 1 && s % 2 == 1) || pattern == 3);
-        const bool c_zero = pattern == 2 && s == 1;
-        if (!a_zero) {
-          Buffer& x = a.set(s, channels * pixels, samples);
-          for (Index i = 0; i < x.size(); ++i) x.data()[i] = r.normal();
-        }
-        if (!c_zero) {
-          Buffer& y = c.set(s, channels, 1);
-          for (Index i = 0; i < y.size(); ++i) y.data()[i] = r.normal();
-        }
-      }
-      Jet out;
-      jet_scale_channels(a, c, pixels, out);
-      for (int s = 0; s < (1 << m); ++s) {
-        Matrix expected = Matrix::Zero(channels * pixels, samples);
-        bool any = false;
-        for (int t = s;; t = (t - 1) & s) {
-          const int u = s ^ t;
-          if (a.nz[static_cast<std::size_t>(t)] && c.nz[static_cast<std::size_t>(u)]) {
-            for (Index n = 0; n < samples; ++n)
-              for (Index f = 0; f < channels * pixels; ++f) {
-                const double x = a.c[static_cast<std::size_t>(t)](f, n), y = c.c[static_cast<std::size_t>(u)](f / pixels, 0);
-                expected(f, n) = any ? std::fma(x, y, expected(f, n)) : x * y;
-              }
-            any = true;
+  for (const Index pixels : {Index(10), Index(1)}) {  // planes, and a vector's features
+    const Index channels = 3, samples = 4;
+    Rng r(7, rng_stream::test);
+    for (int m = 0; m <= max_jet_directions; ++m)
+      for (int pattern = 0; pattern < 4; ++pattern) {
+        SCOPED_TRACE("directions " + std::to_string(m) + ", pattern " + std::to_string(pattern));
+        Jet a, c;
+        a.reset(m);
+        c.reset(m);
+        for (int s = 0; s < (1 << m); ++s) {
+          // pattern 0: all components; 1: a's odd ones zero; 2: c's component 1 zero; 3: a has its value alone
+          const bool a_zero = s > 0 && ((pattern == 1 && s % 2 == 1) || pattern == 3);
+          const bool c_zero = pattern == 2 && s == 1;
+          if (!a_zero) {
+            Buffer& x = a.set(s, channels * pixels, samples);
+            for (Index i = 0; i < x.size(); ++i) x.data()[i] = r.normal();
           }
-          if (t == 0) break;
+          if (!c_zero) {
+            Buffer& y = c.set(s, channels, 1);
+            for (Index i = 0; i < y.size(); ++i) y.data()[i] = r.normal();
+          }
         }
-        ASSERT_EQ(out.nz[static_cast<std::size_t>(s)], any) << "component " << s;
-        if (any)
-          EXPECT_EQ(std::memcmp(out.c[static_cast<std::size_t>(s)].data(), expected.data(),
-                                sizeof(double) * static_cast<std::size_t>(expected.size())), 0)
-              << "component " << s;
+        Jet out;
+        jet_scale_channels(a, c, pixels, out);
+        for (int s = 0; s < (1 << m); ++s) {
+          Matrix expected = Matrix::Zero(channels * pixels, samples);
+          bool any = false;
+          for (int t = s;; t = (t - 1) & s) {
+            const int u = s ^ t;
+            if (a.nz[static_cast<std::size_t>(t)] && c.nz[static_cast<std::size_t>(u)]) {
+              for (Index n = 0; n < samples; ++n)
+                for (Index f = 0; f < channels * pixels; ++f) {
+                  const double x = a.c[static_cast<std::size_t>(t)](f, n), y = c.c[static_cast<std::size_t>(u)](f / pixels, 0);
+                  expected(f, n) = any ? std::fma(x, y, expected(f, n)) : x * y;
+                }
+              any = true;
+            }
+            if (t == 0) break;
+          }
+          ASSERT_EQ(out.nz[static_cast<std::size_t>(s)], any) << "component " << s;
+          if (any)
+            EXPECT_EQ(std::memcmp(out.c[static_cast<std::size_t>(s)].data(), expected.data(),
+                                  sizeof(double) * static_cast<std::size_t>(expected.size())), 0)
+                << "component " << s << ", " << pixels << " pixels";
+        }
       }
-    }
+  }
 }

@@ -347,13 +347,14 @@ TEST(Options, ShapeOfSyntheticSamples) {
 // named "x/y" made nested groups the report could not find; "a b" and "" were taken too). A flow named
 // like the method's trajectory is refused in the config (it passed every check, then the run file's
 // second /trajectories/gd failed to be created mid-run, leaving an unreadable file). Last in this file:
-// it registers a flow in the process's registry.
+// it registers a flow in the process's registry (once, also when the test is repeated).
 TEST(Options, RegisteredNamesAreWordsAndFlowsAreNamedApartFromTheMethod) {
   Registry<int> kinds("toy kinds");
   for (const std::string bad : {"x/y", "a b", "", "1a", "_a", "a-b", "a.b"})
     EXPECT_THROW(kinds.add(bad, 0), Error) << "'" << bad << "'";
   for (const std::string good : {"a", "eom3", "half_speed_gf", "Adam2"}) EXPECT_NO_THROW(kinds.add(good, 0)) << good;
-  flow_registry().add("heavy_ball", [](const FlowContext&) -> std::unique_ptr<Flow> { return nullptr; });
+  if (!flow_registry().contains("heavy_ball"))
+    flow_registry().add("heavy_ball", [](const FlowContext&) -> std::unique_ptr<Flow> { return nullptr; });
   EXPECT_EQ(error_of(minimal + "method = heavy_ball\n[flows]\nkinds = gf, heavy_ball\n"),
             "flows.kinds: expected flows named apart from the trajectory of optimizer.method, got 'heavy_ball'");
   EXPECT_NO_THROW(parse(minimal + "method = gd\n[flows]\nkinds = gf, heavy_ball\n"));
