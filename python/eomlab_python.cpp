@@ -330,7 +330,7 @@ class PyObjective {
         r.seed = whole_number(v, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)", function);
       else if (key == "epoch")
         r.epoch = static_cast<long>(whole_number(v, "epoch", py::int_(std::numeric_limits<long>::max()), "an integer epoch >= 0", function));
-      else if (std::find(method_setting_keys.begin(), method_setting_keys.end(), key) != method_setting_keys.end())
+      else if (is_method_setting_key(key))
         ini << key << " = " << value_text(v, "optimizer." + key) << "\n";
       else  // other [optimizer] keys (steps, horizon, record_every) were taken as the stand-in config's
         bad(function + ": unknown keyword '" + key + "' (expected hyperparameters of the method (" + method_setting_keys_text() + "), seed or epoch)");

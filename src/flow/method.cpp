@@ -16,9 +16,13 @@ std::unique_ptr<Method> make_method(const std::string& name, const MethodContext
 
 std::vector<MethodKey> MethodEntry::checked(std::vector<MethodKey> keys) {
   for (const MethodKey& k : keys)
-    if (std::find(method_setting_keys.begin(), method_setting_keys.end(), k.name) == method_setting_keys.end())
+    if (!is_method_setting_key(k.name))
       throw Error("method registry: '" + k.name + "' is not an [optimizer] hyperparameter (" + method_setting_keys_text() + ")");
   return keys;
+}
+
+bool is_method_setting_key(const std::string& name) {
+  return std::find(method_setting_keys.begin(), method_setting_keys.end(), name) != method_setting_keys.end();
 }
 
 std::string method_setting_keys_text() {

@@ -131,7 +131,8 @@ std::unique_ptr<Method> make_method(const std::string& name, const MethodContext
 // methods that read it, in the order of registration.
 const MethodKey* method_key(const std::string& method, const std::string& key);
 std::vector<std::string> methods_reading(const std::string& key);
-// method_setting_keys as a message lists them: "momentum, beta1, ..".
+// Whether `name` is one of method_setting_keys, and those keys as a message lists them: "momentum, beta1, ..".
+bool is_method_setting_key(const std::string& name);
 std::string method_setting_keys_text();
 
 // The names of a method's state as save() gives them, "vectors: a, b; scalars: c" (to compare checkpoints).
