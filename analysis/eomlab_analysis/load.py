@@ -10,8 +10,8 @@ records completely written: every series is cut to the shortest record axis.
 
 `Study.runs` holds only the runs of the study in `<output>/study.ini`: a run file belongs to it when
 its `config` attribute has the same values as study.ini (keys that do not change results aside, list
-items and numbers compared by value, so `0.1,0.05` = `0.1, 0.05` and `60` = `60.0`) and its (lr, seed,
-weight_decay) is a point of the study's grid. Other files, left by an earlier config (`--overwrite`
+items and numbers compared by value, so `0.1,0.05` = `0.1, 0.05` and `60` = `60.0`), its (lr, seed,
+weight_decay) is a point of the study's grid and its file is named after its run_id. Other files, left by an earlier config (`--overwrite`
 replaces only the runs of the invocation), are `Study.stale`, each with the reason.
 
 Trajectory names are read, not assumed: the discrete trajectory (`gd`, or the method's name) and the
@@ -30,6 +30,8 @@ import numpy as np
 IGNORED_KEYS = {"study.name", "study.output", "output.checkpoint_every", "output.progress_every"}
 # Defaults of the grid lists (README "Config keys"), for a study.ini that leaves one out.
 GRID_DEFAULTS = {"study.seed": "0", "optimizer.lr": "0.05", "model.weight_decay": "0"}
+# Attributes naming what a run was computed from besides its config (the data set, model.init's parameters).
+INPUT_FINGERPRINTS = ("data_fingerprint", "init_fingerprint")
 # Keys added by later versions of eomlab, with their defaults: a config written before a key existed
 # (an older study.ini or run file) has the default, as eomlab itself reads it on --resume.
 LATER_KEY_DEFAULTS = {"optimizer.divergence_factor": "1e6", "optimizer.method": "gd", "flows.max_steps": "100000",
@@ -178,6 +180,10 @@ def grid(config):
     return {(s, lr, wd) for s in lists[0] for lr in lists[1] for wd in lists[2]}
 
 
+class NotARunFile(ValueError):
+    """An HDF5 file (or a directory) in runs/ that holds no run."""
+
+
 class Run:
     """One run file, opened once (read-only) on first use and kept open until close(); what it reads is
     cut to the records complete when it was opened."""
@@ -194,6 +200,8 @@ class Run:
 
     def _read_header(self, f):
         self.attrs = {k: attribute(f.attrs, k) for k in f.attrs}
+        if not {"run_id", "config"} & self.attrs.keys() and "step" not in f:
+            raise NotARunFile("no run_id, config or step: not written by eomlab as a run, or cut short before its header")
         self.discrete, flows = trajectory_names(f)
         self.trajectories = [t for t in [self.discrete, *flows] if t in f.get("observables", {})]
         lengths = [f["step"].shape[0], f["time"].shape[0]]
@@ -416,11 +424,23 @@ class Study:
             self._load()
         return self._stale
 
+    @property
+    def mixed_inputs(self):
+        """{attribute: its values} of the INPUT_FINGERPRINTS on which the runs differ: runs of one config
+        computed from other data (a data file changed between shards) or other initial parameters."""
+        if self._runs is None:
+            self._load()
+        return self._mixed_inputs
+
     def _load(self):
         runs, self._stale, readable = [], [], []
         for path in sorted((self.dir / "runs").glob("*.h5")):
             try:
+                if not path.is_file():
+                    raise NotARunFile("a directory, not a file")
                 readable.append((path, Run(path), None))
+            except NotARunFile as e:
+                readable.append((path, None, f"not a run file: {e}"))
             except (OSError, KeyError, ValueError, TypeError) as e:
                 readable.append((path, None, f"unreadable: {e}"))
         self._spell_architecture_as_made([run for _, run, _ in readable if run])
@@ -435,11 +455,13 @@ class Study:
                     run.close()
             else:
                 runs.append(run)
+        fingerprints = {name: sorted({str(r.attrs[name]) for r in runs if name in r.attrs}) for name in INPUT_FINGERPRINTS}
+        self._mixed_inputs = {name: values for name, values in fingerprints.items() if len(values) > 1}
         runs = self._drop_duplicates(runs)
         self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
         variants = {}
         for run in self._runs:
-            run.config_index = variants.setdefault(run.variant, len(variants))
+            run.config_index = variants.setdefault(self._variant(run), len(variants))
         self._configs = [dict(v) for v in variants]
 
     def close(self):
@@ -452,6 +474,11 @@ class Study:
 
     def __exit__(self, *exc):
         self.close()
+
+    def _variant(self, run):
+        """Run.variant, and the run's inputs where the runs were computed from several (mixed_inputs): runs
+        of one config from other data are fitted and drawn apart."""
+        return run.variant + tuple((name, (str(run.attrs.get(name, "(not recorded)")),)) for name in self._mixed_inputs)
 
     def _spell_architecture_as_made(self, runs):
         """study.ini's model.architecture as the layers it made in a run written with the same spelling
@@ -475,13 +502,15 @@ class Study:
         if run.grid_point not in grid(self.config):
             return (f"(seed, lr, weight_decay) = ({run.seed}, {run.lr!r}, {run.weight_decay!r}) "
                     "is not a point of the study's grid")
+        if "run_id" in run.attrs and run.run_id != run.path.stem:
+            return f"holds run '{run.run_id}', whose file is {run.run_id}.h5, not '{run.path.stem}' (copied or renamed by hand)"
         return None
 
     def _drop_duplicates(self, runs):
         """One run per config and grid point: the most recently written file; older ones are stale."""
         newest = {}
         for run in sorted(runs, key=lambda r: r.path.stat().st_mtime_ns, reverse=True):
-            point = (run.method, run.variant) + run.grid_point
+            point = (run.method, self._variant(run)) + run.grid_point
             if point in newest:
                 self._stale.append((run.path.name, run.run_id, f"same grid point as the newer {newest[point].path.name}"))
             else:

@@ -565,7 +565,7 @@ def group_plots(first, out, suffix, label, several):
         fig, axes = subplots(1, len(flows), figsize=(4.2 * len(flows), 3.6), squeeze=False, sharey=True)
         for ax, flow in zip(axes[0], flows):
             for r in (r for r in first if flow in r.flows):
-                ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {r.lr:g}")
+                ax.semilogy(r.time[1:], r.distance(flow)[1:], ".-", markersize=4, color=colors[r.lr], label=f"lr = {number_text(r.lr)}")
             ax.set_title(f"{flow}: distance to {d}")
             ax.set_xlabel("time t = k·lr")
             ax.grid(alpha=0.3)
@@ -604,7 +604,7 @@ def group_plots(first, out, suffix, label, several):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
             ax.plot(r.time, r.series(t, "loss"), linestyle=style(r, t), label=t)
-        ax.set_title(f"lr = {lr:g}")
+        ax.set_title(f"lr = {number_text(lr)}")
         ax.set_xlabel("time t = k·lr")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(lrs):]:
@@ -622,7 +622,7 @@ def group_plots(first, out, suffix, label, several):
         fig, ax = subplots(figsize=(5.2, 3.8))
         for r in first:
             limit = r.stability[2]
-            ax.semilogy(r.time, r.series(r.discrete, series), color=colors[r.lr], label=f"{what}, lr = {r.lr:g}")
+            ax.semilogy(r.time, r.series(r.discrete, series), color=colors[r.lr], label=f"{what}, lr = {number_text(r.lr)}")
             ax.axhline(limit / r.lr, color=colors[r.lr], linestyle="--", linewidth=0.8,
                        label=f"{limit:.4g}/lr = {limit / r.lr:.4g}")
         ax.set_xlabel("time t = k·lr")
@@ -648,7 +648,7 @@ def group_plots(first, out, suffix, label, several):
             ax.ticklabel_format(axis="y", useOffset=False)
         axes[0][0].set_ylabel("‖θ_A‖²")
         outside_legend(axes[0][-1])
-        fig.suptitle(f"‖θ_A‖² of scale-invariant blocks\n(lr {r.lr:g}, {label})", fontsize=9)
+        fig.suptitle(f"‖θ_A‖² of scale-invariant blocks\n(lr {number_text(r.lr)}, {label})", fontsize=9)
         made.append(save(fig, out, "scale_invariant" + suffix, named("Scale-invariant norms against time")))
 
     with_wd = [r for r in first if r.weight_decay > 0 and r.has(r.discrete, "translation_components") and r.records > 1]
@@ -688,7 +688,7 @@ def translation_plots(every, out):
         ax.set_xlabel("time t = k·lr")
         ax.set_ylabel(f"|s_flow(t) − s_{r.discrete}(t)| / |s(0)|")
         ax.set_title(f"Output-bias class-sum s: each flow's deviation from {r.discrete}\n"
-                     f"(lr {r.lr:g}, weight decay {r.weight_decay:g})",
+                     f"(lr {number_text(r.lr)}, weight decay {number_text(r.weight_decay)})",
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -697,8 +697,22 @@ def translation_plots(every, out):
     return made
 
 
-def flags(study):
+def mixed_inputs_note(study):
+    """The flag of runs computed from different data or initial parameters (as eomlab --catalog warns)."""
     notes = []
+    for name, values in study.mixed_inputs.items():
+        what = "data" if name == "data_fingerprint" else "initial parameters"
+        configs = [", ".join(str(i + 1) for i, c in enumerate(study.configs) if c.get(name) == (v,)) for v in values]
+        which = "; ".join(f"{md(v)}: config {c}" for v, c in zip(values, configs) if c)
+        old = (" unless some were begun by an eomlab from 168ee9b to aaa2e9b (whose image fingerprints were of the "
+               "labels only)," if what == "data" else "")
+        notes.append(f"- the run files were computed from **different {what}** ({name} {which}):{old} their results "
+                     "are not of one study; they are fitted and drawn apart (`config` in runs.csv)")
+    return notes
+
+
+def flags(study):
+    notes = mixed_inputs_note(study)
     for r in study.runs:
         if r.status != "complete":
             readable = f" ({r.records} records readable)" if r.records else ""

@@ -361,6 +361,9 @@ def test_order_fits_leave_out_diverged_runs_and_runs_past_the_edge_of_stability(
 HOSTILE_NAME = b"100% <b>x</b> | ```t``` \xff\xfe"
 
 
+HOSTILE_RUN_ID = b'=HYPERLINK("x")|\n<script>'
+
+
 @pytest.fixture(scope="module")
 def hostile_study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
@@ -375,13 +378,14 @@ def hostile_study(tmp_path_factory):
         utf8 = h5py.string_dtype("utf-8")
         f.attrs.create("study", np.array(HOSTILE_NAME + b"\nline", dtype=utf8))
         f.attrs.create("git_sha", np.array(b"ab\xffcd", dtype=utf8))
-        f.attrs["run_id"] = np.bytes_(b'=HYPERLINK("http://x")|\n<script>')
+        f.attrs["run_id"] = np.bytes_(HOSTILE_RUN_ID)
         f.attrs["status"] = np.array([b"complete"])  # a one-element array of fixed-length bytes
         f.attrs["lr"] = "0.1"  # a number stored as text
         f.attrs["host"] = "@host -2+3"
         f.attrs["seed"] = np.int32(f.attrs["seed"])
         f.attrs["edge_of_stability"] = np.bytes_(b"no")
         loss = f["observables/gd/loss"][-1]
+    path = path.rename(path.with_name(HOSTILE_RUN_ID.decode() + ".h5"))  # a file not named after its run is stale
     return path, loss, report(out, tmp / "report")
 
 
@@ -399,15 +403,15 @@ def test_hostile_text_is_escaped_in_markdown(hostile_study):
     text = outside_code(md)
     assert "<" not in text and "```" not in text
     runs, rates = [line for line in text.splitlines() if "HYPERLINK" in line]  # runs and translation tables
-    assert runs.startswith("| =HYPERLINK(\"http://x\")\\|\\\\n&lt;script&gt; | 0.1 | 1 | 0.05 | complete |")
-    assert rates.startswith("| =HYPERLINK(\"http://x\")\\|\\\\n&lt;script&gt; | 0.1 | 0.05 | -")
+    assert runs.startswith("| =HYPERLINK(\"x\")\\|\\\\n&lt;script&gt; | 0.1 | 1 | 0.05 | complete |")
+    assert rates.startswith("| =HYPERLINK(\"x\")\\|\\\\n&lt;script&gt; | 0.1 | 0.05 | -")
     assert "- git_sha: ab\ufffdcd" in text and "- host: @host -2+3" in text
 
 
 def test_hostile_text_cannot_run_as_a_spreadsheet_formula(hostile_study):
     path, loss, rep = hostile_study
     (row,) = table(rep / "runs.csv")
-    assert row["run_id"] == "'=HYPERLINK(\"http://x\")|\n<script>"
+    assert row["run_id"] == "'=HYPERLINK(\"x\")|\n<script>"
     assert row["status"] == "complete" and row["seed"] == "1"
     assert float(row["final_loss_gd"]) == pytest.approx(loss, rel=1e-5)
     (rates,) = table(rep / "translation.csv")
@@ -1083,6 +1087,24 @@ def test_tables_tell_close_learning_rates_apart(tmp_path):
     assert sorted(float(r["lr"]) for r in rows) == [0.1, 0.1000001] and {r["weight_decay"] for r in rows} == {"0"}
 
 
+def test_figures_tell_close_learning_rates_apart(tmp_path, monkeypatch):
+    """Found by a review: the figures wrote lrs with %g, so lr 0.1 and 0.1000001 had two legend entries and
+    two loss panels "lr = 0.1". The texts of every figure are read as it is saved."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis import report as rep
+    import matplotlib.text
+    close = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 0.1000001").replace("steps = 20", "steps = 2").replace(
+        "record_every = 5", "record_every = 1")
+    proc = run_eomlab(["--config", write_config(tmp_path, close.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    texts, save = {}, rep.save
+    monkeypatch.setattr(rep, "save", lambda fig, out, stem, title: (
+        texts.setdefault(stem, [t.get_text() for t in fig.findobj(matplotlib.text.Text)]), save(fig, out, stem, title))[1])
+    rep.build(tmp_path / "out", tmp_path / "report")
+    for stem in ["distance_vs_time", "loss"]:
+        assert "lr = 0.1000001" in texts[stem] and "lr = 0.1" in texts[stem], (stem, texts[stem])
+
+
 def test_the_loss_figure_of_a_long_sweep_wraps_onto_rows(tmp_path):
     """Found by a review: 32 lrs gave a loss figure 14080 pixels wide; the panels now wrap, 5 to a row."""
     sweep = SMALL_STUDY.replace("lr = 0.1", "lr = " + ", ".join(f"{0.01 * k:g}" for k in range(1, 8))).replace(
@@ -1244,3 +1266,85 @@ def test_a_log_axis_of_less_than_two_decades_is_labelled_between_its_powers_of_t
     for axis in (0, 1):
         assert len(labels(2.5, 40, axis)) >= 3, labels(2.5, 40, axis)
         assert all(re.fullmatch(r"\$\\mathdefault\{10\^\{-?\d+\}\}\$", t) for t in labels(1e-6, 1e2, axis)), labels(1e-6, 1e2, axis)
+
+
+def test_runs_computed_from_different_data_are_flagged_and_fitted_apart(tmp_path):
+    """Found by a review: the shards of a study, one replaced (--overwrite, as documented) after its data
+    file changed, were fitted as one sweep; eomlab --catalog warns of it. Each fit is checked against the
+    files' own data fingerprints and against the report of the same runs alone."""
+    data = tmp_path / "data.h5"
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{data}").replace(
+        "lr = 0.1", "lr = 0.1, 0.05, 0.025, 0.0125").replace("steps = 20", "steps = 8").replace("record_every = 5", "record_every = 2")
+    config = write_config(tmp_path, text)
+    rng = np.random.default_rng(0)
+    for shard, extra in [(0, []), (1, ["--overwrite"])]:
+        with h5py.File(data, "w") as f:
+            f["X"], f["y"] = rng.normal(size=(40, 5)), np.arange(40) % 3
+        proc = run_eomlab(["--config", config, "--shard", f"{shard}/2", *extra])
+        assert proc.returncode == 0, proc.stderr
+    prints = {}
+    for path in (tmp_path / "out" / "runs").glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            prints[path.stem] = f.attrs["data_fingerprint"]
+    assert len(set(prints.values())) == 2
+    rep = report(tmp_path / "out", tmp_path / "report")
+    md = (rep / "report.md").read_text()
+    assert "computed from **different data**" in md, md
+    runs = table(rep / "runs.csv")
+    config_of = {r["run_id"]: r["config"] for r in runs}
+    assert len(runs) == 4 and len(set(config_of.values())) == 2
+    assert all((config_of[a] == config_of[b]) == (prints[a] == prints[b]) for a in prints for b in prints)
+    rows = table(rep / "orders.csv")
+    assert sorted((r["config"], r["flow"], r["lrs"]) for r in rows) == [(c, f, "2") for c in "12" for f in ("eom1", "gf")]
+    # one shard's runs alone (the others moved away) give the same slopes as its config's rows
+    alone = tmp_path / "alone"
+    shutil.copytree(tmp_path / "out", alone)
+    first = [stem for stem in prints if prints[stem] == prints["lr0.1_seed1_wd0"]]
+    for stem in prints:
+        if stem not in first:
+            (alone / "runs" / f"{stem}.h5").unlink()
+    slopes = {r["flow"]: r["slope"] for r in table(report(alone, tmp_path / "alone_report") / "orders.csv")}
+    assert {r["flow"]: r["slope"] for r in rows if r["config"] == config_of["lr0.1_seed1_wd0"]} == slopes
+
+
+def test_a_run_file_under_another_name_is_stale_and_leaves_the_runs_own_file(tmp_path):
+    """Found by a review: a newer copy of a run under another name (here without its eom1 trajectory) took
+    the run's place, and the run's own file was listed as the stale duplicate; eomlab --catalog and --resume
+    refuse such a file ("copied or renamed by hand")."""
+    two = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 0.05")
+    proc = run_eomlab(["--config", write_config(tmp_path, two.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    runs_dir = tmp_path / "out" / "runs"
+    copy = runs_dir / "zz_copy.h5"
+    shutil.copy(runs_dir / "lr0.05_seed1_wd0.h5", copy)
+    with h5py.File(copy, "a") as f:
+        del f["observables/eom1"]
+    os.utime(copy, ns=(0, (runs_dir / "lr0.05_seed1_wd0.h5").stat().st_mtime_ns + 10 ** 10))
+    rep = report(tmp_path / "out", tmp_path / "report")
+    assert sorted(r["run_id"] for r in table(rep / "runs.csv")) == ["lr0.05_seed1_wd0", "lr0.1_seed1_wd0"]
+    stale = {r["file"]: r["reason"] for r in table(rep / "stale.csv")}
+    assert list(stale) == ["zz_copy.h5"] and "holds run 'lr0.05_seed1_wd0'" in stale["zz_copy.h5"], stale
+    assert "2 of the study's 2 runs," in (rep / "report.md").read_text()
+
+
+def test_a_file_that_holds_no_run_is_not_counted_as_a_damaged_run(tmp_path):
+    """Found by a review: an HDF5 file of initial parameters in runs/ was counted as a run whose file cannot
+    be read, hiding the run without a file ("1 with a run file that cannot be read"); a directory named
+    x.h5 gave HDF5's internals."""
+    two = SMALL_STUDY.replace("lr = 0.1", "lr = 0.1, 0.05")
+    proc = run_eomlab(["--config", write_config(tmp_path, two.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    runs_dir = tmp_path / "out" / "runs"
+    (runs_dir / "lr0.05_seed1_wd0.h5").unlink()
+    with h5py.File(runs_dir / "my_init_theta.h5", "w") as f:
+        f["theta"] = np.zeros(10)
+    (runs_dir / "x.h5").mkdir()
+    rep = report(tmp_path / "out", tmp_path / "report")
+    md = (rep / "report.md").read_text()
+    assert "1 of the study's 2 runs (1 without a run file yet)" in md, md
+    stale = {r["file"]: r["reason"] for r in table(rep / "stale.csv")}
+    assert stale["my_init_theta.h5"].startswith("not a run file: no run_id, config or step"), stale
+    assert stale["x.h5"] == "not a run file: a directory, not a file", stale
+    rows = table(rep / "runs.csv")
+    assert [r["run_id"] for r in rows] == ["lr0.1_seed1_wd0"]
