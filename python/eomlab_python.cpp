@@ -20,6 +20,7 @@
 
 #include "cli/options.hpp"
 #include "core/error.hpp"
+#include "core/words.hpp"
 #include "diff/objective.hpp"
 #include "dist/comm.hpp"
 #include "flow/flow.hpp"
@@ -176,7 +177,9 @@ struct PyModel {
 
 Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   const Array xs = Array::ensure(x);
-  if (!xs || xs.ndim() < 2) bad("X: expected a float64 array [N, ...] of samples");
+  if (!xs || xs.ndim() < 2)
+    bad("X: expected a float64 array [N, ...] of samples, got " +
+        (xs ? "an array of shape " + shape_text(xs) : py::repr(x).cast<std::string>()));
   const Index n = static_cast<Index>(xs.shape(0)), features = static_cast<Index>(xs.size()) / std::max<Index>(n, 1);
   if (n == 0) bad("X: expected at least one sample");
   const Shape& shape = m.model->input_shape();
@@ -186,7 +189,7 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
     bad("X: expected samples [N, " + std::to_string(shape.size()) + "]" +
         (shape.is_vector() ? "" : " or [N, " + std::to_string(shape.channels) + ", " + std::to_string(shape.height) + ", " +
                                       std::to_string(shape.width) + "] (channels first)") +
-        ", got " + std::to_string(xs.ndim()) + " dimensions");
+        ", got an array of shape " + shape_text(xs));
   if (features != shape.size())
     bad("X: expected samples of " + shape.text() + " (" + std::to_string(shape.size()) + " values), got " +
         std::to_string(features));
@@ -218,7 +221,8 @@ Dataset dataset_of(const PyModel& m, const py::array& x, const py::array& y) {
   } else {
     const Array targets = Array::ensure(y);
     if (!targets || targets.ndim() != 2 || targets.shape(0) != n || targets.shape(1) != outputs)
-      bad("y: expected float64 targets [N, " + std::to_string(outputs) + "] for mse");
+      bad("y: expected float64 targets [" + std::to_string(n) + ", " + std::to_string(outputs) + "] for mse (one row per sample of X), got " +
+          (targets ? "an array of shape " + shape_text(targets) : py::repr(y).cast<std::string>()));
     d.targets = Eigen::Map<const Matrix>(targets.data(), outputs, n);
     if (const std::string found = unusable_values(d.targets); !found.empty())
       bad(std::string("y: expected targets of ") + usable_values_text + ", got " + found);
@@ -391,11 +395,19 @@ dist::Environment& mpi() {
 // INI text of a dict of sections {section: {key: value}} (lists become comma-separated).
 std::string ini_of(const py::dict& config) {
   std::ostringstream ini;
+  // Section and key names are words, as every key of the contract is: other text would be INI syntax.
+  const auto word = [](const py::handle& name) {
+    const std::string text = py::str(name).cast<std::string>();
+    if (!py::isinstance<py::str>(name) || !is_word(text))
+      bad("config: expected section and key names of a letter, then letters, digits and '_', got " +
+          py::repr(name).cast<std::string>());
+    return text;
+  };
   for (const auto& [section, keys] : config) {
     if (!py::isinstance<py::dict>(keys)) bad("config: expected a dict of sections, each a dict of keys");
-    ini << "[" << py::str(section).cast<std::string>() << "]\n";
+    ini << "[" << word(section) << "]\n";
     for (const auto& [key, value] : keys.cast<py::dict>()) {
-      const std::string name = py::str(key).cast<std::string>();
+      const std::string name = word(key);
       ini << name << " = " << list_text(value, py::str(section).cast<std::string>() + "." + name) << "\n";
     }
   }
@@ -408,7 +420,8 @@ py::array_t<std::int64_t> permutation(const py::object& seed_arg, const py::obje
   const std::uint64_t seed =
       whole_number(seed_arg, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)");
   const auto epoch = static_cast<long>(whole_number(epoch_arg, "epoch", longest, "an integer epoch >= 0"));
-  const auto n = static_cast<Index>(whole_number(n_arg, "n", longest, "an integer number of samples >= 0"));
+  const py::int_ samples(std::numeric_limits<int>::max());  // as many as a study may have (data.n_samples)
+  const auto n = static_cast<Index>(whole_number(n_arg, "n", samples, "an integer number of samples in [0, 2147483647]"));
   const std::vector<Index> p = sgd_permutation(seed, epoch, n);
   py::array_t<std::int64_t> out(static_cast<py::ssize_t>(p.size()));
   std::copy(p.begin(), p.end(), out.mutable_data());

@@ -233,6 +233,7 @@ class KeyValues {
     const auto it = values_.find(key);
     return it == values_.end() ? std::string() : it->second;
   }
+  bool given(const std::string& key) const { return values_.count(key) > 0; }
 
  private:
   const Values& values_;
@@ -456,6 +457,8 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   if (c.model.layers.size() < 2)
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
   c.model.architecture = canonical_architecture(kv.get("model.architecture"));
+  if (kv.given("model.architecture") && c.model.architecture.empty())  // else model.layers' MLP, silently
+    throw_input_error("model.architecture", "at least one layer (leave the key out for model.layers' MLP)", "nothing");
   const std::string default_layers = default_of("model.layers");
   if (!c.model.architecture.empty() && joined(c.model.layers, integer_text) != default_layers)
     throw_input_error("model.layers",
@@ -567,8 +570,12 @@ void build_data(StudyConfig& c, const KeyValues& kv) {
     if (c.data.n_classes != c.model.layers.back())
       throw InputError("model.layers: expected output width " + std::to_string(c.data.n_classes) +
                        " (data.n_classes), got " + std::to_string(c.model.layers.back()));
-    if (is_synthetic(c.data) && c.model.loss == LossKind::cross_entropy && c.data.n_classes < 2)
+    if (is_synthetic(c.data) && c.model.loss == LossKind::cross_entropy && c.data.n_classes < 2) {
+      if (nc.empty())  // the classes are model.layers' output width (the Python API's Model(layers=...) too)
+        throw_input_error("model.layers", "an output width of at least 2 for cross_entropy (one per class)",
+                          std::to_string(c.data.n_classes));
       throw_input_error("data.n_classes", "at least 2 classes for cross_entropy", std::to_string(c.data.n_classes));
+    }
   }
   c.data.noise = parse_double("data.noise", kv.get("data.noise"));
   if (c.data.noise < 0) throw_input_error("data.noise", "a number >= 0", quoted(kv.get("data.noise")));

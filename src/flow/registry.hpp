@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/words.hpp"
 
 namespace eomlab {
 
@@ -48,13 +49,6 @@ class Registry {
     Factory factory;
     std::string description;
   };
-  static bool is_word(const std::string& name) {
-    const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
-    if (name.empty() || !letter(name[0])) return false;
-    for (char c : name)
-      if (!letter(c) && !(c >= '0' && c <= '9') && c != '_') return false;
-    return true;
-  }
   const Entry* find(const std::string& name) const {
     for (const Entry& e : entries_)
       if (e.name == name) return &e;

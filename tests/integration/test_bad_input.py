@@ -67,6 +67,12 @@ CASES = {
     "hdf5_n_samples": (lambda t: with_change(with_change(t, "n_samples = 64", "n_samples = 32"), "source = gaussian_mixture",
                                              "source = hdf5:/some/data.h5"),
                        "data.n_samples: expected a key of a synthetic or image source"),
+    # Found by an adversarial review: an empty architecture ran model.layers' default MLP, silently; a one-output
+    # MLP was refused naming data.n_classes, which the config did not give.
+    "empty_architecture": (lambda t: with_change(t, "layers = 5,8,3", "architecture ="),
+                           "model.architecture: expected at least one layer (leave the key out for model.layers' MLP), got nothing"),
+    "one_output_mlp": (lambda t: with_change(t, "layers = 5,8,3", "layers = 5,8,1"),
+                       "model.layers: expected an output width of at least 2 for cross_entropy (one per class), got 1"),
 }
 
 

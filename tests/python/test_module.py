@@ -141,6 +141,12 @@ def test_against_pytorch_float64(name):
     (lambda: eomlab.Model(architecture="dense(1)", input_shape=(4,)),
      "model.architecture: the last layer gives 1 outputs, expected at least 2 for cross_entropy"),
     (lambda: eomlab.Model(architecture="conv(1, 2), flatten", input_shape=(1, 2, 2)), "expected at least 2 for cross_entropy"),
+    # found by an adversarial review: an empty architecture made the default MLP and dropped input_shape;
+    # a one-output MLP was refused naming data.n_classes, which the module has not
+    (lambda: eomlab.Model(architecture="", input_shape=(1, 4, 4)),
+     r"^model.architecture: expected at least one layer \(leave the key out for model.layers' MLP\), got nothing$"),
+    (lambda: eomlab.Model(architecture=" ", input_shape=(16,)), "model.architecture: expected at least one layer"),
+    (lambda: eomlab.Model(layers=[16, 1]), r"^model.layers: expected an output width of at least 2 for cross_entropy"),
 ])
 def test_bad_models_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
@@ -159,6 +165,14 @@ def test_bad_objective_arguments_raise_value_error():
         eomlab.Objective(model, x, y + 0.5)
     with pytest.raises(ValueError, match="X: expected samples"):  # [N, d, 1] was read as [N, d]
         eomlab.Objective(model, x[:, :, None], y)
+    # the shape given is named (found by an adversarial review: "got 3 dimensions", or no "got")
+    with pytest.raises(ValueError, match=rf"X: expected samples \[N, {x.shape[1]}\], got an array of shape \(20, {x.shape[1]}, 1\)$"):
+        eomlab.Objective(model, x[:, :, None], y)
+    with pytest.raises(ValueError, match=r"X: expected a float64 array \[N, \.\.\.\] of samples, got an array of shape \(5,\)$"):
+        eomlab.Objective(model, x[0, :5], y)
+    with pytest.raises(ValueError, match=r"y: expected float64 targets \[20, 3\] for mse \(one row per sample of X\), "
+                                         r"got an array of shape \(20, 4\)$"):
+        eomlab.Objective(eomlab.Model(layers=[x.shape[1], 3], loss="mse"), x, np.zeros((len(x), 4)))
     with pytest.raises(ValueError, match="X: expected finite values of magnitude at most 1e150, got NaN or Inf"):
         eomlab.Objective(model, np.where(x > 1, np.nan, x), y)  # value() was NaN, silently
     with pytest.raises(ValueError, match="y: expected targets of finite values of magnitude at most 1e150, got NaN or Inf"):
@@ -276,11 +290,13 @@ def test_sgd_permutation_is_the_documented_order():
     assert eomlab.sgd_permutation(np.int64(1), np.uint8(0), np.int32(8)).tolist() == [7, 5, 3, 2, 1, 6, 4, 0]
     for args, message in [((1, -1, 5), r"epoch: expected an integer epoch >= 0, got -1"),
                           ((1, 2**63, 5), r"epoch: expected an integer epoch >= 0, got 9223372036854775808"),
-                          ((1, 0, -2), r"n: expected an integer number of samples >= 0, got -2"),
+                          ((1, 0, -2), r"n: expected an integer number of samples in \[0, 2147483647\], got -2"),
+                          # a study's limit (data.n_samples): 2**40 was MemoryError from std::bad_alloc
+                          ((1, 0, 2**40), r"n: expected an integer number of samples in \[0, 2147483647\], got 1099511627776"),
                           ((-1, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
                           ((2**64, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 18446744073709551616"),
                           ((1.5, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 1.5"),
-                          ((1, 0, "8"), r"n: expected an integer number of samples >= 0, got '8'")]:
+                          ((1, 0, "8"), r"n: expected an integer number of samples in \[0, 2147483647\], got '8'")]:
         with pytest.raises(ValueError, match="sgd_permutation: " + message):
             eomlab.sgd_permutation(*args)
 
@@ -370,6 +386,22 @@ def test_a_line_break_in_a_value_is_refused_not_read_as_further_keys(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="layers: expected a value without control characters"):
         eomlab.Model(layers=["4\n", 3])
+
+
+def test_section_and_key_names_of_a_dict_config_are_words(tmp_path):
+    """Found by an adversarial review: names went into the INI text unchecked, so a key "classes=0,1\\nn_samples"
+    set data.classes and data.n_samples, and a section "model]\\n[optimizer" moved its keys to another section."""
+    def config(**sections):
+        base = {"study": {"output": str(tmp_path / "out")}, "model": {"layers": [4, 3]}, "optimizer": {"steps": 1}}
+        return {**base, **sections}
+    for bad, name in [(config(data={"classes=0,1\nn_samples": 7}), r"'classes=0,1\\nn_samples'"),
+                      ({**config(), "model]\n[optimizer": {"lr": 0.05}}, r"'model\]\\n\[optimizer'"),
+                      (config(data={"n_samples = 5 ;": 3}), r"'n_samples = 5 ;'"),
+                      (config(data={5: 3}), "5")]:
+        with pytest.raises(ValueError, match=r"^config: expected section and key names of a letter, then letters, digits "
+                                             r"and '_', got " + name + "$"):
+            eomlab.run(bad)
+    assert not (tmp_path / "out").exists()
 
 
 def test_values_are_checked_as_a_config_file_checks_them(tmp_path):
