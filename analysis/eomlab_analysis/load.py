@@ -426,17 +426,27 @@ class Study:
 
     @property
     def mixed_inputs(self):
-        """{attribute: its values} of the INPUT_FINGERPRINTS on which the runs differ: runs of one config
-        computed from other data (a data file changed between shards) or other initial parameters."""
-        if self._runs is None:
-            self._load()
-        return self._mixed_inputs
+        """[(config index, attribute, {fingerprint: [run ids]})] where runs of one config (Study.configs) hold
+        several values of one of the INPUT_FINGERPRINTS: computed from other data (a data file changed between
+        shards) or other initial parameters, as eomlab --catalog warns; or begun by an eomlab from 168ee9b to
+        aaa2e9b, whose image fingerprints were of the labels only and which later versions resume."""
+        mixed = []
+        for index in range(len(self.configs)):
+            runs = [r for r in self.runs if r.config_index == index]
+            for name in INPUT_FINGERPRINTS:
+                ids = {}
+                for r in runs:
+                    if name in r.attrs:
+                        ids.setdefault(str(r.attrs[name]), []).append(r.run_id)
+                if len(ids) > 1:
+                    mixed.append((index, name, ids))
+        return mixed
 
     def _load(self):
         runs, self._stale, readable = [], [], []
         for path in sorted((self.dir / "runs").glob("*.h5")):
             try:
-                if not path.is_file():
+                if path.is_dir():
                     raise NotARunFile("a directory, not a file")
                 readable.append((path, Run(path), None))
             except NotARunFile as e:
@@ -455,13 +465,11 @@ class Study:
                     run.close()
             else:
                 runs.append(run)
-        fingerprints = {name: sorted({str(r.attrs[name]) for r in runs if name in r.attrs}) for name in INPUT_FINGERPRINTS}
-        self._mixed_inputs = {name: values for name, values in fingerprints.items() if len(values) > 1}
         runs = self._drop_duplicates(runs)
         self._runs = sorted(runs, key=lambda r: (r.seed, r.weight_decay, -r.lr))
         variants = {}
         for run in self._runs:
-            run.config_index = variants.setdefault(self._variant(run), len(variants))
+            run.config_index = variants.setdefault(run.variant, len(variants))
         self._configs = [dict(v) for v in variants]
 
     def close(self):
@@ -474,11 +482,6 @@ class Study:
 
     def __exit__(self, *exc):
         self.close()
-
-    def _variant(self, run):
-        """Run.variant, and the run's inputs where the runs were computed from several (mixed_inputs): runs
-        of one config from other data are fitted and drawn apart."""
-        return run.variant + tuple((name, (str(run.attrs.get(name, "(not recorded)")),)) for name in self._mixed_inputs)
 
     def _spell_architecture_as_made(self, runs):
         """study.ini's model.architecture as the layers it made in a run written with the same spelling
@@ -507,12 +510,15 @@ class Study:
         return None
 
     def _drop_duplicates(self, runs):
-        """One run per config and grid point: the most recently written file; older ones are stale."""
+        """One run per config and grid point: the file named after its run_id if one is (a copy under another
+        name, however new, does not take its place), else the most recently written; the others are stale."""
         newest = {}
-        for run in sorted(runs, key=lambda r: r.path.stat().st_mtime_ns, reverse=True):
-            point = (run.method, self._variant(run)) + run.grid_point
+        for run in sorted(runs, key=lambda r: (r.path.stem == r.run_id, r.path.stat().st_mtime_ns), reverse=True):
+            point = (run.method, run.variant) + run.grid_point
             if point in newest:
-                self._stale.append((run.path.name, run.run_id, f"same grid point as the newer {newest[point].path.name}"))
+                kept = newest[point]
+                why = "the file named after its run" if kept.path.stem == kept.run_id != run.path.stem else "which is newer"
+                self._stale.append((run.path.name, run.run_id, f"same grid point as {kept.path.name}, {why}"))
             else:
                 newest[point] = run
         return list(newest.values())

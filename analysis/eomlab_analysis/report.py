@@ -698,16 +698,17 @@ def translation_plots(every, out):
 
 
 def mixed_inputs_note(study):
-    """The flag of runs computed from different data or initial parameters (as eomlab --catalog warns)."""
+    """The flags of runs of one config computed from different data or initial parameters (as eomlab --catalog
+    warns): they stay in the fits, which the flag says may mix them."""
     notes = []
-    for name, values in study.mixed_inputs.items():
+    for index, name, ids in study.mixed_inputs:
         what = "data" if name == "data_fingerprint" else "initial parameters"
-        configs = [", ".join(str(i + 1) for i, c in enumerate(study.configs) if c.get(name) == (v,)) for v in values]
-        which = "; ".join(f"{md(v)}: config {c}" for v, c in zip(values, configs) if c)
-        old = (" unless some were begun by an eomlab from 168ee9b to aaa2e9b (whose image fingerprints were of the "
-               "labels only)," if what == "data" else "")
-        notes.append(f"- the run files were computed from **different {what}** ({name} {which}):{old} their results "
-                     "are not of one study; they are fitted and drawn apart (`config` in runs.csv)")
+        which = "; ".join(f"{md(fp)}: {', '.join(md(i) for i in runs)}" for fp, runs in sorted(ids.items()))
+        config = f" of config {index + 1}" if len(study.configs) > 1 else ""
+        old = (", unless some were begun by an eomlab from 168ee9b to aaa2e9b (whose image fingerprints were of the "
+               "labels only)" if what == "data" else "")
+        notes.append(f"- the runs{config} were computed from **different {what}** ({name} {which}): their fits and "
+                     f"plots mix them, and their results are not of one study{old}")
     return notes
 
 
@@ -740,9 +741,13 @@ def stale_section(study, out):
     if not study.stale:
         return []
     damaged = unreadable(study)
-    others = len(study.stale) - len(damaged)
-    parts = [f"{others} file(s) in runs/ are not runs of the study in study.ini (left by an earlier config or copied "
-             "in)"] if others else []
+    no_run = [entry for entry in study.stale if entry[2].startswith("not a run file")]
+    others = len(study.stale) - len(damaged) - len(no_run)
+    of = "the study in study.ini (left by an earlier config or copied in)" if study.config_text is not None else \
+        "the study (duplicates of a grid point)"
+    parts = [f"{others} file(s) in runs/ are not runs of {of}"] if others else []
+    if no_run:
+        parts.append(f"{len(no_run)} hold no run")
     if damaged:
         parts.append(f"{len(damaged)} cannot be read (damaged or cut short: a run killed while its file was extended, "
                      "a full disk, a copy in progress)")

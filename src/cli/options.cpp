@@ -233,7 +233,7 @@ class KeyValues {
     const auto it = values_.find(key);
     return it == values_.end() ? std::string() : it->second;
   }
-  bool given(const std::string& key) const { return values_.count(key) > 0; }
+  bool written(const std::string& key) const { return values_.count(key) > 0; }  // even with a blank value
 
  private:
   const Values& values_;
@@ -457,9 +457,10 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
   if (c.model.layers.size() < 2)
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
   c.model.architecture = canonical_architecture(kv.get("model.architecture"));
-  if (kv.given("model.architecture") && c.model.architecture.empty())  // else model.layers' MLP, silently
-    throw_input_error("model.architecture", "at least one layer (leave the key out for model.layers' MLP)", "nothing");
   const std::string default_layers = default_of("model.layers");
+  // A blank architecture alone would be model.layers' default MLP, silently (beside other widths it is their MLP).
+  if (kv.written("model.architecture") && c.model.architecture.empty() && joined(c.model.layers, integer_text) == default_layers)
+    throw_input_error("model.architecture", "at least one layer (leave the key out for model.layers' MLP)", "nothing");
   if (!c.model.architecture.empty() && joined(c.model.layers, integer_text) != default_layers)
     throw_input_error("model.layers",
                       "no model.layers beside model.architecture (it names every layer), or its default " + default_layers,

@@ -111,6 +111,15 @@ def test_data_file_that_is_not_hdf5(tmp_path, content, expected):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_blank_architecture_beside_model_layers_is_that_mlp(tmp_path):
+    """The refusal of a blank model.architecture (empty_architecture above) is of one standing alone: beside
+    model.layers the config says which network it means (a review)."""
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("layers = 5,8,3", "layers = 5,8,3\narchitecture =")
+    proc = run_eomlab(["--config", write_config(tmp_path, text), "--print-config"])
+    assert proc.returncode == 0, proc.stderr
+    assert "\nlayers = 5,8,3\n" in proc.stdout and "\narchitecture" not in proc.stdout
+
+
 @pytest.mark.parametrize("model", ["layers = 5,8,1", "architecture = dense(8), tanh, dense(1)"])
 def test_integer_labels_for_a_one_output_mse_are_refused(tmp_path, model):
     """Found by a review (of the Python module, which does the same): mse makes integer labels one-hot, so
