@@ -111,13 +111,22 @@ std::string last_layer_key(const StudyConfig& c) {
   return "model.architecture: layer " + std::to_string(layers.size()) + " '" + layers.back().text() + "'";
 }
 
+// Beside model.architecture, a given data.n_classes (an architecture's default is 0) is the network's outputs.
+void require_given_classes(const StudyConfig& c, Index outputs) {
+  if (c.data.n_classes > 0 && c.data.n_classes != outputs)
+    throw InputError("data.n_classes: expected the network's output width " + std::to_string(outputs) + " (" +
+                     last_layer_key(c) + "), got " + std::to_string(c.data.n_classes));
+}
+
 // Loads the whole data set (every rank of the study reads the same) and checks it against the model.
 Dataset load_data(const StudyConfig& c) {
   Dataset data;
   if (!c.model.architecture.empty()) {
-    if (is_synthetic(c.data)) {
+    if (is_synthetic(c.data)) {  // an adversarial review: data.n_classes 2 on 3 outputs ran, silently
       DataConfig d = c.data;
-      if (d.n_classes == 0) d.n_classes = make_model(c.model, synthetic_shape(d)).n_outputs();
+      const Index outputs = make_model(c.model, synthetic_shape(d)).n_outputs();
+      require_given_classes(c, outputs);
+      d.n_classes = outputs;
       return make_synthetic(d, c.model);
     }
     // mse: integer labels become one-hot targets as wide as the network's outputs (as model.layers'),
@@ -126,9 +135,7 @@ Dataset load_data(const StudyConfig& c) {
                ? io::read_data_file(c.data.path, c.model.loss, c.data.n_classes > 0 ? c.data.n_classes : -1, "data.source")
                : load_images(c.data);
     const Index outputs = make_model(c.model, data.shape()).n_outputs();
-    if (c.data.n_classes > 0 && c.data.n_classes != outputs)  // given (an architecture's default is 0)
-      throw InputError("data.n_classes: expected the network's output width " + std::to_string(outputs) + " (" +
-                       last_layer_key(c) + "), got " + std::to_string(c.data.n_classes));
+    require_given_classes(c, outputs);
     if (c.data.source == "hdf5" && c.data.n_features > 0 && c.data.n_features != data.n_features())  // given
       throw InputError("data.n_features: expected the " + std::to_string(data.n_features()) + " features of " + data_text(c) +
                        ", got " + std::to_string(c.data.n_features));
@@ -676,10 +683,12 @@ class ProgressPrinter {
   void operator()(long step, long steps, const RecordWork* within) {
     if (!active_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+    // A long record's line carries the ETA too: with flows, most intervals end inside a record, and their
+    // lines would leave the step lines none (an adversarial review: no ETA in a 55 s study).
     if (within) {  // a long record: step is the last one recorded
       if (every_ <= 0 || elapsed - last_ < every_) return;
       std::ostringstream what;
-      what << ", ";
+      what << eta(step, steps, elapsed) << ", ";
       if (within->flow)
         what << *within->flow << " at t = " << within->t << " of " << within->record_time;
       else
@@ -690,12 +699,7 @@ class ProgressPrinter {
     const bool done = step == steps, first = first_step_ < 0;
     if (first) first_step_ = step;
     if (!done && !first && (every_ <= 0 || elapsed - last_ < every_)) return;
-    std::ostringstream eta;
-    // From this process's own pace: a resumed run's steps before the checkpoint took no time here.
-    if (!done && step > first_step_)
-      eta << ", ETA " << std::fixed << std::setprecision(1)
-          << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
-    print(step, steps, elapsed, eta.str());
+    print(step, steps, elapsed, done ? "" : eta(step, steps, elapsed));
   }
 
  private:
@@ -706,6 +710,16 @@ class ProgressPrinter {
   Clock::time_point start_;
   double last_ = -1e9;
   long first_step_ = -1;
+
+  // ", ETA 12.3 s" from this process's own pace (a resumed run's steps before the checkpoint took no time
+  // here); "" before a step has been taken.
+  std::string eta(long step, long steps, double elapsed) const {
+    if (first_step_ < 0 || step <= first_step_) return "";
+    std::ostringstream out;
+    out << ", ETA " << std::fixed << std::setprecision(1)
+        << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
+    return out.str();
+  }
 
   void print(long step, long steps, double elapsed, const std::string& end) {
     last_ = elapsed;

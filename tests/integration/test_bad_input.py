@@ -157,6 +157,20 @@ def test_widths_a_data_file_fixes_are_refused_where_they_disagree(tmp_path, mode
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("classes", ["2", "5"])
+def test_classes_a_network_on_synthetic_data_does_not_give_are_refused(tmp_path, classes):
+    """An adversarial review: beside model.architecture on synthetic data, data.n_classes = 2 on a network of 3
+    outputs trained 2 classes on 3 logits, silently (5 was refused through a message about the labels); a
+    data file's is refused naming the last layer, and so is it now. The network's own width runs."""
+    text = SMALL_STUDY.format(output=tmp_path / "out").replace("n_samples = 64", f"n_samples = 64\nshape = 1,4,4\nn_classes = {classes}") \
+        .replace("layers = 5,8,3\nactivation = tanh", "architecture = conv(2, 3, pad=1), tanh, flatten, dense(3)")
+    check_refused(run_eomlab(["--config", write_config(tmp_path, text)]),
+                  f"data.n_classes: expected the network's output width 3 (model.architecture: layer 4 'dense(3)'), got {classes}",
+                  tmp_path / "out", None)
+    proc = run_eomlab(["--config", write_config(tmp_path, text.replace(f"n_classes = {classes}", "n_classes = 3"))])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("make,expected", [
     (lambda f: f.create_dataset("X", data=np.zeros((10, 5))), "no dataset /y"),
     (lambda f: (f.create_dataset("X", data=np.zeros((10, 4))), f.create_dataset("y", data=np.zeros(10, np.int64))), "features"),

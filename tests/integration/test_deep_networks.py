@@ -109,6 +109,10 @@ BAD = {
     "stray_parenthesis": ("conv(4, 3), tanh, flatten, dense(3) dense(3)",
                           "model.architecture: layer 4: expected NAME or NAME(ARGS), got 'dense(3) dense(3)'"),
     "hexadecimal_eps": ("batchnorm(eps=0x10), flatten, dense(3)", "model.architecture: layer 1 'batchnorm(eps=0x10)'"),
+    # an adversarial review: ran as eps 0 (its scale-invariant blocks too)
+    "eps_below_the_smallest_double": ("batchnorm(eps=1e-400), flatten, dense(3)",
+                                      "model.architecture: layer 1 'batchnorm(eps=1e-400)': expected batchnorm[(affine=on|off, "
+                                      "eps=E)] with a finite E >= 0, got 1e-400, which is below the smallest double (it would be 0)"),
     "nested_too_deep": ("residual(" * 65 + "tanh" + ")" * 65 + ", flatten, dense(3)",
                         "model.architecture: expected parentheses nested at most 64 deep"),
     "mlp_activation_beside_it": ("flatten, dense(3)\nactivation = relu", "model.activation: expected a key of model.layers only"),
