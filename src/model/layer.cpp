@@ -33,10 +33,12 @@ double LayerSpec::number(const std::string& arg, const std::string& usage) const
   char* end = nullptr;
   const double value = decimal ? std::strtod(arg.c_str(), &end) : 0.0;
   if (!decimal || end != arg.c_str() + arg.size() || !std::isfinite(value)) refuse(usage);
-  // A non-zero number below the smallest double would silently be 0 (an adversarial review: batchnorm's
-  // eps=1e-400 ran as eps 0, scale-invariant blocks and all).
-  if (value == 0.0 && arg.substr(0, arg.find_first_of("eE")).find_first_of("123456789") != std::string::npos)
-    refuse(usage + ", got " + arg + ", which is below the smallest double (it would be 0)");
+  // A non-zero number below the smallest normal double is refused: under the smallest double it was read as
+  // 0 (an adversarial review: batchnorm's eps=1e-400 ran as eps 0, scale-invariant blocks and all), and a
+  // subnormal one made a run fail (its respelling did not read back).
+  const bool nonzero_text = arg.substr(0, arg.find_first_of("eE")).find_first_of("123456789") != std::string::npos;
+  if (nonzero_text && std::fabs(value) < std::numeric_limits<double>::min())
+    refuse(usage + ", got " + arg + ": a non-zero number must be at least 2.2250738585072014e-308 in magnitude");
   return value;
 }
 

@@ -42,6 +42,7 @@
 #include "io/run_file.hpp"
 #include "io/run_summary.hpp"
 #include "study/memory_budget.hpp"
+#include "study/progress.hpp"
 #include "study/output_lock.hpp"
 #include "study/signals.hpp"
 
@@ -675,61 +676,6 @@ std::string run_file_status(const std::string& path, const std::vector<std::stri
     return "";
   }
 }
-
-class ProgressPrinter {
- public:
-  ProgressPrinter(bool active, std::string label, double every_seconds)
-      : active_(active), label_(std::move(label)), every_(every_seconds), start_(Clock::now()) {}
-  void operator()(long step, long steps, const RecordWork* within) {
-    if (!active_) return;
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    // A long record's line carries the ETA too: with flows, most intervals end inside a record, and their
-    // lines would leave the step lines none (an adversarial review: no ETA in a 55 s study).
-    if (within) {  // a long record: step is the last one recorded
-      if (every_ <= 0 || elapsed - last_ < every_) return;
-      std::ostringstream what;
-      what << eta(step, steps, elapsed) << ", ";
-      if (within->flow)
-        what << *within->flow << " at t = " << within->t << " of " << within->record_time;
-      else
-        what << "sharpness";
-      print(step, steps, elapsed, what.str());
-      return;
-    }
-    const bool done = step == steps, first = first_step_ < 0;
-    if (first) first_step_ = step;
-    if (!done && !first && (every_ <= 0 || elapsed - last_ < every_)) return;
-    print(step, steps, elapsed, done ? "" : eta(step, steps, elapsed));
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  bool active_;
-  std::string label_;
-  double every_;
-  Clock::time_point start_;
-  double last_ = -1e9;
-  long first_step_ = -1;
-
-  // ", ETA 12.3 s" from this process's own pace (a resumed run's steps before the checkpoint took no time
-  // here); "" before a step has been taken.
-  std::string eta(long step, long steps, double elapsed) const {
-    if (first_step_ < 0 || step <= first_step_) return "";
-    std::ostringstream out;
-    out << ", ETA " << std::fixed << std::setprecision(1)
-        << elapsed * static_cast<double>(steps - step) / static_cast<double>(step - first_step_) << " s";
-    return out.str();
-  }
-
-  void print(long step, long steps, double elapsed, const std::string& end) {
-    last_ = elapsed;
-    const double frac = steps > 0 ? static_cast<double>(step) / static_cast<double>(steps) : 1.0;
-    std::ostringstream line;
-    line << label_ << " step " << step << "/" << steps << " (" << std::fixed << std::setprecision(0) << 100 * frac
-         << "%) elapsed " << std::setprecision(1) << elapsed << " s" << end;
-    std::cout << line.str() << std::endl;
-  }
-};
 
 // A column wide enough for the longest run id, so that columns never run together.
 std::size_t run_id_width(const std::vector<RunSpec>& runs) {

@@ -112,7 +112,10 @@ BAD = {
     # an adversarial review: ran as eps 0 (its scale-invariant blocks too)
     "eps_below_the_smallest_double": ("batchnorm(eps=1e-400), flatten, dense(3)",
                                       "model.architecture: layer 1 'batchnorm(eps=1e-400)': expected batchnorm[(affine=on|off, "
-                                      "eps=E)] with a finite E >= 0, got 1e-400, which is below the smallest double (it would be 0)"),
+                                      "eps=E)] with a finite E >= 0, got 1e-400: a non-zero number must be at least "
+                                      "2.2250738585072014e-308 in magnitude"),
+    # a review of that fix: a subnormal eps passed --dry-run, then the run failed (exit 1, its output begun)
+    "subnormal_eps": ("batchnorm(eps=1e-320), flatten, dense(3)", "got 1e-320: a non-zero number must be at least"),
     "nested_too_deep": ("residual(" * 65 + "tanh" + ")" * 65 + ", flatten, dense(3)",
                         "model.architecture: expected parentheses nested at most 64 deep"),
     "mlp_activation_beside_it": ("flatten, dense(3)\nactivation = relu", "model.activation: expected a key of model.layers only"),

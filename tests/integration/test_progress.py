@@ -76,21 +76,3 @@ def test_a_long_record_shows_the_flow_it_integrates(tmp_path):
         times = [float(m["t"]) for m in within if m["flow"] == flow]
         assert times == sorted(times) and 0 <= times[0] and times[-1] < 20, times
     assert [int(m["step"]) for m in step_lines(proc.stdout)] == [0, 400]
-
-
-WORKING = re.compile(r"^\[run 1/1 \S+\] step (?P<step>\d+)/400 \(\d+%\) elapsed [\d.]+ s(?P<eta>, ETA [\d.]+ s)?, "
-                     r"(?:(?:gf|eom1) at t = [\d.e+-]+ of [\d.e+-]+|sharpness)$")
-
-
-def test_lines_within_records_carry_the_eta(tmp_path):
-    """An adversarial review: with flows, most progress intervals end inside a record, whose lines reset the
-    interval, so the step lines with the ETA were starved (none in a 55 s study). After the first record,
-    the lines within a record carry the ETA."""
-    text = (STUDY.format(output=tmp_path / "out", steps=400, every=0.001)
-            .replace("record_every = 10", "record_every = 100").replace("n_samples = 128", "n_samples = 512"))
-    proc = run_eomlab(["--config", write_config(tmp_path, text), "--optimizer.lr=0.05", "--flows.rtol=1e-12"], np=2)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    working = [WORKING.match(line) for line in proc.stdout.splitlines() if WORKING.match(line)]
-    later = [m for m in working if int(m["step"]) > 0]
-    assert later and all(m["eta"] for m in later), proc.stdout
-    assert all(m["eta"] is None for m in working if int(m["step"]) == 0)
