@@ -104,8 +104,9 @@ BAD = {
                                "the shape 2x6x6, got 4x6x6"),
     "conv_larger_than_input": ("conv(4, 7), flatten, dense(3)", "model.architecture: layer 1 'conv(4, 7)'"),
     "unbalanced": ("conv(4, 3, flatten, dense(3)", "model.architecture: expected balanced parentheses"),
-    "too_few_outputs": ("flatten, dense(2)", "model.architecture: layer 2 'dense(2)': data.source gaussian_mixture "
-                        "(data.n_classes 3) has label 2, expected labels below output width 2"),
+    # data.n_classes 3 (the study's) on 2 outputs: refused naming both (before 28165bd, through the labels)
+    "too_few_outputs": ("flatten, dense(2)", "data.n_classes: expected the network's output width 2 "
+                        "(model.architecture: layer 2 'dense(2)'), got 3"),
     "stray_parenthesis": ("conv(4, 3), tanh, flatten, dense(3) dense(3)",
                           "model.architecture: layer 4: expected NAME or NAME(ARGS), got 'dense(3) dense(3)'"),
     "hexadecimal_eps": ("batchnorm(eps=0x10), flatten, dense(3)", "model.architecture: layer 1 'batchnorm(eps=0x10)'"),
