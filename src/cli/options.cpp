@@ -458,10 +458,11 @@ void build_model(StudyConfig& c, const KeyValues& kv) {
     throw_input_error("model.layers", "at least two widths (input and output)", quoted(kv.get("model.layers")));
   c.model.architecture = canonical_architecture(kv.get("model.architecture"));
   const std::string default_layers = default_of("model.layers");
+  const bool default_widths = joined(c.model.layers, integer_text) == default_layers;
   // A blank architecture alone would be model.layers' default MLP, silently (beside other widths it is their MLP).
-  if (kv.written("model.architecture") && c.model.architecture.empty() && joined(c.model.layers, integer_text) == default_layers)
+  if (kv.written("model.architecture") && c.model.architecture.empty() && default_widths)
     throw_input_error("model.architecture", "at least one layer (leave the key out for model.layers' MLP)", "nothing");
-  if (!c.model.architecture.empty() && joined(c.model.layers, integer_text) != default_layers)
+  if (!c.model.architecture.empty() && !default_widths)
     throw_input_error("model.layers",
                       "no model.layers beside model.architecture (it names every layer), or its default " + default_layers,
                       quoted(kv.get("model.layers")));

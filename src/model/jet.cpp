@@ -84,6 +84,20 @@ void jet_product(const Jet& a, const Jet& b, Jet& out, unsigned wanted, Product 
 
 std::pair<Index, Index> same_shape(const Buffer& x, const Buffer&) { return {x.rows(), x.cols()}; }
 
+// Each component s of an elementwise product of a and b in one pass over its terms (product_terms):
+// form(o, xs, ys, terms) writes o, of the shape of the first term's x.
+template <class Form>
+void for_each_product_component(const Jet& a, const Jet& b, Jet& out, Form form) {
+  const int m = std::max(a.m, b.m);
+  out.reset(m);
+  for (int s = 0; s < (1 << m); ++s) {
+    const Buffer* xs[1 << max_jet_directions];
+    const Buffer* ys[1 << max_jet_directions];
+    const int terms = product_terms(a, b, s, xs, ys);
+    if (terms > 0) form(out.set(s, xs[0]->rows(), xs[0]->cols()), xs, ys, terms);
+  }
+}
+
 }  // namespace
 
 void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned wanted) {
@@ -99,18 +113,12 @@ void jet_matmul(const Jet& a, Op op_a, const Jet& b, Op op_b, Jet& out, unsigned
 // Each component in one pass: o = x_1 y_1, then o = fma(x_k, y_k, o) for the further terms in the order of
 // jet_product, as its compiled `o += x y` (contracted to an FMA) did in one pass per term: the same bits.
 void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
-  const int m = std::max(a.m, b.m);
-  out.reset(m);
-  for (int s = 0; s < (1 << m); ++s) {
-    const Buffer* xs[1 << max_jet_directions];
-    const Buffer* ys[1 << max_jet_directions];
-    const int terms = product_terms(a, b, s, xs, ys);
-    if (terms == 0) continue;
+  for_each_product_component(a, b, out, [](Buffer& component, const Buffer* const* xs, const Buffer* const* ys, int terms) {
     const double* x[1 << max_jet_directions];
     const double* y[1 << max_jet_directions];
     for (int k = 0; k < terms; ++k) x[k] = xs[k]->data(), y[k] = ys[k]->data();
-    double* o = out.set(s, xs[0]->rows(), xs[0]->cols()).data();
-    const Index n = out.c[static_cast<std::size_t>(s)].size();
+    double* o = component.data();
+    const Index n = component.size();
     if (terms == 1) {
       for (Index i = 0; i < n; ++i) o[i] = x[0][i] * y[0][i];
     } else if (terms == 2) {
@@ -120,7 +128,7 @@ void jet_hadamard(const Jet& a, const Jet& b, Jet& out) {
       for (int k = 3; k < terms; ++k)
         for (Index i = 0; i < n; ++i) o[i] = std::fma(x[k][i], y[k][i], o[i]);
     }
-  }
+  });
 }
 
 int product_terms(const Jet& a, const Jet& b, int s, const Buffer** x, const Buffer** y) {
@@ -273,14 +281,7 @@ void jet_channel_sums(const Jet& a, Index pixels, Jet& out) {
 // Each component in one pass over its terms, as jet_hadamard: o = x_1 c_1, then o = fma(x_k, c_k, o) in
 // jet_product's order (the bits of one pass per term with a contracted `o += x c`).
 void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
-  const int m = std::max(a.m, c.m);
-  out.reset(m);
-  for (int s = 0; s < (1 << m); ++s) {
-    const Buffer* xs[1 << max_jet_directions];
-    const Buffer* cs[1 << max_jet_directions];
-    const int terms = product_terms(a, c, s, xs, cs);
-    if (terms == 0) continue;
-    Buffer& o = out.set(s, xs[0]->rows(), xs[0]->cols());
+  for_each_product_component(a, c, out, [pixels](Buffer& o, const Buffer* const* xs, const Buffer* const* cs, int terms) {
     const Index channels = o.rows() / pixels;
     for (Index n = 0; n < o.cols(); ++n) {
       if (pixels == 1) {  // a vector's features (batchnorm after a dense layer): along the channels
@@ -308,7 +309,7 @@ void jet_scale_channels(const Jet& a, const Jet& c, Index pixels, Jet& out) {
         }
       }
     }
-  }
+  });
 }
 
 void jet_add_to_channels(Jet& a, double alpha, const Jet& c, Index pixels) {
