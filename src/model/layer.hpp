@@ -111,7 +111,8 @@ class DeltaPlanes {
 // the samples, then of the channels, from (0, 0); never for an empty batch) to an activation that maps
 // it and to an avgpool(2) that pools the result into its output; neither the conv's nor the
 // activation's full-size output is written. The bits are those of the three layers' own forward passes.
-enum class PlaneRole { none, map, pool };
+// Roles: a conv is the source of the planes, an activation maps them, a pooling layer pools them.
+enum class PlaneRole { none, source, map, pool };
 
 class PlaneSink {
  public:
@@ -130,6 +131,10 @@ class Layer {
   // Features per sample the layer keeps between its forward and backward pass (its output, and those of
   // the layers inside it).
   virtual Index activation_size() const { return n_outputs(); }
+  // What the memory estimate counts instead (activation_size sets the passes' chunks, and with them the
+  // bits): doubles per sample and jet component the layer holds from its forward to its backward pass,
+  // its output and what it keeps beside it (an activation's slope, a normalization's centred values).
+  virtual Index held_size() const { return n_outputs(); }
   virtual Index n_params() const { return 0; }
   // Puts the parameters at θ[offset, offset + n_params()); their blocks are named "<name>.W", ...
   virtual void place(Index /*offset*/, const std::string& /*name*/) {}

@@ -18,6 +18,7 @@
 #include "core/reducer.hpp"
 #include "core/shape.hpp"
 #include "core/types.hpp"
+#include "model/held_size.hpp"
 
 namespace eomlab {
 
@@ -62,7 +63,8 @@ class Model {
   Index n_params() const;
   Shape input_shape() const;
   Index n_outputs() const;  // logits or predictions per sample
-  Index activation_size() const;  // every layer's outputs per sample, summed (for memory estimates)
+  Index activation_size() const;  // every layer's outputs per sample, summed (sets samples_per_pass)
+  HeldSize held_size() const;     // what a pass holds per sample (for memory estimates)
   // The samples one pass of an evaluation in m directions takes at most: the jet path goes through a
   // batch in chunks so its jets stay within a fixed budget (about 1 GiB), except when the model's
   // statistics couple the samples. Results depend only on the model, m and the batch.

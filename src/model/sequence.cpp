@@ -53,6 +53,32 @@ Index LayerSequence::activation_size() const {
   return total;
 }
 
+bool LayerSequence::planes_from(std::size_t k) const {
+  return k + 2 < layers_.size() && layers_[k]->plane_role() == PlaneRole::source &&
+         layers_[k + 1]->plane_role() == PlaneRole::map && layers_[k + 2]->plane_role() == PlaneRole::pool;
+}
+
+HeldSize LayerSequence::held_size() const {
+  HeldSize held;
+  Index largest = 0;
+  const auto add = [&](std::size_t k, Index size, bool output_kept) {
+    (k < first_parametrized_ ? held.value_only : held.every_component) += size;
+    if (output_kept && k >= first_parametrized_) largest = std::max(largest, layers_[k]->n_outputs());
+  };
+  for (std::size_t k = 0; k < layers_.size(); ++k) {
+    if (planes_from(k)) {  // the activation's slope and the pool's output
+      const Layer &activation = *layers_[k + 1], &pool = *layers_[k + 2];
+      add(k + 1, activation.held_size() - activation.n_outputs(), false);
+      add(k + 2, pool.held_size(), true);
+      k += 2;
+      continue;
+    }
+    add(k, layers_[k]->held_size(), true);
+  }
+  held.every_component += 2 * largest;
+  return held;
+}
+
 void LayerSequence::place(Index offset, const std::string& prefix) {
   int parametrized = 0;
   for (const auto& layer : layers_) {
@@ -118,8 +144,7 @@ void LayerSequence::forward(const ForwardPass& pass, const Jet& in, Scratch& s) 
   std::fill(by_planes_.begin(), by_planes_.end(), 0);
   for (std::size_t k = 0; k < layers_.size(); ++k) {
     const Jet& x = k == 0 ? in : values_[k - 1];
-    if (pass.fuse && k + 2 < layers_.size() && layers_[k + 1]->plane_role() == PlaneRole::map &&
-        layers_[k + 2]->plane_role() == PlaneRole::pool) {
+    if (pass.fuse && planes_from(k)) {
       PlaneChain chain(pass, *layers_[k + 1], *layers_[k + 2], plane_, values_[k + 2], x.cols(), s);
       if (layers_[k]->forward_to_planes(pass, x, chain, s)) {
         values_[k].reset(pass.m);

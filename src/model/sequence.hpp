@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "model/held_size.hpp"
 #include "model/layer.hpp"
 
 namespace eomlab {
@@ -25,6 +26,9 @@ class LayerSequence {
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   bool couples_samples() const;
   Index activation_size() const;  // Σ of the layers' activation sizes
+  // Σ of the layers' held sizes (layer.hpp), but for the outputs of a conv and an activation fused by
+  // planes, which are not kept, plus the δ jet and its spare at the largest output a δ is formed for.
+  HeldSize held_size() const;
 
   // Parametrized layers are named prefix + their count among them: "layer0", "layer1", ...
   void place(Index offset, const std::string& prefix);
@@ -40,6 +44,9 @@ class LayerSequence {
   void backward(const BackwardPass& pass, const Jet& in, Jet& delta, bool input_delta, Scratch& s);
 
  private:
+  // Whether layer k and the two after it can run by planes (the forward pass tries it when it may fuse).
+  bool planes_from(std::size_t k) const;
+
   Shape in_;
   Index n_params_ = 0;
   std::vector<std::unique_ptr<Layer>> layers_;

@@ -73,6 +73,26 @@ void add_sgd_batches(const StudyConfig& c, double p, double n, double per_sample
   }
 }
 
+// Doubles an architecture's passes hold on a shard of `shard` samples when evaluations go up to `order`
+// directions. A jet component's buffers keep the size of the largest pass that used it: component 0 the
+// gradient's (the whole shard, or chunks of it: Model::samples_per_pass), component 1 that of a pass in
+// one direction, components 2 and 3 in two. Per sample the layers hold held_size() (times a factor
+// measured on conv, pooling, normalization and residual nets: 0.91-1.24x their peaks: the allocator's and
+// the scratch jets' share); besides, the input as a jet and, when chunked, a chunk's copy of the samples.
+double architecture_pass_doubles(const Model& model, int order, double shard, double per_sample) {
+  constexpr double held_factor = 1.25;
+  const auto rows = [&](int directions) { return std::min(shard, static_cast<double>(model.samples_per_pass(directions))); };
+  double component_rows = 0, chunk = 0;
+  for (int m = 0; m <= order; ++m) {
+    component_rows += (m == 0 ? 1 : 1 << (m - 1)) * rows(m);  // the components whose highest direction is m
+    if (rows(m) < shard) chunk = std::max(chunk, rows(m));
+  }
+  const HeldSize held = model.held_size();
+  return held_factor * (component_rows * static_cast<double>(held.every_component) +
+                        rows(0) * static_cast<double>(held.value_only)) +
+         rows(0) * static_cast<double>(model.input_shape().size()) + chunk * per_sample;
+}
+
 }  // namespace
 
 MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index n_samples, const Model* model) {
@@ -90,34 +110,27 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
     sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
     order = std::max(order, std::min(order_of(k), 2));
   }
-  // Doubles a pass holds per sample besides its copy of the samples (measured, by jet order: bench/memory.py
-  // and the peaks of the study's own runs). An architecture's jets (chunks of samples) per width of its layers,
-  // and for HVPs and T of its input (its jets counted like a layer's gave 2x the peak of a pooling-first net);
-  // an MLP's (the whole shard) per width of its hidden and output layers, plus for T a copy of
-  // the input and a fixed amount per sample.
-  double jet_doubles = 0, per_sample = 0;
+  // An MLP's pass holds, per sample of the whole shard, doubles by jet order (measured: bench/memory.py and
+  // the peaks of the study's own runs) per width of its hidden and output layers, plus for T a copy of the
+  // input and a fixed amount.
+  const std::vector<Index>& widths = c.model.layers;
+  double per_sample = 0, pass = 0;
+  const double shard = std::ceil(n / r);
   if (architecture) {
-    static const double jets[] = {3.7, 7, 15}, input_jets[] = {0, 1, 2};
-    jet_doubles = jets[order] * static_cast<double>(model->activation_size()) +
-                  input_jets[order] * static_cast<double>(model->input_shape().size());
     per_sample = static_cast<double>(model->input_shape().size() + model->n_outputs());
+    pass = architecture_pass_doubles(*model, order, shard, per_sample);
   } else {
     static const double hidden_jets[] = {6, 9.8, 13}, input_jets[] = {0, 0, 1}, fixed[] = {0, 0, 1150};
     double hidden = 0;
-    for (std::size_t i = 1; i < c.model.layers.size(); ++i) hidden += static_cast<double>(c.model.layers[i]);
-    const auto input = static_cast<double>(c.model.layers.front());
-    jet_doubles = hidden_jets[order] * hidden + input_jets[order] * input + fixed[order];
-    per_sample = input + static_cast<double>(c.model.layers.back());
+    for (std::size_t i = 1; i < widths.size(); ++i) hidden += static_cast<double>(widths[i]);
+    const auto input = static_cast<double>(widths.front());
+    per_sample = input + static_cast<double>(widths.back());
+    pass = shard * (hidden_jets[order] * hidden + input_jets[order] * input + fixed[order]);
   }
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
-  // The data set, the run's copy of its shard, and a pass's jets: an MLP's pass is the whole shard (its copy
-  // counted with the pass); an architecture's a chunk of it (found by a review: its shard's copy was missed,
-  // half the growth per sample measured on conv nets).
-  const double shard = std::ceil(n / r);
-  double per_pass = shard;
-  if (architecture) per_pass = std::min(per_pass, static_cast<double>(model->samples_per_pass(order + 1)));
-  e.sample_bytes = 8 * (n * per_sample + per_pass * (per_sample + jet_doubles) + (architecture ? shard * per_sample : 0));
+  // The data set, the run's copy of its shard, and the passes.
+  e.sample_bytes = 8 * (n * per_sample + shard * per_sample + pass);
   e.base_bytes = 30 * mib;
   add_sgd_batches(c, p, n, per_sample, model, e);
   return e;

@@ -243,3 +243,36 @@ TEST(Architectures, LargeBatchesAreEvaluatedInChunks) {
   EXPECT_LT(test::relative_error(hv, sum_hv), 1e-13);
   EXPECT_LT(test::relative_error(tuv, sum_t), 1e-13);
 }
+
+// What a pass holds per sample and jet component (the memory estimate's count), by hand from the layers:
+// a conv, tanh and avgpool(2) fused by planes keep tanh's slope and the pool's output alone; unfused, the
+// conv's output, tanh's output and slope, maxpool's output and arg max; flatten its copy, dense(3) its
+// output, and the δ jet and its spare of the largest output a δ is formed for. An adversarial review
+// measured peaks of unfused nets at up to 2.2x the estimate, which counted every layer's output alike
+// (activation_size).
+TEST(Architectures, HeldSizeCountsWhatTheLayersKeep) {
+  const auto held = [](const std::string& text) {
+    const HeldSize h = test::architecture_model(text, Shape(3, 32, 32), LossKind::cross_entropy).held_size();
+    EXPECT_EQ(h.value_only, 0) << text;  // a conv first: every layer's jets have directional parts
+    return h.every_component;
+  };
+  const Index conv = 4 * 32 * 32, pooled = 4 * 16 * 16;
+  EXPECT_EQ(held("conv(4, 3, pad=1), tanh, avgpool(2), flatten, dense(3)"), conv + pooled + pooled + 3 + 2 * pooled);
+  EXPECT_EQ(held("conv(4, 3, pad=1), tanh, maxpool(2), flatten, dense(3)"),
+            conv + 2 * conv + 2 * pooled + pooled + 3 + 2 * conv);
+  // layernorm between conv and tanh: nothing fuses; it keeps ẑ, c and the scratch c².
+  EXPECT_EQ(held("conv(4, 3, pad=1), layernorm, tanh, avgpool(2), flatten, dense(3)"),
+            conv + 3 * conv + 2 * conv + pooled + pooled + 3 + 2 * conv);
+  // A residual block: its output and inner δ, and its inner sequence's count (with its own δ pair).
+  EXPECT_EQ(held("conv(4, 3, pad=1), residual(conv(4, 3, pad=1), tanh), flatten, dense(3)"),
+            conv + (2 * conv + (conv + 2 * conv + 2 * conv)) + conv + 3 + 2 * conv);
+  // Layers before the first with parameters hold a value alone, and no δ is formed at their outputs.
+  const HeldSize first = test::architecture_model("avgpool(4), flatten, dense(3)", Shape(3, 32, 32),
+                                                  LossKind::cross_entropy).held_size();
+  EXPECT_EQ(first.value_only, 3 * 8 * 8 * 2);
+  EXPECT_EQ(first.every_component, 3 + 2 * 3);
+  // The activation size, which sets the chunks, is unchanged: every layer's output once.
+  EXPECT_EQ(test::architecture_model("conv(4, 3, pad=1), tanh, maxpool(2), flatten, dense(3)", Shape(3, 32, 32),
+                                     LossKind::cross_entropy).activation_size(),
+            conv + conv + pooled + pooled + 3);
+}

@@ -70,6 +70,7 @@ class BatchNorm final : public Layer {
     return args.empty() ? "batchnorm" : "batchnorm(" + args + ")";
   }
   Shape output_shape() const override { return shape_; }
+  Index held_size() const override { return 4 * shape_.size(); }  // the output, centred_, normalized_, work_
   Index n_params() const override { return affine_ ? 2 * shape_.channels : 0; }
   void place(Index offset, const std::string& name) override {
     offset_ = offset;

@@ -92,6 +92,7 @@ class Conv final : public Layer {
            (g_.pad != 0 ? ", pad=" + std::to_string(g_.pad) : "") + ")";
   }
   Shape output_shape() const override { return {g_.out, g_.ho, g_.wo}; }
+  PlaneRole plane_role() const override { return PlaneRole::source; }
   Index n_params() const override { return g_.out * g_.patch() + g_.out; }
   void place(Index offset, const std::string& name) override {
     w_offset_ = offset;

@@ -14,6 +14,7 @@ class Elementwise final : public Layer {
 
   std::string text() const override { return to_string(kind_); }
   Shape output_shape() const override { return shape_; }
+  Index held_size() const override { return 2 * shape_.size(); }  // σ and σ'
   void plan_dense_path(DensePathPlan& plan) const override { plan.add_activation(kind_); }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override { apply(pass, in, out, slope_, s); }

@@ -12,6 +12,7 @@ class LayerNorm final : public Layer {
 
   std::string text() const override { return "layernorm"; }
   Shape output_shape() const override { return shape_; }
+  Index held_size() const override { return 3 * n_; }  // ẑ, c and the scratch c²
   InputScaleInvariance input_scale_invariance() const override { return InputScaleInvariance::joint; }
   bool input_shift_invariant() const override { return true; }
 

@@ -218,6 +218,7 @@ class MaxPool final : public Layer {
 
   std::string text() const override { return "maxpool(" + std::to_string(w_.k) + ")"; }
   Shape output_shape() const override { return w_.out; }
+  Index held_size() const override { return 2 * w_.out.size(); }  // and arg_max_
 
   // The value's maxima are written as they are found; the derivative components are read at them.
   void forward(const ForwardPass&, const Jet& in, Jet& out, Scratch&) override {

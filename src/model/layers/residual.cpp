@@ -19,6 +19,7 @@ class Residual final : public Layer {
   std::vector<ParameterBlock> scale_invariant_blocks() const override { return inner_.scale_invariant_blocks(); }
   bool couples_samples() const override { return inner_.couples_samples(); }
   Index activation_size() const override { return n_outputs() + inner_.activation_size(); }
+  Index held_size() const override { return 2 * n_outputs() + inner_.held_size().total(); }  // and inner_delta_
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
     inner_.forward(pass, in, s);

@@ -1,0 +1,14 @@
+// What a pass of a network holds per sample, in doubles, for the memory estimate (study/memory_budget):
+// the layers before the first with parameters see the data alone, so their jets hold a value and no
+// directional part; the others hold as much for every jet component.
+#pragma once
+#include "core/types.hpp"
+
+namespace eomlab {
+
+struct HeldSize {
+  Index value_only = 0, every_component = 0;
+  Index total() const { return value_only + every_component; }
+};
+
+}  // namespace eomlab
