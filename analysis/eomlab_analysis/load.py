@@ -18,10 +18,13 @@ Trajectory names are read, not assumed: the discrete trajectory (`gd`, or the me
 flows in the order requested come from the root attributes `discrete_trajectory` and `flows` (or
 `trajectories`, discrete first); a file written before them has `gd` and, as flows, the other
 /observables groups (gf, eom1, eom2, ... by their order, then any other name)."""
+import collections
 import functools
 import math
 import pathlib
 import re
+import threading
+import weakref
 
 import h5py
 import numpy as np
@@ -184,9 +187,36 @@ class NotARunFile(ValueError):
     """An HDF5 file (or a directory) in runs/ that holds no run."""
 
 
+class OpenRunFiles:
+    """The run files kept open, at most `limit`, the least recently used closed first (it reopens on use):
+    a study of 1100 runs held a descriptor per run, so under the usual limit of 1024 the last 81 were
+    filed as unreadable stale runs without a word (an adversarial review)."""
+    limit = 128
+
+    def __init__(self):
+        self._runs = collections.OrderedDict()  # id(run) -> weak reference, most recently used last
+        self._lock = threading.Lock()
+
+    def use(self, run):
+        with self._lock:
+            self._runs[id(run)] = weakref.ref(run)
+            self._runs.move_to_end(id(run))
+            while len(self._runs) > self.limit:
+                oldest = self._runs.popitem(last=False)[1]()
+                if oldest is not None and oldest is not run:
+                    oldest.close(forget=False)
+
+    def forget(self, run):
+        with self._lock:
+            self._runs.pop(id(run), None)
+
+
+OPEN_RUN_FILES = OpenRunFiles()
+
+
 class Run:
-    """One run file, opened once (read-only) on first use and kept open until close(); what it reads is
-    cut to the records complete when it was opened."""
+    """One run file, opened (read-only) on use and kept open until close() or until OPEN_RUN_FILES closes
+    it for others; what it reads is cut to the records complete when it was first opened."""
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
@@ -326,9 +356,12 @@ class Run:
     def file(self):
         if self._file is None or not self._file.id.valid:
             self._file = h5py.File(self.path, "r")
+        OPEN_RUN_FILES.use(self)
         return self._file
 
-    def close(self):
+    def close(self, forget=True):
+        if forget:
+            OPEN_RUN_FILES.forget(self)
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -525,12 +558,19 @@ class Study:
 
     def catalog(self):
         """The catalog's /summary rows (sweep.h5, DESIGN.md §3.4) as a numpy structured array, or None
-        before there is a catalog."""
+        before there is a catalog. Its text columns are str, as Run's (the file's fixed-length bytes made
+        `summary["status"] == "diverged"` a scalar False and a filter on run_id silently empty)."""
         path = self.dir / "sweep.h5"
         if not path.exists():
             return None
         with h5py.File(path, "r") as f:
-            return f["summary"][:]
+            rows = f["summary"][:]
+        fields = rows.dtype.names
+        kinds = [(n, f"U{rows.dtype[n].itemsize}" if rows.dtype[n].kind == "S" else rows.dtype[n]) for n in fields]
+        out = np.empty(rows.shape, dtype=kinds)
+        for n in fields:
+            out[n] = np.char.decode(rows[n], "utf-8", "replace") if rows.dtype[n].kind == "S" else rows[n]
+        return out
 
     @property
     def summary(self):

@@ -80,3 +80,28 @@ def test_a_run_file_is_opened_once(study, monkeypatch):
             run.step, run.time
         assert opened.count(run.path) == 1, opened
     assert run._file is None  # the study closed it
+
+
+# A study of more runs than the process may open files: every run was held open, so under the usual limit
+# of 1024 descriptors a study of 1100 runs read 1019 and filed the other 81 as unreadable stale runs, without
+# an error (an adversarial review). Here 200 runs under a limit of 150: at most OpenRunFiles.limit (128)
+# are open at once, least recently used closed first.
+def test_a_study_of_more_runs_than_open_files_allowed_reads_every_run(tmp_path):
+    seeds = ", ".join(str(s) for s in range(100))
+    study = SMALL_STUDY.format(output=tmp_path / "out").replace("seed = 1", f"seed = {seeds}")
+    study = study.replace("lr = 0.1", "lr = 0.1, 0.05").replace("steps = 20", "steps = 2").replace("record_every = 5", "record_every = 1")
+    proc = run_eomlab(["--config", write_config(tmp_path, study.replace("kinds = gf, eom1", "kinds = gf"))])
+    assert proc.returncode == 0, proc.stderr
+    code = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (150, 150))
+sys.path.insert(0, {str(REPO / 'analysis')!r})
+from eomlab_analysis.load import Study
+study = Study({str(tmp_path / 'out')!r})
+print(len(study.runs), len(study.stale))
+losses = [float(run.series(run.discrete, "loss")[-1]) for run in study.runs * 2]
+print(len(losses), all(loss == loss for loss in losses))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["200", "0", "400", "True"], run.stdout

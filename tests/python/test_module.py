@@ -264,9 +264,17 @@ def test_run_a_study_from_a_dict(tmp_path):
         with h5py.File(runs[0], "r") as h:
             assert np.array_equal(run.series("eom1", "distance_to_gd"), h["observables/eom1/distance_to_gd"][()])
         # DESIGN.md §3.9 names a summary (a review: there was only catalog()): the catalog's rows
+        # as the file holds them, its text as str (an adversarial review: bytes made summary["status"] ==
+        # "complete" a scalar False and a filter on run_id silently empty)
         with h5py.File(tmp_path / "out" / "sweep.h5", "r") as h:
-            assert np.array_equal(study.summary, h["summary"][()])
-        assert [row["run_id"].decode() for row in study.summary] == ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0"]
+            stored = h["summary"][()]
+        assert study.summary.dtype.names == stored.dtype.names
+        for name in stored.dtype.names:
+            column = stored[name]
+            expected = np.char.decode(column, "utf-8") if column.dtype.kind == "S" else column
+            assert np.array_equal(study.summary[name], expected), name
+        assert [row["run_id"] for row in study.summary] == ["lr0.1_seed1_wd0", "lr0.1_seed2_wd0"]
+        assert list(study.summary["status"] == "complete") == [True, True]
     with pytest.raises(ValueError, match="config: unknown key 'optimizer.speed'"):
         eomlab.run({"optimizer": {"speed": 1}})
     with pytest.raises(ValueError, match="config: expected a path without NUL characters"):  # opened 'a'
