@@ -170,7 +170,8 @@ def left_out_of_fits(run):
     if run.diverged:
         return f"status {run.status}" if run.status == "diverged" else f"{run.discrete} loss not finite"
     if run.status != "complete":
-        return f"status {run.status} (unfinished: its last record is at t = {float(run.time[-1]):g})"
+        last = f"its last record is at t = {float(run.time[-1]):g}" if run.records else "no record yet"
+        return f"status {run.status} (unfinished: {last})"
     if not run.edge_of_stability:
         return None
     what, value, _ = run.stability
@@ -235,13 +236,13 @@ def no_common_time(runs):
             "sweep one final time)")
 
 
-def groups(runs):
-    """Runs with at least two records by (method, seed, weight_decay, config): a folder without study.ini
-    may hold runs of several methods or configs (another network, momentum, horizon), which are never
-    fitted or drawn together."""
+def groups(runs, min_records=2):
+    """Runs with at least `min_records` records by (method, seed, weight_decay, config): a folder without
+    study.ini may hold runs of several methods or configs (another network, momentum, horizon), which are
+    never fitted or drawn together."""
     out = {}
     for r in runs:
-        if r.records > 1:
+        if r.records >= min_records:
             out.setdefault((r.method, r.seed, r.weight_decay, r.config_index), []).append(r)
     return out
 
@@ -284,9 +285,10 @@ def plotted(study):
 
 def order_fits(study):
     """Per (seed, weight_decay, config) sweeping two lrs or more: (seed, wd, config index, fitted runs,
-    [(run, why left out)])."""
+    [(run, why left out)]). Runs of fewer than two records are left out with the reason, not dropped (a
+    seed whose other runs were stopped at their first record vanished from the fits without a word)."""
     fits = []
-    for (_, seed, wd, config), runs in sorted(groups(study.runs).items()):
+    for (_, seed, wd, config), runs in sorted(groups(study.runs, min_records=0).items()):
         if len({r.lr for r in runs}) >= 2:
             why = {r: left_out_of_fits(r) for r in runs}
             fits.append((seed, wd, config, [r for r in runs if not why[r]], [(r, why[r]) for r in runs if why[r]]))

@@ -211,6 +211,25 @@ def test_incomplete_and_diverged_runs_are_read_and_flagged(orders_study, tmp_pat
     assert "## Stale run files\n\n1 cannot be read (damaged or cut short" in md and "left by an earlier" not in md, md
 
 
+
+def test_a_run_stopped_at_its_first_record_is_left_out_of_the_fits_with_the_reason(orders_study, tmp_path):
+    """A run stopped right after its t = 0 record was dropped from the order fits without a word (an
+    adversarial review: a seed whose other runs had no second record vanished from orders.csv); it is
+    listed under left_out like a run stopped later."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    with h5py.File(run_files(copy)[0.02], "a") as f:
+        f.attrs["status"] = "interrupted"
+        for name in ["step", "time"] + [f"observables/{t}/{o}" for t in f["observables"] for o in f[f"observables/{t}"]]:
+            f[name].resize((1,) + f[name].shape[1:])
+    rep = report(copy, tmp_path / "report")
+    rows = table(rep / "orders.csv")
+    assert rows and all("lr 0.02: status interrupted (unfinished: its last record is at t = 0)" in r["left_out"]
+                        for r in rows), rows
+    assert "lr 0.02: status interrupted" in (rep / "report.md").read_text()
+
+
 def test_digits_are_converted_to_the_data_format(tmp_path):
     pytest.importorskip("sklearn")
     proc = subprocess.run([str(REPO / "analysis" / "digits_to_hdf5.py"), str(tmp_path / "digits.h5"), "--samples", "200"],
