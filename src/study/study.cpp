@@ -1132,7 +1132,7 @@ void finish_study(const StudyConfig& c, const StudyOptions& o, const std::vector
             << static_cast<double>(peak_memory) / (1024.0 * 1024.0) << " MiB" << std::defaultfloat << std::endl;
   if (o.shards == 1)
     std::cout << "Catalog: " << (fs::path(c.output) / "sweep.h5").string() << std::endl;
-  else
+  else if (!interrupted)  // a stopped shard is not done: its catalog must wait for --resume
     std::cout << "Shard " << o.shard << "/" << o.shards
               << " done; after the last shard, build the catalog with eomlab --config ... --catalog" << std::endl;
   if (interrupted)

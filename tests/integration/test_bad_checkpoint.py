@@ -166,3 +166,25 @@ def test_a_checkpoint_whose_run_file_is_gone_or_unreadable_restarts_its_run_sayi
     assert "lr0.1_seed1_wd0] resuming at step" in resumed.stdout, resumed.stdout
     assert set(statuses(out).values()) == {"complete"}
     assert datasets(out) == references[1]
+
+
+def test_a_stopped_shard_does_not_say_it_is_done(tmp_path):
+    """A shard stopped by a signal printed "Shard 0/2 done; after the last shard, build the catalog" before
+    "Interrupted ...: rerun with --resume" (an adversarial review): the first line invited a catalog of
+    unfinished runs."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", ranks_per_run=1))
+    proc = subprocess.Popen(["mpirun", "-np", "1", eomlab_binary(), "--config", str(config), "--shard", "0/2"],
+                            env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out" / "checkpoints").glob("*.h5")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out + err
+    assert "Interrupted by a stop signal" in out, out
+    assert "Shard 0/2 done" not in out, out
+    proc = run_eomlab(["--config", config, "--shard", "0/2", "--resume"], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Shard 0/2 done; after the last shard, build the catalog" in proc.stdout, proc.stdout
