@@ -28,6 +28,11 @@ std::int64_t peak_resident_bytes() {
   return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+void restart_peak_resident() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";  // 5: reset the peak resident set size (VmHWM) to the current one
+}
+
 namespace {
 
 // The first number in `path`, or -1 ("max", missing).

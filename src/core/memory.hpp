@@ -9,6 +9,11 @@ namespace eomlab {
 // Bytes; 0 where the system does not tell.
 std::int64_t peak_resident_bytes();
 
+// Starts the high-water mark again from the memory resident now (Linux: /proc/self/clear_refs), so that a
+// run's peak is its own, not that of a run before it or of the Python process eomlab runs in (a notebook
+// that had freed 400 MB recorded 430 MiB for a study of 32). Nothing where the system does not allow it.
+void restart_peak_resident();
+
 // Memory this process's node can still give (bytes): MemAvailable of /proc/meminfo, lowered to what the
 // process's cgroup (v2 memory.max, v1 memory.limit_in_bytes: a batch job's share) has left; `source` says
 // which. 0 where the system does not tell.

@@ -1006,6 +1006,7 @@ void require_finite_start(const StudyContext& s, const std::vector<const RunSpec
 
 // Computes one run (fresh or from its checkpoint) into its run file; returns how it ended.
 RunOutcome compute_run(const StudyContext& s, const RunSpec& run, RunMode mode, const std::string& label) {
+  restart_peak_resident();
   const StudyConfig& config = s.config;
   const dist::Comm& group = s.group;
   const std::string path = run_path(config, run), ckpt = checkpoint_path(config, run);
@@ -1189,6 +1190,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
               << std::endl;
 
   bool interrupted = false;
+  long peak_memory = 0;  // the runs' own peaks (each restarts the high-water mark)
   GroupProgress eta;
   for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {
     const RunSpec& run = *group_runs[n];
@@ -1205,6 +1207,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     }
     const auto run_start = std::chrono::steady_clock::now();
     const RunOutcome outcome = compute_run(context, run, plan.mode, label);
+    peak_memory = std::max(peak_memory, outcome.peak_rank_memory_bytes);
     if (outcome.status == RunStatus::interrupted) {
       interrupted = true;
       if (leader) std::cout << label << "stop signal: checkpointed at step " << outcome.last_step << std::endl;
@@ -1216,7 +1219,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
 
   world.barrier();
   const bool any_interrupted = world.max(interrupted ? 1 : 0) > 0;
-  const long peak_memory = world.max(static_cast<long>(peak_resident_bytes()));
+  peak_memory = world.max(std::max(peak_memory, static_cast<long>(peak_resident_bytes())));
   if (world.rank() == 0) finish_study(config, options, grid, runs, peak_memory, any_interrupted);
   return any_interrupted ? exit_interrupted : 0;
 }
