@@ -862,6 +862,42 @@ def write(study, out_dir):
     return folder.path / "report.md"
 
 
+PROVENANCE_KEYS = ["eomlab_version", "git_sha", "compiler", "mpi_library", "blas", "host", "SLURM_JOB_ID", "created"]
+
+
+def resumed_by(run):
+    """The provenance of each invocation that resumed the run: [{key: value}] from resume_provenance's lines
+    ("<time>: key=value; key=value; ...")."""
+    fields = [line.partition(": ")[2] for line in str(run.attrs.get("resume_provenance", "")).splitlines()]
+    return [dict(re.findall(r"(?:^| )(\w+)=(.*?);(?= \w+=|$)", f)) for f in fields if f]
+
+
+def provenance_lines(runs):
+    """report.md's provenance: every value of each key with its number of runs (a run resumed by another
+    build, host or job counts for each; only the first run's host, created time and SLURM job were shown, and
+    no resume), and the span of the runs' created times."""
+    lines = []
+    for key in PROVENANCE_KEYS:
+        values = []
+        for r in runs:
+            own = [str(r.attrs[key])] if key in r.attrs else []
+            values += list(dict.fromkeys(own + [p[key] for p in resumed_by(r) if key in p]))
+        if not values:
+            continue
+        counts = {v: values.count(v) for v in values}  # in the order of the runs
+        if key == "created" and len(counts) > 1:
+            lines.append(f"- created: {md(min(counts))} to {md(max(counts))}")
+        elif len(counts) == 1:
+            lines.append(f"- {key}: {md(values[0])}")
+        else:
+            shown = [f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in list(counts.items())[:8]]
+            lines.append(f"- {key}: " + ", ".join(shown) + (f", and {len(counts) - 8} more" if len(counts) > 8 else ""))
+    resumed = sum(1 for r in runs if "resume_provenance" in r.attrs)
+    if resumed:
+        lines.append(f"- resumed: {resumed} run{'' if resumed == 1 else 's'} (each resume's provenance is counted above)")
+    return lines
+
+
 def write_files(study, out):
     """Writes report.md, its tables and figures into the Folder `out`."""
     parts = [f"# eomlab report: study '{md(study.name)}'\n",
@@ -869,12 +905,7 @@ def write_files(study, out):
              + (f", {len(study.stale)} stale run files.\n" if study.stale else ".\n")]
     if study.runs:
         parts.append("## Provenance\n")
-        for key in ["eomlab_version", "git_sha", "compiler", "mpi_library", "host", "created", "SLURM_JOB_ID"]:
-            values = [str(r.attrs[key]) for r in study.runs if key in r.attrs]
-            if values and key in study.runs[0].attrs:
-                counts = {v: values.count(v) for v in values}  # in the order of the runs
-                parts.append(f"- {key}: {md(values[0])}" if len(counts) == 1 or key in ("host", "created", "SLURM_JOB_ID")
-                             else f"- {key}: " + ", ".join(f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in counts.items()))
+        parts += provenance_lines(study.runs)
         parts.append("")
     damaged = f"{study.config_note[0].upper()}{study.config_note[1:]}.\n\n" if study.config_note else ""
     parts.append("## Configuration\n\n" + damaged + fenced(study.config_text.strip()) if study.config_text is not None

@@ -1396,3 +1396,30 @@ def test_a_file_that_holds_no_run_is_not_counted_as_a_damaged_run(tmp_path):
     assert {r["file"]: r["reason"] for r in table(rep / "stale.csv")}["lr0.05_seed1_wd0.h5"].startswith("unreadable")
     rows = table(rep / "runs.csv")
     assert [r["run_id"] for r in rows] == ["lr0.1_seed1_wd0"]
+
+
+def test_provenance_lists_every_host_job_and_resume_of_the_runs(orders_study, tmp_path):
+    """Found by an adversarial review: report.md showed the first run's host, created time and SLURM job
+    alone (shards run as two jobs read as one), no BLAS, and nothing of the builds that resumed a run."""
+    out, _ = orders_study
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    files = run_files(copy)
+    for lr, job in [(0.08, "111"), (0.04, "111"), (0.02, "222"), (0.01, "222")]:
+        with h5py.File(files[lr], "a") as f:
+            f.attrs["SLURM_JOB_ID"] = job
+            f.attrs["created"] = "2026-12-01T10:00:00Z" if job == "111" else "2026-12-02T09:30:00Z"
+    with h5py.File(files[0.01], "a") as f:
+        sha, blas, host = f.attrs["git_sha"], f.attrs["blas"], f.attrs["host"]
+        f.attrs["host"] = "node7"
+        f.attrs["resume_provenance"] = ("2026-12-03T08:00:00Z: eomlab_version=0.1.0; git_sha=fedcba9; "
+                                        "host=node9; SLURM_JOB_ID=333;")
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.report import md as md_text
+    md = (report(copy, tmp_path / "report") / "report.md").read_text()
+    assert "- SLURM_JOB_ID: 111 (2 runs), 222 (2 runs), 333 (1 run)" in md, md[:1500]
+    assert f"- host: {md_text(host)} (3 runs), node7 (1 run), node9 (1 run)" in md, md[:1500]
+    assert f"- git_sha: {md_text(sha)} (4 runs), fedcba9 (1 run)" in md, md[:1500]
+    assert f"- blas: {md_text(blas)}" in md, md[:1500]
+    assert "- created: 2026-12-01T10:00:00Z to 2026-12-02T09:30:00Z" in md, md[:1500]
+    assert "- resumed: 1 run" in md, md[:1500]
