@@ -388,10 +388,20 @@ class Run:
         return t
 
     def series(self, trajectory, observable):
+        """An observable of a trajectory along the records; a KeyError names what the run has instead (h5py's
+        said "component not found")."""
+        if not self.has(trajectory, observable):
+            if trajectory not in self.trajectories:
+                raise KeyError(f"{self.path.name}: no trajectory '{trajectory}' (it has {', '.join(self.trajectories)})")
+            held = ", ".join(sorted(self.file[f"observables/{trajectory}"]))
+            raise KeyError(f"{self.path.name}: {trajectory} has no observable '{observable}' (it has {held})")
         return self.read(f"observables/{trajectory}/{observable}")
 
     def distance(self, flow):
         """‖θ_flow(t_k) − θ_discrete(k)‖: `distance_to_discrete` (DESIGN.md §3.7), else `distance_to_gd`."""
+        if flow == self.discrete:
+            raise KeyError(f"{self.path.name}: '{flow}' is the discrete trajectory the distances are measured to; "
+                           f"a flow's distance is one of {', '.join(self.flows)}")
         return self.series(flow, "distance_to_discrete" if self.has(flow, "distance_to_discrete") else "distance_to_gd")
 
     def has(self, trajectory, observable):

@@ -105,3 +105,20 @@ print(len(losses), all(loss == loss for loss in losses))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["200", "0", "400", "True"], run.stdout
+
+
+def test_a_missing_trajectory_or_observable_is_named(study):
+    """Found by an adversarial review: run.series("eom7", "loss") raised h5py's KeyError "Unable to open object
+    (component not found)", and run.distance("gd") a KeyError 'distance_to_gd', naming neither what was asked
+    nor what the run has."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis.load import Study
+    with Study(study) as s:
+        run = s.runs[0]
+        with pytest.raises(KeyError, match=r"no trajectory 'eom7' \(it has gd, gf, eom1\)"):
+            run.series("eom7", "loss")
+        with pytest.raises(KeyError, match=r"gf has no observable 'lossy' \(it has .*loss"):
+            run.series("gf", "lossy")
+        with pytest.raises(KeyError, match=r"'gd' is the discrete trajectory .* one of gf, eom1"):
+            run.distance("gd")
+        assert len(run.series("gf", "loss")) == run.records
