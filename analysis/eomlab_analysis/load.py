@@ -170,9 +170,11 @@ def canonical(config):
 
 
 def config_differences(ours, theirs):
-    """Keys (result-changing ones only) whose values differ: [(key, ours, theirs)], None for unset."""
+    """Keys (result-changing ones only) whose values differ: [(key, ours, theirs)], None for unset. The grid's
+    lists are not compared: a run is one point of them (checked against grid()), and --resume may extend
+    them (a run of the first lrs is one of the extended study)."""
     ours, theirs = canonical(ours), canonical(theirs)
-    keys = sorted((set(ours) | set(theirs)) - IGNORED_KEYS)
+    keys = sorted((set(ours) | set(theirs)) - IGNORED_KEYS - set(GRID_DEFAULTS))
     return [(k, ours.get(k), theirs.get(k)) for k in keys
             if normalized(ours.get(k, "")) != normalized(theirs.get(k, "")) or (k in ours) != (k in theirs)]
 

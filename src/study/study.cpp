@@ -251,10 +251,37 @@ bool same_layers(const StudyConfig& c, const std::string& a, const std::string& 
 // What differs between a config recorded in the study directory (study.ini or a run file's, as an older
 // eomlab may have spelled it) and this invocation's. Given the data's sample shape, architectures are
 // compared by the layers they make, not by how they are spelled.
+// The grid's lists (DESIGN.md §3.2): a run is one point of them, named by its run_id.
+bool is_grid_key(const std::string& key) {
+  return key == "study.seed" || key == "optimizer.lr" || key == "model.weight_decay";
+}
+
+// Whether the grid list `now` holds every value of `before` (as the resolved configs spell them).
+bool list_extends(const std::string& before, const std::string& now) {
+  const auto values = [](const std::string& list) {
+    std::set<std::string> out;
+    std::stringstream in(list);
+    for (std::string v; std::getline(in, v, ',');) {
+      const auto first = v.find_first_not_of(' '), last = v.find_last_not_of(' ');
+      if (first != std::string::npos) out.insert(v.substr(first, last - first + 1));
+    }
+    return out;
+  };
+  const std::set<std::string> a = values(before), b = values(now);
+  return std::includes(b.begin(), b.end(), a.begin(), a.end());
+}
+
+// How a recorded config is compared: whole (a study's), or but for the grid's lists (a run's, which is
+// one point of the grid whatever the lists; or a study's on --resume, whose lists may grow).
+enum class GridLists { compared, ignored, may_grow };
+
 std::string difference_from_recorded(const StudyOptions& o, const std::string& recorded, const StudyConfig& c,
-                                     const std::optional<Shape>& input = std::nullopt) {
+                                     const std::optional<Shape>& input = std::nullopt,
+                                     GridLists grid = GridLists::compared) {
   return config_difference(o.canonical_config(recorded), c.resolved_text,
                            [&](const std::string& key, const std::string& a, const std::string& b) {
+                             if (is_grid_key(key) && grid != GridLists::compared)
+                               return grid == GridLists::ignored || list_extends(a, b);
                              const auto given = [](const std::string& v) { return !v.empty() && v != "(unset)"; };
                              return input && key == "model.architecture" && given(a) && given(b) &&
                                     same_layers(c, a, b, *input);
@@ -433,7 +460,7 @@ RecordedAttributes refuse_runs_of_another_config(const StudyConfig& c, const Stu
       throw InputError(flag + ": run file '" + path + "' holds run '" + written["run_id"] + "', not '" + r.run_id +
                        "' (copied or renamed by hand); move it away" + (flag == "--resume" ? ", or --overwrite" : ""));
     if (written.count("config"))
-      if (const std::string diff = difference_from_recorded(o, written["config"], c, input); !diff.empty())
+      if (const std::string diff = difference_from_recorded(o, written["config"], c, input, GridLists::ignored); !diff.empty())
         throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
     if (inputs) refuse_other_inputs(c, o, path, written, *inputs);
     read[path] = std::move(written);
@@ -523,12 +550,16 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
   check.rewrite_saved = check.before.text.empty() || !check.before.intact;
   if (!check.before.text.empty()) {
     const std::string diff = difference_from_recorded(o, check.before.text, c, input);
-    if (!diff.empty()) {
+    // --resume may extend the grid: its finished runs are kept and the new points computed.
+    const bool extends = !diff.empty() && difference_from_recorded(o, check.before.text, c, input, GridLists::may_grow).empty();
+    if (o.resume && extends) check.rewrite_saved = true;
+    if (!diff.empty() && !(o.resume && extends)) {
       if (o.resume)
-        throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff);
+        throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff +
+                         " (of the grid's lists, study.seed, optimizer.lr and model.weight_decay, values may be added)");
       if (!o.overwrite)
         throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
-                         "); use another directory, or --overwrite");
+                         "); use another directory, or --overwrite" + (extends ? ", or --resume to add the new grid points" : ""));
       if (o.shards > 1) refuse_shard_replacing_config(c, mine, diff);
       check.rewrite_saved = true;
     }
@@ -619,7 +650,8 @@ std::optional<DriverCheckpoint> checkpoint_to_resume(const StudyContext& s, cons
                                                  s.inputs.data_before_pixels.empty() ? "" : s.inputs.text(true)});
   std::string problem = read.problem;
   if (problem.empty() && !read.config.empty() && group.rank() == 0)
-    if (const std::string diff = difference_from_recorded(s.options, read.config, s.config, s.data.shape()); !diff.empty())
+    if (const std::string diff = difference_from_recorded(s.options, read.config, s.config, s.data.shape(), GridLists::ignored);
+        !diff.empty())
       problem = "it was written with another config (" + diff + "): another study's";
   if (problem.empty() && read.checkpoint && group.rank() == 0) {
     const long records = read.checkpoint->records;

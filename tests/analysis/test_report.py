@@ -1423,3 +1423,35 @@ def test_provenance_lists_every_host_job_and_resume_of_the_runs(orders_study, tm
     assert f"- blas: {md_text(blas)}" in md, md[:1500]
     assert "- created: 2026-12-01T10:00:00Z to 2026-12-02T09:30:00Z" in md, md[:1500]
     assert "- resumed: 1 run" in md, md[:1500]
+
+
+def test_a_study_extended_with_more_learning_rates_keeps_its_runs(tmp_path):
+    """Found by an adversarial review: adding an lr to a finished study was refused on --resume (the lists
+    were compared whole), so it meant --overwrite and computing every run again; and runs of the first
+    lrs were stale to the report beside the extended study.ini. The grid's lists may now grow on --resume:
+    the finished runs are kept as they are, the new points computed (bitwise a fresh study's), and the
+    report and --catalog count them all. A list that loses a value is still refused."""
+    study = SMALL_STUDY.format(output=tmp_path / "out").replace("lr = 0.1", "lr = 0.1, 0.05")
+    config = write_config(tmp_path, study)
+    assert run_eomlab(["--config", config]).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "runs").glob("*.h5")}
+    extended = ["--config", config, "--optimizer.lr=0.1,0.05,0.025"]
+    proc = run_eomlab(extended)
+    assert proc.returncode == 2 and "or --resume to add the new grid points" in proc.stderr, proc.stderr
+    proc = run_eomlab(extended + ["--resume"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("already complete, skipped") == 2, proc.stdout
+    runs = tmp_path / "out" / "runs"
+    assert {name: (runs / name).read_bytes() for name in before} == before
+    (tmp_path / "fresh").mkdir()
+    fresh = write_config(tmp_path / "fresh", SMALL_STUDY.format(output=tmp_path / "fresh" / "out").replace("lr = 0.1", "lr = 0.1, 0.05, 0.025"))
+    assert run_eomlab(["--config", fresh]).returncode == 0
+    with h5py.File(runs / "lr0.025_seed1_wd0.h5", "r") as a, h5py.File(tmp_path / "fresh" / "out" / "runs" / "lr0.025_seed1_wd0.h5", "r") as b:
+        for name in ["step", "time", "observables/gd/loss", "observables/eom1/distance_to_gd"]:
+            assert np.array_equal(a[name][()], b[name][()]), name
+    md = (report(tmp_path / "out", tmp_path / "report") / "report.md").read_text()
+    assert "3 of the study's 3 runs." in md and "Stale run files" not in md, md[:1500]
+    proc = run_eomlab(extended + ["--catalog"])
+    assert proc.returncode == 0 and "lists 3 runs, 3 with a run file" in proc.stdout, proc.stdout + proc.stderr
+    proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.025", "--resume"])
+    assert proc.returncode == 2 and "optimizer.lr was '0.1,0.05,0.025', now '0.1,0.025'" in proc.stderr, proc.stderr
