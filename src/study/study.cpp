@@ -248,9 +248,6 @@ bool same_layers(const StudyConfig& c, const std::string& a, const std::string& 
   }
 }
 
-// What differs between a config recorded in the study directory (study.ini or a run file's, as an older
-// eomlab may have spelled it) and this invocation's. Given the data's sample shape, architectures are
-// compared by the layers they make, not by how they are spelled.
 // The grid's lists (DESIGN.md §3.2): a run is one point of them, named by its run_id.
 bool is_grid_key(const std::string& key) {
   return key == "study.seed" || key == "optimizer.lr" || key == "model.weight_decay";
@@ -275,6 +272,9 @@ bool list_extends(const std::string& before, const std::string& now) {
 // one point of the grid whatever the lists; or a study's on --resume, whose lists may grow).
 enum class GridLists { compared, ignored, may_grow };
 
+// What differs between a config recorded in the study directory (study.ini or a run file's, as an older
+// eomlab may have spelled it) and this invocation's. Given the data's sample shape, architectures are
+// compared by the layers they make, not by how they are spelled.
 std::string difference_from_recorded(const StudyOptions& o, const std::string& recorded, const StudyConfig& c,
                                      const std::optional<Shape>& input = std::nullopt,
                                      GridLists grid = GridLists::compared) {
