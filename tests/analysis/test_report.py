@@ -342,7 +342,8 @@ def test_stale_run_files_are_listed_with_the_reason_and_left_out(stale_study):
     assert {r["run_id"] + ".h5" for r in runs} == {files[lr].name for lr in [0.8, 0.2] + FITTED}
     stale = {r["file"]: r["reason"] for r in table(rep / "stale.csv")}
     assert set(stale) == {files[0.0125].name, "other_data_seed.h5", "off_grid.h5", "older_copy.h5"}
-    assert "data.noise = 0.6 (study.ini: 0.5)" in stale[files[0.0125].name] and "optimizer.lr" in stale[files[0.0125].name]
+    # the grid's lists are not compared as config (a study's grid may grow on --resume): its point is checked
+    assert stale[files[0.0125].name] == "written with another config: data.noise = 0.6 (study.ini: 0.5)"
     assert "data.seed = 5 (study.ini: 0)" in stale["other_data_seed.h5"] and "optimizer" not in stale["other_data_seed.h5"]
     assert "0.07" in stale["off_grid.h5"] and "not a point of the study's grid" in stale["off_grid.h5"]
     assert files[0.025].name in stale["older_copy.h5"]

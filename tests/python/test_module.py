@@ -4,6 +4,7 @@ differences of the module's own value and gradient (always); bad arguments raise
 command line's message; run() of a study given as a dict writes the run files."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -247,12 +248,13 @@ def test_a_runs_recorded_peak_memory_is_its_own_in_a_python_process(tmp_path):
     review). Each run starts the mark again from the memory resident at its start."""
     held = np.ones(2**26)  # 512 MiB, touched, then returned to the system
     del held
+    resident = int(re.search(r"VmRSS:\s+(\d+) kB", pathlib.Path("/proc/self/status").read_text())[1]) * 1024
     config = {"study": {"output": str(tmp_path / "out"), "seed": [1, 2]}, "data": {"n_samples": 32},
               "model": {"layers": [4, 8, 3]}, "optimizer": {"lr": 0.1, "steps": 10}, "flows": {"kinds": ["gf"]}}
     eomlab.run(config)
     for path in sorted((tmp_path / "out" / "runs").glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            assert 0 < f.attrs["peak_rank_memory_bytes"] < 256 * 2**20, (path.name, f.attrs["peak_rank_memory_bytes"])
+        with h5py.File(path, "r") as f:  # the process's resident memory at the start and the study's few MiB
+            assert 0 < f.attrs["peak_rank_memory_bytes"] < resident + 128 * 2**20, (path.name, resident)
 
 
 def test_run_a_study_from_a_dict(tmp_path):
