@@ -192,15 +192,18 @@ class NotARunFile(ValueError):
 class OpenRunFiles:
     """The run files kept open, at most `limit`, the least recently used closed first (it reopens on use):
     a study of 1100 runs held a descriptor per run, so under the usual limit of 1024 the last 81 were
-    filed as unreadable stale runs without a word (an adversarial review)."""
+    filed as unreadable stale runs without a word (an adversarial review). `lock` is held by each read from
+    a run file (Run.read, has, flow_status), so that no thread closes a file another is reading; h5py
+    serializes its calls anyway. Objects a caller takes from Run.file itself may be closed by reads of 128
+    other runs."""
     limit = 128
 
     def __init__(self):
         self._runs = collections.OrderedDict()  # id(run) -> weak reference, most recently used last
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def use(self, run):
-        with self._lock:
+        with self.lock:
             self._runs[id(run)] = weakref.ref(run)
             self._runs.move_to_end(id(run))
             while len(self._runs) > self.limit:
@@ -209,7 +212,7 @@ class OpenRunFiles:
                     oldest.close(forget=False)
 
     def forget(self, run):
-        with self._lock:
+        with self.lock:
             self._runs.pop(id(run), None)
 
 
@@ -225,7 +228,8 @@ class Run:
         self._file = None
         self.config_index = 0  # which of its Study's configs (Study.configs) the run has
         try:
-            self._read_header(self.file)
+            with OPEN_RUN_FILES.lock:
+                self._read_header(self.file)
         except Exception:
             self.close()
             raise
@@ -376,7 +380,8 @@ class Run:
 
     def read(self, name):
         """A dataset along the record axis, cut to the complete records."""
-        return self.file[name][: self.records]
+        with OPEN_RUN_FILES.lock:
+            return self.file[name][: self.records]
 
     @property
     def step(self):
@@ -395,7 +400,8 @@ class Run:
         if not self.has(trajectory, observable):
             if trajectory not in self.trajectories:
                 raise KeyError(f"{self.path.name}: no trajectory '{trajectory}' (it has {', '.join(self.trajectories)})")
-            held = ", ".join(sorted(self.file[f"observables/{trajectory}"]))
+            with OPEN_RUN_FILES.lock:
+                held = ", ".join(sorted(self.file[f"observables/{trajectory}"]))
             raise KeyError(f"{self.path.name}: {trajectory} has no observable '{observable}' (it has {held})")
         return self.read(f"observables/{trajectory}/{observable}")
 
@@ -407,10 +413,12 @@ class Run:
         return self.series(flow, "distance_to_discrete" if self.has(flow, "distance_to_discrete") else "distance_to_gd")
 
     def has(self, trajectory, observable):
-        return f"observables/{trajectory}/{observable}" in self.file
+        with OPEN_RUN_FILES.lock:
+            return f"observables/{trajectory}/{observable}" in self.file
 
     def flow_status(self, trajectory):
-        return attribute(self.file[f"observables/{trajectory}"].attrs, "status", "ok")
+        with OPEN_RUN_FILES.lock:
+            return attribute(self.file[f"observables/{trajectory}"].attrs, "status", "ok")
 
 
 class Study:

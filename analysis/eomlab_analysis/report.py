@@ -172,6 +172,8 @@ def left_out_of_fits(run):
     if run.status != "complete":
         last = f"its last record is at t = {float(run.time[-1]):g}" if run.records else "no record yet"
         return f"status {run.status} (unfinished: {last})"
+    if run.records < 2:  # a complete run whose file was cut short or damaged
+        return f"status complete, but {run.records} record(s) readable"
     if not run.edge_of_stability:
         return None
     what, value, _ = run.stability
