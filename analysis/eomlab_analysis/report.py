@@ -30,6 +30,7 @@ Plots: distance to GD against time, final distance against lr, loss curves, shar
 method's limit (2/lr for GD; RMSProp and Adam: λ_max(P⁻¹H) against theirs), and the translation
 component against time."""
 import argparse
+import collections
 import csv
 import itertools
 import math
@@ -879,18 +880,18 @@ def provenance_lines(runs):
     build, host or job counts for each; only the first run's host, created time and SLURM job were shown, and
     no resume), and the span of the runs' created times."""
     lines = []
+    resumes = [resumed_by(r) for r in runs]
     for key in PROVENANCE_KEYS:
-        values = []
-        for r in runs:
+        counts = collections.Counter()  # in the order of the runs
+        for r, resumed in zip(runs, resumes):
             own = [str(r.attrs[key])] if key in r.attrs else []
-            values += list(dict.fromkeys(own + [p[key] for p in resumed_by(r) if key in p]))
-        if not values:
+            counts.update(list(dict.fromkeys(own + [p[key] for p in resumed if key in p])))
+        if not counts:
             continue
-        counts = {v: values.count(v) for v in values}  # in the order of the runs
         if key == "created" and len(counts) > 1:
             lines.append(f"- created: {md(min(counts))} to {md(max(counts))}")
         elif len(counts) == 1:
-            lines.append(f"- {key}: {md(values[0])}")
+            lines.append(f"- {key}: {md(next(iter(counts)))}")
         else:
             shown = [f"{md(v)} ({n} run{'' if n == 1 else 's'})" for v, n in list(counts.items())[:8]]
             lines.append(f"- {key}: " + ", ".join(shown) + (f", and {len(counts) - 8} more" if len(counts) > 8 else ""))

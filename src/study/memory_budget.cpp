@@ -118,7 +118,6 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   // An MLP's pass holds, per sample of the whole shard, doubles by jet order (measured: bench/memory.py and
   // the peaks of the study's own runs) per width of its hidden and output layers, plus for T a copy of the
   // input and a fixed amount.
-  const std::vector<Index>& widths = c.model.layers;
   double per_sample = 0, pass = 0;
   const double shard = std::ceil(n / r);
   if (architecture) {
@@ -127,9 +126,9 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   } else {
     static const double hidden_jets[] = {6, 9.8, 13}, input_jets[] = {0, 0, 1}, fixed[] = {0, 0, 1150};
     double hidden = 0;
-    for (std::size_t i = 1; i < widths.size(); ++i) hidden += static_cast<double>(widths[i]);
-    const auto input = static_cast<double>(widths.front());
-    per_sample = input + static_cast<double>(widths.back());
+    for (std::size_t i = 1; i < c.model.layers.size(); ++i) hidden += static_cast<double>(c.model.layers[i]);
+    const auto input = static_cast<double>(c.model.layers.front());
+    per_sample = input + static_cast<double>(c.model.layers.back());
     pass = shard * (hidden_jets[order] * hidden + input_jets[order] * input + fixed[order]);
   }
   MemoryEstimate e;
