@@ -1,5 +1,6 @@
 #include "cli/app.hpp"
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -22,6 +23,9 @@ namespace eomlab {
 
 int run_eomlab(int argc, char** argv) {
   install_stop_handlers();  // first, before MPI's start-up too: a stop signal must never kill a rank outright
+  // A reader of the progress lines that went away (`| head`, a closed `less`) does not end the study: the
+  // lines are lost (the stream's failed writes are ignored), the runs go on into their files.
+  std::signal(SIGPIPE, SIG_IGN);
   dist::Environment mpi(argc, argv);
   const dist::Comm world = dist::Comm::world();
   const bool root = world.rank() == 0;

@@ -169,3 +169,19 @@ def test_sigterm_while_mpi_starts_up_exits_75(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, out + err
+
+
+def test_a_reader_of_the_progress_lines_that_goes_away_does_not_end_the_study(tmp_path):
+    """Found by a review: `eomlab --config study.ini | head -1` killed eomlab by SIGPIPE at its next line,
+    between checkpoints, and a closed `less` would too. The lines are lost; the study goes on and completes."""
+    config = write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out").replace("seed = 1", "seed = 1,2,3,4")
+                          .replace("steps = 20", "steps = 400"))
+    proc = subprocess.run(["bash", "-c", f'"{eomlab_binary()}" --config "{config}" | head -1; echo "${{PIPESTATUS[0]}}"'],
+                          env=mpi_env(), capture_output=True, text=True, timeout=300)
+    first, status = proc.stdout.splitlines()
+    assert first.startswith("eomlab ") and status == "0", proc
+    runs = sorted((tmp_path / "out" / "runs").glob("*.h5"))
+    assert len(runs) == 4
+    for path in runs:
+        with h5py.File(path, "r") as f:
+            assert f.attrs["status"] == "complete", path.name
