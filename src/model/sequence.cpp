@@ -9,6 +9,16 @@ namespace eomlab {
 
 namespace {
 constexpr double max_params = 4.611686018427387904e18;  // 2^62: sums of two such counts stay within Index
+// Values of one sample's output of a layer: far beyond any memory, and sums of what layers hold per sample
+// stay within Index (a padding of 3e8 gave 1.4e18 values, and the memory estimate wrapped below zero).
+constexpr double max_output_values = 1099511627776.0;  // 2^40
+
+void check_output_size(const Shape& s, const std::string& where) {
+  const double values = static_cast<double>(s.channels) * static_cast<double>(s.height) * static_cast<double>(s.width);
+  if (values > max_output_values)
+    throw Error(where + "expected an output of at most 2^40 values per sample, got " + format_number(values) + " (" +
+                s.text() + ")");
+}
 }  // namespace
 
 LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& in) : in_(in) {
@@ -24,6 +34,7 @@ LayerSequence::LayerSequence(const std::vector<LayerSpec>& specs, const Shape& i
       throw Error(where + e.what());
     }
     shape = layers_.back()->output_shape();
+    check_output_size(shape, where);
     const Index added = layers_.back()->n_params();
     if (added < 0 || static_cast<double>(n_params_) + static_cast<double>(added) > max_params)
       throw Error(where + "expected a network of at most 2^62 parameters, got more");

@@ -119,6 +119,10 @@ BAD = {
     "subnormal_eps": ("batchnorm(eps=1e-320), flatten, dense(3)", "got 1e-320: a non-zero number must be at least"),
     "nested_too_deep": ("residual(" * 65 + "tanh" + ")" * 65 + ", flatten, dense(3)",
                         "model.architecture: expected parentheses nested at most 64 deep"),
+    # an adversarial review: the memory estimate's sums wrapped below zero and the run died of bad_alloc (exit 1)
+    "padding_beyond_any_memory": ("conv(4, 3, pad=300000000), tanh, conv(4, 3, pad=300000000), globalavgpool, dense(3)",
+                                  "model.architecture: layer 1 'conv(4, 3, pad=300000000)': expected an output of at "
+                                  "most 2^40 values per sample, got 1.4400000192e+18 (4x600000004x600000004)"),
     "mlp_activation_beside_it": ("flatten, dense(3)\nactivation = relu", "model.activation: expected a key of model.layers only"),
     # found by a README walkthrough: accepted, ignored, and kept in the run files' config as if it had run
     "mlp_layers_beside_it": ("flatten, dense(3)\nlayers = 3, 3", "model.layers: expected no model.layers beside "
