@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <iostream>
 #include <limits>
 #include <list>
 #include <cmath>
@@ -17,6 +18,8 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <streambuf>
+#include <string>
 
 #include "cli/options.hpp"
 #include "core/error.hpp"
@@ -39,13 +42,39 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 [[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
 
+// Python's and numpy's booleans (True is an int to Python, and float(numpy.True_) is 1.0).
+bool is_bool(const py::handle& x) {
+  return py::isinstance<py::bool_>(x) || py::str(py::type::of(x).attr("__name__")).cast<std::string>() == "bool_";
+}
+
+// A numpy floating scalar or 0-d array that is not a Python float (float32, float16, longdouble).
+bool is_numpy_float(const py::handle& x) {
+  if (PyFloat_Check(x.ptr()) || !py::hasattr(x, "dtype") || !py::hasattr(x, "ndim")) return false;
+  return x.attr("ndim").cast<int>() == 0 && py::str(x.attr("dtype").attr("kind")).cast<std::string>() == "f";
+}
+
+// A value's text as the OS takes it (a path's bytes): str() of it, or os.fspath of a path object, encoded as
+// os.fsencode does (UTF-8, an undecodable byte of a file name back as that byte), not refused by pybind.
+std::string os_text(const py::handle& value) {
+  if (py::isinstance<py::bytes>(value)) return value.cast<std::string>();
+  const py::object text = py::hasattr(value, "__fspath__") ? py::module_::import("os").attr("fspath")(value) : py::str(value);
+  if (py::isinstance<py::bytes>(text)) return text.cast<std::string>();
+  return py::str(text).attr("encode")("utf-8", "surrogateescape").cast<std::string>();
+}
+
+// The seeds a run can have: the config's study.seed and the run file's seed attribute (a signed 64-bit integer).
+const char* const seed_range = "an integer seed in [0, 2**63)";
+py::int_ seed_limit() { return py::int_(std::numeric_limits<long long>::max()); }
+
 // The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it),
 // and so is what a config file refuses (cli::check_value): a line break would end the value and start keys
 // of its own in the config text made from it.
+// A numpy float of another precision (float32: str gives "0.1") is written as the double it is
+// (0.10000000149011612), the value number_argument takes, so that run() and field() agree.
 std::string value_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
     bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
-  const std::string text = py::str(value).cast<std::string>();
+  const std::string text = is_numpy_float(value) ? format_number(value.cast<double>()) : os_text(value);
   cli::check_value(key, text);
   return text;
 }
@@ -76,8 +105,10 @@ std::string shape_text(const py::array& a) {
 
 // A float argument (float, int, numpy scalar), else ValueError naming it.
 double number_argument(const py::handle& x, const std::string& name) {
-  // float() would parse "0.1", and take the one value of an array (as no hyperparameter's text does)
-  if (py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x) || (py::isinstance<py::array>(x) && py::array::ensure(x).ndim() > 0))
+  // float() would parse "0.1", and take the one value of an array (as no hyperparameter's text does);
+  // True is no number here, as the config's text "True" is none
+  if (py::isinstance<py::str>(x) || py::isinstance<py::bytes>(x) || is_bool(x) ||
+      (py::isinstance<py::array>(x) && py::array::ensure(x).ndim() > 0))
     bad(name + ": expected a number, got " + py::repr(x).cast<std::string>());
   PyObject* number = PyNumber_Float(x.ptr());
   if (!number) {
@@ -92,6 +123,7 @@ double number_argument(const py::handle& x, const std::string& name) {
 std::uint64_t whole_number(const py::handle& x, const std::string& name, const py::int_& limit, const std::string& what,
                            const std::string& function = "sgd_permutation") {
   const std::string bad_value = function + ": " + name + ": expected " + what + ", got " + py::repr(x).cast<std::string>();
+  if (is_bool(x)) bad(bad_value);
   PyObject* index = PyNumber_Index(x.ptr());
   if (!index) {
     PyErr_Clear();
@@ -331,7 +363,7 @@ class PyObjective {
     for (const auto& [k, v] : kw) {
       const std::string key = py::str(k).cast<std::string>();
       if (key == "seed")
-        r.seed = whole_number(v, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)", function);
+        r.seed = whole_number(v, "seed", seed_limit(), seed_range, function);
       else if (key == "epoch")
         r.epoch = static_cast<long>(whole_number(v, "epoch", py::int_(std::numeric_limits<long>::max()), "an integer epoch >= 0", function));
       else if (is_method_setting_key(key))
@@ -418,7 +450,7 @@ std::string ini_of(const py::dict& config) {
 py::array_t<std::int64_t> permutation(const py::object& seed_arg, const py::object& epoch_arg, const py::object& n_arg) {
   const py::int_ longest(std::numeric_limits<long>::max());
   const std::uint64_t seed =
-      whole_number(seed_arg, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()), "an integer seed in [0, 2**64)");
+      whole_number(seed_arg, "seed", seed_limit(), seed_range);
   const auto epoch = static_cast<long>(whole_number(epoch_arg, "epoch", longest, "an integer epoch >= 0"));
   const py::int_ samples(std::numeric_limits<int>::max());  // as many as a study may have (data.n_samples)
   const auto n = static_cast<Index>(whole_number(n_arg, "n", samples, "an integer number of samples in [0, 2147483647]"));
@@ -438,13 +470,9 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
     cmd.resume = resume;
     return cmd;
   }
-  std::string path;
-  const py::object fspath = py::module_::import("os").attr("fspath");
-  try {
-    path = fspath(config).cast<std::string>();  // str or os.PathLike
-  } catch (const std::exception&) {
+  if (!py::isinstance<py::str>(config) && !py::isinstance<py::bytes>(config) && !py::hasattr(config, "__fspath__"))
     bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
-  }
+  const std::string path = os_text(config);
   if (path.find('\0') != std::string::npos) bad("config: expected a path without NUL characters, got " + py::repr(config).cast<std::string>());
   std::vector<std::string> args{"eomlab", "--config", path};
   if (overwrite) args.push_back("--overwrite");
@@ -459,16 +487,63 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
   }
 }
 
+// While it lives, what C++ writes to `stream` goes line by line to Python's sys.`name` (a notebook's cell, a
+// captured stream) instead of past it to the process's file descriptor; each line takes the GIL for itself.
+// Bytes that are not UTF-8 (a path's) are shown escaped; a line Python fails to write is lost, as a closed
+// terminal's would be, and the study goes on.
+class PythonLines : public std::streambuf {
+ public:
+  PythonLines(std::ostream& stream, const char* name)
+      : stream_(stream), file_(py::module_::import("sys").attr(name)), before_(stream.rdbuf(this)) {}
+  ~PythonLines() override {
+    sync();
+    stream_.rdbuf(before_);
+  }
+  PythonLines(const PythonLines&) = delete;
+  PythonLines& operator=(const PythonLines&) = delete;
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return traits_type::not_eof(c);
+    line_ += static_cast<char>(c);
+    if (c == '\n') sync();
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    line_.append(s, static_cast<std::size_t>(n));
+    if (std::find(s, s + n, '\n') != s + n) sync();
+    return n;
+  }
+  int sync() override {
+    if (line_.empty()) return 0;
+    py::gil_scoped_acquire hold;
+    try {
+      file_.attr("write")(py::bytes(line_).attr("decode")("utf-8", "backslashreplace"));
+      file_.attr("flush")();
+    } catch (const py::error_already_set&) {
+    }
+    line_.clear();
+    return 0;
+  }
+
+ private:
+  std::ostream& stream_;
+  py::object file_;
+  std::streambuf* before_;
+  std::string line_;
+};
+
 // A whole study in this process; returns its output directory. One study at a time (MPI and parallel
 // HDF5 are not for several threads); a stop signal checkpoints it as on the command line, then has the
 // effect it has in the program (Python's SIGINT: KeyboardInterrupt).
-std::string run(const py::object& config, bool overwrite, bool resume) {
+py::object run(const py::object& config, bool overwrite, bool resume) {
   const cli::Command cmd = study_command(config, overwrite, resume);
   mpi();
   static std::mutex one_study;
   int code = 0, signal = 0;
   bool interrupted_before = false;
   {
+    const PythonLines out(std::cout, "stdout"), err(std::cerr, "stderr");
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> alone(one_study);
     {
@@ -502,7 +577,7 @@ std::string run(const py::object& config, bool overwrite, bool resume) {
                              "; the unfinished runs are checkpointed: run(config, resume=True) continues them");
   }
   if (code != 0) throw std::runtime_error("eomlab.run: the study ended with exit code " + std::to_string(code));
-  return cmd.config.output;
+  return py::module_::import("os").attr("fsdecode")(py::bytes(cmd.config.output));  // the path as os.listdir gives it
 }
 
 }  // namespace
@@ -539,8 +614,7 @@ PYBIND11_MODULE(eomlab, m) {
                              })
       .def("initial_parameters",
            [](const PyModel& p, const py::object& seed) {
-             return p.model->initial_parameters(whole_number(seed, "seed", py::int_(std::numeric_limits<std::uint64_t>::max()),
-                                                             "an integer seed in [0, 2**64)", "initial_parameters"));
+             return p.model->initial_parameters(whole_number(seed, "seed", seed_limit(), seed_range, "initial_parameters"));
            },
            py::arg("seed") = 0)
       .def("__repr__", [](const PyModel& p) { return "eomlab.Model(" + p.model->description() + ")"; });

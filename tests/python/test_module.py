@@ -235,7 +235,7 @@ def test_bad_objective_arguments_raise_value_error():
     assert f.value(np.zeros(n, dtype=np.int64)) == f.value(np.zeros(n))  # integers are numbers
     with pytest.raises(ValueError, match=f"y: expected {len(y)} int64 labels \\(one per sample of X\\), got an array of shape \\(2,\\)"):
         eomlab.Objective(model, x, y[:2])
-    for seed in (-1, 1.5, 2**64):  # was pybind's TypeError dump
+    for seed in (-1, 1.5, 2**63, True):  # was pybind's TypeError dump
         with pytest.raises(ValueError, match="initial_parameters: seed: expected an integer seed"):
             model.initial_parameters(seed=seed)
     assert np.array_equal(model.initial_parameters(seed=np.int64(3)), model.initial_parameters(3))
@@ -308,7 +308,7 @@ def test_run_a_study_from_a_dict(tmp_path):
 
 
 def test_sgd_permutation_is_the_documented_order():
-    for seed, epoch, n in [(1, 0, 8), (1, 3, 100), (12345678901, 7, 37), (2**64 - 1, 2, 5), (3, 0, 1), (3, 0, 0)]:
+    for seed, epoch, n in [(1, 0, 8), (1, 3, 100), (12345678901, 7, 37), (2**63 - 1, 2, 5), (3, 0, 1), (3, 0, 0)]:
         p = eomlab.sgd_permutation(seed, epoch, n)
         assert p.dtype == np.int64
         assert p.tolist() == sgd_orders.permutation(seed, epoch, n)
@@ -318,9 +318,11 @@ def test_sgd_permutation_is_the_documented_order():
                           ((1, 0, -2), r"n: expected an integer number of samples in \[0, 2147483647\], got -2"),
                           # a study's limit (data.n_samples): 2**40 was MemoryError from std::bad_alloc
                           ((1, 0, 2**40), r"n: expected an integer number of samples in \[0, 2147483647\], got 1099511627776"),
-                          ((-1, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
-                          ((2**64, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 18446744073709551616"),
-                          ((1.5, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*64\), got 1.5"),
+                          ((-1, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*63\), got -1"),
+                          # a run's seed is at most 2**63 - 1 (study.seed, the run file's attribute)
+                          ((2**63, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*63\), got 9223372036854775808"),
+                          ((1.5, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*63\), got 1.5"),
+                          ((True, 0, 5), r"seed: expected an integer seed in \[0, 2\*\*63\), got True"),
                           ((1, 0, "8"), r"n: expected an integer number of samples in \[0, 2147483647\], got '8'")]:
         with pytest.raises(ValueError, match="sgd_permutation: " + message):
             eomlab.sgd_permutation(*args)
@@ -684,3 +686,38 @@ print("same")
     proc = python_study(tmp_path, body, tmp_path / "out", 20_000)
     output, err = proc.communicate(timeout=300)
     assert proc.returncode == 0 and "same" in output, err
+
+
+def test_numbers_paths_and_lines_reach_the_study_as_they_are(tmp_path, capsys):
+    """Found by reviews, low: a numpy float32 lr ran as 0.1 in run() (its str) and as 0.10000000149011612 in
+    field(); True was 1 to some arguments and refused by others; seeds went to 2**64 here and to 2**63 - 1 in
+    a config; a path that is not UTF-8 was pybind's "Unable to cast"; the study's lines went past
+    sys.stdout (a notebook's cell stayed empty)."""
+    lr32 = np.float32(0.1)
+    out = tmp_path / os.fsdecode(b"caf\xe9")  # a directory name of Latin-1 bytes
+    config = {"study": {"name": "py", "output": out}, "data": {"n_samples": 32}, "model": {"layers": [4, 8, 3]},
+              "optimizer": {"lr": [lr32], "steps": 4, "method": "heavy_ball", "momentum": np.float32(0.9)},
+              "flows": {"kinds": ["eom1"]}}
+    assert eomlab.run(config) == str(out)
+    lines = capsys.readouterr()
+    assert "eomlab" in lines.out and "study 'py'" in lines.out, lines
+    (path,) = (out / "runs").glob("*.h5")
+    with h5py.File(path, "r") as h:
+        assert h.attrs["lr"] == float(lr32) != 0.1
+        assert "momentum = 0.8999999761581421" in h.attrs["config"]  # float(np.float32(0.9))
+    ini = tmp_path / os.fsdecode(b"\xff.ini")
+    ini.write_text("[study]\nname = py\noutput = " + str(tmp_path / "ini") + "\n[data]\nn_samples = 32\n"
+                   "[model]\nlayers = 4,8,3\n[optimizer]\nlr = 0.1\nsteps = 2\n")
+    assert eomlab.run(ini) == str(tmp_path / "ini")
+    net, x, y, theta, model, f = problem("mlp")
+    assert np.array_equal(f.field("eom1", lr32, theta, method="heavy_ball", momentum=np.float32(0.9)),
+                          f.field("eom1", float(lr32), theta, method="heavy_ball", momentum=float(np.float32(0.9))))
+    for true in (True, np.True_):
+        with pytest.raises(ValueError, match="lr: expected a number, got True"):
+            f.field("eom1", true, theta)
+        with pytest.raises(ValueError, match="weight_decay: expected a number, got True"):
+            eomlab.Objective(model, x, y, weight_decay=true)
+        with pytest.raises(ValueError, match=r"initial_parameters: seed: expected an integer seed in \[0, 2\*\*63\), got True"):
+            model.initial_parameters(seed=true)
+    with pytest.raises(ValueError, match=r"study.seed: expected an integer in \[0, 9223372036854775807\]"):
+        eomlab.run({"study": {"output": str(tmp_path / "big"), "seed": 2**63}, "model": {"layers": [4, 3]}})
