@@ -811,6 +811,16 @@ def configs_note(study):
             "and orders.csv):\n\n" + "\n".join(lines) + "\n")
 
 
+def recorded_config(study):
+    """Without a study.ini (run files gathered by hand): the config the first run file records, so the report
+    still says what ran (its grid lists are that run's own; configs_note names what other runs changed)."""
+    if not study.runs:
+        return ""
+    first = study.runs[0]
+    return (f"\nThe config recorded in runs/{md(first.path.name)} (its grid lists, study.seed, optimizer.lr and "
+            "model.weight_decay, are that run's own):\n\n" + fenced(str(first.attrs.get("config", "")).strip()))
+
+
 def fenced(body):
     """`body` in a fenced code block whose fence is longer than any run of backticks in it."""
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", body)), default=0))
@@ -913,7 +923,7 @@ def write_files(study, out):
     damaged = f"{study.config_note[0].upper()}{study.config_note[1:]}.\n\n" if study.config_note else ""
     parts.append("## Configuration\n\n" + damaged + fenced(study.config_text.strip()) if study.config_text is not None
                  else "## Configuration\n\n" + (damaged + "Every" if damaged else "No study.ini: every")
-                 + " run file in runs/ is reported.\n" + configs_note(study))
+                 + " run file in runs/ is reported.\n" + recorded_config(study) + configs_note(study))
     parts += stale_section(study, out)
     notes = flags(study)
     parts.append("## Flags\n\n" + ("\n".join(notes) if notes else "No run diverged, failed or crossed the stability limit "
