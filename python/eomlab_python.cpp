@@ -495,9 +495,11 @@ class PythonLines : public std::streambuf {
  public:
   PythonLines(std::ostream& stream, const char* name)
       : stream_(stream), file_(py::module_::import("sys").attr(name)), before_(stream.rdbuf(this)) {}
-  ~PythonLines() override {
+  ~PythonLines() override {  // with or without the GIL
+    py::gil_scoped_acquire hold;
     sync();
     stream_.rdbuf(before_);
+    file_ = py::object();
   }
   PythonLines(const PythonLines&) = delete;
   PythonLines& operator=(const PythonLines&) = delete;
@@ -543,12 +545,14 @@ py::object run(const py::object& config, bool overwrite, bool resume) {
   int code = 0, signal = 0;
   bool interrupted_before = false;
   {
-    const PythonLines out(std::cout, "stdout"), err(std::cerr, "stderr");
     py::gil_scoped_release free;
     const std::lock_guard<std::mutex> alone(one_study);
+    std::optional<PythonLines> out, err;  // this study's alone, as std::cout is
     {
       py::gil_scoped_acquire hold;  // a Ctrl-C while this thread waited for its turn (or started MPI)
       interrupted_before = PyErr_CheckSignals() != 0;
+      out.emplace(std::cout, "stdout");
+      err.emplace(std::cerr, "stderr");
     }
     try {
       if (!interrupted_before) {

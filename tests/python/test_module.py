@@ -517,7 +517,7 @@ def test_sgd_field_of_a_runs_seed_and_epoch():
             f.field("eom1", LR, theta, method=method, seed=1)
     with pytest.raises(ValueError, match="start_point: epoch: a keyword of sgd only"):
         f.start_point("eom1", LR, theta, epoch=2)
-    for key, value, message in [("seed", -1, r"field: seed: expected an integer seed in \[0, 2\*\*64\), got -1"),
+    for key, value, message in [("seed", -1, r"field: seed: expected an integer seed in \[0, 2\*\*63\), got -1"),
                                 ("epoch", 1.5, r"field: epoch: expected an integer epoch >= 0, got 1.5")]:
         with pytest.raises(ValueError, match=message):
             f.field("eom1", LR, theta, method="sgd", batch_size=b, **{key: value})
