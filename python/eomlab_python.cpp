@@ -44,7 +44,9 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 // Python's and numpy's booleans (True is an int to Python, and float(numpy.True_) is 1.0).
 bool is_bool(const py::handle& x) {
-  return py::isinstance<py::bool_>(x) || py::str(py::type::of(x).attr("__name__")).cast<std::string>() == "bool_";
+  if (py::isinstance<py::bool_>(x)) return true;
+  const std::string type = py::str(py::type::of(x).attr("__name__")).cast<std::string>();
+  return type == "bool_" || type == "bool";  // numpy 1's name, numpy 2's
 }
 
 // A numpy floating scalar or 0-d array that is not a Python float (float32, float16, longdouble).
@@ -68,9 +70,9 @@ py::int_ seed_limit() { return py::int_(std::numeric_limits<long long>::max()); 
 
 // The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it),
 // and so is what a config file refuses (cli::check_value): a line break would end the value and start keys
-// of its own in the config text made from it.
-// A numpy float of another precision (float32: str gives "0.1") is written as the double it is
-// (0.10000000149011612), the value number_argument takes, so that run() and field() agree.
+// of its own in the config text made from it. A numpy float of another precision (float32: str gives "0.1")
+// is written as the double it is (0.10000000149011612), the value number_argument takes, so that run() and
+// field() agree.
 std::string value_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
     bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
