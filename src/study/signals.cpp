@@ -9,7 +9,7 @@ volatile std::sig_atomic_t stop_requested = 0;  // the signal, 0 if none
 
 extern "C" void on_stop_signal(int signal) { stop_requested = signal; }
 
-constexpr std::array<int, 3> stop_signals{SIGTERM, SIGUSR1, SIGINT};
+constexpr std::array<int, stop_signal_count> stop_signals{SIGTERM, SIGUSR1, SIGINT, SIGHUP};
 
 struct sigaction stop_action() {
   struct sigaction action {};
@@ -25,7 +25,11 @@ bool ignored(const struct sigaction& a) { return !(a.sa_flags & SA_SIGINFO) && a
 
 void install_stop_handlers() {
   const struct sigaction action = stop_action();
-  for (const int signal : stop_signals) sigaction(signal, &action, nullptr);
+  for (const int signal : stop_signals) {
+    struct sigaction before {};
+    sigaction(signal, nullptr, &before);
+    if (signal != SIGHUP || !ignored(before)) sigaction(signal, &action, nullptr);  // nohup's SIGHUP stays ignored
+  }
 }
 
 bool stop_signal_received() { return stop_requested != 0; }

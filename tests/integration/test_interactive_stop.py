@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import h5py
+import pytest
 
 from conftest import REPO, SMALL_STUDY, datasets, eomlab_binary, mpi_env, run_eomlab, start_study, write_config
 
@@ -81,22 +82,41 @@ def test_two_ctrl_c_50_ms_apart_still_checkpoint(tmp_path):
     assert step >= 1 and "already stopping" in err
 
 
-def test_ctrl_c_to_eomlab_without_mpirun_checkpoints_and_exits_75(tmp_path):
+def start_without_mpirun(tmp_path, **popen):
+    """eomlab alone on a long study of two runs, returned once its first run is under way."""
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
         "record_every = 5", "record_every = 1000").replace("lr = 0.1", "lr = 0.1, 0.05")
     proc = subprocess.Popen([eomlab_binary(), "--config", str(write_config(tmp_path, text))], env=mpi_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     deadline = time.time() + 60
     while not any((tmp_path / "out" / "runs").glob("*.h5")):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    return proc
+
+
+# SIGHUP: a closed terminal or ssh session (found by a review: it killed eomlab between checkpoints)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_to_eomlab_without_mpirun_checkpoints_and_exits_75(tmp_path, stop):
+    proc = start_without_mpirun(tmp_path)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
     assert "checkpointed at step" in out
     # The summary names the run the stop came before as not started (it said "unreadable: H5Fopen failed").
     assert "lr0.05_seed1_wd0            missing (not started)" in out and "unreadable" not in out, out
+
+
+
+def test_a_hangup_that_nohup_ignores_stays_ignored(tmp_path):
+    proc = start_without_mpirun(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert proc.poll() is None  # still stepping
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75 and "checkpointed at step" in out, err
 
 
 LONG_RECORD = """
