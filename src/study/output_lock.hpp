@@ -1,8 +1,9 @@
 // Keeps two invocations from computing the same runs in one output directory at once (a job resubmitted
 // while its requeued copy still runs, a manual --resume beside a job). Each invocation holds an
 // exclusive advisory lock (flock) on <output>/.eomlab-lock.<shard>-of-<shards> for as long as it lives;
-// the kernel releases it when the process ends, even by SIGKILL. Invocations whose shards share a run
-// refuse each other; shards of one job array (disjoint runs) do not. On a file system without flock
+// the kernel releases it when the process ends, even by SIGKILL. The file names the holder, then its
+// runs' ids. Invocations that share a run refuse each other (by those ids, so also across a grid grown
+// in between); shards of one job array (disjoint runs) do not. On a file system without flock
 // (e.g. Lustre mounted without it) the study runs unlocked after a warning on stderr.
 #pragma once
 #include <string>

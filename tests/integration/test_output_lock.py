@@ -52,7 +52,7 @@ def test_second_invocation_on_runs_in_progress_is_refused(tmp_path):
         assert "is in use by eomlab (pid %d" % first.pid in lines[0] and str(tmp_path / "out") in lines[0]
         assert second.stdout == ""
     # study.ini and the holder's lock are as they were (a refused other shard leaves its own lock file,
-    # empty and unheld).
+    # unheld).
     after = files_beside_the_runs(tmp_path / "out")
     assert {p: after.get(p) for p in before} == before
     out, err = first.communicate(timeout=300)
@@ -120,3 +120,24 @@ def test_a_new_study_on_a_file_system_without_hard_links_is_written(tmp_path):
                           env=dict(mpi_env(), LD_PRELOAD=str(tmp_path / "nolink.so")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "out" / "study.ini").read_text().startswith("[study]")
+
+
+def test_a_shard_of_a_grown_grid_is_refused_beside_an_old_shard_computing_one_of_its_runs(tmp_path):
+    """An adversarial review: shard 1/2 of seeds 1,2,3 running, shard 0/2 of seeds 1,2,3,4 (--resume adds
+    seed 4) was not refused, since under the grown grid the old shard's runs have other indices: both
+    computed lr0.05_seed1 at once, and a stop of the old one left it 'interrupted' at step 0 with its
+    result lost. Locks now list their runs by id."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out").replace("seed = 1", "seed = 1, 2, 3"))
+    first = start(config, "--shard", "1/2")  # every other run of the 6: lr0.05_seed2, lr0.1_seed1, lr0.1_seed3
+    with open(tmp_path / "out" / ".eomlab-lock.1-of-2") as f:
+        assert f.read().split("\n")[1:] == ["lr0.05_seed2_wd0", "lr0.1_seed1_wd0", "lr0.1_seed3_wd0", ""]
+    before = files_beside_the_runs(tmp_path / "out")
+    grown = run_eomlab(["--config", config, "--shard", "0/2", "--resume", "--study.seed=1,2,3,4"])
+    assert grown.returncode == 2 and "is in use by eomlab (pid %d" % first.pid in grown.stderr, grown.stderr
+    after = files_beside_the_runs(tmp_path / "out")
+    assert {p: after.get(p) for p in before} == before  # study.ini not grown
+    # shard 3/4 of the grown grid, lr0.05_seed4 and lr0.1_seed4, shares none (by index it was shard 1/2's)
+    disjoint = run_eomlab(["--config", config, "--shard", "3/4", "--resume", "--study.seed=1,2,3,4", "--dry-run"])
+    assert disjoint.returncode == 0, disjoint.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=300)
