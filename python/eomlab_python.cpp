@@ -42,26 +42,33 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 [[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
 
+// The numpy kind of x's dtype ("f", "b", ..), or "" if x has none.
+std::string dtype_kind(const py::handle& x) {
+  if (!py::hasattr(x, "dtype") || !py::hasattr(x.attr("dtype"), "kind")) return "";
+  return py::str(x.attr("dtype").attr("kind")).cast<std::string>();
+}
+
 // Python's and numpy's booleans (True is an int to Python, and float(numpy.True_) is 1.0).
 bool is_bool(const py::handle& x) {
-  if (py::isinstance<py::bool_>(x)) return true;
+  if (py::isinstance<py::bool_>(x) || dtype_kind(x) == "b") return true;  // and numpy.array(True)
   const std::string type = py::str(py::type::of(x).attr("__name__")).cast<std::string>();
   return type == "bool_" || type == "bool";  // numpy 1's name, numpy 2's
 }
 
 // A numpy floating scalar or 0-d array that is not a Python float (float32, float16, longdouble).
 bool is_numpy_float(const py::handle& x) {
-  if (PyFloat_Check(x.ptr()) || !py::hasattr(x, "dtype") || !py::hasattr(x, "ndim")) return false;
-  return x.attr("ndim").cast<int>() == 0 && py::str(x.attr("dtype").attr("kind")).cast<std::string>() == "f";
+  if (PyFloat_Check(x.ptr()) || dtype_kind(x) != "f" || !py::hasattr(x, "ndim")) return false;
+  return x.attr("ndim").cast<int>() == 0;
 }
 
-// A value's text as the OS takes it (a path's bytes): str() of it, or os.fspath of a path object, encoded as
-// os.fsencode does (UTF-8, an undecodable byte of a file name back as that byte), not refused by pybind.
+// A value's text as the OS takes it (a path's bytes): str() of it, or os.fspath of a path object, through
+// os.fsencode (an undecodable byte of a file name back as that byte), not refused by pybind.
 std::string os_text(const py::handle& value) {
-  if (py::isinstance<py::bytes>(value)) return value.cast<std::string>();
-  const py::object text = py::hasattr(value, "__fspath__") ? py::module_::import("os").attr("fspath")(value) : py::str(value);
-  if (py::isinstance<py::bytes>(text)) return text.cast<std::string>();
-  return py::str(text).attr("encode")("utf-8", "surrogateescape").cast<std::string>();
+  const py::module_ os = py::module_::import("os");
+  const py::object text = py::isinstance<py::bytes>(value) ? py::reinterpret_borrow<py::object>(value)
+                          : py::hasattr(value, "__fspath__") ? os.attr("fspath")(value)
+                                                              : py::str(value);
+  return os.attr("fsencode")(text).cast<std::string>();
 }
 
 // The seeds a run can have: the config's study.seed and the run file's seed attribute (a signed 64-bit integer).
@@ -491,15 +498,17 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
 
 // While it lives, what C++ writes to `stream` goes line by line to Python's sys.`name` (a notebook's cell, a
 // captured stream) instead of past it to the process's file descriptor; each line takes the GIL for itself.
-// Bytes that are not UTF-8 (a path's) are shown escaped; a line Python fails to write is lost, as a closed
-// terminal's would be, and the study goes on.
+// Whole lines only, though std::cerr flushes at every <<: pybind11's scoped_ostream_redirect writes each
+// piece (another thread's print could land inside a warning), decodes strictly and lets a failed write
+// escape. Here bytes that are not UTF-8 (a path's) are shown escaped, and a line Python fails to write is
+// lost, as a closed terminal's would be, while the study goes on.
 class PythonLines : public std::streambuf {
  public:
   PythonLines(std::ostream& stream, const char* name)
       : stream_(stream), file_(py::module_::import("sys").attr(name)), before_(stream.rdbuf(this)) {}
   ~PythonLines() override {  // with or without the GIL
     py::gil_scoped_acquire hold;
-    sync();
+    write(line_.size());  // a last line without its '\n' too
     stream_.rdbuf(before_);
     file_ = py::object();
   }
@@ -519,18 +528,25 @@ class PythonLines : public std::streambuf {
     return n;
   }
   int sync() override {
-    if (line_.empty()) return 0;
-    py::gil_scoped_acquire hold;
-    try {
-      file_.attr("write")(py::bytes(line_).attr("decode")("utf-8", "backslashreplace"));
-      file_.attr("flush")();
-    } catch (const py::error_already_set&) {
-    }
-    line_.clear();
+    const std::size_t end = line_.rfind('\n');
+    if (end != std::string::npos) write(end + 1);
     return 0;
   }
 
  private:
+  // Writes line_'s first n characters to the file and drops them.
+  void write(std::size_t n) {
+    if (n == 0) return;
+    py::gil_scoped_acquire hold;
+    try {
+      file_.attr("write")(py::bytes(line_.data(), n).attr("decode")("utf-8", "backslashreplace"));
+      file_.attr("flush")();
+    } catch (const py::error_already_set&) {
+    }
+    line_.erase(0, n);
+  }
+
+
   std::ostream& stream_;
   py::object file_;
   std::streambuf* before_;
@@ -553,8 +569,10 @@ py::object run(const py::object& config, bool overwrite, bool resume) {
     {
       py::gil_scoped_acquire hold;  // a Ctrl-C while this thread waited for its turn (or started MPI)
       interrupted_before = PyErr_CheckSignals() != 0;
-      out.emplace(std::cout, "stdout");
-      err.emplace(std::cerr, "stderr");
+      if (!interrupted_before) {  // (its exception stays set for the caller)
+        out.emplace(std::cout, "stdout");
+        err.emplace(std::cerr, "stderr");
+      }
     }
     try {
       if (!interrupted_before) {

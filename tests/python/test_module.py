@@ -637,7 +637,7 @@ def python_study(tmp_path, body, *args, **popen):
                             stderr=subprocess.PIPE, text=True, **popen)
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name):
     """Found by a review: Ctrl-C let run() go on to the end and raised KeyboardInterrupt only then; SIGTERM
     (a batch system's) killed the process with the run file 'running' and nothing to resume from. Now
@@ -645,7 +645,8 @@ def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name
     import signal
     import time
     out = tmp_path / "out"
-    proc = python_study(tmp_path, "eomlab.run(config, resume=len(sys.argv) > 3)\nprint('done')\n", out, 3_000_000)
+    proc = python_study(tmp_path, "eomlab.run(config, resume=len(sys.argv) > 3)\nprint('done')\n", out, 3_000_000,
+                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # were pytest run by nohup
     run_file = out / "runs" / "lr0.1_seed0_wd0.h5"
     deadline = time.time() + 60
     while not run_file.exists() and time.time() < deadline and proc.poll() is None:
@@ -658,7 +659,7 @@ def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name
     if signal_name == "SIGINT":
         assert "KeyboardInterrupt" in err, (proc.returncode, out_text, err)
     else:
-        assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+        assert proc.returncode == -getattr(signal, signal_name), (proc.returncode, err)
     with h5py.File(run_file, "r") as h:
         assert h.attrs["status"] == "interrupted"
     assert list((out / "checkpoints").glob("lr0.1_seed0_wd0*"))
@@ -667,6 +668,62 @@ def test_a_stop_signal_checkpoints_a_study_run_from_python(tmp_path, signal_name
     assert resumed.returncode == 0 and "done" in output, err
     with h5py.File(run_file, "r") as h:
         assert h.attrs["status"] == "complete"
+
+
+def test_an_exception_of_a_signal_while_run_waits_for_its_turn_is_raised(tmp_path):
+    """A review: a signal handler's exception (or Ctrl-C's KeyboardInterrupt) pending when run() got its turn
+    became pybind11's "Internal error: error_already_set called while Python error indicator not set",
+    as the redirection of the study's lines, made then, cleared it."""
+    import signal
+    import time
+    body = """
+import threading
+class Boom(Exception):
+    pass
+def boom(*_):
+    raise Boom()
+signal.signal(signal.SIGUSR2, boom)
+signal.signal(signal.SIGUSR1, lambda *_: None)  # after the first study's stop, to Python: nothing
+first = threading.Thread(target=eomlab.run, args=(config,))
+first.start()
+while first.is_alive() and not __import__("os").path.exists(sys.argv[1] + "/runs/lr0.1_seed0_wd0.h5"):
+    time.sleep(0.05)
+print("waiting", flush=True)
+try:
+    eomlab.run(dict(config, study={"name": "s", "output": sys.argv[1] + "_second"}))
+except Boom:
+    print("Boom")
+first.join()
+"""
+    proc = python_study(tmp_path, "import time\n" + body, tmp_path / "out", 3_000_000)
+    assert "waiting\n" in iter(proc.stdout.readline, "")  # after the first study's lines
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR2)  # its handler runs when the second run() gets its turn
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGUSR1)  # stops the first study
+    out, err = proc.communicate(timeout=120)
+    assert "Boom" in out.split() and "Internal error" not in err, (out, err)
+
+
+def test_the_studys_lines_reach_python_whole(tmp_path, monkeypatch):
+    """A review: std::cerr flushes at every <<, and each piece of a warning was a write of its own (9 for one
+    line), so another thread's print could land inside it."""
+    class Writes(list):
+        def write(self, text):
+            self.append(text)
+
+        def flush(self):
+            pass
+    config = {"study": {"output": str(tmp_path / "out")}, "data": {"n_samples": 32}, "model": {"layers": [4, 8, 3]},
+              "optimizer": {"lr": 0.1, "steps": 2}}
+    eomlab.run(config)
+    (tmp_path / "out" / "study.ini").write_text("")  # resumed with a warning
+    errors, lines = Writes(), Writes()
+    monkeypatch.setattr(sys, "stderr", errors)
+    monkeypatch.setattr(sys, "stdout", lines)
+    eomlab.run(config, resume=True)
+    assert any("warning" in w for w in errors) and lines, (errors, lines)
+    assert all(w.endswith("\n") and w.count("\n") >= 1 for w in errors + lines), errors
 
 
 def test_two_threads_running_studies_take_turns(tmp_path):
