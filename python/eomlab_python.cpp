@@ -40,7 +40,11 @@ namespace {
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-[[noreturn]] void bad(const std::string& message) { throw py::value_error(message); }
+// ValueError(message), a path's bytes that are not UTF-8 shown escaped (Python refused the message: an
+// empty ValueError).
+[[noreturn]] void bad(const std::string& message) {
+  throw py::value_error(py::bytes(message).attr("decode")("utf-8", "backslashreplace").cast<std::string>());
+}
 
 // The numpy kind of x's dtype ("f", "b", ..), or "" if x has none.
 std::string dtype_kind(const py::handle& x) {
@@ -63,12 +67,17 @@ bool is_numpy_float(const py::handle& x) {
 
 // A value's text as the OS takes it (a path's bytes): str() of it, or os.fspath of a path object, through
 // os.fsencode (an undecodable byte of a file name back as that byte), not refused by pybind.
-std::string os_text(const py::handle& value) {
+std::string os_text(const py::handle& value, const std::string& key) {
   const py::module_ os = py::module_::import("os");
   const py::object text = py::isinstance<py::bytes>(value) ? py::reinterpret_borrow<py::object>(value)
                           : py::hasattr(value, "__fspath__") ? os.attr("fspath")(value)
                                                               : py::str(value);
-  return os.attr("fsencode")(text).cast<std::string>();
+  try {
+    return os.attr("fsencode")(text).cast<std::string>();
+  } catch (const py::error_already_set& e) {
+    if (!e.matches(PyExc_UnicodeError)) throw;
+    bad(key + ": expected text the file system can take, got " + py::repr(value).cast<std::string>());  // a lone surrogate
+  }
 }
 
 // The seeds a run can have: the config's study.seed and the run file's seed attribute (a signed 64-bit integer).
@@ -78,12 +87,13 @@ py::int_ seed_limit() { return py::int_(std::numeric_limits<long long>::max()); 
 // The text of one value for `key`; bytes are refused (a list of their codes, or "b'..'", is no value of it),
 // and so is what a config file refuses (cli::check_value): a line break would end the value and start keys
 // of its own in the config text made from it. A numpy float of another precision (float32: str gives "0.1")
-// is written as the double it is (0.10000000149011612), the value number_argument takes, so that run() and
-// field() agree.
+// is written as the Python float it is (0.10000000149011612; 2.0 is no integer), the value number_argument
+// takes, so that run() and field() agree.
 std::string value_text(const py::handle& value, const std::string& key) {
   if (py::isinstance<py::bytes>(value) || py::isinstance<py::bytearray>(value))
     bad(key + ": expected text (str), got " + py::repr(value).cast<std::string>());
-  const std::string text = is_numpy_float(value) ? format_number(value.cast<double>()) : os_text(value);
+  const std::string text = is_numpy_float(value) ? py::repr(py::float_(value.cast<double>())).cast<std::string>()
+                                                  : os_text(value, key);
   cli::check_value(key, text);
   return text;
 }
@@ -481,7 +491,7 @@ cli::Command study_command(const py::object& config, bool overwrite, bool resume
   }
   if (!py::isinstance<py::str>(config) && !py::isinstance<py::bytes>(config) && !py::hasattr(config, "__fspath__"))
     bad("config: expected an INI file's path or a dict of sections, got " + py::repr(config).cast<std::string>());
-  const std::string path = os_text(config);
+  const std::string path = os_text(config, "config");
   if (path.find('\0') != std::string::npos) bad("config: expected a path without NUL characters, got " + py::repr(config).cast<std::string>());
   std::vector<std::string> args{"eomlab", "--config", path};
   if (overwrite) args.push_back("--overwrite");

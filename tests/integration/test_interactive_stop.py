@@ -82,12 +82,13 @@ def test_two_ctrl_c_50_ms_apart_still_checkpoint(tmp_path):
     assert step >= 1 and "already stopping" in err
 
 
-def start_without_mpirun(tmp_path, **popen):
-    """eomlab alone on a long study of two runs, returned once its first run is under way."""
+def start_without_mpirun(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)):
+    """eomlab alone on a long study of two runs, returned once its first run is under way (SIGHUP at its
+    default, were pytest run under nohup, unless preexec_fn says otherwise)."""
     text = SMALL_STUDY.format(output=tmp_path / "out").replace("steps = 20", "steps = 2000000").replace(
         "record_every = 5", "record_every = 1000").replace("lr = 0.1", "lr = 0.1, 0.05")
     proc = subprocess.Popen([eomlab_binary(), "--config", str(write_config(tmp_path, text))], env=mpi_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
     deadline = time.time() + 60
     while not any((tmp_path / "out" / "runs").glob("*.h5")):
         assert proc.poll() is None and time.time() < deadline

@@ -769,12 +769,21 @@ def test_numbers_paths_and_lines_reach_the_study_as_they_are(tmp_path, capsys):
     net, x, y, theta, model, f = problem("mlp")
     assert np.array_equal(f.field("eom1", lr32, theta, method="heavy_ball", momentum=np.float32(0.9)),
                           f.field("eom1", float(lr32), theta, method="heavy_ball", momentum=float(np.float32(0.9))))
-    for true in (True, np.True_):
-        with pytest.raises(ValueError, match="lr: expected a number, got True"):
+    for true in (True, np.True_, np.array(True)):
+        got = re.escape(repr(true))
+        with pytest.raises(ValueError, match="lr: expected a number, got " + got):
             f.field("eom1", true, theta)
-        with pytest.raises(ValueError, match="weight_decay: expected a number, got True"):
+        with pytest.raises(ValueError, match="weight_decay: expected a number, got " + got):
             eomlab.Objective(model, x, y, weight_decay=true)
-        with pytest.raises(ValueError, match=r"initial_parameters: seed: expected an integer seed in \[0, 2\*\*63\), got True"):
+        with pytest.raises(ValueError, match=r"initial_parameters: seed: expected an integer seed in \[0, 2\*\*63\), got " + got):
             model.initial_parameters(seed=true)
+    # a second review: a message naming a path of such bytes was an empty ValueError; a lone surrogate was
+    # UnicodeEncodeError; a float32 2 was an integer where 2.0 is none
+    with pytest.raises(ValueError, match=r"config: cannot open file '.*/nope\\xff.ini'"):
+        eomlab.run(tmp_path / os.fsdecode(b"nope\xff.ini"))
+    with pytest.raises(ValueError, match="study.output: expected text the file system can take"):
+        eomlab.run({"study": {"output": "/tmp/x\ud800y"}})
+    with pytest.raises(ValueError, match="optimizer.steps: expected an integer, got '2.0'"):
+        eomlab.run({"study": {"output": str(tmp_path / "steps")}, "optimizer": {"steps": np.float32(2)}})
     with pytest.raises(ValueError, match=r"study.seed: expected an integer in \[0, 9223372036854775807\]"):
         eomlab.run({"study": {"output": str(tmp_path / "big"), "seed": 2**63}, "model": {"layers": [4, 3]}})
