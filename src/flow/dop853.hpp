@@ -55,6 +55,7 @@ class Dop853 {
   };
   State export_state() const;
   void import_state(const State& state);
+  static constexpr int exported_vectors = 2 + 16 + 7;  // y, y_old, the 16 stages, the 7 dense coefficients
 
   double time() const { return t_; }
   double step_size() const { return h_; }
@@ -79,6 +80,7 @@ class Dop853 {
   Vector y_, y_old_, y_new_, stage_, err5_, err3_;
   std::array<Vector, n_stages_dense> k_;  // k_[0] = f(y_old) (FSAL), k_[12] = f(y_new)
   std::array<Vector, 7> dense_;
+  static_assert(exported_vectors == 2 + n_stages_dense + 7, "export_state writes y, y_old, k_ and dense_");
 
   double initial_step();
   double error_norm(double h);

@@ -15,26 +15,29 @@ namespace {
 using h5::check;
 using h5::Handle;
 
-// A [rows, P] dataset of which this rank holds columns [begin, end) of every row (rows == 0: [P]).
+// A [rows, P] dataset of which this rank holds columns [begin, end) of every row (rows == 1: [P]), written
+// row by row from the vectors themselves: a copy of all rows at once (a flow's 25 integrator vectors) was
+// the largest of a checkpoint's transient memory (an adversarial review measured 2.3x a run's peak).
 void write_sliced(hid_t loc, const std::string& name, const std::vector<const Vector*>& rows, const SliceExchange& slices,
                   hid_t dxpl) {
   const bool matrix = rows.size() != 1;
   const hsize_t nrows = rows.size(), p = static_cast<hsize_t>(slices.global_size()),
                 n = static_cast<hsize_t>(slices.local_size()), begin = static_cast<hsize_t>(slices.begin());
-  hsize_t dims[2] = {nrows, p}, start[2] = {0, begin}, count[2] = {nrows, n};
+  hsize_t dims[2] = {nrows, p};
   const int rank = matrix ? 2 : 1;
-  if (!matrix) dims[0] = p, start[0] = begin, count[0] = n;
+  if (!matrix) dims[0] = p;
   Handle space(H5Screate_simple(rank, dims, nullptr), H5Sclose, "H5Screate_simple", name);
   Handle ds(H5Dcreate2(loc, name.c_str(), H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
             "H5Dcreate", name);
-  std::vector<double> packed(nrows * n);
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    std::copy(rows[r]->data(), rows[r]->data() + n, packed.begin() + static_cast<long>(r * n));
-  Handle mem(H5Screate_simple(rank, count, nullptr), H5Sclose, "H5Screate_simple", name);
-  if (n > 0)
-    check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
-  h5::select_nothing_unless(n > 0, space, mem, name);
-  check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, packed.data()), "H5Dwrite", name);
+  Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", name);
+  for (std::size_t r = 0; r < rows.size(); ++r) {  // collective: every rank writes every row
+    hsize_t start[2] = {r, begin}, count[2] = {1, n};
+    if (!matrix) start[0] = begin, count[0] = n;
+    if (n > 0)
+      check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), "H5Sselect_hyperslab", name);
+    h5::select_nothing_unless(n > 0, space, mem, name);
+    check(H5Dwrite(ds, H5T_NATIVE_DOUBLE, mem, space, dxpl, rows[r]->data()), "H5Dwrite", name);
+  }
 }
 
 std::vector<Vector> read_sliced(hid_t loc, const std::string& name, const SliceExchange& slices, const std::string& path) {

@@ -9,6 +9,7 @@
 #include "core/memory.hpp"
 #include "data/images.hpp"
 #include "diff/objective.hpp"
+#include "flow/dop853.hpp"
 #include "io/input.hpp"
 
 namespace eomlab {
@@ -113,8 +114,12 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   double sliced = 2 + (c.output_options.sharpness ? 32 : 0);  // GD's state; the Lanczos basis
   for (const std::string& k : c.flows.kinds) {
     sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
+    // A checkpoint (output.checkpoint_every, or a stop signal at any step) copies each flow's state and θ
+    // while it is written (an adversarial review: stopped runs peaked at 0.56-0.62x the estimate).
+    sliced += Dop853::exported_vectors + 1;
     order = std::max(order, std::min(order_of(k), 2));
   }
+  sliced += 4;  // the checkpoint's copy of the method's state and the sharpness warm starts
   // An MLP's pass holds, per sample of the whole shard, doubles by jet order (measured: bench/memory.py and
   // the peaks of the study's own runs) per width of its hidden and output layers, plus for T a copy of the
   // input and a fixed amount.

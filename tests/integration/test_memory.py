@@ -332,4 +332,32 @@ DENSE_ARCHITECTURE = MEDIUM.replace("layers = 784,512,10", "architecture = dense
 
 def test_a_dense_architectures_estimate_counts_its_whole_shard_passes(tmp_path):
     estimate, measured = estimate_and_peak(tmp_path, DENSE_ARCHITECTURE, "lr0.01_seed0_wd0", np=1)
-    assert 0.85 < estimate / measured < 1.45, (estimate, measured)  # 1.32 measured: errs high, the safe side
+    # It counts a checkpoint's copy of the flow's state (below), which a run that writes none never holds.
+    assert 0.85 < estimate / measured < 1.75, (estimate, measured)
+
+
+def test_the_estimate_counts_the_memory_of_writing_a_checkpoint(tmp_path):
+    """An adversarial review: a checkpoint (output.checkpoint_every, or the stop signal that is meant to save
+    the run) copied each flow's 25 integrator vectors and θ, and its writer all rows of a dataset once more:
+    parameter-heavy runs peaked at 2.3x what they hold between checkpoints, 0.41-0.62x the estimate, so a
+    study sized by it could be killed by the OOM killer while saving its work. Rows are now written from
+    the vectors themselves, and the estimate counts the copy of the state."""
+    study = """
+[study]
+output = {output}
+[data]
+shape = 1,16,16
+n_samples = 64
+[model]
+architecture = flatten, dense(2048), tanh, dense(1024), tanh, dense(10)
+[optimizer]
+lr = 0.05
+steps = 2
+[flows]
+kinds = gf
+[output]
+theta = none
+checkpoint_every = 1
+"""
+    estimate, measured = estimate_and_peak(tmp_path, study, "lr0.05_seed0_wd0", np=1)
+    assert 0.85 < estimate / measured < 1.45, (estimate, measured)
