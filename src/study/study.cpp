@@ -253,19 +253,28 @@ bool is_grid_key(const std::string& key) {
   return key == "study.seed" || key == "optimizer.lr" || key == "model.weight_decay";
 }
 
-// Whether the grid list `now` holds every value of `before` (as the resolved configs spell them).
+// Whether the grid list `now` holds every value of `before` (as the resolved configs spell them), in their order.
 bool list_extends(const std::string& before, const std::string& now) {
   const auto values = [](const std::string& list) {
-    std::set<std::string> out;
+    std::vector<std::string> out;
     std::stringstream in(list);
     for (std::string v; std::getline(in, v, ',');) {
       const auto first = v.find_first_not_of(' '), last = v.find_last_not_of(' ');
-      if (first != std::string::npos) out.insert(v.substr(first, last - first + 1));
+      if (first != std::string::npos) out.push_back(v.substr(first, last - first + 1));
     }
     return out;
   };
-  const std::set<std::string> a = values(before), b = values(now);
-  return std::includes(b.begin(), b.end(), a.begin(), a.end());
+  // In their order: a list reordered gives the runs other indices, so the shards of a job array other runs
+  // (an adversarial review: shard 1/2 of 'seed = 2,1' found its runs done by shard 0/2 of '1,2', and the
+  // two it owned under '1,2' were never computed).
+  const std::vector<std::string> a = values(before), b = values(now);
+  auto next = b.begin();
+  for (const std::string& v : a) {
+    next = std::find(next, b.end(), v);
+    if (next == b.end()) return false;
+    ++next;
+  }
+  return true;
 }
 
 // How a recorded config is compared: whole (a study's), or but for the grid's lists (a run's, which is
@@ -552,11 +561,18 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
     const std::string diff = difference_from_recorded(o, check.before.text, c, input);
     // --resume may extend the grid: its finished runs are kept and the new points computed.
     const bool extends = !diff.empty() && difference_from_recorded(o, check.before.text, c, input, GridLists::may_grow).empty();
-    if (o.resume && extends) check.rewrite_saved = true;
+    if (o.resume && extends) {
+      check.rewrite_saved = true;
+      if (o.shards > 1 && !dry_run)
+        std::cerr << "eomlab: warning: --resume adds grid points to the study in '" << c.output << "': shard "
+                  << o.shard << "/" << o.shards << " of the grown grid holds other runs than of the study's; run every "
+                  << "shard of the grown grid (--catalog lists the runs still missing)" << std::endl;
+    }
     if (!diff.empty() && !(o.resume && extends)) {
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff +
-                         " (of the grid's lists, study.seed, optimizer.lr and model.weight_decay, values may be added)");
+                         " (to the grid's lists, study.seed, optimizer.lr and model.weight_decay, values may be added, "
+                         "the values there keeping their order)");
       if (!o.overwrite)
         throw InputError("study.output: '" + c.output + "' holds a study with another config (" + diff +
                          "); use another directory, or --overwrite" + (extends ? ", or --resume to add the new grid points" : ""));

@@ -1470,3 +1470,10 @@ def test_a_study_extended_with_more_learning_rates_keeps_its_runs(tmp_path):
     assert proc.returncode == 0 and "lists 3 runs, 3 with a run file" in proc.stdout, proc.stdout + proc.stderr
     proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.025", "--resume"])
     assert proc.returncode == 2 and "optimizer.lr was '0.1,0.05,0.025', now '0.1,0.025'" in proc.stderr, proc.stderr
+    # A second adversarial review: a reordered list was taken as grown, giving the runs other indices, so
+    # a job array's shards other runs (two never computed while every shard said done). Refused now; and
+    # a shard that grows the grid says its runs are others than before.
+    proc = run_eomlab(["--config", config, "--optimizer.lr=0.05,0.1,0.025", "--resume"])
+    assert proc.returncode == 2 and "the values there keeping their order" in proc.stderr, proc.stderr
+    proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.05,0.025,0.0125", "--resume", "--shard", "0/2"])
+    assert proc.returncode == 0 and "shard 0/2 of the grown grid holds other runs" in proc.stderr, proc.stderr
