@@ -812,13 +812,15 @@ def configs_note(study):
 
 
 def recorded_config(study):
-    """Without a study.ini (run files gathered by hand): the config the first run file records, so the report
-    still says what ran (its grid lists are that run's own; configs_note names what other runs changed)."""
+    """Without a study.ini (run files gathered by hand): the config the first run file in name order records
+    (as for a damaged study.ini), so the report still says what ran; configs_note names what other runs
+    changed."""
     if not study.runs:
         return ""
-    first = study.runs[0]
+    first = min(study.runs, key=lambda run: run.path.name)
     return (f"\nThe config recorded in runs/{md(first.path.name)} (its grid lists, study.seed, optimizer.lr and "
-            "model.weight_decay, are that run's own):\n\n" + fenced(str(first.attrs.get("config", "")).strip()))
+            "model.weight_decay, are those of the study that run was part of):\n\n"
+            + fenced(str(first.attrs.get("config", "")).strip()))
 
 
 def fenced(body):

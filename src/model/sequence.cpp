@@ -10,7 +10,8 @@ namespace eomlab {
 namespace {
 constexpr double max_params = 4.611686018427387904e18;  // 2^62: sums of two such counts stay within Index
 // Values of one sample's output of a layer: far beyond any memory, and sums of what layers hold per sample
-// stay within Index (a padding of 3e8 gave 1.4e18 values, and the memory estimate wrapped below zero).
+// stay within Index for networks of fewer than 2^20 layers (a padding of 3e8 gave 1.4e18 values, and the
+// memory estimate wrapped below zero).
 constexpr double max_output_values = 1099511627776.0;  // 2^40
 
 void check_output_size(const Shape& s, const std::string& where) {

@@ -1375,11 +1375,11 @@ def test_a_run_file_under_another_name_is_stale_and_leaves_the_runs_own_file(tmp
     assert stale == {"zz_copy.h5": "same grid point as lr0.05_seed1_wd0.h5, the file named after its run"}, stale
     # ... and the report still says what ran: the config the first run file records (a review: no config
     # at all was shown)
-    with h5py.File(tmp_path / "out" / "runs" / "lr0.1_seed1_wd0.h5", "r") as f:
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:  # the first by name
         recorded = f.attrs["config"]
     recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
     md = (rep / "report.md").read_text()
-    assert "The config recorded in runs/lr0.1\\_seed1\\_wd0.h5" in md and recorded.strip() in md, md
+    assert "The config recorded in runs/lr0.05\\_seed1\\_wd0.h5" in md and recorded.strip() in md, md
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
         eom1 = f["observables/eom1/distance_to_gd"][-1]
     (row,) = [r for r in table(rep / "runs.csv") if r["run_id"] == "lr0.05_seed1_wd0"]
