@@ -565,8 +565,9 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
       check.rewrite_saved = true;
       if (o.shards > 1 && !dry_run)
         std::cerr << "eomlab: warning: --resume adds grid points to the study in '" << c.output << "': shard "
-                  << o.shard << "/" << o.shards << " of the grown grid holds other runs than of the study's; run every "
-                  << "shard of the grown grid (--catalog lists the runs still missing)" << std::endl;
+                  << o.shard << "/" << o.shards << " of the grown grid holds other runs than shard " << o.shard << "/"
+                  << o.shards << " of the study's grid did; run every shard of the grown grid (--catalog lists the "
+                  << "runs still missing)" << std::endl;
     }
     if (!diff.empty() && !(o.resume && extends)) {
       if (o.resume)
