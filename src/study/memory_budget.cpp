@@ -112,14 +112,15 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
                n = static_cast<double>(n_samples);
   int order = c.output_options.sharpness ? 1 : 0;  // highest derivative order of a jet (sharpness: HVPs)
   double sliced = 2 + (c.output_options.sharpness ? 32 : 0);  // GD's state; the Lanczos basis
+  // A checkpoint (output.checkpoint_every, or a stop signal at any step) copies each flow's state and θ,
+  // the method's state and the sharpness warm starts while it is written (an adversarial review: stopped
+  // runs peaked at 0.56-0.62x an estimate without it).
+  double checkpoint = 4;
   for (const std::string& k : c.flows.kinds) {
     sliced += vectors_per_flow(k) + (c.output_options.rates ? 1 : 0);  // rates: F(θ_k) of each flow
-    // A checkpoint (output.checkpoint_every, or a stop signal at any step) copies each flow's state and θ
-    // while it is written (an adversarial review: stopped runs peaked at 0.56-0.62x the estimate).
-    sliced += Dop853::exported_vectors + 1;
+    checkpoint += Dop853::exported_vectors + 1;
     order = std::max(order, std::min(order_of(k), 2));
   }
-  sliced += 4;  // the checkpoint's copy of the method's state and the sharpness warm starts
   // An MLP's pass holds, per sample of the whole shard, doubles by jet order (measured: bench/memory.py and
   // the peaks of the study's own runs) per width of its hidden and output layers, plus for T a copy of the
   // input and a fixed amount.
@@ -138,6 +139,7 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   }
   MemoryEstimate e;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r));
+  e.checkpoint_bytes = 8 * checkpoint * std::ceil(p / r);
   // The data set, the run's copy of its shard, and the passes.
   e.sample_bytes = 8 * (n * per_sample + shard * per_sample + pass);
   e.base_bytes = 30 * mib;
@@ -170,7 +172,7 @@ std::string memory_problem(const StudyConfig& c, const MemoryEstimate& e, int ra
   const double without_batches = e.total() - e.batch_bytes;
   const bool batches = e.batch_bytes > 0 && node_fits(without_batches) && process_fits(without_batches);
   const std::string key = batches                                   ? "optimizer.batch_size"
-                          : e.parameter_bytes >= e.sample_bytes                      ? network
+                          : e.parameter_bytes + e.checkpoint_bytes >= e.sample_bytes ? network
                           : c.data.source == "hdf5" ? "data.source: '" + c.data.path + "'"
                                                     : "data.n_samples";
   const std::string got = "expected a study that fits in memory, got an estimated " + bytes_text(e.total()) + " per rank";

@@ -18,8 +18,9 @@ struct MemoryEstimate {
   double parameter_bytes = 0;  // grows with model.layers
   double sample_bytes = 0;     // grows with the data's size
   double batch_bytes = 0;      // sgd's eom1: grows with the batches per epoch times the parameters
+  double checkpoint_bytes = 0;  // a checkpoint's copy of the state while it is written: grows with them too
   double base_bytes = 0;
-  double total() const { return parameter_bytes + sample_bytes + batch_bytes + base_bytes; }
+  double total() const { return parameter_bytes + sample_bytes + batch_bytes + checkpoint_bytes + base_bytes; }
 };
 
 // One rank of a run with n_params parameters on n_samples samples. A model.architecture's layer sizes
