@@ -40,10 +40,12 @@ namespace {
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-// ValueError(message), a path's bytes that are not UTF-8 shown escaped (Python refused the message: an
-// empty ValueError).
+// Text of C++ bytes for Python, a path's bytes that are not UTF-8 shown escaped (\xe9).
+py::object shown(const char* bytes, std::size_t n) { return py::bytes(bytes, n).attr("decode")("utf-8", "backslashreplace"); }
+
+// ValueError(message), shown (Python refused a message that is not UTF-8: an empty ValueError).
 [[noreturn]] void bad(const std::string& message) {
-  throw py::value_error(py::bytes(message).attr("decode")("utf-8", "backslashreplace").cast<std::string>());
+  throw py::value_error(shown(message.data(), message.size()).cast<std::string>());
 }
 
 // The numpy kind of x's dtype ("f", "b", ..), or "" if x has none.
@@ -54,9 +56,7 @@ std::string dtype_kind(const py::handle& x) {
 
 // Python's and numpy's booleans (True is an int to Python, and float(numpy.True_) is 1.0).
 bool is_bool(const py::handle& x) {
-  if (py::isinstance<py::bool_>(x) || dtype_kind(x) == "b") return true;  // and numpy.array(True)
-  const std::string type = py::str(py::type::of(x).attr("__name__")).cast<std::string>();
-  return type == "bool_" || type == "bool";  // numpy 1's name, numpy 2's
+  return py::isinstance<py::bool_>(x) || dtype_kind(x) == "b";  // numpy.True_ and numpy.array(True) by their dtype
 }
 
 // A numpy floating scalar or 0-d array that is not a Python float (float32, float16, longdouble).
@@ -549,13 +549,12 @@ class PythonLines : public std::streambuf {
     if (n == 0) return;
     py::gil_scoped_acquire hold;
     try {
-      file_.attr("write")(py::bytes(line_.data(), n).attr("decode")("utf-8", "backslashreplace"));
+      file_.attr("write")(shown(line_.data(), n));
       file_.attr("flush")();
     } catch (const py::error_already_set&) {
     }
     line_.erase(0, n);
   }
-
 
   std::ostream& stream_;
   py::object file_;
