@@ -726,6 +726,9 @@ std::string run_file_status(const std::string& path, const std::vector<std::stri
   }
 }
 
+// A run with this status is done: --resume skips it.
+bool is_finished(const std::string& status) { return status == "complete" || status == "diverged"; }
+
 // A column wide enough for the longest run id, so that columns never run together.
 std::size_t run_id_width(const std::vector<RunSpec>& runs) {
   std::size_t width = 28;
@@ -936,7 +939,7 @@ RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run
   std::error_code ec;
   if (group.rank() == 0 && o.resume) {
     const std::string status = run_file_status(path, trajectory_names(c));
-    if (status == "complete" || status == "diverged")
+    if (is_finished(status))
       plan = status;
     else if (!status.empty() && fs::exists(ckpt, ec))
       plan = "resume";
@@ -1129,6 +1132,16 @@ std::string upper_case(std::string name) {
   return name;
 }
 
+// Which of `runs` a --resume will skip (complete or diverged): the runs left that an ETA counts.
+std::vector<bool> finished_runs(const StudyConfig& c, const StudyOptions& o, const std::vector<const RunSpec*>& runs) {
+  std::vector<bool> finished(runs.size(), false);
+  if (!o.resume) return finished;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    finished[i] = is_finished(run_file_status(run_path(c, *runs[i]), trajectory_names(c)));
+  }
+  return finished;
+}
+
 // The group's ETA: the mean time of the runs it computed so far, times the runs it has left.
 class GroupProgress {
  public:
@@ -1241,6 +1254,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   bool interrupted = false;
   long peak_memory = 0;  // the runs' own peaks (each restarts the high-water mark)
   GroupProgress eta;
+  const std::vector<bool> done_before = leader ? finished_runs(config, options, group_runs) : std::vector<bool>();
   for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {
     const RunSpec& run = *group_runs[n];
     const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
@@ -1263,7 +1277,9 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       break;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-    if (leader) eta.finished(label, outcome, seconds, static_cast<long>(group_runs.size() - n - 1), groups > 1);
+    if (leader)
+      eta.finished(label, outcome, seconds, std::count(done_before.begin() + static_cast<long>(n) + 1, done_before.end(), false),
+                   groups > 1);
   }
 
   world.barrier();

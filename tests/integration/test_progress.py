@@ -76,3 +76,15 @@ def test_a_long_record_shows_the_flow_it_integrates(tmp_path):
         times = [float(m["t"]) for m in within if m["flow"] == flow]
         assert times == sorted(times) and 0 <= times[0] and times[-1] < 20, times
     assert [int(m["step"]) for m in step_lines(proc.stdout)] == [0, 400]
+
+
+def test_the_eta_of_a_resumed_study_counts_only_the_runs_it_will_compute(tmp_path):
+    """Found in a review: after --resume, "runs left" counted the finished runs it was about to skip."""
+    config = write_config(tmp_path, STUDY.format(output=tmp_path / "out", steps=20, every=0))
+    assert run_eomlab(["--config", config], np=2).returncode == 0
+    (tmp_path / "out" / "runs" / "lr0.1_seed1_wd0.h5").unlink()
+    proc = run_eomlab(["--config", config, "--resume"], np=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = [line for line in proc.stdout.splitlines() if "] done in " in line]
+    assert len(done) == 1 and done[0].startswith("[run 1/3 lr0.1_seed1_wd0] ") and done[0].endswith("; no runs left"), done
+    assert proc.stdout.count("already complete, skipped") == 2

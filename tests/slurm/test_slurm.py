@@ -137,7 +137,7 @@ def test_rerunning_some_tasks_of_an_array_names_the_shard_count(cluster, tmp_pat
 def test_a_job_submitted_with_overwrite_resumes_after_its_requeue(cluster, tmp_path):
     """The restart appended --resume to the user's --overwrite, which eomlab refuses together (exit 2, the
     job FAILED); resubmitting as typed would have wiped the checkpointed runs."""
-    study = one_run_study(tmp_path, steps=30000)
+    study = one_run_study(tmp_path, steps=8000)  # ~10 s: the warning comes at step 0, long before the end
     job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "ow-%j.out", SCRIPT, study, "--overwrite"])
     warn_when_logged(cluster, job, tmp_path, "ow-*.out", "step 0/")
     state = run_requeueing_job(cluster, job)
@@ -151,7 +151,7 @@ def test_a_job_submitted_with_overwrite_resumes_after_its_requeue(cluster, tmp_p
 def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
     """scancel's SIGTERM may end the launcher before eomlab's "rerun with --resume" reaches the log; the
     script says it."""
-    study = one_run_study(tmp_path, steps=30000)
+    study = one_run_study(tmp_path, steps=8000)  # ~10 s: the warning comes at step 0, long before the end
     job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "cancel-%j.out", SCRIPT, study])
     deadline = time.time() + 120
     while "step 0/" not in job_log(tmp_path, "cancel-*.out"):
@@ -291,7 +291,8 @@ def test_a_warned_array_task_requeues_itself_not_the_whole_array(cluster, tmp_pa
     whose job id is the array's own, SLURM took that for every task: the sibling, never warned, was killed
     ("DUE TO JOB REQUEUE") and restarted. Here the array's own task is warned; the other runs on untouched."""
     study = tmp_path / "study.ini"
-    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 100000")
+    # 25000 steps (~30 s): the sibling is still running when the warned task requeues, seconds after step 0.
+    study.write_text(STUDY.format(output=tmp_path / "out").replace("steps = 40", "steps = 25000")
                      .replace("lr = 0.1, 0.05", "lr = 0.05") + "[output]\ncheckpoint_every = 1000\n")
     array = submit(cluster, tmp_path, ["--array=0-1", "--ntasks=1", "-o", tmp_path / "task-%A_%a.out", SCRIPT, study])
     deadline = time.time() + 120
@@ -353,7 +354,7 @@ def created_times(out):
 
 
 def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(cluster, tmp_path):
-    study = one_run_study(tmp_path, steps=30000)
+    study = one_run_study(tmp_path, steps=8000)  # ~10 s: the warning comes at step 0, long before the end
     job = submit(cluster, tmp_path, ["--ntasks=1", "--no-requeue", "-o", tmp_path / "first-%j.out", SCRIPT, study])
     warn_when_logged(cluster, job, tmp_path, "first-*.out", "step 0/")
     state = run_requeueing_job(cluster, job)
@@ -371,7 +372,7 @@ def test_job_that_cannot_requeue_fails_with_75_and_resumes_when_resubmitted(clus
 def test_srun_launcher_runs_the_study_and_passes_the_warning_on(cluster, tmp_path):
     """EOMLAB_LAUNCHER="srun --mpi=pmix", the usual launcher on a cluster: 2 tasks, one warning, one
     requeue, and the resumed study completes."""
-    study = one_run_study(tmp_path, steps=20000, ranks_per_run=2)
+    study = one_run_study(tmp_path, steps=6000, ranks_per_run=2)  # ~15 s; warned at step 0
     job = submit(cluster, tmp_path, ["--ntasks=2", "--export=ALL,EOMLAB_LAUNCHER=srun --mpi=pmix",
                                      "-o", tmp_path / "srun-%j.out", SCRIPT, study])
     warn_when_logged(cluster, job, tmp_path, "srun-*.out", "step 0/")
@@ -381,4 +382,4 @@ def test_srun_launcher_runs_the_study_and_passes_the_warning_on(cluster, tmp_pat
     assert "srun --mpi=pmix" in log and "checkpointed at step" in log and "resuming at step" in log
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] == "complete" and f.attrs["mpi_world_size"] == "2"
-        np.testing.assert_array_equal(f["step"][:], np.arange(0, 20001, 5))
+        np.testing.assert_array_equal(f["step"][:], np.arange(0, 6001, 5))
