@@ -3,6 +3,7 @@ a 2-task job array with the catalog built afterwards, a rerun of some tasks of a
 requeues itself and resumes."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -71,7 +72,7 @@ def test_one_allocation_runs_the_whole_study(cluster, tmp_path):
     assert r.returncode == 0, r.stderr + log + cluster.logs()
     assert "mpirun -np 2" in log
     # The log's command as a shell takes it back (found by a review: a path with spaces was ambiguous).
-    assert f" --config {str(study).replace(' ', chr(92) + ' ')} " in log, log
+    assert re.search(" --config " + re.escape(str(study).replace(" ", "\\ ")) + "( |$)", log, re.M), log
     rows = catalog(tmp_path / "out")
     assert {x.decode() for x in rows["run_id"]} == RUN_IDS
     assert set(rows["status"]) == {b"complete"}
@@ -166,6 +167,53 @@ def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
     assert f"continue with sbatch jobs/eomlab.sbatch {study} --resume" in log, log
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] in ("interrupted", "running")
+
+
+def wait_for_log(tmp_path, pattern, marker, cluster, count=1):
+    deadline = time.time() + 120
+    while job_log(tmp_path, pattern).count(marker) < count:
+        assert time.time() < deadline, job_log(tmp_path, pattern) + cluster.logs()
+        time.sleep(0.2)
+
+
+def test_scancel_ends_an_srun_array_and_each_task_says_how_to_continue_alone(cluster, tmp_path):
+    """Found by an adversarial review: under EOMLAB_LAUNCHER="srun --mpi=pmix", srun passed scancel's SIGTERM
+    on, eomlab checkpointed (exit 75) and the script requeued the task: a cancelled array came back and ran
+    to the end. The way to continue also dropped the job's arguments and its array task."""
+    study = one_run_study(tmp_path, steps=8000)
+    study.write_text(study.read_text().replace("seed = 1\n", "seed = 1, 2\n"))
+    out = tmp_path / "elsewhere"
+    array = submit(cluster, tmp_path, ["--array=0-1", "--ntasks=1", "--export=ALL,EOMLAB_LAUNCHER=srun --mpi=pmix",
+                                       "-o", tmp_path / "c-%A_%a.out", SCRIPT, study, f"--study.output={out}"])
+    wait_for_log(tmp_path, "c-*.out", "step 0/", cluster, count=2)
+    subprocess.run(["scancel", array], env=cluster.env, check=True)
+    wait_for_log(tmp_path, "c-*.out", "stopped by a signal", cluster, count=2)
+    time.sleep(3)  # a requeue would show by now
+    for task in (0, 1):
+        log = job_log(tmp_path, f"c-{array}_{task}.out")
+        assert job_field(cluster, f"{array}_{task}", "Restarts") == "0", log + cluster.logs()
+        assert job_field(cluster, f"{array}_{task}", "JobState") == "CANCELLED", log
+        assert "requeueing" not in log, log
+        assert (f"continue with sbatch --array={task} --export=ALL,EOMLAB_SHARDS=2 jobs/eomlab.sbatch {study} "
+                f"--study.output={out} --resume") in log, log
+
+
+def test_a_job_requeued_by_slurm_resumes_once_and_says_what_to_check_under_overwrite(cluster, tmp_path):
+    """Found by an adversarial review: after `scontrol requeue` (SLURM's own requeue, as on preemption) the
+    script requeued the job again and logged that SLURM had refused ("did not requeue ... submit it again"),
+    inviting a duplicate job; and the restart dropped --overwrite without a word."""
+    study = one_run_study(tmp_path, steps=8000)
+    job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "rq-%j.out", SCRIPT, study, "--overwrite"])
+    wait_for_log(tmp_path, "rq-*.out", "step 0/", cluster)
+    subprocess.run(["scontrol", "requeue", job], env=cluster.env, check=True)
+    state = run_requeueing_job(cluster, job)
+    log = job_log(tmp_path, "rq-*.out")
+    assert state == "COMPLETED", state + log + cluster.logs()
+    assert job_field(cluster, job, "Restarts") == "1" and "did not requeue" not in log, log
+    assert "A job that SLURM requeues (scontrol requeue, preemption) resumes by itself" in log, log
+    assert "note: the restart drops --overwrite; if the job was stopped before eomlab began" in log, log
+    with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
+        assert f.attrs["status"] == "complete"
 
 
 def job_field(cluster, job, field):
@@ -338,7 +386,7 @@ def test_a_warning_while_an_overwrite_starts_resumes_and_says_what_to_check(clus
     state = run_requeueing_job(cluster, job)
     log = job_log(tmp_path, "ow-*.out")
     assert state == "COMPLETED", state + log + cluster.logs()
-    assert "note: the restart drops --overwrite; if the warning came before eomlab began" in log, log
+    assert "note: the restart drops --overwrite; if the job was stopped before eomlab began" in log, log
     assert "check the run files' 'created' attributes" in log
     restart_line = next(line for line in log.splitlines() if "restart 1:" in line)
     assert "--resume" in restart_line.split() and "--overwrite" not in restart_line.split(), restart_line
