@@ -42,6 +42,9 @@ import unicodedata
 import numpy as np
 
 import matplotlib
+import matplotlib.cm
+import matplotlib.colors
+import matplotlib.lines
 import matplotlib.ticker
 from matplotlib.figure import Figure
 
@@ -510,6 +513,31 @@ def scale_table(study):
 
 
 LOSS_PANELS_PER_ROW = 5
+LOSS_PANELS = 10  # a sweep of more lrs shows the loss curves of this many, spread over it
+LEGEND_LRS = 8  # more lrs than this are told apart by a colorbar, not a legend entry each
+
+
+def spread(values, k):
+    """k of the values, evenly spaced over their order, the first and the last included."""
+    if len(values) <= k:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (k - 1))] for i in range(k)]
+
+
+def lr_key(ax, lrs, **legend):
+    """What tells the lrs' lines apart, beside ax: a legend entry each (legend: the legend's keywords), or
+    for more than LEGEND_LRS a colorbar of their colors (viridis by position from the largest lr),
+    labelled with some of them."""
+    if len(lrs) <= LEGEND_LRS:
+        ax.legend(**legend)
+        return
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, len(lrs) - 1), matplotlib.colormaps["viridis"])
+    bar = ax.figure.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.04, 1.0]))
+    ticks = spread(list(range(len(lrs))), 6)
+    bar.set_ticks(ticks, labels=[number_text(lrs[i]) for i in ticks])
+    bar.set_label(f"lr ({len(lrs)} values)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    bar.ax.invert_yaxis()
 
 
 def subplots(*args, figsize=None, **kw):
@@ -575,7 +603,7 @@ def group_plots(first, out, suffix, label, several):
             ax.set_xlabel("time t = k·lr")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(f"‖θ_flow(t) − θ_{d}(k)‖")
-        axes[0][-1].legend(fontsize=8)
+        lr_key(axes[0][-1], lrs, fontsize=8)
         fig.suptitle(f"Distance between each flow and {d} ({label})", fontsize=10)
         made.append(save(fig, out, "distance_vs_time" + suffix, named(f"Distance to {d} against time")))
 
@@ -602,22 +630,24 @@ def group_plots(first, out, suffix, label, several):
             fig.set_size_inches(7.6, 4.2)
             made.append(save(fig, out, "orders" + suffix, named(f"Final distance to {d} against lr")))
 
-    columns = min(len(lrs), LOSS_PANELS_PER_ROW)  # a sweep of many lrs wraps onto rows
-    rows = -(-len(lrs) // columns)
+    shown = spread(lrs, LOSS_PANELS)
+    columns = min(len(shown), LOSS_PANELS_PER_ROW)  # a sweep of many lrs wraps onto rows
+    rows = -(-len(shown) // columns)
     fig, axes = subplots(rows, columns, figsize=(4.0 * columns, 3.4 * rows), squeeze=False, sharey=True)
-    for ax, lr in zip(axes.flat, lrs):
+    for ax, lr in zip(axes.flat, shown):
         r = next(r for r in first if r.lr == lr)
         for t in r.trajectories:
             ax.plot(r.time, r.series(t, "loss"), linestyle=style(r, t), label=t)
         ax.set_title(f"lr = {number_text(lr)}")
         ax.set_xlabel("time t = k·lr")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(lrs):]:
+    for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("loss L(θ)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"Loss curves ({label})", fontsize=10)
+    some = "" if len(shown) == len(lrs) else f" of {len(shown)} of the {len(lrs)} lrs, spread over the sweep"
+    fig.suptitle(f"Loss curves{some} ({label})", fontsize=10)
     made.append(save(fig, out, "loss" + suffix, named("Loss curves")))
 
     if all(r.has(r.discrete, "sharpness") for r in first):
@@ -635,7 +665,13 @@ def group_plots(first, out, suffix, label, several):
         ax.set_title(f"{'Preconditioned sharpness' if preconditioned else 'Sharpness'} along {d} and its "
                      f"stability limit\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
-        outside_legend(ax)
+        if len(lrs) <= LEGEND_LRS:
+            outside_legend(ax)
+        else:
+            lr_key(ax, lrs)
+            ax.legend(handles=[matplotlib.lines.Line2D([], [], color="0.4", label=what),
+                               matplotlib.lines.Line2D([], [], color="0.4", linestyle="--", label=f"its limit {first[0].stability[2]:.4g}/lr")],
+                      fontsize=8)
         fig.set_size_inches(7.4, 3.8)
         made.append(save(fig, out, "sharpness" + suffix, named(f"Sharpness against the limit of {d}")))
 

@@ -1144,6 +1144,32 @@ def test_the_loss_figure_of_a_long_sweep_wraps_onto_rows(tmp_path):
     assert width <= 5 * 4.0 * 110 + 10 and height >= 2 * 3.4 * 110 - 10, (width, height)  # 5 columns, 2 rows at 110 dpi
 
 
+def test_a_sweep_of_many_lrs_gets_a_colorbar_and_ten_loss_panels(tmp_path, monkeypatch):
+    """Found by a review: a sweep of 100 lrs drew a legend of 100 entries beside the distances and 200 beside
+    the sharpness, and 100 loss panels (a figure 7480 pixels high). More than 8 lrs now get a colorbar, and the
+    loss curves of 10 lrs spread over the sweep, the largest and the smallest included."""
+    sys.path.insert(0, str(REPO / "analysis"))
+    from eomlab_analysis import report as rep
+    import matplotlib.text
+    lrs = [f"{0.005 * k:g}" for k in range(1, 13)]
+    sweep = SMALL_STUDY.replace("lr = 0.1", "lr = " + ", ".join(lrs)).replace("steps = 20", "steps = 2").replace(
+        "record_every = 5", "record_every = 1").replace("kinds = gf, eom1", "kinds = gf")
+    proc = run_eomlab(["--config", write_config(tmp_path, sweep.format(output=tmp_path / "out"))])
+    assert proc.returncode == 0, proc.stderr
+    texts, save = {}, rep.save
+    monkeypatch.setattr(rep, "save", lambda fig, out, stem, title: (
+        texts.setdefault(stem, [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible()]),
+        save(fig, out, stem, title))[1])
+    rep.build(tmp_path / "out", tmp_path / "report")
+    panels = [t for t in texts["loss"] if t.startswith("lr = ")]
+    assert panels == ["lr = " + lr for lr in rep.spread(lrs[::-1], 10)] and len(panels) == 10, panels
+    assert panels[0] == "lr = 0.06" and panels[-1] == "lr = 0.005"
+    assert any("Loss curves of 10 of the 12 lrs, spread over the sweep" in t for t in texts["loss"]), texts["loss"]
+    for stem in ["distance_vs_time", "sharpness"]:
+        assert not any("lr = " in t for t in texts[stem]), (stem, texts[stem])  # no legend entry per lr
+        assert "lr (12 values)" in texts[stem] and "0.06" in texts[stem] and "0.005" in texts[stem], texts[stem]
+
+
 def test_a_group_whose_runs_are_all_left_out_keeps_its_rows(orders_study, tmp_path):
     """Found by a review: a report taken while every run was unfinished wrote an orders.csv of its header
     alone, although report.md sent the reader to its left_out column."""
