@@ -70,6 +70,12 @@ bool LayerSequence::planes_from(std::size_t k) const {
          layers_[k + 1]->plane_role() == PlaneRole::map && layers_[k + 2]->plane_role() == PlaneRole::pool;
 }
 
+Index LayerSequence::held_parameter_size() const {
+  Index size = 0;
+  for (const auto& layer : layers_) size += layer->held_parameter_size();
+  return size;
+}
+
 HeldSize LayerSequence::held_size() const {
   HeldSize held;
   Index largest = 0;

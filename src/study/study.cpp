@@ -468,8 +468,11 @@ RecordedAttributes refuse_runs_of_another_config(const StudyConfig& c, const Stu
     if (written.count("run_id") && written["run_id"] != r.run_id)
       throw InputError(flag + ": run file '" + path + "' holds run '" + written["run_id"] + "', not '" + r.run_id +
                        "' (copied or renamed by hand); move it away" + (flag == "--resume" ? ", or --overwrite" : ""));
+    // On --resume a run file's lists are those of its time, which this grid may only have grown: checked
+    // here too, as study.ini may have been removed (an adversarial review: then a shrunk grid was taken).
+    const GridLists lists = flag == "--resume" ? GridLists::may_grow : GridLists::ignored;
     if (written.count("config"))
-      if (const std::string diff = difference_from_recorded(o, written["config"], c, input, GridLists::ignored); !diff.empty())
+      if (const std::string diff = difference_from_recorded(o, written["config"], c, input, lists); !diff.empty())
         throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
     if (inputs) refuse_other_inputs(c, o, path, written, *inputs);
     read[path] = std::move(written);

@@ -1503,3 +1503,8 @@ def test_a_study_extended_with_more_learning_rates_keeps_its_runs(tmp_path):
     assert proc.returncode == 2 and "the values there keeping their order" in proc.stderr, proc.stderr
     proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.05,0.025,0.0125", "--resume", "--shard", "0/2"])
     assert proc.returncode == 0 and "shard 0/2 of the grown grid holds other runs" in proc.stderr, proc.stderr
+    # A review: with study.ini removed, a shrunk grid was taken (the run files' own lists were not compared).
+    (tmp_path / "out" / "study.ini").unlink()
+    proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.025", "--resume"])
+    assert proc.returncode == 2 and "was written with another config (optimizer.lr was '0.1,0.05" in proc.stderr, proc.stderr
+    assert "now '0.1,0.025'" in proc.stderr and not (tmp_path / "out" / "study.ini").exists()
