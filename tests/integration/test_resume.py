@@ -70,8 +70,8 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(tmp_path, r
 
 
 def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
-    # One long run, so the signal always lands inside it (between runs nothing needs a checkpoint).
-    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
+    # One run of ~8 s, so the signal, sent at its first checkpoint (step 10), always lands inside it.
+    text = STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 600")
     ref_config = write_config(tmp_path, text.format(output=tmp_path / "ref"), "ref.ini")
     assert run_eomlab(["--config", ref_config], np=2).returncode == 0
     reference = datasets(tmp_path / "ref")
@@ -92,7 +92,7 @@ def test_sigusr1_checkpoints_exits_75_and_resumes_identically(tmp_path):
     # Its first progress line comes after the checkpoint's step, without an ETA (no pace measured yet).
     at = int(re.search(r"resuming at step (\d+)", resumed.stdout)[1])
     first = next(line for line in resumed.stdout.splitlines() if " step " in line and "resuming" not in line)
-    assert int(re.search(r" step (\d+)/2400 ", first)[1]) >= at and "ETA" not in first, first
+    assert int(re.search(r" step (\d+)/600 ", first)[1]) >= at and "ETA" not in first, first
     assert datasets(tmp_path / "out") == reference
     # The resume's own provenance beside the first invocation's (which the root attributes keep).
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
@@ -219,7 +219,7 @@ def test_a_file_source_study_that_spelled_the_keys_it_does_not_read_resumes(tmp_
 def stop_a_one_run_study(tmp_path, data="n_samples = 256", layers="8,32,32,4"):
     """A one-run study (of `data`: its [data] keys) stopped (SIGUSR1) after its first checkpoint: its config and
     its run file."""
-    config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 2400")
+    config = write_config(tmp_path, STUDY.replace("lr = 0.05, 0.1", "lr = 0.05").replace("steps = 300", "steps = 600")
                           .replace("n_samples = 256", data).replace("8,32,32,4", layers).format(output=tmp_path / "out"))
     proc = start_study(config)
     wait_for_first_checkpoint(tmp_path / "out", proc)
@@ -295,7 +295,7 @@ shape = 2,6,6
 architecture = {architecture}
 [optimizer]
 lr = 0.05
-steps = 12000
+steps = 3000
 record_every = 10
 [flows]
 kinds = gf, eom1
