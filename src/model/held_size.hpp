@@ -11,4 +11,11 @@ struct HeldSize {
   Index total() const { return value_only + every_component; }
 };
 
+// Doubles per jet component of parameter size that a network keeps beside θ's own jet: each layer's own
+// (kept, summed over layers) and the scratch its layers share (the largest).
+struct HeldParameters {
+  Index kept = 0, scratch = 0;
+  Index total() const { return kept + scratch; }
+};
+
 }  // namespace eomlab

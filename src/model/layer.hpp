@@ -135,9 +135,9 @@ class Layer {
   // bits): doubles per sample and jet component the layer holds from its forward to its backward pass,
   // its output and what it keeps beside it (an activation's slope, a normalization's centred values).
   virtual Index held_size() const { return n_outputs(); }
-  // Doubles per jet component the layer keeps of parameter size beside θ's own jet, for the same estimate
-  // (weightnorm: the normalized weights and the scratch of their gradient).
-  virtual Index held_parameter_size() const { return 0; }
+  // What it keeps of parameter size beside θ's own jet, for the same estimate (weightnorm: the normalized
+  // weights, and the shared scratch of their gradient).
+  virtual HeldParameters held_parameters() const { return {}; }
   virtual Index n_params() const { return 0; }
   // Puts the parameters at θ[offset, offset + n_params()); their blocks are named "<name>.W", ...
   virtual void place(Index /*offset*/, const std::string& /*name*/) {}

@@ -141,7 +141,7 @@ Shape Model::input_shape() const { return impl_->body.input_shape(); }
 Index Model::n_outputs() const { return impl_->body.output_shape().size(); }
 Index Model::activation_size() const { return impl_->body.activation_size(); }
 HeldSize Model::held_size() const { return impl_->body.held_size(); }
-Index Model::held_parameter_size() const { return impl_->body.held_parameter_size(); }
+HeldParameters Model::held_parameters() const { return impl_->body.held_parameters(); }
 Index Model::samples_per_pass(int directions) const { return impl_->chunk_samples(directions); }
 std::string Model::architecture() const { return impl_->body.text(); }
 

@@ -65,7 +65,7 @@ class Model {
   Index n_outputs() const;  // logits or predictions per sample
   Index activation_size() const;  // every layer's outputs per sample, summed (sets samples_per_pass)
   HeldSize held_size() const;     // what a pass holds per sample (for memory estimates)
-  Index held_parameter_size() const;  // and per jet component, of parameter size (Layer::held_parameter_size)
+  HeldParameters held_parameters() const;  // and per jet component, of parameter size (Layer::held_parameters)
   // The samples one pass of an evaluation in m directions takes at most: the jet path goes through a
   // batch in chunks so its jets stay within a fixed budget (about 1 GiB), except when the model's
   // statistics couple the samples. Results depend only on the model, m and the batch.

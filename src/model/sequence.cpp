@@ -70,10 +70,14 @@ bool LayerSequence::planes_from(std::size_t k) const {
          layers_[k + 1]->plane_role() == PlaneRole::map && layers_[k + 2]->plane_role() == PlaneRole::pool;
 }
 
-Index LayerSequence::held_parameter_size() const {
-  Index size = 0;
-  for (const auto& layer : layers_) size += layer->held_parameter_size();
-  return size;
+HeldParameters LayerSequence::held_parameters() const {
+  HeldParameters all;
+  for (const auto& layer : layers_) {
+    const HeldParameters own = layer->held_parameters();
+    all.kept += own.kept;
+    all.scratch = std::max(all.scratch, own.scratch);
+  }
+  return all;
 }
 
 HeldSize LayerSequence::held_size() const {

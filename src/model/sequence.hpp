@@ -29,7 +29,7 @@ class LayerSequence {
   // Σ of the layers' held sizes (layer.hpp), but for the outputs of a conv and an activation fused by
   // planes, which are not kept, plus the δ jet and its spare at the largest output a δ is formed for.
   HeldSize held_size() const;
-  Index held_parameter_size() const;  // the layers' (Layer::held_parameter_size), summed
+  HeldParameters held_parameters() const;  // the layers' (Layer::held_parameters) together
 
   // Parametrized layers are named prefix + their count among them: "layer0", "layer1", ...
   void place(Index offset, const std::string& prefix);

@@ -140,7 +140,7 @@ MemoryEstimate estimate_rank_memory(const StudyConfig& c, Index n_params, Index 
   MemoryEstimate e;
   // Layers keeping more of parameter size, on every rank and per jet component (an adversarial review:
   // weightnorm nets of 2.6 M parameters peaked at up to 1.18x the estimate without it).
-  const double layers_held = architecture ? static_cast<double>(model->held_parameter_size()) * (1 << order) : 0;
+  const double layers_held = model ? static_cast<double>(model->held_parameters().total()) * (1 << order) : 0;
   e.parameter_bytes = 8 * (7 * p + sliced * std::ceil(p / r) + layers_held);
   e.checkpoint_bytes = 8 * checkpoint * std::ceil(p / r);
   // The data set, the run's copy of its shard, and the passes.

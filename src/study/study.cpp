@@ -452,7 +452,8 @@ using RecordedAttributes = std::map<std::string, std::map<std::string, std::stri
 RecordedAttributes refuse_runs_of_another_config(const StudyConfig& c, const StudyOptions& o,
                                                  const std::vector<RunSpec>& mine, const std::string& flag,
                                                  const std::optional<Shape>& input = std::nullopt,
-                                                 const StudyInputs* inputs = nullptr) {
+                                                 const StudyInputs* inputs = nullptr,
+                                                 GridLists lists = GridLists::ignored) {
   RecordedAttributes read;
   std::error_code ec;
   for (const RunSpec& r : mine) {
@@ -468,9 +469,6 @@ RecordedAttributes refuse_runs_of_another_config(const StudyConfig& c, const Stu
     if (written.count("run_id") && written["run_id"] != r.run_id)
       throw InputError(flag + ": run file '" + path + "' holds run '" + written["run_id"] + "', not '" + r.run_id +
                        "' (copied or renamed by hand); move it away" + (flag == "--resume" ? ", or --overwrite" : ""));
-    // On --resume a run file's lists are those of its time, which this grid may only have grown: checked
-    // here too, as study.ini may have been removed (an adversarial review: then a shrunk grid was taken).
-    const GridLists lists = flag == "--resume" ? GridLists::may_grow : GridLists::ignored;
     if (written.count("config"))
       if (const std::string diff = difference_from_recorded(o, written["config"], c, input, lists); !diff.empty())
         throw InputError(flag + ": run file '" + path + "' was written with another config (" + diff + ")" + remedy);
@@ -584,7 +582,11 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
       check.rewrite_saved = true;
     }
   }
-  if (o.resume) refuse_runs_of_another_config(c, o, mine, "--resume", input, inputs);
+  // Without study.ini (removed) the run files' lists stand for the study's, which --resume may only grow (a
+  // review: a shrunk grid was taken). Beside one, a file's lists may be older than an --overwrite's shrink.
+  if (o.resume)
+    refuse_runs_of_another_config(c, o, mine, "--resume", input, inputs,
+                                  check.before.text.empty() ? GridLists::may_grow : GridLists::ignored);
   if (o.shards > 1 && !o.overwrite && inputs) refuse_other_shards_of_other_inputs(c, o, *inputs);
   std::size_t existing = 0;
   for (const RunSpec& r : mine) existing += fs::exists(run_path(c, r), ec) ? 1 : 0;

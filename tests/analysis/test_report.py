@@ -1508,3 +1508,16 @@ def test_a_study_extended_with_more_learning_rates_keeps_its_runs(tmp_path):
     proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.025", "--resume"])
     assert proc.returncode == 2 and "was written with another config (optimizer.lr was '0.1,0.05" in proc.stderr, proc.stderr
     assert "now '0.1,0.025'" in proc.stderr and not (tmp_path / "out" / "study.ini").exists()
+
+
+
+def test_a_resume_after_an_overwrite_of_fewer_lrs_keeps_the_other_runs(tmp_path):
+    """A review of the check above: beside study.ini a run file's lists may be older than an --overwrite that
+    shrank the grid; growing it back with --resume keeps that run, as it did before."""
+    study = SMALL_STUDY.format(output=tmp_path / "out").replace("lr = 0.1", "lr = 0.1, 0.05").replace(
+        "steps = 20", "steps = 2").replace("record_every = 5", "record_every = 1")
+    config = write_config(tmp_path, study)
+    assert run_eomlab(["--config", config]).returncode == 0
+    assert run_eomlab(["--config", config, "--optimizer.lr=0.1", "--overwrite"]).returncode == 0
+    proc = run_eomlab(["--config", config, "--resume"])
+    assert proc.returncode == 0 and "lr0.05_seed1_wd0] already complete, skipped" in proc.stdout, proc.stdout + proc.stderr

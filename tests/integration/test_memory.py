@@ -367,16 +367,15 @@ def test_a_weightnorm_nets_estimate_counts_the_normalized_weights_on_every_rank(
     """An adversarial review: a dense(2048, weightnorm=on) net keeps the normalized weights and the scratch
     of their gradient at parameter size, per jet component and on every rank of a run; stopped with a
     checkpoint on 2 ranks, such nets peaked at 1.05-1.18x the estimate (0.85x with eom2, 0.88x with gf and
-    the sharpness's HVPs), so a study sized by --dry-run could be killed by the OOM killer."""
+    the sharpness's HVPs), so a study sized by --dry-run could be killed by the OOM killer. The same net
+    spelled with the MLP keys (normalize = weight; a review) peaks alike and is estimated alike."""
     study = """
 [study]
 output = {output}
 ranks_per_run = 2
 [data]
-shape = 1,16,16
-n_samples = 64
-[model]
-architecture = flatten, dense(2048, weightnorm=on), tanh, dense(1024, weightnorm=on), tanh, dense(10)
+n_samples = 16
+{network}
 [optimizer]
 lr = 0.05
 steps = 2
@@ -389,5 +388,13 @@ theta = none
 sharpness = on
 checkpoint_every = 1
 """
-    estimate, measured = estimate_and_peak(tmp_path, study, "lr0.05_seed0_wd0", np=2)
+    architecture = ("shape = 1,16,16\n[model]\n"
+                    "architecture = flatten, dense(2048, weightnorm=on), tanh, dense(1024, weightnorm=on), tanh, dense(10)")
+    estimate, measured = estimate_and_peak(tmp_path, study.replace("{network}", architecture), "lr0.05_seed0_wd0", np=2)
+    assert 0.97 < estimate / measured < 1.4, (estimate, measured)
+    mlp = write_config(tmp_path, study.replace("{network}", "[model]\nlayers = 256,2048,1024,10\nnormalize = weight")
+                       .format(output=tmp_path / "mlp"), "mlp.ini")
+    dry = run_eomlab(["--config", mlp, "--dry-run"], np=2)
+    assert dry.returncode == 0, dry.stderr
+    estimate = float(re.search(r"memory: about ([\d.]+) MiB per rank \(estimate\)", dry.stdout)[1])
     assert 0.97 < estimate / measured < 1.4, (estimate, measured)

@@ -4,6 +4,7 @@ requeues itself and resumes."""
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ def test_one_allocation_runs_the_whole_study(cluster, tmp_path):
     assert r.returncode == 0, r.stderr + log + cluster.logs()
     assert "mpirun -np 2" in log
     # The log's command as a shell takes it back (found by a review: a path with spaces was ambiguous).
-    assert re.search(" --config " + re.escape(str(study).replace(" ", "\\ ")) + "( |$)", log, re.M), log
+    assert re.search(" --config " + re.escape(shlex.quote(str(study))) + "( |$)", log, re.M), log
     rows = catalog(tmp_path / "out")
     assert {x.decode() for x in rows["run_id"]} == RUN_IDS
     assert set(rows["status"]) == {b"complete"}
@@ -164,7 +165,7 @@ def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
         assert time.time() < deadline, job_log(tmp_path, "cancel-*.out") + cluster.logs()
         time.sleep(0.5)
     log = job_log(tmp_path, "cancel-*.out")
-    assert f"continue with sbatch jobs/eomlab.sbatch {study} --resume" in log, log
+    assert f"continue with sbatch --ntasks=1 jobs/eomlab.sbatch {study} --resume" in log, log
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
         assert f.attrs["status"] in ("interrupted", "running")
 
@@ -194,8 +195,8 @@ def test_scancel_ends_an_srun_array_and_each_task_says_how_to_continue_alone(clu
         assert job_field(cluster, f"{array}_{task}", "Restarts") == "0", log + cluster.logs()
         assert job_field(cluster, f"{array}_{task}", "JobState") == "CANCELLED", log
         assert "requeueing" not in log, log
-        assert (f"continue with sbatch --array={task} --export=ALL,EOMLAB_SHARDS=2 jobs/eomlab.sbatch {study} "
-                f"--study.output={out} --resume") in log, log
+        assert (f"continue with sbatch --ntasks=1 --array={task} '--export=ALL,EOMLAB_LAUNCHER=srun --mpi=pmix,"
+                f"EOMLAB_SHARDS=2' jobs/eomlab.sbatch {study} --study.output={out} --resume") in log, log
 
 
 def test_a_job_requeued_by_slurm_resumes_once_and_says_what_to_check_under_overwrite(cluster, tmp_path):

@@ -22,8 +22,10 @@ class Dense final : public Layer {
     return "dense(" + std::to_string(l_.out) + (weightnorm_ ? ", weightnorm=on)" : ")");
   }
   Shape output_shape() const override { return l_.out; }
-  // r ⊙ W, t0 and t1, and ∂/∂(r ⊙ W) in every component where a plain layer writes only those wanted
-  Index held_parameter_size() const override { return weightnorm_ ? 4 * l_.out * l_.in : 0; }
+  // r ⊙ W; scratch t0 and t1, and ∂/∂(r ⊙ W) in every component where a plain layer writes only those wanted
+  HeldParameters held_parameters() const override {
+    return weightnorm_ ? HeldParameters{l_.out * l_.in, 3 * l_.out * l_.in} : HeldParameters{};
+  }
   Index n_params() const override { return l_.in * l_.out + l_.out; }
   void place(Index offset, const std::string& name) override {
     l_.w_offset = offset;

@@ -20,7 +20,7 @@ class Residual final : public Layer {
   bool couples_samples() const override { return inner_.couples_samples(); }
   Index activation_size() const override { return n_outputs() + inner_.activation_size(); }
   Index held_size() const override { return 2 * n_outputs() + inner_.held_size().total(); }  // and inner_delta_
-  Index held_parameter_size() const override { return inner_.held_parameter_size(); }
+  HeldParameters held_parameters() const override { return inner_.held_parameters(); }
 
   void forward(const ForwardPass& pass, const Jet& in, Jet& out, Scratch& s) override {
     inner_.forward(pass, in, s);
