@@ -278,8 +278,9 @@ bool list_extends(const std::string& before, const std::string& now) {
 }
 
 // How a recorded config is compared: whole (a study's), or but for the grid's lists (a run's, which is
-// one point of the grid whatever the lists; or a study's on --resume, whose lists may grow).
-enum class GridLists { compared, ignored, may_grow };
+// one point of the grid whatever the lists; or a study's on --resume, whose lists may grow; or may have
+// grown since this invocation's config was written, as for an array task submitted before a growth).
+enum class GridLists { compared, ignored, may_grow, grown_since };
 
 // What differs between a config recorded in the study directory (study.ini or a run file's, as an older
 // eomlab may have spelled it) and this invocation's. Given the data's sample shape, architectures are
@@ -290,7 +291,8 @@ std::string difference_from_recorded(const StudyOptions& o, const std::string& r
   return config_difference(o.canonical_config(recorded), c.resolved_text,
                            [&](const std::string& key, const std::string& a, const std::string& b) {
                              if (is_grid_key(key) && grid != GridLists::compared)
-                               return grid == GridLists::ignored || list_extends(a, b);
+                               return grid == GridLists::ignored || (grid == GridLists::grown_since ? list_extends(b, a)
+                                                                                                    : list_extends(a, b));
                              const auto given = [](const std::string& v) { return !v.empty() && v != "(unset)"; };
                              return input && key == "model.architecture" && given(a) && given(b) &&
                                     same_layers(c, a, b, *input);
@@ -571,6 +573,11 @@ OutputCheck check_output(const StudyConfig& c, const StudyOptions& o, const std:
                   << "runs still missing)" << std::endl;
     }
     if (!diff.empty() && !(o.resume && extends)) {
+      if (o.resume && difference_from_recorded(o, check.before.text, c, input, GridLists::grown_since).empty())
+        throw InputError("--resume: the study in '" + c.output + "' has more grid points than this config (" + diff +
+                         "), and a study's lists may only grow: continue it with its own grid (" +
+                         (out / "study.ini").string() + "), which holds these runs (a job submitted before the grid "
+                         "grew, as an array task requeued since, runs the old grid's shards: end it)");
       if (o.resume)
         throw InputError("--resume: the config differs from the study in '" + c.output + "': " + diff +
                          " (to the grid's lists, study.seed, optimizer.lr and model.weight_decay, values may be added, "

@@ -1496,6 +1496,9 @@ def test_a_study_extended_with_more_learning_rates_keeps_its_runs(tmp_path):
     assert proc.returncode == 0 and "lists 3 runs, 3 with a run file" in proc.stdout, proc.stdout + proc.stderr
     proc = run_eomlab(["--config", config, "--optimizer.lr=0.1,0.025", "--resume"])
     assert proc.returncode == 2 and "optimizer.lr was '0.1,0.05,0.025', now '0.1,0.025'" in proc.stderr, proc.stderr
+    # An adversarial review: a requeued array task of the grid before a growth was told "the config differs",
+    # a config its user never changed. Where the study's lists extend this one's, it says so.
+    assert "has more grid points than this config" in proc.stderr and "study.ini), which holds these runs" in proc.stderr
     # A second adversarial review: a reordered list was taken as grown, giving the runs other indices, so
     # a job array's shards other runs (two never computed while every shard said done). Refused now; and
     # a shard that grows the grid says its runs are others than before.
