@@ -944,13 +944,14 @@ std::string build_of(const std::string& path) {
   }
 }
 
-// Fresh, resumed from its checkpoint, or skipped because it has finished (--resume only).
-RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run, const dist::Comm& group) {
+// Fresh, resumed from its checkpoint, or skipped because it has finished (--resume only), by its file's status
+// (recorded_statuses; read by group rank 0).
+RunPlan plan_run(const StudyConfig& c, const StudyOptions& o, const RunSpec& run, const std::string& status,
+                 const dist::Comm& group) {
   std::string plan = "fresh";
   const std::string path = run_path(c, run), ckpt = checkpoint_path(c, run);
   std::error_code ec;
   if (group.rank() == 0 && o.resume) {
-    const std::string status = run_file_status(path, trajectory_names(c));
     if (is_finished(status))
       plan = status;
     else if (!status.empty() && fs::exists(ckpt, ec))
@@ -1144,14 +1145,14 @@ std::string upper_case(std::string name) {
   return name;
 }
 
-// Which of `runs` a --resume will skip (complete or diverged): the runs left that an ETA counts.
-std::vector<bool> finished_runs(const StudyConfig& c, const StudyOptions& o, const std::vector<const RunSpec*>& runs) {
-  std::vector<bool> finished(runs.size(), false);
-  if (!o.resume) return finished;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    finished[i] = is_finished(run_file_status(run_path(c, *runs[i]), trajectory_names(c)));
-  }
-  return finished;
+// The status of each of `runs`' files on --resume (run_file_status), read once: what plan_run decides by and
+// the runs left that an ETA counts (it skips the finished ones). Empty statuses without --resume.
+std::vector<std::string> recorded_statuses(const StudyConfig& c, const StudyOptions& o,
+                                           const std::vector<const RunSpec*>& runs) {
+  std::vector<std::string> statuses(runs.size());
+  if (o.resume)
+    for (std::size_t i = 0; i < runs.size(); ++i) statuses[i] = run_file_status(run_path(c, *runs[i]), trajectory_names(c));
+  return statuses;
 }
 
 // The group's ETA: the mean time of the runs it computed so far, times the runs it has left.
@@ -1266,7 +1267,9 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
   bool interrupted = false;
   long peak_memory = 0;  // the runs' own peaks (each restarts the high-water mark)
   GroupProgress eta;
-  const std::vector<bool> done_before = leader ? finished_runs(config, options, group_runs) : std::vector<bool>();
+  // Group rank 0 decides each run's plan; the others' statuses stay empty.
+  const std::vector<std::string> statuses =
+      leader ? recorded_statuses(config, options, group_runs) : std::vector<std::string>(group_runs.size());
   for (std::size_t n = 0; n < group_runs.size() && !interrupted; ++n) {
     const RunSpec& run = *group_runs[n];
     const std::string label = "[run " + std::to_string(run.index + 1) + "/" + std::to_string(grid.size()) +
@@ -1275,7 +1278,7 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
       interrupted = true;
       break;
     }
-    const RunPlan plan = plan_run(config, options, run, group);
+    const RunPlan plan = plan_run(config, options, run, statuses[n], group);
     if (plan.mode == RunMode::skip) {
       if (leader) std::cout << label << "already " << plan.finished_status << ", skipped" << std::endl;
       continue;
@@ -1290,7 +1293,9 @@ int run_study(const StudyConfig& config, const StudyOptions& options, const dist
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     if (leader)
-      eta.finished(label, outcome, seconds, std::count(done_before.begin() + static_cast<long>(n) + 1, done_before.end(), false),
+      eta.finished(label, outcome, seconds,
+                   std::count_if(statuses.begin() + static_cast<long>(n) + 1, statuses.end(),
+                                 [](const std::string& status) { return !is_finished(status); }),
                    groups > 1);
   }
 
