@@ -524,12 +524,12 @@ def spread(values, k):
     return [values[round(i * (len(values) - 1) / (k - 1))] for i in range(k)]
 
 
-def lr_key(ax, lrs, **legend):
-    """What tells the lrs' lines apart, beside ax: a legend entry each (legend: the legend's keywords), or
-    for more than LEGEND_LRS a colorbar of their colors (viridis by position from the largest lr),
-    labelled with some of them."""
+def lr_key(ax, lrs, legend, styles=()):
+    """What tells the lrs' lines apart, beside ax: legend() of an entry each, or for more than LEGEND_LRS a
+    colorbar of their colors (viridis by position from the largest lr), labelled with some of them, and a
+    legend of the line styles (Line2D handles) if any."""
     if len(lrs) <= LEGEND_LRS:
-        ax.legend(**legend)
+        legend()
         return
     mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, len(lrs) - 1), matplotlib.colormaps["viridis"])
     bar = ax.figure.colorbar(mappable, cax=ax.inset_axes([1.04, 0.0, 0.04, 1.0]))
@@ -538,6 +538,8 @@ def lr_key(ax, lrs, **legend):
     bar.set_label(f"lr ({len(lrs)} values)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     bar.ax.invert_yaxis()
+    if styles:
+        ax.legend(handles=list(styles), fontsize=8)
 
 
 def subplots(*args, figsize=None, **kw):
@@ -603,7 +605,7 @@ def group_plots(first, out, suffix, label, several):
             ax.set_xlabel("time t = k·lr")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(f"‖θ_flow(t) − θ_{d}(k)‖")
-        lr_key(axes[0][-1], lrs, fontsize=8)
+        lr_key(axes[0][-1], lrs, lambda: axes[0][-1].legend(fontsize=8))
         fig.suptitle(f"Distance between each flow and {d} ({label})", fontsize=10)
         made.append(save(fig, out, "distance_vs_time" + suffix, named(f"Distance to {d} against time")))
 
@@ -665,13 +667,9 @@ def group_plots(first, out, suffix, label, several):
         ax.set_title(f"{'Preconditioned sharpness' if preconditioned else 'Sharpness'} along {d} and its "
                      f"stability limit\n({label})", fontsize=9)
         ax.grid(alpha=0.3)
-        if len(lrs) <= LEGEND_LRS:
-            outside_legend(ax)
-        else:
-            lr_key(ax, lrs)
-            ax.legend(handles=[matplotlib.lines.Line2D([], [], color="0.4", label=what),
-                               matplotlib.lines.Line2D([], [], color="0.4", linestyle="--", label=f"its limit {first[0].stability[2]:.4g}/lr")],
-                      fontsize=8)
+        lr_key(ax, lrs, lambda: outside_legend(ax),
+               styles=[matplotlib.lines.Line2D([], [], color="0.4", label=what),
+                       matplotlib.lines.Line2D([], [], color="0.4", linestyle="--", label=f"its limit {first[0].stability[2]:.4g}/lr")])
         fig.set_size_inches(7.4, 3.8)
         made.append(save(fig, out, "sharpness" + suffix, named(f"Sharpness against the limit of {d}")))
 
