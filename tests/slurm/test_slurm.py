@@ -155,15 +155,9 @@ def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
     script says it."""
     study = one_run_study(tmp_path, steps=8000)  # ~10 s: the warning comes at step 0, long before the end
     job = submit(cluster, tmp_path, ["--ntasks=1", "-o", tmp_path / "cancel-%j.out", SCRIPT, study])
-    deadline = time.time() + 120
-    while "step 0/" not in job_log(tmp_path, "cancel-*.out"):
-        assert time.time() < deadline, job_log(tmp_path, "cancel-*.out") + cluster.logs()
-        time.sleep(0.2)
+    wait_for_log(tmp_path, "cancel-*.out", "step 0/", cluster)
     subprocess.run(["scancel", job], env=cluster.env, check=True)
-    deadline = time.time() + 120
-    while "stopped by a signal" not in job_log(tmp_path, "cancel-*.out"):
-        assert time.time() < deadline, job_log(tmp_path, "cancel-*.out") + cluster.logs()
-        time.sleep(0.5)
+    wait_for_log(tmp_path, "cancel-*.out", "stopped by a signal", cluster)
     log = job_log(tmp_path, "cancel-*.out")
     assert f"continue with sbatch --ntasks=1 jobs/eomlab.sbatch {study} --resume" in log, log
     with h5py.File(tmp_path / "out" / "runs" / "lr0.05_seed1_wd0.h5", "r") as f:
@@ -171,6 +165,7 @@ def test_a_cancelled_job_says_how_to_continue(cluster, tmp_path):
 
 
 def wait_for_log(tmp_path, pattern, marker, cluster, count=1):
+    """Waits (up to 120 s) until the jobs' logs show marker count times."""
     deadline = time.time() + 120
     while job_log(tmp_path, pattern).count(marker) < count:
         assert time.time() < deadline, job_log(tmp_path, pattern) + cluster.logs()
@@ -255,10 +250,7 @@ def submit(cluster, tmp_path, args):
 
 def warn_when_logged(cluster, job, tmp_path, pattern, marker):
     """Sends the batch shell SLURM's warning (USR1) once the job's log shows marker."""
-    deadline = time.time() + 120
-    while marker not in job_log(tmp_path, pattern):
-        assert time.time() < deadline, job_log(tmp_path, pattern) + cluster.logs()
-        time.sleep(0.2)
+    wait_for_log(tmp_path, pattern, marker, cluster)
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
 
 
