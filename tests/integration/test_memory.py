@@ -224,8 +224,10 @@ theta = none
 
 
 def test_a_conv_nets_estimate_counts_its_copy_of_the_data(tmp_path):
-    estimate, measured = estimate_and_peak(tmp_path, CONV, "lr0.05_seed0_wd0", np=1)
-    assert measured > 2 * 16000 * 3 * 32 * 32 * 8 / 2**20, measured  # two copies of the images
+    # 16x16 images: the copies dominate the peak as 32x32 ones do, at a quarter of the convolutions' time.
+    study = CONV.replace("shape = 3,32,32", "shape = 3,16,16")
+    estimate, measured = estimate_and_peak(tmp_path, study, "lr0.05_seed0_wd0", np=1)
+    assert measured > 2 * 16000 * 3 * 16 * 16 * 8 / 2**20, measured  # two copies of the images
     assert 0.9 < estimate / measured < 1.5, (estimate, measured)
 
 
@@ -324,9 +326,10 @@ def test_a_conv_nets_estimate_counts_what_its_layers_keep(tmp_path, architecture
 
 # Dense layers alone as an architecture run on the dense fast path, whose gradients and HVPs take the whole
 # shard: the estimate took the jet path's chunks, 0.36x the peak of dense(2048), tanh, dense(3) on 30000
-# samples (a review).
+# samples (a review). Few input features: the passes' arrays of 5000 x 2048 dominate the peak all the same,
+# and a gradient takes a fiftieth of the time it took with 784.
 DENSE_ARCHITECTURE = MEDIUM.replace("layers = 784,512,10", "architecture = dense(2048), tanh, dense(3)").replace(
-    "n_samples = 1024", "n_samples = 5000\nn_features = 784\nn_classes = 3").replace("ranks_per_run = 2", "ranks_per_run = 1").replace(
+    "n_samples = 1024", "n_samples = 5000\nn_features = 16\nn_classes = 3").replace("ranks_per_run = 2", "ranks_per_run = 1").replace(
     "kinds = gf, eom2", "kinds = gf").replace("steps = 2", "steps = 1")
 
 
@@ -355,10 +358,14 @@ lr = 0.05
 steps = 2
 [flows]
 kinds = gf
+rtol = 1e-3
+atol = 1e-5
 [output]
 theta = none
+sharpness = off
 checkpoint_every = 1
 """
+    # Without the sharpness and at a loose tolerance: the flow's state and its copy still dominate the peak.
     estimate, measured = estimate_and_peak(tmp_path, study, "lr0.05_seed0_wd0", np=1)
     assert 0.85 < estimate / measured < 1.45, (estimate, measured)
 
@@ -368,7 +375,8 @@ def test_a_weightnorm_nets_estimate_counts_the_normalized_weights_on_every_rank(
     of their gradient at parameter size, per jet component and on every rank of a run; stopped with a
     checkpoint on 2 ranks, such nets peaked at 1.05-1.18x the estimate (0.85x with eom2, 0.88x with gf and
     the sharpness's HVPs), so a study sized by --dry-run could be killed by the OOM killer. The same net
-    spelled with the MLP keys (normalize = weight; a review) peaks alike and is estimated alike."""
+    spelled with the MLP keys (normalize = weight; a review) peaks alike and is estimated alike. At the widths
+    below (0.8 M parameters) the old estimate gives 0.90x, the new one 0.99x."""
     study = """
 [study]
 output = {output}
@@ -389,10 +397,10 @@ sharpness = on
 checkpoint_every = 1
 """
     architecture = ("shape = 1,16,16\n[model]\n"
-                    "architecture = flatten, dense(2048, weightnorm=on), tanh, dense(1024, weightnorm=on), tanh, dense(10)")
+                    "architecture = flatten, dense(1024, weightnorm=on), tanh, dense(512, weightnorm=on), tanh, dense(10)")
     estimate, measured = estimate_and_peak(tmp_path, study.replace("{network}", architecture), "lr0.05_seed0_wd0", np=2)
     assert 0.97 < estimate / measured < 1.4, (estimate, measured)
-    mlp = write_config(tmp_path, study.replace("{network}", "[model]\nlayers = 256,2048,1024,10\nnormalize = weight")
+    mlp = write_config(tmp_path, study.replace("{network}", "[model]\nlayers = 256,1024,512,10\nnormalize = weight")
                        .format(output=tmp_path / "mlp"), "mlp.ini")
     dry = run_eomlab(["--config", mlp, "--dry-run"], np=2)
     assert dry.returncode == 0, dry.stderr
