@@ -358,6 +358,11 @@ class Run:
         """The `name` column of a /model table (layout, scale_invariant_blocks, translation_components)."""
         return [plain(n) for n in self.tables[table]["name"]]
 
+    def __getstate__(self):
+        """Pickled without its open file, which reopens on use: the report's figures are drawn in other
+        processes."""
+        return {**self.__dict__, "_file": None}
+
     @property
     def file(self):
         if self._file is None or not self._file.id.valid:

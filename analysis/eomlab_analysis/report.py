@@ -1,4 +1,4 @@
-"""analysis/report OUTPUT_DIR [--out DIR]: a Markdown report with CSV tables and PNG plots of a study.
+"""analysis/report OUTPUT_DIR [--out DIR] [--jobs N]: a Markdown report with CSV tables and PNG plots of a study.
 
 Only the runs of the study in study.ini are reported (load.Study); other files in runs/ are listed as
 stale. Text from the files goes through md() into Markdown and csv_cell() into CSV.
@@ -31,9 +31,12 @@ method's limit (2/lr for GD; RMSProp and Adam: λ_max(P⁻¹H) against theirs), 
 component against time."""
 import argparse
 import collections
+import concurrent.futures
 import csv
 import itertools
 import math
+import multiprocessing
+import os
 import pathlib
 import re
 import sys
@@ -550,6 +553,9 @@ def subplots(*args, figsize=None, **kw):
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg")  # PNG for the Markdown report, PDF and SVG for papers
+# No creation date, and SVG ids from a fixed salt: a figure's bytes depend on its data alone (a report
+# written again, or by other processes, is byte for byte the same).
+FIGURE_METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
 def label_log_axes(fig):
@@ -567,8 +573,9 @@ def save(fig, out, stem, title):
     """Writes a finished figure in every format; returns its (title, PNG file name) for the report."""
     label_log_axes(fig)
     fig.tight_layout()
-    for ext in FIGURE_FORMATS:
-        fig.savefig(out / f"{stem}.{ext}", dpi=110)
+    with matplotlib.rc_context({"svg.hashsalt": "eomlab"}):
+        for ext in FIGURE_FORMATS:
+            fig.savefig(out / f"{stem}.{ext}", dpi=110, metadata=FIGURE_METADATA[ext])
     return title, f"{stem}.png"
 
 
@@ -577,15 +584,33 @@ def outside_legend(ax, **kw):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
 
 
-def plots(study, out):
+def plots(study, out, jobs=1):
     """The figures of every (seed, weight decay) group of runs (file names get _seed<S>_wd<W> when
-    there are several groups), then the translation component of each group with weight decay."""
-    made = []
+    there are several groups), then the translation component of each group with weight decay. The groups
+    are drawn by up to `jobs` processes at once; the figures are the same for any number."""
     every = sorted(groups(plotted(study)).items())
-    for key, runs in every:
-        made += group_plots(runs, out, group_suffix(key, every), group_label(key, every), len(every) > 1)
-    made += translation_plots(every, out)
-    return made
+    calls = [(out.path, runs, group_suffix(key, every), group_label(key, every), len(every) > 1) for key, runs in every]
+    made = []
+    for group_made, written in in_processes(draw_group, calls, jobs):
+        made += group_made
+        out.written |= written
+    return made + translation_plots(every, out)
+
+
+def draw_group(path, runs, suffix, label, several):
+    """group_plots into a Folder of its own, as a worker process must: its figures and the names it wrote."""
+    folder = Folder(path)
+    return group_plots(runs, folder, suffix, label, several), folder.written
+
+
+def in_processes(function, calls, jobs):
+    """[function(*call) for call in calls], by up to `jobs` processes. They are spawned, not forked: a
+    notebook's threads and state stay out of them."""
+    if jobs < 2 or len(calls) < 2:
+        return [function(*call) for call in calls]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(calls)),
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(function, *zip(*calls)))
 
 
 def group_plots(first, out, suffix, label, several):
@@ -863,9 +888,12 @@ def fenced(body):
     return f"{fence}ini\n{body}\n{fence}\n"
 
 
-def build(output_dir, out_dir):
+def build(output_dir, out_dir, jobs=1):
+    """Writes the report of the study in output_dir into out_dir; its figures by up to `jobs` processes (a
+    script calling it with more than one needs the `if __name__ == "__main__":` guard that spawned processes
+    need). Returns the path of report.md."""
     with Study(output_dir) as study:
-        return write(study, out_dir)
+        return write(study, out_dir, jobs)
 
 
 def runs_line(study):
@@ -896,10 +924,10 @@ class Folder:
         return self.path / name
 
 
-def write(study, out_dir):
+def write(study, out_dir, jobs=1):
     folder = Folder(out_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
-    write_files(study, folder)
+    write_files(study, folder, jobs)
     # What an earlier report wrote and this one did not (a table or figure the study no longer has) goes,
     # so no old slope stands beside the new report; nothing else in the folder is touched.
     manifest = folder.path / MANIFEST
@@ -947,8 +975,8 @@ def provenance_lines(runs):
     return lines
 
 
-def write_files(study, out):
-    """Writes report.md, its tables and figures into the Folder `out`."""
+def write_files(study, out, jobs=1):
+    """Writes report.md, its tables and figures (by up to `jobs` processes) into the Folder `out`."""
     parts = [f"# eomlab report: study '{md(study.name)}'\n",
              f"Output directory: {md(str(study.dir))}, {runs_line(study)}"
              + (f", {len(study.stale)} stale run files.\n" if study.stale else ".\n")]
@@ -1003,7 +1031,7 @@ def write_files(study, out):
                      "on the discrete trajectory and on each flow, and each flow's difference from it." + more +
                      "\n\n" + write_table(out, "scale", header, rows, shown))
     parts += rates_section(study, out)
-    figures = plots(study, out)
+    figures = plots(study, out, jobs)
     if figures:
         parts.append("## Figures\n")
         for title, name in figures:
@@ -1011,13 +1039,31 @@ def write_files(study, out):
     (out / "report.md").write_text("\n".join(parts), encoding="utf-8")
 
 
+def default_jobs():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cpus)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes >= 1, got '{text}'")
+    return value
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="analysis/report", description=__doc__.splitlines()[0])
     p.add_argument("output_dir", help="a study's output directory (study.output)")
     p.add_argument("--out", help="where to write the report (default OUTPUT_DIR/report)")
+    p.add_argument("--jobs", type=positive_int, default=default_jobs(),
+                   help="processes drawing the figures, one group of runs each (default: the CPUs this process "
+                        "may use, at most 8)")
     args = p.parse_args(argv)
     try:
-        path = build(args.output_dir, args.out or pathlib.Path(args.output_dir) / "report")
+        path = build(args.output_dir, args.out or pathlib.Path(args.output_dir) / "report", args.jobs)
     except OSError as e:  # no such study, or a --out that cannot be a folder
         print(f"analysis/report: {e}", file=sys.stderr)
         return 2

@@ -39,7 +39,8 @@ def report(tmp_path_factory):
     config = write_config(tmp, SWEEP.format(output=tmp / "out", extra_lr=", 40"))  # lr 40 diverges
     proc = run_eomlab(["--config", config])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    subprocess.run([sys.executable, REPO / "analysis" / "report", tmp / "out"], check=True, capture_output=True)
+    # its 4 groups' figures drawn by 4 processes
+    subprocess.run([sys.executable, REPO / "analysis" / "report", tmp / "out", "--jobs", "4"], check=True, capture_output=True)
     return tmp / "out" / "report"
 
 
@@ -87,3 +88,26 @@ def test_a_diverged_run_is_left_out_and_listed(report):
     with open(report / "orders.csv") as f:
         rows = f.read()
     assert "lr 40.0: status diverged" in rows  # left out of the fits, with the reason
+
+
+def test_the_figures_do_not_depend_on_the_number_of_processes_drawing_them(report, tmp_path):
+    """The groups' figures are drawn by several processes (--jobs; by default as many as the CPUs, at most
+    8): the report's files are byte for byte those of one process, PDF and SVG included (they carried their
+    creation time, and SVG random ids)."""
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, REPO / "analysis" / "report", report.parent, "--out", one, "--jobs", "1"],
+                   check=True, capture_output=True)
+    names = sorted(p.name for p in one.iterdir())
+    assert sum(name.endswith((".pdf", ".svg")) for name in names) >= 32, names
+    assert names == sorted(p.name for p in report.iterdir())
+    for name in names:
+        assert (one / name).read_bytes() == (report / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("jobs", ["0", "two"])
+def test_a_bad_number_of_jobs_is_refused_naming_the_option(tmp_path, jobs):
+    proc = subprocess.run([sys.executable, REPO / "analysis" / "report", tmp_path, "--jobs", jobs],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert f"argument --jobs: expected a whole number of processes >= 1, got '{jobs}'" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "report").exists()
