@@ -134,4 +134,10 @@ std::int64_t available_memory_bytes(std::string* source) {
   return available_memory_bytes_in("/proc/self/cgroup", "/sys/fs/cgroup", mem_available(), source);
 }
 
+std::int64_t memory_left_bytes() {
+  const std::int64_t node = available_memory_bytes(), address_space = address_space_left_bytes();
+  if (node > 0 && address_space > 0) return std::min(node, address_space);
+  return std::max(node, address_space);
+}
+
 }  // namespace eomlab

@@ -23,6 +23,11 @@ std::int64_t available_memory_bytes(std::string* source = nullptr);
 // it maps now (bytes); 0 where there is no limit. Beyond it allocations fail, and OpenBLAS may spin on them.
 std::int64_t address_space_left_bytes();
 
+// What this process can still allocate before either limit above, the node's (or its cgroup's) or its
+// address space's: the smaller of available_memory_bytes() and address_space_left_bytes(); 0 where neither
+// is known. Input files are checked against it before their data is allocated.
+std::int64_t memory_left_bytes();
+
 // The same from the given files: /proc/self/cgroup, the cgroup file system's mount point, MemAvailable.
 // A limit on any ancestor of the process's cgroup counts; inactive page cache counts as available.
 std::int64_t available_memory_bytes_in(const std::string& proc_self_cgroup, const std::string& sys_fs_cgroup,

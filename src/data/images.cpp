@@ -145,7 +145,7 @@ std::pair<Bytes, std::vector<Index>> read_idx_file(const std::string& path, int 
   const std::string where = key + ": " + path;
   std::vector<Index> dims = idx_dims(read_file_bytes(path, key, idx_header(static_cast<std::size_t>(rank))), rank, where);
   check(dims);
-  const double declared = idx_declared_bytes(dims), available = static_cast<double>(available_memory_bytes());
+  const double declared = idx_declared_bytes(dims), available = static_cast<double>(memory_left_bytes());
   if ((available > 0 && declared > available) || declared > 9e18)  // 9e18: no memory holds it, known or not
     throw_input_error(where, "an IDX file that fits in memory" + (available > 0 ? " (" + std::to_string(static_cast<long long>(available)) +
                                  " bytes available)" : std::string()), idx_declared_text(dims));
@@ -360,7 +360,7 @@ Dataset select_images(const RawImages& raw, const DataConfig& data, const std::s
   // As float64 the images take 8 bytes a pixel: refused here if the node cannot hold them at all (the
   // study's memory estimate, which counts them, comes after the data's shape is known).
   const double bytes = 8.0 * static_cast<double>(size) * static_cast<double>(kept.size());
-  const double available = static_cast<double>(available_memory_bytes());
+  const double available = static_cast<double>(memory_left_bytes());
   if (available > 0 && bytes > available) {
     char text[160];
     std::snprintf(text, sizeof text, "%zu images of %s (%.1f GiB as float64), %.1f GiB available", kept.size(),

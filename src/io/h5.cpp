@@ -86,6 +86,21 @@ bool exists(hid_t loc, const std::string& name) {
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
+std::optional<std::string> external_link_file(hid_t loc, const std::string& name, const std::string& file) {
+  H5L_info_t info{};
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0 || H5Lget_info(loc, name.c_str(), &info, H5P_DEFAULT) < 0 ||
+      info.type != H5L_TYPE_EXTERNAL)
+    return std::nullopt;
+  std::vector<char> value(info.u.val_size);
+  check(H5Lget_val(loc, name.c_str(), value.data(), value.size(), H5P_DEFAULT), "H5Lget_val", file + ":" + name);
+  unsigned flags = 0;
+  const char* target_file = nullptr;
+  const char* target_object = nullptr;
+  check(H5Lunpack_elink_val(value.data(), value.size(), &flags, &target_file, &target_object), "H5Lunpack_elink_val",
+        file + ":" + name);
+  return std::string(target_file);
+}
+
 ObjectKind object_kind(hid_t loc, const std::string& name, const std::string& file) {
   const Handle object(H5Oopen(loc, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", file + ":" + name);
   switch (H5Iget_type(object)) {

@@ -4,6 +4,7 @@
 #include <hdf5.h>
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -104,6 +105,9 @@ void silence_error_stack();
 Handle open_file_readonly(const std::string& path);
 Handle open_dataset(hid_t loc, const std::string& name, const std::string& file);
 bool exists(hid_t loc, const std::string& name);
+// The file an external link `name` points to, as stored in the link (HDF5 resolves a relative one against
+// several folders), or nullopt when `name` is no external link; the link is not followed.
+std::optional<std::string> external_link_file(hid_t loc, const std::string& name, const std::string& file);
 // What an existing object `name` is; to_string names it for messages ("a dataset", "a group", ...).
 enum class ObjectKind { dataset, group, named_datatype, other };
 ObjectKind object_kind(hid_t loc, const std::string& name, const std::string& file);

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "core/files.hpp"
+#include "core/memory.hpp"
 #include "data/synthetic.hpp"
 #include "io/h5.hpp"
 
@@ -24,7 +28,27 @@ h5::Handle open_input(const std::string& path, const std::string& key) {
   }
 }
 
+// The files HDF5 may open for an external link to `target` from the file `path`: as given, beside `path`,
+// their names alone there and here, and under each folder of HDF5_EXT_PREFIX.
+std::vector<std::filesystem::path> link_candidates(const std::string& target, const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path given(target), folder = fs::path(path).parent_path();
+  std::vector<fs::path> out{given, folder / given, folder / given.filename(), given.filename()};
+  if (const char* prefixes = std::getenv("HDF5_EXT_PREFIX")) {
+    std::stringstream list(prefixes);
+    for (std::string prefix; std::getline(list, prefix, ':');) out.push_back(fs::path(prefix) / given);
+  }
+  return out;
+}
+
 h5::Handle require_dataset(hid_t file, const std::string& name, const std::string& path, const std::string& key) {
+  // An external link is followed only to regular files, as the input itself (HDF5 opening a FIFO waits
+  // forever, deaf to the stop signals).
+  if (const auto target = h5::external_link_file(file, name, path))
+    for (const auto& candidate : link_candidates(*target, path)) {
+      std::error_code ec;
+      if (std::filesystem::exists(candidate, ec)) require_regular_file(key, candidate.string());
+    }
   if (!h5::exists(file, name)) throw InputError(key + ": '" + path + "' has no dataset " + name);
   if (const h5::ObjectKind kind = h5::object_kind(file, name, path); kind != h5::ObjectKind::dataset)
     throw InputError(key + ": '" + path + "': expected a dataset " + name + ", got " + to_string(kind));
@@ -129,10 +153,25 @@ void require_stored(hid_t dataset, const std::vector<hsize_t>& dims, const std::
                                " bytes its shape declares (" + contents_text(dataset, dims, where) + "), got ";
   if (H5Pget_layout(dcpl) == H5D_VIRTUAL)  // its size says nothing, and parts no source maps read as fill values
     throw InputError(expected + "a virtual dataset (mapped from others, which are not checked): copy its values into the file");
+  if (const int external = H5Pget_external_count(dcpl); external > 0)  // a short one reads as zeros, a FIFO blocks
+    throw InputError(expected + "data stored in " + std::to_string(external) +
+                     " external file(s), which are not checked: copy its values into the file");
   if (H5Pget_nfilters(dcpl) == 0 && stored < declared)
     throw InputError(expected + std::to_string(static_cast<long long>(stored)) + " stored in the file");
   const std::string unwritten = unwritten_chunks(dataset, dcpl, dims, where);
   if (!unwritten.empty()) throw InputError(expected + unwritten + " (they would read as fill values)");
+}
+
+// Refused before its float64 copy is allocated: a compressed dataset may declare far more than its file
+// holds, and the study's memory check comes after the data (std::bad_alloc, or the OOM killer, before it).
+void require_fits_in_memory(hid_t dataset, const std::vector<hsize_t>& dims, const std::string& where) {
+  double bytes = 8;
+  for (hsize_t d : dims) bytes *= static_cast<double>(d);
+  const double left = static_cast<double>(memory_left_bytes());
+  if (left > 0 && bytes > left)
+    throw InputError(where + ": expected data that fits in memory (" + std::to_string(static_cast<long long>(left)) +
+                     " bytes left to this process), got " + contents_text(dataset, dims, where) + ", " +
+                     std::to_string(static_cast<long long>(bytes)) + " bytes as float64");
 }
 
 void require_usable(const Eigen::Ref<const Matrix>& m, const std::string& where) {
@@ -157,6 +196,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
     throw InputError(where + ":/X: expected at most " + std::to_string(static_cast<long long>(max_extent)) +
                      " samples and features, got " + contents_text(x, xdims, path));
   require_stored(x, xdims, where + ":/X");
+  require_fits_in_memory(x, xdims, where + ":/X");
   const Index n = static_cast<Index>(xdims[0]), d = static_cast<Index>(features);
   Dataset out;
   if (image) out.sample_shape = Shape(static_cast<Index>(xdims[1]), static_cast<Index>(xdims[2]), static_cast<Index>(xdims[3]));
@@ -187,6 +227,7 @@ Dataset read_data_file(const std::string& path, LossKind loss, Index n_classes, 
     if (loss == LossKind::cross_entropy)
       throw InputError(where + ":/y: expected integer class labels [N] for cross_entropy, got targets " +
                        contents_text(y, ydims, path));
+    require_fits_in_memory(y, ydims, where + ":/y");
     out.targets.resize(static_cast<Index>(ydims[1]), n);
     read_all(y, H5T_NATIVE_DOUBLE, out.targets.data(), where + ":/y");
     require_usable(out.targets, where + ":/y");

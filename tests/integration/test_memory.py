@@ -2,15 +2,18 @@
 is allocated or written; a study that cannot fit on its node is refused with exit 2 and one line naming
 the key, the estimate and the available memory; a data file declaring more than it stores is refused
 naming the file; --dry-run prints the estimate, which is within a small factor of the measured peak."""
+import os
 import re
 import resource
 import subprocess
+import zlib
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import SMALL_STUDY, eomlab_binary, mpi_env, run_eomlab, write_config
+from test_image_data import write_idx
 
 
 def refusal(proc):
@@ -62,15 +65,9 @@ def test_a_study_beyond_the_address_space_limit_is_refused_instead_of_hanging(tm
         pytest.skip("an address-space hard limit is set already")
 
     def run(args, limit):
-        def limited():
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        return subprocess.run([eomlab_binary(), "--config", str(small_study), *args], env=mpi_env(),
-                              capture_output=True, text=True, timeout=300, preexec_fn=limited)
+        return run_limited(small_study, args, limit)
 
-    probe = 64 * 2**30
-    dry = run(["--dry-run"], probe)
-    left = float(re.search(r"([\d.]+) (MiB|GiB) of address space per process", dry.stdout)[1]) * 2**30
-    limit = probe - int(left) + 2**30
+    limit = mapped_by_eomlab(small_study) + 2**30
     big = ["--model.layers=3072,16,3", "--data.n_samples=40000"]  # about 0.9 GiB of data per copy
     line = refusal(run(big, limit))
     assert line.startswith("eomlab: data.n_samples: expected a study that fits in memory, got an estimated "), line
@@ -80,6 +77,22 @@ def test_a_study_beyond_the_address_space_limit_is_refused_instead_of_hanging(tm
     assert dry.returncode == 0 and "of address space per process; too large for this node" in dry.stdout, dry.stdout + dry.stderr
     fits = run([], limit)
     assert fits.returncode == 0, fits.stdout + fits.stderr
+
+
+def run_limited(config, args, limit):
+    """eomlab on config under an address-space limit (`ulimit -v`) of `limit` bytes."""
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return subprocess.run([eomlab_binary(), "--config", str(config), *args], env=mpi_env(),
+                          capture_output=True, text=True, timeout=300, preexec_fn=limited)
+
+
+def mapped_by_eomlab(small_study):
+    """The address space eomlab maps by itself on this machine (its MPI and BLAS threads' share varies), from
+    what --dry-run says is left under a limit of 64 GiB."""
+    probe = 64 * 2**30
+    dry = run_limited(small_study, ["--dry-run"], probe)
+    return probe - int(float(re.search(r"([\d.]+) GiB of address space per process", dry.stdout)[1]) * 2**30)
 
 
 def lying_data_file(path, rows):
@@ -406,3 +419,88 @@ checkpoint_every = 1
     assert dry.returncode == 0, dry.stderr
     estimate = float(re.search(r"memory: about ([\d.]+) MiB per rank \(estimate\)", dry.stdout)[1])
     assert 0.97 < estimate / measured < 1.4, (estimate, measured)
+
+
+# Data stored in external raw files (HDF5's external storage) was read without a check: a short file read
+# as zeros (an adversarial review: 75% of /X zero, exit 0), a FIFO blocked eomlab for ever. Refused, as a
+# virtual dataset is.
+@pytest.mark.parametrize("dataset", ["X", "y"])
+def test_data_stored_in_external_files_is_refused_saying_so(tmp_path, dataset):
+    rng = np.random.default_rng(0)
+    values = {"X": rng.standard_normal((12, 4)), "y": np.arange(12) % 3}
+    raw = tmp_path / "short.bin"
+    values[dataset][:3].tofile(raw)  # a quarter of what the dataset declares
+    data = tmp_path / "external.h5"
+    with h5py.File(data, "w") as f:
+        for name, value in values.items():
+            if name == dataset:
+                f.create_dataset(name, shape=value.shape, dtype=value.dtype, external=[(str(raw), 0, value.nbytes)])
+            else:
+                f[name] = value
+    line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1))
+    assert line.startswith(f"eomlab: data.source: {data}:/{dataset}: expected the {values[dataset].nbytes} bytes its shape "
+                           "declares"), line
+    assert line.endswith("got data stored in 1 external file(s), which are not checked: copy its values into the file"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_external_link_to_a_fifo_is_refused_not_waited_on(tmp_path):
+    """An adversarial review: /X as an external link to a FIFO made HDF5 open the FIFO, which blocks until a
+    writer comes, and eomlab ignored SIGTERM there; only SIGKILL ended it. A link to a regular file is read."""
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    data = tmp_path / "linked.h5"
+    with h5py.File(data, "w") as f:
+        f["X"] = h5py.ExternalLink(str(fifo), "/X")
+        f["y"] = np.arange(12) % 3
+    line = refusal(run_eomlab(["--config", data_study(tmp_path, data)], np=1, timeout=60))
+    assert line == f"eomlab: data.source: expected a regular file, got a FIFO '{fifo}'", line
+    assert not (tmp_path / "out").exists()
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["X"] = np.random.default_rng(0).standard_normal((12, 4))
+    with h5py.File(data, "a") as f:
+        del f["X"]
+        f["X"] = h5py.ExternalLink("target.h5", "/X")  # beside the linking file
+    proc = run_eomlab(["--config", data_study(tmp_path, data)], np=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_compressed_data_file_declaring_more_than_the_memory_left_is_refused_before_it_is_read(tmp_path, small_study):
+    """An adversarial review: a gzip /X of 2 MB declaring 2 GB, under an architecture (whose size is known
+    only from the data), was allocated before any check: std::bad_alloc (exit 1) under `ulimit -v`, or the
+    OOM killer where several ranks each read it. It is refused naming the file and the memory left."""
+    if resource.getrlimit(resource.RLIMIT_AS)[1] != resource.RLIM_INFINITY:
+        pytest.skip("an address-space hard limit is set already")
+    chunk = (1000, 1, 100, 100)  # 80 MB as float64, about 80 kB compressed
+    data = tmp_path / "bomb.h5"
+    with h5py.File(data, "w") as f:
+        x = f.create_dataset("X", shape=(25 * chunk[0], *chunk[1:]), dtype="f8", chunks=chunk, compression="gzip")
+        zeros = zlib.compress(bytes(8 * int(np.prod(chunk))))
+        for i in range(25):
+            x.id.write_direct_chunk((i * chunk[0], 0, 0, 0), zeros)
+        f["y"] = np.zeros(25 * chunk[0], dtype=np.int64)
+    assert data.stat().st_size < 10 * 2**20
+    config = write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = hdf5:{data}").replace(
+        "layers = 5,8,3", "architecture = flatten, dense(3)"), "bomb.ini")
+    line = refusal(run_limited(config, [], mapped_by_eomlab(small_study) + 2**30))  # 1 GiB beyond eomlab's own
+    assert line.startswith(f"eomlab: data.source: {data}:/X: expected data that fits in memory ("), line
+    assert line.endswith(" bytes left to this process), got float64 [25000, 1, 100, 100], 2000000000 bytes as float64"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_images_beyond_the_address_space_left_are_refused_before_they_are_converted(tmp_path, small_study):
+    """An adversarial review: images were compared with the node's memory alone, so under `ulimit -v` a
+    gzipped IDX image of 144 MB, 1.15 GB as float64, ended in std::bad_alloc (exit 1)."""
+    if resource.getrlimit(resource.RLIMIT_AS)[1] != resource.RLIM_INFINITY:
+        pytest.skip("an address-space hard limit is set already")
+    (tmp_path / "idx").mkdir()
+    write_idx(tmp_path / "idx" / "train-images-idx3-ubyte.gz", np.zeros((1, 12000, 12000), dtype=np.uint8))
+    write_idx(tmp_path / "idx" / "train-labels-idx1-ubyte", np.zeros(1, dtype=np.uint8))
+    config = write_config(tmp_path, SMALL_STUDY.format(output=tmp_path / "out").replace(
+        "source = gaussian_mixture\nn_samples = 64", f"source = idx:{tmp_path}/idx/\nn_samples = 1").replace(
+        "layers = 5,8,3", "architecture = avgpool(1000), flatten, dense(1)\nloss = mse"), "images.ini")
+    line = refusal(run_limited(config, [], mapped_by_eomlab(small_study) + 2**30))
+    assert line.startswith(f"eomlab: data.source: the train split of '{tmp_path}/idx/': expected images that fit in "
+                           "memory, got 1 images of 1x12000x12000 (1.1 GiB as float64), "), line
+    assert not (tmp_path / "out").exists()
