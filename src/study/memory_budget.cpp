@@ -62,28 +62,28 @@ void add_sgd_batches(const StudyConfig& c, double p, double n, double per_sample
   e.sample_bytes += 8 * (1 + copies * (eom1 + eom0)) * shard * per_sample;
   if (eom0) e.batch_bytes += copies * 8 * m * std::ceil(p / r);
   if (!eom1) return;
-  const double before = e.batch_bytes;
   const bool together = model ? model->evaluates_blocks_together()
                               : c.model.architecture.empty() && c.model.normalize == Normalization::none;
   const Index width = model ? model->input_shape().size() : c.model.layers.front();
   const Index params = p < 9e18 ? static_cast<Index>(p) : std::numeric_limits<Index>::max();
+  double kept = 0;  // the eom1 flow's batch gradients (or their mask)
   switch (partition_path(together, c.ranks_per_run, static_cast<Index>(n), static_cast<Index>(m), width, params)) {
     case PartitionPath::gram: {
       // The mask, and the m block gradients but for the first layer's weights, which go through the mask and
       // are never written (a review: 64,1024,1024,10 on 128 samples in batches of 1 peaked at 1.9x without them).
       const double first_weights = model ? static_cast<double>(model->blocks().front().size)
                                          : static_cast<double>(c.model.layers[0]) * static_cast<double>(c.model.layers[1]);
-      e.batch_bytes += 8 * n * n + 8 * m * std::max(0.0, p - first_weights);
+      kept = 8 * n * n + 8 * m * std::max(0.0, p - first_weights);
       break;
     }
     case PartitionPath::blocks:
-      e.batch_bytes += 8 * m * (std::ceil(p / r) + (r > 1 ? p : 0));
+      kept = 8 * m * (std::ceil(p / r) + (r > 1 ? p : 0));
       break;
     case PartitionPath::one_by_one:
-      e.batch_bytes += 8 * m * std::ceil(p / r);
+      kept = 8 * m * std::ceil(p / r);
       break;
   }
-  e.batch_bytes += (copies - 1) * (e.batch_bytes - before);
+  e.batch_bytes += copies * kept;
 }
 
 // Doubles an architecture's passes hold on a shard of `shard` samples when evaluations go up to `order`
